@@ -1,0 +1,149 @@
+"""The activity that sends process emails, exactly once per step.
+
+Each request carries a key (``{process_id}/{step}``). The email's Message-ID
+is derived from that key, and the outbox row keyed by it is marked ``sent``
+once the SMTP server accepted the message, so a retried attempt returns the
+earlier receipt instead of sending again. Should a worker die in the instant
+between the server's acceptance and that mark, the retry sends the same
+message again with the same Message-ID, which receiving mail systems treat
+as one message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+
+import aiosmtplib
+from email_validator import EmailNotValidError, validate_email
+from sqlmodel import select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.mailer import SmtpMailer
+from activities.templates import EmailTemplates, TemplateError
+from crm.db import Database, insert_once
+from crm.models import AuditEntry, OutboundEmail, utcnow
+from workflows.contracts import SEND_EMAIL, EmailReceipt, EmailRequest
+
+
+def message_id_for(key: str, sender: str) -> str:
+    """The Message-ID every attempt of step ``key`` uses, in the sender's domain."""
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "crmflow.localhost"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
+
+
+class EmailActivities:
+    """Renders templates and sends them through an SMTP server, once per key."""
+
+    def __init__(
+        self,
+        database: Database,
+        mailer: SmtpMailer,
+        *,
+        sender: str,
+        templates: EmailTemplates | None = None,
+    ) -> None:
+        self._database = database
+        self._mailer = mailer
+        self._sender = sender
+        self._templates = templates or EmailTemplates()
+
+    @activity.defn(name=SEND_EMAIL)
+    async def send_email(self, request: EmailRequest) -> EmailReceipt:
+        """Send the email for ``request.key`` unless an earlier attempt did.
+
+        Raises a non-retryable ApplicationError of type ``InvalidInput`` for a
+        malformed recipient or template, ``RecipientRejected`` when the server
+        refuses it permanently, and a retryable ``SmtpUnavailable`` when the
+        server cannot be reached or answers with a temporary failure.
+        """
+        recipient = _valid_recipient(request.to)
+        try:
+            rendered = self._templates.render(request.template, request.context)
+        except TemplateError as err:
+            raise ApplicationError(str(err), type="InvalidInput", non_retryable=True) from err
+
+        outbox, _ = await insert_once(
+            self._database,
+            OutboundEmail(
+                key=request.key,
+                process_id=request.process_id,
+                message_id=message_id_for(request.key, self._sender),
+                recipient=recipient,
+                template=request.template,
+                subject=rendered.subject,
+            ),
+        )
+        if outbox.status == "sent":
+            activity.logger.info("email %s already sent as %s", request.key, outbox.message_id)
+            return EmailReceipt(request.key, outbox.message_id, outbox.subject, sent=False)
+
+        message = EmailMessage()
+        message["From"] = self._sender
+        message["To"] = recipient
+        message["Subject"] = rendered.subject
+        message["Message-ID"] = outbox.message_id
+        message["Date"] = formatdate(localtime=False, usegmt=True)
+        message["X-Crmflow-Process"] = request.process_id
+        message["X-Crmflow-Step"] = request.key.rpartition("/")[2]
+        message.set_content(rendered.body)
+        await self._deliver(message, request.key)
+
+        await self._mark_sent(request.key)
+        await insert_once(
+            self._database,
+            AuditEntry(
+                key=request.key,
+                process_id=request.process_id,
+                step=f"email:{request.template}",
+                detail={"message_id": outbox.message_id, "subject": rendered.subject},
+            ),
+        )
+        activity.logger.info("email %s sent as %s", request.key, outbox.message_id)
+        return EmailReceipt(request.key, outbox.message_id, rendered.subject, sent=True)
+
+    async def _deliver(self, message: EmailMessage, key: str) -> None:
+        try:
+            await self._mailer.send(message)
+        except aiosmtplib.SMTPRecipientsRefused as err:
+            raise ApplicationError(
+                f"email {key}: recipient refused: {err.recipients}",
+                type="RecipientRejected",
+                non_retryable=True,
+            ) from err
+        except aiosmtplib.SMTPResponseException as err:
+            permanent = 500 <= err.code < 600
+            raise ApplicationError(
+                f"email {key}: SMTP server answered {err.code} {err.message}",
+                type="RecipientRejected" if permanent else "SmtpUnavailable",
+                non_retryable=permanent,
+            ) from err
+        except (aiosmtplib.SMTPException, OSError) as err:
+            raise ApplicationError(
+                f"email {key}: SMTP server {self._mailer.host}:{self._mailer.port} "
+                f"unavailable: {err}",
+                type="SmtpUnavailable",
+            ) from err
+
+    async def _mark_sent(self, key: str) -> None:
+        async with self._database.session() as session:
+            row = (await session.exec(select(OutboundEmail).where(OutboundEmail.key == key))).one()
+            row.status = "sent"
+            row.sent_at = utcnow()
+            row.attempts += 1
+            session.add(row)
+            await session.commit()
+
+
+def _valid_recipient(address: str) -> str:
+    try:
+        valid = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as err:
+        raise ApplicationError(
+            f"invalid recipient address {address!r}: {err}", type="InvalidInput", non_retryable=True
+        ) from err
+    return str(Address(addr_spec=valid.normalized))

@@ -1,0 +1,59 @@
+"""Activities that keep CRM records and the audit trail of every process."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from crm.db import Database, insert_once
+from crm.models import AuditEntry, Customer, utcnow
+from workflows.contracts import RECORD_STEP, UPSERT_CUSTOMER, CustomerRecord, StepRecord
+
+
+class RecordActivities:
+    """Writes customer records and audit entries; both are safe to retry."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    @activity.defn(name=RECORD_STEP)
+    async def record_step(self, record: StepRecord) -> bool:
+        """Append one step to a process's audit trail; False when already recorded."""
+        _, inserted = await insert_once(
+            self._database,
+            AuditEntry(
+                key=record.key,
+                process_id=record.process_id,
+                step=record.step,
+                detail=record.detail,
+            ),
+        )
+        return inserted
+
+    @activity.defn(name=UPSERT_CUSTOMER)
+    async def upsert_customer(self, record: CustomerRecord) -> None:
+        """Create the customer's record or overwrite it with ``record`` (idempotent)."""
+        async with self._database.session() as session:
+            customer = await session.get(Customer, record.customer_id)
+            if customer is None:
+                customer = Customer(customer_id=record.customer_id, **_fields(record))
+            else:
+                for name, value in _fields(record).items():
+                    setattr(customer, name, value)
+                customer.updated_at = utcnow()
+            session.add(customer)
+            await session.commit()
+
+
+def _fields(record: CustomerRecord) -> dict[str, object]:
+    return {
+        "company_name": record.company_name,
+        "contact_name": record.contact_name,
+        "contact_email": record.contact_email,
+        "plan": record.plan,
+        "stage": record.stage,
+        "domain": record.domain,
+        "industry": record.industry,
+        "employees": record.employees,
+        "country": record.country,
+        "csm_id": record.csm_id,
+    }

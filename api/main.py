@@ -1,0 +1,63 @@
+"""The crmflow HTTP API: a thin layer that starts processes and forwards events.
+
+``create_app()`` builds the app; ``crmflow api`` serves it with uvicorn on
+``CRMFLOW_API_HOST``:``CRMFLOW_API_PORT``. OpenAPI docs are at ``/docs``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+from api.deps import AppContext, TemporalConnection
+from api.problems import install_problem_handlers
+from api.routes import health, onboardings, processes, tasks
+from crm.db import Database
+from crm.policy import load_policy
+from crm.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API app for ``settings`` (default: from the environment).
+
+    Raises crm.policy.PolicyError at start-up when the policy file is invalid.
+    """
+    settings = settings or get_settings()
+    policy = load_policy(settings.policy_file)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database.from_url(settings.database_url)
+        await database.create_tables()
+        app.state.context = AppContext(
+            settings=settings,
+            policy=policy,
+            database=database,
+            temporal=TemporalConnection(settings),
+        )
+        try:
+            yield
+        finally:
+            await database.dispose()
+
+    app = FastAPI(
+        title="crmflow",
+        version="1",
+        summary="Durable CRM processes on Temporal: onboarding, SLA escalation, renewals.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    for router in (health.router, onboardings.router, processes.router, tasks.router):
+        app.include_router(router)
+    return app
+
+
+def main() -> None:
+    """Entry point of ``crmflow api``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)

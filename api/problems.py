@@ -1,0 +1,87 @@
+"""RFC 9457 problem details: every error the API returns.
+
+Each problem has a stable ``type`` (``urn:crmflow:problem:<name>``) that
+clients can switch on, a short ``title`` and a ``detail`` for humans. Stack
+traces never leave the server.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+
+log = logging.getLogger("crmflow.api")
+
+
+class Problem(Exception):
+    """An error answered as problem+json with ``status`` and a stable ``kind``."""
+
+    def __init__(
+        self, status: int, kind: str, title: str, detail: str = "", **extra: Any
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.kind = kind
+        self.title = title
+        self.detail = detail
+        self.extra = extra
+
+
+def invalid_input(field: str, message: str) -> Problem:
+    """A 422 for one invalid field, shaped like FastAPI's own validation problems."""
+    return Problem(
+        422,
+        "validation-error",
+        "Invalid request",
+        f"{field}: {message}",
+        errors=[{"loc": ["body", field], "msg": message, "type": "value_error"}],
+    )
+
+
+def problem_response(request: Request, problem: Problem) -> JSONResponse:
+    """The problem+json response for ``problem``."""
+    body: dict[str, Any] = {
+        "type": f"urn:crmflow:problem:{problem.kind}",
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        "instance": request.url.path,
+        **problem.extra,
+    }
+    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Answer every error of ``app`` as problem+json."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        problem = Problem(422, "validation-error", "Invalid request", detail, errors=errors)
+        return problem_response(request, problem)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem_response(request, Problem(exc.status_code, kind, str(exc.detail)))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        problem = Problem(500, "internal-error", "Internal error", "The error was logged.")
+        return problem_response(request, problem)

@@ -1,0 +1,153 @@
+"""Starting processes and reading them back: the API's side of Temporal.
+
+Workflow ids are business keys, so starting a process twice for the same key
+finds the existing run instead of a second one, whether that run is still
+going or has ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.problems import Problem
+from crm.policy import Policy
+from workflows.common import PROCESS, ProcessState
+
+QUERY_TIMEOUT = timedelta(seconds=5)
+
+
+class ProcessStarted(BaseModel):
+    """The answer to a start: the process id (the business key) and its run."""
+
+    process_id: str
+    run_id: str
+    status: str
+
+
+class ProcessView(BaseModel):
+    """A process as support staff see it: status plus its ``state`` query."""
+
+    process_id: str
+    run_id: str
+    process: str | None
+    status: str
+    started_at: datetime | None
+    closed_at: datetime | None
+    state: dict[str, Any] | None
+    state_error: str | None = None
+
+
+def status_name(status: WorkflowExecutionStatus | None) -> str:
+    """``running``, ``completed``, ``failed``, ``cancelled``, ``terminated``, ..."""
+    if status is None:
+        return "unknown"
+    name = status.name.lower()
+    return "cancelled" if name == "canceled" else name
+
+
+async def start_process(
+    client: Client,
+    workflow: str,
+    argument: Any,
+    *,
+    process_id: str,
+    task_queue: str,
+    search_attributes: Sequence[SearchAttributePair[str]],
+    summary: str,
+) -> tuple[ProcessStarted, bool]:
+    """Start ``workflow`` under ``process_id``, or find the run that has it.
+
+    Returns the process and True when this call started it. Raises Problem
+    503 when Temporal cannot be reached.
+    """
+    try:
+        handle = await client.start_workflow(
+            workflow,
+            argument,
+            id=process_id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(list(search_attributes)),
+            static_summary=summary,
+        )
+    except WorkflowAlreadyStartedError as err:
+        description = await client.get_workflow_handle(process_id, run_id=err.run_id).describe()
+        return (
+            ProcessStarted(
+                process_id=process_id,
+                run_id=description.run_id,
+                status=status_name(description.status),
+            ),
+            False,
+        )
+    except RPCError as err:
+        raise _unavailable(err) from err
+    assert handle.result_run_id is not None
+    return ProcessStarted(process_id=process_id, run_id=handle.result_run_id, status="running"), True
+
+
+async def describe_process(client: Client, process_id: str) -> WorkflowExecutionDescription:
+    """The latest run of ``process_id``; raises Problem 404 when there is none."""
+    try:
+        return await client.get_workflow_handle(process_id).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise Problem(
+                404, "process-not-found", "Process not found", f"no process {process_id!r}"
+            ) from err
+        raise _unavailable(err) from err
+
+
+async def view_process(client: Client, process_id: str) -> ProcessView:
+    """Status and ``state`` of a process; the state is None if no worker answers in time."""
+    description = await describe_process(client, process_id)
+    state: dict[str, Any] | None = None
+    state_error: str | None = None
+    try:
+        answer = await client.get_workflow_handle(process_id, run_id=description.run_id).query(
+            "state", result_type=ProcessState, rpc_timeout=QUERY_TIMEOUT
+        )
+        state = asdict(answer)
+    except RPCError as err:
+        state_error = f"state query not answered: {err.message}"
+    return ProcessView(
+        process_id=process_id,
+        run_id=description.run_id,
+        process=description.typed_search_attributes.get(PROCESS),
+        status=status_name(description.status),
+        started_at=description.start_time,
+        closed_at=description.close_time,
+        state=state,
+        state_error=state_error,
+    )
+
+
+def event_types(process: str | None, policy: Policy) -> tuple[str, ...]:
+    """The business events a process of kind ``process`` accepts."""
+    if process == "onboarding":
+        return policy.onboarding.milestones
+    return ()
+
+
+def ensure_running(description: WorkflowExecutionDescription) -> None:
+    """Raise Problem 409 unless the run is still going."""
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        raise Problem(
+            409,
+            "process-closed",
+            "Process has ended",
+            f"process {description.id!r} is {status_name(description.status)}",
+        )
+
+
+def _unavailable(err: RPCError) -> Problem:
+    return Problem(503, "temporal-unavailable", "Temporal is unavailable", err.message)

@@ -1,0 +1,125 @@
+"""SQLModel tables of the CRM database.
+
+Every table written by an activity has a unique ``key`` (the idempotency key
+``{process_id}/{step}``), so a retried activity finds its earlier row instead
+of writing a second one. Timestamps are stored in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime (SQLite returns naive UTC values)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+
+class Customer(SQLModel, table=True):
+    """A customer's CRM record, kept up to date by its processes."""
+
+    __tablename__ = "customers"
+
+    customer_id: str = Field(primary_key=True, max_length=100)
+    company_name: str = Field(max_length=200)
+    contact_name: str = Field(max_length=200)
+    contact_email: str = Field(max_length=320)
+    plan: str = Field(max_length=50)
+    stage: str = Field(max_length=50)
+    domain: str | None = Field(default=None, max_length=255)
+    industry: str | None = Field(default=None, max_length=100)
+    employees: int | None = None
+    country: str | None = Field(default=None, max_length=2)
+    csm_id: str | None = Field(default=None, max_length=100, index=True)
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class Assignment(SQLModel, table=True):
+    """A subject (customer, ticket) assigned to a staff member from a pool."""
+
+    __tablename__ = "assignments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=300)
+    process_id: str = Field(index=True, max_length=200)
+    pool: str = Field(index=True, max_length=100)
+    subject_id: str = Field(max_length=100)
+    assignee_id: str = Field(index=True, max_length=100)
+    active: bool = Field(default=True, index=True)
+    assigned_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    released_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class Task(SQLModel, table=True):
+    """A task for a person, created by a process step."""
+
+    __tablename__ = "tasks"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=300)
+    process_id: str = Field(index=True, max_length=200)
+    customer_id: str = Field(index=True, max_length=100)
+    assignee_id: str = Field(index=True, max_length=100)
+    kind: str = Field(max_length=50)
+    title: str = Field(max_length=300)
+    detail: str = ""
+    status: str = Field(default="open", max_length=20, index=True)
+    due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class OutboundEmail(SQLModel, table=True):
+    """An email a process sends; ``status`` is ``sending`` until the relay accepted it."""
+
+    __tablename__ = "outbound_emails"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=300)
+    process_id: str = Field(index=True, max_length=200)
+    message_id: str = Field(unique=True, max_length=300)
+    recipient: str = Field(max_length=320)
+    template: str = Field(max_length=100)
+    subject: str = Field(max_length=300)
+    status: str = Field(default="sending", max_length=20)
+    attempts: int = 0
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    sent_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class AuditEntry(SQLModel, table=True):
+    """One step a process took, in the order it was recorded."""
+
+    __tablename__ = "audit_entries"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=300)
+    process_id: str = Field(index=True, max_length=200)
+    step: str = Field(max_length=100)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    recorded_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

@@ -1,0 +1,182 @@
+"""Business policy as data: staff, assignment pools, schedules.
+
+Defaults live here, next to the models that validate them. A deployment
+overrides any part in a YAML file named by ``CRMFLOW_POLICY_FILE``; the file is
+validated at start-up and a mistake stops the worker or API with a message
+that names the offending field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from crm.calendar import BusinessCalendar, CalendarError, CalendarSpec
+
+
+class PolicyError(ValueError):
+    """The policy file is missing, unreadable or invalid."""
+
+
+class StaffMember(BaseModel):
+    """A person processes assign work to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    name: str
+    email: str
+    manager_id: str | None = None
+    skills: tuple[str, ...] = ()
+
+
+class CalendarPolicy(BaseModel):
+    """A business calendar in the policy file; see ``crm.calendar.CalendarSpec``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str = "UTC"
+    hours: dict[str, str] = Field(
+        default_factory=lambda: {d: "09:00-17:00" for d in ("mon", "tue", "wed", "thu", "fri")}
+    )
+    holidays: list[str] = Field(default_factory=list)
+    around_the_clock: bool = False
+
+    @model_validator(mode="after")
+    def _is_a_calendar(self) -> CalendarPolicy:
+        try:
+            BusinessCalendar.from_spec(self.spec())
+        except CalendarError as err:
+            raise ValueError(str(err)) from err
+        return self
+
+    def spec(self) -> CalendarSpec:
+        """The plain-data spec workflows receive."""
+        return CalendarSpec(
+            timezone=self.timezone,
+            hours=dict(self.hours),
+            holidays=list(self.holidays),
+            around_the_clock=self.around_the_clock,
+        )
+
+
+class OnboardingPolicy(BaseModel):
+    """When onboarding nudges, flags risk and gives up, and who owns which plan."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kickoff_business_days: int = Field(default=2, ge=1)
+    nudge_days: tuple[int, ...] = (3, 7)
+    at_risk_day: int = Field(default=10, ge=1)
+    stall_day: int = Field(default=30, ge=1)
+    milestones: tuple[str, ...] = ("account_configured", "first_value")
+    calendar: CalendarPolicy = Field(default_factory=CalendarPolicy)
+    csm_pools: dict[str, str] = Field(
+        default_factory=lambda: {
+            "starter": "csm-smb",
+            "growth": "csm-smb",
+            "enterprise": "csm-enterprise",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _days_in_order(self) -> OnboardingPolicy:
+        days = [*self.nudge_days, self.at_risk_day, self.stall_day]
+        if any(later <= earlier for earlier, later in zip(days, days[1:], strict=False)):
+            raise ValueError(
+                "nudge_days, at_risk_day and stall_day must be strictly increasing, "
+                f"got {days}"
+            )
+        if not self.milestones:
+            raise ValueError("milestones must name at least one activation milestone")
+        return self
+
+    @property
+    def plans(self) -> tuple[str, ...]:
+        """The plans a customer may be on: those with a CSM pool."""
+        return tuple(self.csm_pools)
+
+
+def _default_staff() -> tuple[StaffMember, ...]:
+    return (
+        StaffMember(id="mgr-hana", name="Hana Berg", email="hana.berg@example.com"),
+        StaffMember(
+            id="csm-ana", name="Ana Ruiz", email="ana.ruiz@example.com", manager_id="mgr-hana"
+        ),
+        StaffMember(
+            id="csm-ben", name="Ben Okafor", email="ben.okafor@example.com", manager_id="mgr-hana"
+        ),
+        StaffMember(
+            id="csm-cleo", name="Cleo Martin", email="cleo.martin@example.com", manager_id="mgr-hana"
+        ),
+        StaffMember(
+            id="csm-dev", name="Dev Patel", email="dev.patel@example.com", manager_id="mgr-hana"
+        ),
+    )
+
+
+def _default_pools() -> dict[str, tuple[str, ...]]:
+    return {
+        "csm-smb": ("csm-ana", "csm-ben", "csm-cleo"),
+        "csm-enterprise": ("csm-dev", "csm-cleo"),
+    }
+
+
+class Policy(BaseModel):
+    """The whole policy file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    staff: tuple[StaffMember, ...] = Field(default_factory=_default_staff)
+    pools: dict[str, tuple[str, ...]] = Field(default_factory=_default_pools)
+    onboarding: OnboardingPolicy = Field(default_factory=OnboardingPolicy)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Policy:
+        ids = [member.id for member in self.staff]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"staff ids must be unique, repeated: {duplicates}")
+        known = set(ids)
+        for member in self.staff:
+            if member.manager_id is not None and member.manager_id not in known:
+                raise ValueError(f"staff {member.id!r}: unknown manager_id {member.manager_id!r}")
+        for pool, members in self.pools.items():
+            if not members:
+                raise ValueError(f"pool {pool!r} has no members")
+            unknown = [m for m in members if m not in known]
+            if unknown:
+                raise ValueError(f"pool {pool!r}: unknown staff {unknown}")
+        for plan, pool in self.onboarding.csm_pools.items():
+            if pool not in self.pools:
+                raise ValueError(f"onboarding.csm_pools[{plan!r}]: unknown pool {pool!r}")
+        return self
+
+    def member(self, staff_id: str) -> StaffMember:
+        """The staff member with this id; KeyError if there is none."""
+        for member in self.staff:
+            if member.id == staff_id:
+                return member
+        raise KeyError(staff_id)
+
+
+def load_policy(path: Path | None) -> Policy:
+    """Read and validate the policy file, or the defaults when ``path`` is None.
+
+    Raises PolicyError with the file name and every invalid field.
+    """
+    if path is None:
+        return Policy()
+    try:
+        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise PolicyError(f"cannot read policy file {path}: {err}") from err
+    if not isinstance(raw, dict):
+        raise PolicyError(f"policy file {path} must hold a mapping at the top level")
+    try:
+        return Policy.model_validate(raw)
+    except ValidationError as err:
+        raise PolicyError(f"invalid policy file {path}:\n{err}") from err

@@ -1,0 +1,56 @@
+"""Runtime settings, read from ``CRMFLOW_*`` environment variables.
+
+The same worker and API run against the local dev stack (the defaults) and a
+production deployment (a Temporal cluster, PostgreSQL, an SMTP relay, an HTTP
+enrichment provider) by changing only these variables.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of crmflow; see the README for the table of variables."""
+
+    model_config = SettingsConfigDict(env_prefix="CRMFLOW_", extra="ignore")
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_tls: bool = False
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_api_key: str | None = None
+    task_queue: str = "crmflow"
+
+    database_url: str = "sqlite+aiosqlite:///.crmflow/crm.db"
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 10.0
+    mail_from: str = "crmflow <noreply@crmflow.localhost>"
+
+    enrichment_url: str = "http://127.0.0.1:8100"
+    enrichment_api_key: str | None = None
+    enrichment_timeout_seconds: float = 5.0
+
+    policy_file: Path | None = None
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    worker_max_concurrent_activities: int = Field(default=100, ge=1)
+    worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,27 @@
+"""Connecting to Temporal with the settings every crmflow process shares."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.service import TLSConfig
+
+from crm.settings import Settings
+
+
+async def connect(settings: Settings) -> Client:
+    """A client for the configured address and namespace, with TLS or an API key if set.
+
+    Raises RuntimeError (from the SDK) when the server cannot be reached.
+    """
+    tls: TLSConfig | bool = settings.temporal_tls
+    if settings.temporal_tls_cert and settings.temporal_tls_key:
+        tls = TLSConfig(
+            client_cert=settings.temporal_tls_cert.read_bytes(),
+            client_private_key=settings.temporal_tls_key.read_bytes(),
+        )
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        tls=tls,
+        api_key=settings.temporal_api_key,
+    )

@@ -1,0 +1,122 @@
+"""The crmflow worker: every process workflow and the activities they call.
+
+Run it with ``crmflow worker``; scale out by running more of them on the same
+task queue. It stops on SIGINT or SIGTERM after letting running activities
+finish (``CRMFLOW_WORKER_GRACEFUL_SHUTDOWN_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.assignment import AssignmentActivities
+from activities.email import EmailActivities
+from activities.enrichment import EnrichmentActivities
+from activities.mailer import SmtpMailer
+from activities.records import RecordActivities
+from activities.tasks import TaskActivities
+from crm.db import Database
+from crm.policy import Policy, load_policy
+from crm.settings import Settings, get_settings
+from crm.temporal import connect
+from workflows.onboarding import OnboardingWorkflow
+
+log = logging.getLogger("crmflow.worker")
+
+WORKFLOWS: Sequence[type] = (OnboardingWorkflow,)
+
+
+def build_activities(
+    settings: Settings, policy: Policy, database: Database
+) -> tuple[list[Callable[..., Any]], EnrichmentActivities]:
+    """The activity callables the worker registers, wired to their dependencies."""
+    records = RecordActivities(database)
+    tasks = TaskActivities(database)
+    assignment = AssignmentActivities(database, policy)
+    email = EmailActivities(
+        database,
+        SmtpMailer(
+            settings.smtp_host,
+            settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+            timeout_seconds=settings.smtp_timeout_seconds,
+        ),
+        sender=settings.mail_from,
+    )
+    enrichment = EnrichmentActivities(
+        settings.enrichment_url,
+        api_key=settings.enrichment_api_key,
+        timeout_seconds=settings.enrichment_timeout_seconds,
+    )
+    activities: list[Callable[..., Any]] = [
+        records.record_step,
+        records.upsert_customer,
+        tasks.create_task,
+        assignment.assign_owner,
+        assignment.release_assignment,
+        email.send_email,
+        enrichment.enrich_company,
+    ]
+    return activities, enrichment
+
+
+@asynccontextmanager
+async def running_worker(
+    client: Client, settings: Settings, policy: Policy, database: Database
+) -> AsyncIterator[Worker]:
+    """A worker polling ``settings.task_queue`` for as long as the context is open."""
+    activities, enrichment = build_activities(settings, policy, database)
+    worker = Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=list(WORKFLOWS),
+        activities=activities,
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
+    )
+    try:
+        async with worker:
+            yield worker
+    finally:
+        await enrichment.aclose()
+
+
+async def run_worker(settings: Settings) -> None:
+    """Connect, create the schema if needed, and poll until SIGINT or SIGTERM."""
+    policy = load_policy(settings.policy_file)
+    database = Database.from_url(settings.database_url)
+    await database.create_tables()
+    client = await connect(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with running_worker(client, settings, policy, database):
+            log.info(
+                "worker polling %s on %s/%s",
+                settings.task_queue,
+                settings.temporal_address,
+                settings.temporal_namespace,
+            )
+            await stop.wait()
+            log.info("worker stopping")
+    finally:
+        await database.dispose()
+
+
+def main() -> None:
+    """Entry point of ``crmflow worker``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_worker(get_settings()))

@@ -1,0 +1,58 @@
+"""Types and helpers every process workflow shares: events, state, search attributes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from temporalio.common import SearchAttributeKey
+
+PROCESS = SearchAttributeKey.for_keyword("CrmProcess")
+CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
+STAGE = SearchAttributeKey.for_keyword("CrmStage")
+TICKET_PRIORITY = SearchAttributeKey.for_keyword("TicketPriority")
+SLA_STATE = SearchAttributeKey.for_keyword("SlaState")
+APPROVAL_ASSIGNEE = SearchAttributeKey.for_keyword("ApprovalAssignee")
+
+#: Custom search attributes every Temporal server running crmflow must know.
+SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
+    PROCESS,
+    CUSTOMER_ID,
+    STAGE,
+    TICKET_PRIORITY,
+    SLA_STATE,
+    APPROVAL_ASSIGNEE,
+)
+
+
+@dataclass
+class ProcessEvent:
+    """A business event sent to a running process (``type`` names what happened)."""
+
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepEntry:
+    """One step a process took, as shown by its ``state`` query."""
+
+    step: str
+    at: datetime
+    detail: str = ""
+
+
+@dataclass
+class ProcessState:
+    """Where a process stands: the answer of every process's ``state`` query."""
+
+    process: str
+    process_id: str
+    customer_id: str
+    stage: str
+    waiting_for: list[str] = field(default_factory=list)
+    due: dict[str, datetime] = field(default_factory=dict)
+    steps: list[StepEntry] = field(default_factory=list)
+    outcome: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,153 @@
+"""Names and data types of the activities that workflows call.
+
+Workflows import this module, never the activity implementations, so that no
+I/O library is loaded into the workflow sandbox. Every activity takes exactly
+one input dataclass and returns one dataclass, so fields can be added later
+without breaking histories of runs in flight.
+
+Every side-effecting request carries an idempotency ``key`` built by the
+workflow from its id and the step name (``step_key``); the activity stores it
+under a unique constraint, so a retried attempt finds the earlier effect
+instead of repeating it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+ENRICH_COMPANY = "enrich_company"
+ASSIGN_OWNER = "assign_owner"
+RELEASE_ASSIGNMENT = "release_assignment"
+CREATE_TASK = "create_task"
+SEND_EMAIL = "send_email"
+RECORD_STEP = "record_step"
+UPSERT_CUSTOMER = "upsert_customer"
+
+
+def step_key(process_id: str, step: str) -> str:
+    """The idempotency key of one step of one process: ``{process_id}/{step}``."""
+    return f"{process_id}/{step}"
+
+
+@dataclass
+class EnrichmentRequest:
+    """Look up a company by the domain of a contact's email address."""
+
+    domain: str
+
+
+@dataclass
+class CompanyProfile:
+    """What is known about a company; ``complete`` is False for partial data."""
+
+    domain: str
+    name: str | None = None
+    industry: str | None = None
+    employees: int | None = None
+    size_band: str | None = None
+    country: str | None = None
+    complete: bool = True
+
+
+@dataclass
+class AssignmentRequest:
+    """Pick the least-loaded member of a pool for a subject (customer, ticket)."""
+
+    key: str
+    process_id: str
+    pool: str
+    subject_id: str
+    skills: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Assignment:
+    """The staff member chosen for a subject, and their load when chosen."""
+
+    key: str
+    pool: str
+    assignee_id: str
+    assignee_name: str
+    assignee_email: str
+    manager_id: str | None
+    open_load: int
+
+
+@dataclass
+class ReleaseRequest:
+    """End an assignment so it no longer counts towards the assignee's load."""
+
+    key: str
+
+
+@dataclass
+class TaskRequest:
+    """A task for a person, created once per ``key``."""
+
+    key: str
+    process_id: str
+    customer_id: str
+    assignee_id: str
+    kind: str
+    title: str
+    due_at: datetime
+    detail: str = ""
+
+
+@dataclass
+class TaskRef:
+    """The task stored for a request; ``created`` is False when it already existed."""
+
+    task_id: int
+    key: str
+    created: bool
+
+
+@dataclass
+class EmailRequest:
+    """An email rendered from ``template`` with ``context`` and sent once per ``key``."""
+
+    key: str
+    process_id: str
+    to: str
+    template: str
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EmailReceipt:
+    """The Message-ID of the email; ``sent`` is False when an earlier attempt sent it."""
+
+    key: str
+    message_id: str
+    subject: str
+    sent: bool
+
+
+@dataclass
+class StepRecord:
+    """One entry of a process's audit trail, stored once per ``key``."""
+
+    key: str
+    process_id: str
+    step: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CustomerRecord:
+    """The CRM record of a customer, created or updated by its processes."""
+
+    customer_id: str
+    company_name: str
+    contact_name: str
+    contact_email: str
+    plan: str
+    stage: str
+    domain: str | None = None
+    industry: str | None = None
+    employees: int | None = None
+    country: str | None = None
+    csm_id: str | None = None

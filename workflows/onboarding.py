@@ -1,0 +1,456 @@
+"""Customer onboarding: from sign-up to an activated account, or a stalled one.
+
+The process a customer-success team runs for every new customer:
+
+1. Enrich the company from the contact's email domain; go on with partial
+   data when the provider knows nothing or is down.
+2. Assign a customer-success manager (CSM) from the plan's pool, least loaded
+   first.
+3. Create the kickoff task for the CSM, due in 2 business days.
+4. Send the welcome email.
+5. Wait for the activation milestones (``account_configured``,
+   ``first_value``), sent as events:
+   - day 3 and day 7: nudge the customer about the milestones still missing;
+   - day 10: create an "at risk" task for the CSM;
+   - day 30: stop waiting, the onboarding has stalled.
+   Reaching every milestone at any point ends it as activated.
+
+Cancelling the run (the customer churned) ends it as cancelled. The days are
+policy (``OnboardingSchedule``) and count from the start of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from crm.calendar import BusinessCalendar, CalendarSpec
+    from workflows.common import CUSTOMER_ID, PROCESS, STAGE, ProcessEvent, ProcessState, StepEntry
+    from workflows.contracts import (
+        ASSIGN_OWNER,
+        CREATE_TASK,
+        ENRICH_COMPANY,
+        RECORD_STEP,
+        RELEASE_ASSIGNMENT,
+        SEND_EMAIL,
+        UPSERT_CUSTOMER,
+        Assignment,
+        AssignmentRequest,
+        CompanyProfile,
+        CustomerRecord,
+        EmailReceipt,
+        EmailRequest,
+        EnrichmentRequest,
+        ReleaseRequest,
+        StepRecord,
+        TaskRef,
+        TaskRequest,
+        step_key,
+    )
+
+PROCESS_NAME = "onboarding"
+
+#: Database writes: retry until the database is back; nothing may be lost.
+RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+#: SMTP: retry through outages; a refused recipient or bad template is final.
+EMAIL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=2),
+    non_retryable_error_types=["InvalidInput", "RecipientRejected"],
+)
+#: Enrichment is nice to have: a few tries, then go on with partial data.
+ENRICH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+    non_retryable_error_types=["InvalidInput", "CompanyNotFound", "EnrichmentRejected"],
+)
+
+
+@dataclass
+class OnboardingSchedule:
+    """When the process nudges, flags risk and gives up; days count from the start."""
+
+    kickoff_business_days: int = 2
+    nudge_days: list[int] = field(default_factory=lambda: [3, 7])
+    at_risk_day: int = 10
+    stall_day: int = 30
+    milestones: list[str] = field(default_factory=lambda: ["account_configured", "first_value"])
+    calendar: CalendarSpec = field(default_factory=CalendarSpec)
+
+
+@dataclass
+class OnboardingInput:
+    """A new customer to onboard; ``csm_pool`` is the pool for the customer's plan."""
+
+    customer_id: str
+    company_name: str
+    contact_name: str
+    contact_email: str
+    plan: str
+    csm_pool: str
+    schedule: OnboardingSchedule = field(default_factory=OnboardingSchedule)
+
+
+@dataclass
+class OnboardingResult:
+    """How the onboarding ended: ``activated`` or ``stalled``."""
+
+    customer_id: str
+    outcome: str
+    csm_id: str
+    milestones: dict[str, datetime]
+    nudges_sent: list[int]
+    at_risk_task_id: int | None
+    enrichment_complete: bool
+
+
+def onboarding_id(customer_id: str) -> str:
+    """The workflow id of a customer's onboarding, its business key."""
+    return f"onboarding-{customer_id}"
+
+
+@workflow.defn
+class OnboardingWorkflow:
+    """One customer's onboarding; see the module docstring for the schedule."""
+
+    @workflow.init
+    def __init__(self, customer: OnboardingInput) -> None:
+        self._customer = customer
+        self._schedule = customer.schedule
+        self._process_id = workflow.info().workflow_id
+        self._reached: dict[str, datetime] = {}
+        self._company = CompanyProfile(domain=_domain_of(customer.contact_email), complete=False)
+        self._csm: Assignment | None = None
+        self._nudges_sent: list[int] = []
+        self._at_risk_task_id: int | None = None
+        self._state = ProcessState(
+            process=PROCESS_NAME,
+            process_id=self._process_id,
+            customer_id=customer.customer_id,
+            stage="starting",
+        )
+
+    @workflow.run
+    async def run(self, customer: OnboardingInput) -> OnboardingResult:
+        _validate(customer)
+        self._started = workflow.now()
+        workflow.upsert_search_attributes(
+            [
+                PROCESS.value_set(PROCESS_NAME),
+                CUSTOMER_ID.value_set(customer.customer_id),
+                STAGE.value_set("starting"),
+            ]
+        )
+        try:
+            await self._enrich_company()
+            await self._assign_csm()
+            await self._create_kickoff_task()
+            await self._send_welcome_email()
+            outcome = await self._wait_for_activation()
+        except asyncio.CancelledError:
+            await self._close_as_churned()
+            raise
+        await self._finish(outcome)
+        return OnboardingResult(
+            customer_id=customer.customer_id,
+            outcome=outcome,
+            csm_id=self._csm_or_fail().assignee_id,
+            milestones=dict(self._reached),
+            nudges_sent=list(self._nudges_sent),
+            at_risk_task_id=self._at_risk_task_id,
+            enrichment_complete=self._company.complete,
+        )
+
+    @workflow.signal
+    async def event(self, event: ProcessEvent) -> None:
+        """Record a milestone the customer reached; other event types are noted and ignored."""
+        if event.type not in self._schedule.milestones:
+            workflow.logger.warning("onboarding ignores event type %r", event.type)
+            self._note(f"ignored:{event.type}", "not an onboarding milestone")
+            return
+        if event.type in self._reached:
+            return
+        self._reached[event.type] = workflow.now()
+        self._note(f"milestone:{event.type}")
+        await self._record(f"milestone:{event.type}", {"data": event.data})
+
+    @workflow.query
+    def state(self) -> ProcessState:
+        """Stage, what the run waits for, its due times and the steps taken so far."""
+        self._state.waiting_for = [m for m in self._schedule.milestones if m not in self._reached]
+        self._state.details = {
+            "plan": self._customer.plan,
+            "csm_id": self._csm.assignee_id if self._csm else None,
+            "milestones": {name: at.isoformat() for name, at in self._reached.items()},
+            "nudges_sent": list(self._nudges_sent),
+            "enrichment_complete": self._company.complete,
+        }
+        return self._state
+
+    # The steps of the process, in order.
+
+    async def _enrich_company(self) -> None:
+        self._set_stage("enriching")
+        try:
+            self._company = await workflow.execute_activity(
+                ENRICH_COMPANY,
+                EnrichmentRequest(domain=self._company.domain),
+                result_type=CompanyProfile,
+                start_to_close_timeout=timedelta(seconds=15),
+                retry_policy=ENRICH_RETRY,
+                summary=f"enrich {self._company.domain}",
+            )
+            self._note("enrich", f"{self._company.industry}, {self._company.country}")
+        except ActivityError as err:
+            reason = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+            self._company = CompanyProfile(
+                domain=self._company.domain, name=self._customer.company_name, complete=False
+            )
+            self._note("enrich", f"partial data: {reason}")
+
+    async def _assign_csm(self) -> None:
+        self._set_stage("assigning")
+        self._csm = await workflow.execute_activity(
+            ASSIGN_OWNER,
+            AssignmentRequest(
+                key=self._key("assign_csm"),
+                process_id=self._process_id,
+                pool=self._customer.csm_pool,
+                subject_id=self._customer.customer_id,
+            ),
+            result_type=Assignment,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+            summary=f"assign CSM from {self._customer.csm_pool}",
+        )
+        self._note("assign_csm", self._csm.assignee_id)
+        await self._save_customer("onboarding")
+
+    async def _create_kickoff_task(self) -> None:
+        calendar = BusinessCalendar.from_spec(self._schedule.calendar)
+        due = calendar.add_business_days(workflow.now(), self._schedule.kickoff_business_days)
+        self._state.due["kickoff"] = due
+        await self._create_task(
+            "kickoff",
+            f"Kickoff call with {self._customer.company_name}",
+            due,
+            detail=f"Plan {self._customer.plan}; contact {self._customer.contact_name}.",
+        )
+
+    async def _send_welcome_email(self) -> None:
+        self._set_stage("welcoming")
+        await self._send_email("welcome", {"milestones": list(self._schedule.milestones)})
+
+    async def _wait_for_activation(self) -> str:
+        self._set_stage("awaiting_milestones")
+        for day in self._schedule.nudge_days:  # day 3 and day 7 by default
+            if await self._activated_by(day, f"nudge_day_{day}"):
+                return "activated"
+            await self._send_nudge(day)
+        if await self._activated_by(self._schedule.at_risk_day, "at_risk"):  # day 10
+            return "activated"
+        await self._flag_at_risk()
+        if await self._activated_by(self._schedule.stall_day, "stall"):  # day 30
+            return "activated"
+        return "stalled"
+
+    async def _send_nudge(self, day: int) -> None:
+        missing = [m for m in self._schedule.milestones if m not in self._reached]
+        await self._send_email(f"nudge_day_{day}", {"day": day, "missing": missing}, "onboarding_nudge")
+        self._nudges_sent.append(day)
+
+    async def _flag_at_risk(self) -> None:
+        self._set_stage("at_risk")
+        missing = ", ".join(m for m in self._schedule.milestones if m not in self._reached)
+        task = await self._create_task(
+            "at_risk",
+            f"At risk: {self._customer.company_name} not activated after "
+            f"{self._schedule.at_risk_day} days",
+            workflow.now() + timedelta(days=1),
+            detail=f"Missing milestones: {missing}.",
+        )
+        self._at_risk_task_id = task.task_id
+
+    async def _finish(self, outcome: str) -> None:
+        self._set_stage(outcome)
+        self._state.outcome = outcome
+        await self._record("outcome", {"outcome": outcome, "milestones": sorted(self._reached)})
+        await self._save_customer(outcome)
+        await self._release_csm()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+    async def _close_as_churned(self) -> None:
+        reason = workflow.cancellation_reason() or "cancelled"
+        self._set_stage("cancelled")
+        self._state.outcome = "cancelled"
+        await self._record("outcome", {"outcome": "cancelled", "reason": reason})
+        await self._save_customer("churned")
+        await self._release_csm()
+
+    # Helpers: each a single activity call or a change of the visible state.
+
+    async def _activated_by(self, day: int, deadline_name: str) -> bool:
+        """Wait until every milestone is reached or ``day`` has come; True if activated."""
+        deadline = self._started + timedelta(days=day)
+        self._state.due[deadline_name] = deadline
+        remaining = max(deadline - workflow.now(), timedelta(0))
+        workflow.set_current_details(
+            f"Waiting for milestones {self.state().waiting_for} until day {day} "
+            f"({deadline:%Y-%m-%d %H:%M} UTC)."
+        )
+        try:
+            await workflow.wait_condition(
+                self._all_milestones_reached, timeout=remaining, timeout_summary=f"day {day}"
+            )
+        except TimeoutError:
+            return self._all_milestones_reached()
+        return True
+
+    def _all_milestones_reached(self) -> bool:
+        return all(m in self._reached for m in self._schedule.milestones)
+
+    async def _create_task(self, kind: str, title: str, due: datetime, detail: str) -> TaskRef:
+        task = await workflow.execute_activity(
+            CREATE_TASK,
+            TaskRequest(
+                key=self._key(f"task_{kind}"),
+                process_id=self._process_id,
+                customer_id=self._customer.customer_id,
+                assignee_id=self._csm_or_fail().assignee_id,
+                kind=kind,
+                title=title,
+                due_at=due,
+                detail=detail,
+            ),
+            result_type=TaskRef,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+            summary=f"task {kind}",
+        )
+        self._note(f"task:{kind}", f"task {task.task_id} for {self._csm_or_fail().assignee_id}")
+        return task
+
+    async def _send_email(
+        self, step: str, context: dict[str, object], template: str | None = None
+    ) -> None:
+        csm = self._csm_or_fail()
+        try:
+            receipt = await workflow.execute_activity(
+                SEND_EMAIL,
+                EmailRequest(
+                    key=self._key(f"email_{step}"),
+                    process_id=self._process_id,
+                    to=self._customer.contact_email,
+                    template=template or step,
+                    context={
+                        "company_name": self._customer.company_name,
+                        "contact_name": self._customer.contact_name,
+                        "plan": self._customer.plan,
+                        "csm_name": csm.assignee_name,
+                        "csm_email": csm.assignee_email,
+                        **context,
+                    },
+                ),
+                result_type=EmailReceipt,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(days=1),
+                retry_policy=EMAIL_RETRY,
+                summary=f"email {step}",
+            )
+        except ActivityError as err:
+            reason = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+            self._note(f"email:{step}", f"not sent: {reason}")
+            await self._record(f"email_failed:{step}", {"reason": reason})
+            return
+        self._note(f"email:{step}", receipt.subject)
+
+    async def _save_customer(self, stage: str) -> None:
+        company = self._company
+        await workflow.execute_activity(
+            UPSERT_CUSTOMER,
+            CustomerRecord(
+                customer_id=self._customer.customer_id,
+                company_name=company.name or self._customer.company_name,
+                contact_name=self._customer.contact_name,
+                contact_email=self._customer.contact_email,
+                plan=self._customer.plan,
+                stage=stage,
+                domain=company.domain,
+                industry=company.industry,
+                employees=company.employees,
+                country=company.country,
+                csm_id=self._csm.assignee_id if self._csm else None,
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+            summary=f"customer record: {stage}",
+        )
+
+    async def _release_csm(self) -> None:
+        if self._csm is None:
+            return
+        await workflow.execute_activity(
+            RELEASE_ASSIGNMENT,
+            ReleaseRequest(key=self._csm.key),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+            summary="release CSM assignment",
+        )
+
+    async def _record(self, step: str, detail: dict[str, object]) -> None:
+        await workflow.execute_activity(
+            RECORD_STEP,
+            StepRecord(key=self._key(step), process_id=self._process_id, step=step, detail=detail),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+            summary=f"audit {step}",
+        )
+
+    def _set_stage(self, stage: str) -> None:
+        self._state.stage = stage
+        workflow.upsert_search_attributes([STAGE.value_set(stage)])
+
+    def _note(self, step: str, detail: str = "") -> None:
+        self._state.steps.append(StepEntry(step=step, at=workflow.now(), detail=detail))
+
+    def _key(self, step: str) -> str:
+        return step_key(self._process_id, step)
+
+    def _csm_or_fail(self) -> Assignment:
+        if self._csm is None:
+            raise ApplicationError("no CSM assigned yet", type="InvalidState", non_retryable=True)
+        return self._csm
+
+
+def _domain_of(email: str) -> str:
+    return email.rpartition("@")[2].strip().lower()
+
+
+def _validate(customer: OnboardingInput) -> None:
+    problems = [
+        f"{name} is required"
+        for name in ("customer_id", "company_name", "contact_name", "plan", "csm_pool")
+        if not str(getattr(customer, name)).strip()
+    ]
+    local, at, domain = customer.contact_email.partition("@")
+    if not (local and at and "." in domain):
+        problems.append(f"contact_email {customer.contact_email!r} is not an email address")
+    schedule = customer.schedule
+    days = [*schedule.nudge_days, schedule.at_risk_day, schedule.stall_day]
+    if any(later <= earlier for earlier, later in zip(days, days[1:], strict=False)):
+        problems.append(f"schedule days must be strictly increasing, got {days}")
+    if not schedule.milestones:
+        problems.append("schedule.milestones must name at least one milestone")
+    if problems:
+        raise ApplicationError(
+            "invalid onboarding input: " + "; ".join(problems),
+            type="InvalidInput",
+            non_retryable=True,
+        )
