@@ -35,7 +35,9 @@ class RecordActivities:
         async with self._database.session() as session:
             customer = await session.get(Customer, record.customer_id)
             if customer is None:
-                customer = Customer(customer_id=record.customer_id, **_fields(record))
+                customer = Customer.model_validate(
+                    {"customer_id": record.customer_id, **_fields(record)}
+                )
             else:
                 for name, value in _fields(record).items():
                     setattr(customer, name, value)

@@ -23,9 +23,7 @@ log = logging.getLogger("crmflow.api")
 class Problem(Exception):
     """An error answered as problem+json with ``status`` and a stable ``kind``."""
 
-    def __init__(
-        self, status: int, kind: str, title: str, detail: str = "", **extra: Any
-    ) -> None:
+    def __init__(self, status: int, kind: str, title: str, detail: str = "", **extra: Any) -> None:
         super().__init__(detail or title)
         self.status = status
         self.kind = kind

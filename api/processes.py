@@ -92,7 +92,9 @@ async def start_process(
     except RPCError as err:
         raise _unavailable(err) from err
     assert handle.result_run_id is not None
-    return ProcessStarted(process_id=process_id, run_id=handle.result_run_id, status="running"), True
+    return ProcessStarted(
+        process_id=process_id, run_id=handle.result_run_id, status="running"
+    ), True
 
 
 async def describe_process(client: Client, process_id: str) -> WorkflowExecutionDescription:

@@ -98,7 +98,7 @@ async def insert_once(database: Database, row: RowT) -> tuple[RowT, bool]:
     constraint lets one insert win and the other reads the winner's row.
     """
     model = type(row)
-    key_column: Any = getattr(model, "key")
+    key_column: Any = model.key
     async with database.session() as session:
         existing = (await session.exec(select(model).where(key_column == row.key))).first()
         if existing is not None:

@@ -22,8 +22,6 @@ the client is the API key when one is sent, else the peer's host. ``/healthz``
 is neither authenticated nor rate limited.
 """
 
-from __future__ import annotations
-
 import contextlib
 import hashlib
 import hmac

@@ -26,7 +26,6 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-
 class Customer(SQLModel, table=True):
     """A customer's CRM record, kept up to date by its processes."""
 

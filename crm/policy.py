@@ -8,6 +8,7 @@ that names the offending field.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -85,10 +86,9 @@ class OnboardingPolicy(BaseModel):
     @model_validator(mode="after")
     def _days_in_order(self) -> OnboardingPolicy:
         days = [*self.nudge_days, self.at_risk_day, self.stall_day]
-        if any(later <= earlier for earlier, later in zip(days, days[1:], strict=False)):
+        if any(later <= earlier for earlier, later in itertools.pairwise(days)):
             raise ValueError(
-                "nudge_days, at_risk_day and stall_day must be strictly increasing, "
-                f"got {days}"
+                f"nudge_days, at_risk_day and stall_day must be strictly increasing, got {days}"
             )
         if not self.milestones:
             raise ValueError("milestones must name at least one activation milestone")
@@ -110,7 +110,10 @@ def _default_staff() -> tuple[StaffMember, ...]:
             id="csm-ben", name="Ben Okafor", email="ben.okafor@example.com", manager_id="mgr-hana"
         ),
         StaffMember(
-            id="csm-cleo", name="Cleo Martin", email="cleo.martin@example.com", manager_id="mgr-hana"
+            id="csm-cleo",
+            name="Cleo Martin",
+            email="cleo.martin@example.com",
+            manager_id="mgr-hana",
         ),
         StaffMember(
             id="csm-dev", name="Dev Patel", email="dev.patel@example.com", manager_id="mgr-hana"

@@ -22,6 +22,7 @@ policy (``OnboardingSchedule``) and count from the start of the run.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -57,7 +58,9 @@ with workflow.unsafe.imports_passed_through():
 PROCESS_NAME = "onboarding"
 
 #: Database writes: retry until the database is back; nothing may be lost.
-RECORD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
 #: SMTP: retry through outages; a refused recipient or bad template is final.
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -263,7 +266,9 @@ class OnboardingWorkflow:
 
     async def _send_nudge(self, day: int) -> None:
         missing = [m for m in self._schedule.milestones if m not in self._reached]
-        await self._send_email(f"nudge_day_{day}", {"day": day, "missing": missing}, "onboarding_nudge")
+        await self._send_email(
+            f"nudge_day_{day}", {"day": day, "missing": missing}, "onboarding_nudge"
+        )
         self._nudges_sent.append(day)
 
     async def _flag_at_risk(self) -> None:
@@ -317,7 +322,7 @@ class OnboardingWorkflow:
         return all(m in self._reached for m in self._schedule.milestones)
 
     async def _create_task(self, kind: str, title: str, due: datetime, detail: str) -> TaskRef:
-        task = await workflow.execute_activity(
+        task: TaskRef = await workflow.execute_activity(
             CREATE_TASK,
             TaskRequest(
                 key=self._key(f"task_{kind}"),
@@ -444,7 +449,7 @@ def _validate(customer: OnboardingInput) -> None:
         problems.append(f"contact_email {customer.contact_email!r} is not an email address")
     schedule = customer.schedule
     days = [*schedule.nudge_days, schedule.at_risk_day, schedule.stall_day]
-    if any(later <= earlier for earlier, later in zip(days, days[1:], strict=False)):
+    if any(later <= earlier for earlier, later in itertools.pairwise(days)):
         problems.append(f"schedule days must be strictly increasing, got {days}")
     if not schedule.milestones:
         problems.append("schedule.milestones must name at least one milestone")

@@ -24,7 +24,10 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(context: ContextDep) -> dict[str, str]:
     """200 when Temporal and the database both answer; 503 problem+json naming what does not."""
-    checks = {"temporal": await _check_temporal(context), "database": await _check_database(context)}
+    checks = {
+        "temporal": await _check_temporal(context),
+        "database": await _check_database(context),
+    }
     failing = {name: result for name, result in checks.items() if result != "ok"}
     if failing:
         raise Problem(
@@ -51,7 +54,7 @@ async def _check_temporal(context: ContextDep) -> str:
 async def _check_database(context: ContextDep) -> str:
     try:
         async with context.database.session() as session:
-            await asyncio.wait_for(session.exec(text("SELECT 1")), CHECK_TIMEOUT_SECONDS)
+            await asyncio.wait_for(session.execute(text("SELECT 1")), CHECK_TIMEOUT_SECONDS)
     except Exception as err:
         return f"{type(err).__name__}: {err}"
     return "ok"

@@ -12,7 +12,12 @@ from api.deps import ContextDep, PolicyDep, TemporalDep
 from api.problems import invalid_input
 from api.processes import ProcessStarted, start_process
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
-from workflows.onboarding import OnboardingInput, OnboardingSchedule, OnboardingWorkflow, onboarding_id
+from workflows.onboarding import (
+    OnboardingInput,
+    OnboardingSchedule,
+    OnboardingWorkflow,
+    onboarding_id,
+)
 
 router = APIRouter(prefix="/v1/onboardings", tags=["onboardings"])
 
@@ -31,7 +36,9 @@ class OnboardingCreate(BaseModel):
     company_name: Name
     contact_name: Name
     contact_email: EmailStr
-    plan: str = Field(description="One of the plans of the policy (default: starter, growth, enterprise).")
+    plan: str = Field(
+        description="One of the plans of the policy (default: starter, growth, enterprise)."
+    )
 
 
 @router.post(

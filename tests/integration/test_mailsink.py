@@ -99,7 +99,7 @@ async def test_find_message_names_what_it_could_not_find(sink: MailSink, maildir
 
     with pytest.raises(KeyError, match=r"no message #3 .* there are 1"):
         find_message(maildir, 3)
-    with pytest.raises(KeyError, match="<nope@example.com>"):
+    with pytest.raises(KeyError, match=r"<nope@example\.com>"):
         find_message(maildir, "<nope@example.com>")
 
 
