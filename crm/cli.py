@@ -1,0 +1,95 @@
+"""The ``crmflow`` command: run the local stack or one of its parts, read its mail.
+
+    crmflow dev                 the whole stack from temporal-dev.yml (Ctrl-C stops it)
+    crmflow worker              the Temporal worker
+    crmflow api                 the HTTP API
+    crmflow smtp-sink           the local SMTP sink
+    crmflow enrichment-provider the local enrichment provider
+    crmflow mail [N|ID]         list the sink's messages, or show one
+
+Every part reads its settings from ``CRMFLOW_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_MAILDIR = Path(".crmflow/mail")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crmflow", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = commands.add_parser("dev", help="start, supervise and stop the whole local stack")
+    dev.add_argument("--config", type=Path, default=Path("temporal-dev.yml"))
+
+    commands.add_parser("worker", help="run the Temporal worker")
+    commands.add_parser("api", help="run the HTTP API")
+
+    sink = commands.add_parser("smtp-sink", help="run the local SMTP sink")
+    sink.add_argument("--host", default="127.0.0.1")
+    sink.add_argument("--port", type=int, default=1025)
+    sink.add_argument("--maildir", type=Path, default=DEFAULT_MAILDIR)
+
+    provider = commands.add_parser("enrichment-provider", help="run the local enrichment provider")
+    provider.add_argument("--host", default="127.0.0.1")
+    provider.add_argument("--port", type=int, default=8100)
+    provider.add_argument("--rate", type=float, default=5.0, help="requests per second per key")
+    provider.add_argument("--burst", type=int, default=10)
+    provider.add_argument("--api-key", default=None)
+
+    mail = commands.add_parser("mail", help="list the messages in the SMTP sink, or show one")
+    mail.add_argument("message", nargs="?", help="number in the list, or Message-ID")
+    mail.add_argument("--to", help="only messages to this address")
+    mail.add_argument("--maildir", type=Path, default=DEFAULT_MAILDIR)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command named in ``argv``; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    if args.command == "dev":
+        from crm.devstack import run_dev_stack
+
+        return run_dev_stack(args.config)
+    if args.command == "worker":
+        from worker.main import main as worker_main
+
+        worker_main()
+    elif args.command == "api":
+        from api.main import main as api_main
+
+        api_main()
+    elif args.command == "smtp-sink":
+        from crm.mailsink import serve as serve_mail
+
+        serve_mail(args.host, args.port, args.maildir)
+    elif args.command == "enrichment-provider":
+        from crm.enrichment_provider import serve as serve_provider
+
+        logging.basicConfig(level=logging.INFO)
+        serve_provider(
+            args.host, args.port, rate_per_second=args.rate, burst=args.burst, api_key=args.api_key
+        )
+    elif args.command == "mail":
+        from crm.mailsink import print_mail, print_mail_list
+
+        if args.message is None:
+            print_mail_list(args.maildir, to=args.to)
+        else:
+            ref: str | int = int(args.message) if args.message.isdigit() else args.message
+            try:
+                print_mail(args.maildir, ref)
+            except KeyError as err:
+                print(f"crmflow mail: {err.args[0]}", file=sys.stderr)
+                return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

