@@ -143,6 +143,7 @@ def serve(host: str, port: int, maildir: Path) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logger.setLevel(logging.INFO)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-connection chatter
     stop_requested = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

@@ -1,0 +1,389 @@
+"""``crmflow dev``: start, supervise and stop the local stack described in temporal-dev.yml.
+
+The stack is five processes: the Temporal CLI dev server (file-backed, with
+the Web UI and crmflow's search attributes), the SMTP sink, the enrichment
+provider, the worker and the API. They start in that order, each once the one
+before it accepts connections. A process that exits on its own is restarted
+with a growing delay. SIGINT (Ctrl-C) or SIGTERM stops them in reverse order,
+so the worker and the API finish their work before the server goes away.
+Each process's output is printed with its name in front.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+RESTART_DELAY_MAX_SECONDS = 30.0
+STARTUP_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 35.0
+
+
+class DevStackError(RuntimeError):
+    """The stack cannot start: an invalid configuration or a service that never came up."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TemporalSection(_Section):
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    ui_port: int | None = 8233
+    db_filename: str = "temporal.db"
+    sqlite_pragmas: dict[str, str] = Field(default_factory=dict)
+    search_attributes: dict[
+        str, Literal["Text", "Keyword", "Int", "Double", "Bool", "Datetime", "KeywordList"]
+    ] = Field(default_factory=dict)
+    log_level: Literal["debug", "info", "warn", "error"] = "error"
+
+    @property
+    def host(self) -> str:
+        return self.address.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rpartition(":")[2])
+
+
+class SmtpSinkSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = 1025
+    maildir: str = "mail"
+
+
+class EnrichmentProviderSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8100
+    rate_per_second: float = Field(default=5.0, gt=0)
+    burst: int = Field(default=10, ge=1)
+
+
+class ApiSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+class WorkerSection(_Section):
+    task_queue: str = "crmflow"
+
+
+class DevStackConfig(_Section):
+    """The contents of temporal-dev.yml; relative paths are relative to its folder."""
+
+    state_dir: str = ".crmflow"
+    temporal: TemporalSection = Field(default_factory=TemporalSection)
+    smtp_sink: SmtpSinkSection = Field(default_factory=SmtpSinkSection)
+    enrichment_provider: EnrichmentProviderSection = Field(
+        default_factory=EnrichmentProviderSection
+    )
+    api: ApiSection = Field(default_factory=ApiSection)
+    worker: WorkerSection = Field(default_factory=WorkerSection)
+    database_url: str = "sqlite+aiosqlite:///.crmflow/crm.db"
+    policy_file: str | None = None
+
+
+def load_config(path: Path) -> DevStackConfig:
+    """Read and validate ``path``; raises DevStackError naming the bad field."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as err:
+        raise DevStackError(f"cannot read {path}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise DevStackError(f"{path} is not valid YAML: {err}") from err
+    try:
+        return DevStackConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise DevStackError(f"{path}: {problems}") from err
+
+
+@dataclass
+class Service:
+    """One process of the stack and how to tell it is up."""
+
+    name: str
+    argv: list[str]
+    ready_at: tuple[str, int]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
+    """The stack's processes in start order, with their command lines and environment."""
+    state = root / config.state_dir
+    bin_dir = Path(sys.executable).parent
+    temporal = config.temporal
+    server_argv = [
+        str(bin_dir / "temporal"),
+        "server",
+        "start-dev",
+        "--ip",
+        temporal.host,
+        "--port",
+        str(temporal.port),
+        "--namespace",
+        temporal.namespace,
+        "--db-filename",
+        str(state / temporal.db_filename),
+        "--log-level",
+        temporal.log_level,
+    ]
+    if temporal.ui_port is None:
+        server_argv.append("--headless")
+    else:
+        server_argv += ["--ui-port", str(temporal.ui_port)]
+    for pragma, value in temporal.sqlite_pragmas.items():
+        server_argv += ["--sqlite-pragma", f"{pragma}={value}"]
+    for name, kind in temporal.search_attributes.items():
+        server_argv += ["--search-attribute", f"{name}={kind}"]
+
+    crmflow = [sys.executable, "-m", "crm.cli"]
+    sink = config.smtp_sink
+    provider = config.enrichment_provider
+    app_env = {
+        "CRMFLOW_TEMPORAL_ADDRESS": temporal.address,
+        "CRMFLOW_TEMPORAL_NAMESPACE": temporal.namespace,
+        "CRMFLOW_TASK_QUEUE": config.worker.task_queue,
+        "CRMFLOW_DATABASE_URL": config.database_url,
+        "CRMFLOW_SMTP_HOST": sink.host,
+        "CRMFLOW_SMTP_PORT": str(sink.port),
+        "CRMFLOW_ENRICHMENT_URL": f"http://{provider.host}:{provider.port}",
+        "CRMFLOW_API_HOST": config.api.host,
+        "CRMFLOW_API_PORT": str(config.api.port),
+    }
+    if config.policy_file:
+        app_env["CRMFLOW_POLICY_FILE"] = str(root / config.policy_file)
+    return [
+        Service("temporal", server_argv, (temporal.host, temporal.port)),
+        Service(
+            "smtp-sink",
+            [
+                *crmflow,
+                "smtp-sink",
+                "--host",
+                sink.host,
+                "--port",
+                str(sink.port),
+                "--maildir",
+                str(state / sink.maildir),
+            ],
+            (sink.host, sink.port),
+        ),
+        Service(
+            "enrichment",
+            [
+                *crmflow,
+                "enrichment-provider",
+                "--host",
+                provider.host,
+                "--port",
+                str(provider.port),
+                "--rate",
+                str(provider.rate_per_second),
+                "--burst",
+                str(provider.burst),
+            ],
+            (provider.host, provider.port),
+        ),
+        Service("worker", [*crmflow, "worker"], (temporal.host, temporal.port), app_env),
+        Service("api", [*crmflow, "api"], (config.api.host, config.api.port), app_env),
+    ]
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM the child when the supervisor dies, even by SIGKILL."""
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class _Running:
+    """A started service: its process, its output pump and its restart back-off."""
+
+    def __init__(self, service: Service, root: Path, say: Callable[[str], None]) -> None:
+        self.service = service
+        self.restart_delay = 1.0
+        self._root = root
+        self._say = say
+        self.process = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            self.service.argv,
+            cwd=self._root,
+            env={**os.environ, **self.service.env, "PYTHONUNBUFFERED": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches only the supervisor, which stops in order
+            preexec_fn=_die_with_parent,
+        )
+        threading.Thread(target=self._pump, args=(process,), daemon=True).start()
+        return process
+
+    def _pump(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self._say(f"[{self.service.name}] {line.decode(errors='replace').rstrip()}")
+
+    def restart(self) -> None:
+        self.process = self._spawn()
+        self.restart_delay = min(self.restart_delay * 2, RESTART_DELAY_MAX_SECONDS)
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self._say(f"[{self.service.name}] did not stop in {STOP_TIMEOUT_SECONDS:g} s; killing")
+            self.process.kill()
+            self.process.wait()
+
+
+def wait_for_port(address: tuple[str, int], timeout: float, alive: Callable[[], bool]) -> bool:
+    """Poll until ``address`` accepts a TCP connection; False on timeout or when not ``alive``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive():
+        try:
+            with socket.create_connection(address, timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+class DevStack:
+    """The running stack; ``run()`` blocks until a stop signal and returns an exit code."""
+
+    def __init__(self, config: DevStackConfig, root: Path) -> None:
+        self.config = config
+        self.root = root
+        self.services = plan_services(config, root)
+        self._running: list[_Running] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def say(self, line: str) -> None:
+        with self._lock:
+            print(line, flush=True)
+
+    def request_stop(self, signum: int = signal.SIGTERM, _frame: object = None) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        (self.root / self.config.state_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_all()
+            self._banner()
+            self._supervise()
+            return 0
+        except DevStackError as err:
+            self.say(f"crmflow dev: {err}")
+            return 1
+        finally:
+            self._stop_all()
+
+    def _start_all(self) -> None:
+        for service in self.services:
+            if self._stop.is_set():
+                return
+            self._check_port_free(service)
+            running = _Running(service, self.root, self.say)
+            self._running.append(running)
+            if service.name == "worker":
+                continue  # it connects out; nothing to wait for
+            if not wait_for_port(service.ready_at, STARTUP_TIMEOUT_SECONDS, self._alive(running)):
+                if self._stop.is_set():
+                    return
+                raise DevStackError(
+                    f"{service.name} did not start listening on "
+                    f"{service.ready_at[0]}:{service.ready_at[1]} (see its output above)"
+                )
+
+    def _alive(self, running: _Running) -> Callable[[], bool]:
+        return lambda: running.process.poll() is None and not self._stop.is_set()
+
+    def _check_port_free(self, service: Service) -> None:
+        if service.name == "worker":
+            return
+        try:
+            with socket.create_connection(service.ready_at, timeout=0.5):
+                pass
+        except OSError:
+            return
+        host, port = service.ready_at
+        raise DevStackError(
+            f"{host}:{port} is already in use, so {service.name} cannot start; "
+            "is another crmflow dev running? Change the port in temporal-dev.yml."
+        )
+
+    def _banner(self) -> None:
+        if self._stop.is_set():
+            return
+        temporal, api = self.config.temporal, self.config.api
+        lines = [
+            "crmflow dev stack is up:",
+            f"  Temporal    {temporal.address} (namespace {temporal.namespace})",
+        ]
+        if temporal.ui_port is not None:
+            lines.append(f"  Web UI      http://{temporal.host}:{temporal.ui_port}")
+        lines += [
+            f"  API         http://{api.host}:{api.port}/docs",
+            f"  SMTP sink   {self.config.smtp_sink.host}:{self.config.smtp_sink.port} "
+            "(read it with: crmflow mail)",
+            "  Ctrl-C stops everything.",
+        ]
+        self.say("\n".join(lines))
+
+    def _supervise(self) -> None:
+        due: dict[str, float] = {}
+        while not self._stop.wait(0.5):
+            for running in self._running:
+                name = running.service.name
+                code = running.process.poll()
+                if code is None:
+                    continue
+                if name not in due:
+                    self.say(
+                        f"[{name}] exited with {code}; restarting in {running.restart_delay:g} s"
+                    )
+                    due[name] = time.monotonic() + running.restart_delay
+                elif time.monotonic() >= due.pop(name):
+                    running.restart()
+
+    def _stop_all(self) -> None:
+        for running in reversed(self._running):
+            running.stop()
+        self._running.clear()
+
+
+def run_dev_stack(config_path: Path) -> int:
+    """Entry point of ``crmflow dev``: run the stack in ``config_path`` until a stop signal."""
+    try:
+        config = load_config(config_path)
+    except DevStackError as err:
+        print(f"crmflow dev: {err}", file=sys.stderr)
+        return 2
+    stack = DevStack(config, config_path.resolve().parent)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stack.request_stop)
+    return stack.run()
