@@ -54,7 +54,8 @@ async def _check_temporal(context: ContextDep) -> str:
 async def _check_database(context: ContextDep) -> str:
     try:
         async with context.database.session() as session:
-            await asyncio.wait_for(session.execute(text("SELECT 1")), CHECK_TIMEOUT_SECONDS)
+            connection = await asyncio.wait_for(session.connection(), CHECK_TIMEOUT_SECONDS)
+            await asyncio.wait_for(connection.execute(text("SELECT 1")), CHECK_TIMEOUT_SECONDS)
     except Exception as err:
         return f"{type(err).__name__}: {err}"
     return "ok"
