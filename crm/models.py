@@ -122,3 +122,18 @@ class AuditEntry(SQLModel, table=True):
     recorded_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+
+
+class UsageReport(SQLModel, table=True):
+    """How much of a plan a subscription used, as reported by the product (one metric)."""
+
+    __tablename__ = "usage_reports"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscription_id: str = Field(index=True, max_length=100)
+    metric: str = Field(max_length=50)
+    used: float = Field(ge=0)
+    included: float = Field(gt=0)
+    reported_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

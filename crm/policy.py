@@ -32,6 +32,8 @@ class StaffMember(BaseModel):
     email: str
     manager_id: str | None = None
     skills: tuple[str, ...] = ()
+    #: Who may decide this person's approvals in their stead.
+    delegate_id: str | None = None
 
 
 class CalendarPolicy(BaseModel):
@@ -118,6 +120,15 @@ def _default_staff() -> tuple[StaffMember, ...]:
         StaffMember(
             id="csm-dev", name="Dev Patel", email="dev.patel@example.com", manager_id="mgr-hana"
         ),
+        StaffMember(
+            id="fin-olga",
+            name="Olga Lind",
+            email="olga.lind@example.com",
+            delegate_id="fin-ravi",
+        ),
+        StaffMember(
+            id="fin-ravi", name="Ravi Shah", email="ravi.shah@example.com", manager_id="fin-olga"
+        ),
     )
 
 
@@ -128,6 +139,57 @@ def _default_pools() -> dict[str, tuple[str, ...]]:
     }
 
 
+class UpsellPolicy(BaseModel):
+    """The upsell offered at renewal to a plan's customers who use more than ``usage_threshold``.
+
+    ``usage_threshold`` is a utilisation (used / included, 0.85 = 85%); ``discount_percent``
+    is the discount on the offered plan's first term.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    usage_threshold: float = Field(gt=0)
+    offered_plan: str = Field(min_length=1)
+    discount_percent: float = Field(ge=0, lt=100)
+
+
+def _default_upsells() -> dict[str, UpsellPolicy]:
+    return {
+        "starter": UpsellPolicy(usage_threshold=0.8, offered_plan="growth", discount_percent=10),
+        "growth": UpsellPolicy(
+            usage_threshold=0.85, offered_plan="enterprise", discount_percent=15
+        ),
+    }
+
+
+class RenewalPolicy(BaseModel):
+    """When renewals remind, analyse usage and offer upsells, and who approves discounts.
+
+    Days count backwards from the renewal date. A discount above
+    ``max_discount_without_approval`` percent needs the approval of the account
+    owner's manager, then of each of ``discount_approvers`` in turn when the one
+    before does not answer within ``approval_step_hours``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reminder_days: tuple[int, ...] = (90, 60, 30, 7)
+    usage_analysis_day: int = Field(default=60, ge=1)
+    max_discount_without_approval: float = Field(default=10.0, ge=0, le=100)
+    upsell: dict[str, UpsellPolicy] = Field(default_factory=_default_upsells)
+    discount_approvers: tuple[str, ...] = ("fin-olga",)
+    approval_step_hours: int = Field(default=72, ge=1)
+
+    @model_validator(mode="after")
+    def _days_count_down(self) -> RenewalPolicy:
+        days = list(self.reminder_days)
+        if not days or any(day < 1 for day in days):
+            raise ValueError(f"reminder_days must be positive day counts, got {days}")
+        if any(later >= earlier for earlier, later in itertools.pairwise(days)):
+            raise ValueError(f"reminder_days must be strictly decreasing, got {days}")
+        return self
+
+
 class Policy(BaseModel):
     """The whole policy file."""
 
@@ -136,6 +198,7 @@ class Policy(BaseModel):
     staff: tuple[StaffMember, ...] = Field(default_factory=_default_staff)
     pools: dict[str, tuple[str, ...]] = Field(default_factory=_default_pools)
     onboarding: OnboardingPolicy = Field(default_factory=OnboardingPolicy)
+    renewal: RenewalPolicy = Field(default_factory=RenewalPolicy)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Policy:
@@ -156,6 +219,19 @@ class Policy(BaseModel):
         for plan, pool in self.onboarding.csm_pools.items():
             if pool not in self.pools:
                 raise ValueError(f"onboarding.csm_pools[{plan!r}]: unknown pool {pool!r}")
+        for member in self.staff:
+            if member.delegate_id is not None and member.delegate_id not in known - {member.id}:
+                raise ValueError(f"staff {member.id!r}: unknown delegate_id {member.delegate_id!r}")
+        for approver in self.renewal.discount_approvers:
+            if approver not in known:
+                raise ValueError(f"renewal.discount_approvers: unknown staff {approver!r}")
+        plans = set(self.onboarding.plans)
+        for plan, upsell in self.renewal.upsell.items():
+            if plan not in plans or upsell.offered_plan not in plans:
+                raise ValueError(
+                    f"renewal.upsell[{plan!r}]: plans must be among {sorted(plans)}, "
+                    f"got {plan!r} -> {upsell.offered_plan!r}"
+                )
         return self
 
     def member(self, staff_id: str) -> StaffMember:

@@ -24,6 +24,7 @@ CREATE_TASK = "create_task"
 SEND_EMAIL = "send_email"
 RECORD_STEP = "record_step"
 UPSERT_CUSTOMER = "upsert_customer"
+ANALYSE_USAGE = "analyse_usage"
 
 
 def step_key(process_id: str, step: str) -> str:
@@ -151,3 +152,27 @@ class CustomerRecord:
     employees: int | None = None
     country: str | None = None
     csm_id: str | None = None
+
+
+@dataclass
+class UsageRequest:
+    """Measure a subscription's use of its plan from usage reported since ``since``."""
+
+    subscription_id: str
+    since: datetime
+
+
+@dataclass
+class UsageSummary:
+    """The subscription's most used metric; ``utilisation`` is used / included.
+
+    ``metric`` is None (and ``utilisation`` 0) when no usage was reported.
+    """
+
+    subscription_id: str
+    metric: str | None
+    used: float
+    included: float
+    utilisation: float
+    reports: int
+    reported_at: datetime | None = None

@@ -1,0 +1,149 @@
+"""``crmflow dev`` end to end: the stack as a user runs it, stopped and started again.
+
+The stack runs from a temporal-dev.yml on free ports in a temporary folder, so
+it does not collide with a stack the developer has running. The test starts an
+onboarding for customer c-42 through the API, finds it with the Temporal CLI
+by its search attributes, reads the welcome email with ``crmflow mail``, stops
+the stack with SIGTERM and starts it again: the run is still there, waiting.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.servers import free_port
+
+BIN_DIR = Path(sys.executable).parent
+STARTUP_TIMEOUT = 60.0
+
+
+def stack_config(root: Path) -> dict[str, Any]:
+    with open(Path(__file__).parents[2] / "temporal-dev.yml") as shipped:
+        config: dict[str, Any] = yaml.safe_load(shipped)
+    config["temporal"]["address"] = f"127.0.0.1:{free_port()}"
+    config["temporal"]["ui_port"] = None
+    config["smtp_sink"]["port"] = free_port()
+    config["enrichment_provider"]["port"] = free_port()
+    config["api"]["port"] = free_port()
+    config["database_url"] = f"sqlite+aiosqlite:///{root / '.crmflow' / 'crm.db'}"
+    return config
+
+
+@contextmanager
+def running_stack(root: Path) -> Iterator[subprocess.Popen[str]]:
+    """``crmflow dev`` in ``root``; stopped with SIGTERM on exit, which must end it cleanly."""
+    stack = subprocess.Popen(
+        [str(BIN_DIR / "crmflow"), "dev", "--config", str(root / "temporal-dev.yml")],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert stack.stdout is not None
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        output = []
+        for line in stack.stdout:
+            output.append(line)
+            if line.startswith("crmflow dev stack is up"):
+                break
+            assert time.monotonic() < deadline, "".join(output)
+        else:
+            pytest.fail("crmflow dev exited before it was up:\n" + "".join(output))
+        yield stack
+    finally:
+        stack.send_signal(signal.SIGTERM)
+        rest, _ = stack.communicate(timeout=60)
+    assert stack.returncode == 0, rest
+
+
+def wait_for_stage(api: httpx.Client, process_id: str, stage: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while True:
+        view: dict[str, Any] = api.get(f"/v1/processes/{process_id}").json()
+        if (view.get("state") or {}).get("stage") == stage or time.monotonic() > deadline:
+            return view
+        time.sleep(0.2)
+
+
+def test_dev_stack_runs_finds_and_keeps_an_onboarding_across_a_restart(tmp_path: Path) -> None:
+    config = stack_config(tmp_path)
+    (tmp_path / "temporal-dev.yml").write_text(yaml.safe_dump(config))
+    api_url = f"http://127.0.0.1:{config['api']['port']}"
+    temporal = config["temporal"]["address"]
+
+    with running_stack(tmp_path), httpx.Client(base_url=api_url, timeout=10) as api:
+        started = api.post(
+            "/v1/onboardings",
+            json={
+                "customer_id": "c-42",
+                "company_name": "Globex",
+                "contact_name": "Hank Scorpio",
+                "contact_email": "hank@globex-corp.com",
+                "plan": "enterprise",
+            },
+        )
+        assert started.status_code == 201, started.text
+        view = wait_for_stage(api, "onboarding-c-42", "awaiting_milestones")
+        assert view["state"]["stage"] == "awaiting_milestones", view
+
+        found = subprocess.run(
+            [
+                str(BIN_DIR / "temporal"),
+                "workflow",
+                "list",
+                "--address",
+                temporal,
+                "--query",
+                "CrmProcess='onboarding' AND CustomerId='c-42'",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "onboarding-c-42" in found.stdout
+
+        mail = subprocess.run(
+            [str(BIN_DIR / "crmflow"), "mail", "--maildir", str(tmp_path / ".crmflow" / "mail")],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        assert "hank@globex-corp.com" in mail.stdout
+        assert "Welcome to crmflow, Globex" in mail.stdout
+
+    assert (tmp_path / ".crmflow" / "temporal.db").exists()
+
+    with running_stack(tmp_path), httpx.Client(base_url=api_url, timeout=10) as api:
+        view = api.get("/v1/processes/onboarding-c-42").json()
+        assert view["status"] == "running"
+        assert view["state"]["stage"] == "awaiting_milestones"
+        assert view["run_id"] == started.json()["run_id"]
+        assert "nudge_day_3" in view["state"]["due"]
+
+
+def test_an_invalid_stack_file_is_refused_naming_the_field(tmp_path: Path) -> None:
+    config = stack_config(tmp_path)
+    config["smtp_sink"]["prot"] = 25
+    (tmp_path / "temporal-dev.yml").write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [str(BIN_DIR / "crmflow"), "dev", "--config", str(tmp_path / "temporal-dev.yml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "smtp_sink.prot: Extra inputs are not permitted" in result.stderr
