@@ -13,7 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -119,8 +124,8 @@ async def view_process(client: Client, process_id: str) -> ProcessView:
             "state", result_type=ProcessState, rpc_timeout=QUERY_TIMEOUT
         )
         state = asdict(answer)
-    except RPCError as err:
-        state_error = f"state query not answered: {err.message}"
+    except (RPCError, WorkflowQueryFailedError) as err:
+        state_error = f"state query not answered: {err}"
     return ProcessView(
         process_id=process_id,
         run_id=description.run_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -158,3 +159,16 @@ async def test_health_and_readiness(api: httpx.AsyncClient) -> None:
     assert (await api.get("/healthz")).status_code == 200
     ready = await api.get("/readyz")
     assert ready.status_code == 200, ready.text
+
+
+async def test_concurrent_starts_for_one_customer_make_one_run_and_all_get_its_id(
+    api: httpx.AsyncClient,
+) -> None:
+    customer = new_customer()
+    responses = await asyncio.gather(
+        *(api.post("/v1/onboardings", json=customer) for _ in range(50))
+    )
+    assert sorted(r.status_code for r in responses) == [200] * 49 + [201]
+    assert {(r.json()["process_id"], r.json()["run_id"]) for r in responses} == {
+        (f"onboarding-{customer['customer_id']}", responses[0].json()["run_id"])
+    }

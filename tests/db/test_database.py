@@ -1,0 +1,392 @@
+"""The CRM database layer on SQLite and PostgreSQL alike.
+
+Every test runs twice: on a fresh SQLite file (the embedded default) and on
+PostgreSQL (production), each PostgreSQL run in a schema of its own that is
+dropped afterwards. PostgreSQL is found at ``CRMFLOW_TEST_POSTGRES_URL``
+(default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlmodel import col, func, select
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.assignment import AssignmentActivities
+from activities.records import RecordActivities
+from activities.tasks import TaskActivities
+from crm.db import Database, insert_once
+from crm.models import Assignment, AuditEntry, Customer, OutboundEmail, Task, as_utc
+from crm.policy import Policy, StaffMember
+from workflows.contracts import (
+    AssignmentRequest,
+    CustomerRecord,
+    ReleaseRequest,
+    StepRecord,
+    TaskRequest,
+    step_key,
+)
+
+POSTGRES_URL = os.environ.get(
+    "CRMFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A database with every table created, on the backend named by the parameter."""
+    if request.param == "sqlite":
+        database = Database.from_url(f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}")
+        await database.create_tables()
+        try:
+            yield database
+        finally:
+            await database.dispose()
+        return
+
+    schema = f"t_{uuid.uuid4().hex}"
+    admin = create_async_engine(POSTGRES_URL)
+    try:
+        async with admin.begin() as connection:
+            await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as err:
+        await admin.dispose()
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {err.orig}")
+    database = Database.from_url(f"{POSTGRES_URL}?options=-csearch_path%3D{schema}")
+    try:
+        await database.create_tables()
+        yield database
+    finally:
+        await database.dispose()
+        async with admin.begin() as connection:
+            await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+def audit_entry(key: str = "onboarding-c-1/enrich", **overrides: Any) -> AuditEntry:
+    fields: dict[str, Any] = {
+        "key": key,
+        "process_id": key.partition("/")[0],
+        "step": key.partition("/")[2],
+        "detail": {"industry": "Software", "employees": 42, "tags": ["a", "b"]},
+    }
+    return AuditEntry(**(fields | overrides))
+
+
+def task_row(key: str = "onboarding-c-1/task_kickoff", **overrides: Any) -> Task:
+    fields: dict[str, Any] = {
+        "key": key,
+        "process_id": key.partition("/")[0],
+        "customer_id": "c-1",
+        "assignee_id": "csm-ana",
+        "kind": "kickoff",
+        "title": "Kickoff call with Acme Corp",
+        "due_at": datetime(2030, 1, 3, 17, tzinfo=UTC),
+    }
+    return Task(**(fields | overrides))
+
+
+def assignment_request(subject_id: str, pool: str = "csm-smb", **overrides: Any) -> AssignmentRequest:
+    process_id = f"onboarding-{subject_id}"
+    fields: dict[str, Any] = {
+        "key": step_key(process_id, "assign_csm"),
+        "process_id": process_id,
+        "pool": pool,
+        "subject_id": subject_id,
+    }
+    return AssignmentRequest(**(fields | overrides))
+
+
+async def row_count(database: Database, model: type[Any]) -> int:
+    async with database.session() as session:
+        return int((await session.exec(select(func.count()).select_from(model))).one())
+
+
+# Schema
+
+
+async def test_create_tables_creates_every_table_and_can_run_again(db: Database) -> None:
+    await db.create_tables()
+
+    async with db.engine.connect() as connection:
+        tables = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+
+    assert {"customers", "assignments", "tasks", "outbound_emails", "audit_entries"} <= tables
+
+
+async def test_a_second_row_with_the_same_key_is_refused_by_the_database(db: Database) -> None:
+    async with db.session() as session:
+        session.add(task_row())
+        await session.commit()
+        session.add(task_row(title="a different title"))
+        with pytest.raises(IntegrityError):
+            await session.commit()
+
+    assert await row_count(db, Task) == 1
+
+
+async def test_timestamps_and_json_round_trip(db: Database) -> None:
+    due = datetime(2030, 1, 3, 18, 30, tzinfo=timezone(timedelta(hours=1)))
+    await insert_once(db, task_row(due_at=due))
+    await insert_once(db, audit_entry())
+
+    async with db.session() as session:
+        task = (await session.exec(select(Task))).one()
+        entry = (await session.exec(select(AuditEntry))).one()
+
+    assert as_utc(task.due_at) == due
+    assert as_utc(task.due_at).tzinfo == UTC
+    assert entry.detail == {"industry": "Software", "employees": 42, "tags": ["a", "b"]}
+
+
+# insert_once
+
+
+async def test_insert_once_inserts_a_new_key_then_returns_the_stored_row(db: Database) -> None:
+    first, inserted = await insert_once(db, audit_entry(detail={"attempt": 1}))
+    again, inserted_again = await insert_once(db, audit_entry(detail={"attempt": 2}))
+
+    assert (inserted, inserted_again) == (True, False)
+    assert first.id is not None and again.id == first.id
+    assert again.detail == {"attempt": 1}
+    assert await row_count(db, AuditEntry) == 1
+
+
+async def test_insert_once_keeps_rows_with_different_keys(db: Database) -> None:
+    results = [
+        await insert_once(db, audit_entry(key=f"onboarding-c-1/milestone:{n}")) for n in range(3)
+    ]
+
+    assert [inserted for _, inserted in results] == [True, True, True]
+    assert len({row.id for row, _ in results}) == 3
+
+
+@pytest.mark.parametrize("model", ["audit", "task"])
+async def test_concurrent_insert_once_with_one_key_stores_one_row(
+    db: Database, model: str
+) -> None:
+    def make(attempt: int) -> AuditEntry | Task:
+        if model == "audit":
+            return audit_entry(detail={"attempt": attempt})
+        return task_row(title=f"attempt {attempt}")
+
+    results = await asyncio.gather(*(insert_once(db, make(n)) for n in range(8)))
+
+    assert sum(inserted for _, inserted in results) == 1
+    assert len({row.id for row, _ in results}) == 1
+    assert await row_count(db, AuditEntry if model == "audit" else Task) == 1
+
+
+# Tasks and records through their activities
+
+
+async def test_create_task_stores_one_task_and_its_audit_entry(db: Database) -> None:
+    tasks = TaskActivities(db)
+    request = TaskRequest(
+        key="onboarding-c-1/task_kickoff",
+        process_id="onboarding-c-1",
+        customer_id="c-1",
+        assignee_id="csm-ana",
+        kind="kickoff",
+        title="Kickoff call with Acme Corp",
+        due_at=datetime(2030, 1, 3, 17, tzinfo=UTC),
+        detail="Plan starter; contact Ann Lee.",
+    )
+
+    refs = await asyncio.gather(
+        *(ActivityEnvironment().run(tasks.create_task, request) for _ in range(4))
+    )
+
+    assert len({ref.task_id for ref in refs}) == 1
+    assert sum(ref.created for ref in refs) == 1
+    async with db.session() as session:
+        task = (await session.exec(select(Task))).one()
+        audit = (await session.exec(select(AuditEntry))).one()
+    assert (task.kind, task.status, task.assignee_id) == ("kickoff", "open", "csm-ana")
+    assert as_utc(task.due_at) == request.due_at
+    assert audit.step == "task:kickoff"
+    assert audit.detail == {"task_id": task.id, "assignee_id": "csm-ana"}
+
+
+async def test_upsert_customer_creates_then_updates_one_record(db: Database) -> None:
+    records = RecordActivities(db)
+    record = CustomerRecord(
+        customer_id="c-1",
+        company_name="Acme Corp",
+        contact_name="Ann Lee",
+        contact_email="ann@acme-corp.io",
+        plan="starter",
+        stage="onboarding",
+        domain="acme-corp.io",
+        csm_id="csm-ana",
+    )
+
+    await ActivityEnvironment().run(records.upsert_customer, record)
+    await ActivityEnvironment().run(
+        records.upsert_customer, CustomerRecord(**{**record.__dict__, "stage": "activated"})
+    )
+
+    async with db.session() as session:
+        [customer] = list(await session.exec(select(Customer)))
+    assert (customer.customer_id, customer.stage, customer.csm_id) == ("c-1", "activated", "csm-ana")
+
+
+async def test_record_step_is_stored_once_per_key(db: Database) -> None:
+    records = RecordActivities(db)
+    step = StepRecord(
+        key="onboarding-c-1/outcome",
+        process_id="onboarding-c-1",
+        step="outcome",
+        detail={"outcome": "activated"},
+    )
+
+    first = await ActivityEnvironment().run(records.record_step, step)
+    again = await ActivityEnvironment().run(records.record_step, step)
+
+    assert (first, again) == (True, False)
+    assert await row_count(db, AuditEntry) == 1
+
+
+# Assignment: least open load first, least recently assigned on ties
+
+
+async def assign(assignment: AssignmentActivities, subject_id: str, **overrides: Any) -> str:
+    chosen = await ActivityEnvironment().run(
+        assignment.assign_owner, assignment_request(subject_id, **overrides)
+    )
+    return chosen.assignee_id
+
+
+async def release(assignment: AssignmentActivities, subject_id: str) -> bool:
+    key = assignment_request(subject_id).key
+    released: bool = await ActivityEnvironment().run(
+        assignment.release_assignment, ReleaseRequest(key=key)
+    )
+    return released
+
+
+async def test_assignment_spreads_equal_loads_in_pool_order(db: Database) -> None:
+    assignment = AssignmentActivities(db, Policy())
+
+    chosen = [await assign(assignment, f"c-{n}") for n in range(6)]
+
+    assert chosen == ["csm-ana", "csm-ben", "csm-cleo"] * 2
+
+
+async def test_assignment_prefers_the_member_with_the_fewest_active_assignments(
+    db: Database,
+) -> None:
+    assignment = AssignmentActivities(db, Policy())
+    for n in range(3):
+        await assign(assignment, f"c-{n}")  # ana, ben, cleo: one each
+
+    assert await release(assignment, "c-1") is True  # ben is free again
+    assert await assign(assignment, "c-3") == "csm-ben"
+    assert await assign(assignment, "c-4") == "csm-ana"
+
+
+async def test_assignment_ties_go_to_the_least_recently_assigned(db: Database) -> None:
+    assignment = AssignmentActivities(db, Policy())
+    for n in range(3):
+        await assign(assignment, f"c-{n}")
+    for n in (2, 0, 1):
+        await release(assignment, f"c-{n}")  # all free; ana was assigned first
+
+    assert [await assign(assignment, f"c-{n}") for n in range(3, 6)] == [
+        "csm-ana",
+        "csm-ben",
+        "csm-cleo",
+    ]
+
+
+async def test_assignment_counts_load_across_pools(db: Database) -> None:
+    assignment = AssignmentActivities(db, Policy())
+    assert await assign(assignment, "c-e1", pool="csm-enterprise") == "csm-dev"
+    assert await assign(assignment, "c-e2", pool="csm-enterprise") == "csm-cleo"
+
+    # cleo carries an enterprise customer, so the smb pool fills ana and ben first.
+    assert [await assign(assignment, f"c-{n}") for n in range(3)] == [
+        "csm-ana",
+        "csm-ben",
+        "csm-ana",
+    ]
+
+
+async def test_assignment_is_made_once_per_key_and_released_once(db: Database) -> None:
+    assignment = AssignmentActivities(db, Policy())
+    request = assignment_request("c-1")
+
+    first = await ActivityEnvironment().run(assignment.assign_owner, request)
+    again = await ActivityEnvironment().run(assignment.assign_owner, request)
+
+    assert again.assignee_id == first.assignee_id == "csm-ana"
+    assert (first.assignee_name, first.assignee_email, first.manager_id) == (
+        "Ana Ruiz",
+        "ana.ruiz@example.com",
+        "mgr-hana",
+    )
+    assert first.open_load == 1
+    assert await row_count(db, Assignment) == 1
+    assert (await release(assignment, "c-1"), await release(assignment, "c-1")) == (True, False)
+    async with db.session() as session:
+        row = (await session.exec(select(Assignment))).one()
+    assert row.active is False and row.released_at is not None
+
+
+async def test_assignment_prefers_members_with_the_requested_skills(db: Database) -> None:
+    policy = Policy(
+        staff=(
+            StaffMember(id="csm-ana", name="Ana Ruiz", email="ana@example.com"),
+            StaffMember(id="csm-ben", name="Ben Okafor", email="ben@example.com", skills=("de",)),
+        ),
+        pools={"csm-smb": ("csm-ana", "csm-ben")},
+        onboarding={"csm_pools": {"starter": "csm-smb"}},  # type: ignore[arg-type]
+    )
+    assignment = AssignmentActivities(db, policy)
+
+    assert await assign(assignment, "c-1", skills=["de"]) == "csm-ben"
+    assert await assign(assignment, "c-2", skills=["de"]) == "csm-ben"
+    assert await assign(assignment, "c-3", skills=["ja"]) == "csm-ana"
+
+
+async def test_assignment_from_an_unknown_pool_is_invalid_input(db: Database) -> None:
+    assignment = AssignmentActivities(db, Policy())
+
+    with pytest.raises(ApplicationError) as caught:
+        await assign(assignment, "c-1", pool="csm-mars")
+
+    assert caught.value.type == "InvalidInput"
+    assert caught.value.non_retryable is True
+    assert "unknown assignment pool 'csm-mars'" in caught.value.message
+    assert await row_count(db, Assignment) == 0
+
+
+async def test_outbound_email_message_ids_are_unique(db: Database) -> None:
+    def email(key: str) -> OutboundEmail:
+        return OutboundEmail(
+            key=key,
+            process_id="onboarding-c-1",
+            message_id="<same@crmflow.localhost>",
+            recipient="ann@acme-corp.io",
+            template="welcome",
+            subject="Welcome",
+        )
+
+    await insert_once(db, email("onboarding-c-1/email_welcome"))
+    with pytest.raises(IntegrityError):
+        await insert_once(db, email("onboarding-c-1/email_nudge_day_3"))
+    async with db.session() as session:
+        keys = (await session.exec(select(col(OutboundEmail.key)))).all()
+    assert list(keys) == ["onboarding-c-1/email_welcome"]

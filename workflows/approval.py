@@ -1,0 +1,427 @@
+"""Approval: a decision asked of a chain of approvers, usable as a child of any process.
+
+1. The first approver of the chain is asked (email + task) and named in the
+   ``ApprovalAssignee`` search attribute.
+2. The current approver, or their delegate, decides ``approve`` or ``reject``
+   with a comment:
+   - through the ``decide`` update, whose validator refuses a caller who is
+     not the current approver or delegate, a second decision and an unknown
+     value (the API uses it and answers 403 / 409 / 422);
+   - or through the ``decide`` signal of the same shape, which the Temporal
+     UI and ``temporal workflow signal`` can send; a signal that the update's
+     validator would refuse is noted in the state and otherwise ignored.
+3. A step whose approver does not decide within its timeout escalates to the
+   next approver (email + task); the last step's timeout expires the request.
+
+The result says approved, rejected or expired, who decided (and on whose
+behalf, for a delegate), when, and with which comment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.common import (
+        APPROVAL_ASSIGNEE,
+        CUSTOMER_ID,
+        PROCESS,
+        STAGE,
+        ProcessState,
+        StepEntry,
+    )
+    from workflows.contracts import (
+        CREATE_TASK,
+        RECORD_STEP,
+        SEND_EMAIL,
+        EmailReceipt,
+        EmailRequest,
+        StepRecord,
+        TaskRef,
+        TaskRequest,
+        step_key,
+    )
+
+PROCESS_NAME = "approval"
+DECISIONS = ("approve", "reject")
+
+#: Database writes: retry until the database is back; nothing may be lost.
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
+#: SMTP: retry through outages; a refused recipient or bad template is final.
+EMAIL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=2),
+    non_retryable_error_types=["InvalidInput", "RecipientRejected"],
+)
+
+
+@dataclass
+class Approver:
+    """One step of the chain: who decides, within how long, and who may stand in."""
+
+    approver_id: str
+    name: str
+    email: str
+    timeout_seconds: int
+    delegate_id: str | None = None
+
+
+@dataclass
+class ApprovalInput:
+    """What needs approving (``subject``, one line), who asks, and the approver chain."""
+
+    subject_id: str
+    subject: str
+    requester_id: str
+    chain: list[Approver]
+    customer_id: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ApprovalDecision:
+    """A decision: ``approve`` or ``reject`` by ``decided_by`` (approver or delegate)."""
+
+    decided_by: str
+    decision: str
+    comment: str = ""
+
+
+@dataclass
+class ApprovalResult:
+    """How the approval ended: ``approved``, ``rejected`` or ``expired``.
+
+    ``decided_by`` is None for an expired request; ``on_behalf_of`` names the
+    approver a delegate decided for.
+    """
+
+    approval_id: str
+    outcome: str
+    decided_by: str | None
+    on_behalf_of: str | None
+    decided_at: datetime
+    comment: str
+    step: int
+    escalations: list[str] = field(default_factory=list)
+
+
+def approval_id(subject_id: str) -> str:
+    """The workflow id of the approval of ``subject_id``, its business key."""
+    return f"approval-{subject_id}"
+
+
+@workflow.defn
+class ApprovalWorkflow:
+    """One approval request; see the module docstring for the chain and its timeouts."""
+
+    @workflow.init
+    def __init__(self, request: ApprovalInput) -> None:
+        self._request = request
+        self._process_id = workflow.info().workflow_id
+        self._step = 0
+        self._deadline: datetime | None = None
+        self._escalations: list[str] = []
+        self._result: ApprovalResult | None = None
+        self._state = ProcessState(
+            process=PROCESS_NAME,
+            process_id=self._process_id,
+            customer_id=request.customer_id,
+            stage="starting",
+        )
+
+    @workflow.run
+    async def run(self, request: ApprovalInput) -> ApprovalResult:
+        _validate(request)
+        workflow.upsert_search_attributes(
+            [
+                PROCESS.value_set(PROCESS_NAME),
+                CUSTOMER_ID.value_set(request.customer_id),
+                STAGE.value_set("awaiting_decision"),
+            ]
+        )
+        try:
+            for index, approver in enumerate(request.chain):
+                if await self._ask(index, approver):
+                    break
+            else:
+                self._expire()
+        except asyncio.CancelledError:
+            await self._close_as_withdrawn()
+            raise
+        result = self._result_or_fail()
+        await self._finish(result)
+        return result
+
+    @workflow.update(name="decide")
+    def decide(self, decision: ApprovalDecision) -> ApprovalResult:
+        """Approve or reject as the current approver or their delegate; returns the result."""
+        return self._accept(decision)
+
+    @decide.validator
+    def _validate_decision(self, decision: ApprovalDecision) -> None:
+        problem = self._refusal(decision)
+        if problem is not None:
+            message, error_type = problem
+            raise ApplicationError(message, type=error_type, non_retryable=True)
+
+    @workflow.signal(name="decide")
+    def decide_by_signal(self, decision: ApprovalDecision) -> None:
+        """The ``decide`` update as a signal (Temporal UI/CLI); a refused one is only noted."""
+        problem = self._refusal(decision)
+        if problem is not None:
+            message, _ = problem
+            workflow.logger.warning("approval ignores decision signal: %s", message)
+            self._note("decision_refused", message)
+            return
+        self._accept(decision)
+
+    @workflow.query
+    def state(self) -> ProcessState:
+        """Stage, whose decision the request waits for and until when, and the steps so far."""
+        current = self._current()
+        waiting = self._result is None and current is not None
+        self._state.waiting_for = [f"decision:{current.approver_id}"] if waiting and current else []
+        self._state.details = {
+            "subject_id": self._request.subject_id,
+            "subject": self._request.subject,
+            "requester_id": self._request.requester_id,
+            "chain": [a.approver_id for a in self._request.chain],
+            "step": self._step,
+            "current_approver": current.approver_id if waiting and current else None,
+            "delegate": current.delegate_id if waiting and current else None,
+            "decide_by": self._deadline.isoformat() if waiting and self._deadline else None,
+            "details": dict(self._request.details),
+            "escalations": list(self._escalations),
+            "result": _result_view(self._result),
+        }
+        return self._state
+
+    # The steps of the process, in order.
+
+    async def _ask(self, index: int, approver: Approver) -> bool:
+        """Ask ``approver`` (escalating from the one before); True once decided."""
+        self._step = index
+        self._deadline = workflow.now() + timedelta(seconds=approver.timeout_seconds)
+        self._state.due[f"decision:{approver.approver_id}"] = self._deadline
+        workflow.upsert_search_attributes([APPROVAL_ASSIGNEE.value_set(approver.approver_id)])
+        step = "request" if index == 0 else "escalation"
+        if index > 0:
+            previous = self._request.chain[index - 1].approver_id
+            self._escalations.append(approver.approver_id)
+            self._note("escalate", f"{previous} did not decide in time; asking {approver.approver_id}")
+            await self._record(f"escalate_{index}", {"from": previous, "to": approver.approver_id})
+        await self._notify(index, approver, step)
+        workflow.set_current_details(
+            f"Waiting for {approver.approver_id} to decide until {self._deadline:%Y-%m-%d %H:%M} UTC."
+        )
+        try:
+            await workflow.wait_condition(
+                lambda: self._result is not None,
+                timeout=timedelta(seconds=approver.timeout_seconds),
+                timeout_summary=f"{approver.approver_id} decides",
+            )
+        except TimeoutError:
+            self._note("timeout", approver.approver_id)
+            return self._result is not None
+        return True
+
+    def _expire(self) -> None:
+        last = len(self._request.chain) - 1
+        self._result = ApprovalResult(
+            approval_id=self._process_id,
+            outcome="expired",
+            decided_by=None,
+            on_behalf_of=None,
+            decided_at=workflow.now(),
+            comment=f"no decision from {', '.join(a.approver_id for a in self._request.chain)}",
+            step=last,
+            escalations=list(self._escalations),
+        )
+
+    async def _finish(self, result: ApprovalResult) -> None:
+        self._set_stage(result.outcome)
+        self._state.outcome = result.outcome
+        workflow.upsert_search_attributes([APPROVAL_ASSIGNEE.value_unset()])
+        self._note("outcome", f"{result.outcome} by {result.decided_by or 'nobody'}")
+        await self._record(
+            "outcome",
+            {
+                "outcome": result.outcome,
+                "decided_by": result.decided_by,
+                "on_behalf_of": result.on_behalf_of,
+                "comment": result.comment,
+            },
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+    async def _close_as_withdrawn(self) -> None:
+        reason = workflow.cancellation_reason() or "withdrawn by the requesting process"
+        self._set_stage("withdrawn")
+        self._state.outcome = "withdrawn"
+        workflow.upsert_search_attributes([APPROVAL_ASSIGNEE.value_unset()])
+        await self._record("outcome", {"outcome": "withdrawn", "reason": reason})
+
+    # Decisions: validated the same way for the update and the signal.
+
+    def _refusal(self, decision: ApprovalDecision) -> tuple[str, str] | None:
+        """Why ``decision`` cannot be taken, with the error type, or None if it can."""
+        if self._result is not None:
+            return (
+                f"approval {self._process_id} is already {self._result.outcome}",
+                "AlreadyDecided",
+            )
+        if decision.decision not in DECISIONS:
+            return (
+                f"unknown decision {decision.decision!r}; expected one of {list(DECISIONS)}",
+                "InvalidDecision",
+            )
+        current = self._current()
+        allowed = {current.approver_id, current.delegate_id} - {None} if current else set()
+        if decision.decided_by not in allowed:
+            return (
+                f"{decision.decided_by!r} is not the current approver of {self._process_id}; "
+                f"waiting for {sorted(a for a in allowed if a)}",
+                "NotCurrentApprover",
+            )
+        return None
+
+    def _accept(self, decision: ApprovalDecision) -> ApprovalResult:
+        current = self._current()
+        assert current is not None
+        self._result = ApprovalResult(
+            approval_id=self._process_id,
+            outcome="approved" if decision.decision == "approve" else "rejected",
+            decided_by=decision.decided_by,
+            on_behalf_of=current.approver_id if decision.decided_by != current.approver_id else None,
+            decided_at=workflow.now(),
+            comment=decision.comment,
+            step=self._step,
+            escalations=list(self._escalations),
+        )
+        self._note(f"decision:{decision.decision}", f"{decision.decided_by}: {decision.comment}")
+        return self._result
+
+    # Helpers: each a single activity call or a change of the visible state.
+
+    async def _notify(self, index: int, approver: Approver, step: str) -> None:
+        due = self._deadline or workflow.now()
+        requester = self._request.requester_id
+        await workflow.execute_activity(
+            CREATE_TASK,
+            TaskRequest(
+                key=self._key(f"task_{step}_{index}"),
+                process_id=self._process_id,
+                customer_id=self._request.customer_id,
+                assignee_id=approver.approver_id,
+                kind=f"approval_{step}",
+                title=f"Approve or reject: {self._request.subject}",
+                due_at=due,
+                detail=f"Requested by {requester}. Decide with POST "
+                f"/v1/approvals/{self._process_id}/decision.",
+            ),
+            result_type=TaskRef,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+            summary=f"task approval_{step} for {approver.approver_id}",
+        )
+        self._note(f"task:approval_{step}", approver.approver_id)
+        previous = self._request.chain[index - 1] if index > 0 else None
+        try:
+            receipt = await workflow.execute_activity(
+                SEND_EMAIL,
+                EmailRequest(
+                    key=self._key(f"email_{step}_{index}"),
+                    process_id=self._process_id,
+                    to=approver.email,
+                    template=f"approval_{step}",
+                    context={
+                        "approver_name": approver.name,
+                        "subject": self._request.subject,
+                        "requester_id": requester,
+                        "approval_id": self._process_id,
+                        "decide_by": f"{due:%Y-%m-%d %H:%M} UTC",
+                        "details": dict(self._request.details),
+                        "previous_approver": previous.name if previous else "",
+                        "delegate_id": approver.delegate_id or "",
+                    },
+                ),
+                result_type=EmailReceipt,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(hours=1),
+                retry_policy=EMAIL_RETRY,
+                summary=f"email approval_{step} to {approver.approver_id}",
+            )
+        except ActivityError as err:
+            reason = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+            self._note(f"email:approval_{step}", f"not sent: {reason}")
+            await self._record(f"email_failed:approval_{step}_{index}", {"reason": reason})
+            return
+        self._note(f"email:approval_{step}", receipt.subject)
+
+    async def _record(self, step: str, detail: dict[str, object]) -> None:
+        await workflow.execute_activity(
+            RECORD_STEP,
+            StepRecord(key=self._key(step), process_id=self._process_id, step=step, detail=detail),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+            summary=f"audit {step}",
+        )
+
+    def _current(self) -> Approver | None:
+        chain = self._request.chain
+        return chain[self._step] if 0 <= self._step < len(chain) else None
+
+    def _result_or_fail(self) -> ApprovalResult:
+        if self._result is None:
+            raise ApplicationError("approval ended undecided", type="InvalidState")
+        return self._result
+
+    def _set_stage(self, stage: str) -> None:
+        self._state.stage = stage
+        workflow.upsert_search_attributes([STAGE.value_set(stage)])
+
+    def _note(self, step: str, detail: str = "") -> None:
+        self._state.steps.append(StepEntry(step=step, at=workflow.now(), detail=detail))
+
+    def _key(self, step: str) -> str:
+        return step_key(self._process_id, step)
+
+
+def _result_view(result: ApprovalResult | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    return {
+        "outcome": result.outcome,
+        "decided_by": result.decided_by,
+        "on_behalf_of": result.on_behalf_of,
+        "decided_at": result.decided_at.isoformat(),
+        "comment": result.comment,
+    }
+
+
+def _validate(request: ApprovalInput) -> None:
+    problems = [
+        f"{name} is required"
+        for name in ("subject_id", "subject", "requester_id")
+        if not str(getattr(request, name)).strip()
+    ]
+    if not request.chain:
+        problems.append("chain must name at least one approver")
+    for approver in request.chain:
+        if approver.timeout_seconds < 1:
+            problems.append(f"approver {approver.approver_id!r}: timeout_seconds must be >= 1")
+    if problems:
+        raise ApplicationError(
+            "invalid approval input: " + "; ".join(problems),
+            type="InvalidInput",
+            non_retryable=True,
+        )
