@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +32,9 @@ class AssignmentActivities:
     def __init__(self, database: Database, policy: Policy) -> None:
         self._database = database
         self._policy = policy
+        # Choosing reads every load, then inserts: concurrent choices in one
+        # worker would all see the same least-loaded member and pick them.
+        self._choosing = asyncio.Lock()
 
     @activity.defn(name=ASSIGN_OWNER)
     async def assign_owner(self, request: AssignmentRequest) -> Assignment:
@@ -43,29 +47,32 @@ class AssignmentActivities:
         ApplicationError of type ``InvalidInput`` for an unknown pool.
         """
         members = self._eligible(request)
-        async with self._database.session() as session:
-            existing = (
-                await session.exec(select(AssignmentRow).where(AssignmentRow.key == request.key))
-            ).first()
-            if existing is not None:
-                return await self._describe(existing)
-            loads, last_assigned = await self._load_of(members)
+        async with self._choosing:
+            async with self._database.session() as session:
+                existing = (
+                    await session.exec(
+                        select(AssignmentRow).where(AssignmentRow.key == request.key)
+                    )
+                ).first()
+                if existing is not None:
+                    return await self._describe(existing)
+                loads, last_assigned = await self._load_of(members)
 
-        def rank(index_and_member: tuple[int, str]) -> tuple[int, datetime, int]:
-            index, member = index_and_member
-            return loads.get(member, 0), last_assigned.get(member, _NEVER), index
+            def rank(index_and_member: tuple[int, str]) -> tuple[int, datetime, int]:
+                index, member = index_and_member
+                return loads.get(member, 0), last_assigned.get(member, _NEVER), index
 
-        _, chosen = min(enumerate(members), key=rank)
-        row, _ = await insert_once(
-            self._database,
-            AssignmentRow(
-                key=request.key,
-                process_id=request.process_id,
-                pool=request.pool,
-                subject_id=request.subject_id,
-                assignee_id=chosen,
-            ),
-        )
+            _, chosen = min(enumerate(members), key=rank)
+            row, _ = await insert_once(
+                self._database,
+                AssignmentRow(
+                    key=request.key,
+                    process_id=request.process_id,
+                    pool=request.pool,
+                    subject_id=request.subject_id,
+                    assignee_id=chosen,
+                ),
+            )
         activity.logger.info("assigned %s to %s from %s", request.subject_id, chosen, request.pool)
         return await self._describe(row)
 

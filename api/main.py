@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,9 +13,11 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.deps import AppContext, TemporalConnection
+from api.metrics import install_metrics
 from api.problems import install_problem_handlers
-from api.routes import health, onboardings, processes, tasks
+from api.routes import approvals, health, onboardings, processes, renewals, tasks, usage
 from crm.db import Database
+from crm.logs import configure_logging
 from crm.policy import load_policy
 from crm.settings import Settings, get_settings
 
@@ -51,13 +52,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
-    for router in (health.router, onboardings.router, processes.router, tasks.router):
+    install_metrics(app)
+    for router in (
+        health.router,
+        onboardings.router,
+        processes.router,
+        tasks.router,
+        renewals.router,
+        approvals.router,
+        usage.router,
+    ):
         app.include_router(router)
     return app
 
 
 def main() -> None:
     """Entry point of ``crmflow api``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    configure_logging(settings.log_format, settings.log_level)
+    uvicorn.run(
+        create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
+    )

@@ -23,9 +23,12 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.metrics import count_start
 from api.problems import Problem
+from crm.logs import bind_process
 from crm.policy import Policy
 from workflows.common import PROCESS, ProcessState
+from workflows.renewal import EVENTS as RENEWAL_EVENTS
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 
@@ -74,6 +77,33 @@ async def start_process(
     Returns the process and True when this call started it. Raises Problem
     503 when Temporal cannot be reached.
     """
+    process = next(
+        (str(pair.value) for pair in search_attributes if pair.key.name == PROCESS.name), workflow
+    )
+    started, created = await _start_or_find(
+        client,
+        workflow,
+        argument,
+        process_id=process_id,
+        task_queue=task_queue,
+        search_attributes=search_attributes,
+        summary=summary,
+    )
+    bind_process(process_id, started.run_id)
+    count_start(process, created)
+    return started, created
+
+
+async def _start_or_find(
+    client: Client,
+    workflow: str,
+    argument: Any,
+    *,
+    process_id: str,
+    task_queue: str,
+    search_attributes: Sequence[SearchAttributePair[str]],
+    summary: str,
+) -> tuple[ProcessStarted, bool]:
     try:
         handle = await client.start_workflow(
             workflow,
@@ -142,6 +172,8 @@ def event_types(process: str | None, policy: Policy) -> tuple[str, ...]:
     """The business events a process of kind ``process`` accepts."""
     if process == "onboarding":
         return policy.onboarding.milestones
+    if process == "renewal":
+        return RENEWAL_EVENTS
     return ()
 
 

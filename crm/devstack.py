@@ -81,6 +81,7 @@ class ApiSection(_Section):
 
 class WorkerSection(_Section):
     task_queue: str = "crmflow"
+    metrics_port: int | None = 9464
 
 
 class DevStackConfig(_Section):
@@ -168,6 +169,9 @@ def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
         "CRMFLOW_API_HOST": config.api.host,
         "CRMFLOW_API_PORT": str(config.api.port),
     }
+    app_env["CRMFLOW_WORKER_METRICS_ADDRESS"] = (
+        f"127.0.0.1:{config.worker.metrics_port}" if config.worker.metrics_port else ""
+    )
     if config.policy_file:
         app_env["CRMFLOW_POLICY_FILE"] = str(root / config.policy_file)
     return [
@@ -347,7 +351,8 @@ class DevStack:
         if temporal.ui_port is not None:
             lines.append(f"  Web UI      http://{temporal.host}:{temporal.ui_port}")
         lines += [
-            f"  API         http://{api.host}:{api.port}/docs",
+            f"  API         http://{api.host}:{api.port}/docs "
+            f"(metrics at http://{api.host}:{api.port}/metrics)",
             f"  SMTP sink   {self.config.smtp_sink.host}:{self.config.smtp_sink.port} "
             "(read it with: crmflow mail)",
             "  Ctrl-C stops everything.",

@@ -137,3 +137,53 @@ class UsageReport(SQLModel, table=True):
     reported_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+
+
+class Notification(SQLModel, table=True):
+    """An in-app notification for a staff member (an SLA warning, a reassignment)."""
+
+    __tablename__ = "notifications"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=300)
+    process_id: str = Field(index=True, max_length=200)
+    staff_id: str = Field(index=True, max_length=100)
+    kind: str = Field(max_length=50)
+    message: str = ""
+    read_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class SlaOutcome(SQLModel, table=True):
+    """How a ticket's SLA ended: met or breached per clock, business time used, escalations.
+
+    ``clocks`` maps ``first_response`` and ``resolution`` to their status
+    (``met``/``breached``), target and used business seconds and levels reached.
+    """
+
+    __tablename__ = "sla_outcomes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=300)
+    process_id: str = Field(index=True, max_length=200)
+    ticket_id: str = Field(index=True, max_length=100)
+    customer_id: str = Field(index=True, max_length=100)
+    priority: str = Field(max_length=20)
+    tier: str | None = Field(default=None, max_length=50)
+    assignee_id: str | None = Field(default=None, max_length=100)
+    outcome: str = Field(max_length=20)
+    first_response: str = Field(max_length=20)
+    resolution: str = Field(max_length=20)
+    first_response_used_seconds: float = 0
+    resolution_used_seconds: float = 0
+    clocks: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    escalations: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    ended_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

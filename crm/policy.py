@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from crm.calendar import BusinessCalendar, CalendarError, CalendarSpec
+from crm.sla_policy import SlaPolicy
 
 
 class PolicyError(ValueError):
@@ -129,6 +130,35 @@ def _default_staff() -> tuple[StaffMember, ...]:
         StaffMember(
             id="fin-ravi", name="Ravi Shah", email="ravi.shah@example.com", manager_id="fin-olga"
         ),
+        # Support: agents report to a team lead, the team lead to the manager.
+        StaffMember(
+            id="lead-sam",
+            name="Sam Lindqvist",
+            email="sam.lindqvist@example.com",
+            manager_id="mgr-hana",
+            skills=("billing", "technical"),
+        ),
+        StaffMember(
+            id="agent-ivy",
+            name="Ivy Chen",
+            email="ivy.chen@example.com",
+            manager_id="lead-sam",
+            skills=("billing",),
+        ),
+        StaffMember(
+            id="agent-joe",
+            name="Joe Mensah",
+            email="joe.mensah@example.com",
+            manager_id="lead-sam",
+            skills=("technical",),
+        ),
+        StaffMember(
+            id="agent-kai",
+            name="Kai Nowak",
+            email="kai.nowak@example.com",
+            manager_id="lead-sam",
+            skills=("billing", "technical"),
+        ),
     )
 
 
@@ -136,6 +166,8 @@ def _default_pools() -> dict[str, tuple[str, ...]]:
     return {
         "csm-smb": ("csm-ana", "csm-ben", "csm-cleo"),
         "csm-enterprise": ("csm-dev", "csm-cleo"),
+        "support": ("agent-ivy", "agent-joe", "agent-kai"),
+        "support-senior": ("agent-kai", "lead-sam"),
     }
 
 
@@ -199,6 +231,7 @@ class Policy(BaseModel):
     pools: dict[str, tuple[str, ...]] = Field(default_factory=_default_pools)
     onboarding: OnboardingPolicy = Field(default_factory=OnboardingPolicy)
     renewal: RenewalPolicy = Field(default_factory=RenewalPolicy)
+    sla: SlaPolicy = Field(default_factory=SlaPolicy)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Policy:
@@ -232,6 +265,22 @@ class Policy(BaseModel):
                     f"renewal.upsell[{plan!r}]: plans must be among {sorted(plans)}, "
                     f"got {plan!r} -> {upsell.offered_plan!r}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _sla_escalations_resolve(self) -> Policy:
+        """Every SLA pool exists and each member has a team lead who has a manager."""
+        known = {member.id: member for member in self.staff}
+        for pool in sorted(self.sla.pools()):
+            if pool not in self.pools:
+                raise ValueError(f"sla: unknown pool {pool!r}; known pools: {sorted(self.pools)}")
+            for member_id in self.pools[pool]:
+                lead_id = known[member_id].manager_id
+                if lead_id is None or known[lead_id].manager_id is None:
+                    raise ValueError(
+                        f"sla pool {pool!r}: staff {member_id!r} needs a manager_id (the team "
+                        "lead breaches escalate to) whose own manager_id is set"
+                    )
         return self
 
     def member(self, staff_id: str) -> StaffMember:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
+    worker_metrics_address: str | None = "127.0.0.1:9464"
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
     worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
 from crm.settings import Settings
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     """A client for the configured address and namespace, with TLS or an API key if set.
 
-    Raises RuntimeError (from the SDK) when the server cannot be reached.
+    ``runtime`` carries telemetry (the worker's Prometheus endpoint); the SDK's
+    default runtime otherwise. Raises RuntimeError (from the SDK) when the server cannot be reached.
     """
     tls: TLSConfig | bool = settings.temporal_tls
     if settings.temporal_tls_cert and settings.temporal_tls_key:
@@ -24,4 +26,5 @@ async def connect(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         tls=tls,
         api_key=settings.temporal_api_key,
+        runtime=runtime,
     )

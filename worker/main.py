@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.assignment import AssignmentActivities
@@ -24,15 +25,19 @@ from activities.enrichment import EnrichmentActivities
 from activities.mailer import SmtpMailer
 from activities.records import RecordActivities
 from activities.tasks import TaskActivities
+from activities.usage import UsageActivities
 from crm.db import Database
+from crm.logs import configure_logging
 from crm.policy import Policy, load_policy
 from crm.settings import Settings, get_settings
 from crm.temporal import connect
+from workflows.approval import ApprovalWorkflow
 from workflows.onboarding import OnboardingWorkflow
+from workflows.renewal import RenewalWorkflow
 
 log = logging.getLogger("crmflow.worker")
 
-WORKFLOWS: Sequence[type] = (OnboardingWorkflow,)
+WORKFLOWS: Sequence[type] = (OnboardingWorkflow, RenewalWorkflow, ApprovalWorkflow)
 
 
 def build_activities(
@@ -67,6 +72,7 @@ def build_activities(
         assignment.release_assignment,
         email.send_email,
         enrichment.enrich_company,
+        UsageActivities(database).analyse_usage,
     ]
     return activities, enrichment
 
@@ -97,7 +103,7 @@ async def run_worker(settings: Settings) -> None:
     policy = load_policy(settings.policy_file)
     database = Database.from_url(settings.database_url)
     await database.create_tables()
-    client = await connect(settings)
+    client = await connect(settings, _runtime(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -116,7 +122,23 @@ async def run_worker(settings: Settings) -> None:
         await database.dispose()
 
 
+def _runtime(settings: Settings) -> Runtime | None:
+    """A runtime serving the SDK's metrics for Prometheus, if an address is set."""
+    if not settings.worker_metrics_address:
+        return None
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=settings.worker_metrics_address,
+                counters_total_suffix=True,
+                durations_as_seconds=True,
+            )
+        )
+    )
+
+
 def main() -> None:
     """Entry point of ``crmflow worker``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run_worker(get_settings()))
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    asyncio.run(run_worker(settings))

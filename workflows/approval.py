@@ -217,11 +217,14 @@ class ApprovalWorkflow:
         if index > 0:
             previous = self._request.chain[index - 1].approver_id
             self._escalations.append(approver.approver_id)
-            self._note("escalate", f"{previous} did not decide in time; asking {approver.approver_id}")
+            self._note(
+                "escalate", f"{previous} did not decide in time; asking {approver.approver_id}"
+            )
             await self._record(f"escalate_{index}", {"from": previous, "to": approver.approver_id})
         await self._notify(index, approver, step)
         workflow.set_current_details(
-            f"Waiting for {approver.approver_id} to decide until {self._deadline:%Y-%m-%d %H:%M} UTC."
+            f"Waiting for {approver.approver_id} to decide "
+            f"until {self._deadline:%Y-%m-%d %H:%M} UTC."
         )
         try:
             await workflow.wait_condition(
@@ -297,11 +300,12 @@ class ApprovalWorkflow:
     def _accept(self, decision: ApprovalDecision) -> ApprovalResult:
         current = self._current()
         assert current is not None
+        delegated = decision.decided_by != current.approver_id
         self._result = ApprovalResult(
             approval_id=self._process_id,
             outcome="approved" if decision.decision == "approve" else "rejected",
             decided_by=decision.decided_by,
-            on_behalf_of=current.approver_id if decision.decided_by != current.approver_id else None,
+            on_behalf_of=current.approver_id if delegated else None,
             decided_at=workflow.now(),
             comment=decision.comment,
             step=self._step,

@@ -24,6 +24,9 @@ CREATE_TASK = "create_task"
 SEND_EMAIL = "send_email"
 RECORD_STEP = "record_step"
 UPSERT_CUSTOMER = "upsert_customer"
+LOOK_UP_STAFF = "look_up_staff"
+NOTIFY_STAFF = "notify_staff"
+RECORD_SLA_OUTCOME = "record_sla_outcome"
 ANALYSE_USAGE = "analyse_usage"
 
 
@@ -176,3 +179,59 @@ class UsageSummary:
     utilisation: float
     reports: int
     reported_at: datetime | None = None
+
+
+@dataclass
+class StaffLookup:
+    """Who a staff id is, to reach them or their manager."""
+
+    staff_id: str
+
+
+@dataclass
+class StaffContact:
+    """A staff member's name, address and manager (None at the top)."""
+
+    staff_id: str
+    name: str
+    email: str
+    manager_id: str | None
+
+
+@dataclass
+class NotificationRequest:
+    """An in-app notification for a staff member, stored once per ``key``."""
+
+    key: str
+    process_id: str
+    staff_id: str
+    kind: str
+    message: str
+
+
+@dataclass
+class SlaClockOutcome:
+    """How one SLA clock of a ticket ended."""
+
+    clock: str
+    status: str
+    target_seconds: float
+    used_seconds: float
+    levels_reached: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SlaOutcomeRecord:
+    """The end of a ticket's SLA: met or breached per clock and the escalations made."""
+
+    key: str
+    process_id: str
+    ticket_id: str
+    customer_id: str
+    priority: str
+    tier: str | None
+    assignee_id: str | None
+    outcome: str
+    clocks: list[SlaClockOutcome]
+    escalations: list[dict[str, Any]] = field(default_factory=list)
+    ended_at: datetime | None = None

@@ -37,6 +37,7 @@ def stack_config(root: Path) -> dict[str, Any]:
     config["smtp_sink"]["port"] = free_port()
     config["enrichment_provider"]["port"] = free_port()
     config["api"]["port"] = free_port()
+    config["worker"]["metrics_port"] = free_port()
     config["database_url"] = f"sqlite+aiosqlite:///{root / '.crmflow' / 'crm.db'}"
     return config
 
@@ -124,6 +125,15 @@ def test_dev_stack_runs_finds_and_keeps_an_onboarding_across_a_restart(tmp_path:
         )
         assert "hank@globex-corp.com" in mail.stdout
         assert "Welcome to crmflow, Globex" in mail.stdout
+
+        worker_metrics = httpx.get(f"http://127.0.0.1:{config['worker']['metrics_port']}/metrics")
+        assert "temporal_workflow_completed" in worker_metrics.text or (
+            "temporal_activity_execution_latency" in worker_metrics.text
+        )
+        api_metrics = api.get("/metrics").text
+        assert 'crmflow_process_starts_total{process="onboarding",result="created"} 1.0' in (
+            api_metrics
+        )
 
     assert (tmp_path / ".crmflow" / "temporal.db").exists()
 

@@ -1,0 +1,109 @@
+"""Activities the ticket SLA process needs beyond email and tasks.
+
+Looking up who to escalate to, notifying staff in the app, and recording how
+a ticket's SLA ended. Writes are keyed by ``{process_id}/{step}`` and safe to
+retry.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from crm.db import Database, insert_once
+from crm.models import AuditEntry, Notification, SlaOutcome, as_utc, utcnow
+from crm.policy import Policy
+from workflows.contracts import (
+    LOOK_UP_STAFF,
+    NOTIFY_STAFF,
+    RECORD_SLA_OUTCOME,
+    NotificationRequest,
+    SlaOutcomeRecord,
+    StaffContact,
+    StaffLookup,
+)
+
+
+class SlaActivities:
+    """Staff look-ups from the policy, notifications and SLA outcomes in the database."""
+
+    def __init__(self, database: Database, policy: Policy) -> None:
+        self._database = database
+        self._policy = policy
+
+    @activity.defn(name=LOOK_UP_STAFF)
+    async def look_up_staff(self, lookup: StaffLookup) -> StaffContact:
+        """The contact details and manager of a staff member.
+
+        Raises a non-retryable ApplicationError of type ``InvalidInput`` for an
+        id the policy does not know.
+        """
+        try:
+            member = self._policy.member(lookup.staff_id)
+        except KeyError:
+            raise ApplicationError(
+                f"unknown staff member {lookup.staff_id!r}", type="InvalidInput", non_retryable=True
+            ) from None
+        return StaffContact(
+            staff_id=member.id, name=member.name, email=member.email, manager_id=member.manager_id
+        )
+
+    @activity.defn(name=NOTIFY_STAFF)
+    async def notify_staff(self, request: NotificationRequest) -> bool:
+        """Store an in-app notification once per key; False when it already existed."""
+        _, created = await insert_once(
+            self._database,
+            Notification(
+                key=request.key,
+                process_id=request.process_id,
+                staff_id=request.staff_id,
+                kind=request.kind,
+                message=request.message,
+            ),
+        )
+        return created
+
+    @activity.defn(name=RECORD_SLA_OUTCOME)
+    async def record_sla_outcome(self, record: SlaOutcomeRecord) -> bool:
+        """Store how a ticket's SLA ended, and audit it; False when already recorded."""
+        clocks = {
+            clock.clock: {
+                "status": clock.status,
+                "target_seconds": clock.target_seconds,
+                "used_seconds": clock.used_seconds,
+                "levels_reached": list(clock.levels_reached),
+            }
+            for clock in record.clocks
+        }
+        first = clocks.get("first_response", {})
+        resolution = clocks.get("resolution", {})
+        _, created = await insert_once(
+            self._database,
+            SlaOutcome(
+                key=record.key,
+                process_id=record.process_id,
+                ticket_id=record.ticket_id,
+                customer_id=record.customer_id,
+                priority=record.priority,
+                tier=record.tier,
+                assignee_id=record.assignee_id,
+                outcome=record.outcome,
+                first_response=str(first.get("status", "unknown")),
+                resolution=str(resolution.get("status", "unknown")),
+                first_response_used_seconds=float(first.get("used_seconds", 0)),
+                resolution_used_seconds=float(resolution.get("used_seconds", 0)),
+                clocks=clocks,
+                escalations=list(record.escalations),
+                ended_at=as_utc(record.ended_at) if record.ended_at else utcnow(),
+            ),
+        )
+        await insert_once(
+            self._database,
+            AuditEntry(
+                key=record.key,
+                process_id=record.process_id,
+                step="sla_outcome",
+                detail={"outcome": record.outcome, "clocks": clocks},
+            ),
+        )
+        return created
