@@ -75,8 +75,9 @@ class SlaActivities:
             }
             for clock in record.clocks
         }
-        first = clocks.get("first_response", {})
-        resolution = clocks.get("resolution", {})
+        by_name = {clock.clock: clock for clock in record.clocks}
+        first = by_name.get("first_response")
+        resolution = by_name.get("resolution")
         _, created = await insert_once(
             self._database,
             SlaOutcome(
@@ -88,10 +89,10 @@ class SlaActivities:
                 tier=record.tier,
                 assignee_id=record.assignee_id,
                 outcome=record.outcome,
-                first_response=str(first.get("status", "unknown")),
-                resolution=str(resolution.get("status", "unknown")),
-                first_response_used_seconds=float(first.get("used_seconds", 0)),
-                resolution_used_seconds=float(resolution.get("used_seconds", 0)),
+                first_response=first.status if first else "unknown",
+                resolution=resolution.status if resolution else "unknown",
+                first_response_used_seconds=first.used_seconds if first else 0.0,
+                resolution_used_seconds=resolution.used_seconds if resolution else 0.0,
                 clocks=clocks,
                 escalations=list(record.escalations),
                 ended_at=as_utc(record.ended_at) if record.ended_at else utcnow(),

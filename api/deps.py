@@ -57,7 +57,7 @@ class AppContext:
     temporal: TemporalConnection
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
     """The app's context, stored on ``app.state`` by the lifespan."""
     context: AppContext = request.app.state.context
     return context
@@ -77,7 +77,7 @@ async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_policy(context: ContextDep) -> Policy:
+async def get_policy(context: ContextDep) -> Policy:
     """The validated business policy."""
     return context.policy
 

@@ -11,11 +11,24 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from api.deps import AppContext, TemporalConnection
 from api.metrics import install_metrics
 from api.problems import install_problem_handlers
-from api.routes import approvals, health, onboardings, processes, renewals, tasks, usage
+from api.routes import (
+    approvals,
+    codec,
+    health,
+    leads,
+    onboardings,
+    processes,
+    renewals,
+    tasks,
+    tickets,
+    usage,
+)
+from crm.codec import parse_codec_keys
 from crm.db import Database
 from crm.logs import configure_logging
 from crm.policy import load_policy
@@ -25,10 +38,13 @@ from crm.settings import Settings, get_settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API app for ``settings`` (default: from the environment).
 
-    Raises crm.policy.PolicyError at start-up when the policy file is invalid.
+    Raises crm.policy.PolicyError at start-up when the policy file is invalid and
+    crm.codec.CodecKeyError when the payload encryption keys are malformed.
     """
     settings = settings or get_settings()
     policy = load_policy(settings.policy_file)
+    if settings.codec_keys:
+        parse_codec_keys(settings.codec_keys)  # a malformed key stops start-up here
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +69,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     install_metrics(app)
+    app.add_middleware(
+        CORSMiddleware,  # the Web UI calls the codec server from its own origin
+        allow_origins=list(settings.ui_origins),
+        allow_credentials=True,
+        allow_methods=["POST", "GET"],
+        allow_headers=["Authorization", "Content-Type", "X-Namespace", "X-Api-Key"],
+    )
     for router in (
         health.router,
         onboardings.router,
@@ -61,6 +84,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         renewals.router,
         approvals.router,
         usage.router,
+        tickets.router,
+        codec.router,
+        leads.router,
     ):
         app.include_router(router)
     return app

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm.logs import bind_process
 
@@ -66,24 +66,7 @@ def install_metrics(app: FastAPI) -> ApiMetrics:
     metrics = ApiMetrics()
     app.state.metrics = metrics
 
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        _current.set(metrics)
-        route = _route_template(app, request)
-        process_id = _path_process_id(request)
-        if process_id:
-            bind_process(process_id)
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
-            metrics.requests.labels(request.method, route, str(status)).inc()
+    app.add_middleware(_MeasureRequests, app=app, metrics=metrics)
 
     @app.get("/metrics", include_in_schema=False)
     async def serve_metrics() -> Response:
@@ -92,16 +75,53 @@ def install_metrics(app: FastAPI) -> ApiMetrics:
     return metrics
 
 
-def _route_template(app: FastAPI, request: Request) -> str:
-    for route in app.router.routes:
-        match, _ = route.matches(request.scope)
+class _MeasureRequests:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the start path)."""
+
+    def __init__(self, inner: ASGIApp, *, app: FastAPI, metrics: ApiMetrics) -> None:
+        self._inner = inner
+        self._app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._inner(scope, receive, send)
+            return
+        _current.set(self._metrics)
+        process_id = _path_process_id(scope["path"])
+        if process_id:
+            bind_process(process_id)
+        status = 500
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            await self._inner(scope, receive, send_and_note_status)
+        finally:
+            route = _route_template(self._app, scope)
+            method = scope["method"]
+            self._metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+            self._metrics.requests.labels(method, route, str(status)).inc()
+
+
+def _route_template(app: FastAPI, scope: Scope) -> str:
+    route = scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path", "unmatched"))
+    for candidate in app.router.routes:
+        match, _ = candidate.matches(scope)
         if match == Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
+            return str(getattr(candidate, "path", "unmatched"))
     return "unmatched"
 
 
-def _path_process_id(request: Request) -> str | None:
-    parts = request.url.path.strip("/").split("/")
+def _path_process_id(path: str) -> str | None:
+    parts = path.strip("/").split("/")
     if len(parts) >= 3 and parts[:2] == ["v1", "processes"]:
         return parts[2]
     return None

@@ -25,10 +25,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.metrics import count_start
 from api.problems import Problem
+from crm.leads import LEAD_EVENTS
 from crm.logs import bind_process
 from crm.policy import Policy
 from workflows.common import PROCESS, ProcessState
-from workflows.renewal import EVENTS as RENEWAL_EVENTS
+from workflows.renewal_types import EVENTS as RENEWAL_EVENTS
+from workflows.sla import EVENT_TYPES as SLA_EVENTS
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 
@@ -174,6 +176,10 @@ def event_types(process: str | None, policy: Policy) -> tuple[str, ...]:
         return policy.onboarding.milestones
     if process == "renewal":
         return RENEWAL_EVENTS
+    if process == "sla":
+        return SLA_EVENTS
+    if process == "lead":
+        return LEAD_EVENTS
     return ()
 
 

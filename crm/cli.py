@@ -6,6 +6,7 @@
     crmflow smtp-sink           the local SMTP sink
     crmflow enrichment-provider the local enrichment provider
     crmflow mail [N|ID]         list the sink's messages, or show one
+    crmflow codec-key ID        print a new payload encryption key for CRMFLOW_CODEC_KEYS
 
 Every part reads its settings from ``CRMFLOW_*`` environment variables.
 """
@@ -47,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     mail.add_argument("message", nargs="?", help="number in the list, or Message-ID")
     mail.add_argument("--to", help="only messages to this address")
     mail.add_argument("--maildir", type=Path, default=DEFAULT_MAILDIR)
+    key = commands.add_parser("codec-key", help="print a new payload encryption key")
+    key.add_argument("key_id", help="a name for the key, e.g. 2026-11")
     return parser
 
 
@@ -76,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve_provider(
             args.host, args.port, rate_per_second=args.rate, burst=args.burst, api_key=args.api_key
         )
+    elif args.command == "codec-key":
+        from crm.codec import new_codec_key
+
+        print(new_codec_key(args.key_id))
     elif args.command == "mail":
         from crm.mailsink import print_mail, print_mail_list
 

@@ -28,6 +28,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from crm.codec import new_codec_key
+
 RESTART_DELAY_MAX_SECONDS = 30.0
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 35.0
@@ -97,6 +99,7 @@ class DevStackConfig(_Section):
     worker: WorkerSection = Field(default_factory=WorkerSection)
     database_url: str = "sqlite+aiosqlite:///.crmflow/crm.db"
     policy_file: str | None = None
+    encrypt_payloads: bool = True
 
 
 def load_config(path: Path) -> DevStackConfig:
@@ -154,6 +157,8 @@ def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
         server_argv += ["--sqlite-pragma", f"{pragma}={value}"]
     for name, kind in temporal.search_attributes.items():
         server_argv += ["--search-attribute", f"{name}={kind}"]
+    if config.encrypt_payloads and temporal.ui_port is not None:
+        server_argv += ["--ui-codec-endpoint", f"http://{config.api.host}:{config.api.port}/codec"]
 
     crmflow = [sys.executable, "-m", "crm.cli"]
     sink = config.smtp_sink
@@ -172,6 +177,8 @@ def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
     app_env["CRMFLOW_WORKER_METRICS_ADDRESS"] = (
         f"127.0.0.1:{config.worker.metrics_port}" if config.worker.metrics_port else ""
     )
+    if config.encrypt_payloads:
+        app_env["CRMFLOW_CODEC_KEYS"] = dev_codec_keys(state)
     if config.policy_file:
         app_env["CRMFLOW_POLICY_FILE"] = str(root / config.policy_file)
     return [
@@ -209,6 +216,16 @@ def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
         Service("worker", [*crmflow, "worker"], (temporal.host, temporal.port), app_env),
         Service("api", [*crmflow, "api"], (config.api.host, config.api.port), app_env),
     ]
+
+
+def dev_codec_keys(state: Path) -> str:
+    """The dev stack's payload encryption key, made on first use and kept in ``state``."""
+    path = state / "codec-keys"
+    if not path.exists():
+        state.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(new_codec_key("dev-1") + "\n")
+    return path.read_text().strip()
 
 
 def _die_with_parent() -> None:

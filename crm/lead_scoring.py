@@ -1,7 +1,7 @@
 """Lead scoring: rules that are data, and the pure function that applies them.
 
-A rule awards ``points`` (negative points penalise) when one fact about a lead
-matches it:
+A rule awards ``points`` (negative points penalise) when one ``fact`` about a
+lead matches it:
 
 ``title``
     the job title contains one of ``any_of`` as whole words, ignoring case
@@ -29,10 +29,10 @@ import re
 from dataclasses import dataclass, field
 
 #: The lead facts a rule can look at, and whether it matches words, values or a range.
-TEXT_FIELDS = ("title",)
-VALUE_FIELDS = ("industry", "source", "country", "event")
-RANGE_FIELDS = ("employees",)
-RULE_FIELDS = (*TEXT_FIELDS, *VALUE_FIELDS, *RANGE_FIELDS)
+TEXT_FACTS = ("title",)
+VALUE_FACTS = ("industry", "source", "country", "event")
+RANGE_FACTS = ("employees",)
+RULE_FACTS = (*TEXT_FACTS, *VALUE_FACTS, *RANGE_FACTS)
 GRADES = ("high", "medium", "low")
 
 
@@ -42,10 +42,10 @@ class ScoringError(ValueError):
 
 @dataclass(frozen=True)
 class ScoringRule:
-    """Award ``points`` when the lead's ``field`` matches; see the module docstring."""
+    """Award ``points`` when the lead's ``fact`` matches; see the module docstring."""
 
     name: str
-    field: str
+    fact: str
     points: int
     any_of: list[str] = field(default_factory=list)
     min: int | None = None
@@ -87,22 +87,22 @@ def validate_rule(rule: ScoringRule) -> None:
     where = f"scoring rule {rule.name!r}"
     if not rule.name.strip():
         raise ScoringError("every scoring rule needs a name")
-    if rule.field not in RULE_FIELDS:
+    if rule.fact not in RULE_FACTS:
         raise ScoringError(
-            f"{where}: unknown field {rule.field!r}; use one of {', '.join(RULE_FIELDS)}"
+            f"{where}: unknown fact {rule.fact!r}; use one of {', '.join(RULE_FACTS)}"
         )
-    if rule.field in RANGE_FIELDS:
+    if rule.fact in RANGE_FACTS:
         if rule.any_of:
-            raise ScoringError(f"{where}: field {rule.field!r} takes min/max, not any_of")
+            raise ScoringError(f"{where}: fact {rule.fact!r} takes min/max, not any_of")
         if rule.min is None and rule.max is None:
-            raise ScoringError(f"{where}: field {rule.field!r} needs min, max or both")
+            raise ScoringError(f"{where}: fact {rule.fact!r} needs min, max or both")
         if rule.min is not None and rule.max is not None and rule.max < rule.min:
             raise ScoringError(f"{where}: max {rule.max} is below min {rule.min}")
         return
     if rule.min is not None or rule.max is not None:
-        raise ScoringError(f"{where}: field {rule.field!r} takes any_of, not min/max")
+        raise ScoringError(f"{where}: fact {rule.fact!r} takes any_of, not min/max")
     if not [value for value in rule.any_of if value.strip()]:
-        raise ScoringError(f"{where}: field {rule.field!r} needs a non-empty any_of list")
+        raise ScoringError(f"{where}: fact {rule.fact!r} needs a non-empty any_of list")
 
 
 def validate_model(model: ScoringModel) -> None:
@@ -144,19 +144,19 @@ def grade(model: ScoringModel, points: int) -> str:
 
 def _matches(rule: ScoringRule, facts: LeadFacts) -> bool:
     validate_rule(rule)
-    if rule.field == "employees":
+    if rule.fact == "employees":
         if facts.employees is None:
             return False
         low = rule.min if rule.min is not None else facts.employees
         high = rule.max if rule.max is not None else facts.employees
         return low <= facts.employees <= high
     wanted = [value.strip().lower() for value in rule.any_of if value.strip()]
-    if rule.field == "title":
+    if rule.fact == "title":
         words = " ".join(re.findall(r"[a-z0-9]+", (facts.title or "").lower()))
         return any(re.search(rf"\b{re.escape(w)}\b", words) for w in wanted)
-    if rule.field == "event":
+    if rule.fact == "event":
         return any(event.lower() in wanted for event in facts.events)
-    value: str | None = getattr(facts, rule.field)
+    value: str | None = getattr(facts, rule.fact)
     return value is not None and value.strip().lower() in wanted
 
 
@@ -165,8 +165,18 @@ DEFAULT_RULES: tuple[ScoringRule, ...] = (
         "decision_maker",
         "title",
         25,
-        any_of=["chief", "ceo", "cto", "cfo", "coo", "founder", "vp", "vice president",
-                "head", "director"],
+        any_of=[
+            "chief",
+            "ceo",
+            "cto",
+            "cfo",
+            "coo",
+            "founder",
+            "vp",
+            "vice president",
+            "head",
+            "director",
+        ],
     ),
     ScoringRule("manager", "title", 10, any_of=["manager", "lead"]),
     ScoringRule("student", "title", -20, any_of=["student", "intern"]),

@@ -187,3 +187,52 @@ class SlaOutcome(SQLModel, table=True):
     ended_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+
+
+class Lead(SQLModel, table=True):
+    """A sales lead and where its qualification stands.
+
+    ``status`` is one of ``new``, ``contacted``, ``unresponsive``, ``qualified``,
+    ``nurture``, ``unsubscribed`` and ``bounced``. ``email_valid`` turns False
+    when mail to the address bounced; an unsubscribed or bounced address is
+    never emailed again, by this lead's process or any other lead's.
+    """
+
+    __tablename__ = "leads"
+
+    lead_id: str = Field(primary_key=True, max_length=100)
+    process_id: str = Field(max_length=200)
+    email: str = Field(index=True, max_length=320)
+    name: str = Field(max_length=200)
+    company: str | None = Field(default=None, max_length=200)
+    title: str | None = Field(default=None, max_length=200)
+    country: str | None = Field(default=None, max_length=2)
+    industry: str | None = Field(default=None, max_length=100)
+    employees: int | None = None
+    source: str = Field(max_length=50)
+    timezone: str = Field(max_length=64)
+    status: str = Field(max_length=20, index=True)
+    score: int | None = None
+    grade: str | None = Field(default=None, max_length=10)
+    owner_id: str | None = Field(default=None, max_length=100, index=True)
+    email_valid: bool = True
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class MarketingListEntry(SQLModel, table=True):
+    """A lead handed to marketing: a member of a nurture list, once per ``key``."""
+
+    __tablename__ = "marketing_list_entries"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=300)
+    list_name: str = Field(index=True, max_length=100)
+    lead_id: str = Field(index=True, max_length=100)
+    email: str = Field(max_length=320)
+    name: str = Field(max_length=200)
+    score: int
+    added_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from crm.calendar import BusinessCalendar, CalendarError, CalendarSpec
+from crm.lead_policy import LeadPolicy
 from crm.sla_policy import SlaPolicy
 
 
@@ -159,6 +160,23 @@ def _default_staff() -> tuple[StaffMember, ...]:
             manager_id="lead-sam",
             skills=("billing", "technical"),
         ),
+        # Sales: reps in territories (policy ``leads.territories``) under one manager.
+        StaffMember(id="mgr-mia", name="Mia Torres", email="mia.torres@example.com"),
+        StaffMember(
+            id="rep-eva", name="Eva Novak", email="eva.novak@example.com", manager_id="mgr-mia"
+        ),
+        StaffMember(
+            id="rep-finn", name="Finn Walsh", email="finn.walsh@example.com", manager_id="mgr-mia"
+        ),
+        StaffMember(
+            id="rep-gus", name="Gus Alvarez", email="gus.alvarez@example.com", manager_id="mgr-mia"
+        ),
+        StaffMember(
+            id="rep-iris", name="Iris Brown", email="iris.brown@example.com", manager_id="mgr-mia"
+        ),
+        StaffMember(
+            id="rep-hiro", name="Hiro Sato", email="hiro.sato@example.com", manager_id="mgr-mia"
+        ),
     )
 
 
@@ -168,6 +186,9 @@ def _default_pools() -> dict[str, tuple[str, ...]]:
         "csm-enterprise": ("csm-dev", "csm-cleo"),
         "support": ("agent-ivy", "agent-joe", "agent-kai"),
         "support-senior": ("agent-kai", "lead-sam"),
+        "sales-emea": ("rep-eva", "rep-finn"),
+        "sales-americas": ("rep-gus", "rep-iris"),
+        "sales-apac": ("rep-hiro",),
     }
 
 
@@ -232,6 +253,7 @@ class Policy(BaseModel):
     onboarding: OnboardingPolicy = Field(default_factory=OnboardingPolicy)
     renewal: RenewalPolicy = Field(default_factory=RenewalPolicy)
     sla: SlaPolicy = Field(default_factory=SlaPolicy)
+    leads: LeadPolicy = Field(default_factory=LeadPolicy)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Policy:
@@ -281,6 +303,17 @@ class Policy(BaseModel):
                         f"sla pool {pool!r}: staff {member_id!r} needs a manager_id (the team "
                         "lead breaches escalate to) whose own manager_id is set"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _lead_territories_resolve(self) -> Policy:
+        """Every sales territory routes leads to a pool that exists."""
+        for name, territory in self.leads.territories.items():
+            if territory.pool not in self.pools:
+                raise ValueError(
+                    f"leads.territories[{name!r}]: unknown pool {territory.pool!r}; "
+                    f"known pools: {sorted(self.pools)}"
+                )
         return self
 
     def member(self, staff_id: str) -> StaffMember:

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     temporal_tls_cert: Path | None = None
     temporal_tls_key: Path | None = None
     temporal_api_key: str | None = None
+    codec_keys: str | None = Field(default=None, repr=False)
     task_queue: str = "crmflow"
 
     database_url: str = "sqlite+aiosqlite:///.crmflow/crm.db"
@@ -46,6 +47,9 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    ui_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8233", "http://localhost:8233"]
+    )
 
     worker_metrics_address: str | None = "127.0.0.1:9464"
     log_format: Literal["json", "text"] = "json"

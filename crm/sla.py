@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from crm.calendar import BusinessCalendar, CalendarSpec
 
@@ -184,3 +185,24 @@ class SlaClock:
     def met(self, now: datetime) -> bool:
         """Whether the clock has stayed within its target up to ``now`` (or its stop)."""
         return self.used_at(now) <= self.target and BREACH not in self.reached
+
+
+def format_business_time(duration: timedelta) -> str:
+    """``duration`` as people read it: ``7h 30m``, ``45m``, ``12s``; ``-1h`` when overdue."""
+    seconds = round(duration.total_seconds())
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
+    if seconds or not (hours or minutes):
+        parts.append(f"{seconds}s")
+    return sign + " ".join(part for part in parts if part)
+
+
+def format_local_time(instant: datetime, timezone: str) -> str:
+    """``instant`` as a wall-clock time in ``timezone``: ``Mon 2026-03-30 16:30 CEST``.
+
+    Lives here rather than in workflow code because zoneinfo objects must be
+    created outside the workflow sandbox.
+    """
+    return instant.astimezone(ZoneInfo(timezone)).strftime("%a %Y-%m-%d %H:%M %Z")

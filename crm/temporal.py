@@ -6,6 +6,7 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
+from crm.codec import data_converter
 from crm.settings import Settings
 
 
@@ -27,4 +28,5 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
         tls=tls,
         api_key=settings.temporal_api_key,
         runtime=runtime,
+        data_converter=data_converter(settings.codec_keys),
     )

@@ -77,10 +77,10 @@ async def send_event(handle: OnboardingHandle, event_type: str) -> None:
 
 
 async def wait_for_stage(
-    handle: OnboardingHandle, stage: str, *, timeout: float = 10.0
+    handle: OnboardingHandle, stage: str, *, within: float = 10.0
 ) -> ProcessState:
-    """Poll the ``state`` query until the run reaches ``stage``; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
+    """Poll the ``state`` query until the run reaches ``stage``; fail after ``within`` s."""
+    deadline = time.monotonic() + within
     while True:
         state = await handle.query(OnboardingWorkflow.state)
         if state.stage == stage:

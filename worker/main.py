@@ -22,8 +22,10 @@ from temporalio.worker import Worker
 from activities.assignment import AssignmentActivities
 from activities.email import EmailActivities
 from activities.enrichment import EnrichmentActivities
+from activities.leads import LeadActivities
 from activities.mailer import SmtpMailer
 from activities.records import RecordActivities
+from activities.sla import SlaActivities
 from activities.tasks import TaskActivities
 from activities.usage import UsageActivities
 from crm.db import Database
@@ -32,12 +34,20 @@ from crm.policy import Policy, load_policy
 from crm.settings import Settings, get_settings
 from crm.temporal import connect
 from workflows.approval import ApprovalWorkflow
+from workflows.lead import LeadWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.renewal import RenewalWorkflow
+from workflows.sla import TicketSlaWorkflow
 
 log = logging.getLogger("crmflow.worker")
 
-WORKFLOWS: Sequence[type] = (OnboardingWorkflow, RenewalWorkflow, ApprovalWorkflow)
+WORKFLOWS: Sequence[type] = (
+    OnboardingWorkflow,
+    RenewalWorkflow,
+    ApprovalWorkflow,
+    TicketSlaWorkflow,
+    LeadWorkflow,
+)
 
 
 def build_activities(
@@ -74,6 +84,10 @@ def build_activities(
         enrichment.enrich_company,
         UsageActivities(database).analyse_usage,
     ]
+    sla = SlaActivities(database, policy)
+    activities += [sla.look_up_staff, sla.notify_staff, sla.record_sla_outcome]
+    leads = LeadActivities(database)
+    activities += [leads.save_lead, leads.add_to_marketing_list]
     return activities, enrichment
 
 

@@ -20,7 +20,6 @@ behalf, for a delegate), when, and with which comment.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +28,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from workflows.approval_types import (
+        DECISIONS,
+        ApprovalDecision,
+        ApprovalInput,
+        ApprovalResult,
+        Approver,
+    )
     from workflows.common import (
         APPROVAL_ASSIGNEE,
         CUSTOMER_ID,
@@ -50,7 +56,6 @@ with workflow.unsafe.imports_passed_through():
     )
 
 PROCESS_NAME = "approval"
-DECISIONS = ("approve", "reject")
 
 #: Database writes: retry until the database is back; nothing may be lost.
 RECORD_RETRY = RetryPolicy(
@@ -62,61 +67,6 @@ EMAIL_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=2),
     non_retryable_error_types=["InvalidInput", "RecipientRejected"],
 )
-
-
-@dataclass
-class Approver:
-    """One step of the chain: who decides, within how long, and who may stand in."""
-
-    approver_id: str
-    name: str
-    email: str
-    timeout_seconds: int
-    delegate_id: str | None = None
-
-
-@dataclass
-class ApprovalInput:
-    """What needs approving (``subject``, one line), who asks, and the approver chain."""
-
-    subject_id: str
-    subject: str
-    requester_id: str
-    chain: list[Approver]
-    customer_id: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ApprovalDecision:
-    """A decision: ``approve`` or ``reject`` by ``decided_by`` (approver or delegate)."""
-
-    decided_by: str
-    decision: str
-    comment: str = ""
-
-
-@dataclass
-class ApprovalResult:
-    """How the approval ended: ``approved``, ``rejected`` or ``expired``.
-
-    ``decided_by`` is None for an expired request; ``on_behalf_of`` names the
-    approver a delegate decided for.
-    """
-
-    approval_id: str
-    outcome: str
-    decided_by: str | None
-    on_behalf_of: str | None
-    decided_at: datetime
-    comment: str
-    step: int
-    escalations: list[str] = field(default_factory=list)
-
-
-def approval_id(subject_id: str) -> str:
-    """The workflow id of the approval of ``subject_id``, its business key."""
-    return f"approval-{subject_id}"
 
 
 @workflow.defn

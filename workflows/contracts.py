@@ -28,6 +28,8 @@ LOOK_UP_STAFF = "look_up_staff"
 NOTIFY_STAFF = "notify_staff"
 RECORD_SLA_OUTCOME = "record_sla_outcome"
 ANALYSE_USAGE = "analyse_usage"
+SAVE_LEAD = "save_lead"
+ADD_TO_MARKETING_LIST = "add_to_marketing_list"
 
 
 def step_key(process_id: str, step: str) -> str:
@@ -235,3 +237,51 @@ class SlaOutcomeRecord:
     clocks: list[SlaClockOutcome]
     escalations: list[dict[str, Any]] = field(default_factory=list)
     ended_at: datetime | None = None
+
+
+@dataclass
+class LeadRecord:
+    """The CRM record of a lead, created or overwritten by its process."""
+
+    lead_id: str
+    process_id: str
+    email: str
+    name: str
+    source: str
+    timezone: str
+    status: str
+    company: str | None = None
+    title: str | None = None
+    country: str | None = None
+    industry: str | None = None
+    employees: int | None = None
+    score: int | None = None
+    grade: str | None = None
+    owner_id: str | None = None
+    email_valid: bool = True
+
+
+@dataclass
+class LeadSaved:
+    """The stored lead; ``do_not_email`` names why its address must not be emailed, if so.
+
+    An address is not emailed once any lead with it unsubscribed (``unsubscribed``)
+    or had mail bounce (``bounced``).
+    """
+
+    lead_id: str
+    status: str
+    do_not_email: str | None = None
+
+
+@dataclass
+class MarketingListRequest:
+    """Add a lead to a marketing (nurture) list, once per ``key``."""
+
+    key: str
+    process_id: str
+    list_name: str
+    lead_id: str
+    email: str
+    name: str
+    score: int

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from crm.calendar import BusinessCalendar, CalendarSpec
@@ -157,7 +157,10 @@ class OnboardingWorkflow:
             await self._create_kickoff_task()
             await self._send_welcome_email()
             outcome = await self._wait_for_activation()
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ActivityError) as err:
+            # A cancel that lands while an activity runs arrives as its ActivityError.
+            if not is_cancelled_exception(err):
+                raise
             await self._close_as_churned()
             raise
         await self._finish(outcome)
@@ -212,6 +215,8 @@ class OnboardingWorkflow:
             )
             self._note("enrich", f"{self._company.industry}, {self._company.country}")
         except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
             reason = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
             self._company = CompanyProfile(
                 domain=self._company.domain, name=self._customer.company_name, complete=False
@@ -370,6 +375,8 @@ class OnboardingWorkflow:
                 summary=f"email {step}",
             )
         except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
             reason = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
             self._note(f"email:{step}", f"not sent: {reason}")
             await self._record(f"email_failed:{step}", {"reason": reason})

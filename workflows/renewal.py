@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,14 +37,10 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
+from workflows.approval import ApprovalWorkflow
+
 with workflow.unsafe.imports_passed_through():
-    from workflows.approval import (
-        ApprovalInput,
-        ApprovalResult,
-        ApprovalWorkflow,
-        Approver,
-        approval_id,
-    )
+    from workflows.approval_types import ApprovalInput, ApprovalResult, approval_id
     from workflows.common import (
         APPROVAL_ASSIGNEE,
         CUSTOMER_ID,
@@ -69,9 +64,15 @@ with workflow.unsafe.imports_passed_through():
         UsageSummary,
         step_key,
     )
+    from workflows.renewal_types import (
+        EVENTS,
+        RenewalInput,
+        RenewalResult,
+        StaffRef,
+        UpsellTerms,
+    )
 
 PROCESS_NAME = "renewal"
-EVENTS = ("renewed", "cancelled", "renewal_date_changed")
 RENEWAL_DATE = "renewal_date"
 USAGE_ANALYSIS = "usage_analysis"
 
@@ -85,75 +86,6 @@ EMAIL_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=2),
     non_retryable_error_types=["InvalidInput", "RecipientRejected"],
 )
-
-
-@dataclass
-class StaffRef:
-    """A member of staff the process writes to or assigns tasks to."""
-
-    staff_id: str
-    name: str
-    email: str
-
-
-@dataclass
-class UpsellTerms:
-    """The upsell for a plan: offered above ``usage_threshold`` (used / included)."""
-
-    usage_threshold: float
-    offered_plan: str
-    discount_percent: float
-
-
-@dataclass
-class RenewalSchedule:
-    """Reminder offsets and the upsell rules; days count back from the renewal date.
-
-    ``discount_approvers`` is the approval chain of a discount above
-    ``max_discount_without_approval`` percent, first approver first.
-    """
-
-    reminder_days: list[int] = field(default_factory=lambda: [90, 60, 30, 7])
-    usage_analysis_day: int = 60
-    max_discount_without_approval: float = 10.0
-    upsell: dict[str, UpsellTerms] = field(default_factory=dict)
-    discount_approvers: list[Approver] = field(default_factory=list)
-
-
-@dataclass
-class RenewalInput:
-    """One term of a subscription; ``term`` counts the terms this process has run."""
-
-    subscription_id: str
-    customer_id: str
-    company_name: str
-    contact_name: str
-    contact_email: str
-    renewal_date: datetime
-    plan: str
-    annual_value: float
-    owner: StaffRef
-    auto_renew: bool
-    manager: StaffRef | None = None
-    term: int = 1
-    schedule: RenewalSchedule = field(default_factory=RenewalSchedule)
-
-
-@dataclass
-class RenewalResult:
-    """How the subscription's process ended: ``lapsed`` or ``cancelled``."""
-
-    subscription_id: str
-    term: int
-    outcome: str
-    renewal_date: datetime
-    reminders_sent: list[int]
-    upsell: str | None
-
-
-def renewal_id(subscription_id: str) -> str:
-    """The workflow id of a subscription's renewal process, its business key."""
-    return f"renewal-{subscription_id}"
 
 
 @workflow.defn
@@ -336,7 +268,7 @@ class RenewalWorkflow:
             "renewal_upsell_offer",
             {
                 "offered_plan": offer.offered_plan,
-                "discount_percent": offer.discount_percent,
+                "discount_percent": f"{offer.discount_percent:g}",
                 "renewal_date": f"{self._renewal_date:%Y-%m-%d}",
                 "metric": usage.metric or "usage",
                 "utilisation_percent": round(usage.utilisation * 100),

@@ -23,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import TemporalDep
 from api.problems import Problem
 from api.processes import QUERY_TIMEOUT, describe_process, status_name
-from workflows.approval import ApprovalDecision, ApprovalResult
+from workflows.approval_types import ApprovalDecision, ApprovalResult
 from workflows.common import APPROVAL_ASSIGNEE, PROCESS, ProcessState
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
@@ -115,7 +115,9 @@ async def decide(
     caller = current_approver(approver)
     description = await describe_process(client, approval_id)
     if description.typed_search_attributes.get(PROCESS) != "approval":
-        raise Problem(404, "approval-not-found", "Approval not found", f"no approval {approval_id!r}")
+        raise Problem(
+            404, "approval-not-found", "Approval not found", f"no approval {approval_id!r}"
+        )
     handle = client.get_workflow_handle(approval_id, run_id=description.run_id)
     if description.status != WorkflowExecutionStatus.RUNNING:
         raise Problem(

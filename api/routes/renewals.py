@@ -14,12 +14,12 @@ from api.processes import ProcessStarted, start_process
 from api.routes.onboardings import BusinessKey, Name
 from crm.models import Customer
 from crm.policy import Policy
-from workflows.approval import Approver
+from workflows.approval_types import Approver
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
-from workflows.renewal import (
+from workflows.renewal import RenewalWorkflow
+from workflows.renewal_types import (
     RenewalInput,
     RenewalSchedule,
-    RenewalWorkflow,
     StaffRef,
     UpsellTerms,
     renewal_id,

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from sqlmodel import col, func, select
@@ -59,7 +59,7 @@ from workflows.onboarding import OnboardingWorkflow
 ResultT = TypeVar("ResultT")
 
 
-def email_request(**overrides: object) -> EmailRequest:
+def email_request(**overrides: Any) -> EmailRequest:
     """The welcome email of a fresh process, to an address no other test uses."""
     process_id = f"onboarding-{new_customer_id()}"
     request = EmailRequest(
@@ -79,7 +79,7 @@ def email_request(**overrides: object) -> EmailRequest:
     return dataclasses.replace(request, **overrides)
 
 
-def task_request(**overrides: object) -> TaskRequest:
+def task_request(**overrides: Any) -> TaskRequest:
     """The kickoff task of a fresh process."""
     process_id = f"onboarding-{new_customer_id()}"
     request = TaskRequest(
@@ -338,4 +338,3 @@ async def test_onboarding_with_retried_email_and_task_activities_has_one_of_each
     audit_steps = Counter(e.step for e in await audit_trail(database, handle.id))
     assert audit_steps["task:kickoff"] == 1
     assert audit_steps["email:welcome"] == 1
-

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
-from sqlmodel import col, func, select
+from sqlmodel import func, select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -29,7 +29,7 @@ from activities.assignment import AssignmentActivities
 from activities.records import RecordActivities
 from activities.tasks import TaskActivities
 from crm.db import Database, insert_once
-from crm.models import Assignment, AuditEntry, Customer, OutboundEmail, Task, as_utc
+from crm.models import Assignment, AuditEntry, Customer, Task, as_utc
 from crm.policy import Policy
 from workflows.contracts import (
     AssignmentRequest,
@@ -99,7 +99,9 @@ def task_row(key: str = "onboarding-c-1/task_kickoff", **overrides: Any) -> Task
     return Task(**(fields | overrides))
 
 
-def assignment_request(subject_id: str, pool: str = "csm-smb", **overrides: Any) -> AssignmentRequest:
+def assignment_request(
+    subject_id: str, pool: str = "csm-smb", **overrides: Any
+) -> AssignmentRequest:
     process_id = f"onboarding-{subject_id}"
     fields: dict[str, Any] = {
         "key": step_key(process_id, "assign_csm"),
@@ -175,9 +177,7 @@ async def test_insert_once_keeps_rows_with_different_keys(db: Database) -> None:
 
 
 @pytest.mark.parametrize("model", ["audit", "task"])
-async def test_concurrent_insert_once_with_one_key_stores_one_row(
-    db: Database, model: str
-) -> None:
+async def test_concurrent_insert_once_with_one_key_stores_one_row(db: Database, model: str) -> None:
     def make(attempt: int) -> AuditEntry | Task:
         if model == "audit":
             return audit_entry(detail={"attempt": attempt})
@@ -241,7 +241,11 @@ async def test_upsert_customer_creates_then_updates_one_record(db: Database) -> 
 
     async with db.session() as session:
         [customer] = list(await session.exec(select(Customer)))
-    assert (customer.customer_id, customer.stage, customer.csm_id) == ("c-1", "activated", "csm-ana")
+    assert (customer.customer_id, customer.stage, customer.csm_id) == (
+        "c-1",
+        "activated",
+        "csm-ana",
+    )
 
 
 async def test_record_step_is_stored_once_per_key(db: Database) -> None:

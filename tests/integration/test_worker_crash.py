@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -67,7 +67,7 @@ class HeldMaildirHandler(MaildirHandler):
 
 
 @pytest.fixture
-def held_sink(tmp_path: Path) -> AsyncIterator[tuple[Controller, HeldMaildirHandler]]:
+def held_sink(tmp_path: Path) -> Iterator[tuple[Controller, HeldMaildirHandler]]:
     handler = HeldMaildirHandler(tmp_path / "mail", hold=20.0)
     controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
@@ -99,10 +99,10 @@ async def worker_process(
 
 
 async def wait_until_all_emails_are_in_flight(
-    database: Database, handles: list[OnboardingHandle], timeout: float = 20.0
+    database: Database, handles: list[OnboardingHandle], within: float = 20.0
 ) -> None:
     process_ids = {handle.id for handle in handles}
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         async with database.session() as session:
             sending = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
@@ -33,6 +34,7 @@ from tests.onboarding_support import (
     tasks_of,
     wait_for_stage,
 )
+from tests.servers import free_port
 from worker.main import running_worker
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
 from workflows.onboarding import OnboardingSchedule, OnboardingWorkflow, onboarding_id
@@ -86,9 +88,7 @@ async def test_customer_reaching_milestones_early_is_activated_without_nudges(
     assert "Hi Ann Lee," in welcome.body
     assert "Account configured" in welcome.body and "First value" in welcome.body
 
-    expected_kickoff_due = BusinessCalendar.from_spec(CalendarSpec()).add_business_days(
-        started, 2
-    )
+    expected_kickoff_due = BusinessCalendar.from_spec(CalendarSpec()).add_business_days(started, 2)
     tasks = await tasks_of(database, customer.customer_id)
     assert [(t.kind, t.assignee_id) for t in tasks] == [("kickoff", result.csm_id)]
     assert as_utc(tasks[0].due_at) == expected_kickoff_due
@@ -149,7 +149,16 @@ async def test_stalled_onboarding_nudges_twice_then_flags_risk(
     assert at_risk.assignee_id == result.csm_id
     assert "not activated after 10 days" in at_risk.title
     assert at_risk.detail == "Missing milestones: first_value."
-    assert as_utc(at_risk.due_at) - started == pytest.approx(timedelta(days=11), abs=timedelta(minutes=1))
+    assert as_utc(at_risk.due_at) - started == pytest.approx(
+        timedelta(days=11), abs=timedelta(minutes=1)
+    )
+
+    steps = {s.step: s.at - started for s in (await handle.query(OnboardingWorkflow.state)).steps}
+    day = timedelta(days=1)
+    assert steps["email:nudge_day_3"] == pytest.approx(3 * day, abs=timedelta(minutes=1))
+    assert steps["milestone:account_configured"] == pytest.approx(5 * day, abs=timedelta(minutes=1))
+    assert steps["email:nudge_day_7"] == pytest.approx(7 * day, abs=timedelta(minutes=1))
+    assert steps["task:at_risk"] == pytest.approx(10 * day, abs=timedelta(minutes=1))
 
     record = await customer_row(database, customer.customer_id)
     assert record is not None and record.stage == "stalled"
@@ -217,7 +226,7 @@ async def test_invalid_onboarding_input_fails_the_run_without_retrying(
     client: Client,
     settings: Settings,
     database: Database,
-    overrides: dict[str, object],
+    overrides: dict[str, Any],
     message: str,
 ) -> None:
     customer = onboarding_input(**overrides)
@@ -278,3 +287,37 @@ async def test_onboarding_is_findable_by_process_customer_and_stage(
     assert attributes.get(CUSTOMER_ID) == customer.customer_id
     assert attributes.get(STAGE) == "awaiting_milestones"
     await handle.terminate("test over")
+
+
+@pytest.mark.parametrize(
+    ("broken", "stage"),
+    [("enrichment_url", "enriching"), ("smtp_port", "welcoming")],
+    ids=["enrichment-provider-down", "smtp-relay-down"],
+)
+async def test_cancel_while_a_first_step_is_retrying_ends_the_run_as_churned(
+    client: Client,
+    settings: Settings,
+    policy: Policy,
+    database: Database,
+    mail_sink: MailSink,
+    broken: str,
+    stage: str,
+) -> None:
+    unreachable = {"enrichment_url": f"http://127.0.0.1:{free_port()}", "smtp_port": free_port()}
+    settings = settings.model_copy(update={broken: unreachable[broken]})
+    customer = onboarding_input()
+    async with running_worker(client, settings, policy, database):
+        handle = await start_onboarding(client, settings.task_queue, customer)
+        await wait_for_stage(handle, stage)
+
+        await handle.cancel(reason="customer churned before activation")
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+
+    assert isinstance(failure.value.cause, CancelledError)
+    record = await customer_row(database, customer.customer_id)
+    assert record is not None and record.stage == "churned"
+    assert all(not a.active for a in await assignments_of(database, handle.id))
+    assert inbox(mail_sink.maildir, customer) == []
+    steps = [e.step for e in await audit_trail(database, handle.id)]
+    assert "outcome" in steps and not any(s.startswith("email_failed") for s in steps)

@@ -1,0 +1,109 @@
+"""Activities that keep lead records and hand low-scoring leads to marketing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, or_
+from sqlmodel import col, select
+from temporalio import activity
+
+from crm.db import Database, insert_once
+from crm.models import Lead, MarketingListEntry, utcnow
+from workflows.contracts import (
+    ADD_TO_MARKETING_LIST,
+    SAVE_LEAD,
+    LeadRecord,
+    LeadSaved,
+    MarketingListRequest,
+)
+
+#: Lead statuses after which the lead's address is never emailed again.
+DO_NOT_EMAIL_STATUSES = ("unsubscribed", "bounced")
+
+
+class LeadActivities:
+    """Writes the ``leads`` and ``marketing_list_entries`` tables; both are safe to retry."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    @activity.defn(name=SAVE_LEAD)
+    async def save_lead(self, record: LeadRecord) -> LeadSaved:
+        """Create the lead's record or overwrite it with ``record`` (idempotent).
+
+        The answer says whether the address is on the do-not-email list: this
+        or any other lead with the same address unsubscribed or bounced.
+        """
+        async with self._database.session() as session:
+            lead = await session.get(Lead, record.lead_id)
+            if lead is None:
+                lead = Lead.model_validate(_fields(record))
+            else:
+                for name, value in _fields(record).items():
+                    setattr(lead, name, value)
+                lead.updated_at = utcnow()
+            session.add(lead)
+            await session.commit()
+
+            email: Any = func.lower(col(Lead.email))
+            blocked = (
+                await session.exec(
+                    select(Lead).where(
+                        email == record.email.strip().lower(),
+                        or_(
+                            col(Lead.status).in_(DO_NOT_EMAIL_STATUSES),
+                            col(Lead.email_valid).is_(False),
+                        ),
+                    )
+                )
+            ).all()
+        reasons = sorted({"bounced" if not row.email_valid else row.status for row in blocked})
+        return LeadSaved(
+            lead_id=record.lead_id,
+            status=record.status,
+            do_not_email=reasons[0] if reasons else None,
+        )
+
+    @activity.defn(name=ADD_TO_MARKETING_LIST)
+    async def add_to_marketing_list(self, request: MarketingListRequest) -> bool:
+        """Put the lead on ``request.list_name``; False when an earlier attempt did."""
+        _, inserted = await insert_once(
+            self._database,
+            MarketingListEntry(
+                key=request.key,
+                list_name=request.list_name,
+                lead_id=request.lead_id,
+                email=request.email,
+                name=request.name,
+                score=request.score,
+            ),
+        )
+        activity.logger.info(
+            "lead %s %s list %s",
+            request.lead_id,
+            "added to" if inserted else "already on",
+            request.list_name,
+        )
+        return inserted
+
+
+def _fields(record: LeadRecord) -> dict[str, object]:
+    return {
+        "lead_id": record.lead_id,
+        "process_id": record.process_id,
+        "email": record.email,
+        "name": record.name,
+        "company": record.company,
+        "title": record.title,
+        "country": record.country,
+        "industry": record.industry,
+        "employees": record.employees,
+        "source": record.source,
+        "timezone": record.timezone,
+        "status": record.status,
+        "score": record.score,
+        "grade": record.grade,
+        "owner_id": record.owner_id,
+        "email_valid": record.email_valid,
+    }

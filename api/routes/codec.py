@@ -1,0 +1,62 @@
+"""The codec server: the Temporal Web UI and CLI decode encrypted payloads through it.
+
+``POST /codec/decode`` and ``POST /codec/encode`` take and return the proto3
+JSON form of ``temporal.api.common.v1.Payloads`` (``{"payloads": [{"metadata":
+{...}, "data": "<base64>"}]}``), as the UI's "codec endpoint" setting expects.
+The dev stack points its UI here (``--ui-codec-endpoint``).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payloads
+
+from api.deps import ContextDep
+from api.problems import Problem
+from crm.codec import CodecKeyError, EncryptionCodec, parse_codec_keys
+
+router = APIRouter(prefix="/codec", tags=["codec"])
+
+_codecs: dict[str, EncryptionCodec] = {}
+
+
+def _codec(keys: str | None) -> EncryptionCodec:
+    if not keys:
+        raise Problem(
+            404, "codec-disabled", "Payload encryption is off", "CRMFLOW_CODEC_KEYS is not set"
+        )
+    if keys not in _codecs:
+        _codecs[keys] = EncryptionCodec(parse_codec_keys(keys))
+    return _codecs[keys]
+
+
+async def _payloads(request: Request) -> Payloads:
+    try:
+        return json_format.Parse(await request.body(), Payloads())
+    except json_format.ParseError as err:
+        raise Problem(
+            400, "invalid-payloads", "Invalid payloads", f"expected Payloads JSON: {err}"
+        ) from err
+
+
+def _answer(payloads: list[object]) -> Response:
+    body = json_format.MessageToJson(Payloads(payloads=payloads))  # type: ignore[arg-type]
+    return Response(body, media_type="application/json")
+
+
+@router.post("/decode", summary="Decrypt payloads for the Web UI or CLI")
+async def decode(request: Request, context: ContextDep) -> Response:
+    codec = _codec(context.settings.codec_keys)
+    payloads = await _payloads(request)
+    try:
+        return _answer(list(await codec.decode(list(payloads.payloads))))
+    except CodecKeyError as err:
+        raise Problem(422, "undecryptable-payload", "Cannot decrypt payload", str(err)) from err
+
+
+@router.post("/encode", summary="Encrypt payloads (for signals and queries typed in the UI)")
+async def encode(request: Request, context: ContextDep) -> Response:
+    codec = _codec(context.settings.codec_keys)
+    payloads = await _payloads(request)
+    return _answer(list(await codec.encode(list(payloads.payloads))))

@@ -1,0 +1,126 @@
+"""Processes the benchmarks run against: a Temporal dev server, the API, a worker.
+
+Each is a real subprocess on free ports, as in production, so the benchmark
+process only drives load and measures. Everything is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from workflows.common import SEARCH_ATTRIBUTES
+
+BIN_DIR = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@contextlib.contextmanager
+def process(
+    argv: list[str], env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A subprocess, stopped with SIGTERM (then SIGKILL) on exit; output to a log file."""
+    with tempfile.NamedTemporaryFile(prefix="crmflow-bench-", suffix=".log", delete=False) as log:
+        child = subprocess.Popen(
+            argv, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            yield child
+        finally:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(30)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+
+
+@contextlib.contextmanager
+def temporal_server(db_file: Path | None = None) -> Iterator[str]:
+    """A dev server (in memory, or persisted to ``db_file`` with WAL); yields its address."""
+    port = free_port()
+    argv = [
+        str(BIN_DIR / "temporal"),
+        "server",
+        "start-dev",
+        "--headless",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "error",
+    ]
+    for key in SEARCH_ATTRIBUTES:
+        argv += ["--search-attribute", f"{key.name}=Keyword"]
+    if db_file is not None:
+        argv += ["--db-filename", str(db_file)]
+        argv += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+    with process(argv):
+        wait_for_port(port)
+        yield f"127.0.0.1:{port}"
+
+
+def crmflow_env(
+    temporal_address: str, task_queue: str, state_dir: Path, **extra: str
+) -> dict[str, str]:
+    """``CRMFLOW_*`` settings for a worker or API of the benchmark."""
+    return {
+        "CRMFLOW_TEMPORAL_ADDRESS": temporal_address,
+        "CRMFLOW_TASK_QUEUE": task_queue,
+        "CRMFLOW_DATABASE_URL": f"sqlite+aiosqlite:///{state_dir / 'crm.db'}",
+        "CRMFLOW_WORKER_METRICS_ADDRESS": "",
+        "CRMFLOW_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def api_server(env: dict[str, str]) -> Iterator[str]:
+    """``crmflow api`` on a free port; yields its base URL."""
+    port = free_port()
+    with process(
+        [sys.executable, "-m", "crm.cli", "api"],
+        {**env, "CRMFLOW_API_PORT": str(port)},
+    ):
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def worker(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """``crmflow worker``."""
+    with process([sys.executable, "-m", "crm.cli", "worker"], env) as child:
+        yield child
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of process ``pid`` in MiB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")

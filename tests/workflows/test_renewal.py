@@ -1,0 +1,271 @@
+"""The renewal process over whole terms on the time-skipping server.
+
+The real worker runs every real activity (SMTP sink, SQLite, the approval
+child workflow); only the clock is fake, so a year passes in a few seconds.
+Every test starts from the test server's own clock, which earlier tests have
+moved forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import pytest
+from temporalio.client import Client, WorkflowContinuedAsNewError, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from crm.db import Database
+from crm.mailsink import MailSink
+from crm.policy import Policy
+from crm.settings import Settings
+from tests.renewal_support import (
+    audit_steps,
+    days,
+    emails_of,
+    renewal_input,
+    report_usage,
+    steps_of,
+    tasks_of,
+)
+from worker.main import running_worker
+from workflows.approval import ApprovalWorkflow
+from workflows.approval_types import ApprovalDecision
+from workflows.common import ProcessEvent, ProcessState
+from workflows.renewal import RenewalWorkflow
+from workflows.renewal_types import RenewalInput, RenewalResult, renewal_id
+
+RenewalHandle = WorkflowHandle[RenewalWorkflow, RenewalResult]
+
+REMINDERS = [f"term1_email_reminder_{d}d" for d in (90, 60, 30, 7)]
+
+
+@pytest.fixture
+def client(time_skipping_env: WorkflowEnvironment) -> Client:
+    return time_skipping_env.client
+
+
+@pytest.fixture
+async def worker(
+    client: Client, settings: Settings, policy: Policy, database: Database
+) -> AsyncIterator[None]:
+    """The production worker (real activities) polling this test's task queue."""
+    async with running_worker(client, settings, policy, database):
+        yield
+
+
+@pytest.fixture
+async def now(time_skipping_env: WorkflowEnvironment) -> datetime:
+    """The test server's current time."""
+    return await time_skipping_env.get_current_time()
+
+
+async def start(client: Client, settings: Settings, term: RenewalInput) -> RenewalHandle:
+    return await client.start_workflow(
+        RenewalWorkflow.run,
+        term,
+        id=renewal_id(term.subscription_id),
+        task_queue=settings.task_queue,
+    )
+
+
+async def state_of(handle: RenewalHandle) -> ProcessState:
+    return await handle.query(RenewalWorkflow.state)
+
+
+async def next_run_id(handle: RenewalHandle) -> str:
+    """Wait (skipping time) until the run continues as new; the new run's id."""
+    with pytest.raises(WorkflowContinuedAsNewError) as continued:
+        await handle.result(follow_runs=False)
+    return continued.value.new_execution_run_id
+
+
+@pytest.mark.usefixtures("worker")
+async def test_year_sends_four_reminders_and_approved_upsell_then_auto_renews(
+    time_skipping_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    database: Database,
+    mail_sink: MailSink,
+    now: datetime,
+) -> None:
+    term = renewal_input(now + days(365), plan="growth", auto_renew=True)
+    await report_usage(database, term.subscription_id, used=45, included=50, at=now)
+    handle = await start(client, settings, term)
+
+    await time_skipping_env.sleep(days(306))  # past the 60-day mark: the approval waits
+    state = await state_of(handle)
+    assert state.details["reminders_sent"] == [90, 60]
+    assert state.details["usage"]["utilisation"] == 0.9
+    assert state.details["upsell"] == "awaiting_approval"
+    approval = client.get_workflow_handle_for(ApprovalWorkflow.run, state.details["approval_id"])
+    approval_state = await approval.query(ApprovalWorkflow.state)
+    assert approval_state.details["current_approver"] == "mgr-hana"  # the owner's manager
+    decided = await approval.execute_update(
+        ApprovalWorkflow.decide, ApprovalDecision("mgr-hana", "approve", "worth it")
+    )
+    assert (decided.outcome, decided.decided_by, decided.comment) == (
+        "approved",
+        "mgr-hana",
+        "worth it",
+    )
+
+    second_term = await next_run_id(handle)
+
+    sent = emails_of(mail_sink.maildir, handle.id)
+    assert sorted(steps_of(sent)) == sorted([*REMINDERS, "term1_email_upsell_offer"])
+    offer = next(m for m in sent if m.header("X-Crmflow-Step") == "term1_email_upsell_offer")
+    assert offer.subject == "Acme Corp: 15% off enterprise at your renewal"
+    assert offer.recipients == [term.contact_email]
+    assert "90% of the seats" in offer.body
+    reminder = next(m for m in sent if m.header("X-Crmflow-Step") == REMINDERS[-1])
+    assert "in\n7 days" in reminder.body or "in 7 days" in reminder.body
+    assert "renews automatically" in reminder.body
+
+    tasks = await tasks_of(database, handle.id)
+    assert [t.kind for t in tasks] == [
+        "reminder_90d",
+        "reminder_60d",
+        "upsell_follow_up",
+        "reminder_30d",
+        "reminder_7d",
+    ]
+    assert {t.assignee_id for t in tasks} == {"csm-ana"}
+    [approval_task] = await tasks_of(database, approval.id)
+    assert approval_task.assignee_id == "mgr-hana"
+    assert "term1_outcome" in await audit_steps(database, handle.id)
+
+    next_state = await state_of(client.get_workflow_handle_for(RenewalWorkflow.run, handle.id))
+    assert next_state.details["term"] == 2
+    assert next_state.details["renewal_date"] == (term.renewal_date + days(365)).isoformat()
+    assert (await handle.describe()).run_id == second_term
+    await client.get_workflow_handle(handle.id).terminate("test over")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_upsell_discount_approval_that_expires_sends_no_offer(
+    time_skipping_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    database: Database,
+    mail_sink: MailSink,
+    now: datetime,
+) -> None:
+    term = renewal_input(now + days(100), plan="growth")
+    await report_usage(database, term.subscription_id, used=95, included=100, at=now)
+    handle = await start(client, settings, term)
+
+    await time_skipping_env.sleep(days(41))  # the approval is asked at day 40
+    approval_id = (await state_of(handle)).details["approval_id"]
+    await time_skipping_env.sleep(days(7))  # 72 h for the manager, 72 h for finance
+    state = await state_of(handle)
+    approval = client.get_workflow_handle_for(ApprovalWorkflow.run, approval_id)
+    result = await approval.result()
+
+    assert result.outcome == "expired"
+    assert result.decided_by is None
+    assert result.escalations == ["fin-olga"]
+    assert state.details["upsell"] == "discount_expired"
+    assert "term1_email_upsell_offer" not in steps_of(emails_of(mail_sink.maildir, handle.id))
+    approval_mail = emails_of(mail_sink.maildir, approval_id)
+    assert [m.recipients for m in approval_mail] == [
+        ["hana.berg@example.com"],
+        ["olga.lind@example.com"],
+    ]
+    assert approval_mail[1].subject.startswith("Escalated to you: 15% discount for Acme Corp")
+    assert [(t.kind, t.assignee_id) for t in await tasks_of(database, approval_id)] == [
+        ("approval_request", "mgr-hana"),
+        ("approval_escalation", "fin-olga"),
+    ]
+    await handle.terminate("test over")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_moving_the_date_forward_replans_reminders_without_sending_any_twice(
+    time_skipping_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    mail_sink: MailSink,
+    now: datetime,
+) -> None:
+    term = renewal_input(now + days(95), plan="enterprise", auto_renew=True)
+    handle = await start(client, settings, term)
+
+    await time_skipping_env.sleep(days(36))  # 90- and 60-day reminders sent
+    moved = term.renewal_date + days(45)
+    await handle.signal(
+        RenewalWorkflow.event,
+        ProcessEvent("renewal_date_changed", {"renewal_date": moved.isoformat()}),
+    )
+    await time_skipping_env.sleep(days(1))
+    state = await state_of(handle)
+    assert state.details["renewal_date"] == moved.isoformat()
+    assert state.due == {
+        "reminder_30d": moved - days(30),
+        "reminder_7d": moved - days(7),
+        "renewal_date": moved,
+    }
+
+    await next_run_id(handle)
+
+    sent = emails_of(mail_sink.maildir, handle.id)
+    assert sorted(steps_of(sent)) == sorted(REMINDERS)
+    by_step = {m.header("X-Crmflow-Step"): m.received_at for m in sent}
+    assert all(at is not None for at in by_step.values())
+    await client.get_workflow_handle(handle.id).terminate("test over")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_lapse_creates_churn_risk_task_and_escalates_to_the_owners_manager(
+    client: Client,
+    settings: Settings,
+    database: Database,
+    mail_sink: MailSink,
+    now: datetime,
+) -> None:
+    term = renewal_input(now + days(20), plan="starter", auto_renew=False)
+    handle = await start(client, settings, term)
+
+    result = await handle.result()
+
+    assert result.outcome == "lapsed"
+    assert result.reminders_sent == [30, 7]  # the 90- and 60-day marks had passed
+    state = await state_of(handle)
+    assert state.stage == "lapsed"
+    assert state.details["reminders_skipped"] == [90]
+    tasks = await tasks_of(database, handle.id)
+    assert [(t.kind, t.assignee_id) for t in tasks][-2:] == [
+        ("churn_risk", "csm-ana"),
+        ("lapse_escalation", "mgr-hana"),
+    ]
+    [escalation] = [
+        m
+        for m in emails_of(mail_sink.maildir, handle.id)
+        if m.header("X-Crmflow-Step") == "term1_email_lapse_escalation"
+    ]
+    assert escalation.recipients == ["hana.berg@example.com"]
+    assert escalation.subject == f"Escalation: Acme Corp did not renew ({term.subscription_id})"
+    assert "Ana Ruiz owns the account" in escalation.body
+
+
+@pytest.mark.usefixtures("worker")
+async def test_two_terms_continue_as_new_with_histories_of_the_same_length(
+    client: Client, settings: Settings, mail_sink: MailSink, now: datetime
+) -> None:
+    term = renewal_input(now + days(100), plan="enterprise", auto_renew=True)
+    first = await start(client, settings, term)
+
+    second_run = await next_run_id(first)
+    second = client.get_workflow_handle_for(RenewalWorkflow.run, first.id, run_id=second_run)
+    third_run = await next_run_id(second)
+    third = client.get_workflow_handle_for(RenewalWorkflow.run, first.id, run_id=third_run)
+
+    first_history = (await first.fetch_history()).events
+    second_history = (await second.fetch_history()).events
+    state = await state_of(third)
+    assert state.details["term"] == 3
+    assert state.details["renewal_date"] == (term.renewal_date + days(730)).isoformat()
+    assert len(second_history) == len(first_history) < 200
+    sent = steps_of(emails_of(mail_sink.maildir, first.id))
+    assert sorted(sent) == sorted([*REMINDERS, *(r.replace("term1", "term2") for r in REMINDERS)])
+    await third.terminate("test over")

@@ -1,0 +1,69 @@
+"""The data an approval exchanges: its input, a decision, its result.
+
+Kept apart from the workflow so that every process (and the API) can import
+them, and so the workflow sandbox passes them through: their ``datetime``
+fields must be the real ``datetime`` class for the payload converter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+DECISIONS = ("approve", "reject")
+
+
+@dataclass
+class Approver:
+    """One step of the chain: who decides, within how long, and who may stand in."""
+
+    approver_id: str
+    name: str
+    email: str
+    timeout_seconds: int
+    delegate_id: str | None = None
+
+
+@dataclass
+class ApprovalInput:
+    """What needs approving (``subject``, one line), who asks, and the approver chain."""
+
+    subject_id: str
+    subject: str
+    requester_id: str
+    chain: list[Approver]
+    customer_id: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ApprovalDecision:
+    """A decision: ``approve`` or ``reject`` by ``decided_by`` (approver or delegate)."""
+
+    decided_by: str
+    decision: str
+    comment: str = ""
+
+
+@dataclass
+class ApprovalResult:
+    """How the approval ended: ``approved``, ``rejected`` or ``expired``.
+
+    ``decided_by`` is None for an expired request; ``on_behalf_of`` names the
+    approver a delegate decided for.
+    """
+
+    approval_id: str
+    outcome: str
+    decided_by: str | None
+    on_behalf_of: str | None
+    decided_at: datetime
+    comment: str
+    step: int
+    escalations: list[str] = field(default_factory=list)
+
+
+def approval_id(subject_id: str) -> str:
+    """The workflow id of the approval of ``subject_id``, its business key."""
+    return f"approval-{subject_id}"

@@ -1,0 +1,85 @@
+"""The data a renewal exchanges: one term's input and the process's result.
+
+Kept apart from the workflow so the API can import them and the workflow
+sandbox passes them through: their ``datetime`` fields must be the real
+``datetime`` class for the payload converter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from workflows.approval_types import Approver
+
+#: The business events a renewal accepts.
+EVENTS = ("renewed", "cancelled", "renewal_date_changed")
+
+
+@dataclass
+class StaffRef:
+    """A member of staff the process writes to or assigns tasks to."""
+
+    staff_id: str
+    name: str
+    email: str
+
+
+@dataclass
+class UpsellTerms:
+    """The upsell for a plan: offered above ``usage_threshold`` (used / included)."""
+
+    usage_threshold: float
+    offered_plan: str
+    discount_percent: float
+
+
+@dataclass
+class RenewalSchedule:
+    """Reminder offsets and the upsell rules; days count back from the renewal date.
+
+    ``discount_approvers`` is the approval chain of a discount above
+    ``max_discount_without_approval`` percent, first approver first.
+    """
+
+    reminder_days: list[int] = field(default_factory=lambda: [90, 60, 30, 7])
+    usage_analysis_day: int = 60
+    max_discount_without_approval: float = 10.0
+    upsell: dict[str, UpsellTerms] = field(default_factory=dict)
+    discount_approvers: list[Approver] = field(default_factory=list)
+
+
+@dataclass
+class RenewalInput:
+    """One term of a subscription; ``term`` counts the terms this process has run."""
+
+    subscription_id: str
+    customer_id: str
+    company_name: str
+    contact_name: str
+    contact_email: str
+    renewal_date: datetime
+    plan: str
+    annual_value: float
+    owner: StaffRef
+    auto_renew: bool
+    manager: StaffRef | None = None
+    term: int = 1
+    schedule: RenewalSchedule = field(default_factory=RenewalSchedule)
+
+
+@dataclass
+class RenewalResult:
+    """How the subscription's process ended: ``lapsed`` or ``cancelled``."""
+
+    subscription_id: str
+    term: int
+    outcome: str
+    renewal_date: datetime
+    reminders_sent: list[int]
+    upsell: str | None
+
+
+def renewal_id(subscription_id: str) -> str:
+    """The workflow id of a subscription's renewal process, its business key."""
+    return f"renewal-{subscription_id}"
