@@ -296,6 +296,7 @@ class Policy(BaseModel):
         for pool in sorted(self.sla.pools()):
             if pool not in self.pools:
                 raise ValueError(f"sla: unknown pool {pool!r}; known pools: {sorted(self.pools)}")
+        for pool in sorted(self.sla.pools(reassign=False)):
             for member_id in self.pools[pool]:
                 lead_id = known[member_id].manager_id
                 if lead_id is None or known[lead_id].manager_id is None:

@@ -223,7 +223,15 @@ class SlaPolicy(SlaRules):
         except ValueError as err:
             raise ValueError(f"tiers.{tier}: {err}") from err
 
-    def pools(self) -> set[str]:
-        """Every pool the SLA rules of any tier assign from."""
+    def pools(self, *, reassign: bool = True) -> set[str]:
+        """Every pool the SLA rules of any tier assign from, reassign pools unless told not to.
+
+        Tickets are first assigned from the ``pool`` of their tier; escalations go
+        to that assignee's team lead (``manager_id``) and the lead's manager,
+        also after a reassignment.
+        """
         rules = [self.rules_for(None), *(self.rules_for(tier) for tier in self.tiers)]
-        return {p for r in rules for p in (r.pool, r.reassign_pool) if p is not None}
+        pools = {r.pool for r in rules}
+        if reassign:
+            pools |= {r.reassign_pool for r in rules if r.reassign_pool is not None}
+        return pools

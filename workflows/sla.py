@@ -285,6 +285,7 @@ class TicketSlaWorkflow:
     async def _watch_clocks_until_resolved(self) -> None:
         while self._outcome is None:
             self._changed = False
+            self._show_live_state()
             await self._escalate_levels_reached()
             await self._record_new_events()
             self._show_live_state()

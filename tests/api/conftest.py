@@ -37,14 +37,14 @@ async def api(
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[Any]], until: Callable[[Any], bool], timeout: float = 10
+    probe: Callable[[], Awaitable[Any]], until: Callable[[Any], bool], within: float = 10
 ) -> Any:
     """Call ``probe`` until ``until(result)`` holds; fail with the last result on timeout."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         result = await probe()
         if until(result):
             return result
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not reached in {timeout} s; last: {result!r}")
+            raise AssertionError(f"condition not reached in {within} s; last: {result!r}")
         await asyncio.sleep(0.1)

@@ -1,0 +1,370 @@
+"""Lead qualification end to end on the time-skipping server.
+
+The real worker runs every real activity: email goes to the SMTP sink, lead
+records, tasks and assignments to a fresh SQLite database, enrichment to the
+local provider. Only the clock is fake, so a fourteen-day follow-up sequence
+takes about a second. Scoring is by source (``SCORING_BY_SOURCE``) so that each
+test picks its branch; the default rules are tested in tests/unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from crm.calendar import BusinessCalendar
+from crm.db import Database
+from crm.lead_scoring import ScoringModel, ScoringRule
+from crm.mailsink import MailSink
+from crm.models import Assignment, as_utc
+from crm.policy import Policy
+from crm.settings import Settings
+from tests.lead_support import (
+    inbox,
+    lead_input,
+    lead_row,
+    marketing_list,
+    send_event,
+    start_lead,
+    step_of,
+    tasks_of,
+    zone_at_local_hour,
+)
+from worker.main import running_worker
+from workflows.common import CUSTOMER_ID, PROCESS, STAGE
+from workflows.lead import LeadWorkflow
+
+
+@pytest.fixture
+def client(time_skipping_env: WorkflowEnvironment) -> Client:
+    return time_skipping_env.client
+
+
+@pytest.fixture
+async def worker(
+    client: Client, settings: Settings, policy: Policy, database: Database
+) -> AsyncIterator[None]:
+    """The production worker (real activities) polling this test's task queue."""
+    async with running_worker(client, settings, policy, database):
+        yield
+
+
+@pytest.fixture
+async def daytime_zone(time_skipping_env: WorkflowEnvironment) -> str:
+    """A time zone in which it is 10 in the morning now, so email goes out at once."""
+    return zone_at_local_hour(await time_skipping_env.get_current_time(), 10)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_medium_lead_without_reply_gets_every_follow_up_then_is_unresponsive(
+    client: Client,
+    settings: Settings,
+    policy: Policy,
+    database: Database,
+    mail_sink: MailSink,
+    daytime_zone: str,
+) -> None:
+    lead = lead_input(policy, timezone=daytime_zone, source="webinar")
+    handle = await start_lead(client, settings.task_queue, lead)
+    result = await handle.result()
+
+    started = (await handle.describe()).start_time
+    assert (result.outcome, result.grade, result.score) == ("unresponsive", "medium", 40)
+    assert result.owner_id is None
+    assert result.emails_sent == ["first_touch", "follow_up_1", "follow_up_2", "follow_up_3"]
+
+    messages = inbox(mail_sink.maildir, lead.email)
+    assert [step_of(m) for m in messages] == [
+        "email_first_touch",
+        "email_follow_up_1",
+        "email_follow_up_2",
+        "email_follow_up_3",
+    ]
+    assert messages[0].subject == "Lena Vogel, thanks for your interest in crmflow"
+    assert "on behalf of Acme Corp" in messages[0].body
+    assert messages[1].subject == "Following up, Lena Vogel"
+    assert "follow-up 1 of 3" in messages[1].body
+    assert messages[3].subject == "Should I close your file, Lena Vogel?"
+
+    state = await handle.query(LeadWorkflow.state)
+    sent_at = {s.step: s.at for s in state.steps if s.step.startswith("email:")}
+    for number, day in enumerate((2, 5, 10), start=1):
+        late = sent_at[f"email:follow_up_{number}"] - (started + timedelta(days=day))
+        assert timedelta(0) <= late < timedelta(minutes=1)
+    assert (state.stage, state.outcome) == ("unresponsive", "unresponsive")
+
+    closed = await handle.describe()
+    assert closed.close_time is not None
+    assert closed.close_time - started >= timedelta(days=14)
+    attributes = closed.typed_search_attributes
+    assert attributes.get(PROCESS) == "lead"
+    assert attributes.get(CUSTOMER_ID) == lead.lead_id
+    assert attributes.get(STAGE) == "unresponsive"
+
+    record = await lead_row(database, lead.lead_id)
+    assert record is not None
+    assert (record.status, record.score, record.grade) == ("unresponsive", 40, "medium")
+    assert (record.industry, record.employees) != (None, None)  # enriched from acme-corp.io
+    assert await tasks_of(database, lead.lead_id) == []
+
+
+@pytest.mark.usefixtures("worker")
+async def test_reply_after_first_follow_up_stops_emails_rescores_and_routes_to_a_rep(
+    time_skipping_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    policy: Policy,
+    database: Database,
+    mail_sink: MailSink,
+    daytime_zone: str,
+) -> None:
+    lead = lead_input(policy, timezone=daytime_zone, source="webinar", country="DE")
+    handle = await start_lead(client, settings.task_queue, lead)
+    await time_skipping_env.sleep(timedelta(days=3))
+    assert [step_of(m) for m in inbox(mail_sink.maildir, lead.email)] == [
+        "email_first_touch",
+        "email_follow_up_1",
+    ]
+
+    await send_event(handle, "replied")
+    result = await handle.result()
+    await time_skipping_env.sleep(timedelta(days=12))
+
+    assert result.outcome == "qualified"
+    assert (result.first_grade, result.grade, result.score) == ("medium", "high", 70)
+    assert result.emails_sent == ["first_touch", "follow_up_1"]
+    assert len(inbox(mail_sink.maildir, lead.email)) == 2
+
+    assert result.owner_id in policy.pools["sales-emea"]
+    rep = policy.member(result.owner_id)
+    [task] = await tasks_of(database, lead.lead_id)
+    assert (task.kind, task.assignee_id, task.title) == (
+        "call_lead",
+        rep.id,
+        "Call Lena Vogel at Acme Corp",
+    )
+    replied_at = result.events["replied"]
+    emea_hours = BusinessCalendar.from_spec(policy.leads.territories["emea"].calendar())
+    assert as_utc(task.due_at) == emea_hours.add(replied_at, timedelta(hours=1))
+
+    [to_rep] = inbox(mail_sink.maildir, rep.email, handle.id)
+    assert to_rep.subject == "New high lead for you: Lena Vogel at Acme Corp (score 70)"
+    assert "emea territory" in to_rep.body and "replied" in to_rep.body
+    assert lead.email in to_rep.body and "webinar, replied" in to_rep.body
+
+    record = await lead_row(database, lead.lead_id)
+    assert record is not None
+    assert (record.status, record.owner_id, record.score) == ("qualified", rep.id, 70)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_unsubscribe_stops_everything_and_the_address_is_never_emailed_again(
+    time_skipping_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    policy: Policy,
+    database: Database,
+    mail_sink: MailSink,
+    daytime_zone: str,
+) -> None:
+    lead = lead_input(policy, timezone=daytime_zone)
+    handle = await start_lead(client, settings.task_queue, lead)
+    await time_skipping_env.sleep(timedelta(days=1))
+    await send_event(handle, "unsubscribed")
+    result = await handle.result()
+
+    assert result.outcome == "unsubscribed"
+    assert result.emails_sent == ["first_touch"]
+    assert result.owner_id is None
+
+    again = lead_input(policy, timezone=daytime_zone, email=lead.email)
+    second = await start_lead(client, settings.task_queue, again)
+    assert (await second.result()).outcome == "unsubscribed"
+    await time_skipping_env.sleep(timedelta(days=15))
+
+    assert [step_of(m) for m in inbox(mail_sink.maildir, lead.email)] == ["email_first_touch"]
+    for lead_id in (lead.lead_id, again.lead_id):
+        record = await lead_row(database, lead_id)
+        assert record is not None and record.status == "unsubscribed"
+        assert await tasks_of(database, lead_id) == []
+
+
+@pytest.mark.usefixtures("worker")
+async def test_bounce_ends_the_sequence_and_marks_the_address_invalid(
+    time_skipping_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    policy: Policy,
+    database: Database,
+    mail_sink: MailSink,
+    daytime_zone: str,
+) -> None:
+    lead = lead_input(policy, timezone=daytime_zone)
+    handle = await start_lead(client, settings.task_queue, lead)
+    await time_skipping_env.sleep(timedelta(days=6))
+    await send_event(handle, "bounced")
+    result = await handle.result()
+
+    assert result.outcome == "bounced"
+    assert result.emails_sent == ["first_touch", "follow_up_1", "follow_up_2"]
+    assert len(inbox(mail_sink.maildir, lead.email)) == 3
+    record = await lead_row(database, lead.lead_id)
+    assert record is not None
+    assert (record.status, record.email_valid) == ("bounced", False)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_follow_up_due_at_3am_local_time_is_sent_at_8am(
+    time_skipping_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    policy: Policy,
+    mail_sink: MailSink,
+) -> None:
+    zone = zone_at_local_hour(await time_skipping_env.get_current_time(), 3)
+    lead = lead_input(policy, timezone=zone)
+    handle = await start_lead(client, settings.task_queue, lead)
+    await time_skipping_env.sleep(timedelta(days=2, hours=6))
+    await send_event(handle, "unsubscribed")
+    result = await handle.result()
+
+    assert result.emails_sent == ["first_touch", "follow_up_1"]
+    assert len(inbox(mail_sink.maildir, lead.email)) == 2
+    state = await handle.query(LeadWorkflow.state)
+    local = ZoneInfo(zone)
+    due = state.due["follow_up_1"].astimezone(local)
+    assert due.hour == 3
+    sent = {s.step: s.at.astimezone(local) for s in state.steps if s.step.startswith("email:")}
+    first_touch, follow_up = sent["email:first_touch"], sent["email:follow_up_1"]
+    assert (first_touch.date(), first_touch.hour, first_touch.minute) == (
+        (await handle.describe()).start_time.astimezone(local).date(),
+        8,
+        0,
+    )
+    assert (follow_up.date(), follow_up.hour, follow_up.minute) == (due.date(), 8, 0)
+    assert [s.detail for s in state.steps if s.step == "quiet_hours:follow_up_1"] == [
+        f"held until {due.date()} 08:00 {follow_up.tzname()}"
+    ]
+
+
+@pytest.mark.usefixtures("worker")
+async def test_high_leads_go_to_their_territory_then_fewest_open_leads_then_round_robin(
+    client: Client,
+    settings: Settings,
+    policy: Policy,
+    database: Database,
+    mail_sink: MailSink,
+    daytime_zone: str,
+) -> None:
+    async with database.session() as session:  # Eva already has two open leads
+        for n in range(2):
+            session.add(
+                Assignment(
+                    key=f"seed/{n}",
+                    process_id=f"lead-seed-{n}",
+                    pool="sales-emea",
+                    subject_id=f"seed-{n}",
+                    assignee_id="rep-eva",
+                )
+            )
+        await session.commit()
+
+    owners = []
+    for country in ("DE", "GB", "FR", "US", "ZA"):
+        lead = lead_input(policy, timezone=daytime_zone, source="demo_request", country=country)
+        handle = await start_lead(client, settings.task_queue, lead)
+        result = await handle.result()
+        assert (result.outcome, result.grade) == ("qualified", "high")
+        assert result.emails_sent == []
+        assert inbox(mail_sink.maildir, lead.email) == []
+
+        [task] = await tasks_of(database, lead.lead_id)
+        assert task.assignee_id == result.owner_id
+        territory = (await handle.query(LeadWorkflow.state)).details["territory"]
+        hours = BusinessCalendar.from_spec(policy.leads.territories[territory].calendar())
+        started = (await handle.describe()).start_time
+        assert started is not None
+        assert hours.between(started, as_utc(task.due_at)) == pytest.approx(
+            timedelta(hours=1), abs=timedelta(seconds=30)
+        )
+        rep = policy.member(task.assignee_id)
+        assert len(inbox(mail_sink.maildir, rep.email, handle.id)) == 1
+        owners.append((country, territory, result.owner_id))
+
+    assert owners == [
+        ("DE", "emea", "rep-finn"),  # Finn has no open lead, Eva two
+        ("GB", "emea", "rep-finn"),  # one against two
+        ("FR", "emea", "rep-eva"),  # two each: Eva was assigned least recently
+        ("US", "americas", "rep-gus"),  # a territory of its own, first in its pool
+        ("ZA", "emea", "rep-finn"),  # no territory: the fallback, where Finn has fewer
+    ]
+
+
+@pytest.mark.usefixtures("worker")
+async def test_low_lead_is_nurtured_without_sales_task_or_email(
+    client: Client,
+    settings: Settings,
+    policy: Policy,
+    database: Database,
+    mail_sink: MailSink,
+    daytime_zone: str,
+) -> None:
+    lead = lead_input(policy, timezone=daytime_zone, source="newsletter")
+    handle = await start_lead(client, settings.task_queue, lead)
+    result = await handle.result()
+
+    assert (result.outcome, result.grade, result.score) == ("nurture", "low", 0)
+    [entry] = [e for e in await marketing_list(database, "nurture") if e.lead_id == lead.lead_id]
+    assert (entry.email, entry.score) == (lead.email, 0)
+    assert await tasks_of(database, lead.lead_id) == []
+    assert inbox(mail_sink.maildir, lead.email) == []
+    record = await lead_row(database, lead.lead_id)
+    assert record is not None and record.status == "nurture"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"email": "lena-at-acme"}, "email 'lena-at-acme' is not an email address"),
+        (
+            {"scoring": ScoringModel([ScoringRule("x", "shoe_size", 5, any_of=["42"])], 60, 30)},
+            "scoring rule 'x': unknown fact 'shoe_size'",
+        ),
+    ],
+    ids=["bad-email", "bad-rule"],
+)
+@pytest.mark.usefixtures("worker")
+async def test_invalid_lead_input_fails_the_run_without_retrying(
+    client: Client,
+    settings: Settings,
+    policy: Policy,
+    database: Database,
+    change: dict[str, object],
+    message: str,
+) -> None:
+    lead = lead_input(policy, **change)  # type: ignore[arg-type]
+    handle = await start_lead(client, settings.task_queue, lead)
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert (cause.type, cause.non_retryable) == ("InvalidInput", True)
+    assert cause.message.startswith("invalid lead input: ")
+    assert message in cause.message
+    assert await lead_row(database, lead.lead_id) is None
+
+
+def test_zone_helper_puts_now_at_the_asked_local_hour() -> None:
+    from datetime import datetime
+
+    for utc_hour in range(24):
+        now = datetime(2026, 3, 2, utc_hour, 30, tzinfo=UTC)
+        for hour in (3, 10):
+            assert now.astimezone(ZoneInfo(zone_at_local_hour(now, hour))).hour == hour
