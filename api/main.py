@@ -13,7 +13,9 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api.auth import Authenticator, StartRateLimiter
 from api.deps import AppContext, TemporalConnection
+from api.limits import BodySizeLimit
 from api.metrics import install_metrics
 from api.problems import install_problem_handlers
 from api.routes import (
@@ -32,19 +34,22 @@ from crm.codec import parse_codec_keys
 from crm.db import Database
 from crm.logs import configure_logging
 from crm.policy import load_policy
+from crm.principals import load_api_keys_file
 from crm.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API app for ``settings`` (default: from the environment).
 
-    Raises crm.policy.PolicyError at start-up when the policy file is invalid and
-    crm.codec.CodecKeyError when the payload encryption keys are malformed.
+    Raises, at start-up: crm.policy.PolicyError when the policy file is invalid,
+    crm.codec.CodecKeyError when the payload encryption keys are malformed and
+    crm.principals.ApiKeyError when the API keys file is.
     """
     settings = settings or get_settings()
     policy = load_policy(settings.policy_file)
     if settings.codec_keys:
         parse_codec_keys(settings.codec_keys)  # a malformed key stops start-up here
+    file_keys = load_api_keys_file(settings.api_keys_file)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             database=database,
             temporal=TemporalConnection(settings),
         )
+        app.state.authenticator = Authenticator(settings, database, file_keys)
         try:
             yield
         finally:
@@ -67,8 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Durable CRM processes on Temporal: onboarding, SLA escalation, renewals.",
         lifespan=lifespan,
     )
+    app.state.start_limiter = StartRateLimiter(settings.start_rate_per_second, settings.start_burst)
     install_problem_handlers(app)
     install_metrics(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(
         CORSMiddleware,  # the Web UI calls the codec server from its own origin
         allow_origins=list(settings.ui_origins),
@@ -97,5 +105,9 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(
-        create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,  # paths can hold secrets (the UI's codec key); metrics count requests
     )

@@ -15,12 +15,13 @@ from __future__ import annotations
 import contextvars
 import time
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.auth import requires
 from crm.logs import bind_process
 
 _current: contextvars.ContextVar[ApiMetrics | None] = contextvars.ContextVar(
@@ -68,7 +69,7 @@ def install_metrics(app: FastAPI) -> ApiMetrics:
 
     app.add_middleware(_MeasureRequests, app=app, metrics=metrics)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(requires("support"))])
     async def serve_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -28,6 +28,7 @@ from api.problems import Problem
 from crm.leads import LEAD_EVENTS
 from crm.logs import bind_process
 from crm.policy import Policy
+from crm.principals import Principal
 from workflows.common import PROCESS, ProcessState
 from workflows.renewal_types import EVENTS as RENEWAL_EVENTS
 from workflows.sla import EVENT_TYPES as SLA_EVENTS
@@ -73,8 +74,12 @@ async def start_process(
     task_queue: str,
     search_attributes: Sequence[SearchAttributePair[str]],
     summary: str,
+    tenant: str | None = None,
 ) -> tuple[ProcessStarted, bool]:
     """Start ``workflow`` under ``process_id``, or find the run that has it.
+
+    ``tenant`` (the starting principal's) is kept in the run's memo; principals
+    of other tenants then cannot see the run.
 
     Returns the process and True when this call started it. Raises Problem
     503 when Temporal cannot be reached.
@@ -90,6 +95,7 @@ async def start_process(
         task_queue=task_queue,
         search_attributes=search_attributes,
         summary=summary,
+        tenant=tenant,
     )
     bind_process(process_id, started.run_id)
     count_start(process, created)
@@ -105,6 +111,7 @@ async def _start_or_find(
     task_queue: str,
     search_attributes: Sequence[SearchAttributePair[str]],
     summary: str,
+    tenant: str | None,
 ) -> tuple[ProcessStarted, bool]:
     try:
         handle = await client.start_workflow(
@@ -115,6 +122,7 @@ async def _start_or_find(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(list(search_attributes)),
             static_summary=summary,
+            memo={"tenant": tenant} if tenant else None,
         )
     except WorkflowAlreadyStartedError as err:
         description = await client.get_workflow_handle(process_id, run_id=err.run_id).describe()
@@ -134,21 +142,31 @@ async def _start_or_find(
     ), True
 
 
-async def describe_process(client: Client, process_id: str) -> WorkflowExecutionDescription:
-    """The latest run of ``process_id``; raises Problem 404 when there is none."""
+async def describe_process(
+    client: Client, process_id: str, principal: Principal | None = None
+) -> WorkflowExecutionDescription:
+    """The latest run of ``process_id``; raises Problem 404 when there is none.
+
+    A ``principal`` of a tenant gets the same 404 for another tenant's run.
+    """
+    not_found = Problem(404, "process-not-found", "Process not found", f"no process {process_id!r}")
     try:
-        return await client.get_workflow_handle(process_id).describe()
+        description = await client.get_workflow_handle(process_id).describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise Problem(
-                404, "process-not-found", "Process not found", f"no process {process_id!r}"
-            ) from err
+            raise not_found from err
         raise _unavailable(err) from err
+    tenant = principal.tenant if principal is not None else None
+    if tenant is not None and await description.memo_value("tenant", None) != tenant:
+        raise not_found
+    return description
 
 
-async def view_process(client: Client, process_id: str) -> ProcessView:
+async def view_process(
+    client: Client, process_id: str, principal: Principal | None = None
+) -> ProcessView:
     """Status and ``state`` of a process; the state is None if no worker answers in time."""
-    description = await describe_process(client, process_id)
+    description = await describe_process(client, process_id, principal)
     state: dict[str, Any] | None = None
     state_error: str | None = None
     try:

@@ -7,6 +7,7 @@
     crmflow enrichment-provider the local enrichment provider
     crmflow mail [N|ID]         list the sink's messages, or show one
     crmflow codec-key ID        print a new payload encryption key for CRMFLOW_CODEC_KEYS
+    crmflow api-key create|list|revoke   manage API keys in the database
 
 Every part reads its settings from ``CRMFLOW_*`` environment variables.
 """
@@ -48,6 +49,19 @@ def _parser() -> argparse.ArgumentParser:
     mail.add_argument("message", nargs="?", help="number in the list, or Message-ID")
     mail.add_argument("--to", help="only messages to this address")
     mail.add_argument("--maildir", type=Path, default=DEFAULT_MAILDIR)
+    api_key = commands.add_parser("api-key", help="create, list or revoke API keys")
+    api_key_commands = api_key.add_subparsers(dest="api_key_command", required=True)
+    create = api_key_commands.add_parser("create", help="create a key and print it once")
+    create.add_argument("principal", help="who the key belongs to, e.g. svc-billing")
+    create.add_argument(
+        "--role", action="append", required=True, choices=["service", "support", "approver"]
+    )
+    create.add_argument("--staff-id", help="the staff member an approver key decides as")
+    create.add_argument("--tenant", help="limit the key to one tenant's processes")
+    api_key_commands.add_parser("list", help="list keys (ids and owners, never secrets)")
+    revoke = api_key_commands.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+
     key = commands.add_parser("codec-key", help="print a new payload encryption key")
     key.add_argument("key_id", help="a name for the key, e.g. 2026-11")
     return parser
@@ -79,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve_provider(
             args.host, args.port, rate_per_second=args.rate, burst=args.burst, api_key=args.api_key
         )
+    elif args.command == "api-key":
+        import asyncio
+
+        return asyncio.run(_api_key(args))
     elif args.command == "codec-key":
         from crm.codec import new_codec_key
 
@@ -96,6 +114,39 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"crmflow mail: {err.args[0]}", file=sys.stderr)
                 return 1
     return 0
+
+
+async def _api_key(args: argparse.Namespace) -> int:
+    from crm.db import Database
+    from crm.keystore import create_key, list_keys, revoke_key
+    from crm.settings import get_settings
+
+    database = Database.from_url(get_settings().database_url)
+    try:
+        await database.create_tables()
+        if args.api_key_command == "create":
+            if "approver" in args.role and not args.staff_id:
+                print("crmflow api-key: an approver key needs --staff-id", file=sys.stderr)
+                return 2
+            print(
+                await create_key(
+                    database,
+                    args.principal,
+                    tuple(args.role),
+                    staff_id=args.staff_id,
+                    tenant=args.tenant,
+                )
+            )
+        elif args.api_key_command == "list":
+            for row in await list_keys(database):
+                state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+                print(f"{row.key_id}  {row.principal}  {','.join(row.roles)}  {state}")
+        elif not await revoke_key(database, args.key_id):
+            print(f"crmflow api-key: no active key {args.key_id}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        await database.dispose()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crm.codec import new_codec_key
+from crm.principals import Role, new_api_key, write_api_keys_file
 
 RESTART_DELAY_MAX_SECONDS = 30.0
 STARTUP_TIMEOUT_SECONDS = 60.0
@@ -157,8 +158,12 @@ def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
         server_argv += ["--sqlite-pragma", f"{pragma}={value}"]
     for name, kind in temporal.search_attributes.items():
         server_argv += ["--search-attribute", f"{name}={kind}"]
+    keys = dev_api_keys(state)
     if config.encrypt_payloads and temporal.ui_port is not None:
-        server_argv += ["--ui-codec-endpoint", f"http://{config.api.host}:{config.api.port}/codec"]
+        server_argv += [
+            "--ui-codec-endpoint",
+            f"http://{config.api.host}:{config.api.port}/codec/key/{keys['support']}",
+        ]
 
     crmflow = [sys.executable, "-m", "crm.cli"]
     sink = config.smtp_sink
@@ -177,6 +182,7 @@ def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
     app_env["CRMFLOW_WORKER_METRICS_ADDRESS"] = (
         f"127.0.0.1:{config.worker.metrics_port}" if config.worker.metrics_port else ""
     )
+    app_env["CRMFLOW_API_KEYS_FILE"] = str(state / "api-keys.yml")
     if config.encrypt_payloads:
         app_env["CRMFLOW_CODEC_KEYS"] = dev_codec_keys(state)
     if config.policy_file:
@@ -226,6 +232,34 @@ def dev_codec_keys(state: Path) -> str:
         path.touch(mode=0o600)
         path.write_text(new_codec_key("dev-1") + "\n")
     return path.read_text().strip()
+
+
+DEV_PRINCIPALS: dict[str, tuple[tuple[Role, ...], str | None]] = {
+    "service": (("service",), None),
+    "support": (("support",), None),
+    "approver": (("approver",), "mgr-hana"),
+}
+
+
+def dev_api_keys(state: Path) -> dict[str, str]:
+    """One API key per role for the dev stack, made on first use.
+
+    The hashes go to ``api-keys.yml`` (the API's keys file); the keys themselves
+    to ``dev-api-keys.yml`` (owner-only), so the stack can print them at start.
+    """
+    plain = state / "dev-api-keys.yml"
+    if plain.exists():
+        keys: dict[str, str] = yaml.safe_load(plain.read_text())
+        return keys
+    made = {
+        role: new_api_key(f"dev-{role}", roles, staff_id=staff_id)
+        for role, (roles, staff_id) in DEV_PRINCIPALS.items()
+    }
+    write_api_keys_file(state / "api-keys.yml", [record for _, record in made.values()])
+    keys = {role: key for role, (key, _) in made.items()}
+    plain.touch(mode=0o600)
+    plain.write_text(yaml.safe_dump(keys))
+    return keys
 
 
 def _die_with_parent() -> None:
@@ -372,8 +406,11 @@ class DevStack:
             f"(metrics at http://{api.host}:{api.port}/metrics)",
             f"  SMTP sink   {self.config.smtp_sink.host}:{self.config.smtp_sink.port} "
             "(read it with: crmflow mail)",
-            "  Ctrl-C stops everything.",
         ]
+        keys = dev_api_keys(self.root / self.config.state_dir)
+        lines.append("  API keys (send as 'Authorization: Bearer <key>'):")
+        lines += [f"    {role:<9} {key}" for role, key in keys.items()]
+        lines.append("  Ctrl-C stops everything.")
         self.say("\n".join(lines))
 
     def _supervise(self) -> None:

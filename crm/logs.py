@@ -23,6 +23,10 @@ _process: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar
     "crmflow_process", default=None
 )
 
+_principal: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "crmflow_principal", default=None
+)
+
 #: Fields the SDK puts on records, lifted to the top level under these names.
 _TEMPORAL_FIELDS = {
     "workflow_id": "workflow_id",
@@ -43,6 +47,11 @@ def bind_process(process_id: str, run_id: str | None = None) -> None:
     _process.set(fields)
 
 
+def bind_principal(principal_id: str) -> None:
+    """Put the authenticated caller's id on every log line of the current request."""
+    _principal.set(principal_id)
+
+
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON object: time, level, logger, message and context."""
 
@@ -54,6 +63,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         entry.update(_process.get() or {})
+        principal = _principal.get()
+        if principal is not None:
+            entry["principal"] = principal
         for source in ("temporal_activity", "temporal_workflow"):
             details = getattr(record, source, None)
             if isinstance(details, dict):

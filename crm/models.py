@@ -236,3 +236,23 @@ class MarketingListEntry(SQLModel, table=True):
     added_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key made with ``crmflow api-key create``: only its hash is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key_id: str = Field(unique=True, max_length=32)
+    key_sha256: str = Field(max_length=64)
+    principal: str = Field(index=True, max_length=100)
+    roles: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    staff_id: str | None = Field(default=None, max_length=100)
+    tenant: str | None = Field(default=None, max_length=100)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    revoked_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )

@@ -45,6 +45,14 @@ class Settings(BaseSettings):
 
     policy_file: Path | None = None
 
+    api_keys_file: Path | None = None
+    jwt_key: str | None = Field(default=None, repr=False)
+    jwt_algorithm: str = "RS256"
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    start_rate_per_second: float = Field(default=200.0, gt=0)
+    start_burst: int = Field(default=400, ge=1)
+    max_request_bytes: int = Field(default=65536, ge=1024)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     ui_origins: list[str] = Field(

@@ -134,3 +134,8 @@ async def audit_steps(database: Database, process_id: str) -> list[str]:
 
 def days(n: float) -> timedelta:
     return timedelta(days=n)
+
+
+def years_after(date: datetime, years: int) -> datetime:
+    """The same calendar day ``years`` later (a renewal's next date)."""
+    return date.replace(year=date.year + years)

@@ -606,12 +606,13 @@ class TicketSlaWorkflow:
         ]
 
     def _escalation(self, clock: SlaClock, level: str, to: str) -> dict[str, Any]:
+        reached = clock.reached.get(level, workflow.now())
         return {
             "clock": clock.name,
             "level": level,
             "to": to,
-            "at": workflow.now().isoformat(),
-            "used_seconds": clock.used_at(workflow.now()).total_seconds(),
+            "at": reached.isoformat(),
+            "used_seconds": clock.used_at(reached).total_seconds(),
         }
 
     # Helpers: each a single activity call or a change of the visible state.

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
+from api.auth import Authenticator, Support
 from api.deps import ContextDep
 from api.problems import Problem
 from crm.codec import CodecKeyError, EncryptionCodec, parse_codec_keys
@@ -45,9 +46,8 @@ def _answer(payloads: list[object]) -> Response:
     return Response(body, media_type="application/json")
 
 
-@router.post("/decode", summary="Decrypt payloads for the Web UI or CLI")
-async def decode(request: Request, context: ContextDep) -> Response:
-    codec = _codec(context.settings.codec_keys)
+async def _decode(request: Request, keys: str | None) -> Response:
+    codec = _codec(keys)
     payloads = await _payloads(request)
     try:
         return _answer(list(await codec.decode(list(payloads.payloads))))
@@ -55,8 +55,41 @@ async def decode(request: Request, context: ContextDep) -> Response:
         raise Problem(422, "undecryptable-payload", "Cannot decrypt payload", str(err)) from err
 
 
-@router.post("/encode", summary="Encrypt payloads (for signals and queries typed in the UI)")
-async def encode(request: Request, context: ContextDep) -> Response:
-    codec = _codec(context.settings.codec_keys)
+async def _encode(request: Request, keys: str | None) -> Response:
+    codec = _codec(keys)
     payloads = await _payloads(request)
     return _answer(list(await codec.encode(list(payloads.payloads))))
+
+
+@router.post("/decode", summary="Decrypt payloads for the Web UI or CLI (support role)")
+async def decode(request: Request, context: ContextDep, _: Support) -> Response:
+    return await _decode(request, context.settings.codec_keys)
+
+
+@router.post("/encode", summary="Encrypt payloads typed in the Web UI (support role)")
+async def encode(request: Request, context: ContextDep, _: Support) -> Response:
+    return await _encode(request, context.settings.codec_keys)
+
+
+# The Temporal dev server's Web UI cannot send credentials to a codec server,
+# so the dev stack gives it an endpoint with a support key in the path. The
+# key is checked like any other; the API logs route templates, never paths.
+
+
+async def _support_in_path(request: Request, api_key: str) -> None:
+    authenticator: Authenticator = request.app.state.authenticator
+    principal = await authenticator.verify(api_key)
+    if principal is None or not principal.has_any("support"):
+        raise Problem(403, "forbidden", "Not allowed", "the codec endpoint needs a support key")
+
+
+@router.post("/key/{api_key}/decode", include_in_schema=False)
+async def decode_with_key(request: Request, api_key: str, context: ContextDep) -> Response:
+    await _support_in_path(request, api_key)
+    return await _decode(request, context.settings.codec_keys)
+
+
+@router.post("/key/{api_key}/encode", include_in_schema=False)
+async def encode_with_key(request: Request, api_key: str, context: ContextDep) -> Response:
+    await _support_in_path(request, api_key)
+    return await _encode(request, context.settings.codec_keys)

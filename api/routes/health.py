@@ -7,6 +7,7 @@ import asyncio
 from fastapi import APIRouter
 from sqlalchemy import text
 
+from api.auth import Authenticated
 from api.deps import ContextDep
 from api.problems import Problem
 
@@ -22,7 +23,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(context: ContextDep) -> dict[str, str]:
+async def readyz(context: ContextDep, _: Authenticated) -> dict[str, str]:
     """200 when Temporal and the database both answer; 503 problem+json naming what does not."""
     checks = {
         "temporal": await _check_temporal(context),

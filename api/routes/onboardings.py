@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 from temporalio.common import SearchAttributePair
 
+from api.auth import Starter
 from api.deps import ContextDep, PolicyDep, TemporalDep
 from api.problems import invalid_input
 from api.processes import ProcessStarted, start_process
@@ -53,6 +54,7 @@ async def start_onboarding(
     client: TemporalDep,
     policy: PolicyDep,
     context: ContextDep,
+    principal: Starter,
 ) -> ProcessStarted:
     """Start onboarding a customer: 201 with a new run, 200 with the existing one."""
     terms = policy.onboarding
@@ -86,6 +88,7 @@ async def start_onboarding(
             SearchAttributePair(STAGE, "starting"),
         ],
         summary=f"Onboarding of customer {body.customer_id} on plan {body.plan}",
+        tenant=principal.tenant,
     )
     if not created:
         response.status_code = status.HTTP_200_OK

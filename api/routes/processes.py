@@ -8,6 +8,7 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.service import RPCError
 
+from api.auth import Service, ServiceOrSupport, Support
 from api.deps import PolicyDep, TemporalDep
 from api.problems import Problem, invalid_input
 from api.processes import ProcessView, describe_process, ensure_running, event_types, view_process
@@ -48,19 +49,21 @@ class CancelAccepted(BaseModel):
 
 
 @router.get("/{process_id}", response_model=ProcessView)
-async def get_process(process_id: str, client: TemporalDep) -> ProcessView:
+async def get_process(
+    process_id: str, client: TemporalDep, principal: ServiceOrSupport
+) -> ProcessView:
     """Status of a process and its ``state``: stage, what it waits for, due times, steps."""
-    return await view_process(client, process_id)
+    return await view_process(client, process_id, principal)
 
 
 @router.post(
     "/{process_id}/events", response_model=EventAccepted, status_code=status.HTTP_202_ACCEPTED
 )
 async def send_event(
-    process_id: str, body: EventCreate, client: TemporalDep, policy: PolicyDep
+    process_id: str, body: EventCreate, client: TemporalDep, policy: PolicyDep, principal: Service
 ) -> EventAccepted:
     """Deliver a business event; 422 for a type the process does not accept, 409 if it ended."""
-    description = await describe_process(client, process_id)
+    description = await describe_process(client, process_id, principal)
     accepted = event_types(description.typed_search_attributes.get(PROCESS), policy)
     if body.type not in accepted:
         raise invalid_input("type", f"unknown event type {body.type!r}; accepted: {list(accepted)}")
@@ -77,10 +80,10 @@ async def send_event(
     "/{process_id}/cancel", response_model=CancelAccepted, status_code=status.HTTP_202_ACCEPTED
 )
 async def cancel_process(
-    process_id: str, client: TemporalDep, body: CancelRequest | None = None
+    process_id: str, client: TemporalDep, principal: Support, body: CancelRequest | None = None
 ) -> CancelAccepted:
     """Ask a running process to stop; it records why and ends as cancelled."""
-    description = await describe_process(client, process_id)
+    description = await describe_process(client, process_id, principal)
     ensure_running(description)
     reason = (body or CancelRequest()).reason
     await client.get_workflow_handle(process_id, run_id=description.run_id).cancel(reason=reason)

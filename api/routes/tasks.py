@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlmodel import col, select
 
+from api.auth import Support
 from api.deps import SessionDep
 from crm.models import Task, as_utc
 
@@ -33,6 +34,7 @@ class TaskView(BaseModel):
 @router.get("", response_model=list[TaskView])
 async def list_tasks(
     session: SessionDep,
+    _: Support,
     assignee: Annotated[str | None, Query(max_length=100)] = None,
     process_id: Annotated[str | None, Query(max_length=200)] = None,
     status: Annotated[Literal["open", "done"] | None, Query()] = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,27 +14,62 @@ from temporalio.client import Client
 from api.main import create_app
 from crm.db import Database
 from crm.policy import Policy
+from crm.principals import new_api_key, write_api_keys_file
 from crm.settings import Settings
 from tests.servers import run_asgi_server
 from worker.main import running_worker
 
 
+@pytest.fixture(scope="session")
+def api_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One key per role (the approver decides as mgr-hana), plus ``caller`` with
+    service and support, and ``tenant-a``/``tenant-b`` service+support keys."""
+    made = {
+        "service": new_api_key("svc-test", ("service",)),
+        "support": new_api_key("support-test", ("support",)),
+        "approver": new_api_key("approver-test", ("approver",), staff_id="mgr-hana"),
+        "caller": new_api_key("caller-test", ("service", "support")),
+        "tenant-a": new_api_key("svc-a", ("service", "support"), tenant="a"),
+        "tenant-b": new_api_key("svc-b", ("service", "support"), tenant="b"),
+    }
+    path = tmp_path_factory.mktemp("keys") / "api-keys.yml"
+    write_api_keys_file(path, [record for _, record in made.values()])
+    keys = {name: key for name, (key, _) in made.items()}
+    keys["file"] = str(path)
+    return keys
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 @pytest.fixture
-def api_settings(settings: Settings, dev_client: Client) -> Settings:
+def api_settings(settings: Settings, dev_client: Client, api_keys: dict[str, str]) -> Settings:
     return settings.model_copy(
-        update={"temporal_address": dev_client.service_client.config.target_host}
+        update={
+            "temporal_address": dev_client.service_client.config.target_host,
+            "api_keys_file": Path(api_keys["file"]),
+        }
     )
 
 
 @pytest.fixture
-async def api(
+async def api_url(
     api_settings: Settings, dev_client: Client, policy: Policy, database: Database
-) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client for the API, with a worker polling the same task queue."""
+) -> AsyncIterator[str]:
+    """The API's base URL, with a worker polling the same task queue."""
     async with running_worker(dev_client, api_settings, policy, database):
         with run_asgi_server(create_app(api_settings)) as base_url:
-            async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
-                yield client
+            yield base_url
+
+
+@pytest.fixture
+async def api(api_url: str, api_keys: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the API, authenticated with a service + support key."""
+    async with httpx.AsyncClient(
+        base_url=api_url, timeout=10, headers=bearer(api_keys["caller"])
+    ) as client:
+        yield client
 
 
 async def eventually(

@@ -18,7 +18,7 @@ from crm.db import Database
 from crm.policy import Policy
 from crm.settings import Settings
 from crm.temporal import connect
-from tests.api.conftest import eventually
+from tests.api.conftest import bearer, eventually
 from tests.servers import run_asgi_server
 from worker.main import running_worker
 
@@ -27,13 +27,15 @@ CONTACT = "grace.hopper@navy-systems.io"
 
 @pytest.fixture
 async def encrypted_api(
-    api_settings: Settings, policy: Policy, database: Database
+    api_settings: Settings, policy: Policy, database: Database, api_keys: dict[str, str]
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = api_settings.model_copy(update={"codec_keys": new_codec_key("test-1")})
     client = await connect(settings)
     async with running_worker(client, settings, policy, database):
         with run_asgi_server(create_app(settings)) as base_url:
-            async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+            async with httpx.AsyncClient(
+                base_url=base_url, timeout=10, headers=bearer(api_keys["caller"])
+            ) as http:
                 yield http
 
 

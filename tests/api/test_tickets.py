@@ -45,11 +45,14 @@ def policy(policy_file: Path) -> Policy:
 
 
 @pytest.fixture
-def api_settings(settings: Settings, dev_client: Client, policy_file: Path) -> Settings:
+def api_settings(
+    settings: Settings, dev_client: Client, policy_file: Path, api_keys: dict[str, str]
+) -> Settings:
     return settings.model_copy(
         update={
             "temporal_address": dev_client.service_client.config.target_host,
             "policy_file": policy_file,
+            "api_keys_file": Path(api_keys["file"]),
         }
     )
 

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,11 +64,17 @@ def running_stack(root: Path) -> Iterator[subprocess.Popen[str]]:
             assert time.monotonic() < deadline, "".join(output)
         else:
             pytest.fail("crmflow dev exited before it was up:\n" + "".join(output))
+        # Keep reading, so the stack never blocks on a full pipe.
+        threading.Thread(target=output.extend, args=(stack.stdout,), daemon=True).start()
         yield stack
     finally:
         stack.send_signal(signal.SIGTERM)
-        rest, _ = stack.communicate(timeout=60)
-    assert stack.returncode == 0, rest
+        stack.wait(timeout=60)
+    assert stack.returncode == 0, "".join(output)
+
+
+def as_role(keys: dict[str, str], role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {keys[role]}"}
 
 
 def wait_for_stage(api: httpx.Client, process_id: str, stage: str) -> dict[str, Any]:
@@ -85,7 +92,11 @@ def test_dev_stack_runs_finds_and_keeps_an_onboarding_across_a_restart(tmp_path:
     api_url = f"http://127.0.0.1:{config['api']['port']}"
     temporal = config["temporal"]["address"]
 
-    with running_stack(tmp_path), httpx.Client(base_url=api_url, timeout=10) as api:
+    with running_stack(tmp_path), httpx.Client(base_url=api_url, timeout=10) as anonymous:
+        keys = yaml.safe_load((tmp_path / ".crmflow" / "dev-api-keys.yml").read_text())
+        api = httpx.Client(base_url=api_url, timeout=10, headers=as_role(keys, "service"))
+        support = httpx.Client(base_url=api_url, timeout=10, headers=as_role(keys, "support"))
+        assert anonymous.get("/v1/tasks").status_code == 401
         started = api.post(
             "/v1/onboardings",
             json={
@@ -97,7 +108,7 @@ def test_dev_stack_runs_finds_and_keeps_an_onboarding_across_a_restart(tmp_path:
             },
         )
         assert started.status_code == 201, started.text
-        view = wait_for_stage(api, "onboarding-c-42", "awaiting_milestones")
+        view = wait_for_stage(support, "onboarding-c-42", "awaiting_milestones")
         assert view["state"]["stage"] == "awaiting_milestones", view
 
         found = subprocess.run(
@@ -130,15 +141,21 @@ def test_dev_stack_runs_finds_and_keeps_an_onboarding_across_a_restart(tmp_path:
         assert "temporal_workflow_completed" in worker_metrics.text or (
             "temporal_activity_execution_latency" in worker_metrics.text
         )
-        api_metrics = api.get("/metrics").text
+        ui_codec = f"/codec/key/{keys['support']}/decode"
+        assert anonymous.post(ui_codec, json={"payloads": []}).status_code == 200
+        assert anonymous.post(f"/codec/key/{keys['service']}/decode", json={}).status_code == 403
+        api_metrics = support.get("/metrics").text
         assert 'crmflow_process_starts_total{process="onboarding",result="created"} 1.0' in (
             api_metrics
         )
 
     assert (tmp_path / ".crmflow" / "temporal.db").exists()
 
-    with running_stack(tmp_path), httpx.Client(base_url=api_url, timeout=10) as api:
-        view = api.get("/v1/processes/onboarding-c-42").json()
+    with (
+        running_stack(tmp_path),
+        httpx.Client(base_url=api_url, timeout=10, headers=as_role(keys, "support")) as support,
+    ):
+        view = support.get("/v1/processes/onboarding-c-42").json()
         assert view["status"] == "running"
         assert view["state"]["stage"] == "awaiting_milestones"
         assert view["run_id"] == started.json()["run_id"]

@@ -1,0 +1,203 @@
+"""Authentication and authorization of API requests.
+
+Every route but ``/healthz`` needs credentials, sent as
+``Authorization: Bearer <token>`` or ``X-Api-Key: <key>``. A token is either a
+crmflow API key (``crm_...``; see ``crm.principals``) or, when an identity
+provider is configured (``CRMFLOW_JWT_*``), a JWT it signed, whose ``sub`` is
+the principal and whose ``roles``, ``staff_id`` and ``tenant`` claims give
+the rest. Missing or invalid credentials: 401; a principal without the role a
+route needs: 403. Both are problem+json.
+
+Keys from the database are remembered for ``KEY_CACHE_SECONDS`` so a request
+does not cost a database round trip; a revoked key stops working within that
+time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request
+from sqlmodel import select
+
+from api.problems import Problem
+from crm.db import Database
+from crm.logs import bind_principal
+from crm.models import ApiKey
+from crm.principals import ApiKeyRecord, Principal, key_id_of, matches
+from crm.settings import Settings
+
+KEY_CACHE_SECONDS = 30.0
+_AUTHENTICATE = 'Bearer realm="crmflow"'
+
+
+class Authenticator:
+    """Turns a presented token into a Principal, or None when it is not valid."""
+
+    def __init__(
+        self, settings: Settings, database: Database, file_keys: dict[str, ApiKeyRecord]
+    ) -> None:
+        """``file_keys``: the keys of ``CRMFLOW_API_KEYS_FILE``, already validated."""
+        self._file_keys = file_keys
+        self._database = database
+        self._settings = settings
+        self._cache: dict[str, tuple[ApiKeyRecord | None, float]] = {}
+
+    async def verify(self, token: str) -> Principal | None:
+        key_id = key_id_of(token)
+        if key_id is not None:
+            record = await self._record(key_id)
+            return record.principal_of() if record and matches(record, token) else None
+        if self._settings.jwt_key:
+            return self._verify_jwt(token)
+        return None
+
+    async def _record(self, key_id: str) -> ApiKeyRecord | None:
+        if key_id in self._file_keys:
+            return self._file_keys[key_id]
+        cached = self._cache.get(key_id)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        async with self._database.session() as session:
+            row = (
+                await session.exec(
+                    select(ApiKey).where(ApiKey.key_id == key_id, ApiKey.revoked_at == None)  # noqa: E711
+                )
+            ).first()
+        record = None
+        if row is not None:
+            record = ApiKeyRecord(
+                key_id=row.key_id,
+                key_sha256=row.key_sha256,
+                principal=row.principal,
+                roles=tuple(row.roles),
+                staff_id=row.staff_id,
+                tenant=row.tenant,
+            )
+        self._cache[key_id] = (record, now + KEY_CACHE_SECONDS)
+        return record
+
+    def _verify_jwt(self, token: str) -> Principal | None:
+        settings = self._settings
+        assert settings.jwt_key is not None
+        try:
+            claims = jwt.decode(
+                token,
+                settings.jwt_key,
+                algorithms=[settings.jwt_algorithm],
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+                options={"require": ["exp", "sub"]},
+            )
+        except jwt.PyJWTError:
+            return None
+        roles = claims.get("roles", [])
+        if not isinstance(roles, list):
+            return None
+        return Principal(
+            id=str(claims["sub"]),
+            roles=frozenset(str(role) for role in roles),
+            staff_id=claims.get("staff_id"),
+            tenant=claims.get("tenant"),
+        )
+
+
+def presented_token(request: Request) -> str | None:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.headers.get("x-api-key") or None
+
+
+async def current_principal(request: Request) -> Principal:
+    """The authenticated caller; 401 problem when credentials are missing or invalid."""
+    token = presented_token(request)
+    if token is None:
+        raise Problem(
+            401,
+            "unauthenticated",
+            "Authentication required",
+            "send an API key as 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'",
+            headers={"WWW-Authenticate": _AUTHENTICATE},
+        )
+    authenticator: Authenticator = request.app.state.authenticator
+    principal = await authenticator.verify(token)
+    if principal is None:
+        raise Problem(
+            401,
+            "invalid-credentials",
+            "Invalid credentials",
+            "the API key or token is unknown, revoked or expired",
+            headers={"WWW-Authenticate": f'{_AUTHENTICATE}, error="invalid_token"'},
+        )
+    bind_principal(principal.id)
+    return principal
+
+
+def requires(*roles: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency admitting principals with any of ``roles``; 403 problem otherwise."""
+
+    async def check(
+        principal: Annotated[Principal, Depends(current_principal)],
+    ) -> Principal:
+        if not principal.has_any(*roles):
+            raise Problem(
+                403,
+                "forbidden",
+                "Not allowed",
+                f"this needs the role {' or '.join(roles)}; "
+                f"{principal.id} has {', '.join(sorted(principal.roles)) or 'none'}",
+            )
+        return principal
+
+    return check
+
+
+Authenticated = Annotated[Principal, Depends(current_principal)]
+Service = Annotated[Principal, Depends(requires("service"))]
+Support = Annotated[Principal, Depends(requires("support"))]
+ServiceOrSupport = Annotated[Principal, Depends(requires("service", "support"))]
+Approver = Annotated[Principal, Depends(requires("approver"))]
+ApproverOrSupport = Annotated[Principal, Depends(requires("approver", "support"))]
+
+
+class StartRateLimiter:
+    """A token bucket per principal for the process-start endpoints; 429 when empty."""
+
+    def __init__(self, rate_per_second: float, burst: int) -> None:
+        self._rate = rate_per_second
+        self._burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = asyncio.Lock()
+
+    async def take(self, principal: Principal) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            tokens, since = self._buckets.get(principal.id, (float(self._burst), now))
+            tokens = min(self._burst, tokens + (now - since) * self._rate)
+            if tokens < 1:
+                wait = max(1, round((1 - tokens) / self._rate + 0.5))
+                self._buckets[principal.id] = (tokens, now)
+                raise Problem(
+                    429,
+                    "rate-limited",
+                    "Too many starts",
+                    f"{principal.id} may start {self._rate:g} processes/s (burst {self._burst})",
+                    headers={"Retry-After": str(wait)},
+                )
+            self._buckets[principal.id] = (tokens - 1, now)
+
+
+async def start_allowed(request: Request, principal: Service) -> Principal:
+    """A ``service`` principal within its start rate."""
+    limiter: StartRateLimiter = request.app.state.start_limiter
+    await limiter.take(principal)
+    return principal
+
+
+Starter = Annotated[Principal, Depends(start_allowed)]

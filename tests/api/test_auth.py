@@ -1,0 +1,208 @@
+"""Who may call what: every route x role (allowed, 401, 403), tenants, JWTs, limits."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from api.main import create_app
+from crm.settings import Settings
+from tests.api.conftest import bearer
+from tests.servers import run_asgi_server
+
+ROLES = ("service", "support", "approver")
+
+
+def onboarding_body() -> dict[str, Any]:
+    customer_id = f"c-{uuid.uuid4().hex[:10]}"
+    return {
+        "customer_id": customer_id,
+        "company_name": "Acme",
+        "contact_name": "Ann Lee",
+        "contact_email": f"ann.{customer_id}@acme-corp.io",
+        "plan": "starter",
+    }
+
+
+#: (method, path, body, roles allowed). A route missing here is a route nobody checked.
+ROUTES: list[tuple[str, str, Any, set[str]]] = [
+    ("POST", "/v1/onboardings", onboarding_body, {"service"}),
+    ("GET", "/v1/processes/onboarding-nobody", None, {"service", "support"}),
+    ("POST", "/v1/processes/onboarding-nobody/events", {"type": "first_value"}, {"service"}),
+    ("POST", "/v1/processes/onboarding-nobody/cancel", {}, {"support"}),
+    ("GET", "/v1/tasks", None, {"support"}),
+    ("GET", "/readyz", None, {"service", "support", "approver"}),
+    ("GET", "/metrics", None, {"support"}),
+    ("POST", "/codec/decode", {"payloads": []}, {"support"}),
+    ("POST", "/codec/encode", {"payloads": []}, {"support"}),
+]
+
+CASES = [
+    pytest.param(method, path, body, role, role in allowed, id=f"{method} {path} as {role}")
+    for method, path, body, allowed in ROUTES
+    for role in ROLES
+]
+
+
+async def call(
+    client: httpx.AsyncClient, method: str, path: str, body: Any, headers: dict[str, str]
+) -> httpx.Response:
+    payload = body() if callable(body) else body
+    return await client.request(method, path, json=payload, headers=headers)
+
+
+@pytest.fixture
+async def anonymous(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
+        yield client
+
+
+@pytest.mark.parametrize(("method", "path", "body", "role", "allowed"), CASES)
+async def test_each_role_gets_exactly_the_routes_it_needs(
+    anonymous: httpx.AsyncClient,
+    api_keys: dict[str, str],
+    method: str,
+    path: str,
+    body: Any,
+    role: str,
+    allowed: bool,
+) -> None:
+    response = await call(anonymous, method, path, body, bearer(api_keys[role]))
+    if allowed:
+        assert response.status_code not in (401, 403), response.text
+    else:
+        assert response.status_code == 403, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["type"] == "urn:crmflow:problem:forbidden"
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [r[:3] for r in ROUTES])
+async def test_every_route_but_healthz_needs_credentials(
+    anonymous: httpx.AsyncClient, method: str, path: str, body: Any
+) -> None:
+    for headers in ({}, bearer("crm_0123456789ab_" + "x" * 43), {"X-Api-Key": "nonsense"}):
+        response = await call(anonymous, method, path, body, headers)
+        assert response.status_code == 401, (headers, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    assert (await anonymous.get("/healthz")).status_code == 200
+
+
+async def test_api_key_works_in_the_x_api_key_header(
+    anonymous: httpx.AsyncClient, api_keys: dict[str, str]
+) -> None:
+    response = await anonymous.get("/v1/tasks", headers={"X-Api-Key": api_keys["support"]})
+    assert response.status_code == 200
+
+
+async def test_a_tenant_cannot_see_another_tenants_run(
+    anonymous: httpx.AsyncClient, api_keys: dict[str, str]
+) -> None:
+    body = onboarding_body()
+    started = await anonymous.post(
+        "/v1/onboardings", json=body, headers=bearer(api_keys["tenant-a"])
+    )
+    assert started.status_code == 201, started.text
+    process_id = started.json()["process_id"]
+
+    own = await anonymous.get(f"/v1/processes/{process_id}", headers=bearer(api_keys["tenant-a"]))
+    assert own.status_code == 200
+    for method, path, payload in (
+        ("GET", f"/v1/processes/{process_id}", None),
+        ("POST", f"/v1/processes/{process_id}/events", {"type": "first_value"}),
+        ("POST", f"/v1/processes/{process_id}/cancel", {}),
+    ):
+        other = await call(anonymous, method, path, payload, bearer(api_keys["tenant-b"]))
+        assert other.status_code == 404, other.text
+    untenanted = await anonymous.get(
+        f"/v1/processes/{process_id}", headers=bearer(api_keys["support"])
+    )
+    assert untenanted.status_code == 200  # staff without a tenant see every tenant
+
+
+async def test_oversized_body_is_a_413_problem(
+    anonymous: httpx.AsyncClient, api_keys: dict[str, str]
+) -> None:
+    body = onboarding_body() | {"company_name": "x" * 70_000}
+    response = await anonymous.post(
+        "/v1/onboardings", json=body, headers=bearer(api_keys["service"])
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_errors_never_echo_the_presented_key(anonymous: httpx.AsyncClient) -> None:
+    secret = "crm_0123456789ab_" + "s3cret" * 8
+    response = await anonymous.get("/v1/tasks", headers=bearer(secret))
+    assert response.status_code == 401
+    assert "s3cret" not in response.text
+
+
+JWT_SECRET = "a-test-signing-secret-of-enough-length-for-hs256"
+
+
+@pytest.fixture
+def jwt_api(api_settings: Settings) -> Any:
+    settings = api_settings.model_copy(
+        update={
+            "jwt_key": JWT_SECRET,
+            "jwt_algorithm": "HS256",
+            "jwt_issuer": "https://idp.example.com/",
+            "jwt_audience": "crmflow",
+            "start_rate_per_second": 1.0,
+            "start_burst": 2,
+        }
+    )
+    with run_asgi_server(create_app(settings)) as base_url:
+        yield base_url
+
+
+def token(**claims: Any) -> str:
+    now = int(time.time())
+    body = {
+        "iss": "https://idp.example.com/",
+        "aud": "crmflow",
+        "sub": "svc-billing",
+        "iat": now,
+        "exp": now + 300,
+        "roles": ["support"],
+    } | claims
+    return jwt.encode(body, JWT_SECRET, algorithm="HS256")
+
+
+async def test_jwt_from_the_identity_provider_maps_to_a_principal(jwt_api: str) -> None:
+    async with httpx.AsyncClient(base_url=jwt_api, timeout=10) as client:
+        assert (await client.get("/v1/tasks", headers=bearer(token()))).status_code == 200
+        service_only = bearer(token(roles=["service"]))
+        assert (await client.get("/v1/tasks", headers=service_only)).status_code == 403
+        for bad in (
+            token(exp=int(time.time()) - 10),
+            token(aud="someone-else"),
+            token(iss="https://evil.example.com/"),
+            jwt.encode({"sub": "x", "roles": ["support"]}, "wrong-secret-" * 4, algorithm="HS256"),
+        ):
+            assert (await client.get("/v1/tasks", headers=bearer(bad))).status_code == 401
+
+
+async def test_starts_are_rate_limited_per_principal(jwt_api: str) -> None:
+    async with httpx.AsyncClient(base_url=jwt_api, timeout=10) as client:
+        first = bearer(token(sub="svc-a", roles=["service"]))
+        second = bearer(token(sub="svc-b", roles=["service"]))
+        answers = [
+            (
+                await client.post("/v1/onboardings", json=onboarding_body(), headers=first)
+            ).status_code
+            for _ in range(3)
+        ]
+        assert answers[:2] != [429, 429] and answers[2] == 429
+        limited = await client.post("/v1/onboardings", json=onboarding_body(), headers=first)
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) >= 1
+        other = await client.post("/v1/onboardings", json=onboarding_body(), headers=second)
+        assert other.status_code != 429
