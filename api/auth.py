@@ -15,7 +15,6 @@ time.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
@@ -116,6 +115,10 @@ def presented_token(request: Request) -> str | None:
 
 async def current_principal(request: Request) -> Principal:
     """The authenticated caller; 401 problem when credentials are missing or invalid."""
+    return await _authenticate(request)
+
+
+async def _authenticate(request: Request) -> Principal:
     token = presented_token(request)
     if token is None:
         raise Problem(
@@ -146,16 +149,20 @@ def requires(*roles: str) -> Callable[..., Awaitable[Principal]]:
         principal: Annotated[Principal, Depends(current_principal)],
     ) -> Principal:
         if not principal.has_any(*roles):
-            raise Problem(
-                403,
-                "forbidden",
-                "Not allowed",
-                f"this needs the role {' or '.join(roles)}; "
-                f"{principal.id} has {', '.join(sorted(principal.roles)) or 'none'}",
-            )
+            raise _forbidden(principal, roles)
         return principal
 
     return check
+
+
+def _forbidden(principal: Principal, roles: tuple[str, ...]) -> Problem:
+    return Problem(
+        403,
+        "forbidden",
+        "Not allowed",
+        f"this needs the role {' or '.join(roles)}; "
+        f"{principal.id} has {', '.join(sorted(principal.roles)) or 'none'}",
+    )
 
 
 Authenticated = Annotated[Principal, Depends(current_principal)]
@@ -173,30 +180,32 @@ class StartRateLimiter:
         self._rate = rate_per_second
         self._burst = burst
         self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = asyncio.Lock()
 
-    async def take(self, principal: Principal) -> None:
-        async with self._lock:
-            now = time.monotonic()
-            tokens, since = self._buckets.get(principal.id, (float(self._burst), now))
-            tokens = min(self._burst, tokens + (now - since) * self._rate)
-            if tokens < 1:
-                wait = max(1, round((1 - tokens) / self._rate + 0.5))
-                self._buckets[principal.id] = (tokens, now)
-                raise Problem(
-                    429,
-                    "rate-limited",
-                    "Too many starts",
-                    f"{principal.id} may start {self._rate:g} processes/s (burst {self._burst})",
-                    headers={"Retry-After": str(wait)},
-                )
-            self._buckets[principal.id] = (tokens - 1, now)
+    def take(self, principal: Principal) -> None:
+        """Take one start from ``principal``'s bucket (no await: atomic on the event loop)."""
+        now = time.monotonic()
+        tokens, since = self._buckets.get(principal.id, (float(self._burst), now))
+        tokens = min(self._burst, tokens + (now - since) * self._rate)
+        if tokens < 1:
+            wait = max(1, round((1 - tokens) / self._rate + 0.5))
+            self._buckets[principal.id] = (tokens, now)
+            raise Problem(
+                429,
+                "rate-limited",
+                "Too many starts",
+                f"{principal.id} may start {self._rate:g} processes/s (burst {self._burst})",
+                headers={"Retry-After": str(wait)},
+            )
+        self._buckets[principal.id] = (tokens - 1, now)
 
 
-async def start_allowed(request: Request, principal: Service) -> Principal:
-    """A ``service`` principal within its start rate."""
+async def start_allowed(request: Request) -> Principal:
+    """A ``service`` principal within its start rate (one dependency: the start path is hot)."""
+    principal = await _authenticate(request)
+    if not principal.has_any("service"):
+        raise _forbidden(principal, ("service",))
     limiter: StartRateLimiter = request.app.state.start_limiter
-    await limiter.take(principal)
+    limiter.take(principal)
     return principal
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from crm.principals import new_api_key, write_api_keys_file
 from workflows.common import SEARCH_ATTRIBUTES
 
 BIN_DIR = Path(sys.executable).parent
@@ -85,11 +86,21 @@ def temporal_server(db_file: Path | None = None) -> Iterator[str]:
         yield f"127.0.0.1:{port}"
 
 
+def bench_api_key(state_dir: Path) -> str:
+    """A service + support key for the benchmark, in ``state_dir/api-keys.yml``."""
+    key, record = new_api_key("bench", ("service", "support"))
+    write_api_keys_file(state_dir / "api-keys.yml", [record])
+    return key
+
+
 def crmflow_env(
     temporal_address: str, task_queue: str, state_dir: Path, **extra: str
 ) -> dict[str, str]:
-    """``CRMFLOW_*`` settings for a worker or API of the benchmark."""
+    """``CRMFLOW_*`` settings for a worker or API of the benchmark (no start rate limit)."""
     return {
+        "CRMFLOW_API_KEYS_FILE": str(state_dir / "api-keys.yml"),
+        "CRMFLOW_START_RATE_PER_SECOND": "1000000",
+        "CRMFLOW_START_BURST": "1000000",
         "CRMFLOW_TEMPORAL_ADDRESS": temporal_address,
         "CRMFLOW_TASK_QUEUE": task_queue,
         "CRMFLOW_DATABASE_URL": f"sqlite+aiosqlite:///{state_dir / 'crm.db'}",

@@ -27,7 +27,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
-from bench.harness import api_server, crmflow_env, temporal_server
+from bench.harness import api_server, bench_api_key, crmflow_env, temporal_server
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
 from workflows.onboarding import OnboardingInput, OnboardingSchedule, onboarding_id
 
@@ -62,11 +62,14 @@ async def run(count: int, concurrency: int, rounds: int, persisted: bool) -> Non
     with tempfile.TemporaryDirectory() as scratch:
         db_file = Path(scratch) / "temporal.db" if persisted else None
         with temporal_server(db_file) as address:
+            key = bench_api_key(Path(scratch))
             env = crmflow_env(address, task_queue, Path(scratch))
             with api_server(env) as base_url:
                 client = await Client.connect(address)
                 limits = httpx.Limits(max_connections=concurrency)
-                async with httpx.AsyncClient(base_url=base_url, limits=limits) as http:
+                async with httpx.AsyncClient(
+                    base_url=base_url, limits=limits, headers={"Authorization": f"Bearer {key}"}
+                ) as http:
 
                     async def via_api(prefix: str, i: int) -> None:
                         response = await http.post("/v1/onboardings", json=customer(prefix, i))

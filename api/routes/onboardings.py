@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 from temporalio.common import SearchAttributePair
 
 from api.auth import Starter
-from api.deps import ContextDep, PolicyDep, TemporalDep
+from api.deps import ContextDep
 from api.problems import invalid_input
 from api.processes import ProcessStarted, start_process
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
@@ -51,13 +51,11 @@ class OnboardingCreate(BaseModel):
 async def start_onboarding(
     body: OnboardingCreate,
     response: Response,
-    client: TemporalDep,
-    policy: PolicyDep,
     context: ContextDep,
     principal: Starter,
 ) -> ProcessStarted:
     """Start onboarding a customer: 201 with a new run, 200 with the existing one."""
-    terms = policy.onboarding
+    terms = context.policy.onboarding
     if body.plan not in terms.csm_pools:
         raise invalid_input("plan", f"unknown plan {body.plan!r}; known plans: {list(terms.plans)}")
     customer = OnboardingInput(
@@ -77,7 +75,7 @@ async def start_onboarding(
         ),
     )
     started, created = await start_process(
-        client,
+        await context.temporal.client(),
         OnboardingWorkflow.__name__,
         customer,
         process_id=onboarding_id(body.customer_id),
