@@ -21,7 +21,8 @@ start, spread evenly over ``--spread`` seconds. Tickets that start after their
 own due time are counted apart, not as late.
 
     python bench/tickets.py --count 1000
-    python bench/tickets.py --count 200 --api http://127.0.0.1:18000 --maildir /tmp/s/mail
+    python bench/tickets.py --count 200 --api http://127.0.0.1:18000 \
+        --keys-file /tmp/s/state/dev-api-keys.yml --maildir /tmp/s/state/mail
 """
 
 from __future__ import annotations
@@ -66,7 +67,13 @@ class Report:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--api", default="http://127.0.0.1:8000", help="the crmflow API")
-    parser.add_argument("--api-key", default=None, help="sent as a bearer token if given")
+    parser.add_argument("--api-key", default=None, help="a key with the service role")
+    parser.add_argument(
+        "--keys-file",
+        type=Path,
+        default=Path(".crmflow/dev-api-keys.yml"),
+        help="where `crmflow dev` keeps its keys; its service key is used without --api-key",
+    )
     parser.add_argument("--count", type=int, default=1000, help="tickets to open")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     parser.add_argument(
@@ -92,7 +99,8 @@ async def main(args: argparse.Namespace) -> Report:
         )
         for index in range(args.count)
     ]
-    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    api_key = args.api_key or dev_service_key(args.keys_file)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limits = httpx.Limits(
         max_connections=args.concurrency, max_keepalive_connections=args.concurrency
     )
@@ -257,6 +265,17 @@ async def view(api: httpx.AsyncClient, ticket_id: str) -> dict[str, Any] | None:
         return None
     body: dict[str, Any] = response.json()
     return body
+
+
+def dev_service_key(keys_file: Path) -> str | None:
+    """The ``service`` key the dev stack made, if its keys file is there."""
+    if not keys_file.is_file():
+        return None
+    import yaml
+
+    keys = yaml.safe_load(keys_file.read_text(encoding="utf-8")) or {}
+    key = keys.get("service")
+    return str(key) if key else None
 
 
 def find_worker_pid() -> int | None:

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from temporalio.common import SearchAttributePair
 
-from api.deps import ContextDep, PolicyDep, SessionDep, TemporalDep
+from api.auth import Starter
+from api.deps import ContextDep
 from api.problems import invalid_input
 from api.processes import ProcessStarted, start_process
 from api.routes.onboardings import BusinessKey
@@ -64,13 +65,14 @@ class TicketCreate(BaseModel):
 async def start_ticket_sla(
     body: TicketCreate,
     response: Response,
-    client: TemporalDep,
-    policy: PolicyDep,
-    session: SessionDep,
     context: ContextDep,
+    principal: Starter,
 ) -> ProcessStarted:
-    """Start a ticket's SLA process: 201 with a new run, 200 with the existing one."""
-    sla = policy.sla
+    """Start a ticket's SLA process: 201 with a new run, 200 with the existing one.
+
+    Needs the ``service`` role.
+    """
+    sla = context.policy.sla
     if body.priority not in sla.priorities:
         raise invalid_input(
             "priority", f"unknown priority {body.priority!r}; known: {list(sla.priorities)}"
@@ -82,7 +84,8 @@ async def start_ticket_sla(
             raise invalid_input("created_at", "must not be in the future")
     tier = body.tier
     if tier is None:
-        customer = await session.get(Customer, body.customer_id)
+        async with context.database.session() as session:
+            customer = await session.get(Customer, body.customer_id)
         tier = customer.plan if customer else None
     try:
         terms = sla.rules_for(tier).terms(body.timezone or sla.timezone)
@@ -99,7 +102,7 @@ async def start_ticket_sla(
         skills=list(body.skills),
     )
     started, created = await start_process(
-        client,
+        await context.temporal.client(),
         TicketSlaWorkflow.__name__,
         ticket,
         process_id=sla_id(body.ticket_id),
@@ -112,6 +115,7 @@ async def start_ticket_sla(
             SearchAttributePair(SLA_STATE, "on_track"),
         ],
         summary=f"SLA of {body.priority} ticket {body.ticket_id} for customer {body.customer_id}",
+        tenant=principal.tenant,
     )
     if not created:
         response.status_code = status.HTTP_200_OK

@@ -1,0 +1,157 @@
+"""Onboarding's first phase end to end vs a raw-SDK workflow of five no-op activities.
+
+    .venv/bin/python -m bench.first_phase [--count 300] [--concurrency 32]
+
+Side by side in one run, each on its own fresh dev server:
+1. raw SDK, in-memory server: ``RawFirstPhase`` (bench/raw_workflow.py), five
+   no-op activities, ``count`` runs to completion;
+2. crmflow onboarding, in-memory server: ``count`` onboardings through their
+   first phase (enrich over HTTP, assign the CSM, save the customer, kickoff
+   task, welcome email over SMTP; SQLite database), timed until the last
+   welcome email is recorded as sent;
+3. crmflow onboarding on the file-backed server of the dev stack (SQLite
+   with WAL), the same way.
+Every process (server, worker, SMTP sink, enrichment provider) is a real
+subprocess. Prints runs/s of each and the two ratios the issue targets:
+onboarding >= 80% of raw, persisted >= 80% of in-memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+from temporalio.client import Client
+
+from bench.harness import crmflow_env, free_port, process, temporal_server, wait_for_port, worker
+from workflows.onboarding import OnboardingInput, onboarding_id
+
+
+async def start_all(count: int, concurrency: int, start_one: object) -> None:
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def bounded(i: int) -> None:
+        async with semaphore:
+            await start_one(i)  # type: ignore[operator]
+
+    await asyncio.gather(*(bounded(i) for i in range(count)))
+
+
+async def raw_rate(count: int, concurrency: int) -> float:
+    task_queue = f"raw-{uuid.uuid4().hex[:8]}"
+    with (
+        temporal_server() as address,
+        process([sys.executable, "-m", "bench.raw_workflow", address, task_queue]),
+    ):
+        client = await Client.connect(address)
+        handles = []
+
+        async def start_one(i: int) -> None:
+            handles.append(
+                await client.start_workflow(
+                    "RawFirstPhase", f"raw-{i}", id=f"raw-{i}", task_queue=task_queue
+                )
+            )
+
+        began = time.perf_counter()
+        await start_all(count, concurrency, start_one)
+        await asyncio.gather(*(handle.result() for handle in handles))
+        return count / (time.perf_counter() - began)
+
+
+def sent_welcomes(database: Path) -> int:
+    try:
+        with sqlite3.connect(database, timeout=5) as connection:
+            row = connection.execute(
+                "SELECT count(*) FROM outbound_emails WHERE template = 'welcome' AND status = 'sent'"
+            ).fetchone()
+            return int(row[0])
+    except sqlite3.OperationalError:  # the worker has not created the table yet
+        return 0
+
+
+async def onboarding_rate(count: int, concurrency: int, persisted: bool) -> float:
+    task_queue = f"onb-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory() as scratch, ExitStack() as stack:
+        state = Path(scratch)
+        address = stack.enter_context(temporal_server(state / "temporal.db" if persisted else None))
+        smtp_port, provider_port = free_port(), free_port()
+        crmflow = [sys.executable, "-m", "crm.cli"]
+        stack.enter_context(
+            process(
+                [*crmflow, "smtp-sink", "--port", str(smtp_port), "--maildir", str(state / "mail")]
+            )
+        )
+        stack.enter_context(
+            process(
+                [*crmflow, "enrichment-provider", "--port", str(provider_port), "--rate", "100000"]
+                + ["--burst", "100000"]
+            )
+        )
+        wait_for_port(smtp_port)
+        wait_for_port(provider_port)
+        env = crmflow_env(
+            address,
+            task_queue,
+            state,
+            CRMFLOW_SMTP_PORT=str(smtp_port),
+            CRMFLOW_ENRICHMENT_URL=f"http://127.0.0.1:{provider_port}",
+        )
+        stack.enter_context(worker(env))
+        client = await Client.connect(address)
+
+        async def start_one(i: int) -> None:
+            customer_id = f"bench-{i}"
+            await client.start_workflow(
+                "OnboardingWorkflow",
+                OnboardingInput(
+                    customer_id=customer_id,
+                    company_name="Bench Co",
+                    contact_name="Bea Bench",
+                    contact_email=f"bea{i}@bench-co.io",
+                    plan="growth",
+                    csm_pool="csm-smb",
+                ),
+                id=onboarding_id(customer_id),
+                task_queue=task_queue,
+            )
+
+        await asyncio.sleep(2)  # let the worker create its tables and start polling
+        began = time.perf_counter()
+        await start_all(count, concurrency, start_one)
+        while sent_welcomes(state / "crm.db") < count:
+            await asyncio.sleep(0.2)
+        return count / (time.perf_counter() - began)
+
+
+async def run(count: int, concurrency: int) -> None:
+    raw = await raw_rate(count, concurrency)
+    print(f"raw SDK, in-memory server:      {raw:6.1f} workflows/s (5 no-op activities)")
+    memory = await onboarding_rate(count, concurrency, persisted=False)
+    print(f"onboarding, in-memory server:   {memory:6.1f} first phases/s")
+    persisted = await onboarding_rate(count, concurrency, persisted=True)
+    print(f"onboarding, file-backed (WAL):  {persisted:6.1f} first phases/s")
+    print(
+        f"onboarding = {100 * memory / raw:.0f}% of raw (target >= 80%); "
+        f"persisted = {100 * persisted / memory:.0f}% of in-memory (target >= 80%); "
+        f"{count} runs each, {concurrency} starts in flight"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    asyncio.run(run(args.count, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()
