@@ -134,7 +134,6 @@ class EmailActivities:
             row = (await session.exec(select(OutboundEmail).where(OutboundEmail.key == key))).one()
             row.status = "sent"
             row.sent_at = utcnow()
-            row.attempts += 1
             session.add(row)
             await session.commit()
 

@@ -32,6 +32,7 @@ from crm.codec import new_codec_key
 from crm.principals import Role, new_api_key, write_api_keys_file
 
 RESTART_DELAY_MAX_SECONDS = 30.0
+HEALTHY_AFTER_SECONDS = 60.0
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 35.0
 
@@ -280,6 +281,7 @@ class _Running:
         self.process = self._spawn()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
+        self.started_at = time.monotonic()
         process = subprocess.Popen(
             self.service.argv,
             cwd=self._root,
@@ -299,8 +301,13 @@ class _Running:
             self._say(f"[{self.service.name}] {line.decode(errors='replace').rstrip()}")
 
     def restart(self) -> None:
+        """Start the service again; the delay before the next restart doubles, unless
+        the last run was up long enough to count as healthy."""
+        if time.monotonic() - self.started_at > HEALTHY_AFTER_SECONDS:
+            self.restart_delay = 1.0
+        else:
+            self.restart_delay = min(self.restart_delay * 2, RESTART_DELAY_MAX_SECONDS)
         self.process = self._spawn()
-        self.restart_delay = min(self.restart_delay * 2, RESTART_DELAY_MAX_SECONDS)
 
     def stop(self) -> None:
         if self.process.poll() is not None:
@@ -426,7 +433,8 @@ class DevStack:
                         f"[{name}] exited with {code}; restarting in {running.restart_delay:g} s"
                     )
                     due[name] = time.monotonic() + running.restart_delay
-                elif time.monotonic() >= due.pop(name):
+                elif time.monotonic() >= due[name]:
+                    del due[name]
                     running.restart()
 
     def _stop_all(self) -> None:

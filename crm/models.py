@@ -100,7 +100,6 @@ class OutboundEmail(SQLModel, table=True):
     template: str = Field(max_length=100)
     subject: str = Field(max_length=300)
     status: str = Field(default="sending", max_length=20)
-    attempts: int = 0
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )

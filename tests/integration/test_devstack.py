@@ -73,6 +73,21 @@ def running_stack(root: Path) -> Iterator[subprocess.Popen[str]]:
     assert stack.returncode == 0, "".join(output)
 
 
+def children(parent: int, command: str) -> list[int]:
+    """Pids of the live children of ``parent`` whose command line contains ``command``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if fields[0] != "Z" and int(fields[1]) == parent and command in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
 def as_role(keys: dict[str, str], role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {keys[role]}"}
 
@@ -92,7 +107,7 @@ def test_dev_stack_runs_finds_and_keeps_an_onboarding_across_a_restart(tmp_path:
     api_url = f"http://127.0.0.1:{config['api']['port']}"
     temporal = config["temporal"]["address"]
 
-    with running_stack(tmp_path), httpx.Client(base_url=api_url, timeout=10) as anonymous:
+    with running_stack(tmp_path) as stack, httpx.Client(base_url=api_url, timeout=10) as anonymous:
         keys = yaml.safe_load((tmp_path / ".crmflow" / "dev-api-keys.yml").read_text())
         api = httpx.Client(base_url=api_url, timeout=10, headers=as_role(keys, "service"))
         support = httpx.Client(base_url=api_url, timeout=10, headers=as_role(keys, "support"))
@@ -148,6 +163,13 @@ def test_dev_stack_runs_finds_and_keeps_an_onboarding_across_a_restart(tmp_path:
         assert 'crmflow_process_starts_total{process="onboarding",result="created"} 1.0' in (
             api_metrics
         )
+
+        [worker] = children(stack.pid, "crm.cli worker")
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while children(stack.pid, "crm.cli worker") in ([], [worker]):
+            assert time.monotonic() < deadline, "the supervisor did not restart the worker"
+            time.sleep(0.2)
 
     assert (tmp_path / ".crmflow" / "temporal.db").exists()
 

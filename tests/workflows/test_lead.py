@@ -36,9 +36,21 @@ from tests.lead_support import (
     tasks_of,
     zone_at_local_hour,
 )
+from tests.renewal_support import time_skipping_server
 from worker.main import running_worker
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
 from workflows.lead import LeadWorkflow
+
+
+@pytest.fixture(scope="module")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server for this module: every run here ends, so its clock stays free.
+
+    A run another module leaves waiting on a task queue nobody polls keeps a
+    shared server's clock locked, and fourteen days would then take fourteen days.
+    """
+    async with time_skipping_server() as env:
+        yield env
 
 
 @pytest.fixture

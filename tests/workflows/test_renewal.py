@@ -2,8 +2,7 @@
 
 The real worker runs every real activity (SMTP sink, SQLite, the approval
 child workflow); only the clock is fake, so a year passes in a few seconds.
-Every test starts from the test server's own clock, which earlier tests have
-moved forward.
+Each test has a test server of its own (see ``time_skipping_server``).
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from tests.renewal_support import (
     report_usage,
     steps_of,
     tasks_of,
+    time_skipping_server,
     years_after,
 )
 from worker.main import running_worker
@@ -42,6 +42,12 @@ RenewalHandle = WorkflowHandle[RenewalWorkflow, RenewalResult]
 Starter = Callable[[RenewalInput], Awaitable[RenewalHandle]]
 
 REMINDERS = [f"term1_email_reminder_{d}d" for d in (90, 60, 30, 7)]
+
+
+@pytest.fixture
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    async with time_skipping_server() as env:
+        yield env
 
 
 @pytest.fixture
@@ -193,7 +199,9 @@ async def test_upsell_discount_approval_that_expires_sends_no_offer(
         ["hana.berg@example.com"],
         ["olga.lind@example.com"],
     ]
-    assert approval_mail[1].subject.strip().startswith("Escalated to you: 15% discount for Acme Corp")
+    assert (
+        approval_mail[1].subject.strip().startswith("Escalated to you: 15% discount for Acme Corp")
+    )
     assert [(t.kind, t.assignee_id) for t in await tasks_of(database, approval_id)] == [
         ("approval_request", "mgr-hana"),
         ("approval_escalation", "fin-olga"),
@@ -284,7 +292,8 @@ async def test_two_terms_continue_as_new_with_histories_of_the_same_length(
     second = client.get_workflow_handle_for(RenewalWorkflow.run, first.id, run_id=second_run)
     third = client.get_workflow_handle_for(RenewalWorkflow.run, first.id, run_id=third_run)
 
-    first_history = (await first.fetch_history()).events
+    first_run = client.get_workflow_handle(first.id, run_id=first.result_run_id)
+    first_history = (await first_run.fetch_history()).events
     second_history = (await second.fetch_history()).events
     state = await state_of(third)
     assert state.details["term"] == 3
