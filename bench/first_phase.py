@@ -70,7 +70,8 @@ def sent_welcomes(database: Path) -> int:
     try:
         with sqlite3.connect(database, timeout=5) as connection:
             row = connection.execute(
-                "SELECT count(*) FROM outbound_emails WHERE template = 'welcome' AND status = 'sent'"
+                "SELECT count(*) FROM outbound_emails "
+                "WHERE template = 'welcome' AND status = 'sent'"
             ).fetchone()
             return int(row[0])
     except sqlite3.OperationalError:  # the worker has not created the table yet
@@ -91,8 +92,16 @@ async def onboarding_rate(count: int, concurrency: int, persisted: bool) -> floa
         )
         stack.enter_context(
             process(
-                [*crmflow, "enrichment-provider", "--port", str(provider_port), "--rate", "100000"]
-                + ["--burst", "100000"]
+                [
+                    *crmflow,
+                    "enrichment-provider",
+                    "--port",
+                    str(provider_port),
+                    "--rate",
+                    "100000",
+                    "--burst",
+                    "100000",
+                ]
             )
         )
         wait_for_port(smtp_port)
@@ -126,7 +135,7 @@ async def onboarding_rate(count: int, concurrency: int, persisted: bool) -> floa
         await asyncio.sleep(2)  # let the worker create its tables and start polling
         began = time.perf_counter()
         await start_all(count, concurrency, start_one)
-        while sent_welcomes(state / "crm.db") < count:
+        while sent_welcomes(state / "crm.db") < count:  # noqa: ASYNC110 - polling another process
             await asyncio.sleep(0.2)
         return count / (time.perf_counter() - began)
 

@@ -25,9 +25,11 @@ def test_every_process_has_recorded_histories() -> None:
     assert "onboarding" in recorded
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
-async def test_recorded_history_replays_on_the_current_code(path: Path) -> None:
-    raw = json.loads(path.read_text())
-    history = WorkflowHistory.from_json(path.stem, raw)
+RECORDED = {path.stem: json.loads(path.read_text()) for path in HISTORIES}
+
+
+@pytest.mark.parametrize("name", sorted(RECORDED))
+async def test_recorded_history_replays_on_the_current_code(name: str) -> None:
+    history = WorkflowHistory.from_json(name, RECORDED[name])
     result = await Replayer(workflows=list(WORKFLOWS)).replay_workflow(history)
     assert result.replay_failure is None
