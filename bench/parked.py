@@ -1,0 +1,126 @@
+"""Worker memory with many onboardings parked on their day-3 timer.
+
+    .venv/bin/python -m bench.parked [--count 10000] [--concurrency 32]
+
+Starts a file-backed dev server (as the dev stack runs it), the SMTP sink,
+the enrichment provider and one ``crmflow worker``; starts ``count``
+onboardings, waits until every one has finished its first phase (welcome
+email sent) and is parked on its timer, then reports the worker's resident
+memory (VmRSS) and its peak (VmHWM). Issue target: RSS < 300 MiB at 10,000.
+
+The worker keeps at most ``max_cached_workflows`` (SDK default 1,000) runs in
+memory; a parked run outside the cache costs the worker nothing until its
+timer fires, when it is replayed from history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+from temporalio.client import Client
+
+from bench.first_phase import sent_welcomes, start_all
+from bench.harness import crmflow_env, free_port, process, temporal_server, wait_for_port, worker
+from workflows.onboarding import OnboardingInput, onboarding_id
+
+
+def memory_mib(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of ``pid`` in MiB."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+async def run(count: int, concurrency: int) -> None:
+    task_queue = f"parked-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory() as scratch, ExitStack() as stack:
+        state = Path(scratch)
+        address = stack.enter_context(temporal_server(state / "temporal.db"))
+        smtp_port, provider_port = free_port(), free_port()
+        crmflow = [sys.executable, "-m", "crm.cli"]
+        stack.enter_context(
+            process([*crmflow, "smtp-sink", "--port", str(smtp_port), "--maildir", f"{state}/m"])
+        )
+        stack.enter_context(
+            process(
+                [
+                    *crmflow,
+                    "enrichment-provider",
+                    "--port",
+                    str(provider_port),
+                    "--rate",
+                    "100000",
+                    "--burst",
+                    "100000",
+                ]
+            )
+        )
+        wait_for_port(smtp_port)
+        wait_for_port(provider_port)
+        env = crmflow_env(
+            address,
+            task_queue,
+            state,
+            CRMFLOW_SMTP_PORT=str(smtp_port),
+            CRMFLOW_ENRICHMENT_URL=f"http://127.0.0.1:{provider_port}",
+        )
+        child = stack.enter_context(worker(env))
+        await asyncio.sleep(2)
+        idle_rss, _ = memory_mib(child.pid)
+        client = await Client.connect(address)
+
+        async def start_one(i: int) -> None:
+            customer_id = f"parked-{i}"
+            await client.start_workflow(
+                "OnboardingWorkflow",
+                OnboardingInput(
+                    customer_id=customer_id,
+                    company_name="Parked Co",
+                    contact_name="Pat Parker",
+                    contact_email=f"pat{i}@parked-co.io",
+                    plan="growth",
+                    csm_pool="csm-smb",
+                ),
+                id=onboarding_id(customer_id),
+                task_queue=task_queue,
+            )
+
+        began = time.perf_counter()
+        await start_all(count, concurrency, start_one)
+        started = time.perf_counter() - began
+        print(f"started {count} onboardings in {started:.0f} s ({count / started:.0f}/s)")
+        last_report = time.perf_counter()
+        while (done := sent_welcomes(state / "crm.db")) < count:
+            if time.perf_counter() - last_report > 30:
+                rss, _ = memory_mib(child.pid)
+                print(f"  {done} parked, worker RSS {rss:.0f} MiB")
+                last_report = time.perf_counter()
+            await asyncio.sleep(1)
+        elapsed = time.perf_counter() - began
+        await asyncio.sleep(5)  # settle: the last workflow tasks finish
+        rss, peak = memory_mib(child.pid)
+        print(
+            f"{count} onboardings parked on their day-3 timer after {elapsed:.0f} s "
+            f"({count / elapsed:.1f}/s end to end); worker RSS {rss:.0f} MiB "
+            f"(peak {peak:.0f} MiB, idle {idle_rss:.0f} MiB; target < 300 MiB)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    asyncio.run(run(args.count, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()
