@@ -1,10 +1,11 @@
 """``/v1/approvals``: the caller's pending approvals, and deciding one.
 
-Until API principals exist, the caller names themselves in the
-``X-Crmflow-Approver`` header (a staff id). An approver sees the approvals
-whose current step is theirs and decides them through the approval's
+The caller is an approver principal, who acts as the staff member its key or
+token names (``staff_id``). An approver sees the approvals whose current step
+is theirs or delegated to them, and decides them through the approval's
 ``decide`` update, whose validator refuses anyone but the current approver or
 their delegate (403), a second decision (409) and an unknown value (422).
+Support staff see every pending approval but decide none.
 """
 
 from __future__ import annotations
@@ -12,23 +13,24 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import TemporalDep
+from api.auth import Approver, ApproverOrSupport
+from api.deps import PolicyDep, TemporalDep
 from api.problems import Problem
 from api.processes import QUERY_TIMEOUT, describe_process, status_name
+from crm.principals import Principal
 from workflows.approval_types import ApprovalDecision, ApprovalResult
 from workflows.common import APPROVAL_ASSIGNEE, PROCESS, ProcessState
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
 
-APPROVER_HEADER = "X-Crmflow-Approver"
 _STAFF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 _REFUSALS = {
     "NotCurrentApprover": (403, "not-current-approver", "Not the current approver"),
@@ -70,37 +72,35 @@ class ApprovalDecided(BaseModel):
     comment: str
 
 
-def current_approver(
-    approver: Annotated[str | None, Header(alias=APPROVER_HEADER)] = None,
-) -> str:
-    """The caller's staff id from the header; Problem 401 when missing or malformed."""
-    if approver is None or not _STAFF_ID.match(approver):
+def _staff_id(principal: Principal) -> str:
+    if principal.staff_id is None or not _STAFF_ID.match(principal.staff_id):
         raise Problem(
-            401,
-            "approver-required",
-            "Approver required",
-            f"name the approver's staff id in the {APPROVER_HEADER} header",
+            403, "forbidden", "Not allowed", f"{principal.id} is not linked to a staff member"
         )
-    return approver
+    return principal.staff_id
 
 
 @router.get("", response_model=list[ApprovalView])
 async def list_approvals(
-    client: TemporalDep,
-    approver: Annotated[str | None, Header(alias=APPROVER_HEADER)] = None,
+    client: TemporalDep, policy: PolicyDep, principal: ApproverOrSupport
 ) -> list[ApprovalView]:
-    """The running approvals whose current step waits for the caller."""
-    caller = current_approver(approver)
-    query = (
-        f"{PROCESS.name} = 'approval' AND {APPROVAL_ASSIGNEE.name} = '{caller}' "
-        "AND ExecutionStatus = 'Running'"
-    )
+    """Pending approvals: for an approver, those waiting for them or for someone they
+    are the delegate of; for support staff, all of them."""
+    query = f"{PROCESS.name} = 'approval' AND ExecutionStatus = 'Running'"
+    caller: str | None = None
+    if not principal.has_any("support") or principal.staff_id is not None:
+        caller = _staff_id(principal)
+        on_behalf_of = [m.id for m in policy.staff if m.delegate_id == caller]
+        assignees = ", ".join(f"'{staff}'" for staff in [caller, *on_behalf_of])
+        query += f" AND {APPROVAL_ASSIGNEE.name} IN ({assignees})"
     try:
         ids = [execution.id async for execution in client.list_workflows(query, limit=200)]
     except RPCError as err:
         raise Problem(503, "temporal-unavailable", "Temporal is unavailable", err.message) from err
-    views = await asyncio.gather(*(_view(client, approval_id) for approval_id in ids))
-    return [view for view in views if view is not None and view.current_approver == caller]
+    views = [v for v in await asyncio.gather(*(_view(client, i) for i in ids)) if v is not None]
+    if caller is None:
+        return views
+    return [view for view in views if caller in (view.current_approver, view.delegate)]
 
 
 @router.post("/{approval_id}/decision", response_model=ApprovalDecided)
@@ -108,11 +108,11 @@ async def decide(
     approval_id: str,
     body: DecisionCreate,
     client: TemporalDep,
-    approver: Annotated[str | None, Header(alias=APPROVER_HEADER)] = None,
+    principal: Approver,
 ) -> ApprovalDecided:
     """Approve or reject: 200 with the result; 403 not the current approver or delegate,
     409 already decided or expired, 404 no such approval."""
-    caller = current_approver(approver)
+    caller = _staff_id(principal)
     description = await describe_process(client, approval_id)
     if description.typed_search_attributes.get(PROCESS) != "approval":
         raise Problem(

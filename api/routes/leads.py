@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 from temporalio.common import SearchAttributePair
 
+from api.auth import Starter
 from api.deps import ContextDep, PolicyDep, TemporalDep
 from api.problems import invalid_input
 from api.processes import ProcessStarted, start_process
@@ -59,6 +60,7 @@ async def start_lead(
     client: TemporalDep,
     policy: PolicyDep,
     context: ContextDep,
+    principal: Starter,
 ) -> ProcessStarted:
     """Start qualifying a lead: 201 with a new run, 200 with the existing one."""
     try:
@@ -87,6 +89,7 @@ async def start_lead(
             SearchAttributePair(STAGE, "starting"),
         ],
         summary=f"Qualification of lead {body.lead_id} from {body.source}",
+        tenant=principal.tenant,
     )
     if not created:
         response.status_code = status.HTTP_200_OK

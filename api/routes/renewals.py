@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from temporalio.common import SearchAttributePair
 
+from api.auth import Starter
 from api.deps import ContextDep, PolicyDep, SessionDep, TemporalDep
 from api.problems import invalid_input
 from api.processes import ProcessStarted, start_process
@@ -62,6 +63,7 @@ async def start_renewal(
     policy: PolicyDep,
     session: SessionDep,
     context: ContextDep,
+    principal: Starter,
 ) -> ProcessStarted:
     """Start a subscription's renewal process: 201 with a new run, 200 with the existing one."""
     plans = policy.onboarding.plans
@@ -107,6 +109,7 @@ async def start_renewal(
         ],
         summary=f"Renewal of subscription {body.subscription_id} ({body.plan}), "
         f"next on {renewal_date:%Y-%m-%d}",
+        tenant=principal.tenant,
     )
     if not created:
         response.status_code = status.HTTP_200_OK

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
+from api.auth import Service, ServiceOrSupport
 from api.deps import SessionDep
 from crm.models import UsageReport, as_utc, utcnow
 
@@ -47,7 +48,7 @@ class UsageView(BaseModel):
     "/{subscription_id}/usage", response_model=UsageView, status_code=status.HTTP_201_CREATED
 )
 async def report_usage(
-    subscription_id: SubscriptionId, body: UsageCreate, session: SessionDep
+    subscription_id: SubscriptionId, body: UsageCreate, session: SessionDep, _: Service
 ) -> UsageView:
     """Store a usage report for the subscription."""
     reported_at = body.reported_at or utcnow()
@@ -66,7 +67,9 @@ async def report_usage(
 
 
 @router.get("/{subscription_id}/usage", response_model=list[UsageView])
-async def list_usage(subscription_id: SubscriptionId, session: SessionDep) -> list[UsageView]:
+async def list_usage(
+    subscription_id: SubscriptionId, session: SessionDep, _: ServiceOrSupport
+) -> list[UsageView]:
     """The subscription's usage reports, newest first (at most 100)."""
     rows = (
         await session.exec(

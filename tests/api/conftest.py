@@ -23,7 +23,8 @@ from worker.main import running_worker
 @pytest.fixture(scope="session")
 def api_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """One key per role (the approver decides as mgr-hana), plus ``caller`` with
-    service and support, and ``tenant-a``/``tenant-b`` service+support keys."""
+    service and support, ``tenant-a``/``tenant-b`` service+support keys and
+    ``approver:<staff id>`` keys for fin-olga, fin-ravi and csm-ben."""
     made = {
         "service": new_api_key("svc-test", ("service",)),
         "support": new_api_key("support-test", ("support",)),
@@ -31,6 +32,10 @@ def api_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "caller": new_api_key("caller-test", ("service", "support")),
         "tenant-a": new_api_key("svc-a", ("service", "support"), tenant="a"),
         "tenant-b": new_api_key("svc-b", ("service", "support"), tenant="b"),
+        **{
+            f"approver:{staff}": new_api_key(f"approver-{staff}", ("approver",), staff_id=staff)
+            for staff in ("fin-olga", "fin-ravi", "csm-ben")
+        },
     }
     path = tmp_path_factory.mktemp("keys") / "api-keys.yml"
     write_api_keys_file(path, [record for _, record in made.values()])

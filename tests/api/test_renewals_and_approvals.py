@@ -9,12 +9,10 @@ import httpx
 from temporalio.client import Client
 
 from crm.settings import Settings
-from tests.api.conftest import eventually
+from tests.api.conftest import bearer, eventually
 from tests.renewal_support import approval_input, approver, new_id
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import approval_id
-
-APPROVER = "X-Crmflow-Approver"
 
 
 def renewal_body(**overrides: Any) -> dict[str, Any]:
@@ -93,8 +91,11 @@ async def test_renewal_without_a_known_contact_or_with_unknown_owner_is_refused(
 
 
 async def test_approver_lists_and_decides_approvals_others_cannot(
-    api: httpx.AsyncClient, dev_client: Client, api_settings: Settings
+    api: httpx.AsyncClient, dev_client: Client, api_settings: Settings, api_keys: dict[str, str]
 ) -> None:
+    def as_staff(staff: str) -> dict[str, str]:
+        return bearer(api_keys["approver" if staff == "mgr-hana" else f"approver:{staff}"])
+
     request = approval_input(approver("mgr-hana", delegate_id="fin-ravi"))
     handle = await dev_client.start_workflow(
         ApprovalWorkflow.run,
@@ -105,21 +106,27 @@ async def test_approver_lists_and_decides_approvals_others_cannot(
     decision = f"/v1/approvals/{handle.id}/decision"
 
     pending = await eventually(
-        lambda: api.get("/v1/approvals", headers={APPROVER: "mgr-hana"}),
+        lambda: api.get("/v1/approvals", headers=as_staff("mgr-hana")),
         lambda r: handle.id in [a["approval_id"] for a in r.json()],
     )
-    not_hers = await api.get("/v1/approvals", headers={APPROVER: "fin-olga"})
-    anonymous = await api.post(decision, json={"decision": "approve"})
-    wrong = await api.post(decision, json={"decision": "approve"}, headers={APPROVER: "csm-ben"})
-    invalid = await api.post(decision, json={"decision": "maybe"}, headers={APPROVER: "mgr-hana"})
-    approved = await api.post(
-        decision, json={"decision": "approve", "comment": "ok"}, headers={APPROVER: "mgr-hana"}
+    not_hers = await api.get("/v1/approvals", headers=as_staff("fin-olga"))
+    anonymous = await api.post(
+        decision, json={"decision": "approve"}, headers={"Authorization": ""}
     )
-    twice = await api.post(decision, json={"decision": "reject"}, headers={APPROVER: "fin-ravi"})
+    olga_decides = await api.post(
+        decision, json={"decision": "approve"}, headers=as_staff("fin-olga")
+    )
+    service_decides = await api.post(decision, json={"decision": "approve"})
+    wrong = await api.post(decision, json={"decision": "approve"}, headers=as_staff("csm-ben"))
+    invalid = await api.post(decision, json={"decision": "maybe"}, headers=as_staff("mgr-hana"))
+    approved = await api.post(
+        decision, json={"decision": "approve", "comment": "ok"}, headers=as_staff("mgr-hana")
+    )
+    twice = await api.post(decision, json={"decision": "reject"}, headers=as_staff("fin-ravi"))
     unknown = await api.post(
         "/v1/approvals/approval-nope/decision",
         json={"decision": "approve"},
-        headers={APPROVER: "mgr-hana"},
+        headers=as_staff("mgr-hana"),
     )
 
     [mine] = [a for a in pending.json() if a["approval_id"] == handle.id]
@@ -127,6 +134,10 @@ async def test_approver_lists_and_decides_approvals_others_cannot(
     assert (mine["current_approver"], mine["delegate"]) == ("mgr-hana", "fin-ravi")
     assert handle.id not in [a["approval_id"] for a in not_hers.json()]
     assert anonymous.status_code == 401
+    assert olga_decides.status_code == 403  # another approver's approval: refused
+    assert service_decides.status_code == 403  # not an approver at all
+    everyone = await api.get("/v1/approvals")  # support sees every pending approval
+    assert everyone.status_code == 200
     assert wrong.status_code == 403
     assert wrong.json()["type"] == "urn:crmflow:problem:not-current-approver"
     assert invalid.status_code == 422
