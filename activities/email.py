@@ -18,7 +18,8 @@ from email.utils import formatdate, parseaddr
 
 import aiosmtplib
 from email_validator import EmailNotValidError, validate_email
-from sqlmodel import select
+from sqlalchemy import update
+from sqlmodel import col
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -131,10 +132,11 @@ class EmailActivities:
 
     async def _mark_sent(self, key: str) -> None:
         async with self._database.session() as session:
-            row = (await session.exec(select(OutboundEmail).where(OutboundEmail.key == key))).one()
-            row.status = "sent"
-            row.sent_at = utcnow()
-            session.add(row)
+            await session.exec(
+                update(OutboundEmail)
+                .where(col(OutboundEmail.key) == key)
+                .values(status="sent", sent_at=utcnow())
+            )
             await session.commit()
 
 

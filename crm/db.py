@@ -95,19 +95,20 @@ async def insert_once(database: Database, row: RowT) -> tuple[RowT, bool]:
     """Insert ``row`` unless a row with its ``key`` exists; return (stored row, inserted).
 
     Safe under concurrent retries: when two attempts race, the unique
-    constraint lets one insert win and the other reads the winner's row.
+    constraint lets one insert win and the other reads the winner's row. The
+    insert is tried first, so the usual case (a first attempt) costs one round
+    trip; only a retry pays for reading the row it finds.
     """
     model = type(row)
     key_column: Any = model.key
     async with database.session() as session:
-        existing = (await session.exec(select(model).where(key_column == row.key))).first()
-        if existing is not None:
-            return existing, False
         session.add(row)
         try:
             await session.commit()
         except IntegrityError:
             await session.rollback()
-            winner = (await session.exec(select(model).where(key_column == row.key))).one()
-            return winner, False
+            existing = (await session.exec(select(model).where(key_column == row.key))).first()
+            if existing is None:  # the conflict was on another unique column: a real error
+                raise
+            return existing, False
         return row, True
