@@ -17,7 +17,7 @@ from api.auth import Authenticator, StartRateLimiter
 from api.deps import AppContext, TemporalConnection
 from api.limits import BodySizeLimit
 from api.metrics import install_metrics
-from api.problems import install_problem_handlers
+from api.problems import PROBLEM_RESPONSES, document_problems, install_problem_handlers
 from api.routes import (
     approvals,
     codec,
@@ -72,9 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         summary="Durable CRM processes on Temporal: onboarding, SLA escalation, renewals.",
         lifespan=lifespan,
+        responses=PROBLEM_RESPONSES,
     )
     app.state.start_limiter = StartRateLimiter(settings.start_rate_per_second, settings.start_burst)
     install_problem_handlers(app)
+    document_problems(app)
     install_metrics(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(

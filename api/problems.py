@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -95,3 +96,68 @@ def install_problem_handlers(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         problem = Problem(500, "internal-error", "Internal error", "The error was logged.")
         return problem_response(request, problem)
+
+
+class FieldError(BaseModel):
+    """One invalid field of a 422 problem."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ProblemDetails(BaseModel):
+    """An error, as RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str = Field(examples=["urn:crmflow:problem:validation-error"])
+    title: str
+    status: int
+    detail: str = ""
+    instance: str
+    errors: list[FieldError] | None = None
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+    }
+
+
+#: The error answers every route may give, documented once for the whole API.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _problem("Malformed request"),
+    401: _problem("Missing or invalid credentials"),
+    403: _problem("The caller's role does not allow this"),
+    404: _problem("No such resource"),
+    409: _problem("The process has ended or the decision was already made"),
+    413: _problem("Request body too large"),
+    422: _problem("Invalid input; each invalid field is named"),
+    429: _problem("Too many starts; retry after the Retry-After header"),
+    503: _problem("Temporal or the database is unavailable"),
+}
+
+
+def document_problems(app: FastAPI) -> None:
+    """Put ProblemDetails in the OpenAPI components so the error responses can refer to it."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(
+                ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}").pop(
+                    "$defs", {}
+                )
+            )
+            components["ProblemDetails"] = ProblemDetails.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            components["ProblemDetails"].pop("$defs", None)
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,6 +1,6 @@
 """Worker memory with many onboardings parked on their day-3 timer.
 
-    .venv/bin/python -m bench.parked [--count 10000] [--concurrency 32]
+    .venv/bin/python -m bench.parked [--count 10000] [--concurrency 32] [--window 200]
 
 Starts a file-backed dev server (as the dev stack runs it), the SMTP sink,
 the enrichment provider and one ``crmflow worker``; starts ``count``
@@ -39,7 +39,7 @@ def memory_mib(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-async def run(count: int, concurrency: int) -> None:
+async def run(count: int, concurrency: int, window: int) -> None:
     task_queue = f"parked-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as scratch, ExitStack() as stack:
         state = Path(scratch)
@@ -118,8 +118,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--window", type=int, default=200, help="runs in their first phase")
     args = parser.parse_args()
-    asyncio.run(run(args.count, args.concurrency))
+    asyncio.run(run(args.count, args.concurrency, args.window))
 
 
 if __name__ == "__main__":

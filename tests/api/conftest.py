@@ -32,6 +32,7 @@ def api_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "caller": new_api_key("caller-test", ("service", "support")),
         "tenant-a": new_api_key("svc-a", ("service", "support"), tenant="a"),
         "tenant-b": new_api_key("svc-b", ("service", "support"), tenant="b"),
+        "all": new_api_key("fuzzer", ("service", "support", "approver"), staff_id="mgr-hana"),
         **{
             f"approver:{staff}": new_api_key(f"approver-{staff}", ("approver",), staff_id=staff)
             for staff in ("fin-olga", "fin-ravi", "csm-ben")
