@@ -3,9 +3,12 @@
     .venv/bin/python -m tests.histories.record            # every scenario
     .venv/bin/python -m tests.histories.record onboarding-stalled
 
-Each scenario runs a process to its end on the time-skipping test server with
-the real activities (a temporary SQLite database, a local SMTP sink and the
-local enrichment provider) and writes ``tests/histories/<scenario>.json``.
+Each scenario runs a process to its end on a time-skipping test server of its
+own with the real activities (a temporary SQLite database, a local SMTP sink and
+the local enrichment provider) and writes ``tests/histories/<scenario>.json``;
+a scenario is named ``<process>-<what happens>``. The worker and the inputs use
+``RECORDING_POLICY``: the default policy plus an enterprise SLA tier that moves
+breached tickets to another pool, so the reassignment path is recorded too.
 Re-record only for a deliberate change of behaviour that is rolled out with
 ``workflow.patched`` (see the README, "Changing a workflow safely"); the old
 recordings must keep replaying until no run of the old code is left.
@@ -19,13 +22,19 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowContinuedAsNewError,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from temporalio.testing import WorkflowEnvironment
 
 from crm.db import Database
@@ -33,18 +42,54 @@ from crm.enrichment_provider import create_provider_app
 from crm.mailsink import MailSink
 from crm.policy import Policy
 from crm.settings import Settings
+from crm.sla_policy import SlaPolicy, SlaTierOverride
+from tests.lead_support import lead_input, start_lead, zone_at_local_hour
+from tests.lead_support import send_event as send_lead_event
+from tests.renewal_support import approval_input, approver, days, renewal_input, report_usage
 from tests.servers import run_asgi_server
+from tests.sla_support import STOCKHOLM, next_local, on_day, sleep_until, start_ticket, ticket_input
+from tests.sla_support import send_event as send_ticket_event
 from worker.main import running_worker
+from workflows.approval import ApprovalWorkflow
+from workflows.approval_types import ApprovalDecision, approval_id
 from workflows.common import SEARCH_ATTRIBUTES, ProcessEvent
 from workflows.onboarding import OnboardingInput, OnboardingWorkflow
+from workflows.renewal import RenewalWorkflow
+from workflows.renewal_types import renewal_id
 
 HISTORIES = Path(__file__).parent
 TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 
-Scenario = Callable[[WorkflowEnvironment, str], Awaitable[Any]]
+#: The default policy, plus an enterprise tier whose breached tickets move to the senior pool.
+RECORDING_POLICY = Policy(
+    sla=SlaPolicy(tiers={"enterprise": SlaTierOverride(reassign_pool="support-senior")})
+)
+
+Handle = WorkflowHandle[Any, Any]
 
 
-async def _start_onboarding(env: WorkflowEnvironment, task_queue: str, customer_id: str) -> Any:
+@dataclass
+class Recording:
+    """What a scenario drives: its own time-skipping server, the worker's queue and database."""
+
+    env: WorkflowEnvironment
+    task_queue: str
+    database: Database
+    policy: Policy
+
+    @property
+    def client(self) -> Client:
+        return self.env.client
+
+
+#: Runs one process to its end; returns a handle on the run whose history is recorded.
+Scenario = Callable[[Recording], Awaitable[Handle]]
+
+
+# Onboarding
+
+
+async def _start_onboarding(env: WorkflowEnvironment, task_queue: str, customer_id: str) -> Handle:
     handle = await env.client.start_workflow(
         OnboardingWorkflow.run,
         OnboardingInput(
@@ -71,8 +116,9 @@ async def _until_stage(handle: WorkflowHandle[Any, Any], stage: str) -> None:
     raise RuntimeError(f"{handle.id} never reached stage {stage}")
 
 
-async def onboarding_activated(env: WorkflowEnvironment, task_queue: str) -> Any:
-    handle = await _start_onboarding(env, task_queue, "rec-activated")
+async def onboarding_activated(rec: Recording) -> Handle:
+    env = rec.env
+    handle = await _start_onboarding(env, rec.task_queue, "rec-activated")
     await env.sleep(timedelta(days=4))
     await handle.signal(OnboardingWorkflow.event, ProcessEvent("account_configured"))
     await env.sleep(timedelta(days=1))
@@ -81,18 +127,176 @@ async def onboarding_activated(env: WorkflowEnvironment, task_queue: str) -> Any
     return handle
 
 
-async def onboarding_stalled(env: WorkflowEnvironment, task_queue: str) -> Any:
-    handle = await _start_onboarding(env, task_queue, "rec-stalled")
+async def onboarding_stalled(rec: Recording) -> Handle:
+    handle = await _start_onboarding(rec.env, rec.task_queue, "rec-stalled")
     await handle.result()
     return handle
 
 
-async def onboarding_cancelled(env: WorkflowEnvironment, task_queue: str) -> Any:
-    handle = await _start_onboarding(env, task_queue, "rec-cancelled")
-    await env.sleep(timedelta(days=8))
+async def onboarding_cancelled(rec: Recording) -> Handle:
+    handle = await _start_onboarding(rec.env, rec.task_queue, "rec-cancelled")
+    await rec.env.sleep(timedelta(days=8))
     await handle.cancel()
     with contextlib.suppress(WorkflowFailureError):  # the run ends cancelled
         await handle.result()
+    return handle
+
+
+# Ticket SLA (business hours in Stockholm: the clocks count 09:00-17:00 on weekdays)
+
+
+async def sla_escalated(rec: Recording) -> Handle:
+    """An enterprise ticket raised to high: warned, breached (reassigned), escalated, resolved."""
+    monday = next_local(await rec.env.get_current_time(), "mon", time(9), STOCKHOLM)
+    await sleep_until(rec.env, monday)
+    ticket = ticket_input(
+        created_at=monday, timezone=STOCKHOLM, policy=rec.policy, tier="enterprise"
+    )
+    handle = await start_ticket(rec.client, rec.task_queue, ticket)
+    # Two hours used of 8; high allows 4 to respond (warning 12:00, breach 13:00,
+    # manager 15:00) and 8 to resolve (warning 15:00).
+    await sleep_until(rec.env, on_day(monday, 0, time(11), STOCKHOLM))
+    await send_ticket_event(handle, "priority_changed", priority="high")
+    await sleep_until(rec.env, on_day(monday, 0, time(15, 10), STOCKHOLM))
+    await send_ticket_event(handle, "agent_replied")
+    await sleep_until(rec.env, on_day(monday, 0, time(15, 20), STOCKHOLM))
+    await send_ticket_event(handle, "resolved")
+    await handle.result()
+    return handle
+
+
+async def sla_paused_met(rec: Recording) -> Handle:
+    """A ticket pending the customer over the weekend, answered and resolved in time."""
+    friday = next_local(await rec.env.get_current_time(), "fri", time(15), STOCKHOLM)
+    await sleep_until(rec.env, friday)
+    ticket = ticket_input(created_at=friday, timezone=STOCKHOLM, policy=rec.policy)
+    handle = await start_ticket(rec.client, rec.task_queue, ticket)
+    await sleep_until(rec.env, on_day(friday, 0, time(16), STOCKHOLM))
+    await send_ticket_event(handle, "status_changed", status="pending_customer")
+    await sleep_until(rec.env, on_day(friday, 3, time(11), STOCKHOLM))
+    await send_ticket_event(handle, "status_changed", status="open")
+    await sleep_until(rec.env, on_day(friday, 3, time(11, 30), STOCKHOLM))
+    await send_ticket_event(handle, "agent_replied")
+    await sleep_until(rec.env, on_day(friday, 3, time(14), STOCKHOLM))
+    await send_ticket_event(handle, "resolved")
+    await handle.result()
+    return handle
+
+
+# Approval
+
+
+async def _start_approval(rec: Recording, *chain: Any) -> Handle:
+    request = approval_input(*chain)
+    return await rec.client.start_workflow(
+        ApprovalWorkflow.run,
+        request,
+        id=approval_id(request.subject_id),
+        task_queue=rec.task_queue,
+    )
+
+
+async def approval_decided(rec: Recording) -> Handle:
+    """A refused decision signal, then the first approver approves by update."""
+    handle = await _start_approval(rec, approver("mgr-hana", hours=24), approver("fin-olga"))
+    await rec.env.sleep(timedelta(hours=2))
+    await handle.signal("decide", ApprovalDecision("csm-ben", "approve"))  # not the approver
+    await handle.execute_update(
+        ApprovalWorkflow.decide, ApprovalDecision("mgr-hana", "approve", "worth it")
+    )
+    await handle.result()
+    return handle
+
+
+async def approval_expired(rec: Recording) -> Handle:
+    """Nobody decides: the request escalates to finance, then expires."""
+    handle = await _start_approval(
+        rec,
+        approver("mgr-hana", hours=24),
+        approver("fin-olga", hours=48, delegate_id="fin-ravi"),
+    )
+    await handle.result()
+    return handle
+
+
+# Renewal
+
+
+async def _start_renewal(rec: Recording, term: Any) -> Handle:
+    return await rec.client.start_workflow(
+        RenewalWorkflow.run,
+        term,
+        id=renewal_id(term.subscription_id),
+        task_queue=rec.task_queue,
+    )
+
+
+async def renewal_auto_renewed(rec: Recording) -> Handle:
+    """A year of reminders, an upsell whose discount a child approval approves, auto-renewal.
+
+    The recorded history is the first term's; the run continues as new, and the
+    second term is terminated.
+    """
+    now = await rec.env.get_current_time()
+    term = renewal_input(now + days(365), policy=rec.policy, plan="growth", auto_renew=True)
+    await report_usage(rec.database, term.subscription_id, used=45, included=50, at=now)
+    handle = await _start_renewal(rec, term)
+    await rec.env.sleep(days(306))  # past the 60-day mark: the approval waits
+    state = await handle.query(RenewalWorkflow.state)
+    approval = rec.client.get_workflow_handle_for(
+        ApprovalWorkflow.run, state.details["approval_id"]
+    )
+    await approval.execute_update(
+        ApprovalWorkflow.decide, ApprovalDecision("mgr-hana", "approve", "worth it")
+    )
+    try:
+        await handle.result(follow_runs=False)
+    except WorkflowContinuedAsNewError:
+        pass
+    else:
+        raise RuntimeError(f"{handle.id} ended without continuing as new")
+    await rec.client.get_workflow_handle(handle.id).terminate("recorded the first term")
+    return rec.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
+
+
+async def renewal_lapsed(rec: Recording) -> Handle:
+    """A term started late (a reminder skipped), an upsell offered, the date moved, a lapse."""
+    now = await rec.env.get_current_time()
+    term = renewal_input(now + days(40), policy=rec.policy, plan="starter", auto_renew=False)
+    await report_usage(rec.database, term.subscription_id, used=90, included=100, at=now)
+    handle = await _start_renewal(rec, term)
+    await rec.env.sleep(days(5))
+    moved = term.renewal_date + days(10)
+    await handle.signal(
+        RenewalWorkflow.event,
+        ProcessEvent("renewal_date_changed", {"renewal_date": moved.isoformat()}),
+    )
+    await handle.result()
+    return handle
+
+
+# Lead qualification (scored by source: a webinar lead is medium and gets the sequence)
+
+
+async def _start_webinar_lead(rec: Recording) -> Handle:
+    zone = zone_at_local_hour(await rec.env.get_current_time(), 10)  # mail goes out at once
+    lead = lead_input(rec.policy, timezone=zone, source="webinar", country="DE")
+    return await start_lead(rec.client, rec.task_queue, lead)
+
+
+async def lead_unresponsive(rec: Recording) -> Handle:
+    """No reply to the first touch and three follow-ups: unresponsive at day 14."""
+    handle = await _start_webinar_lead(rec)
+    await handle.result()
+    return handle
+
+
+async def lead_routed(rec: Recording) -> Handle:
+    """A reply after the first follow-up: re-scored high and routed to a rep."""
+    handle = await _start_webinar_lead(rec)
+    await rec.env.sleep(timedelta(days=3))
+    await send_lead_event(handle, "replied")
+    await handle.result()
     return handle
 
 
@@ -100,38 +304,53 @@ SCENARIOS: dict[str, Scenario] = {
     "onboarding-activated": onboarding_activated,
     "onboarding-stalled": onboarding_stalled,
     "onboarding-cancelled": onboarding_cancelled,
+    "sla-escalated": sla_escalated,
+    "sla-paused-met": sla_paused_met,
+    "approval-decided": approval_decided,
+    "approval-expired": approval_expired,
+    "renewal-auto-renewed": renewal_auto_renewed,
+    "renewal-lapsed": renewal_lapsed,
+    "lead-unresponsive": lead_unresponsive,
+    "lead-routed": lead_routed,
 }
 
 
 async def record(names: list[str]) -> None:
-    with tempfile.TemporaryDirectory() as scratch:
-        env = await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=str(TEST_SERVER)
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        MailSink(Path(scratch) / "mail") as sink,
+        run_asgi_server(create_provider_app(rate_per_second=1000, burst=1000)) as url,
+    ):
+        settings = Settings(
+            task_queue=f"record-{uuid.uuid4()}",
+            database_url=f"sqlite+aiosqlite:///{scratch}/crm.db",
+            smtp_port=sink.port,
+            enrichment_url=url,
+            worker_graceful_shutdown_seconds=0,
         )
+        database = Database.from_url(settings.database_url)
+        await database.create_tables()
         try:
-            await _register_search_attributes(env.client)
-            with (
-                MailSink(Path(scratch) / "mail") as sink,
-                run_asgi_server(create_provider_app(rate_per_second=1000, burst=1000)) as url,
-            ):
-                settings = Settings(
-                    task_queue=f"record-{uuid.uuid4()}",
-                    database_url=f"sqlite+aiosqlite:///{scratch}/crm.db",
-                    smtp_port=sink.port,
-                    enrichment_url=url,
-                    worker_graceful_shutdown_seconds=0,
-                )
-                database = Database.from_url(settings.database_url)
-                await database.create_tables()
-                async with running_worker(env.client, settings, Policy(), database):
-                    for name in names:
-                        handle = await SCENARIOS[name](env, settings.task_queue)
-                        history = await handle.fetch_history()
-                        (HISTORIES / f"{name}.json").write_text(history.to_json())
-                        print(f"recorded {name}: {len(history.events)} events")
-                await database.dispose()
+            for name in names:
+                await _record_one(name, settings, database)
         finally:
-            await env.shutdown()
+            await database.dispose()
+
+
+async def _record_one(name: str, settings: Settings, database: Database) -> None:
+    """Run ``name`` on a server of its own: a run one scenario leaves behind (a renewal's
+    next term) cannot hold the clock of the next."""
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
+    try:
+        await _register_search_attributes(env.client)
+        async with running_worker(env.client, settings, RECORDING_POLICY, database):
+            recording = Recording(env, settings.task_queue, database, RECORDING_POLICY)
+            handle = await SCENARIOS[name](recording)
+            history = await handle.fetch_history()
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
+        print(f"recorded {name}: {len(history.events)} events")
+    finally:
+        await env.shutdown()
 
 
 async def _register_search_attributes(client: Client) -> None:
