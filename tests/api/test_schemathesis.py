@@ -22,7 +22,6 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 def test_fuzzed_requests_get_no_5xx_and_responses_match_the_schema(
     api_url: str, api_keys: dict[str, str], tmp_path: Path
 ) -> None:
-    log = tmp_path / "schemathesis.log"
     run = subprocess.run(
         [
             str(SCHEMATHESIS),
