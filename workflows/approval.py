@@ -24,8 +24,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.retries import EMAIL_RETRY, RECORD_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from workflows.approval_types import (
@@ -56,17 +57,6 @@ with workflow.unsafe.imports_passed_through():
     )
 
 PROCESS_NAME = "approval"
-
-#: Database writes: retry until the database is back; nothing may be lost.
-RECORD_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
-)
-#: SMTP: retry through outages; a refused recipient or bad template is final.
-EMAIL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    maximum_interval=timedelta(minutes=2),
-    non_retryable_error_types=["InvalidInput", "RecipientRejected"],
-)
 
 
 @workflow.defn

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+
+from workflows.retries import EMAIL_RETRY, ENRICH_RETRY, RECORD_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from crm.calendar import BusinessCalendar, CalendarSpec
@@ -56,24 +57,6 @@ with workflow.unsafe.imports_passed_through():
     )
 
 PROCESS_NAME = "onboarding"
-
-#: Database writes: retry until the database is back; nothing may be lost.
-RECORD_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
-)
-#: SMTP: retry through outages; a refused recipient or bad template is final.
-EMAIL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    maximum_interval=timedelta(minutes=2),
-    non_retryable_error_types=["InvalidInput", "RecipientRejected"],
-)
-#: Enrichment is nice to have: a few tries, then go on with partial data.
-ENRICH_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=5,
-    non_retryable_error_types=["InvalidInput", "CompanyNotFound", "EnrichmentRejected"],
-)
 
 
 @dataclass

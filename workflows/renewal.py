@@ -34,10 +34,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 from workflows.approval import ApprovalWorkflow
+from workflows.retries import EMAIL_RETRY, RECORD_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from workflows.approval_types import ApprovalInput, ApprovalResult, approval_id
@@ -75,17 +76,6 @@ with workflow.unsafe.imports_passed_through():
 PROCESS_NAME = "renewal"
 RENEWAL_DATE = "renewal_date"
 USAGE_ANALYSIS = "usage_analysis"
-
-#: Database writes: retry until the database is back; nothing may be lost.
-RECORD_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
-)
-#: SMTP: retry through outages; a refused recipient or bad template is final.
-EMAIL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    maximum_interval=timedelta(minutes=2),
-    non_retryable_error_types=["InvalidInput", "RecipientRejected"],
-)
 
 
 @workflow.defn

@@ -35,6 +35,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.retries import EMAIL_RETRY, RECORD_RETRY
+
 with workflow.unsafe.imports_passed_through():
     from crm.calendar import BusinessCalendar, CalendarError
     from crm.sla import (
@@ -99,16 +101,6 @@ OPEN = "open"
 
 CLOCK_LABELS = {FIRST_RESPONSE: "first response", "resolution": "resolution"}
 
-#: Database writes: retry until the database is back; nothing may be lost.
-RECORD_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
-)
-#: SMTP: retry through outages; a refused recipient or bad template is final.
-EMAIL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    maximum_interval=timedelta(minutes=2),
-    non_retryable_error_types=["InvalidInput", "RecipientRejected"],
-)
 #: Staff look-ups read the policy: an unknown id will not appear on retry.
 LOOKUP_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),

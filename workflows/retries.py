@@ -1,0 +1,29 @@
+"""Retry policies every process uses for the same kind of activity.
+
+Spelled out once so that an email, a database write or an enrichment call is
+retried the same way whichever process makes it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+#: Database writes: retry until the database is back; nothing may be lost.
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
+#: SMTP: retry through outages; a refused recipient or bad template is final.
+EMAIL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=2),
+    non_retryable_error_types=["InvalidInput", "RecipientRejected"],
+)
+#: Enrichment is nice to have: a few tries, then go on with partial data.
+ENRICH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+    non_retryable_error_types=["InvalidInput", "CompanyNotFound", "EnrichmentRejected"],
+)
