@@ -30,8 +30,10 @@ from crm.logs import bind_process
 from crm.policy import Policy
 from crm.principals import Principal
 from workflows.common import PROCESS, ProcessState
+from workflows.renewal import RENEWAL_DATE
 from workflows.renewal_types import EVENTS as RENEWAL_EVENTS
 from workflows.sla import EVENT_TYPES as SLA_EVENTS
+from workflows.sla import OPEN, PENDING_CUSTOMER
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 
@@ -199,6 +201,32 @@ def event_types(process: str | None, policy: Policy) -> tuple[str, ...]:
     if process == "lead":
         return LEAD_EVENTS
     return ()
+
+
+def event_data_problem(
+    process: str | None, event_type: str, data: dict[str, Any], policy: Policy
+) -> str | None:
+    """Why ``data`` cannot go with ``event_type`` (the run would note and ignore it), or None.
+
+    A signal cannot answer, so the API checks what the workflows check and
+    refuses a bad event with a 422 instead of letting it be dropped later.
+    """
+    if process == "sla" and event_type == "status_changed":
+        if data.get("status") not in (OPEN, PENDING_CUSTOMER):
+            return (
+                f"data.status must be {OPEN!r} or {PENDING_CUSTOMER!r}, got {data.get('status')!r}"
+            )
+    elif process == "sla" and event_type == "priority_changed":
+        priorities = list(policy.sla.targets)
+        if data.get("priority") not in priorities:
+            return f"data.priority must be one of {priorities}, got {data.get('priority')!r}"
+    elif process == "renewal" and (event_type == "renewal_date_changed" or RENEWAL_DATE in data):
+        value = data.get(RENEWAL_DATE)
+        try:
+            datetime.fromisoformat(str(value))
+        except ValueError:
+            return f"data.{RENEWAL_DATE} must be an ISO date, got {value!r}"
+    return None
 
 
 def ensure_running(description: WorkflowExecutionDescription) -> None:

@@ -11,7 +11,14 @@ from temporalio.service import RPCError
 from api.auth import Service, ServiceOrSupport, Support
 from api.deps import PolicyDep, TemporalDep
 from api.problems import Problem, invalid_input
-from api.processes import ProcessView, describe_process, ensure_running, event_types, view_process
+from api.processes import (
+    ProcessView,
+    describe_process,
+    ensure_running,
+    event_data_problem,
+    event_types,
+    view_process,
+)
 from workflows.common import PROCESS, ProcessEvent
 
 router = APIRouter(prefix="/v1/processes", tags=["processes"])
@@ -64,9 +71,13 @@ async def send_event(
 ) -> EventAccepted:
     """Deliver a business event; 422 for a type the process does not accept, 409 if it ended."""
     description = await describe_process(client, process_id, principal)
-    accepted = event_types(description.typed_search_attributes.get(PROCESS), policy)
+    process = description.typed_search_attributes.get(PROCESS)
+    accepted = event_types(process, policy)
     if body.type not in accepted:
         raise invalid_input("type", f"unknown event type {body.type!r}; accepted: {list(accepted)}")
+    problem = event_data_problem(process, body.type, body.data, policy)
+    if problem is not None:
+        raise invalid_input("data", problem)
     ensure_running(description)
     handle = client.get_workflow_handle(process_id, run_id=description.run_id)
     try:

@@ -1,0 +1,56 @@
+"""An event whose data the process could not use is refused with a 422, never dropped."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.test_renewals_and_approvals import renewal_body
+
+
+def ticket_body() -> dict[str, Any]:
+    return {
+        "ticket_id": f"t-{uuid.uuid4().hex[:10]}",
+        "customer_id": "c-42",
+        "subject": "Export fails",
+        "priority": "normal",
+    }
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"type": "status_changed", "data": {"status": "on_hold"}}, "data.status"),
+        ({"type": "status_changed", "data": {}}, "data.status"),
+        ({"type": "priority_changed", "data": {"priority": "critical"}}, "data.priority"),
+    ],
+    ids=["unknown-status", "missing-status", "unknown-priority"],
+)
+async def test_ticket_event_with_unusable_data_is_a_422(
+    api: httpx.AsyncClient, event: dict[str, Any], field: str
+) -> None:
+    started = await api.post("/v1/tickets", json=ticket_body())
+    assert started.status_code == 201, started.text
+    process_id = started.json()["process_id"]
+    response = await api.post(f"/v1/processes/{process_id}/events", json=event)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert field in response.json()["detail"]
+    good = {"type": "priority_changed", "data": {"priority": "high"}}
+    assert (await api.post(f"/v1/processes/{process_id}/events", json=good)).status_code == 202
+
+
+async def test_renewal_date_that_is_not_a_date_is_a_422(api: httpx.AsyncClient) -> None:
+    started = await api.post("/v1/renewals", json=renewal_body())
+    assert started.status_code == 201, started.text
+    process_id = started.json()["process_id"]
+    for data in ({"renewal_date": "next spring"}, {}):
+        response = await api.post(
+            f"/v1/processes/{process_id}/events",
+            json={"type": "renewal_date_changed", "data": data},
+        )
+        assert response.status_code == 422, response.text
+        assert "data.renewal_date" in response.json()["detail"]
