@@ -1,12 +1,14 @@
-"""The activity that creates tasks for people, once per process step."""
+"""The activities that create tasks for people, once per process step, and close them."""
 
 from __future__ import annotations
 
+from sqlalchemy import update
+from sqlmodel import col
 from temporalio import activity
 
 from crm.db import Database, insert_once
 from crm.models import AuditEntry, Task, as_utc
-from workflows.contracts import CREATE_TASK, TaskRef, TaskRequest
+from workflows.contracts import CLOSE_TASKS, CREATE_TASK, CloseTasksRequest, TaskRef, TaskRequest
 
 
 class TaskActivities:
@@ -45,3 +47,19 @@ class TaskActivities:
             "task %s %s for %s", task.id, "created" if created else "found", task.assignee_id
         )
         return TaskRef(task_id=task.id, key=task.key, created=created)
+
+    @activity.defn(name=CLOSE_TASKS)
+    async def close_tasks(self, request: CloseTasksRequest) -> int:
+        """Mark the process's open tasks done; returns how many were open (0 on a retry)."""
+        async with self._database.session() as session:
+            result = await session.exec(
+                update(Task)
+                .where(col(Task.process_id) == request.process_id, col(Task.status) == "open")
+                .values(status="done")
+            )
+            await session.commit()
+        closed = int(result.rowcount or 0)
+        activity.logger.info(
+            "closed %d open task(s) of %s: %s", closed, request.process_id, request.resolution
+        )
+        return closed

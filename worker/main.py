@@ -88,6 +88,7 @@ def build_activities(
         records.record_step,
         records.upsert_customer,
         tasks.create_task,
+        tasks.close_tasks,
         assignment.assign_owner,
         assignment.release_assignment,
         email.send_email,

@@ -45,9 +45,11 @@ with workflow.unsafe.imports_passed_through():
         StepEntry,
     )
     from workflows.contracts import (
+        CLOSE_TASKS,
         CREATE_TASK,
         RECORD_STEP,
         SEND_EMAIL,
+        CloseTasksRequest,
         EmailReceipt,
         EmailRequest,
         StepRecord,
@@ -57,6 +59,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 PROCESS_NAME = "approval"
+#: Added after runs were in flight: runs that began before it finish without closing tasks.
+CLOSE_TASKS_PATCH = "close-approval-tasks"
 
 
 @workflow.defn
@@ -204,6 +208,8 @@ class ApprovalWorkflow:
                 "comment": result.comment,
             },
         )
+        if workflow.patched(CLOSE_TASKS_PATCH):
+            await self._close_tasks(result.outcome)
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _close_as_withdrawn(self) -> None:
@@ -212,6 +218,8 @@ class ApprovalWorkflow:
         self._state.outcome = "withdrawn"
         workflow.upsert_search_attributes([APPROVAL_ASSIGNEE.value_unset()])
         await self._record("outcome", {"outcome": "withdrawn", "reason": reason})
+        if workflow.patched(CLOSE_TASKS_PATCH):
+            await self._close_tasks("withdrawn")
 
     # Decisions: validated the same way for the update and the signal.
 
@@ -255,6 +263,16 @@ class ApprovalWorkflow:
         return self._result
 
     # Helpers: each a single activity call or a change of the visible state.
+
+    async def _close_tasks(self, outcome: str) -> None:
+        await workflow.execute_activity(
+            CLOSE_TASKS,
+            CloseTasksRequest(process_id=self._process_id, resolution=outcome),
+            result_type=int,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+            summary="close the approval's tasks",
+        )
 
     async def _notify(self, index: int, approver: Approver, step: str) -> None:
         due = self._deadline or workflow.now()

@@ -21,6 +21,7 @@ ENRICH_COMPANY = "enrich_company"
 ASSIGN_OWNER = "assign_owner"
 RELEASE_ASSIGNMENT = "release_assignment"
 CREATE_TASK = "create_task"
+CLOSE_TASKS = "close_tasks"
 SEND_EMAIL = "send_email"
 RECORD_STEP = "record_step"
 UPSERT_CUSTOMER = "upsert_customer"
@@ -100,6 +101,14 @@ class TaskRequest:
     title: str
     due_at: datetime
     detail: str = ""
+
+
+@dataclass
+class CloseTasksRequest:
+    """Close every open task of a process: its work is done or no longer needed."""
+
+    process_id: str
+    resolution: str
 
 
 @dataclass

@@ -308,6 +308,10 @@ SCENARIOS: dict[str, Scenario] = {
     "sla-paused-met": sla_paused_met,
     "approval-decided": approval_decided,
     "approval-expired": approval_expired,
+    # Recorded after the close-approval-tasks patch; the two above are from before it
+    # and stay, so runs that began before the patch keep replaying.
+    "approval-decided-tasks-closed": approval_decided,
+    "approval-expired-tasks-closed": approval_expired,
     "renewal-auto-renewed": renewal_auto_renewed,
     "renewal-lapsed": renewal_lapsed,
     "lead-unresponsive": lead_unresponsive,

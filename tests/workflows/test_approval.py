@@ -132,9 +132,10 @@ async def test_step_that_times_out_escalates_to_the_next_approver_whose_delegate
         "fin-olga",
     )
     assert result.escalations == ["fin-olga"]
-    assert [(t.kind, t.assignee_id) for t in await tasks_of(database, handle.id)] == [
-        ("approval_request", "mgr-hana"),
-        ("approval_escalation", "fin-olga"),
+    assert (await handle.result()).outcome == "approved"  # the run has closed its tasks
+    assert [(t.kind, t.assignee_id, t.status) for t in await tasks_of(database, handle.id)] == [
+        ("approval_request", "mgr-hana", "done"),  # decided: nobody's queue keeps it
+        ("approval_escalation", "fin-olga", "done"),
     ]
     mail = emails_of(mail_sink.maildir, handle.id)
     assert [m.recipients for m in mail] == [["hana.berg@example.com"], ["olga.lind@example.com"]]
