@@ -38,25 +38,19 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.common import (
         APPROVAL_ASSIGNEE,
-        CUSTOMER_ID,
-        PROCESS,
-        STAGE,
         ProcessState,
-        StepEntry,
     )
     from workflows.contracts import (
         CLOSE_TASKS,
         CREATE_TASK,
-        RECORD_STEP,
         SEND_EMAIL,
         CloseTasksRequest,
         EmailReceipt,
         EmailRequest,
-        StepRecord,
         TaskRef,
         TaskRequest,
-        step_key,
     )
+    from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "approval"
 #: Added after runs were in flight: runs that began before it finish without closing tasks.
@@ -64,7 +58,7 @@ CLOSE_TASKS_PATCH = "close-approval-tasks"
 
 
 @workflow.defn
-class ApprovalWorkflow:
+class ApprovalWorkflow(ProcessSteps):
     """One approval request; see the module docstring for the chain and its timeouts."""
 
     @workflow.init
@@ -85,13 +79,7 @@ class ApprovalWorkflow:
     @workflow.run
     async def run(self, request: ApprovalInput) -> ApprovalResult:
         _validate(request)
-        workflow.upsert_search_attributes(
-            [
-                PROCESS.value_set(PROCESS_NAME),
-                CUSTOMER_ID.value_set(request.customer_id),
-                STAGE.value_set("awaiting_decision"),
-            ]
-        )
+        self._publish_process(request.customer_id, "awaiting_decision")
         try:
             for index, approver in enumerate(request.chain):
                 if await self._ask(index, approver):
@@ -329,15 +317,6 @@ class ApprovalWorkflow:
             return
         self._note(f"email:approval_{step}", receipt.subject)
 
-    async def _record(self, step: str, detail: dict[str, object]) -> None:
-        await workflow.execute_activity(
-            RECORD_STEP,
-            StepRecord(key=self._key(step), process_id=self._process_id, step=step, detail=detail),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
-            summary=f"audit {step}",
-        )
-
     def _current(self) -> Approver | None:
         chain = self._request.chain
         return chain[self._step] if 0 <= self._step < len(chain) else None
@@ -346,16 +325,6 @@ class ApprovalWorkflow:
         if self._result is None:
             raise ApplicationError("approval ended undecided", type="InvalidState")
         return self._result
-
-    def _set_stage(self, stage: str) -> None:
-        self._state.stage = stage
-        workflow.upsert_search_attributes([STAGE.value_set(stage)])
-
-    def _note(self, step: str, detail: str = "") -> None:
-        self._state.steps.append(StepEntry(step=step, at=workflow.now(), detail=detail))
-
-    def _key(self, step: str) -> str:
-        return step_key(self._process_id, step)
 
 
 def _result_view(result: ApprovalResult | None) -> dict[str, Any] | None:

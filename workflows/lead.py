@@ -54,13 +54,12 @@ with workflow.unsafe.imports_passed_through():
         local_time_text,
         territory_for,
     )
-    from workflows.common import CUSTOMER_ID, PROCESS, STAGE, ProcessEvent, ProcessState, StepEntry
+    from workflows.common import ProcessEvent, ProcessState
     from workflows.contracts import (
         ADD_TO_MARKETING_LIST,
         ASSIGN_OWNER,
         CREATE_TASK,
         ENRICH_COMPANY,
-        RECORD_STEP,
         SAVE_LEAD,
         SEND_EMAIL,
         Assignment,
@@ -72,11 +71,10 @@ with workflow.unsafe.imports_passed_through():
         LeadRecord,
         LeadSaved,
         MarketingListRequest,
-        StepRecord,
         TaskRef,
         TaskRequest,
-        step_key,
     )
+    from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "lead"
 
@@ -116,7 +114,7 @@ def lead_process_id(lead_id: str) -> str:
 
 
 @workflow.defn
-class LeadWorkflow:
+class LeadWorkflow(ProcessSteps):
     """One lead's qualification; see the module docstring for the process."""
 
     @workflow.init
@@ -143,13 +141,7 @@ class LeadWorkflow:
     async def run(self, lead: LeadInput) -> LeadResult:
         _validate(lead)
         self._started = workflow.now()
-        workflow.upsert_search_attributes(
-            [
-                PROCESS.value_set(PROCESS_NAME),
-                CUSTOMER_ID.value_set(lead.lead_id),
-                STAGE.value_set("starting"),
-            ]
-        )
+        self._publish_process(lead.lead_id, "starting")
         try:
             await self._enrich_lead()
             await self._save("new")
@@ -508,30 +500,11 @@ class LeadWorkflow:
         )
         self._do_not_email = saved.do_not_email
 
-    async def _record(self, step: str, detail: dict[str, object]) -> None:
-        await workflow.execute_activity(
-            RECORD_STEP,
-            StepRecord(key=self._key(step), process_id=self._process_id, step=step, detail=detail),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
-            summary=f"audit {step}",
-        )
-
     def _country(self) -> str | None:
         return (self._lead.country or self._company.country or "").upper() or None
 
     def _company_name(self) -> str | None:
         return self._lead.company or self._company.name
-
-    def _set_stage(self, stage: str) -> None:
-        self._state.stage = stage
-        workflow.upsert_search_attributes([STAGE.value_set(stage)])
-
-    def _note(self, step: str, detail: str = "") -> None:
-        self._state.steps.append(StepEntry(step=step, at=workflow.now(), detail=detail))
-
-    def _key(self, step: str) -> str:
-        return step_key(self._process_id, step)
 
     def _owner_or_fail(self) -> Assignment:
         if self._owner is None:

@@ -33,12 +33,11 @@ from workflows.retries import EMAIL_RETRY, ENRICH_RETRY, RECORD_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from crm.calendar import BusinessCalendar, CalendarSpec
-    from workflows.common import CUSTOMER_ID, PROCESS, STAGE, ProcessEvent, ProcessState, StepEntry
+    from workflows.common import ProcessEvent, ProcessState
     from workflows.contracts import (
         ASSIGN_OWNER,
         CREATE_TASK,
         ENRICH_COMPANY,
-        RECORD_STEP,
         RELEASE_ASSIGNMENT,
         SEND_EMAIL,
         UPSERT_CUSTOMER,
@@ -50,11 +49,10 @@ with workflow.unsafe.imports_passed_through():
         EmailRequest,
         EnrichmentRequest,
         ReleaseRequest,
-        StepRecord,
         TaskRef,
         TaskRequest,
-        step_key,
     )
+    from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "onboarding"
 
@@ -103,7 +101,7 @@ def onboarding_id(customer_id: str) -> str:
 
 
 @workflow.defn
-class OnboardingWorkflow:
+class OnboardingWorkflow(ProcessSteps):
     """One customer's onboarding; see the module docstring for the schedule."""
 
     @workflow.init
@@ -127,13 +125,7 @@ class OnboardingWorkflow:
     async def run(self, customer: OnboardingInput) -> OnboardingResult:
         _validate(customer)
         self._started = workflow.now()
-        workflow.upsert_search_attributes(
-            [
-                PROCESS.value_set(PROCESS_NAME),
-                CUSTOMER_ID.value_set(customer.customer_id),
-                STAGE.value_set("starting"),
-            ]
-        )
+        self._publish_process(customer.customer_id, "starting")
         try:
             await self._enrich_company()
             await self._assign_csm()
@@ -398,25 +390,6 @@ class OnboardingWorkflow:
             retry_policy=RECORD_RETRY,
             summary="release CSM assignment",
         )
-
-    async def _record(self, step: str, detail: dict[str, object]) -> None:
-        await workflow.execute_activity(
-            RECORD_STEP,
-            StepRecord(key=self._key(step), process_id=self._process_id, step=step, detail=detail),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
-            summary=f"audit {step}",
-        )
-
-    def _set_stage(self, stage: str) -> None:
-        self._state.stage = stage
-        workflow.upsert_search_attributes([STAGE.value_set(stage)])
-
-    def _note(self, step: str, detail: str = "") -> None:
-        self._state.steps.append(StepEntry(step=step, at=workflow.now(), detail=detail))
-
-    def _key(self, step: str) -> str:
-        return step_key(self._process_id, step)
 
     def _csm_or_fail(self) -> Assignment:
         if self._csm is None:

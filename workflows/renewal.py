@@ -49,16 +49,13 @@ with workflow.unsafe.imports_passed_through():
         STAGE,
         ProcessEvent,
         ProcessState,
-        StepEntry,
     )
     from workflows.contracts import (
         ANALYSE_USAGE,
         CREATE_TASK,
-        RECORD_STEP,
         SEND_EMAIL,
         EmailReceipt,
         EmailRequest,
-        StepRecord,
         TaskRef,
         TaskRequest,
         UsageRequest,
@@ -72,6 +69,7 @@ with workflow.unsafe.imports_passed_through():
         StaffRef,
         UpsellTerms,
     )
+    from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "renewal"
 RENEWAL_DATE = "renewal_date"
@@ -79,7 +77,7 @@ USAGE_ANALYSIS = "usage_analysis"
 
 
 @workflow.defn
-class RenewalWorkflow:
+class RenewalWorkflow(ProcessSteps):
     """One subscription term; see the module docstring for the schedule."""
 
     @workflow.init
@@ -109,13 +107,7 @@ class RenewalWorkflow:
     @workflow.run
     async def run(self, term: RenewalInput) -> RenewalResult:
         _validate(term)
-        workflow.upsert_search_attributes(
-            [
-                PROCESS.value_set(PROCESS_NAME),
-                CUSTOMER_ID.value_set(term.customer_id),
-                STAGE.value_set("active"),
-            ]
-        )
+        self._publish_process(term.customer_id, "active")
         try:
             outcome = await self._follow_term()
             if outcome == RENEWAL_DATE:  # nobody decided before the date
@@ -523,25 +515,7 @@ class RenewalWorkflow:
         return task
 
     async def _record(self, step: str, detail: dict[str, object]) -> None:
-        await workflow.execute_activity(
-            RECORD_STEP,
-            StepRecord(
-                key=self._key(step),
-                process_id=self._process_id,
-                step=step,
-                detail=_jsonable(detail),
-            ),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
-            summary=f"audit {step}",
-        )
-
-    def _set_stage(self, stage: str) -> None:
-        self._state.stage = stage
-        workflow.upsert_search_attributes([STAGE.value_set(stage)])
-
-    def _note(self, step: str, detail: str = "") -> None:
-        self._state.steps.append(StepEntry(step=step, at=workflow.now(), detail=detail))
+        await super()._record(step, _jsonable(detail))  # event data may hold dates
 
     def _key(self, step: str) -> str:
         """Keys carry the term, so each term's reminders are its own and never repeated."""

@@ -52,14 +52,10 @@ with workflow.unsafe.imports_passed_through():
         format_local_time,
     )
     from workflows.common import (
-        CUSTOMER_ID,
-        PROCESS,
         SLA_STATE,
-        STAGE,
         TICKET_PRIORITY,
         ProcessEvent,
         ProcessState,
-        StepEntry,
     )
     from workflows.contracts import (
         ASSIGN_OWNER,
@@ -67,7 +63,6 @@ with workflow.unsafe.imports_passed_through():
         LOOK_UP_STAFF,
         NOTIFY_STAFF,
         RECORD_SLA_OUTCOME,
-        RECORD_STEP,
         RELEASE_ASSIGNMENT,
         SEND_EMAIL,
         Assignment,
@@ -80,11 +75,10 @@ with workflow.unsafe.imports_passed_through():
         SlaOutcomeRecord,
         StaffContact,
         StaffLookup,
-        StepRecord,
         TaskRef,
         TaskRequest,
-        step_key,
     )
+    from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "sla"
 
@@ -146,7 +140,7 @@ def sla_id(ticket_id: str) -> str:
 
 
 @workflow.defn
-class TicketSlaWorkflow:
+class TicketSlaWorkflow(ProcessSteps):
     """One ticket's SLA; see the module docstring for the process."""
 
     @workflow.init
@@ -194,13 +188,7 @@ class TicketSlaWorkflow:
                 type="InvalidInput",
                 non_retryable=True,
             )
-        workflow.upsert_search_attributes(
-            [
-                PROCESS.value_set(PROCESS_NAME),
-                CUSTOMER_ID.value_set(ticket.customer_id),
-                STAGE.value_set("assigning"),
-            ]
-        )
+        self._publish_process(ticket.customer_id, "assigning")
         self._show_live_state()
         try:
             await self._assign_ticket()
@@ -775,25 +763,9 @@ class TicketSlaWorkflow:
         )
         self._note("sla_outcome", f"{outcome}: {self._sla_state()}")
 
-    async def _record(self, step: str, detail: dict[str, object]) -> None:
-        await workflow.execute_activity(
-            RECORD_STEP,
-            StepRecord(key=self._key(step), process_id=self._process_id, step=step, detail=detail),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
-            summary=f"audit {step}",
-        )
-
     def _set_stage(self, stage: str) -> None:
-        if self._state.stage != stage:
-            self._state.stage = stage
-            workflow.upsert_search_attributes([STAGE.value_set(stage)])
-
-    def _note(self, step: str, detail: str = "") -> None:
-        self._state.steps.append(StepEntry(step=step, at=workflow.now(), detail=detail))
-
-    def _key(self, step: str) -> str:
-        return step_key(self._process_id, step)
+        if self._state.stage != stage:  # re-planning often lands on the same stage
+            super()._set_stage(stage)
 
     def _assignee_or_fail(self) -> Assignment:
         if self._assignee is None:

@@ -1,0 +1,55 @@
+"""What every process workflow does with its steps, written once.
+
+Each process publishes its kind, customer and stage as search attributes,
+shows the steps it took in its ``state`` query, and records them in the
+audit trail under idempotency keys derived from its workflow id. The
+workflow classes inherit these helpers; they set ``_process_id`` and
+``_state`` in their ``__init__``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+from workflows.common import CUSTOMER_ID, PROCESS, STAGE, ProcessState, StepEntry
+from workflows.contracts import RECORD_STEP, StepRecord, step_key
+from workflows.retries import RECORD_RETRY
+
+
+class ProcessSteps:
+    """Audit trail, visible steps and stage of one process run."""
+
+    _process_id: str
+    _state: ProcessState
+
+    def _publish_process(self, customer_id: str, stage: str) -> None:
+        """Make the run findable: ``CrmProcess``, ``CustomerId`` and its first ``CrmStage``."""
+        workflow.upsert_search_attributes(
+            [
+                PROCESS.value_set(self._state.process),
+                CUSTOMER_ID.value_set(customer_id),
+                STAGE.value_set(stage),
+            ]
+        )
+
+    async def _record(self, step: str, detail: dict[str, object]) -> None:
+        """Append ``step`` to the audit trail, once, whatever the retries."""
+        await workflow.execute_activity(
+            RECORD_STEP,
+            StepRecord(key=self._key(step), process_id=self._process_id, step=step, detail=detail),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+            summary=f"audit {step}",
+        )
+
+    def _set_stage(self, stage: str) -> None:
+        self._state.stage = stage
+        workflow.upsert_search_attributes([STAGE.value_set(stage)])
+
+    def _note(self, step: str, detail: str = "") -> None:
+        self._state.steps.append(StepEntry(step=step, at=workflow.now(), detail=detail))
+
+    def _key(self, step: str) -> str:
+        return step_key(self._process_id, step)
