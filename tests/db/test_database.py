@@ -64,7 +64,11 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
             await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     except OperationalError as err:
         await admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {err.orig}")
+        # A required service, not an optional one: a skip would hide what CI must prove.
+        pytest.fail(
+            f"PostgreSQL not reachable at {POSTGRES_URL}: {err.orig} "
+            "(start it, or point CRMFLOW_TEST_POSTGRES_URL at one)"
+        )
     database = Database.from_url(f"{POSTGRES_URL}?options=-csearch_path%3D{schema}")
     try:
         await database.create_tables()
