@@ -32,8 +32,7 @@ from pathlib import Path
 import psycopg
 from temporalio.client import Client
 
-from bench.harness import crmflow_env, free_port, process, temporal_server, wait_for_port, worker
-from workflows.onboarding import OnboardingInput, onboarding_id
+from bench.harness import onboarding_stack, process, start_onboarding, temporal_server
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -117,56 +116,13 @@ async def onboarding_rate(
                 f"postgresql+psycopg://postgres@127.0.0.1:5432/test"
                 f"?options=-csearch_path%3D{database}"
             )
-        address = stack.enter_context(temporal_server(state / "temporal.db" if persisted else None))
-        smtp_port, provider_port = free_port(), free_port()
-        crmflow = [sys.executable, "-m", "crm.cli"]
-        stack.enter_context(
-            process(
-                [*crmflow, "smtp-sink", "--port", str(smtp_port), "--maildir", str(state / "mail")]
-            )
+        address, _ = stack.enter_context(
+            onboarding_stack(state, task_queue, persisted=persisted, **extra)
         )
-        stack.enter_context(
-            process(
-                [
-                    *crmflow,
-                    "enrichment-provider",
-                    "--port",
-                    str(provider_port),
-                    "--rate",
-                    "100000",
-                    "--burst",
-                    "100000",
-                ]
-            )
-        )
-        wait_for_port(smtp_port)
-        wait_for_port(provider_port)
-        env = crmflow_env(
-            address,
-            task_queue,
-            state,
-            CRMFLOW_SMTP_PORT=str(smtp_port),
-            CRMFLOW_ENRICHMENT_URL=f"http://127.0.0.1:{provider_port}",
-            **extra,
-        )
-        stack.enter_context(worker(env))
         client = await Client.connect(address)
 
         async def start_one(i: int) -> None:
-            customer_id = f"bench-{i}"
-            await client.start_workflow(
-                "OnboardingWorkflow",
-                OnboardingInput(
-                    customer_id=customer_id,
-                    company_name="Bench Co",
-                    contact_name="Bea Bench",
-                    contact_email=f"bea{i}@bench-co.io",
-                    plan="growth",
-                    csm_pool="csm-smb",
-                ),
-                id=onboarding_id(customer_id),
-                task_queue=task_queue,
-            )
+            await start_onboarding(client, task_queue, f"bench-{i}")
 
         await asyncio.sleep(2)  # let the worker create its tables and start polling
         began = time.perf_counter()

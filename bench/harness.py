@@ -17,8 +17,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from temporalio.client import Client
+
 from crm.principals import new_api_key, write_api_keys_file
 from workflows.common import SEARCH_ATTRIBUTES
+from workflows.onboarding import OnboardingInput, onboarding_id
 
 BIN_DIR = Path(sys.executable).parent
 
@@ -135,3 +138,63 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+@contextlib.contextmanager
+def onboarding_stack(
+    state: Path, task_queue: str, *, persisted: bool, **extra_env: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A dev server, SMTP sink, enrichment provider (no rate limit) and ``crmflow worker``.
+
+    The server is file-backed in ``state`` when ``persisted``; yields its
+    address and the worker's process.
+    """
+    smtp_port, provider_port = free_port(), free_port()
+    crmflow = [sys.executable, "-m", "crm.cli"]
+    with contextlib.ExitStack() as stack:
+        address = stack.enter_context(temporal_server(state / "temporal.db" if persisted else None))
+        stack.enter_context(
+            process([*crmflow, "smtp-sink", "--port", str(smtp_port), "--maildir", f"{state}/mail"])
+        )
+        stack.enter_context(
+            process(
+                [
+                    *crmflow,
+                    "enrichment-provider",
+                    "--port",
+                    str(provider_port),
+                    "--rate",
+                    "100000",
+                    "--burst",
+                    "100000",
+                ]
+            )
+        )
+        wait_for_port(smtp_port)
+        wait_for_port(provider_port)
+        env = crmflow_env(
+            address,
+            task_queue,
+            state,
+            CRMFLOW_SMTP_PORT=str(smtp_port),
+            CRMFLOW_ENRICHMENT_URL=f"http://127.0.0.1:{provider_port}",
+            **extra_env,
+        )
+        yield address, stack.enter_context(worker(env))
+
+
+async def start_onboarding(client: Client, task_queue: str, customer_id: str) -> None:
+    """Start the onboarding of ``customer_id`` (growth plan) on ``task_queue``."""
+    await client.start_workflow(
+        "OnboardingWorkflow",
+        OnboardingInput(
+            customer_id=customer_id,
+            company_name="Bench Co",
+            contact_name="Bea Bench",
+            contact_email=f"bea.{customer_id}@bench-co.io",
+            plan="growth",
+            csm_pool="csm-smb",
+        ),
+        id=onboarding_id(customer_id),
+        task_queue=task_queue,
+    )

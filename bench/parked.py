@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
 import uuid
@@ -28,8 +27,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from bench.first_phase import sent_welcomes, start_all
-from bench.harness import crmflow_env, free_port, process, temporal_server, wait_for_port, worker
-from workflows.onboarding import OnboardingInput, onboarding_id
+from bench.harness import onboarding_stack, start_onboarding
 
 
 def memory_mib(pid: int) -> tuple[float, float]:
@@ -44,55 +42,13 @@ async def run(count: int, concurrency: int, window: int) -> None:
     task_queue = f"parked-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as scratch, ExitStack() as stack:
         state = Path(scratch)
-        address = stack.enter_context(temporal_server(state / "temporal.db"))
-        smtp_port, provider_port = free_port(), free_port()
-        crmflow = [sys.executable, "-m", "crm.cli"]
-        stack.enter_context(
-            process([*crmflow, "smtp-sink", "--port", str(smtp_port), "--maildir", f"{state}/m"])
-        )
-        stack.enter_context(
-            process(
-                [
-                    *crmflow,
-                    "enrichment-provider",
-                    "--port",
-                    str(provider_port),
-                    "--rate",
-                    "100000",
-                    "--burst",
-                    "100000",
-                ]
-            )
-        )
-        wait_for_port(smtp_port)
-        wait_for_port(provider_port)
-        env = crmflow_env(
-            address,
-            task_queue,
-            state,
-            CRMFLOW_SMTP_PORT=str(smtp_port),
-            CRMFLOW_ENRICHMENT_URL=f"http://127.0.0.1:{provider_port}",
-        )
-        child = stack.enter_context(worker(env))
+        address, child = stack.enter_context(onboarding_stack(state, task_queue, persisted=True))
         await asyncio.sleep(2)
         idle_rss, _ = memory_mib(child.pid)
         client = await Client.connect(address)
 
         async def start_one(i: int) -> None:
-            customer_id = f"parked-{i}"
-            await client.start_workflow(
-                "OnboardingWorkflow",
-                OnboardingInput(
-                    customer_id=customer_id,
-                    company_name="Parked Co",
-                    contact_name="Pat Parker",
-                    contact_email=f"pat{i}@parked-co.io",
-                    plan="growth",
-                    csm_pool="csm-smb",
-                ),
-                id=onboarding_id(customer_id),
-                task_queue=task_queue,
-            )
+            await start_onboarding(client, task_queue, f"parked-{i}")
 
         async def start_after(offset: int, i: int) -> None:
             await start_one(offset + i)
