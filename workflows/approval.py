@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.retries import EMAIL_RETRY, RECORD_RETRY
 
@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
         TaskRef,
         TaskRequest,
     )
-    from workflows.steps import ProcessSteps
+    from workflows.steps import ProcessSteps, carry_on_reason
 
 PROCESS_NAME = "approval"
 #: Added after runs were in flight: runs that began before it finish without closing tasks.
@@ -86,7 +86,9 @@ class ApprovalWorkflow(ProcessSteps):
                     break
             else:
                 self._expire()
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ActivityError) as err:
+            if not is_cancelled_exception(err):  # a cancel mid-activity is an ActivityError
+                raise
             await self._close_as_withdrawn()
             raise
         result = self._result_or_fail()
@@ -311,7 +313,7 @@ class ApprovalWorkflow(ProcessSteps):
                 summary=f"email approval_{step} to {approver.approver_id}",
             )
         except ActivityError as err:
-            reason = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+            reason = carry_on_reason(err)
             self._note(f"email:approval_{step}", f"not sent: {reason}")
             await self._record(f"email_failed:approval_{step}_{index}", {"reason": reason})
             return

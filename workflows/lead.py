@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.retries import EMAIL_RETRY, ENRICH_RETRY, RECORD_RETRY
 
@@ -74,7 +74,7 @@ with workflow.unsafe.imports_passed_through():
         TaskRef,
         TaskRequest,
     )
-    from workflows.steps import ProcessSteps
+    from workflows.steps import ProcessSteps, carry_on_reason
 
 PROCESS_NAME = "lead"
 
@@ -154,7 +154,9 @@ class LeadWorkflow(ProcessSteps):
                 outcome = await self._follow_up()
             else:
                 outcome = await self._nurture()
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ActivityError) as err:
+            if not is_cancelled_exception(err):  # a cancel mid-activity is an ActivityError
+                raise
             await self._close_as_cancelled()
             raise
         await self._finish(outcome)
@@ -221,7 +223,7 @@ class LeadWorkflow(ProcessSteps):
             )
             self._note("enrich", f"{self._company.industry}, {self._company.employees} employees")
         except ActivityError as err:
-            reason = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+            reason = carry_on_reason(err)
             self._company = CompanyProfile(domain=self._company.domain, complete=False)
             self._note("enrich", f"partial data: {reason}")
 
@@ -458,8 +460,8 @@ class LeadWorkflow(ProcessSteps):
                 summary=f"email {step}",
             )
         except ActivityError as err:
+            reason = carry_on_reason(err)
             cause = err.cause
-            reason = cause.message if isinstance(cause, ApplicationError) else str(err)
             self._note(f"email:{step}", f"not sent: {reason}")
             await self._record(f"email_failed:{step}", {"reason": reason})
             refused = isinstance(cause, ApplicationError) and cause.type == "RecipientRejected"

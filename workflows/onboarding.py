@@ -52,7 +52,7 @@ with workflow.unsafe.imports_passed_through():
         TaskRef,
         TaskRequest,
     )
-    from workflows.steps import ProcessSteps
+    from workflows.steps import ProcessSteps, carry_on_reason
 
 PROCESS_NAME = "onboarding"
 
@@ -190,9 +190,7 @@ class OnboardingWorkflow(ProcessSteps):
             )
             self._note("enrich", f"{self._company.industry}, {self._company.country}")
         except ActivityError as err:
-            if is_cancelled_exception(err):
-                raise
-            reason = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+            reason = carry_on_reason(err)
             self._company = CompanyProfile(
                 domain=self._company.domain, name=self._customer.company_name, complete=False
             )
@@ -350,9 +348,7 @@ class OnboardingWorkflow(ProcessSteps):
                 summary=f"email {step}",
             )
         except ActivityError as err:
-            if is_cancelled_exception(err):
-                raise
-            reason = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+            reason = carry_on_reason(err)
             self._note(f"email:{step}", f"not sent: {reason}")
             await self._record(f"email_failed:{step}", {"reason": reason})
             return

@@ -35,7 +35,12 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    is_cancelled_exception,
+)
 
 from workflows.approval import ApprovalWorkflow
 from workflows.retries import EMAIL_RETRY, RECORD_RETRY
@@ -69,7 +74,7 @@ with workflow.unsafe.imports_passed_through():
         StaffRef,
         UpsellTerms,
     )
-    from workflows.steps import ProcessSteps
+    from workflows.steps import ProcessSteps, carry_on_reason
 
 PROCESS_NAME = "renewal"
 RENEWAL_DATE = "renewal_date"
@@ -113,7 +118,9 @@ class RenewalWorkflow(ProcessSteps):
             if outcome == RENEWAL_DATE:  # nobody decided before the date
                 outcome = "auto_renewed" if term.auto_renew else "lapsed"
             await self._withdraw_upsell()
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ActivityError) as err:
+            if not is_cancelled_exception(err):  # a cancel mid-activity is an ActivityError
+                raise
             await self._withdraw_upsell()
             await self._finish("cancelled")
             raise
@@ -485,7 +492,7 @@ class RenewalWorkflow(ProcessSteps):
                 summary=f"email {step}",
             )
         except ActivityError as err:
-            reason = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+            reason = carry_on_reason(err)
             self._note(f"email:{step}", f"not sent: {reason}")
             await self._record(f"email_failed_{step}", {"reason": reason})
             return

@@ -33,7 +33,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.retries import EMAIL_RETRY, RECORD_RETRY
 
@@ -78,7 +78,7 @@ with workflow.unsafe.imports_passed_through():
         TaskRef,
         TaskRequest,
     )
-    from workflows.steps import ProcessSteps
+    from workflows.steps import ProcessSteps, carry_on_reason
 
 PROCESS_NAME = "sla"
 
@@ -193,7 +193,9 @@ class TicketSlaWorkflow(ProcessSteps):
         try:
             await self._assign_ticket()
             await self._watch_clocks_until_resolved()
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ActivityError) as err:
+            if not is_cancelled_exception(err):  # a cancel mid-activity is an ActivityError
+                raise
             await self._close_as_cancelled()
             raise
         await self._finish()
@@ -690,7 +692,7 @@ class TicketSlaWorkflow(ProcessSteps):
                 summary=f"email {step}",
             )
         except ActivityError as err:
-            reason = err.cause.message if isinstance(err.cause, ApplicationError) else str(err)
+            reason = carry_on_reason(err)
             self._note(f"email:{step}", f"not sent: {reason}")
             await self._record(f"email_failed:{step}", {"reason": reason})
             return

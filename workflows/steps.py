@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE, ProcessState, StepEntry
 from workflows.contracts import RECORD_STEP, StepRecord, step_key
@@ -53,3 +54,14 @@ class ProcessSteps:
 
     def _key(self, step: str) -> str:
         return step_key(self._process_id, step)
+
+
+def carry_on_reason(err: ActivityError) -> str:
+    """Why an activity failed, for a step the process can do without (enrichment, an email).
+
+    A cancellation of the run also arrives as an ActivityError while an activity
+    is running or waiting to retry; that one is re-raised, never carried on from.
+    """
+    if is_cancelled_exception(err):
+        raise err
+    return err.cause.message if isinstance(err.cause, ApplicationError) else str(err)

@@ -9,13 +9,14 @@ test picks its branch; the default rules are tested in tests/unit.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from crm.calendar import BusinessCalendar
@@ -37,6 +38,7 @@ from tests.lead_support import (
     zone_at_local_hour,
 )
 from tests.renewal_support import time_skipping_server
+from tests.servers import free_port
 from worker.main import running_worker
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
 from workflows.lead import LeadWorkflow
@@ -380,3 +382,31 @@ def test_zone_helper_puts_now_at_the_asked_local_hour() -> None:
         now = datetime(2026, 3, 2, utc_hour, 30, tzinfo=UTC)
         for hour in (3, 10):
             assert now.astimezone(ZoneInfo(zone_at_local_hour(now, hour))).hour == hour
+
+
+async def test_cancel_while_the_first_email_is_retrying_ends_the_run_as_cancelled(
+    client: Client,
+    settings: Settings,
+    policy: Policy,
+    database: Database,
+    mail_sink: MailSink,
+    daytime_zone: str,
+) -> None:
+    settings = settings.model_copy(update={"smtp_port": free_port()})  # the relay is down
+    lead = lead_input(policy, timezone=daytime_zone)
+    async with running_worker(client, settings, policy, database):
+        handle = await start_lead(client, settings.task_queue, lead)
+        for _ in range(100):  # until the first email is being tried
+            if (await handle.query(LeadWorkflow.state)).stage == "following_up":
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+
+        await handle.cancel(reason="lead withdrew")
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+        state = await handle.query(LeadWorkflow.state)
+
+    assert isinstance(failure.value.cause, CancelledError)
+    assert state.outcome == "cancelled"
+    assert inbox(mail_sink.maildir, lead.email) == []
