@@ -86,35 +86,6 @@ async def start_process(
     Returns the process and True when this call started it. Raises Problem
     503 when Temporal cannot be reached.
     """
-    process = next(
-        (str(pair.value) for pair in search_attributes if pair.key.name == PROCESS.name), workflow
-    )
-    started, created = await _start_or_find(
-        client,
-        workflow,
-        argument,
-        process_id=process_id,
-        task_queue=task_queue,
-        search_attributes=search_attributes,
-        summary=summary,
-        tenant=tenant,
-    )
-    bind_process(process_id, started.run_id)
-    count_start(process, created)
-    return started, created
-
-
-async def _start_or_find(
-    client: Client,
-    workflow: str,
-    argument: Any,
-    *,
-    process_id: str,
-    task_queue: str,
-    search_attributes: Sequence[SearchAttributePair[str]],
-    summary: str,
-    tenant: str | None,
-) -> tuple[ProcessStarted, bool]:
     try:
         handle = await client.start_workflow(
             workflow,
@@ -128,20 +99,24 @@ async def _start_or_find(
         )
     except WorkflowAlreadyStartedError as err:
         description = await client.get_workflow_handle(process_id, run_id=err.run_id).describe()
-        return (
-            ProcessStarted(
-                process_id=process_id,
-                run_id=description.run_id,
-                status=status_name(description.status),
-            ),
-            False,
+        started = ProcessStarted(
+            process_id=process_id, run_id=description.run_id, status=status_name(description.status)
         )
+        created = False
     except RPCError as err:
         raise _unavailable(err) from err
-    assert handle.result_run_id is not None
-    return ProcessStarted(
-        process_id=process_id, run_id=handle.result_run_id, status="running"
-    ), True
+    else:
+        assert handle.result_run_id is not None
+        started = ProcessStarted(
+            process_id=process_id, run_id=handle.result_run_id, status="running"
+        )
+        created = True
+    bind_process(process_id, started.run_id)
+    process = next(
+        (str(pair.value) for pair in search_attributes if pair.key.name == PROCESS.name), workflow
+    )
+    count_start(process, created)
+    return started, created
 
 
 async def describe_process(
