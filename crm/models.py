@@ -26,6 +26,16 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def created_now() -> Any:
+    """A required UTC timestamp column that defaults to the time of the insert."""
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+def no_time_yet() -> Any:
+    """An optional UTC timestamp column, empty until the event it records happens."""
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
 class Customer(SQLModel, table=True):
     """A customer's CRM record, kept up to date by its processes."""
 
@@ -42,9 +52,7 @@ class Customer(SQLModel, table=True):
     employees: int | None = None
     country: str | None = Field(default=None, max_length=2)
     csm_id: str | None = Field(default=None, max_length=100, index=True)
-    updated_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    updated_at: datetime = created_now()
 
 
 class Assignment(SQLModel, table=True):
@@ -59,12 +67,8 @@ class Assignment(SQLModel, table=True):
     subject_id: str = Field(max_length=100)
     assignee_id: str = Field(index=True, max_length=100)
     active: bool = Field(default=True, index=True)
-    assigned_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
-    released_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
-    )
+    assigned_at: datetime = created_now()
+    released_at: datetime | None = no_time_yet()
 
 
 class Task(SQLModel, table=True):
@@ -82,9 +86,7 @@ class Task(SQLModel, table=True):
     detail: str = ""
     status: str = Field(default="open", max_length=20, index=True)
     due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    created_at: datetime = created_now()
 
 
 class OutboundEmail(SQLModel, table=True):
@@ -100,12 +102,8 @@ class OutboundEmail(SQLModel, table=True):
     template: str = Field(max_length=100)
     subject: str = Field(max_length=300)
     status: str = Field(default="sending", max_length=20)
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
-    sent_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
-    )
+    created_at: datetime = created_now()
+    sent_at: datetime | None = no_time_yet()
 
 
 class AuditEntry(SQLModel, table=True):
@@ -118,9 +116,7 @@ class AuditEntry(SQLModel, table=True):
     process_id: str = Field(index=True, max_length=200)
     step: str = Field(max_length=100)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    recorded_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    recorded_at: datetime = created_now()
 
 
 class UsageReport(SQLModel, table=True):
@@ -133,9 +129,7 @@ class UsageReport(SQLModel, table=True):
     metric: str = Field(max_length=50)
     used: float = Field(ge=0)
     included: float = Field(gt=0)
-    reported_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    reported_at: datetime = created_now()
 
 
 class Notification(SQLModel, table=True):
@@ -149,12 +143,8 @@ class Notification(SQLModel, table=True):
     staff_id: str = Field(index=True, max_length=100)
     kind: str = Field(max_length=50)
     message: str = ""
-    read_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
-    )
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    read_at: datetime | None = no_time_yet()
+    created_at: datetime = created_now()
 
 
 class SlaOutcome(SQLModel, table=True):
@@ -183,9 +173,7 @@ class SlaOutcome(SQLModel, table=True):
     escalations: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
-    ended_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    ended_at: datetime = created_now()
 
 
 class Lead(SQLModel, table=True):
@@ -215,9 +203,7 @@ class Lead(SQLModel, table=True):
     grade: str | None = Field(default=None, max_length=10)
     owner_id: str | None = Field(default=None, max_length=100, index=True)
     email_valid: bool = True
-    updated_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    updated_at: datetime = created_now()
 
 
 class MarketingListEntry(SQLModel, table=True):
@@ -232,9 +218,7 @@ class MarketingListEntry(SQLModel, table=True):
     email: str = Field(max_length=320)
     name: str = Field(max_length=200)
     score: int
-    added_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
+    added_at: datetime = created_now()
 
 
 class ApiKey(SQLModel, table=True):
@@ -249,9 +233,5 @@ class ApiKey(SQLModel, table=True):
     roles: list[str] = Field(sa_column=Column(JSON, nullable=False))
     staff_id: str | None = Field(default=None, max_length=100)
     tenant: str | None = Field(default=None, max_length=100)
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
-    )
-    revoked_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
-    )
+    created_at: datetime = created_now()
+    revoked_at: datetime | None = no_time_yet()
