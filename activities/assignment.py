@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -25,6 +24,9 @@ from workflows.contracts import (
 
 _NEVER = datetime.min
 
+#: The PostgreSQL advisory lock that serializes choosing assignees across workers.
+ASSIGNMENT_LOCK_ID = 0x63726D61  # 'crma'
+
 
 class AssignmentActivities:
     """Chooses assignees from the policy's pools and records the choice."""
@@ -32,9 +34,6 @@ class AssignmentActivities:
     def __init__(self, database: Database, policy: Policy) -> None:
         self._database = database
         self._policy = policy
-        # Choosing reads every load, then inserts: concurrent choices in one
-        # worker would all see the same least-loaded member and pick them.
-        self._choosing = asyncio.Lock()
 
     @activity.defn(name=ASSIGN_OWNER)
     async def assign_owner(self, request: AssignmentRequest) -> Assignment:
@@ -47,49 +46,71 @@ class AssignmentActivities:
         ApplicationError of type ``InvalidInput`` for an unknown pool.
         """
         members = self._eligible(request)
-        async with self._choosing:
-            async with self._database.session() as session:
-                existing = (
-                    await session.exec(
-                        select(AssignmentRow).where(AssignmentRow.key == request.key)
-                    )
-                ).first()
-                if existing is not None:
-                    return await self._describe(existing)
-                loads, last_assigned = await self._load_of(members)
+        row, open_load, made = await self._database.run(
+            lambda session: self._assign(session, request, members)
+        )
+        activity.logger.info(
+            "%s %s to %s from %s",
+            "assigned" if made else "already assigned",
+            request.subject_id,
+            row.assignee_id,
+            request.pool,
+        )
+        return self._describe(row, open_load)
 
-            def rank(index_and_member: tuple[int, str]) -> tuple[int, datetime, int]:
-                index, member = index_and_member
-                return loads.get(member, 0), last_assigned.get(member, _NEVER), index
+    def _assign(
+        self, session: Session, request: AssignmentRequest, members: list[str]
+    ) -> tuple[AssignmentRow, int, bool]:
+        """The assignment for ``request.key``, its assignee's open load, and whether it is new.
 
-            _, chosen = min(enumerate(members), key=rank)
-            row, _ = await insert_once(
-                self._database,
-                AssignmentRow(
-                    key=request.key,
-                    process_id=request.process_id,
-                    pool=request.pool,
-                    subject_id=request.subject_id,
-                    assignee_id=chosen,
-                ),
-            )
-        activity.logger.info("assigned %s to %s from %s", request.subject_id, chosen, request.pool)
-        return await self._describe(row)
+        Choosing reads every load, then inserts, all in one transaction that
+        holds the database's assignment lock (SQLite: the write lock taken by
+        ``BEGIN IMMEDIATE``; PostgreSQL: a transaction advisory lock), so
+        concurrent choices, from any worker, never see the same loads.
+        """
+        if session.get_bind().dialect.name == "postgresql":
+            session.exec(select(func.pg_advisory_xact_lock(ASSIGNMENT_LOCK_ID)))
+        existing = session.exec(
+            select(AssignmentRow).where(AssignmentRow.key == request.key)
+        ).first()
+        if existing is not None:
+            loads, _ = _loads(session, [existing.assignee_id])
+            return existing, loads.get(existing.assignee_id, 0), False
+        loads, last_assigned = _loads(session, members)
+
+        def rank(index_and_member: tuple[int, str]) -> tuple[int, datetime, int]:
+            index, member = index_and_member
+            return loads.get(member, 0), last_assigned.get(member, _NEVER), index
+
+        _, chosen = min(enumerate(members), key=rank)
+        row, made = insert_once(
+            session,
+            AssignmentRow(
+                key=request.key,
+                process_id=request.process_id,
+                pool=request.pool,
+                subject_id=request.subject_id,
+                assignee_id=chosen,
+            ),
+        )
+        return row, loads.get(chosen, 0) + 1, made
 
     @activity.defn(name=RELEASE_ASSIGNMENT)
     async def release_assignment(self, request: ReleaseRequest) -> bool:
         """Stop counting an assignment towards its assignee's load; False if already released."""
-        async with self._database.session() as session:
-            row = (
-                await session.exec(select(AssignmentRow).where(AssignmentRow.key == request.key))
+
+        def release(session: Session) -> bool:
+            row = session.exec(
+                select(AssignmentRow).where(AssignmentRow.key == request.key)
             ).first()
             if row is None or not row.active:
                 return False
             row.active = False
             row.released_at = utcnow()
             session.add(row)
-            await session.commit()
             return True
+
+        return await self._database.run(release)
 
     def _eligible(self, request: AssignmentRequest) -> list[str]:
         try:
@@ -107,26 +128,8 @@ class AssignmentActivities:
         skilled = [m for m in pool if wanted <= set(self._policy.member(m).skills)]
         return skilled or pool
 
-    async def _load_of(self, members: list[str]) -> tuple[dict[str, int], dict[str, datetime]]:
-        assignee: Any = col(AssignmentRow.assignee_id)
-        async with self._database.session() as session:
-            active = await session.exec(
-                select(assignee, func.count())
-                .where(assignee.in_(members), col(AssignmentRow.active))
-                .group_by(assignee)
-            )
-            loads = {member: int(count) for member, count in active}
-            latest = await session.exec(
-                select(assignee, func.max(AssignmentRow.assigned_at))
-                .where(assignee.in_(members))
-                .group_by(assignee)
-            )
-            last = {member: as_utc(at).replace(tzinfo=None) for member, at in latest if at}
-        return loads, last
-
-    async def _describe(self, row: AssignmentRow) -> Assignment:
+    def _describe(self, row: AssignmentRow, open_load: int) -> Assignment:
         member = self._policy.member(row.assignee_id)
-        loads, _ = await self._load_of([row.assignee_id])
         return Assignment(
             key=row.key,
             pool=row.pool,
@@ -134,5 +137,23 @@ class AssignmentActivities:
             assignee_name=member.name,
             assignee_email=member.email,
             manager_id=member.manager_id,
-            open_load=loads.get(member.id, 0),
+            open_load=open_load,
         )
+
+
+def _loads(session: Session, members: list[str]) -> tuple[dict[str, int], dict[str, datetime]]:
+    """Each member's active assignments, and when each was last assigned anything."""
+    assignee: Any = col(AssignmentRow.assignee_id)
+    active = session.exec(
+        select(assignee, func.count())
+        .where(assignee.in_(members), col(AssignmentRow.active))
+        .group_by(assignee)
+    )
+    loads = {member: int(count) for member, count in active}
+    latest = session.exec(
+        select(assignee, func.max(AssignmentRow.assigned_at))
+        .where(assignee.in_(members))
+        .group_by(assignee)
+    )
+    last = {member: as_utc(at).replace(tzinfo=None) for member, at in latest if at}
+    return loads, last

@@ -19,7 +19,7 @@ from email.utils import formatdate, parseaddr
 import aiosmtplib
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import Session, col
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -68,17 +68,15 @@ class EmailActivities:
         except TemplateError as err:
             raise ApplicationError(str(err), type="InvalidInput", non_retryable=True) from err
 
-        outbox, _ = await insert_once(
-            self._database,
-            OutboundEmail(
-                key=request.key,
-                process_id=request.process_id,
-                message_id=message_id_for(request.key, self._sender),
-                recipient=recipient,
-                template=request.template,
-                subject=rendered.subject,
-            ),
+        pending = OutboundEmail(
+            key=request.key,
+            process_id=request.process_id,
+            message_id=message_id_for(request.key, self._sender),
+            recipient=recipient,
+            template=request.template,
+            subject=rendered.subject,
         )
+        outbox, _ = await self._database.run(lambda session: insert_once(session, pending))
         if outbox.status == "sent":
             activity.logger.info("email %s already sent as %s", request.key, outbox.message_id)
             return EmailReceipt(request.key, outbox.message_id, outbox.subject, sent=False)
@@ -94,16 +92,13 @@ class EmailActivities:
         message.set_content(rendered.body)
         await self._deliver(message, request.key)
 
-        await self._mark_sent(request.key)
-        await insert_once(
-            self._database,
-            AuditEntry(
-                key=request.key,
-                process_id=request.process_id,
-                step=f"email:{request.template}",
-                detail={"message_id": outbox.message_id, "subject": rendered.subject},
-            ),
+        audit = AuditEntry(
+            key=request.key,
+            process_id=request.process_id,
+            step=f"email:{request.template}",
+            detail={"message_id": outbox.message_id, "subject": rendered.subject},
         )
+        await self._database.run(lambda session: _mark_sent(session, request.key, audit))
         activity.logger.info("email %s sent as %s", request.key, outbox.message_id)
         return EmailReceipt(request.key, outbox.message_id, rendered.subject, sent=True)
 
@@ -130,14 +125,15 @@ class EmailActivities:
                 type="SmtpUnavailable",
             ) from err
 
-    async def _mark_sent(self, key: str) -> None:
-        async with self._database.session() as session:
-            await session.exec(
-                update(OutboundEmail)
-                .where(col(OutboundEmail.key) == key)
-                .values(status="sent", sent_at=utcnow())
-            )
-            await session.commit()
+
+def _mark_sent(session: Session, key: str, audit: AuditEntry) -> None:
+    """Mark the outbox row of ``key`` sent and audit it, in one transaction."""
+    session.exec(
+        update(OutboundEmail)
+        .where(col(OutboundEmail.key) == key)
+        .values(status="sent", sent_at=utcnow())
+    )
+    insert_once(session, audit)
 
 
 def _valid_recipient(address: str) -> str:

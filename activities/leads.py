@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, or_
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from temporalio import activity
 
 from crm.db import Database, insert_once
@@ -35,8 +35,10 @@ class LeadActivities:
         The answer says whether the address is on the do-not-email list: this
         or any other lead with the same address unsubscribed or bounced.
         """
-        async with self._database.session() as session:
-            lead = await session.get(Lead, record.lead_id)
+        email: Any = func.lower(col(Lead.email))
+
+        def save(session: Session) -> list[Lead]:
+            lead = session.get(Lead, record.lead_id)
             if lead is None:
                 lead = Lead.model_validate(_fields(record))
             else:
@@ -44,20 +46,19 @@ class LeadActivities:
                     setattr(lead, name, value)
                 lead.updated_at = utcnow()
             session.add(lead)
-            await session.commit()
-
-            email: Any = func.lower(col(Lead.email))
-            blocked = (
-                await session.exec(
-                    select(Lead).where(
-                        email == record.email.strip().lower(),
-                        or_(
-                            col(Lead.status).in_(DO_NOT_EMAIL_STATUSES),
-                            col(Lead.email_valid).is_(False),
-                        ),
-                    )
+            session.flush()
+            blocked = session.exec(
+                select(Lead).where(
+                    email == record.email.strip().lower(),
+                    or_(
+                        col(Lead.status).in_(DO_NOT_EMAIL_STATUSES),
+                        col(Lead.email_valid).is_(False),
+                    ),
                 )
-            ).all()
+            )
+            return list(blocked.all())
+
+        blocked = await self._database.run(save)
         reasons = sorted({"bounced" if not row.email_valid else row.status for row in blocked})
         return LeadSaved(
             lead_id=record.lead_id,
@@ -68,17 +69,15 @@ class LeadActivities:
     @activity.defn(name=ADD_TO_MARKETING_LIST)
     async def add_to_marketing_list(self, request: MarketingListRequest) -> bool:
         """Put the lead on ``request.list_name``; False when an earlier attempt did."""
-        _, inserted = await insert_once(
-            self._database,
-            MarketingListEntry(
-                key=request.key,
-                list_name=request.list_name,
-                lead_id=request.lead_id,
-                email=request.email,
-                name=request.name,
-                score=request.score,
-            ),
+        entry = MarketingListEntry(
+            key=request.key,
+            list_name=request.list_name,
+            lead_id=request.lead_id,
+            email=request.email,
+            name=request.name,
+            score=request.score,
         )
+        _, inserted = await self._database.run(lambda session: insert_once(session, entry))
         activity.logger.info(
             "lead %s %s list %s",
             request.lead_id,

@@ -1,7 +1,20 @@
-"""Sending one email over SMTP with aiosmtplib."""
+"""Sending email over SMTP with aiosmtplib, on reused connections.
+
+Opening an SMTP session costs a TCP connect, the greeting, EHLO and, with a
+relay, STARTTLS and AUTH: more than sending a short message. The mailer keeps
+up to ``max_idle`` connected sessions and reuses one for the next message,
+so a busy worker sends most mail on open sessions. A session is reused only
+after it answers a NOOP (servers drop idle clients, and nothing is sent on a
+session that may be gone); one idle for longer than ``idle_seconds`` is closed
+instead, and one that failed in any way is never reused: the activity's retry
+gets a fresh one.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -19,6 +32,8 @@ class SmtpMailer:
         password: str | None = None,
         starttls: bool = False,
         timeout_seconds: float = 10.0,
+        max_idle: int = 8,
+        idle_seconds: float = 30.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -26,11 +41,41 @@ class SmtpMailer:
         self._password = password
         self._starttls = starttls
         self._timeout = timeout_seconds
+        self._max_idle = max_idle
+        self._idle_seconds = idle_seconds
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # (session, idle since)
 
     async def send(self, message: EmailMessage) -> None:
-        """Hand ``message`` to the server; raises aiosmtplib.SMTPException on failure."""
-        await aiosmtplib.send(
-            message,
+        """Hand ``message`` to the server; raises aiosmtplib.SMTPException or OSError on failure."""
+        session = await self._session()
+        try:
+            await session.send_message(message, timeout=self._timeout)
+        except BaseException:
+            _close(session)
+            raise
+        if len(self._idle) < self._max_idle:
+            self._idle.append((session, time.monotonic()))
+        else:
+            await _quit(session)
+
+    async def aclose(self) -> None:
+        """Say QUIT on every idle session."""
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(_quit(session) for session, _ in idle))
+
+    async def _session(self) -> aiosmtplib.SMTP:
+        now = time.monotonic()
+        while self._idle:
+            session, since = self._idle.pop()
+            if session.is_connected and now - since < self._idle_seconds:
+                try:
+                    await session.noop(timeout=self._timeout)
+                except (aiosmtplib.SMTPException, OSError):
+                    _close(session)
+                    continue
+                return session
+            _close(session)
+        session = aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
             username=self._username,
@@ -38,3 +83,17 @@ class SmtpMailer:
             start_tls=self._starttls,
             timeout=self._timeout,
         )
+        await session.connect()
+        return session
+
+
+def _close(session: aiosmtplib.SMTP) -> None:
+    """Drop a session without a word to the server (it may be gone already)."""
+    if session.is_connected:
+        session.close()
+
+
+async def _quit(session: aiosmtplib.SMTP) -> None:
+    with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+        await session.quit()
+    _close(session)

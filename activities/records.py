@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlmodel import Session
 from temporalio import activity
 
 from crm.db import Database, insert_once
@@ -18,22 +19,18 @@ class RecordActivities:
     @activity.defn(name=RECORD_STEP)
     async def record_step(self, record: StepRecord) -> bool:
         """Append one step to a process's audit trail; False when already recorded."""
-        _, inserted = await insert_once(
-            self._database,
-            AuditEntry(
-                key=record.key,
-                process_id=record.process_id,
-                step=record.step,
-                detail=record.detail,
-            ),
+        entry = AuditEntry(
+            key=record.key, process_id=record.process_id, step=record.step, detail=record.detail
         )
+        _, inserted = await self._database.run(lambda session: insert_once(session, entry))
         return inserted
 
     @activity.defn(name=UPSERT_CUSTOMER)
     async def upsert_customer(self, record: CustomerRecord) -> None:
         """Create the customer's record or overwrite it with ``record`` (idempotent)."""
-        async with self._database.session() as session:
-            customer = await session.get(Customer, record.customer_id)
+
+        def upsert(session: Session) -> None:
+            customer = session.get(Customer, record.customer_id)
             if customer is None:
                 customer = Customer.model_validate(
                     {"customer_id": record.customer_id, **_fields(record)}
@@ -43,7 +40,8 @@ class RecordActivities:
                     setattr(customer, name, value)
                 customer.updated_at = utcnow()
             session.add(customer)
-            await session.commit()
+
+        await self._database.run(upsert)
 
 
 def _fields(record: CustomerRecord) -> dict[str, object]:

@@ -7,6 +7,7 @@ retry.
 
 from __future__ import annotations
 
+from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -51,16 +52,14 @@ class SlaActivities:
     @activity.defn(name=NOTIFY_STAFF)
     async def notify_staff(self, request: NotificationRequest) -> bool:
         """Store an in-app notification once per key; False when it already existed."""
-        _, created = await insert_once(
-            self._database,
-            Notification(
-                key=request.key,
-                process_id=request.process_id,
-                staff_id=request.staff_id,
-                kind=request.kind,
-                message=request.message,
-            ),
+        notification = Notification(
+            key=request.key,
+            process_id=request.process_id,
+            staff_id=request.staff_id,
+            kind=request.kind,
+            message=request.message,
         )
+        _, created = await self._database.run(lambda session: insert_once(session, notification))
         return created
 
     @activity.defn(name=RECORD_SLA_OUTCOME)
@@ -78,33 +77,33 @@ class SlaActivities:
         by_name = {clock.clock: clock for clock in record.clocks}
         first = by_name.get("first_response")
         resolution = by_name.get("resolution")
-        _, created = await insert_once(
-            self._database,
-            SlaOutcome(
-                key=record.key,
-                process_id=record.process_id,
-                ticket_id=record.ticket_id,
-                customer_id=record.customer_id,
-                priority=record.priority,
-                tier=record.tier,
-                assignee_id=record.assignee_id,
-                outcome=record.outcome,
-                first_response=first.status if first else "unknown",
-                resolution=resolution.status if resolution else "unknown",
-                first_response_used_seconds=first.used_seconds if first else 0.0,
-                resolution_used_seconds=resolution.used_seconds if resolution else 0.0,
-                clocks=clocks,
-                escalations=list(record.escalations),
-                ended_at=as_utc(record.ended_at) if record.ended_at else utcnow(),
-            ),
+        outcome = SlaOutcome(
+            key=record.key,
+            process_id=record.process_id,
+            ticket_id=record.ticket_id,
+            customer_id=record.customer_id,
+            priority=record.priority,
+            tier=record.tier,
+            assignee_id=record.assignee_id,
+            outcome=record.outcome,
+            first_response=first.status if first else "unknown",
+            resolution=resolution.status if resolution else "unknown",
+            first_response_used_seconds=first.used_seconds if first else 0.0,
+            resolution_used_seconds=resolution.used_seconds if resolution else 0.0,
+            clocks=clocks,
+            escalations=list(record.escalations),
+            ended_at=as_utc(record.ended_at) if record.ended_at else utcnow(),
         )
-        await insert_once(
-            self._database,
-            AuditEntry(
-                key=record.key,
-                process_id=record.process_id,
-                step="sla_outcome",
-                detail={"outcome": record.outcome, "clocks": clocks},
-            ),
+        audit = AuditEntry(
+            key=record.key,
+            process_id=record.process_id,
+            step="sla_outcome",
+            detail={"outcome": record.outcome, "clocks": clocks},
         )
-        return created
+
+        def store(session: Session) -> bool:
+            _, created = insert_once(session, outcome)
+            insert_once(session, audit)
+            return created
+
+        return await self._database.run(store)

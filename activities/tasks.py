@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import Session, col
 from temporalio import activity
 
 from crm.db import Database, insert_once
@@ -20,29 +20,30 @@ class TaskActivities:
     @activity.defn(name=CREATE_TASK)
     async def create_task(self, request: TaskRequest) -> TaskRef:
         """Create the task for ``request.key`` unless it exists, and audit it."""
-        task, created = await insert_once(
-            self._database,
-            Task(
-                key=request.key,
-                process_id=request.process_id,
-                customer_id=request.customer_id,
-                assignee_id=request.assignee_id,
-                kind=request.kind,
-                title=request.title,
-                detail=request.detail,
-                due_at=as_utc(request.due_at),
-            ),
+        task_row = Task(
+            key=request.key,
+            process_id=request.process_id,
+            customer_id=request.customer_id,
+            assignee_id=request.assignee_id,
+            kind=request.kind,
+            title=request.title,
+            detail=request.detail,
+            due_at=as_utc(request.due_at),
         )
-        assert task.id is not None
-        await insert_once(
-            self._database,
-            AuditEntry(
+
+        def create(session: Session) -> tuple[Task, bool]:
+            task, created = insert_once(session, task_row)
+            audit = AuditEntry(
                 key=request.key,
                 process_id=request.process_id,
                 step=f"task:{request.kind}",
                 detail={"task_id": task.id, "assignee_id": task.assignee_id},
-            ),
-        )
+            )
+            insert_once(session, audit)
+            return task, created
+
+        task, created = await self._database.run(create)
+        assert task.id is not None
         activity.logger.info(
             "task %s %s for %s", task.id, "created" if created else "found", task.assignee_id
         )
@@ -51,13 +52,12 @@ class TaskActivities:
     @activity.defn(name=CLOSE_TASKS)
     async def close_tasks(self, request: CloseTasksRequest) -> int:
         """Mark the process's open tasks done; returns how many were open (0 on a retry)."""
-        async with self._database.session() as session:
-            result = await session.exec(
-                update(Task)
-                .where(col(Task.process_id) == request.process_id, col(Task.status) == "open")
-                .values(status="done")
-            )
-            await session.commit()
+        statement = (
+            update(Task)
+            .where(col(Task.process_id) == request.process_id, col(Task.status) == "open")
+            .values(status="done")
+        )
+        result = await self._database.run(lambda session: session.exec(statement))
         closed = int(result.rowcount or 0)
         activity.logger.info(
             "closed %d open task(s) of %s: %s", closed, request.process_id, request.resolution

@@ -26,15 +26,13 @@ class UsageActivities:
     @activity.defn(name=ANALYSE_USAGE)
     async def analyse_usage(self, request: UsageRequest) -> UsageSummary:
         """The highest utilisation among the latest report of each metric since ``since``."""
-        async with self._database.session() as session:
-            rows = (
-                await session.exec(
-                    select(UsageReport)
-                    .where(UsageReport.subscription_id == request.subscription_id)
-                    .where(col(UsageReport.reported_at) >= as_utc(request.since))
-                    .order_by(col(UsageReport.reported_at), col(UsageReport.id))
-                )
-            ).all()
+        statement = (
+            select(UsageReport)
+            .where(UsageReport.subscription_id == request.subscription_id)
+            .where(col(UsageReport.reported_at) >= as_utc(request.since))
+            .order_by(col(UsageReport.reported_at), col(UsageReport.id))
+        )
+        rows = await self._database.run(lambda session: list(session.exec(statement).all()))
         latest: dict[str, UsageReport] = {}
         for row in rows:
             latest[row.metric] = row

@@ -62,12 +62,8 @@ class Authenticator:
         now = time.monotonic()
         if cached is not None and cached[1] > now:
             return cached[0]
-        async with self._database.session() as session:
-            row = (
-                await session.exec(
-                    select(ApiKey).where(ApiKey.key_id == key_id, ApiKey.revoked_at == None)  # noqa: E711
-                )
-            ).first()
+        statement = select(ApiKey).where(ApiKey.key_id == key_id, ApiKey.revoked_at == None)  # noqa: E711
+        row = await self._database.run(lambda session: session.exec(statement).first())
         record = None
         if row is not None:
             record = ApiKeyRecord(

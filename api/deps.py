@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from api.problems import Problem
@@ -71,10 +69,9 @@ async def get_temporal(context: ContextDep) -> Client:
     return await context.temporal.client()
 
 
-async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
-    """A database session for one request."""
-    async with context.database.session() as session:
-        yield session
+async def get_database(context: ContextDep) -> Database:
+    """The CRM database; routes run their queries with ``await database.run(...)``."""
+    return context.database
 
 
 async def get_policy(context: ContextDep) -> Policy:
@@ -83,5 +80,5 @@ async def get_policy(context: ContextDep) -> Policy:
 
 
 TemporalDep = Annotated[Client, Depends(get_temporal)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
 PolicyDep = Annotated[Policy, Depends(get_policy)]

@@ -106,7 +106,7 @@ def crmflow_env(
         "CRMFLOW_START_BURST": "1000000",
         "CRMFLOW_TEMPORAL_ADDRESS": temporal_address,
         "CRMFLOW_TASK_QUEUE": task_queue,
-        "CRMFLOW_DATABASE_URL": f"sqlite+aiosqlite:///{state_dir / 'crm.db'}",
+        "CRMFLOW_DATABASE_URL": f"sqlite:///{state_dir / 'crm.db'}",
         "CRMFLOW_WORKER_METRICS_ADDRESS": "",
         "CRMFLOW_LOG_LEVEL": "WARNING",
         **extra,

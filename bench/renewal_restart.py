@@ -123,7 +123,7 @@ async def main(mark_in: float, down_for: float) -> int:
         settings = Settings(
             temporal_address=address,
             task_queue=f"bench-{uuid.uuid4().hex[:8]}",
-            database_url=f"sqlite+aiosqlite:///{workdir / 'crm.db'}",
+            database_url=f"sqlite:///{workdir / 'crm.db'}",
             smtp_host=sink.host,
             smtp_port=sink.port,
             worker_graceful_shutdown_seconds=5,
@@ -132,11 +132,8 @@ async def main(mark_in: float, down_for: float) -> int:
         await database.create_tables()
         policy = Policy()
         subscription_id = f"sub-bench-{uuid.uuid4().hex[:8]}"
-        async with database.session() as session:
-            session.add(
-                UsageReport(subscription_id=subscription_id, metric="seats", used=47, included=50)
-            )
-            await session.commit()
+        report = UsageReport(subscription_id=subscription_id, metric="seats", used=47, included=50)
+        await database.run(lambda session: session.add(report))
         renewal_date = datetime.now(UTC) + timedelta(days=60, seconds=mark_in)
         term = build_renewal_input(
             policy,

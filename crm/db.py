@@ -1,44 +1,74 @@
-"""The CRM database: one async engine per process, short sessions.
+"""The CRM database: one engine per process, units of work on database threads.
 
-The same SQLModel code runs on SQLite (the embedded default, through
-aiosqlite) and PostgreSQL (through psycopg). SQLite is tuned for many
-concurrent activities: WAL journal, a busy timeout, and foreign keys on.
+The same SQLModel code runs on SQLite (the embedded default) and PostgreSQL
+(through psycopg). Database drivers block, so each unit of work — a function
+of one session — runs whole on one of the database's threads: an activity
+pays one thread hop for all its statements instead of one per statement, as
+an async driver would. ``run`` commits when the work returns and rolls back
+when it raises.
+
+SQLite is tuned for many concurrent activities: WAL journal, a busy timeout,
+foreign keys on, and every transaction begins ``IMMEDIATE`` so that writers
+queue for the lock instead of failing when a read turns into a write.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+import contextvars
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlmodel import SQLModel, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlmodel import Session, SQLModel, select
 
 from crm import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
+#: Async drivers named in older settings, and the blocking driver used instead.
+_BLOCKING_DRIVERS = {
+    "sqlite+aiosqlite": "sqlite",
+    "postgresql+asyncpg": "postgresql+psycopg",
+    "postgresql+psycopg_async": "postgresql+psycopg",
+}
 
-def create_engine(database_url: str) -> AsyncEngine:
-    """An async engine for ``database_url``; creates the SQLite file's folder.
+T = TypeVar("T")
+
+
+def database_url(database_url: str) -> URL:
+    """``database_url`` parsed, with an async driver replaced by its blocking one.
 
     Raises sqlalchemy.exc.ArgumentError for a URL SQLAlchemy cannot parse.
     """
     url = make_url(database_url)
-    if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
+    blocking = _BLOCKING_DRIVERS.get(url.drivername)
+    return url.set(drivername=blocking) if blocking else url
 
-    if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
-    @event.listens_for(engine.sync_engine, "connect")
+def create_engine(url: str, *, pool_size: int) -> Engine:
+    """An engine for ``url`` holding up to ``pool_size`` connections; creates the SQLite folder."""
+    parsed = database_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_sync_engine(parsed, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
+
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_sync_engine(
+        parsed,
+        pool_size=pool_size,
+        max_overflow=0,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
     def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver's own BEGIN is off; see below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
@@ -46,69 +76,88 @@ def create_engine(database_url: str) -> AsyncEngine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
     return engine
 
 
-async def create_tables(engine: AsyncEngine) -> None:
-    """Create every table that does not exist yet (idempotent)."""
-    async with engine.begin() as connection:
-        await connection.run_sync(SQLModel.metadata.create_all)
-
-
 class Database:
-    """An engine and its session factory; ``session()`` opens one short session."""
+    """An engine, and the threads that run units of work on its sessions."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Engine, threads: int) -> None:
         self.engine = engine
-        self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+        self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="crm-db")
 
     @classmethod
-    def from_url(cls, database_url: str) -> Database:
-        """A Database for ``database_url`` (see ``create_engine``)."""
-        return cls(create_engine(database_url))
+    def from_url(cls, url: str, threads: int = 8) -> Database:
+        """A Database for ``url`` with ``threads`` threads and as many connections."""
+        return cls(create_engine(url, pool_size=threads), threads)
 
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session that is closed on exit; callers commit explicitly."""
-        async with self._sessions() as session:
-            yield session
+    async def run(self, work: Callable[[Session], T]) -> T:
+        """Run ``work(session)`` in one transaction on a database thread; return its result.
+
+        The transaction commits when ``work`` returns and rolls back when it
+        raises. A cancelled caller does not stop work already running: it
+        completes or rolls back on its own, so retries must be idempotent
+        (they are: see ``insert_once``).
+        """
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._threads, context.run, self._in_transaction, work
+        )
+
+    def _in_transaction(self, work: Callable[[Session], T]) -> T:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            return work(session)
 
     async def create_tables(self) -> None:
-        """Create the schema if missing."""
-        await create_tables(self.engine)
+        """Create every table that does not exist yet (idempotent)."""
+        await self.run(lambda session: SQLModel.metadata.create_all(session.connection()))
 
     async def dispose(self) -> None:
-        """Close every pooled connection."""
-        await self.engine.dispose()
+        """Close every pooled connection and stop the threads."""
+        await asyncio.get_running_loop().run_in_executor(self._threads, self.engine.dispose)
+        self._threads.shutdown(wait=False)
 
 
 class Keyed(Protocol):
-    """A table row with a unique idempotency ``key``."""
+    """A table row with a unique idempotency ``key`` and a generated ``id``."""
 
     key: str
+    id: int | None
 
 
 RowT = TypeVar("RowT", bound=Keyed)
 
 
-async def insert_once(database: Database, row: RowT) -> tuple[RowT, bool]:
+def insert_once(session: Session, row: RowT) -> tuple[RowT, bool]:
     """Insert ``row`` unless a row with its ``key`` exists; return (stored row, inserted).
 
-    Safe under concurrent retries: when two attempts race, the unique
-    constraint lets one insert win and the other reads the winner's row. The
-    insert is tried first, so the usual case (a first attempt) costs one round
-    trip; only a retry pays for reading the row it finds.
+    One ``INSERT ... ON CONFLICT (key) DO NOTHING``, so it is safe under
+    concurrent retries and leaves the surrounding transaction usable: when
+    two attempts race, one insert wins and the other reads the winner's row.
+    A conflict on another unique column is a real error and raises
+    IntegrityError.
     """
-    model = type(row)
-    key_column: Any = model.key
-    async with database.session() as session:
-        session.add(row)
-        try:
-            await session.commit()
-        except IntegrityError:
-            await session.rollback()
-            existing = (await session.exec(select(model).where(key_column == row.key))).first()
-            if existing is None:  # the conflict was on another unique column: a real error
-                raise
-            return existing, False
+    model: Any = type(row)
+    table = model.__table__
+    values = {
+        column.name: getattr(row, column.name)
+        for column in table.columns
+        if not (column.primary_key and getattr(row, column.name) is None)
+    }
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(table)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(table.c.id)
+    )
+    inserted_id = session.exec(statement).scalar_one_or_none()
+    if inserted_id is not None:
+        row.id = inserted_id
         return row, True
+    existing: RowT = session.exec(select(model).where(model.key == row.key)).one()
+    return existing, False

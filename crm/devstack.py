@@ -99,7 +99,7 @@ class DevStackConfig(_Section):
     )
     api: ApiSection = Field(default_factory=ApiSection)
     worker: WorkerSection = Field(default_factory=WorkerSection)
-    database_url: str = "sqlite+aiosqlite:///.crmflow/crm.db"
+    database_url: str = "sqlite:///.crmflow/crm.db"
     policy_file: str | None = None
     encrypt_payloads: bool = True
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from crm.db import Database
 from crm.models import ApiKey, utcnow
@@ -19,37 +19,35 @@ async def create_key(
 ) -> str:
     """Store a new key's hash and return the key itself, which is never stored."""
     key, record = new_api_key(principal, roles, staff_id=staff_id, tenant=tenant)
-    async with database.session() as session:
-        session.add(
-            ApiKey(
-                key_id=record.key_id,
-                key_sha256=record.key_sha256,
-                principal=principal,
-                roles=list(roles),
-                staff_id=staff_id,
-                tenant=tenant,
-            )
-        )
-        await session.commit()
+    row = ApiKey(
+        key_id=record.key_id,
+        key_sha256=record.key_sha256,
+        principal=principal,
+        roles=list(roles),
+        staff_id=staff_id,
+        tenant=tenant,
+    )
+    await database.run(lambda session: session.add(row))
     return key
 
 
 async def list_keys(database: Database) -> list[ApiKey]:
-    async with database.session() as session:
-        return list(await session.exec(select(ApiKey).order_by(col(ApiKey.id))))
+    """Every key ever made, revoked ones included, oldest first."""
+    statement = select(ApiKey).order_by(col(ApiKey.id))
+    return await database.run(lambda session: list(session.exec(statement)))
 
 
 async def revoke_key(database: Database, key_id: str) -> bool:
     """Revoke ``key_id``; False when there is no such active key."""
-    async with database.session() as session:
-        row = (
-            await session.exec(
-                select(ApiKey).where(ApiKey.key_id == key_id, col(ApiKey.revoked_at).is_(None))
-            )
+
+    def revoke(session: Session) -> bool:
+        row = session.exec(
+            select(ApiKey).where(ApiKey.key_id == key_id, col(ApiKey.revoked_at).is_(None))
         ).first()
         if row is None:
             return False
         row.revoked_at = utcnow()
         session.add(row)
-        await session.commit()
         return True
+
+    return await database.run(revoke)

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     codec_keys: str | None = Field(default=None, repr=False)
     task_queue: str = "crmflow"
 
-    database_url: str = "sqlite+aiosqlite:///.crmflow/crm.db"
+    database_url: str = "sqlite:///.crmflow/crm.db"
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025

@@ -98,7 +98,7 @@ def task_queue() -> str:
 
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}"
+    return f"sqlite:///{tmp_path / 'crm.db'}"
 
 
 @pytest.fixture

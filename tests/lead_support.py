@@ -101,23 +101,18 @@ def step_of(message: StoredMessage) -> str | None:
 
 
 async def lead_row(database: Database, lead_id: str) -> Lead | None:
-    async with database.session() as session:
-        return await session.get(Lead, lead_id)
+    return await database.run(lambda session: session.get(Lead, lead_id))
 
 
 async def tasks_of(database: Database, lead_id: str) -> list[Task]:
-    async with database.session() as session:
-        rows = await session.exec(
-            select(Task).where(Task.customer_id == lead_id).order_by(col(Task.id))
-        )
-        return list(rows)
+    query = select(Task).where(Task.customer_id == lead_id).order_by(col(Task.id))
+    return await database.run(lambda session: list(session.exec(query).all()))
 
 
 async def marketing_list(database: Database, list_name: str) -> list[MarketingListEntry]:
-    async with database.session() as session:
-        rows = await session.exec(
-            select(MarketingListEntry)
-            .where(MarketingListEntry.list_name == list_name)
-            .order_by(col(MarketingListEntry.id))
-        )
-        return list(rows)
+    query = (
+        select(MarketingListEntry)
+        .where(MarketingListEntry.list_name == list_name)
+        .order_by(col(MarketingListEntry.id))
+    )
+    return await database.run(lambda session: list(session.exec(query).all()))

@@ -102,40 +102,31 @@ def step_of(message: StoredMessage) -> str | None:
 
 async def tasks_of(database: Database, customer_id: str) -> list[Task]:
     """The customer's tasks, in creation order."""
-    async with database.session() as session:
-        rows = await session.exec(
-            select(Task).where(Task.customer_id == customer_id).order_by(col(Task.id))
-        )
-        return list(rows)
+    query = select(Task).where(Task.customer_id == customer_id).order_by(col(Task.id))
+    return await database.run(lambda session: list(session.exec(query).all()))
 
 
 async def customer_row(database: Database, customer_id: str) -> Customer | None:
-    async with database.session() as session:
-        return await session.get(Customer, customer_id)
+    return await database.run(lambda session: session.get(Customer, customer_id))
 
 
 async def assignments_of(database: Database, process_id: str) -> list[Assignment]:
-    async with database.session() as session:
-        rows = await session.exec(select(Assignment).where(Assignment.process_id == process_id))
-        return list(rows)
+    query = select(Assignment).where(Assignment.process_id == process_id)
+    return await database.run(lambda session: list(session.exec(query).all()))
 
 
 async def audit_trail(database: Database, process_id: str) -> list[AuditEntry]:
     """The run's audit entries in the order they were recorded."""
-    async with database.session() as session:
-        rows = await session.exec(
-            select(AuditEntry)
-            .where(AuditEntry.process_id == process_id)
-            .order_by(col(AuditEntry.id))
-        )
-        return list(rows)
+    query = (
+        select(AuditEntry).where(AuditEntry.process_id == process_id).order_by(col(AuditEntry.id))
+    )
+    return await database.run(lambda session: list(session.exec(query).all()))
 
 
 async def outbox_of(database: Database, process_id: str) -> list[OutboundEmail]:
-    async with database.session() as session:
-        rows = await session.exec(
-            select(OutboundEmail)
-            .where(OutboundEmail.process_id == process_id)
-            .order_by(col(OutboundEmail.id))
-        )
-        return list(rows)
+    query = (
+        select(OutboundEmail)
+        .where(OutboundEmail.process_id == process_id)
+        .order_by(col(OutboundEmail.id))
+    )
+    return await database.run(lambda session: list(session.exec(query).all()))

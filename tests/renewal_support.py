@@ -117,17 +117,14 @@ async def report_usage(
     database: Database, subscription_id: str, used: float, included: float, at: datetime
 ) -> None:
     """Store a usage report as the product would through the API."""
-    async with database.session() as session:
-        session.add(
-            UsageReport(
-                subscription_id=subscription_id,
-                metric="seats",
-                used=used,
-                included=included,
-                reported_at=at,
-            )
-        )
-        await session.commit()
+    report = UsageReport(
+        subscription_id=subscription_id,
+        metric="seats",
+        used=used,
+        included=included,
+        reported_at=at,
+    )
+    await database.run(lambda session: session.add(report))
 
 
 def emails_of(mail_sink_dir: Path, process_id: str) -> list[StoredMessage]:
@@ -145,21 +142,17 @@ def steps_of(messages: list[StoredMessage]) -> list[str]:
 
 
 async def tasks_of(database: Database, process_id: str) -> list[Task]:
-    async with database.session() as session:
-        rows = await session.exec(
-            select(Task).where(Task.process_id == process_id).order_by(col(Task.id))
-        )
-        return list(rows)
+    query = select(Task).where(Task.process_id == process_id).order_by(col(Task.id))
+    return await database.run(lambda session: list(session.exec(query).all()))
 
 
 async def audit_steps(database: Database, process_id: str) -> list[str]:
-    async with database.session() as session:
-        rows = await session.exec(
-            select(AuditEntry)
-            .where(AuditEntry.process_id == process_id)
-            .order_by(col(AuditEntry.id))
-        )
-        return [row.step for row in rows]
+    query = (
+        select(AuditEntry.step)
+        .where(AuditEntry.process_id == process_id)
+        .order_by(col(AuditEntry.id))
+    )
+    return await database.run(lambda session: list(session.exec(query).all()))
 
 
 def days(n: float) -> timedelta:

@@ -117,27 +117,22 @@ def mail_of(maildir: Path, process_id: str) -> list[StoredMessage]:
 
 
 async def tasks_of(database: Database, process_id: str) -> list[Task]:
-    async with database.session() as session:
-        rows = await session.exec(
-            select(Task).where(Task.process_id == process_id).order_by(col(Task.id))
-        )
-        return list(rows)
+    query = select(Task).where(Task.process_id == process_id).order_by(col(Task.id))
+    return await database.run(lambda session: list(session.exec(query).all()))
 
 
 async def notifications_of(database: Database, process_id: str) -> list[Notification]:
-    async with database.session() as session:
-        rows = await session.exec(
-            select(Notification)
-            .where(Notification.process_id == process_id)
-            .order_by(col(Notification.id))
-        )
-        return list(rows)
+    query = (
+        select(Notification)
+        .where(Notification.process_id == process_id)
+        .order_by(col(Notification.id))
+    )
+    return await database.run(lambda session: list(session.exec(query).all()))
 
 
 async def outcome_of(database: Database, process_id: str) -> SlaOutcome | None:
-    async with database.session() as session:
-        rows = await session.exec(select(SlaOutcome).where(SlaOutcome.process_id == process_id))
-        return rows.first()
+    query = select(SlaOutcome).where(SlaOutcome.process_id == process_id)
+    return await database.run(lambda session: session.exec(query).first())
 
 
 def escalation_times(state_or_result: Any) -> dict[str, datetime]:

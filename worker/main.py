@@ -12,6 +12,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -60,25 +61,34 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 )
 
 
-def build_activities(
-    settings: Settings, policy: Policy, database: Database
-) -> tuple[list[Callable[..., Any]], EnrichmentActivities]:
-    """The activity callables the worker registers, wired to their dependencies."""
+@dataclass
+class BuiltActivities:
+    """The activity callables the worker registers, and the connections they hold."""
+
+    functions: list[Callable[..., Any]]
+    mailer: SmtpMailer
+    enrichment: EnrichmentActivities
+
+    async def aclose(self) -> None:
+        """Close the SMTP sessions and HTTP connections the activities keep open."""
+        await self.mailer.aclose()
+        await self.enrichment.aclose()
+
+
+def build_activities(settings: Settings, policy: Policy, database: Database) -> BuiltActivities:
+    """The activities the worker registers, wired to their dependencies."""
     records = RecordActivities(database)
     tasks = TaskActivities(database)
     assignment = AssignmentActivities(database, policy)
-    email = EmailActivities(
-        database,
-        SmtpMailer(
-            settings.smtp_host,
-            settings.smtp_port,
-            username=settings.smtp_username,
-            password=settings.smtp_password,
-            starttls=settings.smtp_starttls,
-            timeout_seconds=settings.smtp_timeout_seconds,
-        ),
-        sender=settings.mail_from,
+    mailer = SmtpMailer(
+        settings.smtp_host,
+        settings.smtp_port,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        starttls=settings.smtp_starttls,
+        timeout_seconds=settings.smtp_timeout_seconds,
     )
+    email = EmailActivities(database, mailer, sender=settings.mail_from)
     enrichment = EnrichmentActivities(
         settings.enrichment_url,
         api_key=settings.enrichment_api_key,
@@ -99,7 +109,7 @@ def build_activities(
     activities += [sla.look_up_staff, sla.notify_staff, sla.record_sla_outcome]
     leads = LeadActivities(database)
     activities += [leads.save_lead, leads.add_to_marketing_list]
-    return activities, enrichment
+    return BuiltActivities(activities, mailer, enrichment)
 
 
 @asynccontextmanager
@@ -107,12 +117,12 @@ async def running_worker(
     client: Client, settings: Settings, policy: Policy, database: Database
 ) -> AsyncIterator[Worker]:
     """A worker polling ``settings.task_queue`` for as long as the context is open."""
-    activities, enrichment = build_activities(settings, policy, database)
+    built = build_activities(settings, policy, database)
     worker = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=list(WORKFLOWS),
-        activities=activities,
+        activities=built.functions,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         workflow_runner=WORKFLOW_RUNNER,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
@@ -121,7 +131,7 @@ async def running_worker(
         async with worker:
             yield worker
     finally:
-        await enrichment.aclose()
+        await built.aclose()
 
 
 async def run_worker(settings: Settings) -> None:

@@ -56,6 +56,11 @@ with workflow.unsafe.imports_passed_through():
 
 PROCESS_NAME = "onboarding"
 
+#: From this patch on, the first phase's passing steps (enriching, assigning,
+#: welcoming) show in ``state`` only; ``CrmStage`` stays ``starting`` until the
+#: run waits for its milestones. Runs begun before it published each step.
+QUIET_FIRST_PHASE = "quiet-first-phase"
+
 
 @dataclass
 class OnboardingSchedule:
@@ -178,7 +183,7 @@ class OnboardingWorkflow(ProcessSteps):
     # The steps of the process, in order.
 
     async def _enrich_company(self) -> None:
-        self._set_stage("enriching")
+        self._set_step_stage("enriching")
         try:
             self._company = await workflow.execute_activity(
                 ENRICH_COMPANY,
@@ -197,7 +202,7 @@ class OnboardingWorkflow(ProcessSteps):
             self._note("enrich", f"partial data: {reason}")
 
     async def _assign_csm(self) -> None:
-        self._set_stage("assigning")
+        self._set_step_stage("assigning")
         self._csm = await workflow.execute_activity(
             ASSIGN_OWNER,
             AssignmentRequest(
@@ -226,7 +231,7 @@ class OnboardingWorkflow(ProcessSteps):
         )
 
     async def _send_welcome_email(self) -> None:
-        self._set_stage("welcoming")
+        self._set_step_stage("welcoming")
         await self._send_email("welcome", {"milestones": list(self._schedule.milestones)})
 
     async def _wait_for_activation(self) -> str:
@@ -278,6 +283,10 @@ class OnboardingWorkflow(ProcessSteps):
         await self._release_csm()
 
     # Helpers: each a single activity call or a change of the visible state.
+
+    def _set_step_stage(self, stage: str) -> None:
+        """A first-phase step: searchable only in runs begun before QUIET_FIRST_PHASE."""
+        self._set_stage(stage, searchable=not workflow.patched(QUIET_FIRST_PHASE))
 
     async def _activated_by(self, day: int, deadline_name: str) -> bool:
         """Wait until every milestone is reached or ``day`` has come; True if activated."""

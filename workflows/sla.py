@@ -765,9 +765,9 @@ class TicketSlaWorkflow(ProcessSteps):
         )
         self._note("sla_outcome", f"{outcome}: {self._sla_state()}")
 
-    def _set_stage(self, stage: str) -> None:
+    def _set_stage(self, stage: str, *, searchable: bool = True) -> None:
         if self._state.stage != stage:  # re-planning often lands on the same stage
-            super()._set_stage(stage)
+            super()._set_stage(stage, searchable=searchable)
 
     def _assignee_or_fail(self) -> Assignment:
         if self._assignee is None:

@@ -45,9 +45,16 @@ class ProcessSteps:
             summary=f"audit {step}",
         )
 
-    def _set_stage(self, stage: str) -> None:
+    def _set_stage(self, stage: str, *, searchable: bool = True) -> None:
+        """Show ``stage`` in ``state``, and as ``CrmStage`` unless it is not ``searchable``.
+
+        Each ``CrmStage`` change is a write to the server's visibility store,
+        its most expensive kind; a step that passes in a moment (enriching,
+        assigning) is better left to ``state`` and the UI's pending activity.
+        """
         self._state.stage = stage
-        workflow.upsert_search_attributes([STAGE.value_set(stage)])
+        if searchable:
+            workflow.upsert_search_attributes([STAGE.value_set(stage)])
 
     def _note(self, step: str, detail: str = "") -> None:
         self._state.steps.append(StepEntry(step=step, at=workflow.now(), detail=detail))

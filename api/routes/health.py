@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
-from sqlalchemy import text
+from sqlalchemy import literal
+from sqlmodel import select
 
 from api.auth import Authenticated
 from api.deps import ContextDep
@@ -54,9 +55,10 @@ async def _check_temporal(context: ContextDep) -> str:
 
 async def _check_database(context: ContextDep) -> str:
     try:
-        async with context.database.session() as session:
-            connection = await asyncio.wait_for(session.connection(), CHECK_TIMEOUT_SECONDS)
-            await asyncio.wait_for(connection.execute(text("SELECT 1")), CHECK_TIMEOUT_SECONDS)
+        await asyncio.wait_for(
+            context.database.run(lambda session: session.exec(select(literal(1))).one()),
+            CHECK_TIMEOUT_SECONDS,
+        )
     except Exception as err:
         return f"{type(err).__name__}: {err}"
     return "ok"

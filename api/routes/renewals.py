@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from temporalio.common import SearchAttributePair
 
 from api.auth import Starter
-from api.deps import ContextDep, PolicyDep, SessionDep, TemporalDep
+from api.deps import ContextDep, DatabaseDep, PolicyDep, TemporalDep
 from api.problems import invalid_input
 from api.processes import ProcessStarted, start_process
 from api.routes.onboardings import BusinessKey, Name
@@ -61,7 +61,7 @@ async def start_renewal(
     response: Response,
     client: TemporalDep,
     policy: PolicyDep,
-    session: SessionDep,
+    database: DatabaseDep,
     context: ContextDep,
     principal: Starter,
 ) -> ProcessStarted:
@@ -76,7 +76,7 @@ async def start_renewal(
     renewal_date = _as_utc(body.renewal_date)
     if renewal_date <= datetime.now(UTC):
         raise invalid_input("renewal_date", "must be in the future")
-    customer = await session.get(Customer, body.customer_id)
+    customer = await database.run(lambda session: session.get(Customer, body.customer_id))
     contact_email = body.contact_email or (customer.contact_email if customer else None)
     if contact_email is None:
         raise invalid_input(

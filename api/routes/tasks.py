@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlmodel import col, select
 
 from api.auth import Support
-from api.deps import SessionDep
+from api.deps import DatabaseDep
 from crm.models import Task, as_utc
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -33,7 +33,7 @@ class TaskView(BaseModel):
 
 @router.get("", response_model=list[TaskView])
 async def list_tasks(
-    session: SessionDep,
+    database: DatabaseDep,
     _: Support,
     assignee: Annotated[str | None, Query(max_length=100)] = None,
     process_id: Annotated[str | None, Query(max_length=200)] = None,
@@ -48,7 +48,7 @@ async def list_tasks(
         query = query.where(Task.process_id == process_id)
     if status is not None:
         query = query.where(Task.status == status)
-    rows = (await session.exec(query)).all()
+    rows = await database.run(lambda session: list(session.exec(query)))
     return [
         TaskView(
             id=row.id or 0,

@@ -84,8 +84,9 @@ async def start_ticket_sla(
             raise invalid_input("created_at", "must not be in the future")
     tier = body.tier
     if tier is None:
-        async with context.database.session() as session:
-            customer = await session.get(Customer, body.customer_id)
+        customer = await context.database.run(
+            lambda session: session.get(Customer, body.customer_id)
+        )
         tier = customer.plan if customer else None
     try:
         terms = sla.rules_for(tier).terms(body.timezone or sla.timezone)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
 from api.auth import Service, ServiceOrSupport
-from api.deps import SessionDep
+from api.deps import DatabaseDep
 from crm.models import UsageReport, as_utc, utcnow
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["usage"])
@@ -48,7 +48,7 @@ class UsageView(BaseModel):
     "/{subscription_id}/usage", response_model=UsageView, status_code=status.HTTP_201_CREATED
 )
 async def report_usage(
-    subscription_id: SubscriptionId, body: UsageCreate, session: SessionDep, _: Service
+    subscription_id: SubscriptionId, body: UsageCreate, database: DatabaseDep, _: Service
 ) -> UsageView:
     """Store a usage report for the subscription."""
     reported_at = body.reported_at or utcnow()
@@ -61,24 +61,22 @@ async def report_usage(
         included=body.included,
         reported_at=reported_at,
     )
-    session.add(row)
-    await session.commit()
+    await database.run(lambda session: session.add(row))
     return _view(row)
 
 
 @router.get("/{subscription_id}/usage", response_model=list[UsageView])
 async def list_usage(
-    subscription_id: SubscriptionId, session: SessionDep, _: ServiceOrSupport
+    subscription_id: SubscriptionId, database: DatabaseDep, _: ServiceOrSupport
 ) -> list[UsageView]:
     """The subscription's usage reports, newest first (at most 100)."""
-    rows = (
-        await session.exec(
-            select(UsageReport)
-            .where(UsageReport.subscription_id == subscription_id)
-            .order_by(col(UsageReport.reported_at).desc())
-            .limit(100)
-        )
-    ).all()
+    statement = (
+        select(UsageReport)
+        .where(UsageReport.subscription_id == subscription_id)
+        .order_by(col(UsageReport.reported_at).desc())
+        .limit(100)
+    )
+    rows = await database.run(lambda session: list(session.exec(statement)))
     return [_view(row) for row in rows]
 
 

@@ -106,11 +106,8 @@ def mailer(mail_sink: MailSink) -> SmtpMailer:
 
 
 async def count_rows(database: Database, model: type[Task | OutboundEmail], key: str) -> int:
-    async with database.session() as session:
-        result = await session.exec(
-            select(func.count()).select_from(model).where(col(model.key) == key)
-        )
-        return int(result.one())
+    query = select(func.count()).select_from(model).where(col(model.key) == key)
+    return int(await database.run(lambda session: session.exec(query).one()))
 
 
 # Retried directly: the second attempt finds the first one's effect.
@@ -252,7 +249,8 @@ class LosesFirstResult:
     whose first attempt completes its side effect and then fails retryably."""
 
     def __init__(self, settings: Settings, policy: Policy, database: Database) -> None:
-        activities, self.enrichment = build_activities(settings, policy, database)
+        self.built = build_activities(settings, policy, database)
+        activities = self.built.functions
         wrapped = {SEND_EMAIL, CREATE_TASK}
         real = {a.__name__: a for a in activities if getattr(a, "__name__", "") in wrapped}
         self._send_email = real[SEND_EMAIL]
@@ -292,7 +290,7 @@ async def flaky_worker(
         async with worker:
             yield flaky
     finally:
-        await flaky.enrichment.aclose()
+        await flaky.built.aclose()
 
 
 async def attempts_of(handle: OnboardingHandle, activity_name: str) -> list[int]:

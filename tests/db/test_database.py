@@ -15,20 +15,19 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlmodel import func, select
+from sqlmodel import SQLModel, func, select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.assignment import AssignmentActivities
 from activities.records import RecordActivities
 from activities.tasks import TaskActivities
-from crm.db import Database, insert_once
+from crm.db import Database, Keyed, insert_once
 from crm.models import Assignment, AuditEntry, Customer, Task, as_utc
 from crm.policy import Policy
 from workflows.contracts import (
@@ -44,12 +43,21 @@ POSTGRES_URL = os.environ.get(
     "CRMFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 
+ModelT = TypeVar("ModelT", bound=SQLModel)
+KeyedT = TypeVar("KeyedT", bound=Keyed)
+
+
+def execute(engine: Engine, statement: str) -> None:
+    """Run one ``statement`` in a transaction of its own (blocking)."""
+    with engine.begin() as connection:
+        connection.execute(text(statement))
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     """A database with every table created, on the backend named by the parameter."""
     if request.param == "sqlite":
-        database = Database.from_url(f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}")
+        database = Database.from_url(f"sqlite:///{tmp_path / 'crm.db'}")
         await database.create_tables()
         try:
             yield database
@@ -58,12 +66,11 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         return
 
     schema = f"t_{uuid.uuid4().hex}"
-    admin = create_async_engine(POSTGRES_URL)
+    admin = create_engine(POSTGRES_URL)
     try:
-        async with admin.begin() as connection:
-            await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        await asyncio.to_thread(execute, admin, f'CREATE SCHEMA "{schema}"')
     except OperationalError as err:
-        await admin.dispose()
+        admin.dispose()
         # A required service, not an optional one: a skip would hide what CI must prove.
         pytest.fail(
             f"PostgreSQL not reachable at {POSTGRES_URL}: {err.orig} "
@@ -75,9 +82,8 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         yield database
     finally:
         await database.dispose()
-        async with admin.begin() as connection:
-            await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await admin.dispose()
+        await asyncio.to_thread(execute, admin, f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
 
 
 def audit_entry(key: str = "onboarding-c-1/enrich", **overrides: Any) -> AuditEntry:
@@ -117,8 +123,18 @@ def assignment_request(
 
 
 async def row_count(database: Database, model: type[Any]) -> int:
-    async with database.session() as session:
-        return int((await session.exec(select(func.count()).select_from(model))).one())
+    query = select(func.count()).select_from(model)
+    return int(await database.run(lambda session: session.exec(query).one()))
+
+
+async def one_row(database: Database, model: type[ModelT]) -> ModelT:
+    """The table's only row; raises unless there is exactly one."""
+    return await database.run(lambda session: session.exec(select(model)).one())
+
+
+async def insert(database: Database, row: KeyedT) -> tuple[KeyedT, bool]:
+    """``insert_once`` of ``row`` in a transaction of its own."""
+    return await database.run(lambda session: insert_once(session, row))
 
 
 # Schema
@@ -127,31 +143,26 @@ async def row_count(database: Database, model: type[Any]) -> int:
 async def test_create_tables_creates_every_table_and_can_run_again(db: Database) -> None:
     await db.create_tables()
 
-    async with db.engine.connect() as connection:
-        tables = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+    tables = await db.run(lambda session: set(inspect(session.connection()).get_table_names()))
 
     assert {"customers", "assignments", "tasks", "outbound_emails", "audit_entries"} <= tables
 
 
 async def test_a_second_row_with_the_same_key_is_refused_by_the_database(db: Database) -> None:
-    async with db.session() as session:
-        session.add(task_row())
-        await session.commit()
-        session.add(task_row(title="a different title"))
-        with pytest.raises(IntegrityError):
-            await session.commit()
+    await db.run(lambda session: session.add(task_row()))
+    with pytest.raises(IntegrityError):
+        await db.run(lambda session: session.add(task_row(title="a different title")))
 
     assert await row_count(db, Task) == 1
 
 
 async def test_timestamps_and_json_round_trip(db: Database) -> None:
     due = datetime(2030, 1, 3, 18, 30, tzinfo=UTC)
-    await insert_once(db, task_row(due_at=due))
-    await insert_once(db, audit_entry())
+    await insert(db, task_row(due_at=due))
+    await insert(db, audit_entry())
 
-    async with db.session() as session:
-        task = (await session.exec(select(Task))).one()
-        entry = (await session.exec(select(AuditEntry))).one()
+    task = await one_row(db, Task)
+    entry = await one_row(db, AuditEntry)
 
     assert as_utc(task.due_at) == due
     assert as_utc(task.due_at).tzinfo == UTC
@@ -162,8 +173,8 @@ async def test_timestamps_and_json_round_trip(db: Database) -> None:
 
 
 async def test_insert_once_inserts_a_new_key_then_returns_the_stored_row(db: Database) -> None:
-    first, inserted = await insert_once(db, audit_entry(detail={"attempt": 1}))
-    again, inserted_again = await insert_once(db, audit_entry(detail={"attempt": 2}))
+    first, inserted = await insert(db, audit_entry(detail={"attempt": 1}))
+    again, inserted_again = await insert(db, audit_entry(detail={"attempt": 2}))
 
     assert (inserted, inserted_again) == (True, False)
     assert first.id is not None and again.id == first.id
@@ -172,9 +183,7 @@ async def test_insert_once_inserts_a_new_key_then_returns_the_stored_row(db: Dat
 
 
 async def test_insert_once_keeps_rows_with_different_keys(db: Database) -> None:
-    results = [
-        await insert_once(db, audit_entry(key=f"onboarding-c-1/milestone:{n}")) for n in range(3)
-    ]
+    results = [await insert(db, audit_entry(key=f"onboarding-c-1/milestone:{n}")) for n in range(3)]
 
     assert [inserted for _, inserted in results] == [True, True, True]
     assert len({row.id for row, _ in results}) == 3
@@ -187,7 +196,7 @@ async def test_concurrent_insert_once_with_one_key_stores_one_row(db: Database, 
             return audit_entry(detail={"attempt": attempt})
         return task_row(title=f"attempt {attempt}")
 
-    results = await asyncio.gather(*(insert_once(db, make(n)) for n in range(8)))
+    results = await asyncio.gather(*(insert(db, make(n)) for n in range(8)))
 
     assert sum(inserted for _, inserted in results) == 1
     assert len({row.id for row, _ in results}) == 1
@@ -216,9 +225,8 @@ async def test_create_task_stores_one_task_and_its_audit_entry(db: Database) -> 
 
     assert len({ref.task_id for ref in refs}) == 1
     assert sum(ref.created for ref in refs) == 1
-    async with db.session() as session:
-        task = (await session.exec(select(Task))).one()
-        audit = (await session.exec(select(AuditEntry))).one()
+    task = await one_row(db, Task)
+    audit = await one_row(db, AuditEntry)
     assert (task.kind, task.status, task.assignee_id) == ("kickoff", "open", "csm-ana")
     assert as_utc(task.due_at) == request.due_at == datetime(2030, 1, 3, 16, tzinfo=UTC)
     assert audit.step == "task:kickoff"
@@ -243,8 +251,7 @@ async def test_upsert_customer_creates_then_updates_one_record(db: Database) -> 
         records.upsert_customer, CustomerRecord(**{**record.__dict__, "stage": "activated"})
     )
 
-    async with db.session() as session:
-        [customer] = list(await session.exec(select(Customer)))
+    [customer] = await db.run(lambda session: list(session.exec(select(Customer)).all()))
     assert (customer.customer_id, customer.stage, customer.csm_id) == (
         "c-1",
         "activated",
@@ -357,8 +364,7 @@ async def test_assignment_is_made_once_per_key_and_released_once(db: Database) -
     assert first.open_load == 1
     assert await row_count(db, Assignment) == 1
     assert (await release(assignment, "c-1"), await release(assignment, "c-1")) == (True, False)
-    async with db.session() as session:
-        row = (await session.exec(select(Assignment))).one()
+    row = await one_row(db, Assignment)
     assert row.active is False and row.released_at is not None
 
 

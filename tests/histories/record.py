@@ -304,6 +304,9 @@ SCENARIOS: dict[str, Scenario] = {
     "onboarding-activated": onboarding_activated,
     "onboarding-stalled": onboarding_stalled,
     "onboarding-cancelled": onboarding_cancelled,
+    # Recorded after the quiet-first-phase patch; the three above are from before it.
+    "onboarding-activated-quiet-first-phase": onboarding_activated,
+    "onboarding-stalled-quiet-first-phase": onboarding_stalled,
     "sla-escalated": sla_escalated,
     "sla-paused-met": sla_paused_met,
     "approval-decided": approval_decided,
@@ -327,7 +330,7 @@ async def record(names: list[str]) -> None:
     ):
         settings = Settings(
             task_queue=f"record-{uuid.uuid4()}",
-            database_url=f"sqlite+aiosqlite:///{scratch}/crm.db",
+            database_url=f"sqlite:///{scratch}/crm.db",
             smtp_port=sink.port,
             enrichment_url=url,
             worker_graceful_shutdown_seconds=0,

@@ -39,7 +39,7 @@ def stack_config(root: Path) -> dict[str, Any]:
     config["enrichment_provider"]["port"] = free_port()
     config["api"]["port"] = free_port()
     config["worker"]["metrics_port"] = free_port()
-    config["database_url"] = f"sqlite+aiosqlite:///{root / '.crmflow' / 'crm.db'}"
+    config["database_url"] = f"sqlite:///{root / '.crmflow' / 'crm.db'}"
     return config
 
 

@@ -102,15 +102,10 @@ async def wait_until_all_emails_are_in_flight(
     database: Database, handles: list[OnboardingHandle], within: float = 20.0
 ) -> None:
     process_ids = {handle.id for handle in handles}
+    query = select(OutboundEmail.process_id).where(OutboundEmail.status == "sending")
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        async with database.session() as session:
-            sending = {
-                row.process_id
-                for row in await session.exec(
-                    select(OutboundEmail).where(OutboundEmail.status == "sending")
-                )
-            }
+        sending = set(await database.run(lambda session: session.exec(query).all()))
         if process_ids <= sending:
             return
         await asyncio.sleep(0.05)

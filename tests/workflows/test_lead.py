@@ -276,18 +276,17 @@ async def test_high_leads_go_to_their_territory_then_fewest_open_leads_then_roun
     mail_sink: MailSink,
     daytime_zone: str,
 ) -> None:
-    async with database.session() as session:  # Eva already has two open leads
-        for n in range(2):
-            session.add(
-                Assignment(
-                    key=f"seed/{n}",
-                    process_id=f"lead-seed-{n}",
-                    pool="sales-emea",
-                    subject_id=f"seed-{n}",
-                    assignee_id="rep-eva",
-                )
-            )
-        await session.commit()
+    seeds = [  # Eva already has two open leads
+        Assignment(
+            key=f"seed/{n}",
+            process_id=f"lead-seed-{n}",
+            pool="sales-emea",
+            subject_id=f"seed-{n}",
+            assignee_id="rep-eva",
+        )
+        for n in range(2)
+    ]
+    await database.run(lambda session: session.add_all(seeds))
 
     owners = []
     for country in ("DE", "GB", "FR", "US", "ZA"):

@@ -309,6 +309,9 @@ async def test_cancel_while_a_first_step_is_retrying_ends_the_run_as_churned(
     async with running_worker(client, settings, policy, database):
         handle = await start_onboarding(client, settings.task_queue, customer)
         await wait_for_stage(handle, stage)
+        # A first-phase step shows in state only; the run is searchable as starting.
+        attributes = (await handle.describe()).typed_search_attributes
+        assert attributes.get(STAGE) == "starting"
 
         await handle.cancel(reason="customer churned before activation")
         with pytest.raises(WorkflowFailureError) as failure:
