@@ -56,11 +56,13 @@ class EnrichmentActivities:
         *,
         api_key: str | None = None,
         timeout_seconds: float = 5.0,
+        max_connections: int = 100,
     ) -> None:
         """Prepare a client for the provider at ``base_url``; no connection is made yet.
 
         ``api_key``, when given, is sent as ``Authorization: Bearer <key>``;
-        ``timeout_seconds`` bounds connecting, sending and reading each request.
+        ``timeout_seconds`` bounds connecting, sending and reading each request;
+        at most ``max_connections`` are open at once, all kept alive.
         """
         headers = {"Accept": "application/json"}
         if api_key is not None:
@@ -72,6 +74,11 @@ class EnrichmentActivities:
             base_url=base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout_seconds),
+            # Keep as many connections open as activities run at once: closing
+            # and reopening them under load costs more than the lookups.
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
             follow_redirects=False,
         )
 
