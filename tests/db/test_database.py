@@ -309,6 +309,19 @@ async def test_simultaneous_assignments_still_spread_the_load(db: Database) -> N
     assert Counter(chosen) == {"csm-ana": 2, "csm-ben": 2, "csm-cleo": 2}
 
 
+async def test_assignments_from_two_workers_at_once_still_spread_the_load(db: Database) -> None:
+    # Two workers are two processes with their own connections: the database's
+    # lock, not one process's, must keep them from seeing the same loads.
+    other_worker = Database.from_url(db.engine.url.render_as_string(hide_password=False))
+    workers = [AssignmentActivities(db, Policy()), AssignmentActivities(other_worker, Policy())]
+    try:
+        chosen = await asyncio.gather(*(assign(workers[n % 2], f"c-{n}") for n in range(12)))
+    finally:
+        await other_worker.dispose()
+
+    assert Counter(chosen) == {"csm-ana": 4, "csm-ben": 4, "csm-cleo": 4}
+
+
 async def test_assignment_prefers_the_member_with_the_fewest_active_assignments(
     db: Database,
 ) -> None:
