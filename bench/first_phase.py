@@ -5,11 +5,14 @@
 Side by side in one run, each on its own fresh dev server:
 1. raw SDK, in-memory server: ``RawFirstPhase`` (bench/raw_workflow.py), five
    no-op activities, ``count`` runs to completion;
-2. crmflow onboarding, in-memory server: ``count`` onboardings through their
+2. the onboarding workflow itself with its five activities as stubs that do
+   no I/O (bench/stub_activities.py), in-memory server: what the
+   orchestration costs apart from the activities' work;
+3. crmflow onboarding, in-memory server: ``count`` onboardings through their
    first phase (enrich over HTTP, assign the CSM, save the customer, kickoff
    task, welcome email over SMTP; SQLite database), timed until the last
    welcome email is recorded as sent;
-3. crmflow onboarding on the file-backed server of the dev stack (SQLite
+4. crmflow onboarding on the file-backed server of the dev stack (SQLite
    with WAL), the same way.
 Every process (server, worker, SMTP sink, enrichment provider) is a real
 subprocess. Prints runs/s of each and the two ratios the issue targets:
@@ -67,6 +70,27 @@ async def raw_rate(count: int, concurrency: int) -> float:
         await start_all(count, concurrency, start_one)
         await asyncio.gather(*(handle.result() for handle in handles))
         return count / (time.perf_counter() - began)
+
+
+async def stub_rate(count: int, concurrency: int) -> float:
+    """Onboarding's workflow with stub activities (bench/stub_activities.py), in-memory server."""
+    task_queue = f"stub-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory() as scratch:
+        done = Path(scratch) / "welcomed"
+        done.touch()
+        worker = [sys.executable, "-m", "bench.stub_activities"]
+        with temporal_server() as address, process([*worker, address, task_queue, str(done)]):
+            client = await Client.connect(address)
+
+            async def start_one(i: int) -> None:
+                await start_onboarding(client, task_queue, f"stub-{i}")
+
+            await asyncio.sleep(2)  # let the worker start polling
+            began = time.perf_counter()
+            await start_all(count, concurrency, start_one)
+            while len(done.read_text().splitlines()) < count:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+            return count / (time.perf_counter() - began)
 
 
 SENT_WELCOMES = (
@@ -135,6 +159,11 @@ async def onboarding_rate(
 async def run(count: int, concurrency: int, with_postgres: bool) -> None:
     raw = await raw_rate(count, concurrency)
     print(f"raw SDK, in-memory server:      {raw:6.1f} workflows/s (5 no-op activities)")
+    stubbed = await stub_rate(count, concurrency)
+    print(
+        f"onboarding workflow, 5 stub activities: {stubbed:6.1f} first phases/s "
+        f"({100 * stubbed / raw:.0f}% of raw: crmflow's orchestration without the activities' I/O)"
+    )
     memory = await onboarding_rate(count, concurrency, persisted=False)
     print(f"onboarding, in-memory server:   {memory:6.1f} first phases/s")
     persisted = await onboarding_rate(count, concurrency, persisted=True)
