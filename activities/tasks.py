@@ -29,6 +29,7 @@ class TaskActivities:
             title=request.title,
             detail=request.detail,
             due_at=as_utc(request.due_at),
+            tenant=request.tenant,
         )
 
         def create(session: Session) -> tuple[Task, bool]:

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event, inspect
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
@@ -113,13 +113,40 @@ class Database:
             return work(session)
 
     async def create_tables(self) -> None:
-        """Create every table that does not exist yet (idempotent)."""
-        await self.run(lambda session: SQLModel.metadata.create_all(session.connection()))
+        """Create the tables that do not exist yet, and add what existing ones lack (idempotent)."""
+        await self.run(lambda session: create_and_extend_tables(session.connection()))
 
     async def dispose(self) -> None:
         """Close every pooled connection and stop the threads."""
         await asyncio.get_running_loop().run_in_executor(self._threads, self.engine.dispose)
         self._threads.shutdown(wait=False)
+
+
+def create_and_extend_tables(connection: Connection) -> None:
+    """Create missing tables; add the columns and indexes a table has gained since.
+
+    Changes to the schema are additive only: a column added to a table must
+    be optional (nullable), so rows written before it stay valid. A missing
+    required column raises RuntimeError: that change needs a migration.
+    """
+    SQLModel.metadata.create_all(connection)
+    inspector = inspect(connection)
+    for table in SQLModel.metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing = [column for column in table.columns if column.name not in present]
+        for column in missing:
+            if not column.nullable:
+                raise RuntimeError(
+                    f"table {table.name} has no column {column.name}, which is required: "
+                    "migrate it by hand"
+                )
+            column_type = column.type.compile(dialect=connection.dialect)
+            connection.exec_driver_sql(
+                f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {column_type}'
+            )
+        if missing:
+            for index in table.indexes:
+                index.create(connection, checkfirst=True)
 
 
 class Keyed(Protocol):

@@ -87,6 +87,7 @@ class Task(SQLModel, table=True):
     status: str = Field(default="open", max_length=20, index=True)
     due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     created_at: datetime = created_now()
+    tenant: str | None = Field(default=None, max_length=100, index=True)
 
 
 class OutboundEmail(SQLModel, table=True):

@@ -279,6 +279,7 @@ class ApprovalWorkflow(ProcessSteps):
                 due_at=due,
                 detail=f"Requested by {requester}. Decide with POST "
                 f"/v1/approvals/{self._process_id}/decision.",
+                tenant=self._tenant(),
             ),
             result_type=TaskRef,
             start_to_close_timeout=timedelta(seconds=10),

@@ -101,6 +101,7 @@ class TaskRequest:
     title: str
     due_at: datetime
     detail: str = ""
+    tenant: str | None = None  # the run's tenant (memo), so the API shows the task to it only
 
 
 @dataclass

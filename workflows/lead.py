@@ -430,6 +430,7 @@ class LeadWorkflow(ProcessSteps):
                 title=f"Call {self._lead.name}" + (f" at {company}" if company else ""),
                 due_at=due,
                 detail=f"Routed on {reason}; score {score.points} ({score.grade}).",
+                tenant=self._tenant(),
             ),
             result_type=TaskRef,
             start_to_close_timeout=timedelta(seconds=10),

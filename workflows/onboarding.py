@@ -320,6 +320,7 @@ class OnboardingWorkflow(ProcessSteps):
                 title=title,
                 due_at=due,
                 detail=detail,
+                tenant=self._tenant(),
             ),
             result_type=TaskRef,
             start_to_close_timeout=timedelta(seconds=10),

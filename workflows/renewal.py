@@ -312,6 +312,7 @@ class RenewalWorkflow(ProcessSteps):
                     ]
                 ),
                 static_summary=f"Discount approval for subscription {self._term.subscription_id}",
+                memo={"tenant": tenant} if (tenant := self._tenant()) else None,
             )
         except ChildWorkflowError as err:
             self._note("approval_failed", str(err.cause or err))
@@ -512,6 +513,7 @@ class RenewalWorkflow(ProcessSteps):
                 title=title,
                 due_at=due,
                 detail=detail,
+                tenant=self._tenant(),
             ),
             result_type=TaskRef,
             start_to_close_timeout=timedelta(seconds=10),

@@ -727,6 +727,7 @@ class TicketSlaWorkflow(ProcessSteps):
                 title=title,
                 due_at=due,
                 detail=detail,
+                tenant=self._tenant(),
             ),
             result_type=TaskRef,
             start_to_close_timeout=timedelta(seconds=10),

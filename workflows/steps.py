@@ -59,6 +59,11 @@ class ProcessSteps:
     def _note(self, step: str, detail: str = "") -> None:
         self._state.steps.append(StepEntry(step=step, at=workflow.now(), detail=detail))
 
+    def _tenant(self) -> str | None:
+        """The tenant that started the run (its memo), or None for a run of no tenant."""
+        tenant: str | None = workflow.memo_value("tenant", None, type_hint=str)
+        return tenant
+
     def _key(self, step: str) -> str:
         return step_key(self._process_id, step)
 

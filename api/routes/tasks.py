@@ -34,14 +34,19 @@ class TaskView(BaseModel):
 @router.get("", response_model=list[TaskView])
 async def list_tasks(
     database: DatabaseDep,
-    _: Support,
+    principal: Support,
     assignee: Annotated[str | None, Query(max_length=100)] = None,
     process_id: Annotated[str | None, Query(max_length=200)] = None,
     status: Annotated[Literal["open", "done"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[TaskView]:
-    """Tasks, newest first, filtered by assignee, process and status."""
+    """Tasks, newest first, filtered by assignee, process and status.
+
+    A principal of a tenant sees only the tasks of that tenant's processes.
+    """
     query = select(Task).order_by(col(Task.id).desc()).limit(limit)
+    if principal.tenant is not None:
+        query = query.where(Task.tenant == principal.tenant)
     if assignee is not None:
         query = query.where(Task.assignee_id == assignee)
     if process_id is not None:

@@ -13,7 +13,7 @@ import pytest
 
 from api.main import create_app
 from crm.settings import Settings
-from tests.api.conftest import bearer
+from tests.api.conftest import bearer, eventually
 from tests.servers import run_asgi_server
 
 ROLES = ("service", "support", "approver")
@@ -154,6 +154,29 @@ async def test_a_tenant_cannot_see_another_tenants_run(
         f"/v1/processes/{process_id}", headers=bearer(api_keys["support"])
     )
     assert untenanted.status_code == 200  # staff without a tenant see every tenant
+
+
+async def test_a_tenant_sees_only_the_tasks_of_its_own_processes(
+    anonymous: httpx.AsyncClient, api_keys: dict[str, str]
+) -> None:
+    started = await anonymous.post(
+        "/v1/onboardings", json=onboarding_body(), headers=bearer(api_keys["tenant-a"])
+    )
+    assert started.status_code == 201, started.text
+    process_id = started.json()["process_id"]
+
+    async def tasks_seen_by(key: str) -> list[dict[str, Any]]:
+        response = await anonymous.get(
+            "/v1/tasks", params={"process_id": process_id}, headers=bearer(api_keys[key])
+        )
+        assert response.status_code == 200, response.text
+        tasks: list[dict[str, Any]] = response.json()
+        return tasks
+
+    own = await eventually(lambda: tasks_seen_by("tenant-a"), until=lambda tasks: len(tasks) == 1)
+    assert own[0]["kind"] == "kickoff"
+    assert await tasks_seen_by("tenant-b") == []
+    assert len(await tasks_seen_by("support")) == 1  # staff without a tenant see every tenant
 
 
 async def test_oversized_body_is_a_413_problem(

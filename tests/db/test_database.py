@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import SQLModel, func, select
+from sqlmodel import Session, SQLModel, func, select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -146,6 +146,38 @@ async def test_create_tables_creates_every_table_and_can_run_again(db: Database)
     tables = await db.run(lambda session: set(inspect(session.connection()).get_table_names()))
 
     assert {"customers", "assignments", "tasks", "outbound_emails", "audit_entries"} <= tables
+
+
+async def test_create_tables_adds_an_optional_column_a_table_gained_keeping_its_rows(
+    db: Database,
+) -> None:
+    # A tasks table from before tasks had a tenant, holding a task.
+    def drop_tenant(session: Session) -> None:
+        session.connection().exec_driver_sql("DROP INDEX ix_tasks_tenant")
+        session.connection().exec_driver_sql("ALTER TABLE tasks DROP COLUMN tenant")
+
+    await db.run(drop_tenant)
+    await db.run(
+        lambda session: session.connection().exec_driver_sql(
+            "INSERT INTO tasks (key, process_id, customer_id, assignee_id, kind, title, detail,"
+            " status, due_at, created_at) VALUES ('p/task_kickoff', 'p', 'c-1', 'csm-ana',"
+            " 'kickoff', 'Kickoff', '', 'open', '2026-12-01 09:00:00', '2026-11-23 09:00:00')"
+        )
+    )
+
+    await db.create_tables()
+
+    def columns_and_indexes(session: Session) -> tuple[set[str], set[str | None]]:
+        inspector = inspect(session.connection())
+        return (
+            {column["name"] for column in inspector.get_columns("tasks")},
+            {index["name"] for index in inspector.get_indexes("tasks")},
+        )
+
+    columns, indexes = await db.run(columns_and_indexes)
+    assert "tenant" in columns and "ix_tasks_tenant" in indexes
+    task = await one_row(db, Task)
+    assert (task.key, task.tenant) == ("p/task_kickoff", None)
 
 
 async def test_a_second_row_with_the_same_key_is_refused_by_the_database(db: Database) -> None:
