@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from temporalio import activity
 
 from crm.db import Database
-from crm.models import UsageReport, as_utc
+from crm.models import UsageReport, as_utc, of_tenant
 from workflows.contracts import ANALYSE_USAGE, UsageRequest, UsageSummary
 
 
@@ -25,11 +25,16 @@ class UsageActivities:
 
     @activity.defn(name=ANALYSE_USAGE)
     async def analyse_usage(self, request: UsageRequest) -> UsageSummary:
-        """The highest utilisation among the latest report of each metric since ``since``."""
+        """The highest utilisation among the latest report of each metric since ``since``.
+
+        Only the reports of the run's tenant count (those of no tenant for a run
+        of no tenant), so one tenant's reports never shape another's renewal.
+        """
         statement = (
             select(UsageReport)
             .where(UsageReport.subscription_id == request.subscription_id)
             .where(col(UsageReport.reported_at) >= as_utc(request.since))
+            .where(of_tenant(col(UsageReport.tenant), request.tenant))
             .order_by(col(UsageReport.reported_at), col(UsageReport.id))
         )
         rows = await self._database.run(lambda session: list(session.exec(statement).all()))

@@ -26,6 +26,11 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def of_tenant(column: Any, tenant: str | None) -> Any:
+    """The condition on a ``tenant`` column: rows of ``tenant``, or of no tenant for None."""
+    return column == tenant if tenant is not None else column.is_(None)
+
+
 def created_now() -> Any:
     """A required UTC timestamp column that defaults to the time of the insert."""
     return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
@@ -131,6 +136,7 @@ class UsageReport(SQLModel, table=True):
     used: float = Field(ge=0)
     included: float = Field(gt=0)
     reported_at: datetime = created_now()
+    tenant: str | None = Field(default=None, max_length=100, index=True)
 
 
 class Notification(SQLModel, table=True):

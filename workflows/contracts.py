@@ -175,6 +175,7 @@ class UsageRequest:
 
     subscription_id: str
     since: datetime
+    tenant: str | None = None  # the run's tenant: only that tenant's reports count
 
 
 @dataclass

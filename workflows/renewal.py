@@ -225,6 +225,7 @@ class RenewalWorkflow(ProcessSteps):
             UsageRequest(
                 subscription_id=self._term.subscription_id,
                 since=self._renewal_date - timedelta(days=365),
+                tenant=self._tenant(),
             ),
             result_type=UsageSummary,
             start_to_close_timeout=timedelta(seconds=30),

@@ -48,9 +48,9 @@ class UsageView(BaseModel):
     "/{subscription_id}/usage", response_model=UsageView, status_code=status.HTTP_201_CREATED
 )
 async def report_usage(
-    subscription_id: SubscriptionId, body: UsageCreate, database: DatabaseDep, _: Service
+    subscription_id: SubscriptionId, body: UsageCreate, database: DatabaseDep, principal: Service
 ) -> UsageView:
-    """Store a usage report for the subscription."""
+    """Store a usage report for the subscription, as the caller's tenant's."""
     reported_at = body.reported_at or utcnow()
     if reported_at.tzinfo is None:
         reported_at = reported_at.replace(tzinfo=UTC)
@@ -60,6 +60,7 @@ async def report_usage(
         used=body.used,
         included=body.included,
         reported_at=reported_at,
+        tenant=principal.tenant,
     )
     await database.run(lambda session: session.add(row))
     return _view(row)
@@ -67,15 +68,17 @@ async def report_usage(
 
 @router.get("/{subscription_id}/usage", response_model=list[UsageView])
 async def list_usage(
-    subscription_id: SubscriptionId, database: DatabaseDep, _: ServiceOrSupport
+    subscription_id: SubscriptionId, database: DatabaseDep, principal: ServiceOrSupport
 ) -> list[UsageView]:
-    """The subscription's usage reports, newest first (at most 100)."""
+    """The subscription's usage reports, newest first (at most 100); a tenant's only its own."""
     statement = (
         select(UsageReport)
         .where(UsageReport.subscription_id == subscription_id)
         .order_by(col(UsageReport.reported_at).desc())
         .limit(100)
     )
+    if principal.tenant is not None:
+        statement = statement.where(UsageReport.tenant == principal.tenant)
     rows = await database.run(lambda session: list(session.exec(statement)))
     return [_view(row) for row in rows]
 

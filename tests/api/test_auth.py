@@ -179,6 +179,24 @@ async def test_a_tenant_sees_only_the_tasks_of_its_own_processes(
     assert len(await tasks_seen_by("support")) == 1  # staff without a tenant see every tenant
 
 
+async def test_a_tenant_reads_and_counts_only_its_own_usage_reports(
+    anonymous: httpx.AsyncClient, api_keys: dict[str, str]
+) -> None:
+    url = f"/v1/subscriptions/s-{uuid.uuid4().hex[:8]}/usage"
+    report = {"metric": "seats", "used": 45, "included": 50}
+    created = await anonymous.post(url, json=report, headers=bearer(api_keys["tenant-a"]))
+    assert created.status_code == 201, created.text
+
+    async def reports_seen_by(key: str) -> int:
+        response = await anonymous.get(url, headers=bearer(api_keys[key]))
+        assert response.status_code == 200, response.text
+        return len(response.json())
+
+    assert await reports_seen_by("tenant-a") == 1
+    assert await reports_seen_by("tenant-b") == 0
+    assert await reports_seen_by("support") == 1  # staff without a tenant see every tenant
+
+
 async def test_oversized_body_is_a_413_problem(
     anonymous: httpx.AsyncClient, api_keys: dict[str, str]
 ) -> None:

@@ -27,8 +27,9 @@ from temporalio.testing import ActivityEnvironment
 from activities.assignment import AssignmentActivities
 from activities.records import RecordActivities
 from activities.tasks import TaskActivities
+from activities.usage import UsageActivities
 from crm.db import Database, Keyed, insert_once
-from crm.models import Assignment, AuditEntry, Customer, Task, as_utc
+from crm.models import Assignment, AuditEntry, Customer, Task, UsageReport, as_utc
 from crm.policy import Policy
 from workflows.contracts import (
     AssignmentRequest,
@@ -36,6 +37,7 @@ from workflows.contracts import (
     ReleaseRequest,
     StepRecord,
     TaskRequest,
+    UsageRequest,
     step_key,
 )
 
@@ -438,3 +440,31 @@ async def test_assignment_from_an_unknown_pool_is_invalid_input(db: Database) ->
     assert caught.value.non_retryable is True
     assert "unknown assignment pool 'csm-mars'" in caught.value.message
     assert await row_count(db, Assignment) == 0
+
+
+# Usage analysis: a renewal counts only its own tenant's reports
+
+
+async def test_usage_analysis_counts_only_the_reports_of_the_runs_tenant(db: Database) -> None:
+    at = datetime(2026, 10, 1, tzinfo=UTC)
+    reports = [
+        UsageReport(subscription_id="s-1", metric="seats", used=9, included=10, reported_at=at),
+        UsageReport(
+            subscription_id="s-1", metric="seats", used=2, included=10, reported_at=at, tenant="a"
+        ),
+        UsageReport(
+            subscription_id="s-1", metric="api", used=10, included=10, reported_at=at, tenant="b"
+        ),
+    ]
+    await db.run(lambda session: session.add_all(reports))
+    usage = UsageActivities(db)
+    since = at - timedelta(days=1)
+
+    async def utilisation_for(tenant: str | None) -> tuple[str | None, float]:
+        request = UsageRequest(subscription_id="s-1", since=since, tenant=tenant)
+        summary = await ActivityEnvironment().run(usage.analyse_usage, request)
+        return summary.metric, summary.utilisation
+
+    assert await utilisation_for("a") == ("seats", 0.2)
+    assert await utilisation_for("b") == ("api", 1.0)
+    assert await utilisation_for(None) == ("seats", 0.9)
