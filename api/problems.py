@@ -130,7 +130,10 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _problem("Missing or invalid credentials"),
     403: _problem("The caller's role does not allow this"),
     404: _problem("No such resource"),
-    409: _problem("The process has ended or the decision was already made"),
+    409: _problem(
+        "The process has ended, the decision was already made, "
+        "or the business key is another tenant's"
+    ),
     413: _problem("Request body too large"),
     422: _problem("Invalid input; each invalid field is named"),
     429: _problem("Too many starts; retry after the Retry-After header"),

@@ -84,7 +84,8 @@ async def start_process(
     of other tenants then cannot see the run.
 
     Returns the process and True when this call started it. Raises Problem
-    503 when Temporal cannot be reached.
+    409 when the id belongs to another tenant's run (whose id, run and status
+    stay hidden), 503 when Temporal cannot be reached.
     """
     try:
         handle = await client.start_workflow(
@@ -99,6 +100,13 @@ async def start_process(
         )
     except WorkflowAlreadyStartedError as err:
         description = await client.get_workflow_handle(process_id, run_id=err.run_id).describe()
+        if tenant is not None and await description.memo_value("tenant", None) != tenant:
+            raise Problem(
+                409,
+                "process-id-taken",
+                "Process id taken",
+                f"{process_id!r} is the id of a process you cannot see; use another business key",
+            ) from err
         started = ProcessStarted(
             process_id=process_id, run_id=description.run_id, status=status_name(description.status)
         )
