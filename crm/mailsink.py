@@ -324,7 +324,8 @@ def _parse(key: str, raw: bytes) -> StoredMessage:
         message_id=_str_or_none(message.get("Message-ID")),
         sender=str(sender),
         recipients=recipients,
-        subject=str(message.get("Subject") or ""),
+        # A subject folded right after "Subject:" keeps the folding space; mail clients drop it.
+        subject=str(message.get("Subject") or "").strip(),
         date=_header_datetime(message),
         body=body,
         html=html_text,

@@ -79,6 +79,17 @@ async def test_sent_message_is_stored_with_envelope_headers(sink: MailSink, mail
     assert f"Message-ID: {sent['Message-ID']}".encode() in raw
 
 
+async def test_a_long_subject_folded_in_transit_reads_back_as_sent(
+    sink: MailSink, maildir: Path
+) -> None:
+    subject = "SLA warning: ticket t-82e3cff728 first response due Mon 2026-11-23 15:04 CET"
+
+    await send(sink, make_email(subject=subject))
+
+    [stored] = read_messages(maildir)
+    assert stored.subject == subject
+
+
 async def test_find_message_by_index_key_and_message_id(sink: MailSink, maildir: Path) -> None:
     first, second = make_email(subject="first"), make_email(subject="second")
     await send(sink, first)
