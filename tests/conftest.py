@@ -9,6 +9,7 @@ servers without seeing each other's runs.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -33,14 +34,9 @@ TEST_SERVER = BIN_DIR / "temporal-test-server"
 DEV_SERVER = BIN_DIR / "temporal"
 
 
-@pytest.fixture
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping test server of the test's own, with crmflow's search attributes.
-
-    One per test (it starts in about 0.3 s): the server skips time only while no
-    workflow task is outstanding, so a run another test left behind on a queue
-    nobody polls would stop its clock for every later test.
-    """
+@contextlib.asynccontextmanager
+async def time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server, with crmflow's search attributes (starts in ~0.3 s)."""
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
     try:
         await env.client.operator_service.add_search_attributes(
@@ -55,6 +51,18 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
     finally:
         await env.shutdown()
+
+
+@pytest.fixture
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server of the test's own.
+
+    One per test: the server skips time only while no workflow task is
+    outstanding, so a run another test left behind on a queue nobody polls
+    would stop its clock for every later test.
+    """
+    async with time_skipping_server() as env:
+        yield env
 
 
 @pytest.fixture(scope="session")

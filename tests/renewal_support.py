@@ -9,51 +9,21 @@ database, and the ``state`` query.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlmodel import col, select
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.testing import WorkflowEnvironment
 
 from api.routes.renewals import build_renewal_input
 from crm.db import Database
 from crm.mailsink import StoredMessage, read_messages
 from crm.models import AuditEntry, Task, UsageReport
 from crm.policy import Policy
-from tests.conftest import TEST_SERVER
 from workflows.approval_types import ApprovalInput, Approver
-from workflows.common import SEARCH_ATTRIBUTES
 from workflows.renewal_types import RenewalInput
-
-
-@contextlib.asynccontextmanager
-async def time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping test server of one's own, with crmflow's search attributes.
-
-    Renewal tests start runs that continue as new and terminate them at the
-    end; a workflow task in flight at that moment can keep the test server's
-    clock locked, so they do not share the session's server (0.3 s to start).
-    """
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(TEST_SERVER)
-    ) as env:
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=env.client.namespace,
-                search_attributes={
-                    key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-                    for key in SEARCH_ATTRIBUTES
-                },
-            )
-        )
-        yield env
 
 
 def new_id(prefix: str) -> str:

@@ -26,7 +26,6 @@ from tests.renewal_support import (
     approver,
     emails_of,
     tasks_of,
-    time_skipping_server,
 )
 from worker.main import running_worker
 from workflows.approval import ApprovalWorkflow
@@ -34,12 +33,6 @@ from workflows.approval_types import ApprovalDecision, ApprovalInput, ApprovalRe
 from workflows.common import APPROVAL_ASSIGNEE
 
 ApprovalHandle = WorkflowHandle[ApprovalWorkflow, ApprovalResult]
-
-
-@pytest.fixture
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    async with time_skipping_server() as env:
-        yield env
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from crm.mailsink import MailSink
 from crm.models import Assignment, as_utc
 from crm.policy import Policy
 from crm.settings import Settings
+from tests.conftest import time_skipping_server
 from tests.lead_support import (
     inbox,
     lead_input,
@@ -37,7 +38,6 @@ from tests.lead_support import (
     tasks_of,
     zone_at_local_hour,
 )
-from tests.renewal_support import time_skipping_server
 from tests.servers import free_port
 from worker.main import running_worker
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE

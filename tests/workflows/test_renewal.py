@@ -2,7 +2,7 @@
 
 The real worker runs every real activity (SMTP sink, SQLite, the approval
 child workflow); only the clock is fake, so a year passes in a few seconds.
-Each test has a test server of its own (see ``time_skipping_server``).
+Each test has a test server of its own (the ``time_skipping_env`` fixture).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from tests.renewal_support import (
     report_usage,
     steps_of,
     tasks_of,
-    time_skipping_server,
     years_after,
 )
 from worker.main import running_worker
@@ -42,12 +41,6 @@ RenewalHandle = WorkflowHandle[RenewalWorkflow, RenewalResult]
 Starter = Callable[[RenewalInput], Awaitable[RenewalHandle]]
 
 REMINDERS = [f"term1_email_reminder_{d}d" for d in (90, 60, 30, 7)]
-
-
-@pytest.fixture
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    async with time_skipping_server() as env:
-        yield env
 
 
 @pytest.fixture
