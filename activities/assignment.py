@@ -144,16 +144,16 @@ class AssignmentActivities:
 def _loads(session: Session, members: list[str]) -> tuple[dict[str, int], dict[str, datetime]]:
     """Each member's active assignments, and when each was last assigned anything."""
     assignee: Any = col(AssignmentRow.assignee_id)
-    active = session.exec(
-        select(assignee, func.count())
-        .where(assignee.in_(members), col(AssignmentRow.active))
-        .group_by(assignee)
-    )
-    loads = {member: int(count) for member, count in active}
-    latest = session.exec(
-        select(assignee, func.max(AssignmentRow.assigned_at))
+    active: Any = col(AssignmentRow.active)
+    rows = session.exec(
+        select(assignee, func.count().filter(active), func.max(AssignmentRow.assigned_at))
         .where(assignee.in_(members))
         .group_by(assignee)
     )
-    last = {member: as_utc(at).replace(tzinfo=None) for member, at in latest if at}
+    loads: dict[str, int] = {}
+    last: dict[str, datetime] = {}
+    for member, open_count, latest in rows:
+        loads[member] = int(open_count)
+        if latest is not None:
+            last[member] = as_utc(latest).replace(tzinfo=None)
     return loads, last

@@ -128,7 +128,7 @@ class EmailActivities:
 
 def _mark_sent(session: Session, key: str, audit: AuditEntry) -> None:
     """Mark the outbox row of ``key`` sent and audit it, in one transaction."""
-    session.exec(
+    session.connection().execute(
         update(OutboundEmail)
         .where(col(OutboundEmail.key) == key)
         .values(status="sent", sent_at=utcnow())

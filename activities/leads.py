@@ -8,8 +8,8 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 from temporalio import activity
 
-from crm.db import Database, insert_once
-from crm.models import Lead, MarketingListEntry, utcnow
+from crm.db import Database, insert_once, upsert
+from crm.models import Lead, MarketingListEntry
 from workflows.contracts import (
     ADD_TO_MARKETING_LIST,
     SAVE_LEAD,
@@ -37,16 +37,10 @@ class LeadActivities:
         """
         email: Any = func.lower(col(Lead.email))
 
+        lead = Lead.model_validate(_fields(record))
+
         def save(session: Session) -> list[Lead]:
-            lead = session.get(Lead, record.lead_id)
-            if lead is None:
-                lead = Lead.model_validate(_fields(record))
-            else:
-                for name, value in _fields(record).items():
-                    setattr(lead, name, value)
-                lead.updated_at = utcnow()
-            session.add(lead)
-            session.flush()
+            upsert(session, lead)
             blocked = session.exec(
                 select(Lead).where(
                     email == record.email.strip().lower(),

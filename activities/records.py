@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from sqlmodel import Session
 from temporalio import activity
 
-from crm.db import Database, insert_once
-from crm.models import AuditEntry, Customer, utcnow
+from crm.db import Database, insert_once, upsert
+from crm.models import AuditEntry, Customer
 from workflows.contracts import RECORD_STEP, UPSERT_CUSTOMER, CustomerRecord, StepRecord
 
 
@@ -28,20 +27,8 @@ class RecordActivities:
     @activity.defn(name=UPSERT_CUSTOMER)
     async def upsert_customer(self, record: CustomerRecord) -> None:
         """Create the customer's record or overwrite it with ``record`` (idempotent)."""
-
-        def upsert(session: Session) -> None:
-            customer = session.get(Customer, record.customer_id)
-            if customer is None:
-                customer = Customer.model_validate(
-                    {"customer_id": record.customer_id, **_fields(record)}
-                )
-            else:
-                for name, value in _fields(record).items():
-                    setattr(customer, name, value)
-                customer.updated_at = utcnow()
-            session.add(customer)
-
-        await self._database.run(upsert)
+        customer = Customer.model_validate({"customer_id": record.customer_id, **_fields(record)})
+        await self._database.run(lambda session: upsert(session, customer))
 
 
 def _fields(record: CustomerRecord) -> dict[str, object]:

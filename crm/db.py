@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, event, inspect
+from sqlalchemy import Connection, Engine, Table, event, inspect
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
@@ -175,16 +176,48 @@ def insert_once(session: Session, row: RowT) -> tuple[RowT, bool]:
         for column in table.columns
         if not (column.primary_key and getattr(row, column.name) is None)
     }
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(table)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(table.c.id)
-    )
-    inserted_id = session.exec(statement).scalar_one_or_none()
+    connection = session.connection()
+    inserted_id = connection.execute(
+        _insert_once_of(table, connection.dialect.name), values
+    ).scalar()
     if inserted_id is not None:
         row.id = inserted_id
         return row, True
     existing: RowT = session.exec(select(model).where(model.key == row.key)).one()
     return existing, False
+
+
+def upsert(session: Session, row: SQLModel) -> None:
+    """Insert ``row``, or overwrite every column of the row with its primary key.
+
+    One ``INSERT .. ON CONFLICT (primary key) DO UPDATE``: a retry writes the
+    same values again, and two writers never both insert.
+    """
+    table: Table = type(row).__table__  # type: ignore[attr-defined]
+    values = {column.name: getattr(row, column.name) for column in table.columns}
+    connection = session.connection()
+    connection.execute(_upsert_of(table, connection.dialect.name), values)
+
+
+@functools.cache
+def _upsert_of(table: Table, dialect_name: str) -> Any:
+    """``INSERT .. ON CONFLICT (primary key) DO UPDATE SET`` every other column, built once."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=[column.name for column in table.primary_key],
+        set_={
+            column.name: statement.excluded[column.name]
+            for column in table.columns
+            if not column.primary_key
+        },
+    )
+
+
+@functools.cache
+def _insert_once_of(table: Table, dialect_name: str) -> Any:
+    """``INSERT .. ON CONFLICT (key) DO NOTHING RETURNING id`` for ``table``, built once."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return (
+        dialect.insert(table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
+    )
