@@ -29,8 +29,10 @@ from activities.records import RecordActivities
 from activities.tasks import TaskActivities
 from activities.usage import UsageActivities
 from crm.db import Database, Keyed, insert_once
+from crm.keystore import create_key, list_keys, revoke_key
 from crm.models import Assignment, AuditEntry, Customer, Task, UsageReport, as_utc
 from crm.policy import Policy
+from crm.principals import hash_key
 from workflows.contracts import (
     AssignmentRequest,
     CustomerRecord,
@@ -468,3 +470,22 @@ async def test_usage_analysis_counts_only_the_reports_of_the_runs_tenant(db: Dat
     assert await utilisation_for("a") == ("seats", 0.2)
     assert await utilisation_for("b") == ("api", 1.0)
     assert await utilisation_for(None) == ("seats", 0.9)
+
+
+# API keys made with `crmflow api-key`
+
+
+async def test_api_keys_are_stored_as_hashes_listed_and_revoked_once(db: Database) -> None:
+    key = await create_key(db, "svc-billing", ("service",), tenant="acme")
+
+    [stored] = await list_keys(db)
+    assert key.startswith(f"crm_{stored.key_id}_")
+    assert stored.key_sha256 == hash_key(key) and key not in stored.model_dump_json()
+    assert (stored.principal, stored.roles, stored.tenant) == ("svc-billing", ["service"], "acme")
+    assert stored.revoked_at is None
+
+    assert await revoke_key(db, stored.key_id) is True
+    assert await revoke_key(db, stored.key_id) is False
+    assert await revoke_key(db, "nosuch") is False
+    [revoked] = await list_keys(db)
+    assert revoked.revoked_at is not None
