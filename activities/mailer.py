@@ -44,6 +44,7 @@ class SmtpMailer:
         self._max_idle = max_idle
         self._idle_seconds = idle_seconds
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # (session, idle since)
+        self._closed = False
 
     async def send(self, message: EmailMessage) -> None:
         """Hand ``message`` to the server; raises aiosmtplib.SMTPException or OSError on failure."""
@@ -53,13 +54,16 @@ class SmtpMailer:
         except BaseException:
             _close(session)
             raise
-        if len(self._idle) < self._max_idle:
-            self._idle.append((session, time.monotonic()))
+        # Nothing is awaited once the server has the message: a cancellation
+        # now would fail an activity whose email went out, and it would be sent again.
+        if self._closed or len(self._idle) >= self._max_idle:
+            _close(session)
         else:
-            await _quit(session)
+            self._idle.append((session, time.monotonic()))
 
     async def aclose(self) -> None:
-        """Say QUIT on every idle session."""
+        """Say QUIT on every idle session; sessions of sends still running are closed after them."""
+        self._closed = True
         idle, self._idle = self._idle, []
         await asyncio.gather(*(_quit(session) for session, _ in idle))
 
@@ -73,6 +77,9 @@ class SmtpMailer:
                 except (aiosmtplib.SMTPException, OSError):
                     _close(session)
                     continue
+                except BaseException:  # cancelled: the session is no one's now
+                    _close(session)
+                    raise
                 return session
             _close(session)
         session = aiosmtplib.SMTP(
@@ -83,7 +90,11 @@ class SmtpMailer:
             start_tls=self._starttls,
             timeout=self._timeout,
         )
-        await session.connect()
+        try:
+            await session.connect()
+        except BaseException:
+            _close(session)
+            raise
         return session
 
 

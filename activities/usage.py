@@ -37,7 +37,9 @@ class UsageActivities:
             .where(of_tenant(col(UsageReport.tenant), request.tenant))
             .order_by(col(UsageReport.reported_at), col(UsageReport.id))
         )
-        rows = await self._database.run(lambda session: list(session.exec(statement).all()))
+        rows = await self._database.run(
+            lambda session: list(session.exec(statement).all()), write=False
+        )
         latest: dict[str, UsageReport] = {}
         for row in rows:
             latest[row.metric] = row

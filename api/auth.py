@@ -63,7 +63,7 @@ class Authenticator:
         if cached is not None and cached[1] > now:
             return cached[0]
         statement = select(ApiKey).where(ApiKey.key_id == key_id, ApiKey.revoked_at == None)  # noqa: E711
-        row = await self._database.run(lambda session: session.exec(statement).first())
+        row = await self._database.run(lambda session: session.exec(statement).first(), write=False)
         record = None
         if row is not None:
             record = ApiKeyRecord(

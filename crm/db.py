@@ -8,8 +8,11 @@ an async driver would. ``run`` commits when the work returns and rolls back
 when it raises.
 
 SQLite is tuned for many concurrent activities: WAL journal, a busy timeout,
-foreign keys on, and every transaction begins ``IMMEDIATE`` so that writers
-queue for the lock instead of failing when a read turns into a write.
+foreign keys on, and a unit of work that writes begins ``IMMEDIATE``, so
+writers queue for the lock instead of failing when a read turns into a write;
+work that only reads (``run(..., write=False)``) runs beside them. On
+PostgreSQL connecting and every statement have a time limit, so a server that
+stops answering fails the work instead of holding a database thread forever.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, event, inspect
+from sqlalchemy import Connection, Engine, StaticPool, Table, event, inspect
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
@@ -31,6 +36,11 @@ from sqlmodel import Session, SQLModel, select
 from crm import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
+POSTGRES_STATEMENT_TIMEOUT_MS = 30_000
+
+#: The PostgreSQL advisory lock held while a process creates or extends the schema.
+SCHEMA_LOCK_ID = 0x63726D73  # 'crms'
 
 #: Async drivers named in older settings, and the blocking driver used instead.
 _BLOCKING_DRIVERS = {
@@ -38,6 +48,9 @@ _BLOCKING_DRIVERS = {
     "postgresql+asyncpg": "postgresql+psycopg",
     "postgresql+psycopg_async": "postgresql+psycopg",
 }
+
+#: Whether the unit of work running on this thread writes (how SQLite begins it).
+_unit = threading.local()
 
 T = TypeVar("T")
 
@@ -53,19 +66,57 @@ def database_url(database_url: str) -> URL:
 
 
 def create_engine(url: str, *, pool_size: int) -> Engine:
-    """An engine for ``url`` holding up to ``pool_size`` connections; creates the SQLite folder."""
-    parsed = database_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_sync_engine(parsed, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
+    """An engine for ``url`` holding up to ``pool_size`` connections.
 
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    Raises ValueError for a database other than SQLite and PostgreSQL.
+    """
+    parsed = database_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        return _postgres_engine(parsed, pool_size)
+    if backend == "sqlite":
+        return _sqlite_engine(parsed, pool_size)
+    raise ValueError(
+        f"unsupported database {parsed.drivername!r}: "
+        "use sqlite:///path/to/crm.db or postgresql+psycopg://user@host/db"
+    )
+
+
+def _postgres_engine(url: URL, pool_size: int) -> Engine:
     engine = create_sync_engine(
-        parsed,
+        url,
         pool_size=pool_size,
         max_overflow=0,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        pool_pre_ping=True,
+        connect_args={
+            "connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        },
     )
+
+    @event.listens_for(engine, "connect")
+    def _limit_statements(dbapi_connection: Any, _record: Any) -> None:
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True  # a SET outside any transaction
+        dbapi_connection.execute(f"SET statement_timeout = {POSTGRES_STATEMENT_TIMEOUT_MS}")
+        dbapi_connection.autocommit = autocommit
+
+    return engine
+
+
+def _sqlite_engine(url: URL, pool_size: int) -> Engine:
+    connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    if not url.database or url.database == ":memory:":
+        # One connection shared by every thread, or each would see its own empty database.
+        engine = create_sync_engine(url, poolclass=StaticPool, connect_args=connect_args)
+    else:
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_sync_engine(
+            url, pool_size=pool_size, max_overflow=0, connect_args=connect_args
+        )
 
     @event.listens_for(engine, "connect")
     def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -78,8 +129,9 @@ def create_engine(url: str, *, pool_size: int) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _begin_immediate(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection: Any) -> None:
+        writes = getattr(_unit, "writes", True)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
     return engine
 
@@ -93,25 +145,35 @@ class Database:
 
     @classmethod
     def from_url(cls, url: str, threads: int = 8) -> Database:
-        """A Database for ``url`` with ``threads`` threads and as many connections."""
-        return cls(create_engine(url, pool_size=threads), threads)
+        """A Database for ``url`` with ``threads`` threads and as many connections.
 
-    async def run(self, work: Callable[[Session], T]) -> T:
+        An in-memory SQLite database has one connection, so one thread.
+        """
+        engine = create_engine(url, pool_size=threads)
+        return cls(engine, 1 if isinstance(engine.pool, StaticPool) else threads)
+
+    async def run(self, work: Callable[[Session], T], *, write: bool = True) -> T:
         """Run ``work(session)`` in one transaction on a database thread; return its result.
 
         The transaction commits when ``work`` returns and rolls back when it
-        raises. A cancelled caller does not stop work already running: it
-        completes or rolls back on its own, so retries must be idempotent
-        (they are: see ``insert_once``).
+        raises. ``write=False`` marks work that only reads; on SQLite it then
+        runs beside a writer instead of queueing for the write lock. A
+        cancelled caller does not stop work already running: it completes or
+        rolls back on its own, so an activity that retries it must be
+        idempotent (``insert_once`` makes a write so).
         """
         context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(
-            self._threads, context.run, self._in_transaction, work
+            self._threads, context.run, self._in_transaction, work, write
         )
 
-    def _in_transaction(self, work: Callable[[Session], T]) -> T:
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            return work(session)
+    def _in_transaction(self, work: Callable[[Session], T], write: bool) -> T:
+        _unit.writes = write
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                return work(session)
+        finally:
+            _unit.writes = True
 
     async def create_tables(self) -> None:
         """Create the tables that do not exist yet, and add what existing ones lack (idempotent)."""
@@ -127,27 +189,37 @@ def create_and_extend_tables(connection: Connection) -> None:
     """Create missing tables; add the columns and indexes a table has gained since.
 
     Changes to the schema are additive only: a column added to a table must
-    be optional (nullable), so rows written before it stay valid. A missing
-    required column raises RuntimeError: that change needs a migration.
+    be optional (nullable, no unique or foreign key constraint, no server
+    default), so rows written before it stay valid; any other missing column
+    raises RuntimeError: that change needs a migration. Processes that start
+    together (worker, API, CLI) take turns: on SQLite the unit of work holds
+    the write lock, on PostgreSQL an advisory lock.
     """
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_ID})")
     SQLModel.metadata.create_all(connection)
     inspector = inspect(connection)
     for table in SQLModel.metadata.sorted_tables:
         present = {column["name"] for column in inspector.get_columns(table.name)}
-        missing = [column for column in table.columns if column.name not in present]
-        for column in missing:
-            if not column.nullable:
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if (
+                not column.nullable
+                or column.unique
+                or column.foreign_keys
+                or column.server_default is not None
+            ):
                 raise RuntimeError(
-                    f"table {table.name} has no column {column.name}, which is required: "
-                    "migrate it by hand"
+                    f"table {table.name} has no column {column.name}, which is required, "
+                    "unique, a foreign key or has a server default: migrate it by hand"
                 )
             column_type = column.type.compile(dialect=connection.dialect)
             connection.exec_driver_sql(
                 f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {column_type}'
             )
-        if missing:
-            for index in table.indexes:
-                index.create(connection, checkfirst=True)
+        for index in table.indexes:
+            index.create(connection, checkfirst=True)
 
 
 class Keyed(Protocol):
@@ -195,6 +267,8 @@ def upsert(session: Session, row: SQLModel) -> None:
     """
     table: Table = type(row).__table__  # type: ignore[attr-defined]
     values = {column.name: getattr(row, column.name) for column in table.columns}
+    if any(values[column.name] is None for column in table.primary_key):
+        raise ValueError(f"upsert into {table.name} needs the row's primary key")
     connection = session.connection()
     connection.execute(_upsert_of(table, connection.dialect.name), values)
 
@@ -202,7 +276,7 @@ def upsert(session: Session, row: SQLModel) -> None:
 @functools.cache
 def _upsert_of(table: Table, dialect_name: str) -> Any:
     """``INSERT .. ON CONFLICT (primary key) DO UPDATE SET`` every other column, built once."""
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    dialect = _dialect(dialect_name)
     statement = dialect.insert(table)
     return statement.on_conflict_do_update(
         index_elements=[column.name for column in table.primary_key],
@@ -217,7 +291,15 @@ def _upsert_of(table: Table, dialect_name: str) -> Any:
 @functools.cache
 def _insert_once_of(table: Table, dialect_name: str) -> Any:
     """``INSERT .. ON CONFLICT (key) DO NOTHING RETURNING id`` for ``table``, built once."""
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    dialect = _dialect(dialect_name)
     return (
         dialect.insert(table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
     )
+
+
+def _dialect(name: str) -> ModuleType:
+    """The SQLAlchemy dialect module with the ``insert .. on_conflict`` of database ``name``."""
+    dialects = {"postgresql": postgresql, "sqlite": sqlite}
+    if name not in dialects:
+        raise ValueError(f"unsupported database {name!r}")
+    return dialects[name]

@@ -93,6 +93,7 @@ def build_activities(settings: Settings, policy: Policy, database: Database) -> 
         settings.enrichment_url,
         api_key=settings.enrichment_api_key,
         timeout_seconds=settings.enrichment_timeout_seconds,
+        max_connections=settings.worker_max_concurrent_activities,
     )
     activities: list[Callable[..., Any]] = [
         records.record_step,

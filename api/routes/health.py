@@ -56,7 +56,9 @@ async def _check_temporal(context: ContextDep) -> str:
 async def _check_database(context: ContextDep) -> str:
     try:
         await asyncio.wait_for(
-            context.database.run(lambda session: session.exec(select(literal(1))).one()),
+            context.database.run(
+                lambda session: session.exec(select(literal(1))).one(), write=False
+            ),
             CHECK_TIMEOUT_SECONDS,
         )
     except Exception as err:

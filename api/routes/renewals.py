@@ -76,7 +76,9 @@ async def start_renewal(
     renewal_date = _as_utc(body.renewal_date)
     if renewal_date <= datetime.now(UTC):
         raise invalid_input("renewal_date", "must be in the future")
-    customer = await database.run(lambda session: session.get(Customer, body.customer_id))
+    customer = await database.run(
+        lambda session: session.get(Customer, body.customer_id), write=False
+    )
     contact_email = body.contact_email or (customer.contact_email if customer else None)
     if contact_email is None:
         raise invalid_input(

@@ -85,7 +85,7 @@ async def start_ticket_sla(
     tier = body.tier
     if tier is None:
         customer = await context.database.run(
-            lambda session: session.get(Customer, body.customer_id)
+            lambda session: session.get(Customer, body.customer_id), write=False
         )
         tier = customer.plan if customer else None
     try:

@@ -79,7 +79,7 @@ async def list_usage(
     )
     if principal.tenant is not None:
         statement = statement.where(UsageReport.tenant == principal.tenant)
-    rows = await database.run(lambda session: list(session.exec(statement)))
+    rows = await database.run(lambda session: list(session.exec(statement)), write=False)
     return [_view(row) for row in rows]
 
 

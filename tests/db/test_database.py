@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -155,6 +156,7 @@ async def test_create_tables_creates_every_table_and_can_run_again(db: Database)
 async def test_create_tables_adds_an_optional_column_a_table_gained_keeping_its_rows(
     db: Database,
 ) -> None:
+    # The worker and the API start together: both extend the schema at once.
     # A tasks table from before tasks had a tenant, holding a task.
     def drop_tenant(session: Session) -> None:
         session.connection().exec_driver_sql("DROP INDEX ix_tasks_tenant")
@@ -169,7 +171,11 @@ async def test_create_tables_adds_an_optional_column_a_table_gained_keeping_its_
         )
     )
 
-    await db.create_tables()
+    other_process = Database.from_url(db.engine.url.render_as_string(hide_password=False))
+    try:
+        await asyncio.gather(db.create_tables(), other_process.create_tables())
+    finally:
+        await other_process.dispose()
 
     def columns_and_indexes(session: Session) -> tuple[set[str], set[str | None]]:
         inspector = inspect(session.connection())
@@ -203,6 +209,45 @@ async def test_timestamps_and_json_round_trip(db: Database) -> None:
     assert as_utc(task.due_at) == due
     assert as_utc(task.due_at).tzinfo == UTC
     assert entry.detail == {"industry": "Software", "employees": 42, "tags": ["a", "b"]}
+
+
+async def test_a_read_runs_while_a_write_holds_the_database(db: Database) -> None:
+    holding, release = threading.Event(), threading.Event()
+
+    def slow_write(session: Session) -> None:
+        insert_once(session, audit_entry(key="onboarding-c-1/slow"))
+        session.flush()
+        holding.set()
+        assert release.wait(10), "the read never finished"
+
+    writing = asyncio.ensure_future(db.run(slow_write))
+    assert await asyncio.to_thread(holding.wait, 10)
+    rows = await asyncio.wait_for(
+        db.run(lambda session: list(session.exec(select(AuditEntry))), write=False), 5
+    )
+    release.set()
+    await writing
+
+    assert rows == []  # it did not wait for the write, and does not see it
+    assert await row_count(db, AuditEntry) == 1
+
+
+async def test_waits_on_the_database_have_a_time_limit(db: Database) -> None:
+    # A server that stops answering fails the work instead of holding a thread forever.
+    postgres = db.engine.dialect.name == "postgresql"
+    query = "SHOW statement_timeout" if postgres else "PRAGMA busy_timeout"
+    limit = await db.run(lambda session: session.connection().exec_driver_sql(query).scalar())
+    assert limit == ("30s" if postgres else 10_000)
+
+
+async def test_in_memory_sqlite_is_one_database_for_every_unit_of_work() -> None:
+    memory = Database.from_url("sqlite://")
+    try:
+        await memory.create_tables()
+        await asyncio.gather(*(insert(memory, audit_entry(key=f"k/{n}")) for n in range(5)))
+        assert await row_count(memory, AuditEntry) == 5
+    finally:
+        await memory.dispose()
 
 
 # insert_once
