@@ -26,7 +26,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
-from workflows.retries import EMAIL_RETRY, RECORD_RETRY
+from workflows.retries import RECORD_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from workflows.approval_types import (
@@ -43,14 +43,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         CLOSE_TASKS,
         CREATE_TASK,
-        SEND_EMAIL,
         CloseTasksRequest,
-        EmailReceipt,
         EmailRequest,
         TaskRef,
         TaskRequest,
     )
-    from workflows.steps import ProcessSteps, carry_on_reason
+    from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "approval"
 #: Added after runs were in flight: runs that began before it finish without closing tasks.
@@ -288,37 +286,28 @@ class ApprovalWorkflow(ProcessSteps):
         )
         self._note(f"task:approval_{step}", approver.approver_id)
         previous = self._request.chain[index - 1] if index > 0 else None
-        try:
-            receipt = await workflow.execute_activity(
-                SEND_EMAIL,
-                EmailRequest(
-                    key=self._key(f"email_{step}_{index}"),
-                    process_id=self._process_id,
-                    to=approver.email,
-                    template=f"approval_{step}",
-                    context={
-                        "approver_name": approver.name,
-                        "subject": self._request.subject,
-                        "requester_id": requester,
-                        "approval_id": self._process_id,
-                        "decide_by": f"{due:%Y-%m-%d %H:%M} UTC",
-                        "details": dict(self._request.details),
-                        "previous_approver": previous.name if previous else "",
-                        "delegate_id": approver.delegate_id or "",
-                    },
-                ),
-                result_type=EmailReceipt,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(hours=1),
-                retry_policy=EMAIL_RETRY,
-                summary=f"email approval_{step} to {approver.approver_id}",
-            )
-        except ActivityError as err:
-            reason = carry_on_reason(err)
-            self._note(f"email:approval_{step}", f"not sent: {reason}")
-            await self._record(f"email_failed:approval_{step}_{index}", {"reason": reason})
-            return
-        self._note(f"email:approval_{step}", receipt.subject)
+        await self._email(
+            f"approval_{step}",
+            EmailRequest(
+                key=self._key(f"email_{step}_{index}"),
+                process_id=self._process_id,
+                to=approver.email,
+                template=f"approval_{step}",
+                context={
+                    "approver_name": approver.name,
+                    "subject": self._request.subject,
+                    "requester_id": requester,
+                    "approval_id": self._process_id,
+                    "decide_by": f"{due:%Y-%m-%d %H:%M} UTC",
+                    "details": dict(self._request.details),
+                    "previous_approver": previous.name if previous else "",
+                    "delegate_id": approver.delegate_id or "",
+                },
+            ),
+            within=timedelta(hours=1),
+            summary=f"email approval_{step} to {approver.approver_id}",
+            failure_record=f"email_failed:approval_{step}_{index}",
+        )
 
     def _current(self) -> Approver | None:
         chain = self._request.chain

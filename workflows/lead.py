@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
-from workflows.retries import EMAIL_RETRY, ENRICH_RETRY, RECORD_RETRY
+from workflows.retries import ENRICH_RETRY, RECORD_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from crm.calendar import BusinessCalendar, CalendarError
@@ -61,7 +61,6 @@ with workflow.unsafe.imports_passed_through():
         CREATE_TASK,
         ENRICH_COMPANY,
         SAVE_LEAD,
-        SEND_EMAIL,
         Assignment,
         AssignmentRequest,
         CompanyProfile,
@@ -444,34 +443,25 @@ class LeadWorkflow(ProcessSteps):
         self, step: str, to: str, template: str, context: dict[str, object]
     ) -> EmailReceipt | None:
         """Send one email; None when it could not be sent (a refused lead address bounces)."""
-        try:
-            receipt: EmailReceipt = await workflow.execute_activity(
-                SEND_EMAIL,
-                EmailRequest(
-                    key=self._key(f"email_{step}"),
-                    process_id=self._process_id,
-                    to=to,
-                    template=template,
-                    context=context,
-                ),
-                result_type=EmailReceipt,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(days=1),
-                retry_policy=EMAIL_RETRY,
-                summary=f"email {step}",
-            )
-        except ActivityError as err:
-            reason = carry_on_reason(err)
-            cause = err.cause
-            self._note(f"email:{step}", f"not sent: {reason}")
-            await self._record(f"email_failed:{step}", {"reason": reason})
-            refused = isinstance(cause, ApplicationError) and cause.type == "RecipientRejected"
-            if refused and to == self._lead.email:
-                self._events.setdefault("bounced", workflow.now())
-                self._stopped_by = self._stopped_by or "bounced"
-            return None
-        self._note(f"email:{step}", receipt.subject)
-        return receipt
+        sent = await self._email(
+            step,
+            EmailRequest(
+                key=self._key(f"email_{step}"),
+                process_id=self._process_id,
+                to=to,
+                template=template,
+                context=context,
+            ),
+            within=timedelta(days=1),
+        )
+        if isinstance(sent, EmailReceipt):
+            return sent
+        cause = sent.cause
+        refused = isinstance(cause, ApplicationError) and cause.type == "RecipientRejected"
+        if refused and to == self._lead.email:
+            self._events.setdefault("bounced", workflow.now())
+            self._stopped_by = self._stopped_by or "bounced"
+        return None
 
     async def _save(self, status: str) -> None:
         score = self._scores[-1] if self._scores else None

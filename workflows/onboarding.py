@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
-from workflows.retries import EMAIL_RETRY, ENRICH_RETRY, RECORD_RETRY
+from workflows.retries import ENRICH_RETRY, RECORD_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from crm.calendar import BusinessCalendar, CalendarSpec
@@ -39,13 +39,11 @@ with workflow.unsafe.imports_passed_through():
         CREATE_TASK,
         ENRICH_COMPANY,
         RELEASE_ASSIGNMENT,
-        SEND_EMAIL,
         UPSERT_CUSTOMER,
         Assignment,
         AssignmentRequest,
         CompanyProfile,
         CustomerRecord,
-        EmailReceipt,
         EmailRequest,
         EnrichmentRequest,
         ReleaseRequest,
@@ -334,35 +332,24 @@ class OnboardingWorkflow(ProcessSteps):
         self, step: str, context: dict[str, object], template: str | None = None
     ) -> None:
         csm = self._csm_or_fail()
-        try:
-            receipt = await workflow.execute_activity(
-                SEND_EMAIL,
-                EmailRequest(
-                    key=self._key(f"email_{step}"),
-                    process_id=self._process_id,
-                    to=self._customer.contact_email,
-                    template=template or step,
-                    context={
-                        "company_name": self._customer.company_name,
-                        "contact_name": self._customer.contact_name,
-                        "plan": self._customer.plan,
-                        "csm_name": csm.assignee_name,
-                        "csm_email": csm.assignee_email,
-                        **context,
-                    },
-                ),
-                result_type=EmailReceipt,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(days=1),
-                retry_policy=EMAIL_RETRY,
-                summary=f"email {step}",
-            )
-        except ActivityError as err:
-            reason = carry_on_reason(err)
-            self._note(f"email:{step}", f"not sent: {reason}")
-            await self._record(f"email_failed:{step}", {"reason": reason})
-            return
-        self._note(f"email:{step}", receipt.subject)
+        await self._email(
+            step,
+            EmailRequest(
+                key=self._key(f"email_{step}"),
+                process_id=self._process_id,
+                to=self._customer.contact_email,
+                template=template or step,
+                context={
+                    "company_name": self._customer.company_name,
+                    "contact_name": self._customer.contact_name,
+                    "plan": self._customer.plan,
+                    "csm_name": csm.assignee_name,
+                    "csm_email": csm.assignee_email,
+                    **context,
+                },
+            ),
+            within=timedelta(days=1),
+        )
 
     async def _save_customer(self, stage: str) -> None:
         company = self._company

@@ -43,7 +43,7 @@ from temporalio.exceptions import (
 )
 
 from workflows.approval import ApprovalWorkflow
-from workflows.retries import EMAIL_RETRY, RECORD_RETRY
+from workflows.retries import RECORD_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from workflows.approval_types import ApprovalInput, ApprovalResult, approval_id
@@ -58,8 +58,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         ANALYSE_USAGE,
         CREATE_TASK,
-        SEND_EMAIL,
-        EmailReceipt,
         EmailRequest,
         TaskRef,
         TaskRequest,
@@ -74,7 +72,7 @@ with workflow.unsafe.imports_passed_through():
         StaffRef,
         UpsellTerms,
     )
-    from workflows.steps import ProcessSteps, carry_on_reason
+    from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "renewal"
 RENEWAL_DATE = "renewal_date"
@@ -469,36 +467,26 @@ class RenewalWorkflow(ProcessSteps):
         self, step: str, template: str, context: dict[str, object], to: str | None = None
     ) -> None:
         owner = self._term.owner
-        try:
-            receipt = await workflow.execute_activity(
-                SEND_EMAIL,
-                EmailRequest(
-                    key=self._key(f"email_{step}"),
-                    process_id=self._process_id,
-                    to=to or self._term.contact_email,
-                    template=template,
-                    context={
-                        "company_name": self._term.company_name,
-                        "contact_name": self._term.contact_name,
-                        "plan": self._term.plan,
-                        "annual_value": f"{self._term.annual_value:,.2f}",
-                        "owner_name": owner.name,
-                        "owner_email": owner.email,
-                        **context,
-                    },
-                ),
-                result_type=EmailReceipt,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(days=1),
-                retry_policy=EMAIL_RETRY,
-                summary=f"email {step}",
-            )
-        except ActivityError as err:
-            reason = carry_on_reason(err)
-            self._note(f"email:{step}", f"not sent: {reason}")
-            await self._record(f"email_failed_{step}", {"reason": reason})
-            return
-        self._note(f"email:{step}", receipt.subject)
+        await self._email(
+            step,
+            EmailRequest(
+                key=self._key(f"email_{step}"),
+                process_id=self._process_id,
+                to=to or self._term.contact_email,
+                template=template,
+                context={
+                    "company_name": self._term.company_name,
+                    "contact_name": self._term.contact_name,
+                    "plan": self._term.plan,
+                    "annual_value": f"{self._term.annual_value:,.2f}",
+                    "owner_name": owner.name,
+                    "owner_email": owner.email,
+                    **context,
+                },
+            ),
+            within=timedelta(days=1),
+            failure_record=f"email_failed_{step}",
+        )
 
     async def _create_task(
         self, assignee: StaffRef, kind: str, title: str, due: datetime, detail: str

@@ -35,7 +35,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
-from workflows.retries import EMAIL_RETRY, RECORD_RETRY
+from workflows.retries import RECORD_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from crm.calendar import BusinessCalendar, CalendarError
@@ -64,10 +64,8 @@ with workflow.unsafe.imports_passed_through():
         NOTIFY_STAFF,
         RECORD_SLA_OUTCOME,
         RELEASE_ASSIGNMENT,
-        SEND_EMAIL,
         Assignment,
         AssignmentRequest,
-        EmailReceipt,
         EmailRequest,
         NotificationRequest,
         ReleaseRequest,
@@ -78,7 +76,7 @@ with workflow.unsafe.imports_passed_through():
         TaskRef,
         TaskRequest,
     )
-    from workflows.steps import ProcessSteps, carry_on_reason
+    from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "sla"
 
@@ -662,41 +660,30 @@ class TicketSlaWorkflow(ProcessSteps):
         now = workflow.now()
         used = clock.used_at(now)
         assignee = self._assignee_or_fail()
-        try:
-            receipt = await workflow.execute_activity(
-                SEND_EMAIL,
-                EmailRequest(
-                    key=self._key(f"email_{step}"),
-                    process_id=self._process_id,
-                    to=to,
-                    template=template,
-                    context={
-                        "ticket_id": self._ticket.ticket_id,
-                        "customer_id": self._ticket.customer_id,
-                        "subject": self._ticket.subject,
-                        "priority": self._priority,
-                        "clock_label": CLOCK_LABELS[clock.name],
-                        "target": format_business_time(clock.target),
-                        "used": format_business_time(used),
-                        "percent_used": round(100 * used / clock.target),
-                        "due_local": format_local_time(due, self._terms.calendar.timezone),
-                        "timezone": self._terms.calendar.timezone,
-                        "assignee_name": assignee.assignee_name,
-                        **context,
-                    },
-                ),
-                result_type=EmailReceipt,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(hours=1),
-                retry_policy=EMAIL_RETRY,
-                summary=f"email {step}",
-            )
-        except ActivityError as err:
-            reason = carry_on_reason(err)
-            self._note(f"email:{step}", f"not sent: {reason}")
-            await self._record(f"email_failed:{step}", {"reason": reason})
-            return
-        self._note(f"email:{step}", receipt.subject)
+        await self._email(
+            step,
+            EmailRequest(
+                key=self._key(f"email_{step}"),
+                process_id=self._process_id,
+                to=to,
+                template=template,
+                context={
+                    "ticket_id": self._ticket.ticket_id,
+                    "customer_id": self._ticket.customer_id,
+                    "subject": self._ticket.subject,
+                    "priority": self._priority,
+                    "clock_label": CLOCK_LABELS[clock.name],
+                    "target": format_business_time(clock.target),
+                    "used": format_business_time(used),
+                    "percent_used": round(100 * used / clock.target),
+                    "due_local": format_local_time(due, self._terms.calendar.timezone),
+                    "timezone": self._terms.calendar.timezone,
+                    "assignee_name": assignee.assignee_name,
+                    **context,
+                },
+            ),
+            within=timedelta(hours=1),
+        )
 
     async def _notify(self, step: str, staff_id: str, message: str) -> None:
         await workflow.execute_activity(

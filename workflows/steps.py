@@ -15,8 +15,15 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE, ProcessState, StepEntry
-from workflows.contracts import RECORD_STEP, StepRecord, step_key
-from workflows.retries import RECORD_RETRY
+from workflows.contracts import (
+    RECORD_STEP,
+    SEND_EMAIL,
+    EmailReceipt,
+    EmailRequest,
+    StepRecord,
+    step_key,
+)
+from workflows.retries import EMAIL_RETRY, RECORD_RETRY
 
 
 class ProcessSteps:
@@ -44,6 +51,39 @@ class ProcessSteps:
             retry_policy=RECORD_RETRY,
             summary=f"audit {step}",
         )
+
+    async def _email(
+        self,
+        step: str,
+        request: EmailRequest,
+        *,
+        within: timedelta,
+        summary: str | None = None,
+        failure_record: str | None = None,
+    ) -> EmailReceipt | ActivityError:
+        """Send an email the run can do without; the failure when it could not be sent.
+
+        Retried for up to ``within``; then the run goes on: the step is noted
+        as not sent and recorded in the audit trail as ``failure_record``
+        (default ``email_failed:<step>``). A cancellation of the run is re-raised.
+        """
+        try:
+            receipt: EmailReceipt = await workflow.execute_activity(
+                SEND_EMAIL,
+                request,
+                result_type=EmailReceipt,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=within,
+                retry_policy=EMAIL_RETRY,
+                summary=summary or f"email {step}",
+            )
+        except ActivityError as err:
+            reason = carry_on_reason(err)
+            self._note(f"email:{step}", f"not sent: {reason}")
+            await self._record(failure_record or f"email_failed:{step}", {"reason": reason})
+            return err
+        self._note(f"email:{step}", receipt.subject)
+        return receipt
 
     def _set_stage(self, stage: str, *, searchable: bool = True) -> None:
         """Show ``stage`` in ``state``, and as ``CrmStage`` unless it is not ``searchable``.
