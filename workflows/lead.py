@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
-from workflows.retries import ENRICH_RETRY, RECORD_RETRY
+from workflows.retries import RECORD_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from crm.calendar import BusinessCalendar, CalendarError
@@ -59,21 +59,19 @@ with workflow.unsafe.imports_passed_through():
         ADD_TO_MARKETING_LIST,
         ASSIGN_OWNER,
         CREATE_TASK,
-        ENRICH_COMPANY,
         SAVE_LEAD,
         Assignment,
         AssignmentRequest,
         CompanyProfile,
         EmailReceipt,
         EmailRequest,
-        EnrichmentRequest,
         LeadRecord,
         LeadSaved,
         MarketingListRequest,
         TaskRef,
         TaskRequest,
     )
-    from workflows.steps import ProcessSteps, carry_on_reason
+    from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "lead"
 
@@ -211,20 +209,12 @@ class LeadWorkflow(ProcessSteps):
 
     async def _enrich_lead(self) -> None:
         self._set_stage("enriching")
-        try:
-            self._company = await workflow.execute_activity(
-                ENRICH_COMPANY,
-                EnrichmentRequest(domain=self._company.domain),
-                result_type=CompanyProfile,
-                start_to_close_timeout=timedelta(seconds=15),
-                retry_policy=ENRICH_RETRY,
-                summary=f"enrich {self._company.domain}",
-            )
-            self._note("enrich", f"{self._company.industry}, {self._company.employees} employees")
-        except ActivityError as err:
-            reason = carry_on_reason(err)
+        company = await self._look_up_company(self._company.domain)
+        if company is None:
             self._company = CompanyProfile(domain=self._company.domain, complete=False)
-            self._note("enrich", f"partial data: {reason}")
+        else:
+            self._company = company
+            self._note("enrich", f"{company.industry}, {company.employees} employees")
 
     def _score(self, reason: str) -> LeadScore:
         engagement = [e for e in self._events if e in ENGAGEMENT_EVENTS]

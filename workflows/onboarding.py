@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
-from workflows.retries import ENRICH_RETRY, RECORD_RETRY
+from workflows.retries import RECORD_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from crm.calendar import BusinessCalendar, CalendarSpec
@@ -37,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         ASSIGN_OWNER,
         CREATE_TASK,
-        ENRICH_COMPANY,
         RELEASE_ASSIGNMENT,
         UPSERT_CUSTOMER,
         Assignment,
@@ -45,12 +44,11 @@ with workflow.unsafe.imports_passed_through():
         CompanyProfile,
         CustomerRecord,
         EmailRequest,
-        EnrichmentRequest,
         ReleaseRequest,
         TaskRef,
         TaskRequest,
     )
-    from workflows.steps import ProcessSteps, carry_on_reason
+    from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "onboarding"
 
@@ -182,22 +180,14 @@ class OnboardingWorkflow(ProcessSteps):
 
     async def _enrich_company(self) -> None:
         self._set_step_stage("enriching")
-        try:
-            self._company = await workflow.execute_activity(
-                ENRICH_COMPANY,
-                EnrichmentRequest(domain=self._company.domain),
-                result_type=CompanyProfile,
-                start_to_close_timeout=timedelta(seconds=15),
-                retry_policy=ENRICH_RETRY,
-                summary=f"enrich {self._company.domain}",
-            )
-            self._note("enrich", f"{self._company.industry}, {self._company.country}")
-        except ActivityError as err:
-            reason = carry_on_reason(err)
+        company = await self._look_up_company(self._company.domain)
+        if company is None:
             self._company = CompanyProfile(
                 domain=self._company.domain, name=self._customer.company_name, complete=False
             )
-            self._note("enrich", f"partial data: {reason}")
+        else:
+            self._company = company
+            self._note("enrich", f"{company.industry}, {company.country}")
 
     async def _assign_csm(self) -> None:
         self._set_step_stage("assigning")

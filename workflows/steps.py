@@ -16,14 +16,17 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE, ProcessState, StepEntry
 from workflows.contracts import (
+    ENRICH_COMPANY,
     RECORD_STEP,
     SEND_EMAIL,
+    CompanyProfile,
     EmailReceipt,
     EmailRequest,
+    EnrichmentRequest,
     StepRecord,
     step_key,
 )
-from workflows.retries import EMAIL_RETRY, RECORD_RETRY
+from workflows.retries import EMAIL_RETRY, ENRICH_RETRY, RECORD_RETRY
 
 
 class ProcessSteps:
@@ -51,6 +54,24 @@ class ProcessSteps:
             retry_policy=RECORD_RETRY,
             summary=f"audit {step}",
         )
+
+    async def _look_up_company(self, domain: str) -> CompanyProfile | None:
+        """The enrichment provider's profile of ``domain``; None, noted as partial
+        data, when the run goes on without it (the provider knows nothing or stayed down).
+        """
+        try:
+            company: CompanyProfile = await workflow.execute_activity(
+                ENRICH_COMPANY,
+                EnrichmentRequest(domain=domain),
+                result_type=CompanyProfile,
+                start_to_close_timeout=timedelta(seconds=15),
+                retry_policy=ENRICH_RETRY,
+                summary=f"enrich {domain}",
+            )
+        except ActivityError as err:
+            self._note("enrich", f"partial data: {carry_on_reason(err)}")
+            return None
+        return company
 
     async def _email(
         self,
