@@ -58,7 +58,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         ADD_TO_MARKETING_LIST,
         ASSIGN_OWNER,
-        CREATE_TASK,
         SAVE_LEAD,
         Assignment,
         AssignmentRequest,
@@ -69,7 +68,6 @@ with workflow.unsafe.imports_passed_through():
         LeadSaved,
         MarketingListRequest,
         TaskRef,
-        TaskRequest,
     )
     from workflows.steps import ProcessSteps
 
@@ -408,26 +406,15 @@ class LeadWorkflow(ProcessSteps):
         rep = self._owner_or_fail()
         score = self._scores[-1]
         company = self._company_name()
-        task: TaskRef = await workflow.execute_activity(
-            CREATE_TASK,
-            TaskRequest(
-                key=self._key("task_call_lead"),
-                process_id=self._process_id,
-                customer_id=self._lead.lead_id,
-                assignee_id=rep.assignee_id,
-                kind="call_lead",
-                title=f"Call {self._lead.name}" + (f" at {company}" if company else ""),
-                due_at=due,
-                detail=f"Routed on {reason}; score {score.points} ({score.grade}).",
-                tenant=self._tenant(),
-            ),
-            result_type=TaskRef,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
-            summary="task call_lead",
+        return await self._task(
+            "call_lead",
+            customer_id=self._lead.lead_id,
+            assignee_id=rep.assignee_id,
+            kind="call_lead",
+            title=f"Call {self._lead.name}" + (f" at {company}" if company else ""),
+            due=due,
+            detail=f"Routed on {reason}; score {score.points} ({score.grade}).",
         )
-        self._note("task:call_lead", f"task {task.task_id} for {rep.assignee_id}")
-        return task
 
     async def _send_email(
         self, step: str, to: str, template: str, context: dict[str, object]

@@ -36,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import ProcessEvent, ProcessState
     from workflows.contracts import (
         ASSIGN_OWNER,
-        CREATE_TASK,
         RELEASE_ASSIGNMENT,
         UPSERT_CUSTOMER,
         Assignment,
@@ -46,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
         EmailRequest,
         ReleaseRequest,
         TaskRef,
-        TaskRequest,
     )
     from workflows.steps import ProcessSteps
 
@@ -297,26 +295,15 @@ class OnboardingWorkflow(ProcessSteps):
         return all(m in self._reached for m in self._schedule.milestones)
 
     async def _create_task(self, kind: str, title: str, due: datetime, detail: str) -> TaskRef:
-        task: TaskRef = await workflow.execute_activity(
-            CREATE_TASK,
-            TaskRequest(
-                key=self._key(f"task_{kind}"),
-                process_id=self._process_id,
-                customer_id=self._customer.customer_id,
-                assignee_id=self._csm_or_fail().assignee_id,
-                kind=kind,
-                title=title,
-                due_at=due,
-                detail=detail,
-                tenant=self._tenant(),
-            ),
-            result_type=TaskRef,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
-            summary=f"task {kind}",
+        return await self._task(
+            kind,
+            customer_id=self._customer.customer_id,
+            assignee_id=self._csm_or_fail().assignee_id,
+            kind=kind,
+            title=title,
+            due=due,
+            detail=detail,
         )
-        self._note(f"task:{kind}", f"task {task.task_id} for {self._csm_or_fail().assignee_id}")
-        return task
 
     async def _send_email(
         self, step: str, context: dict[str, object], template: str | None = None

@@ -57,10 +57,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.contracts import (
         ANALYSE_USAGE,
-        CREATE_TASK,
         EmailRequest,
         TaskRef,
-        TaskRequest,
         UsageRequest,
         UsageSummary,
         step_key,
@@ -491,26 +489,16 @@ class RenewalWorkflow(ProcessSteps):
     async def _create_task(
         self, assignee: StaffRef, kind: str, title: str, due: datetime, detail: str
     ) -> TaskRef:
-        task: TaskRef = await workflow.execute_activity(
-            CREATE_TASK,
-            TaskRequest(
-                key=self._key(f"task_{kind}"),
-                process_id=self._process_id,
-                customer_id=self._term.customer_id,
-                assignee_id=assignee.staff_id,
-                kind=kind,
-                title=title,
-                due_at=due,
-                detail=detail,
-                tenant=self._tenant(),
-            ),
-            result_type=TaskRef,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
+        return await self._task(
+            kind,
+            customer_id=self._term.customer_id,
+            assignee_id=assignee.staff_id,
+            kind=kind,
+            title=title,
+            due=due,
+            detail=detail,
             summary=f"task {kind} for {assignee.staff_id}",
         )
-        self._note(f"task:{kind}", f"task {task.task_id} for {assignee.staff_id}")
-        return task
 
     async def _record(self, step: str, detail: dict[str, object]) -> None:
         await super()._record(step, _jsonable(detail))  # event data may hold dates

@@ -59,7 +59,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.contracts import (
         ASSIGN_OWNER,
-        CREATE_TASK,
         LOOK_UP_STAFF,
         NOTIFY_STAFF,
         RECORD_SLA_OUTCOME,
@@ -73,8 +72,6 @@ with workflow.unsafe.imports_passed_through():
         SlaOutcomeRecord,
         StaffContact,
         StaffLookup,
-        TaskRef,
-        TaskRequest,
     )
     from workflows.steps import ProcessSteps
 
@@ -702,26 +699,15 @@ class TicketSlaWorkflow(ProcessSteps):
         self._note(f"notify:{step}", staff_id)
 
     async def _create_task(self, step: str, assignee_id: str, title: str, detail: str) -> None:
-        due = BusinessCalendar.around_the_clock().add(workflow.now(), timedelta(hours=1))
-        task = await workflow.execute_activity(
-            CREATE_TASK,
-            TaskRequest(
-                key=self._key(f"task_{step}"),
-                process_id=self._process_id,
-                customer_id=self._ticket.customer_id,
-                assignee_id=assignee_id,
-                kind=f"sla_{step}",
-                title=title,
-                due_at=due,
-                detail=detail,
-                tenant=self._tenant(),
-            ),
-            result_type=TaskRef,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
-            summary=f"task {step}",
+        await self._task(
+            step,
+            customer_id=self._ticket.customer_id,
+            assignee_id=assignee_id,
+            kind=f"sla_{step}",
+            title=title,
+            due=BusinessCalendar.around_the_clock().add(workflow.now(), timedelta(hours=1)),
+            detail=detail,
         )
-        self._note(f"task:{step}", f"task {task.task_id} for {assignee_id}")
 
     async def _record_new_events(self) -> None:
         while self._events_recorded < len(self._events):

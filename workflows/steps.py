@@ -9,13 +9,14 @@ workflow classes inherit these helpers; they set ``_process_id`` and
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE, ProcessState, StepEntry
 from workflows.contracts import (
+    CREATE_TASK,
     ENRICH_COMPANY,
     RECORD_STEP,
     SEND_EMAIL,
@@ -24,6 +25,8 @@ from workflows.contracts import (
     EmailRequest,
     EnrichmentRequest,
     StepRecord,
+    TaskRef,
+    TaskRequest,
     step_key,
 )
 from workflows.retries import EMAIL_RETRY, ENRICH_RETRY, RECORD_RETRY
@@ -54,6 +57,43 @@ class ProcessSteps:
             retry_policy=RECORD_RETRY,
             summary=f"audit {step}",
         )
+
+    async def _task(
+        self,
+        step: str,
+        *,
+        customer_id: str,
+        assignee_id: str,
+        kind: str,
+        title: str,
+        due: datetime,
+        detail: str,
+        summary: str | None = None,
+    ) -> TaskRef:
+        """Create the task of ``step`` for ``assignee_id``, once whatever the retries.
+
+        The task belongs to the run's tenant and is noted as ``task:<step>``.
+        """
+        task: TaskRef = await workflow.execute_activity(
+            CREATE_TASK,
+            TaskRequest(
+                key=self._key(f"task_{step}"),
+                process_id=self._process_id,
+                customer_id=customer_id,
+                assignee_id=assignee_id,
+                kind=kind,
+                title=title,
+                due_at=due,
+                detail=detail,
+                tenant=self._tenant(),
+            ),
+            result_type=TaskRef,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+            summary=summary or f"task {step}",
+        )
+        self._note(f"task:{step}", f"task {task.task_id} for {assignee_id}")
+        return task
 
     async def _look_up_company(self, domain: str) -> CompanyProfile | None:
         """The enrichment provider's profile of ``domain``; None, noted as partial
