@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -33,14 +32,6 @@ from workflows.approval_types import ApprovalDecision, ApprovalInput, ApprovalRe
 from workflows.common import APPROVAL_ASSIGNEE
 
 ApprovalHandle = WorkflowHandle[ApprovalWorkflow, ApprovalResult]
-
-
-@pytest.fixture
-async def worker(
-    time_skipping_env: WorkflowEnvironment, settings: Settings, policy: Policy, database: Database
-) -> AsyncIterator[None]:
-    async with running_worker(time_skipping_env.client, settings, policy, database):
-        yield
 
 
 async def start(client: Client, settings: Settings, request: ApprovalInput) -> ApprovalHandle:

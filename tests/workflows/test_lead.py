@@ -56,20 +56,6 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
-def client(time_skipping_env: WorkflowEnvironment) -> Client:
-    return time_skipping_env.client
-
-
-@pytest.fixture
-async def worker(
-    client: Client, settings: Settings, policy: Policy, database: Database
-) -> AsyncIterator[None]:
-    """The production worker (real activities) polling this test's task queue."""
-    async with running_worker(client, settings, policy, database):
-        yield
-
-
-@pytest.fixture
 async def daytime_zone(time_skipping_env: WorkflowEnvironment) -> str:
     """A time zone in which it is 10 in the morning now, so email goes out at once."""
     return zone_at_local_hour(await time_skipping_env.get_current_time(), 10)

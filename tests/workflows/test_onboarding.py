@@ -7,7 +7,6 @@ provider. Only the clock is fake, so thirty days pass in a second or two.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -38,20 +37,6 @@ from tests.servers import free_port
 from worker.main import running_worker
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
 from workflows.onboarding import OnboardingSchedule, OnboardingWorkflow, onboarding_id
-
-
-@pytest.fixture
-def client(time_skipping_env: WorkflowEnvironment) -> Client:
-    return time_skipping_env.client
-
-
-@pytest.fixture
-async def worker(
-    client: Client, settings: Settings, policy: Policy, database: Database
-) -> AsyncIterator[None]:
-    """The production worker (real activities) polling this test's task queue."""
-    async with running_worker(client, settings, policy, database):
-        yield
 
 
 @pytest.mark.usefixtures("worker")

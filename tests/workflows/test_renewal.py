@@ -18,7 +18,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from crm.db import Database
 from crm.mailsink import MailSink
-from crm.policy import Policy
 from crm.settings import Settings
 from tests.renewal_support import (
     audit_steps,
@@ -30,7 +29,6 @@ from tests.renewal_support import (
     tasks_of,
     years_after,
 )
-from worker.main import running_worker
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import ApprovalDecision
 from workflows.common import ProcessEvent, ProcessState
@@ -41,20 +39,6 @@ RenewalHandle = WorkflowHandle[RenewalWorkflow, RenewalResult]
 Starter = Callable[[RenewalInput], Awaitable[RenewalHandle]]
 
 REMINDERS = [f"term1_email_reminder_{d}d" for d in (90, 60, 30, 7)]
-
-
-@pytest.fixture
-def client(time_skipping_env: WorkflowEnvironment) -> Client:
-    return time_skipping_env.client
-
-
-@pytest.fixture
-async def worker(
-    client: Client, settings: Settings, policy: Policy, database: Database
-) -> AsyncIterator[None]:
-    """The production worker (real activities) polling this test's task queue."""
-    async with running_worker(client, settings, policy, database):
-        yield
 
 
 @pytest.fixture

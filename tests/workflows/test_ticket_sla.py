@@ -9,7 +9,6 @@ second.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import time, timedelta
 
 import pytest
@@ -39,23 +38,8 @@ from tests.sla_support import (
     tasks_of,
     ticket_input,
 )
-from worker.main import running_worker
 from workflows.common import SLA_STATE, TICKET_PRIORITY
 from workflows.sla import sla_id
-
-
-@pytest.fixture
-def client(time_skipping_env: WorkflowEnvironment) -> Client:
-    return time_skipping_env.client
-
-
-@pytest.fixture
-async def worker(
-    client: Client, settings: Settings, policy: Policy, database: Database
-) -> AsyncIterator[None]:
-    """The production worker (real activities) polling this test's task queue."""
-    async with running_worker(client, settings, policy, database):
-        yield
 
 
 def steps(messages: list[StoredMessage]) -> list[str | None]:

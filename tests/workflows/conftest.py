@@ -1,0 +1,28 @@
+"""Fixtures of the time-skipping workflow tests: the test server's client and a worker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from crm.db import Database
+from crm.policy import Policy
+from crm.settings import Settings
+from worker.main import running_worker
+
+
+@pytest.fixture
+def client(time_skipping_env: WorkflowEnvironment) -> Client:
+    return time_skipping_env.client
+
+
+@pytest.fixture
+async def worker(
+    client: Client, settings: Settings, policy: Policy, database: Database
+) -> AsyncIterator[None]:
+    """The production worker (real activities) polling this test's task queue."""
+    async with running_worker(client, settings, policy, database):
+        yield
