@@ -37,9 +37,7 @@ class UsageActivities:
             .where(of_tenant(col(UsageReport.tenant), request.tenant))
             .order_by(col(UsageReport.reported_at), col(UsageReport.id))
         )
-        rows = await self._database.run(
-            lambda session: list(session.exec(statement).all()), write=False
-        )
+        rows = await self._database.all(statement)
         latest: dict[str, UsageReport] = {}
         for row in rows:
             latest[row.metric] = row

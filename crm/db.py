@@ -32,6 +32,7 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlmodel import Session, SQLModel, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from crm import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
@@ -166,6 +167,10 @@ class Database:
         return await asyncio.get_running_loop().run_in_executor(
             self._threads, context.run, self._in_transaction, work, write
         )
+
+    async def all(self, statement: SelectOfScalar[T]) -> list[T]:
+        """Every row ``statement`` selects (work that only reads)."""
+        return await self.run(lambda session: list(session.exec(statement)), write=False)
 
     def _in_transaction(self, work: Callable[[Session], T], write: bool) -> T:
         _unit.writes = write

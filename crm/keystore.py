@@ -34,7 +34,7 @@ async def create_key(
 async def list_keys(database: Database) -> list[ApiKey]:
     """Every key ever made, revoked ones included, oldest first."""
     statement = select(ApiKey).order_by(col(ApiKey.id))
-    return await database.run(lambda session: list(session.exec(statement)), write=False)
+    return await database.all(statement)
 
 
 async def revoke_key(database: Database, key_id: str) -> bool:

@@ -106,7 +106,7 @@ async def lead_row(database: Database, lead_id: str) -> Lead | None:
 
 async def tasks_of(database: Database, lead_id: str) -> list[Task]:
     query = select(Task).where(Task.customer_id == lead_id).order_by(col(Task.id))
-    return await database.run(lambda session: list(session.exec(query).all()))
+    return await database.all(query)
 
 
 async def marketing_list(database: Database, list_name: str) -> list[MarketingListEntry]:
@@ -115,4 +115,4 @@ async def marketing_list(database: Database, list_name: str) -> list[MarketingLi
         .where(MarketingListEntry.list_name == list_name)
         .order_by(col(MarketingListEntry.id))
     )
-    return await database.run(lambda session: list(session.exec(query).all()))
+    return await database.all(query)

@@ -103,7 +103,7 @@ def step_of(message: StoredMessage) -> str | None:
 async def tasks_of(database: Database, customer_id: str) -> list[Task]:
     """The customer's tasks, in creation order."""
     query = select(Task).where(Task.customer_id == customer_id).order_by(col(Task.id))
-    return await database.run(lambda session: list(session.exec(query).all()))
+    return await database.all(query)
 
 
 async def customer_row(database: Database, customer_id: str) -> Customer | None:
@@ -112,7 +112,7 @@ async def customer_row(database: Database, customer_id: str) -> Customer | None:
 
 async def assignments_of(database: Database, process_id: str) -> list[Assignment]:
     query = select(Assignment).where(Assignment.process_id == process_id)
-    return await database.run(lambda session: list(session.exec(query).all()))
+    return await database.all(query)
 
 
 async def audit_trail(database: Database, process_id: str) -> list[AuditEntry]:
@@ -120,7 +120,7 @@ async def audit_trail(database: Database, process_id: str) -> list[AuditEntry]:
     query = (
         select(AuditEntry).where(AuditEntry.process_id == process_id).order_by(col(AuditEntry.id))
     )
-    return await database.run(lambda session: list(session.exec(query).all()))
+    return await database.all(query)
 
 
 async def outbox_of(database: Database, process_id: str) -> list[OutboundEmail]:
@@ -129,4 +129,4 @@ async def outbox_of(database: Database, process_id: str) -> list[OutboundEmail]:
         .where(OutboundEmail.process_id == process_id)
         .order_by(col(OutboundEmail.id))
     )
-    return await database.run(lambda session: list(session.exec(query).all()))
+    return await database.all(query)

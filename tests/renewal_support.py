@@ -113,7 +113,7 @@ def steps_of(messages: list[StoredMessage]) -> list[str]:
 
 async def tasks_of(database: Database, process_id: str) -> list[Task]:
     query = select(Task).where(Task.process_id == process_id).order_by(col(Task.id))
-    return await database.run(lambda session: list(session.exec(query).all()))
+    return await database.all(query)
 
 
 async def audit_steps(database: Database, process_id: str) -> list[str]:
@@ -122,7 +122,7 @@ async def audit_steps(database: Database, process_id: str) -> list[str]:
         .where(AuditEntry.process_id == process_id)
         .order_by(col(AuditEntry.id))
     )
-    return await database.run(lambda session: list(session.exec(query).all()))
+    return await database.all(query)
 
 
 def days(n: float) -> timedelta:

@@ -118,7 +118,7 @@ def mail_of(maildir: Path, process_id: str) -> list[StoredMessage]:
 
 async def tasks_of(database: Database, process_id: str) -> list[Task]:
     query = select(Task).where(Task.process_id == process_id).order_by(col(Task.id))
-    return await database.run(lambda session: list(session.exec(query).all()))
+    return await database.all(query)
 
 
 async def notifications_of(database: Database, process_id: str) -> list[Notification]:
@@ -127,7 +127,7 @@ async def notifications_of(database: Database, process_id: str) -> list[Notifica
         .where(Notification.process_id == process_id)
         .order_by(col(Notification.id))
     )
-    return await database.run(lambda session: list(session.exec(query).all()))
+    return await database.all(query)
 
 
 async def outcome_of(database: Database, process_id: str) -> SlaOutcome | None:

@@ -53,7 +53,7 @@ async def list_tasks(
         query = query.where(Task.process_id == process_id)
     if status is not None:
         query = query.where(Task.status == status)
-    rows = await database.run(lambda session: list(session.exec(query)), write=False)
+    rows = await database.all(query)
     return [
         TaskView(
             id=row.id or 0,

@@ -79,7 +79,7 @@ async def list_usage(
     )
     if principal.tenant is not None:
         statement = statement.where(UsageReport.tenant == principal.tenant)
-    rows = await database.run(lambda session: list(session.exec(statement)), write=False)
+    rows = await database.all(statement)
     return [_view(row) for row in rows]
 
 
