@@ -89,10 +89,6 @@ class EncryptionCodec(PayloadCodec):
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys.items()}
         self._active = next(iter(keys))
 
-    @property
-    def active_key_id(self) -> str:
-        return self._active
-
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         cipher = self._ciphers[self._active]
         encoded = []

@@ -134,10 +134,6 @@ class SlaClock:
             return self.used
         return self.used + self.calendar.between(self.running_since, now)
 
-    def remaining_at(self, now: datetime) -> timedelta:
-        """The business time left until the target at ``now``; negative once overdue."""
-        return self.target - self.used_at(now)
-
     def pause(self, now: datetime) -> None:
         """Stop counting until ``resume``; no effect unless running."""
         if self.running_since is not None:
