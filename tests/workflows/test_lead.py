@@ -149,9 +149,14 @@ async def test_reply_after_first_follow_up_stops_emails_rescores_and_routes_to_a
         rep.id,
         "Call Lena Vogel at Acme Corp",
     )
+    # Due 1 business hour after routing, which follows the reply once the rep is assigned.
     replied_at = result.events["replied"]
+    [routed_at] = [
+        s.at for s in (await handle.query(LeadWorkflow.state)).steps if s.step == "assign_rep"
+    ]
+    assert replied_at <= routed_at
     emea_hours = BusinessCalendar.from_spec(policy.leads.territories["emea"].calendar())
-    assert as_utc(task.due_at) == emea_hours.add(replied_at, timedelta(hours=1))
+    assert as_utc(task.due_at) == emea_hours.add(routed_at, timedelta(hours=1))
 
     [to_rep] = inbox(mail_sink.maildir, rep.email, handle.id)
     assert to_rep.subject == "New high lead for you: Lena Vogel at Acme Corp (score 70)"
