@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlmodel import Session
 from temporalio import activity
 
 from crm.db import Database, insert_once
 from crm.models import AuditEntry, Task, as_utc
+from crm.task_completion import close_open_tasks
 from workflows.contracts import CLOSE_TASKS, CREATE_TASK, CloseTasksRequest, TaskRef, TaskRequest
 
 
@@ -30,6 +30,7 @@ class TaskActivities:
             detail=request.detail,
             due_at=as_utc(request.due_at),
             tenant=request.tenant,
+            assignment_key=request.assignment_key,
         )
 
         def create(session: Session) -> tuple[Task, bool]:
@@ -52,14 +53,13 @@ class TaskActivities:
 
     @activity.defn(name=CLOSE_TASKS)
     async def close_tasks(self, request: CloseTasksRequest) -> int:
-        """Mark the process's open tasks done; returns how many were open (0 on a retry)."""
-        statement = (
-            update(Task)
-            .where(col(Task.process_id) == request.process_id, col(Task.status) == "open")
-            .values(status="done")
+        """Mark the process's open tasks done by the process; how many were open (0 on a retry).
+
+        Assignments that were the work of those tasks end with them.
+        """
+        closed = await self._database.run(
+            lambda session: close_open_tasks(session, request.process_id, request.process_id)
         )
-        result = await self._database.run(lambda session: session.exec(statement))
-        closed = int(result.rowcount or 0)
         activity.logger.info(
             "closed %d open task(s) of %s: %s", closed, request.process_id, request.resolution
         )

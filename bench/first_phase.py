@@ -30,14 +30,30 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 from temporalio.client import Client
 
-from bench.harness import onboarding_stack, process, start_onboarding, temporal_server
+from bench.harness import (
+    child_cpu_seconds,
+    cpu_used_since,
+    onboarding_stack,
+    process,
+    start_onboarding,
+    temporal_server,
+)
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@dataclass
+class Measured:
+    """Runs per second, and the CPU each process used while they ran."""
+
+    rate: float
+    cpu: str
 
 
 async def start_all(count: int, concurrency: int, start_one: object) -> None:
@@ -50,7 +66,7 @@ async def start_all(count: int, concurrency: int, start_one: object) -> None:
     await asyncio.gather(*(bounded(i) for i in range(count)))
 
 
-async def raw_rate(count: int, concurrency: int) -> float:
+async def raw_rate(count: int, concurrency: int) -> Measured:
     task_queue = f"raw-{uuid.uuid4().hex[:8]}"
     with (
         temporal_server() as address,
@@ -66,13 +82,14 @@ async def raw_rate(count: int, concurrency: int) -> float:
                 )
             )
 
+        cpu = child_cpu_seconds()
         began = time.perf_counter()
         await start_all(count, concurrency, start_one)
         await asyncio.gather(*(handle.result() for handle in handles))
-        return count / (time.perf_counter() - began)
+        return Measured(count / (time.perf_counter() - began), cpu_used_since(cpu))
 
 
-async def stub_rate(count: int, concurrency: int) -> float:
+async def stub_rate(count: int, concurrency: int) -> Measured:
     """Onboarding's workflow with stub activities (bench/stub_activities.py), in-memory server."""
     task_queue = f"stub-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as scratch:
@@ -86,11 +103,12 @@ async def stub_rate(count: int, concurrency: int) -> float:
                 await start_onboarding(client, task_queue, f"stub-{i}")
 
             await asyncio.sleep(2)  # let the worker start polling
+            cpu = child_cpu_seconds()
             began = time.perf_counter()
             await start_all(count, concurrency, start_one)
             while len(done.read_text().splitlines()) < count:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
-            return count / (time.perf_counter() - began)
+            return Measured(count / (time.perf_counter() - began), cpu_used_since(cpu))
 
 
 SENT_WELCOMES = (
@@ -128,7 +146,7 @@ def postgres_schema() -> Iterator[str]:
 
 async def onboarding_rate(
     count: int, concurrency: int, persisted: bool, postgres: bool = False
-) -> float:
+) -> Measured:
     task_queue = f"onb-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as scratch, ExitStack() as stack:
         state = Path(scratch)
@@ -149,34 +167,41 @@ async def onboarding_rate(
             await start_onboarding(client, task_queue, f"bench-{i}")
 
         await asyncio.sleep(2)  # let the worker create its tables and start polling
+        cpu = child_cpu_seconds()
         began = time.perf_counter()
         await start_all(count, concurrency, start_one)
         while sent_welcomes(database) < count:  # noqa: ASYNC110 - polling another process
             await asyncio.sleep(0.2)
-        return count / (time.perf_counter() - began)
+        return Measured(count / (time.perf_counter() - began), cpu_used_since(cpu))
 
 
 async def run(count: int, concurrency: int, with_postgres: bool) -> None:
     raw = await raw_rate(count, concurrency)
-    print(f"raw SDK, in-memory server:      {raw:6.1f} workflows/s (5 no-op activities)")
+    print(f"raw SDK, in-memory server:      {raw.rate:6.1f} workflows/s (5 no-op activities)")
+    print(f"  CPU: {raw.cpu}")
     stubbed = await stub_rate(count, concurrency)
     print(
-        f"onboarding workflow, 5 stub activities: {stubbed:6.1f} first phases/s "
-        f"({100 * stubbed / raw:.0f}% of raw: crmflow's orchestration without the activities' I/O)"
+        f"onboarding workflow, 5 stub activities: {stubbed.rate:6.1f} first phases/s "
+        f"({100 * stubbed.rate / raw.rate:.0f}% of raw: "
+        "crmflow's orchestration without the activities' I/O)"
     )
+    print(f"  CPU: {stubbed.cpu}")
     memory = await onboarding_rate(count, concurrency, persisted=False)
-    print(f"onboarding, in-memory server:   {memory:6.1f} first phases/s")
+    print(f"onboarding, in-memory server:   {memory.rate:6.1f} first phases/s")
+    print(f"  CPU: {memory.cpu}")
     persisted = await onboarding_rate(count, concurrency, persisted=True)
-    print(f"onboarding, file-backed (WAL):  {persisted:6.1f} first phases/s")
+    print(f"onboarding, file-backed (WAL):  {persisted.rate:6.1f} first phases/s")
+    print(f"  CPU: {persisted.cpu}")
     if with_postgres:
         on_postgres = await onboarding_rate(count, concurrency, persisted=False, postgres=True)
         print(
-            f"onboarding, in-memory server, PostgreSQL CRM database: {on_postgres:6.1f} "
-            f"first phases/s ({100 * on_postgres / raw:.0f}% of raw)"
+            f"onboarding, in-memory server, PostgreSQL CRM database: {on_postgres.rate:6.1f} "
+            f"first phases/s ({100 * on_postgres.rate / raw.rate:.0f}% of raw)"
         )
+        print(f"  CPU: {on_postgres.cpu} (PostgreSQL's own not counted)")
     print(
-        f"onboarding = {100 * memory / raw:.0f}% of raw (target >= 80%); "
-        f"persisted = {100 * persisted / memory:.0f}% of in-memory (target >= 80%); "
+        f"onboarding = {100 * memory.rate / raw.rate:.0f}% of raw (target >= 80%); "
+        f"persisted = {100 * persisted.rate / memory.rate:.0f}% of in-memory (target >= 80%); "
         f"{count} runs each, {concurrency} starts in flight"
     )
 

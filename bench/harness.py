@@ -198,3 +198,41 @@ async def start_onboarding(client: Client, task_queue: str, customer_id: str) ->
         id=onboarding_id(customer_id),
         task_queue=task_queue,
     )
+
+
+def child_cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) each direct child process has used, by role (Linux).
+
+    Roles: ``server`` (the Temporal CLI), ``worker`` (any worker), ``services``
+    (SMTP sink, enrichment provider), ``api``. Read from ``/proc``; children that
+    have exited are not counted.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(fields[1]) != os.getpid():  # fields[1] is the parent pid
+            continue
+        role = _role(cmdline)
+        used[role] = used.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def _role(cmdline: str) -> str:
+    if "server start-dev" in cmdline:
+        return "server"
+    if "smtp-sink" in cmdline or "enrichment-provider" in cmdline:
+        return "services"
+    if " api" in cmdline:
+        return "api"
+    return "worker"
+
+
+def cpu_used_since(before: dict[str, float]) -> str:
+    """``server 12.3 s, worker 8.1 s, ...``: CPU each role used since ``before``."""
+    now = child_cpu_seconds()
+    return ", ".join(f"{role} {now[role] - before.get(role, 0.0):.1f} s" for role in sorted(now))

@@ -93,6 +93,11 @@ class Task(SQLModel, table=True):
     due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     created_at: datetime = created_now()
     tenant: str | None = Field(default=None, max_length=100, index=True)
+    #: The assignment whose work this task is (a lead routed to a rep): it ends,
+    #: and stops counting towards the assignee's load, when the task is done.
+    assignment_key: str | None = Field(default=None, max_length=300)
+    completed_at: datetime | None = no_time_yet()
+    completed_by: str | None = Field(default=None, max_length=200)
 
 
 class OutboundEmail(SQLModel, table=True):

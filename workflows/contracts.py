@@ -102,6 +102,7 @@ class TaskRequest:
     due_at: datetime
     detail: str = ""
     tenant: str | None = None  # the run's tenant (memo), so the API shows the task to it only
+    assignment_key: str | None = None  # the assignment that ends when the task is done
 
 
 @dataclass

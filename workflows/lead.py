@@ -8,7 +8,7 @@ The process a sales team runs for every prospect:
 2. Score it with the policy's rules (``crm.lead_scoring``) and branch:
    - high: route it to a sales rep (territory by country, then fewest open
      leads, round-robin on ties) with a task due in 1 business hour and an
-     email to the rep;
+     email to the rep; the lead is the rep's open lead until that task is done;
    - medium: the follow-up sequence (below);
    - low: nurture, a marketing list entry and no sales task.
 3. Follow-up sequence: the first email at once, follow-ups at day 2, 5 and 10
@@ -414,6 +414,7 @@ class LeadWorkflow(ProcessSteps):
             title=f"Call {self._lead.name}" + (f" at {company}" if company else ""),
             due=due,
             detail=f"Routed on {reason}; score {score.points} ({score.grade}).",
+            assignment_key=rep.key,
         )
 
     async def _send_email(

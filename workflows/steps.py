@@ -69,10 +69,13 @@ class ProcessSteps:
         due: datetime,
         detail: str,
         summary: str | None = None,
+        assignment_key: str | None = None,
     ) -> TaskRef:
         """Create the task of ``step`` for ``assignee_id``, once whatever the retries.
 
         The task belongs to the run's tenant and is noted as ``task:<step>``.
+        With ``assignment_key``, it is the work of that assignment, which ends
+        when the task is done.
         """
         task: TaskRef = await workflow.execute_activity(
             CREATE_TASK,
@@ -86,6 +89,7 @@ class ProcessSteps:
                 due_at=due,
                 detail=detail,
                 tenant=self._tenant(),
+                assignment_key=assignment_key,
             ),
             result_type=TaskRef,
             start_to_close_timeout=timedelta(seconds=10),

@@ -1,17 +1,19 @@
-"""``GET /v1/tasks``: the tasks processes created for people."""
+"""``/v1/tasks``: the tasks processes created for people, and marking one done."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel
-from sqlmodel import col, select
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session, col, select
 
-from api.auth import Support
+from api.auth import ServiceOrSupport, Support
 from api.deps import DatabaseDep
+from api.problems import Problem
 from crm.models import Task, as_utc
+from crm.task_completion import complete_task
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
@@ -29,6 +31,34 @@ class TaskView(BaseModel):
     status: str
     due_at: datetime
     created_at: datetime
+    completed_at: datetime | None = None
+    completed_by: str | None = None
+
+    @classmethod
+    def of(cls, row: Task) -> TaskView:
+        return cls(
+            id=row.id or 0,
+            process_id=row.process_id,
+            customer_id=row.customer_id,
+            assignee_id=row.assignee_id,
+            kind=row.kind,
+            title=row.title,
+            detail=row.detail,
+            status=row.status,
+            due_at=as_utc(row.due_at),
+            created_at=as_utc(row.created_at),
+            completed_at=as_utc(row.completed_at) if row.completed_at else None,
+            completed_by=row.completed_by,
+        )
+
+
+class TaskCompletion(BaseModel):
+    """Who did the work, if not the caller, and a note for the audit trail."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    completed_by: str | None = Field(default=None, min_length=1, max_length=100)
+    note: str = Field(default="", max_length=2000)
 
 
 @router.get("", response_model=list[TaskView])
@@ -54,18 +84,33 @@ async def list_tasks(
     if status is not None:
         query = query.where(Task.status == status)
     rows = await database.all(query)
-    return [
-        TaskView(
-            id=row.id or 0,
-            process_id=row.process_id,
-            customer_id=row.customer_id,
-            assignee_id=row.assignee_id,
-            kind=row.kind,
-            title=row.title,
-            detail=row.detail,
-            status=row.status,
-            due_at=as_utc(row.due_at),
-            created_at=as_utc(row.created_at),
-        )
-        for row in rows
-    ]
+    return [TaskView.of(row) for row in rows]
+
+
+@router.post("/{task_id}/complete", response_model=TaskView)
+async def complete(
+    database: DatabaseDep,
+    principal: ServiceOrSupport,
+    task_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    completion: TaskCompletion | None = None,
+) -> TaskView:
+    """Mark a task done, once: completing a done task again returns it unchanged.
+
+    ``completed_by`` defaults to the caller's staff id, else its principal id.
+    A task that is the work of an assignment (a lead's ``call_lead`` task) ends
+    it, so the assignee's open load drops. A principal of a tenant completes
+    only that tenant's tasks; any other id is a 404.
+    """
+    completion = completion or TaskCompletion()
+    by = completion.completed_by or principal.staff_id or principal.id
+
+    def mark_done(session: Session) -> Task | None:
+        task = session.get(Task, task_id)
+        if task is None or (principal.tenant is not None and task.tenant != principal.tenant):
+            return None
+        return complete_task(session, task_id, by, completion.note)
+
+    task = await database.run(mark_done)
+    if task is None:
+        raise Problem(404, "task-not-found", "Task not found", f"no task {task_id}")
+    return TaskView.of(task)

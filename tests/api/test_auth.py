@@ -37,6 +37,7 @@ ROUTES: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/processes/onboarding-nobody/events", {"type": "first_value"}, {"service"}),
     ("POST", "/v1/processes/onboarding-nobody/cancel", {}, {"support"}),
     ("GET", "/v1/tasks", None, {"support"}),
+    ("POST", "/v1/tasks/1/complete", {}, {"service", "support"}),
     ("GET", "/readyz", None, {"service", "support", "approver"}),
     ("GET", "/metrics", None, {"support"}),
     ("POST", "/codec/decode", {"payloads": []}, {"support"}),
@@ -67,6 +68,7 @@ def _template(path: str) -> str:
     parts = path.split("/")
     names = {"processes": "{process_id}", "approvals": "{approval_id}"}
     names["subscriptions"] = "{subscription_id}"
+    names["tasks"] = "{task_id}"
     return "/".join(
         names[parts[i - 1]] if i > 0 and parts[i - 1] in names and part else part
         for i, part in enumerate(parts)

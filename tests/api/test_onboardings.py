@@ -83,6 +83,48 @@ async def test_onboarding_through_the_api_welcomes_assigns_and_activates(
     assert closed.headers["content-type"] == PROBLEM_JSON
 
 
+async def test_a_task_is_marked_done_once_by_whoever_did_it(
+    api: httpx.AsyncClient, api_keys: dict[str, str]
+) -> None:
+    customer = new_customer()
+    process_id = (await api.post("/v1/onboardings", json=customer)).json()["process_id"]
+
+    async def kickoff_tasks() -> list[dict[str, Any]]:
+        listed = await api.get("/v1/tasks", params={"process_id": process_id})
+        tasks: list[dict[str, Any]] = listed.json()
+        return tasks
+
+    [kickoff] = await eventually(kickoff_tasks, lambda tasks: len(tasks) == 1)
+    assert (kickoff["status"], kickoff["completed_at"], kickoff["completed_by"]) == (
+        "open",
+        None,
+        None,
+    )
+    path = f"/v1/tasks/{kickoff['id']}/complete"
+
+    done = await api.post(path, json={"completed_by": kickoff["assignee_id"], "note": "held"})
+    assert done.status_code == 200, done.text
+    assert (done.json()["status"], done.json()["completed_by"]) == ("done", kickoff["assignee_id"])
+    assert done.json()["completed_at"] is not None
+    again = await api.post(path)  # no body: the caller did it; but it is done already
+    assert again.status_code == 200
+    assert again.json() == done.json()
+    [listed] = await kickoff_tasks()
+    assert listed == done.json()
+    assert [t["id"] for t in (await api.get("/v1/tasks", params={"status": "open"})).json()] == []
+
+    other_tenant = await api.post(path, headers={"Authorization": f"Bearer {api_keys['tenant-b']}"})
+    assert other_tenant.status_code == 404
+    unknown = await api.post("/v1/tasks/999999/complete")
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"] == PROBLEM_JSON
+    assert unknown.json()["type"] == "urn:crmflow:problem:task-not-found"
+    for bad in ({"completed_by": ""}, {"note": "x" * 2001}, {"done": True}):
+        refused = await api.post(path, json=bad)
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.headers["content-type"] == PROBLEM_JSON
+
+
 async def test_cancelled_onboarding_ends_as_cancelled_with_the_reason(
     api: httpx.AsyncClient,
 ) -> None:

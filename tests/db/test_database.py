@@ -30,12 +30,14 @@ from activities.records import RecordActivities
 from activities.tasks import TaskActivities
 from activities.usage import UsageActivities
 from crm.db import Database, Keyed, insert_once
+from crm.task_completion import complete_task
 from crm.keystore import create_key, list_keys, revoke_key
 from crm.models import Assignment, AuditEntry, Customer, Task, UsageReport, as_utc
 from crm.policy import Policy
 from crm.principals import hash_key
 from workflows.contracts import (
     AssignmentRequest,
+    CloseTasksRequest,
     CustomerRecord,
     ReleaseRequest,
     StepRecord,
@@ -413,6 +415,59 @@ async def test_assignment_prefers_the_member_with_the_fewest_active_assignments(
     assert await release(assignment, "c-1") is True  # ben is free again
     assert await assign(assignment, "c-3") == "csm-ben"
     assert await assign(assignment, "c-4") == "csm-ana"
+
+
+async def work_task(tasks: TaskActivities, subject_id: str, assignee_id: str) -> int:
+    """A ``call`` task for ``assignee_id`` that is the work of ``subject_id``'s assignment."""
+    request = assignment_request(subject_id)
+    created = await ActivityEnvironment().run(
+        tasks.create_task,
+        TaskRequest(
+            key=step_key(request.process_id, "task_call"),
+            process_id=request.process_id,
+            customer_id=subject_id,
+            assignee_id=assignee_id,
+            kind="call",
+            title=f"Call {subject_id}",
+            due_at=datetime.now(UTC),
+            assignment_key=request.key,
+        ),
+    )
+    return created.task_id
+
+
+async def test_a_done_task_ends_the_assignment_it_is_the_work_of(db: Database) -> None:
+    assignment, tasks = AssignmentActivities(db, Policy()), TaskActivities(db)
+    for n in range(3):
+        await assign(assignment, f"c-{n}")  # ana, ben, cleo: one each
+    ben_task = await work_task(tasks, "c-1", "csm-ben")
+    cleo_task = await work_task(tasks, "c-2", "csm-cleo")
+
+    done = await db.run(lambda session: complete_task(session, ben_task, "csm-ben", "called"))
+    assert done is not None
+    assert (done.status, done.completed_by) == ("done", "csm-ben")
+    assert await assign(assignment, "c-3") == "csm-ben"  # ben's load dropped with the task
+
+    # Completing it again changes nothing: same time, one audit entry.
+    again = await db.run(lambda session: complete_task(session, ben_task, "someone-else"))
+    assert again is not None
+    assert again.completed_at is not None and done.completed_at is not None
+    assert (again.completed_by, as_utc(again.completed_at)) == ("csm-ben", done.completed_at)
+    audit = await db.all(select(AuditEntry).where(AuditEntry.step == "task_done:call"))
+    assert [entry.detail for entry in audit] == [
+        {"task_id": ben_task, "by": "csm-ben", "note": "called"}
+    ]
+    assert await db.run(lambda session: complete_task(session, 10_000, "csm-ben")) is None
+
+    # A process that closes its tasks ends their assignments as well.
+    closed = await ActivityEnvironment().run(
+        tasks.close_tasks, CloseTasksRequest(process_id="onboarding-c-2", resolution="lost")
+    )
+    assert closed == 1
+    cleo = await db.run(lambda session: session.get(Task, cleo_task))
+    assert cleo is not None
+    assert (cleo.status, cleo.completed_by) == ("done", "onboarding-c-2")
+    assert await assign(assignment, "c-4") == "csm-cleo"
 
 
 async def test_assignment_ties_go_to_the_least_recently_assigned(db: Database) -> None:

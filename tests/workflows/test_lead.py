@@ -41,6 +41,7 @@ from tests.lead_support import (
 from tests.servers import free_port
 from worker.main import running_worker
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
+from workflows.contracts import step_key
 from workflows.lead import LeadWorkflow
 
 
@@ -149,6 +150,8 @@ async def test_reply_after_first_follow_up_stops_emails_rescores_and_routes_to_a
         rep.id,
         "Call Lena Vogel at Acme Corp",
     )
+    # The call is the work of the rep's assignment: it counts as an open lead until done.
+    assert task.assignment_key == step_key(handle.id, "assign_rep")
     # Due 1 business hour after routing, which follows the reply once the rep is assigned.
     replied_at = result.events["replied"]
     [routed_at] = [

@@ -1,0 +1,64 @@
+"""Finishing tasks: by the person who did the work, or by the process that no longer needs it.
+
+A finished task is ``done`` with when and by whom. A task that is the work
+of an assignment (a lead's call task is the rep's open lead) ends that
+assignment too, so it stops counting towards the assignee's load and the
+next lead goes to whoever has the fewest open ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from crm.db import insert_once
+from crm.models import Assignment, AuditEntry, Task, utcnow
+
+
+def complete_task(session: Session, task_id: int, by: str, note: str = "") -> Task | None:
+    """Mark task ``task_id`` done by ``by`` and audit it; None if there is no such task.
+
+    Completing a task that is already done changes nothing and returns it as it is.
+    """
+    task = session.get(Task, task_id)
+    if task is None or task.status == "done":
+        return task
+    finish_tasks(session, [task], by)
+    insert_once(
+        session,
+        AuditEntry(
+            key=f"{task.key}:done",
+            process_id=task.process_id,
+            step=f"task_done:{task.kind}",
+            detail={"task_id": task.id, "by": by, "note": note},
+        ),
+    )
+    return task
+
+
+def close_open_tasks(session: Session, process_id: str, by: str) -> int:
+    """Mark every open task of ``process_id`` done by ``by``; how many were open."""
+    open_tasks = session.exec(
+        select(Task).where(Task.process_id == process_id, Task.status == "open")
+    ).all()
+    finish_tasks(session, open_tasks, by)
+    return len(open_tasks)
+
+
+def finish_tasks(session: Session, tasks: Sequence[Task], by: str) -> None:
+    """Mark ``tasks`` done now by ``by``, and end the assignments they are the work of."""
+    now = utcnow()
+    for task in tasks:
+        task.status = "done"
+        task.completed_at = now
+        task.completed_by = by
+        session.add(task)
+    keys = [task.assignment_key for task in tasks if task.assignment_key]
+    if keys:
+        session.exec(
+            update(Assignment)
+            .where(col(Assignment.key).in_(keys), col(Assignment.active))
+            .values(active=False, released_at=now)
+        )
