@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, literal, union_all
 from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -142,18 +142,35 @@ class AssignmentActivities:
 
 
 def _loads(session: Session, members: list[str]) -> tuple[dict[str, int], dict[str, datetime]]:
-    """Each member's active assignments, and when each was last assigned anything."""
+    """Each member's active assignments, and when each was last assigned anything.
+
+    Two index lookups per member (``ix_assignments_assignee_*``): the count
+    reads active rows only, the latest is the last entry of the member's
+    ``assigned_at`` index, so neither grows with the assignments that ended.
+    """
     assignee: Any = col(AssignmentRow.assignee_id)
     active: Any = col(AssignmentRow.active)
-    rows = session.exec(
-        select(assignee, func.count().filter(active), func.max(AssignmentRow.assigned_at))
-        .where(assignee.in_(members))
+    counted = session.exec(
+        select(assignee, func.count())
+        .where(assignee.in_(members), active.is_(True))
         .group_by(assignee)
     )
-    loads: dict[str, int] = {}
-    last: dict[str, datetime] = {}
-    for member, open_count, latest in rows:
-        loads[member] = int(open_count)
-        if latest is not None:
-            last[member] = as_utc(latest).replace(tzinfo=None)
+    loads = {member: int(open_count) for member, open_count in counted}
+    latest = union_all(
+        *(
+            select(
+                literal(member).label("member"),
+                select(func.max(AssignmentRow.assigned_at))
+                .where(assignee == member)
+                .scalar_subquery()
+                .label("latest"),
+            )
+            for member in members
+        )
+    )
+    last = {
+        member: as_utc(at).replace(tzinfo=None)
+        for member, at in session.connection().execute(latest)
+        if at is not None
+    }
     return loads, last
