@@ -58,20 +58,28 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         ADD_TO_MARKETING_LIST,
         ASSIGN_OWNER,
+        CLOSE_TASKS,
+        RELEASE_ASSIGNMENT,
         SAVE_LEAD,
         Assignment,
         AssignmentRequest,
+        CloseTasksRequest,
         CompanyProfile,
         EmailReceipt,
         EmailRequest,
         LeadRecord,
         LeadSaved,
         MarketingListRequest,
+        ReleaseRequest,
         TaskRef,
     )
     from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "lead"
+
+#: From this patch on, a lead cancelled after it was routed closes the rep's
+#: call task and ends the rep's assignment; before, the rep kept it as an open lead.
+FREE_REP_ON_CANCEL = "free-rep-on-cancel"
 
 
 @dataclass
@@ -324,6 +332,25 @@ class LeadWorkflow(ProcessSteps):
         self._set_stage("cancelled")
         self._state.outcome = "cancelled"
         await self._record("outcome", {"outcome": "cancelled", "reason": reason})
+        if self._owner is not None and workflow.patched(FREE_REP_ON_CANCEL):
+            await self._free_rep(self._owner, reason)
+
+    async def _free_rep(self, owner: Assignment, reason: str) -> None:
+        """The cancelled lead is no longer the rep's: close its call task, end the assignment."""
+        await workflow.execute_activity(
+            CLOSE_TASKS,
+            CloseTasksRequest(process_id=self._process_id, resolution=f"lead cancelled: {reason}"),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+            summary="close the call task",
+        )
+        await workflow.execute_activity(
+            RELEASE_ASSIGNMENT,
+            ReleaseRequest(key=owner.key),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+            summary=f"release {owner.assignee_id}",
+        )
 
     # Helpers: each a wait, a single activity call or a change of the visible state.
 

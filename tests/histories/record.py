@@ -46,13 +46,14 @@ from crm.sla_policy import SlaPolicy, SlaTierOverride
 from tests.lead_support import lead_input, start_lead, zone_at_local_hour
 from tests.lead_support import send_event as send_lead_event
 from tests.renewal_support import approval_input, approver, days, renewal_input, report_usage
-from tests.servers import run_asgi_server
+from tests.servers import free_port, run_asgi_server
 from tests.sla_support import STOCKHOLM, next_local, on_day, sleep_until, start_ticket, ticket_input
 from tests.sla_support import send_event as send_ticket_event
 from worker.main import running_worker
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import ApprovalDecision, approval_id
 from workflows.common import SEARCH_ATTRIBUTES, ProcessEvent
+from workflows.lead import LeadWorkflow
 from workflows.onboarding import OnboardingInput, OnboardingWorkflow
 from workflows.renewal import RenewalWorkflow
 from workflows.renewal_types import renewal_id
@@ -300,6 +301,22 @@ async def lead_routed(rec: Recording) -> Handle:
     return handle
 
 
+async def lead_cancelled_after_routing(rec: Recording) -> Handle:
+    """A demo request routed at once, cancelled while the rep's email waits for the relay."""
+    zone = zone_at_local_hour(await rec.env.get_current_time(), 10)
+    lead = lead_input(rec.policy, timezone=zone, source="demo_request", country="DE")
+    handle = await start_lead(rec.client, rec.task_queue, lead)
+    for _ in range(200):
+        steps = [step.step for step in (await handle.query(LeadWorkflow.state)).steps]
+        if "task:call_lead" in steps:
+            break
+        await asyncio.sleep(0.05)
+    await handle.cancel(reason="duplicate lead")
+    with contextlib.suppress(WorkflowFailureError):  # the run ends cancelled
+        await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "onboarding-activated": onboarding_activated,
     "onboarding-stalled": onboarding_stalled,
@@ -319,7 +336,12 @@ SCENARIOS: dict[str, Scenario] = {
     "renewal-lapsed": renewal_lapsed,
     "lead-unresponsive": lead_unresponsive,
     "lead-routed": lead_routed,
+    # Recorded after the free-rep-on-cancel patch.
+    "lead-cancelled-after-routing": lead_cancelled_after_routing,
 }
+
+#: Settings a scenario changes: the SMTP relay is down for the whole run.
+RELAY_DOWN = {"lead-cancelled-after-routing"}
 
 
 async def record(names: list[str]) -> None:
@@ -347,6 +369,8 @@ async def record(names: list[str]) -> None:
 async def _record_one(name: str, settings: Settings, database: Database) -> None:
     """Run ``name`` on a server of its own: a run one scenario leaves behind (a renewal's
     next term) cannot hold the clock of the next."""
+    if name in RELAY_DOWN:
+        settings = settings.model_copy(update={"smtp_port": free_port()})
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
     try:
         await _register_search_attributes(env.client)

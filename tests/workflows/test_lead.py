@@ -15,6 +15,7 @@ from datetime import UTC, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlmodel import select
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
@@ -403,3 +404,31 @@ async def test_cancel_while_the_first_email_is_retrying_ends_the_run_as_cancelle
     assert isinstance(failure.value.cause, CancelledError)
     assert state.outcome == "cancelled"
     assert inbox(mail_sink.maildir, lead.email) == []
+
+
+async def test_lead_cancelled_after_routing_frees_the_rep(
+    client: Client,
+    settings: Settings,
+    policy: Policy,
+    database: Database,
+    daytime_zone: str,
+) -> None:
+    settings = settings.model_copy(update={"smtp_port": free_port()})  # the rep's email retries
+    lead = lead_input(policy, timezone=daytime_zone, source="demo_request", country="DE")
+    async with running_worker(client, settings, policy, database):
+        handle = await start_lead(client, settings.task_queue, lead)
+        for _ in range(200):  # until the call task exists and the rep's email is being tried
+            if "task:call_lead" in [s.step for s in (await handle.query(LeadWorkflow.state)).steps]:
+                break
+            await asyncio.sleep(0.05)
+        [task] = await tasks_of(database, lead.lead_id)
+        assert task.status == "open"
+
+        await handle.cancel(reason="duplicate lead")
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+
+    [task] = await tasks_of(database, lead.lead_id)
+    assert (task.status, task.completed_by) == ("done", handle.id)
+    assignments = await database.all(select(Assignment).where(Assignment.process_id == handle.id))
+    assert [(a.assignee_id, a.active) for a in assignments] == [(task.assignee_id, False)]
