@@ -32,6 +32,7 @@ from crm.principals import Principal
 from workflows.common import PROCESS, ProcessState
 from workflows.renewal import RENEWAL_DATE
 from workflows.renewal_types import EVENTS as RENEWAL_EVENTS
+from workflows.renewal_types import renewed_terms_problem
 from workflows.sla import EVENT_TYPES as SLA_EVENTS
 from workflows.sla import OPEN, PENDING_CUSTOMER
 
@@ -203,12 +204,25 @@ def event_data_problem(
         priorities = list(policy.sla.targets)
         if data.get("priority") not in priorities:
             return f"data.priority must be one of {priorities}, got {data.get('priority')!r}"
-    elif process == "renewal" and (event_type == "renewal_date_changed" or RENEWAL_DATE in data):
+    elif process == "renewal":
+        return _renewal_data_problem(event_type, data, policy)
+    return None
+
+
+def _renewal_data_problem(event_type: str, data: dict[str, Any], policy: Policy) -> str | None:
+    if event_type == "renewal_date_changed" or RENEWAL_DATE in data:
         value = data.get(RENEWAL_DATE)
         try:
             datetime.fromisoformat(str(value))
         except ValueError:
             return f"data.{RENEWAL_DATE} must be an ISO date, got {value!r}"
+    if event_type != "renewed":
+        return None
+    if problem := renewed_terms_problem(data):
+        return problem
+    plans = list(policy.onboarding.plans)
+    if "plan" in data and data["plan"] not in plans:
+        return f"data.plan must be one of {plans}, got {data['plan']!r}"
     return None
 
 

@@ -1,6 +1,7 @@
 """Onboarding's first phase end to end vs a raw-SDK workflow of five no-op activities.
 
     .venv/bin/python -m bench.first_phase [--count 300] [--concurrency 32] [--postgres]
+        [--rounds 1]
 
 Side by side in one run, each on its own fresh dev server:
 1. raw SDK, in-memory server: ``RawFirstPhase`` (bench/raw_workflow.py), five
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -175,7 +177,8 @@ async def onboarding_rate(
         return Measured(count / (time.perf_counter() - began), cpu_used_since(cpu))
 
 
-async def run(count: int, concurrency: int, with_postgres: bool) -> None:
+async def one_round(count: int, concurrency: int, with_postgres: bool) -> tuple[float, float]:
+    """Every measurement once; returns (onboarding / raw, persisted / in-memory)."""
     raw = await raw_rate(count, concurrency)
     print(f"raw SDK, in-memory server:      {raw.rate:6.1f} workflows/s (5 no-op activities)")
     print(f"  CPU: {raw.cpu}")
@@ -204,6 +207,22 @@ async def run(count: int, concurrency: int, with_postgres: bool) -> None:
         f"persisted = {100 * persisted.rate / memory.rate:.0f}% of in-memory (target >= 80%); "
         f"{count} runs each, {concurrency} starts in flight"
     )
+    return memory.rate / raw.rate, persisted.rate / memory.rate
+
+
+async def run(count: int, concurrency: int, with_postgres: bool, rounds: int) -> None:
+    ratios = []
+    for number in range(1, rounds + 1):
+        if rounds > 1:
+            print(f"round {number} of {rounds}")
+        ratios.append(await one_round(count, concurrency, with_postgres))
+    if rounds > 1:
+        onboarding = statistics.median(r[0] for r in ratios)
+        persisted = statistics.median(r[1] for r in ratios)
+        print(
+            f"median of {rounds} rounds: onboarding = {100 * onboarding:.0f}% of raw "
+            f"(target >= 80%); persisted = {100 * persisted:.0f}% of in-memory (target >= 80%)"
+        )
 
 
 def main() -> None:
@@ -213,8 +232,15 @@ def main() -> None:
     parser.add_argument(
         "--postgres", action="store_true", help="also run onboarding on the local PostgreSQL"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure everything this many times and report the median ratios "
+        "(a shared machine's speed drifts between runs)",
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.count, args.concurrency, args.postgres))
+    asyncio.run(run(args.count, args.concurrency, args.postgres, args.rounds))
 
 
 if __name__ == "__main__":

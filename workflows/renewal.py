@@ -16,6 +16,8 @@ The process an account team runs for every subscription term:
 4. At the renewal date with no decision: renew automatically when the
    contract says so, else the subscription lapses: a churn-risk task for the
    owner and an escalation (email + task) to the owner's manager.
+5. A renewed term, signed or automatic, is confirmed to the customer by
+   email with the next renewal date.
 
 A renewed subscription continues as new with the next term's input (renewal
 date one year later), so a subscription's process lives for years with a
@@ -69,10 +71,15 @@ with workflow.unsafe.imports_passed_through():
         RenewalResult,
         StaffRef,
         UpsellTerms,
+        renewed_terms_problem,
     )
     from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "renewal"
+
+#: From this patch on, a renewed term (signed or automatic) confirms the new
+#: term to the customer by email before the next term starts.
+RENEWAL_CONFIRMATION = "renewal-confirmation"
 RENEWAL_DATE = "renewal_date"
 USAGE_ANALYSIS = "usage_analysis"
 
@@ -330,6 +337,18 @@ class RenewalWorkflow(ProcessSteps):
         next_term = self._next_term()
         self._set_stage(outcome)
         self._note(outcome, f"next renewal {next_term.renewal_date:%Y-%m-%d}")
+        if workflow.patched(RENEWAL_CONFIRMATION):
+            await self._send_email(
+                "renewal_confirmation",
+                "renewal_confirmation",
+                {
+                    "auto_renewed": outcome == "auto_renewed",
+                    "renewal_date": f"{self._renewal_date:%Y-%m-%d}",
+                    "next_renewal_date": f"{next_term.renewal_date:%Y-%m-%d}",
+                    "plan": next_term.plan,  # what the customer signed for, if it changed
+                    "annual_value": f"{next_term.annual_value:,.2f}",
+                },
+            )
         await self._record(
             "outcome",
             {
@@ -450,6 +469,8 @@ class RenewalWorkflow(ProcessSteps):
             return "not a renewal event"
         if self._decision is not None:
             return f"the term is already {self._decision}"
+        if event.type == "renewed" and (problem := renewed_terms_problem(event.data)):
+            return problem
         if event.type == "renewal_date_changed" or (
             event.type == "renewed" and RENEWAL_DATE in event.data
         ):

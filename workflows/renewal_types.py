@@ -9,11 +9,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from workflows.approval_types import Approver
 
 #: The business events a renewal accepts.
 EVENTS = ("renewed", "cancelled", "renewal_date_changed")
+
+
+def renewed_terms_problem(data: dict[str, Any]) -> str | None:
+    """Why a ``renewed`` event's new terms (``plan``, ``annual_value``) are unusable, or None.
+
+    Both are optional; the next term keeps the current ones when they are absent.
+    """
+    plan = data.get("plan")
+    if "plan" in data and not (isinstance(plan, str) and plan.strip()):
+        return f"data.plan must be a plan name, got {plan!r}"
+    value = data.get("annual_value")
+    if "annual_value" in data and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e15
+    ):
+        return f"data.annual_value must be a number of at least 0, got {value!r}"
+    return None
 
 
 @dataclass

@@ -54,3 +54,23 @@ async def test_renewal_date_that_is_not_a_date_is_a_422(api: httpx.AsyncClient) 
         )
         assert response.status_code == 422, response.text
         assert "data.renewal_date" in response.json()["detail"]
+
+
+async def test_renewed_with_unusable_terms_is_a_422(api: httpx.AsyncClient) -> None:
+    started = await api.post("/v1/renewals", json=renewal_body())
+    assert started.status_code == 201, started.text
+    process_id = started.json()["process_id"]
+    for data, field in (
+        ({"plan": "platinum"}, "data.plan"),
+        ({"plan": ""}, "data.plan"),
+        ({"annual_value": "a lot"}, "data.annual_value"),
+        ({"annual_value": -5}, "data.annual_value"),
+        ({"annual_value": True}, "data.annual_value"),
+    ):
+        response = await api.post(
+            f"/v1/processes/{process_id}/events", json={"type": "renewed", "data": data}
+        )
+        assert response.status_code == 422, (data, response.text)
+        assert field in response.json()["detail"]
+    signed = {"type": "renewed", "data": {"plan": "enterprise", "annual_value": 30000}}
+    assert (await api.post(f"/v1/processes/{process_id}/events", json=signed)).status_code == 202

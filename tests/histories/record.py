@@ -334,6 +334,8 @@ SCENARIOS: dict[str, Scenario] = {
     "approval-expired-tasks-closed": approval_expired,
     "renewal-auto-renewed": renewal_auto_renewed,
     "renewal-lapsed": renewal_lapsed,
+    # Recorded after the renewal-confirmation patch.
+    "renewal-auto-renewed-confirmed": renewal_auto_renewed,
     "lead-unresponsive": lead_unresponsive,
     "lead-routed": lead_routed,
     # Recorded after the free-rep-on-cancel patch.

@@ -7,6 +7,7 @@ Each test has a test server of its own (the ``time_skipping_env`` fixture).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
@@ -39,6 +40,7 @@ RenewalHandle = WorkflowHandle[RenewalWorkflow, RenewalResult]
 Starter = Callable[[RenewalInput], Awaitable[RenewalHandle]]
 
 REMINDERS = [f"term1_email_reminder_{d}d" for d in (90, 60, 30, 7)]
+CONFIRMED = "term1_email_renewal_confirmation"
 
 
 @pytest.fixture
@@ -118,7 +120,7 @@ async def test_year_sends_four_reminders_and_approved_upsell_then_auto_renews(
     second_term = await next_run_id(handle)
 
     sent = emails_of(mail_sink.maildir, handle.id)
-    assert sorted(steps_of(sent)) == sorted([*REMINDERS, "term1_email_upsell_offer"])
+    assert sorted(steps_of(sent)) == sorted([*REMINDERS, "term1_email_upsell_offer", CONFIRMED])
     offer = next(m for m in sent if m.header("X-Crmflow-Step") == "term1_email_upsell_offer")
     assert offer.subject == "Acme Corp: 15% off enterprise at your renewal"
     assert offer.recipients == [term.contact_email]
@@ -126,6 +128,12 @@ async def test_year_sends_four_reminders_and_approved_upsell_then_auto_renews(
     reminder = next(m for m in sent if m.header("X-Crmflow-Step") == REMINDERS[-1])
     assert "in\n7 days" in reminder.body or "in 7 days" in reminder.body
     assert "renews automatically" in reminder.body
+    confirmation = next(m for m in sent if m.header("X-Crmflow-Step") == CONFIRMED)
+    next_date = f"{years_after(term.renewal_date, 1):%Y-%m-%d}"
+    assert (
+        confirmation.subject == f"Acme Corp: your growth subscription is renewed until {next_date}"
+    )
+    assert f"renewed automatically on\n{term.renewal_date:%Y-%m-%d}" in confirmation.body
 
     tasks = await tasks_of(database, handle.id)
     assert [t.kind for t in tasks] == [
@@ -214,7 +222,7 @@ async def test_moving_the_date_forward_replans_reminders_without_sending_any_twi
     await next_run_id(handle)
 
     sent = emails_of(mail_sink.maildir, handle.id)
-    assert sorted(steps_of(sent)) == sorted(REMINDERS)
+    assert sorted(steps_of(sent)) == sorted([*REMINDERS, CONFIRMED])
     by_step = {m.header("X-Crmflow-Step"): m.received_at for m in sent}
     assert all(at is not None for at in by_step.values())
 
@@ -277,4 +285,43 @@ async def test_two_terms_continue_as_new_with_histories_of_the_same_length(
     assert state.details["renewal_date"] == years_after(term.renewal_date, 2).isoformat()
     assert len(second_history) == len(first_history) < 200
     sent = steps_of(emails_of(mail_sink.maildir, first.id))
-    assert sorted(sent) == sorted([*REMINDERS, *(r.replace("term1", "term2") for r in REMINDERS)])
+    first_term = [*REMINDERS, CONFIRMED]
+    assert sorted(sent) == sorted([*first_term, *(r.replace("term1", "term2") for r in first_term)])
+
+
+@pytest.mark.usefixtures("worker")
+async def test_signed_renewal_is_confirmed_with_the_plan_signed_for(
+    time_skipping_env: WorkflowEnvironment,
+    client: Client,
+    start: Starter,
+    mail_sink: MailSink,
+    now: datetime,
+) -> None:
+    term = renewal_input(now + days(100), plan="growth", auto_renew=False)
+    handle = await start(term)
+    await time_skipping_env.sleep(days(20))
+
+    # Terms the next term could not use are noted and ignored; the term goes on.
+    await handle.signal(RenewalWorkflow.event, ProcessEvent("renewed", {"annual_value": "lots"}))
+    for _ in range(100):
+        ignored = [s for s in (await state_of(handle)).steps if s.step == "ignored:renewed"]
+        if ignored:
+            break
+        await asyncio.sleep(0.05)
+    assert [s.detail for s in ignored] == [
+        "data.annual_value must be a number of at least 0, got 'lots'"
+    ]
+
+    signed = {"plan": "enterprise", "annual_value": 30000}
+    await handle.signal(RenewalWorkflow.event, ProcessEvent("renewed", signed))
+    await next_run_id(handle)
+
+    sent = emails_of(mail_sink.maildir, handle.id)
+    [confirmation] = [m for m in sent if m.header("X-Crmflow-Step") == CONFIRMED]
+    next_date = f"{years_after(term.renewal_date, 1):%Y-%m-%d}"
+    assert confirmation.subject == (
+        f"Acme Corp: your enterprise subscription is renewed until {next_date}"
+    )
+    assert confirmation.recipients == [term.contact_email]
+    assert "Thank you for renewing" in confirmation.body
+    assert "annual value 30,000.00" in confirmation.body
