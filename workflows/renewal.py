@@ -16,8 +16,8 @@ The process an account team runs for every subscription term:
 4. At the renewal date with no decision: renew automatically when the
    contract says so, else the subscription lapses: a churn-risk task for the
    owner and an escalation (email + task) to the owner's manager.
-5. A renewed term, signed or automatic, is confirmed to the customer by
-   email with the next renewal date.
+5. A renewed term, signed or automatic, continues as new; the next term's
+   run first confirms the renewal to the customer by email.
 
 A renewed subscription continues as new with the next term's input (renewal
 date one year later), so a subscription's process lives for years with a
@@ -69,6 +69,7 @@ with workflow.unsafe.imports_passed_through():
         EVENTS,
         RenewalInput,
         RenewalResult,
+        RenewedTerm,
         StaffRef,
         UpsellTerms,
         renewed_terms_problem,
@@ -76,10 +77,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "renewal"
-
-#: From this patch on, a renewed term (signed or automatic) confirms the new
-#: term to the customer by email before the next term starts.
-RENEWAL_CONFIRMATION = "renewal-confirmation"
 RENEWAL_DATE = "renewal_date"
 USAGE_ANALYSIS = "usage_analysis"
 
@@ -117,6 +114,8 @@ class RenewalWorkflow(ProcessSteps):
         _validate(term)
         self._publish_process(term.customer_id, "active")
         try:
+            if term.renewed_from is not None:
+                await self._confirm_renewal(term.renewed_from)
             outcome = await self._follow_term()
             if outcome == RENEWAL_DATE:  # nobody decided before the date
                 outcome = "auto_renewed" if term.auto_renew else "lapsed"
@@ -203,6 +202,18 @@ class RenewalWorkflow(ProcessSteps):
                 await self._analyse_usage()
             else:
                 await self._send_reminder(int(step.removeprefix("reminder_").removesuffix("d")))
+
+    async def _confirm_renewal(self, renewed: RenewedTerm) -> None:
+        """Tell the customer the term they start is renewed, signed or automatically."""
+        await self._send_email(
+            "renewal_confirmation",
+            "renewal_confirmation",
+            {
+                "auto_renewed": renewed.outcome == "auto_renewed",
+                "renewal_date": f"{renewed.renewal_date:%Y-%m-%d}",
+                "next_renewal_date": f"{self._renewal_date:%Y-%m-%d}",
+            },
+        )
 
     async def _send_reminder(self, days: int) -> None:
         self._reminders_sent.append(days)
@@ -334,21 +345,9 @@ class RenewalWorkflow(ProcessSteps):
         self._note("upsell_withdrawn", "the term ended before the approval")
 
     async def _start_next_term(self, outcome: str) -> None:
-        next_term = self._next_term()
+        next_term = self._next_term(outcome)
         self._set_stage(outcome)
         self._note(outcome, f"next renewal {next_term.renewal_date:%Y-%m-%d}")
-        if workflow.patched(RENEWAL_CONFIRMATION):
-            await self._send_email(
-                "renewal_confirmation",
-                "renewal_confirmation",
-                {
-                    "auto_renewed": outcome == "auto_renewed",
-                    "renewal_date": f"{self._renewal_date:%Y-%m-%d}",
-                    "next_renewal_date": f"{next_term.renewal_date:%Y-%m-%d}",
-                    "plan": next_term.plan,  # what the customer signed for, if it changed
-                    "annual_value": f"{next_term.annual_value:,.2f}",
-                },
-            )
         await self._record(
             "outcome",
             {
@@ -450,7 +449,7 @@ class RenewalWorkflow(ProcessSteps):
             return not interrupted()
         return False
 
-    def _next_term(self) -> RenewalInput:
+    def _next_term(self, outcome: str) -> RenewalInput:
         data = self._decision_data
         if RENEWAL_DATE in data:
             next_date = _parse_date(data[RENEWAL_DATE])
@@ -462,6 +461,7 @@ class RenewalWorkflow(ProcessSteps):
             plan=str(data.get("plan", self._term.plan)),
             annual_value=float(data.get("annual_value", self._term.annual_value)),
             term=self._term.term + 1,
+            renewed_from=RenewedTerm(outcome, self._renewal_date),
         )
 
     def _refusal(self, event: ProcessEvent) -> str | None:

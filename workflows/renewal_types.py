@@ -83,6 +83,17 @@ class RenewalInput:
     manager: StaffRef | None = None
     term: int = 1
     schedule: RenewalSchedule = field(default_factory=RenewalSchedule)
+    #: How the previous term ended, when this term follows it: the run confirms
+    #: the renewal to the customer first.
+    renewed_from: RenewedTerm | None = None
+
+
+@dataclass
+class RenewedTerm:
+    """A term that renewed: ``renewed`` (signed) or ``auto_renewed``, on ``renewal_date``."""
+
+    outcome: str
+    renewal_date: datetime
 
 
 @dataclass

@@ -276,6 +276,27 @@ async def renewal_lapsed(rec: Recording) -> Handle:
     return handle
 
 
+async def renewal_signed_second_term(rec: Recording) -> Handle:
+    """The second term of a subscription signed on a bigger plan: it confirms the renewal,
+    then the customer cancels. The recorded history is the second term's."""
+    now = await rec.env.get_current_time()
+    term = renewal_input(now + days(20), policy=rec.policy, plan="growth", auto_renew=False)
+    first = await _start_renewal(rec, term)
+    signed = {"plan": "enterprise", "annual_value": 30000}
+    await first.signal(RenewalWorkflow.event, ProcessEvent("renewed", signed))
+    try:
+        await first.result(follow_runs=False)
+    except WorkflowContinuedAsNewError as continued:
+        second_run = continued.new_execution_run_id
+    else:
+        raise RuntimeError(f"{first.id} ended without continuing as new")
+    second = rec.client.get_workflow_handle_for(RenewalWorkflow.run, first.id, run_id=second_run)
+    await rec.env.sleep(days(1))
+    await second.signal(RenewalWorkflow.event, ProcessEvent("cancelled", {"reason": "budget"}))
+    await second.result()
+    return second
+
+
 # Lead qualification (scored by source: a webinar lead is medium and gets the sequence)
 
 
@@ -334,8 +355,7 @@ SCENARIOS: dict[str, Scenario] = {
     "approval-expired-tasks-closed": approval_expired,
     "renewal-auto-renewed": renewal_auto_renewed,
     "renewal-lapsed": renewal_lapsed,
-    # Recorded after the renewal-confirmation patch.
-    "renewal-auto-renewed-confirmed": renewal_auto_renewed,
+    "renewal-signed-second-term": renewal_signed_second_term,
     "lead-unresponsive": lead_unresponsive,
     "lead-routed": lead_routed,
     # Recorded after the free-rep-on-cancel patch.
