@@ -41,9 +41,7 @@ with workflow.unsafe.imports_passed_through():
         ProcessState,
     )
     from workflows.contracts import (
-        CLOSE_TASKS,
         CREATE_TASK,
-        CloseTasksRequest,
         EmailRequest,
         TaskRef,
         TaskRequest,
@@ -197,7 +195,7 @@ class ApprovalWorkflow(ProcessSteps):
             },
         )
         if workflow.patched(CLOSE_TASKS_PATCH):
-            await self._close_tasks(result.outcome)
+            await self._close_tasks(result.outcome, "close the approval's tasks")
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _close_as_withdrawn(self) -> None:
@@ -207,7 +205,7 @@ class ApprovalWorkflow(ProcessSteps):
         workflow.upsert_search_attributes([APPROVAL_ASSIGNEE.value_unset()])
         await self._record("outcome", {"outcome": "withdrawn", "reason": reason})
         if workflow.patched(CLOSE_TASKS_PATCH):
-            await self._close_tasks("withdrawn")
+            await self._close_tasks("withdrawn", "close the approval's tasks")
 
     # Decisions: validated the same way for the update and the signal.
 
@@ -251,16 +249,6 @@ class ApprovalWorkflow(ProcessSteps):
         return self._result
 
     # Helpers: each a single activity call or a change of the visible state.
-
-    async def _close_tasks(self, outcome: str) -> None:
-        await workflow.execute_activity(
-            CLOSE_TASKS,
-            CloseTasksRequest(process_id=self._process_id, resolution=outcome),
-            result_type=int,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
-            summary="close the approval's tasks",
-        )
 
     async def _notify(self, index: int, approver: Approver, step: str) -> None:
         due = self._deadline or workflow.now()

@@ -58,19 +58,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         ADD_TO_MARKETING_LIST,
         ASSIGN_OWNER,
-        CLOSE_TASKS,
-        RELEASE_ASSIGNMENT,
         SAVE_LEAD,
         Assignment,
         AssignmentRequest,
-        CloseTasksRequest,
         CompanyProfile,
         EmailReceipt,
         EmailRequest,
         LeadRecord,
         LeadSaved,
         MarketingListRequest,
-        ReleaseRequest,
         TaskRef,
     )
     from workflows.steps import ProcessSteps
@@ -337,20 +333,8 @@ class LeadWorkflow(ProcessSteps):
 
     async def _free_rep(self, owner: Assignment, reason: str) -> None:
         """The cancelled lead is no longer the rep's: close its call task, end the assignment."""
-        await workflow.execute_activity(
-            CLOSE_TASKS,
-            CloseTasksRequest(process_id=self._process_id, resolution=f"lead cancelled: {reason}"),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
-            summary="close the call task",
-        )
-        await workflow.execute_activity(
-            RELEASE_ASSIGNMENT,
-            ReleaseRequest(key=owner.key),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
-            summary=f"release {owner.assignee_id}",
-        )
+        await self._close_tasks(f"lead cancelled: {reason}", "close the call task")
+        await self._release_assignment(owner, f"release {owner.assignee_id}")
 
     # Helpers: each a wait, a single activity call or a change of the visible state.
 

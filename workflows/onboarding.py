@@ -36,14 +36,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import ProcessEvent, ProcessState
     from workflows.contracts import (
         ASSIGN_OWNER,
-        RELEASE_ASSIGNMENT,
         UPSERT_CUSTOMER,
         Assignment,
         AssignmentRequest,
         CompanyProfile,
         CustomerRecord,
         EmailRequest,
-        ReleaseRequest,
         TaskRef,
     )
     from workflows.steps import ProcessSteps
@@ -351,15 +349,8 @@ class OnboardingWorkflow(ProcessSteps):
         )
 
     async def _release_csm(self) -> None:
-        if self._csm is None:
-            return
-        await workflow.execute_activity(
-            RELEASE_ASSIGNMENT,
-            ReleaseRequest(key=self._csm.key),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
-            summary="release CSM assignment",
-        )
+        if self._csm is not None:
+            await self._release_assignment(self._csm, "release CSM assignment")
 
     def _csm_or_fail(self) -> Assignment:
         if self._csm is None:

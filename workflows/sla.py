@@ -62,12 +62,10 @@ with workflow.unsafe.imports_passed_through():
         LOOK_UP_STAFF,
         NOTIFY_STAFF,
         RECORD_SLA_OUTCOME,
-        RELEASE_ASSIGNMENT,
         Assignment,
         AssignmentRequest,
         EmailRequest,
         NotificationRequest,
-        ReleaseRequest,
         SlaClockOutcome,
         SlaOutcomeRecord,
         StaffContact,
@@ -390,7 +388,7 @@ class TicketSlaWorkflow(ProcessSteps):
             return None
         self._reassigned = True
         previous = self._assignee_or_fail()
-        await self._release(previous)
+        await self._release_assignment(previous, f"release ticket from {previous.assignee_id}")
         self._assignee = await self._assign("reassign", pool)
         self._note("reassign", f"{previous.assignee_id} -> {self._assignee.assignee_id}")
         await self._record(
@@ -411,7 +409,9 @@ class TicketSlaWorkflow(ProcessSteps):
         self._show_live_state()
         await self._record_outcome(outcome)
         if self._assignee is not None:
-            await self._release(self._assignee)
+            await self._release_assignment(
+                self._assignee, f"release ticket from {self._assignee.assignee_id}"
+            )
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _close_as_cancelled(self) -> None:
@@ -423,7 +423,9 @@ class TicketSlaWorkflow(ProcessSteps):
         self._set_stage("cancelled")
         await self._record_outcome("cancelled")
         if self._assignee is not None:
-            await self._release(self._assignee)
+            await self._release_assignment(
+                self._assignee, f"release ticket from {self._assignee.assignee_id}"
+            )
 
     # Clock bookkeeping: pure updates of the workflow's fields.
 
@@ -611,15 +613,6 @@ class TicketSlaWorkflow(ProcessSteps):
             summary=f"{step} ticket from {pool}",
         )
         return assignment
-
-    async def _release(self, assignment: Assignment) -> None:
-        await workflow.execute_activity(
-            RELEASE_ASSIGNMENT,
-            ReleaseRequest(key=assignment.key),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
-            summary=f"release ticket from {assignment.assignee_id}",
-        )
 
     async def _team_lead(self) -> StaffContact:
         """The team lead of the assignee at the first breach (looked up once)."""

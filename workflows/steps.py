@@ -16,14 +16,19 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE, ProcessState, StepEntry
 from workflows.contracts import (
+    CLOSE_TASKS,
     CREATE_TASK,
     ENRICH_COMPANY,
     RECORD_STEP,
+    RELEASE_ASSIGNMENT,
     SEND_EMAIL,
+    Assignment,
+    CloseTasksRequest,
     CompanyProfile,
     EmailReceipt,
     EmailRequest,
     EnrichmentRequest,
+    ReleaseRequest,
     StepRecord,
     TaskRef,
     TaskRequest,
@@ -98,6 +103,27 @@ class ProcessSteps:
         )
         self._note(f"task:{step}", f"task {task.task_id} for {assignee_id}")
         return task
+
+    async def _close_tasks(self, resolution: str, summary: str) -> None:
+        """Mark the run's open tasks done; assignments that were their work end with them."""
+        await workflow.execute_activity(
+            CLOSE_TASKS,
+            CloseTasksRequest(process_id=self._process_id, resolution=resolution),
+            result_type=int,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+            summary=summary,
+        )
+
+    async def _release_assignment(self, assignment: Assignment, summary: str) -> None:
+        """End ``assignment``: it stops counting towards its assignee's load (once)."""
+        await workflow.execute_activity(
+            RELEASE_ASSIGNMENT,
+            ReleaseRequest(key=assignment.key),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+            summary=summary,
+        )
 
     async def _look_up_company(self, domain: str) -> CompanyProfile | None:
         """The enrichment provider's profile of ``domain``; None, noted as partial
