@@ -13,6 +13,9 @@ The process an account team runs for every subscription term:
    - ``cancelled``: the customer cancelled; the process ends.
    - ``renewal_date_changed`` (``data.renewal_date``): the reminders still
      to come are re-planned against the new date; none is sent twice.
+   Once the term has its outcome, a ``cancelled`` or ``renewal_date_changed``
+   that arrives before the next term starts is carried into it; a repeated
+   ``renewed`` is noted and ignored.
 4. At the renewal date with no decision: renew automatically when the
    contract says so, else the subscription lapses: a churn-risk task for the
    owner and an escalation (email + task) to the owner's manager.
@@ -78,6 +81,14 @@ with workflow.unsafe.imports_passed_through():
 
 PROCESS_NAME = "renewal"
 RENEWAL_DATE = "renewal_date"
+
+#: From this patch on, an event that arrives after the term has its outcome is
+#: carried into the next term (a cancellation, a new date) or noted as a repeat;
+#: before, a cancellation in that moment was taken by the ending term and lost.
+CARRY_LATE_EVENTS = "carry-late-events"
+
+#: The events the next term takes when they arrive after this term's outcome.
+CARRIED = ("cancelled", "renewal_date_changed")
 USAGE_ANALYSIS = "usage_analysis"
 
 
@@ -101,6 +112,8 @@ class RenewalWorkflow(ProcessSteps):
         self._approval_id: str | None = None
         self._decision: str | None = None
         self._decision_data: dict[str, Any] = {}
+        self._outcome: str | None = None  # set once the term has ended, by a decision or the date
+        self._carried: list[ProcessEvent] = []
         self._events = 0
         self._state = ProcessState(
             process=PROCESS_NAME,
@@ -114,11 +127,14 @@ class RenewalWorkflow(ProcessSteps):
         _validate(term)
         self._publish_process(term.customer_id, "active")
         try:
-            if term.renewed_from is not None:
+            for event in term.carried_events:
+                await self.event(event)
+            if term.renewed_from is not None and self._decision != "cancelled":
                 await self._confirm_renewal(term.renewed_from)
             outcome = await self._follow_term()
             if outcome == RENEWAL_DATE:  # nobody decided before the date
                 outcome = "auto_renewed" if term.auto_renew else "lapsed"
+            self._outcome = outcome
             await self._withdraw_upsell()
         except (asyncio.CancelledError, ActivityError) as err:
             if not is_cancelled_exception(err):  # a cancel mid-activity is an ActivityError
@@ -144,6 +160,10 @@ class RenewalWorkflow(ProcessSteps):
     async def event(self, event: ProcessEvent) -> None:
         """``renewed``, ``cancelled`` or ``renewal_date_changed``; others are noted and ignored."""
         self._events += 1
+        ended_as = self._outcome or self._decision
+        if ended_as is not None and workflow.patched(CARRY_LATE_EVENTS):
+            self._late_event(event, ended_as)
+            return
         problem = self._refusal(event)
         if problem:
             workflow.logger.warning("renewal ignores event %r: %s", event.type, problem)
@@ -160,6 +180,19 @@ class RenewalWorkflow(ProcessSteps):
             self._decision_data = dict(event.data)
             self._note(f"event:{event.type}")
         await self._record(f"event_{self._events}_{event.type}", {"data": event.data})
+
+    def _late_event(self, event: ProcessEvent, ended_as: str) -> None:
+        """An event after the term's outcome: the next term's, a repeat, or too late."""
+        if ended_as in ("renewed", "auto_renewed") and event.type in CARRIED:
+            problem = self._refusal(event, ignore_decision=True)
+            if problem is None:
+                self._carried.append(event)
+                self._note(f"carried:{event.type}", f"to term {self._term.term + 1}")
+                return
+        else:
+            problem = f"the term is already {ended_as}"
+        workflow.logger.warning("renewal ignores event %r: %s", event.type, problem)
+        self._note(f"ignored:{event.type}", problem)
 
     @workflow.query
     def state(self) -> ProcessState:
@@ -358,7 +391,7 @@ class RenewalWorkflow(ProcessSteps):
             },
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(next_term)
+        workflow.continue_as_new(dataclasses.replace(next_term, carried_events=self._carried))
 
     async def _escalate_lapse(self) -> None:
         self._set_stage("lapsed")
@@ -464,10 +497,10 @@ class RenewalWorkflow(ProcessSteps):
             renewed_from=RenewedTerm(outcome, self._renewal_date),
         )
 
-    def _refusal(self, event: ProcessEvent) -> str | None:
+    def _refusal(self, event: ProcessEvent, *, ignore_decision: bool = False) -> str | None:
         if event.type not in EVENTS:
             return "not a renewal event"
-        if self._decision is not None:
+        if self._decision is not None and not ignore_decision:
             return f"the term is already {self._decision}"
         if event.type == "renewed" and (problem := renewed_terms_problem(event.data)):
             return problem

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from workflows.approval_types import Approver
+from workflows.common import ProcessEvent
 
 #: The business events a renewal accepts.
 EVENTS = ("renewed", "cancelled", "renewal_date_changed")
@@ -86,6 +87,9 @@ class RenewalInput:
     #: How the previous term ended, when this term follows it: the run confirms
     #: the renewal to the customer first.
     renewed_from: RenewedTerm | None = None
+    #: Events that arrived after the previous term had its outcome (a cancellation
+    #: right after the renewal, a new date): this term takes them first.
+    carried_events: list[ProcessEvent] = field(default_factory=list)
 
 
 @dataclass

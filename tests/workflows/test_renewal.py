@@ -13,12 +13,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client, WorkflowContinuedAsNewError, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from activities.records import RecordActivities
 from crm.db import Database
 from crm.mailsink import MailSink, StoredMessage
+from crm.policy import Policy
 from crm.settings import Settings
 from tests.renewal_support import (
     audit_steps,
@@ -30,9 +34,11 @@ from tests.renewal_support import (
     tasks_of,
     years_after,
 )
+from worker.main import WORKFLOW_RUNNER, WORKFLOWS, build_activities
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import ApprovalDecision
 from workflows.common import ProcessEvent, ProcessState
+from workflows.contracts import RECORD_STEP, StepRecord
 from workflows.renewal import RenewalWorkflow
 from workflows.renewal_types import RenewalInput, RenewalResult, renewal_id
 
@@ -343,3 +349,61 @@ async def test_signed_renewal_is_confirmed_with_the_plan_signed_for(
     assert confirmation.recipients == [term.contact_email]
     assert "Thank you for renewing" in confirmation.body
     assert "annual value 30,000.00" in confirmation.body
+
+
+async def test_cancel_that_arrives_as_the_term_renews_cancels_the_next_term(
+    time_skipping_env: WorkflowEnvironment,
+    client: Client,
+    start: Starter,
+    settings: Settings,
+    policy: Policy,
+    database: Database,
+    mail_sink: MailSink,
+    now: datetime,
+) -> None:
+    # The term's outcome is recorded by an audit step that waits for the test, so the
+    # customer's cancellation lands after the term has renewed, before the next begins.
+    records = RecordActivities(database)
+    outcome_recording, may_record = asyncio.Event(), asyncio.Event()
+
+    @activity.defn(name=RECORD_STEP)
+    async def record_step(record: StepRecord) -> bool:
+        if record.step == "outcome" and not may_record.is_set():
+            outcome_recording.set()
+            await may_record.wait()
+        return await records.record_step(record)
+
+    built = build_activities(settings, policy, database)
+    functions = [f for f in built.functions if getattr(f, "__name__", "") != "record_step"]
+    async with Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=list(WORKFLOWS),
+        activities=[*functions, record_step],
+        workflow_runner=WORKFLOW_RUNNER,
+    ):
+        term = renewal_input(now + days(20), plan="growth", auto_renew=True)
+        handle = await start(term)
+        # The server skips time only while no activity runs: sleep beside the blocked one.
+        past_the_date = asyncio.create_task(time_skipping_env.sleep(days(21)))
+        await asyncio.wait_for(outcome_recording.wait(), 30)
+        await handle.signal(RenewalWorkflow.event, ProcessEvent("cancelled", {"reason": "budget"}))
+        for _ in range(100):
+            first_run = await state_of(handle)
+            if first_run.steps[-1].step != "auto_renewed":  # the event is taken
+                break
+            await asyncio.sleep(0.05)
+        may_record.set()
+        await past_the_date
+
+        second = await next_run_id(handle)
+        # Cancelled at its start, the second term ends at once (a handle of our
+        # own does not skip time: a term left running would wait here a year).
+        second_term = client.get_workflow_handle_for(RenewalWorkflow.run, handle.id, run_id=second)
+        result = await asyncio.wait_for(second_term.result(), 30)
+    await built.aclose()
+
+    assert first_run.outcome is None and first_run.steps[-1].step == "carried:cancelled"
+    assert (result.term, result.outcome) == (2, "cancelled")
+    sent = steps_of(emails_of(mail_sink.maildir, handle.id))
+    assert CONFIRMED not in sent  # the customer cancelled: no "you are renewed" email
