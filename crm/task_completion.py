@@ -21,8 +21,11 @@ def complete_task(session: Session, task_id: int, by: str, note: str = "") -> Ta
     """Mark task ``task_id`` done by ``by`` and audit it; None if there is no such task.
 
     Completing a task that is already done changes nothing and returns it as it is.
+    The task's row stays locked until the transaction ends (PostgreSQL; SQLite's
+    writes take turns), so two completions, or a completion and a process
+    closing its tasks, never both mark it done.
     """
-    task = session.get(Task, task_id)
+    task = session.get(Task, task_id, with_for_update=True)
     if task is None or task.status == "done":
         return task
     finish_tasks(session, [task], by)
@@ -41,7 +44,7 @@ def complete_task(session: Session, task_id: int, by: str, note: str = "") -> Ta
 def close_open_tasks(session: Session, process_id: str, by: str) -> int:
     """Mark every open task of ``process_id`` done by ``by``; how many were open."""
     open_tasks = session.exec(
-        select(Task).where(Task.process_id == process_id, Task.status == "open")
+        select(Task).where(Task.process_id == process_id, Task.status == "open").with_for_update()
     ).all()
     finish_tasks(session, open_tasks, by)
     return len(open_tasks)

@@ -127,6 +127,7 @@ class LeadWorkflow(ProcessSteps):
         self._scores: list[LeadScore] = []
         self._territory: Territory | None = None
         self._owner: Assignment | None = None
+        self._routing = False
         self._emails_sent: list[str] = []
         self._do_not_email: str | None = None
         self._state = ProcessState(
@@ -269,10 +270,11 @@ class LeadWorkflow(ProcessSteps):
         self._set_stage("routing")
         territory = territory_for(self._terms, self._country())
         self._territory = territory
+        self._routing = True  # from here on, a cancel frees whichever rep it got
         self._owner = await workflow.execute_activity(
             ASSIGN_OWNER,
             AssignmentRequest(
-                key=self._key("assign_rep"),
+                key=self._rep_key(),
                 process_id=self._process_id,
                 pool=territory.pool,
                 subject_id=self._lead.lead_id,
@@ -328,13 +330,21 @@ class LeadWorkflow(ProcessSteps):
         self._set_stage("cancelled")
         self._state.outcome = "cancelled"
         await self._record("outcome", {"outcome": "cancelled", "reason": reason})
-        if self._owner is not None and workflow.patched(FREE_REP_ON_CANCEL):
-            await self._free_rep(self._owner, reason)
+        if self._routing and workflow.patched(FREE_REP_ON_CANCEL):
+            await self._free_rep(reason)
 
-    async def _free_rep(self, owner: Assignment, reason: str) -> None:
-        """The cancelled lead is no longer the rep's: close its call task, end the assignment."""
+    async def _free_rep(self, reason: str) -> None:
+        """The cancelled lead is no longer the rep's: close its call task, end the assignment.
+
+        By key, so an assignment or task whose activity the cancel interrupted
+        (and which may have committed anyway) is closed too.
+        """
         await self._close_tasks(f"lead cancelled: {reason}", "close the call task")
-        await self._release_assignment(owner, f"release {owner.assignee_id}")
+        rep = self._owner.assignee_id if self._owner else "the rep"
+        await self._release_assignment(self._rep_key(), f"release {rep}")
+
+    def _rep_key(self) -> str:
+        return self._key("assign_rep")
 
     # Helpers: each a wait, a single activity call or a change of the visible state.
 

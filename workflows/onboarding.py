@@ -350,7 +350,7 @@ class OnboardingWorkflow(ProcessSteps):
 
     async def _release_csm(self) -> None:
         if self._csm is not None:
-            await self._release_assignment(self._csm, "release CSM assignment")
+            await self._release_assignment(self._csm.key, "release CSM assignment")
 
     def _csm_or_fail(self) -> Assignment:
         if self._csm is None:

@@ -87,6 +87,11 @@ RENEWAL_DATE = "renewal_date"
 #: before, a cancellation in that moment was taken by the ending term and lost.
 CARRY_LATE_EVENTS = "carry-late-events"
 
+#: From this patch on, a ``renewed`` whose new plan or annual value the next
+#: term could not use is refused (noted, ignored); before, it was taken, and one
+#: float() could not read failed the workflow task.
+REFUSE_UNUSABLE_TERMS = "refuse-unusable-terms"
+
 #: The events the next term takes when they arrive after this term's outcome.
 CARRIED = ("cancelled", "renewal_date_changed")
 USAGE_ANALYSIS = "usage_analysis"
@@ -130,7 +135,7 @@ class RenewalWorkflow(ProcessSteps):
             for event in term.carried_events:
                 await self.event(event)
             if term.renewed_from is not None and self._decision != "cancelled":
-                await self._confirm_renewal(term.renewed_from)
+                await self._confirm_renewal_unless_cancelled(term.renewed_from)
             outcome = await self._follow_term()
             if outcome == RENEWAL_DATE:  # nobody decided before the date
                 outcome = "auto_renewed" if term.auto_renew else "lapsed"
@@ -162,7 +167,7 @@ class RenewalWorkflow(ProcessSteps):
         self._events += 1
         ended_as = self._outcome or self._decision
         if ended_as is not None and workflow.patched(CARRY_LATE_EVENTS):
-            self._late_event(event, ended_as)
+            await self._late_event(event, ended_as)
             return
         problem = self._refusal(event)
         if problem:
@@ -181,18 +186,49 @@ class RenewalWorkflow(ProcessSteps):
             self._note(f"event:{event.type}")
         await self._record(f"event_{self._events}_{event.type}", {"data": event.data})
 
-    def _late_event(self, event: ProcessEvent, ended_as: str) -> None:
-        """An event after the term's outcome: the next term's, a repeat, or too late."""
-        if ended_as in ("renewed", "auto_renewed") and event.type in CARRIED:
-            problem = self._refusal(event, ignore_decision=True)
-            if problem is None:
-                self._carried.append(event)
-                self._note(f"carried:{event.type}", f"to term {self._term.term + 1}")
-                return
-        else:
-            problem = f"the term is already {ended_as}"
+    async def _late_event(self, event: ProcessEvent, ended_as: str) -> None:
+        """An event after the term's outcome, while a renewed term turns into the next one.
+
+        A cancellation or a new date is the next term's: carried into it. A
+        ``renewed`` with terms (plan, value, date) sets the next term's terms,
+        the last one signed winning. Anything else, or after a lapse or a
+        cancellation, is noted and ignored.
+        """
+        renewing = ended_as in ("renewed", "auto_renewed")
+        problem = self._refusal(event, ignore_decision=True) if renewing else None
+        if (
+            problem is None
+            and renewing
+            and RENEWAL_DATE in event.data
+            and _parse_date(event.data[RENEWAL_DATE]) <= self._renewal_date
+        ):
+            problem = (
+                f"data.renewal_date must be after {self._renewal_date:%Y-%m-%d}, "
+                "the date this term renewed on"
+            )
+        if problem is None and renewing and event.type in CARRIED:
+            self._carried.append(event)
+            self._note(f"carried:{event.type}", f"to term {self._term.term + 1}")
+            return
+        if problem is None and renewing and event.type == "renewed" and event.data:
+            self._decision_data.update(event.data)
+            self._note("renewed:terms", f"for term {self._term.term + 1}")
+            await self._record(f"event_{self._events}_renewed", {"data": event.data})
+            return
+        problem = problem or f"the term is already {ended_as}"
         workflow.logger.warning("renewal ignores event %r: %s", event.type, problem)
         self._note(f"ignored:{event.type}", problem)
+
+    async def _confirm_renewal_unless_cancelled(self, renewed: RenewedTerm) -> None:
+        """Confirm the renewal, unless the customer cancels while the email is tried."""
+        email = asyncio.create_task(self._confirm_renewal(renewed))
+        try:
+            await workflow.wait_condition(lambda: email.done() or self._decision == "cancelled")
+        finally:
+            if not email.done():
+                email.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ActivityError):
+            await email
 
     @workflow.query
     def state(self) -> ProcessState:
@@ -391,6 +427,8 @@ class RenewalWorkflow(ProcessSteps):
             },
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
+        # Built again: terms signed after the outcome (see _late_event) count too.
+        next_term = self._next_term(outcome)
         workflow.continue_as_new(dataclasses.replace(next_term, carried_events=self._carried))
 
     async def _escalate_lapse(self) -> None:
@@ -502,7 +540,11 @@ class RenewalWorkflow(ProcessSteps):
             return "not a renewal event"
         if self._decision is not None and not ignore_decision:
             return f"the term is already {self._decision}"
-        if event.type == "renewed" and (problem := renewed_terms_problem(event.data)):
+        if (
+            event.type == "renewed"
+            and (problem := renewed_terms_problem(event.data))
+            and workflow.patched(REFUSE_UNUSABLE_TERMS)
+        ):
             return problem
         if event.type == "renewal_date_changed" or (
             event.type == "renewed" and RENEWAL_DATE in event.data

@@ -388,7 +388,7 @@ class TicketSlaWorkflow(ProcessSteps):
             return None
         self._reassigned = True
         previous = self._assignee_or_fail()
-        await self._release_assignment(previous, f"release ticket from {previous.assignee_id}")
+        await self._release_assignment(previous.key, f"release ticket from {previous.assignee_id}")
         self._assignee = await self._assign("reassign", pool)
         self._note("reassign", f"{previous.assignee_id} -> {self._assignee.assignee_id}")
         await self._record(
@@ -410,7 +410,7 @@ class TicketSlaWorkflow(ProcessSteps):
         await self._record_outcome(outcome)
         if self._assignee is not None:
             await self._release_assignment(
-                self._assignee, f"release ticket from {self._assignee.assignee_id}"
+                self._assignee.key, f"release ticket from {self._assignee.assignee_id}"
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
 
@@ -424,7 +424,7 @@ class TicketSlaWorkflow(ProcessSteps):
         await self._record_outcome("cancelled")
         if self._assignee is not None:
             await self._release_assignment(
-                self._assignee, f"release ticket from {self._assignee.assignee_id}"
+                self._assignee.key, f"release ticket from {self._assignee.assignee_id}"
             )
 
     # Clock bookkeeping: pure updates of the workflow's fields.

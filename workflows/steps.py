@@ -22,7 +22,6 @@ from workflows.contracts import (
     RECORD_STEP,
     RELEASE_ASSIGNMENT,
     SEND_EMAIL,
-    Assignment,
     CloseTasksRequest,
     CompanyProfile,
     EmailReceipt,
@@ -115,11 +114,12 @@ class ProcessSteps:
             summary=summary,
         )
 
-    async def _release_assignment(self, assignment: Assignment, summary: str) -> None:
-        """End ``assignment``: it stops counting towards its assignee's load (once)."""
+    async def _release_assignment(self, key: str, summary: str) -> None:
+        """End the assignment of ``key``, if made: it stops counting towards its
+        assignee's load (once)."""
         await workflow.execute_activity(
             RELEASE_ASSIGNMENT,
-            ReleaseRequest(key=assignment.key),
+            ReleaseRequest(key=key),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RECORD_RETRY,
             summary=summary,

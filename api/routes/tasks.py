@@ -91,7 +91,7 @@ async def list_tasks(
 async def complete(
     database: DatabaseDep,
     principal: ServiceOrSupport,
-    task_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    task_id: Annotated[int, Path(ge=1, le=2**31 - 1)],  # tasks.id is a 32-bit integer
     completion: TaskCompletion | None = None,
 ) -> TaskView:
     """Mark a task done, once: completing a done task again returns it unchanged.
@@ -105,7 +105,7 @@ async def complete(
     by = completion.completed_by or principal.staff_id or principal.id
 
     def mark_done(session: Session) -> Task | None:
-        task = session.get(Task, task_id)
+        task = session.get(Task, task_id, with_for_update=True)
         if task is None or (principal.tenant is not None and task.tenant != principal.tenant):
             return None
         return complete_task(session, task_id, by, completion.note)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
@@ -34,13 +35,14 @@ from tests.renewal_support import (
     tasks_of,
     years_after,
 )
-from worker.main import WORKFLOW_RUNNER, WORKFLOWS, build_activities
+from tests.servers import free_port
+from worker.main import WORKFLOW_RUNNER, WORKFLOWS, build_activities, running_worker
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import ApprovalDecision
 from workflows.common import ProcessEvent, ProcessState
 from workflows.contracts import RECORD_STEP, StepRecord
 from workflows.renewal import RenewalWorkflow
-from workflows.renewal_types import RenewalInput, RenewalResult, renewal_id
+from workflows.renewal_types import RenewalInput, RenewalResult, RenewedTerm, renewal_id
 
 RenewalHandle = WorkflowHandle[RenewalWorkflow, RenewalResult]
 Starter = Callable[[RenewalInput], Awaitable[RenewalHandle]]
@@ -351,6 +353,71 @@ async def test_signed_renewal_is_confirmed_with_the_plan_signed_for(
     assert "annual value 30,000.00" in confirmation.body
 
 
+@contextlib.asynccontextmanager
+async def outcome_held(
+    client: Client, settings: Settings, policy: Policy, database: Database
+) -> AsyncIterator[tuple[asyncio.Event, asyncio.Event]]:
+    """A worker whose audit write of a term's outcome waits for the test.
+
+    Yields (recording, may_record): ``recording`` is set once the term has its
+    outcome and writes it; the write goes on when the test sets ``may_record``.
+    Events sent in between arrive after the outcome, before the next term.
+    """
+    records = RecordActivities(database)
+    recording, may_record = asyncio.Event(), asyncio.Event()
+
+    @activity.defn(name=RECORD_STEP)
+    async def record_step(record: StepRecord) -> bool:
+        if record.step == "outcome" and not may_record.is_set():
+            recording.set()
+            await may_record.wait()
+        return await records.record_step(record)
+
+    built = build_activities(settings, policy, database)
+    functions = [f for f in built.functions if getattr(f, "__name__", "") != "record_step"]
+    try:
+        async with Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=list(WORKFLOWS),
+            activities=[*functions, record_step],
+            workflow_runner=WORKFLOW_RUNNER,
+        ):
+            yield recording, may_record
+    finally:
+        await built.aclose()
+
+
+async def events_as_the_term_renews(
+    env: WorkflowEnvironment,
+    client: Client,
+    handle: RenewalHandle,
+    held: tuple[asyncio.Event, asyncio.Event],
+    term_days: int,
+    events: list[ProcessEvent],
+) -> tuple[ProcessState, RenewalHandle]:
+    """Send ``events`` once the term has auto-renewed, before the next term starts.
+
+    Returns the ended term's state after it took them, and the next term's handle.
+    """
+    recording, may_record = held
+    # The server skips time only while no activity runs: sleep beside the blocked one.
+    past_the_date = asyncio.create_task(env.sleep(days(term_days + 1)))
+    await asyncio.wait_for(recording.wait(), 30)
+    for event in events:
+        await handle.signal(RenewalWorkflow.event, event)
+    for _ in range(100):
+        ended = await state_of(handle)
+        taken = [s.step for s in ended.steps]
+        if len(taken) - taken.index("auto_renewed") > len(events):
+            break
+        await asyncio.sleep(0.05)
+    may_record.set()
+    await past_the_date
+    second = await next_run_id(handle)
+    return ended, client.get_workflow_handle_for(RenewalWorkflow.run, handle.id, run_id=second)
+
+
 async def test_cancel_that_arrives_as_the_term_renews_cancels_the_next_term(
     time_skipping_env: WorkflowEnvironment,
     client: Client,
@@ -361,49 +428,105 @@ async def test_cancel_that_arrives_as_the_term_renews_cancels_the_next_term(
     mail_sink: MailSink,
     now: datetime,
 ) -> None:
-    # The term's outcome is recorded by an audit step that waits for the test, so the
-    # customer's cancellation lands after the term has renewed, before the next begins.
-    records = RecordActivities(database)
-    outcome_recording, may_record = asyncio.Event(), asyncio.Event()
-
-    @activity.defn(name=RECORD_STEP)
-    async def record_step(record: StepRecord) -> bool:
-        if record.step == "outcome" and not may_record.is_set():
-            outcome_recording.set()
-            await may_record.wait()
-        return await records.record_step(record)
-
-    built = build_activities(settings, policy, database)
-    functions = [f for f in built.functions if getattr(f, "__name__", "") != "record_step"]
-    async with Worker(
-        client,
-        task_queue=settings.task_queue,
-        workflows=list(WORKFLOWS),
-        activities=[*functions, record_step],
-        workflow_runner=WORKFLOW_RUNNER,
-    ):
-        term = renewal_input(now + days(20), plan="growth", auto_renew=True)
-        handle = await start(term)
-        # The server skips time only while no activity runs: sleep beside the blocked one.
-        past_the_date = asyncio.create_task(time_skipping_env.sleep(days(21)))
-        await asyncio.wait_for(outcome_recording.wait(), 30)
-        await handle.signal(RenewalWorkflow.event, ProcessEvent("cancelled", {"reason": "budget"}))
-        for _ in range(100):
-            first_run = await state_of(handle)
-            if first_run.steps[-1].step != "auto_renewed":  # the event is taken
-                break
-            await asyncio.sleep(0.05)
-        may_record.set()
-        await past_the_date
-
-        second = await next_run_id(handle)
-        # Cancelled at its start, the second term ends at once (a handle of our
+    async with outcome_held(client, settings, policy, database) as held:
+        handle = await start(renewal_input(now + days(20), plan="growth", auto_renew=True))
+        cancel = ProcessEvent("cancelled", {"reason": "budget"})
+        ended, next_term = await events_as_the_term_renews(
+            time_skipping_env, client, handle, held, 20, [cancel]
+        )
+        # Cancelled at its start, the next term ends at once (a handle of our
         # own does not skip time: a term left running would wait here a year).
-        second_term = client.get_workflow_handle_for(RenewalWorkflow.run, handle.id, run_id=second)
-        result = await asyncio.wait_for(second_term.result(), 30)
-    await built.aclose()
+        result = await asyncio.wait_for(next_term.result(), 30)
 
-    assert first_run.outcome is None and first_run.steps[-1].step == "carried:cancelled"
+    assert ended.outcome is None and ended.steps[-1].step == "carried:cancelled"
     assert (result.term, result.outcome) == (2, "cancelled")
     sent = steps_of(emails_of(mail_sink.maildir, handle.id))
     assert CONFIRMED not in sent  # the customer cancelled: no "you are renewed" email
+
+
+async def test_terms_signed_and_dates_set_as_the_term_renews_go_to_the_next_term(
+    time_skipping_env: WorkflowEnvironment,
+    client: Client,
+    start: Starter,
+    settings: Settings,
+    policy: Policy,
+    database: Database,
+    mail_sink: MailSink,
+    now: datetime,
+) -> None:
+    term = renewal_input(now + days(20), plan="growth", auto_renew=True)
+    later = term.renewal_date + days(400)
+    events = [
+        ProcessEvent("renewed", {"plan": "enterprise", "annual_value": 30000}),
+        ProcessEvent("renewal_date_changed", {"renewal_date": now.isoformat()}),  # in the past
+        ProcessEvent("renewal_date_changed", {"renewal_date": later.isoformat()}),
+        ProcessEvent("renewed", {}),  # a repeat
+    ]
+    async with outcome_held(client, settings, policy, database) as held:
+        handle = await start(term)
+        ended, next_term = await events_as_the_term_renews(
+            time_skipping_env, client, handle, held, 20, events
+        )
+        sent = await emails_once_confirmed(mail_sink, handle.id)
+        next_state = await state_of(next_term)
+
+    assert [(s.step, s.detail) for s in ended.steps[-4:]] == [
+        ("renewed:terms", "for term 2"),
+        (
+            "ignored:renewal_date_changed",
+            f"data.renewal_date must be after {term.renewal_date:%Y-%m-%d}, "
+            "the date this term renewed on",
+        ),
+        ("carried:renewal_date_changed", "to term 2"),
+        ("ignored:renewed", "the term is already auto_renewed"),
+    ]
+    details = next_state.details
+    assert (details["term"], details["plan"], details["annual_value"]) == (2, "enterprise", 30000)
+    assert details["renewal_date"] == later.isoformat()
+    [confirmation] = [m for m in sent if m.header("X-Crmflow-Step") == CONFIRMED]
+    assert f"enterprise subscription is renewed until {later:%Y-%m-%d}" in confirmation.subject
+
+
+async def test_cancel_while_the_renewal_confirmation_is_retried_stops_it(
+    time_skipping_env: WorkflowEnvironment,
+    client: Client,
+    start: Starter,
+    settings: Settings,
+    policy: Policy,
+    database: Database,
+    now: datetime,
+) -> None:
+    relay_down = settings.model_copy(update={"smtp_port": free_port()})
+    second_term = dataclasses.replace(
+        renewal_input(now + days(365), plan="growth", auto_renew=True),
+        term=2,
+        renewed_from=RenewedTerm("auto_renewed", now),
+    )
+    async with running_worker(client, relay_down, policy, database):
+        handle = await start(second_term)
+        for _ in range(100):  # until the confirmation has failed at least once
+            if await handle_attempts(handle, "send_email") >= 2:
+                break
+            await asyncio.sleep(0.1)
+        await handle.signal(RenewalWorkflow.event, ProcessEvent("cancelled", {}))
+        result = await asyncio.wait_for(handle.result(), 30)
+        state = await state_of(handle)
+
+    assert result.outcome == "cancelled"
+    # The email was stopped, not tried for its whole day and given up on.
+    assert "email:renewal_confirmation" not in [s.step for s in state.steps]
+    history = (await handle.fetch_history()).events
+    assert any(e.HasField("activity_task_cancel_requested_event_attributes") for e in history)
+
+
+async def handle_attempts(handle: RenewalHandle, activity_type: str) -> int:
+    """The attempt of the pending ``activity_type`` activity of the run (0 if none)."""
+    description = await handle.describe()
+    return max(
+        (
+            p.attempt
+            for p in description.raw_description.pending_activities
+            if p.activity_type.name == activity_type
+        ),
+        default=0,
+    )
