@@ -39,6 +39,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 from workflows.retries import RECORD_RETRY
 
@@ -128,6 +129,7 @@ class LeadWorkflow(ProcessSteps):
         self._territory: Territory | None = None
         self._owner: Assignment | None = None
         self._routing = False
+        self._routing_cancellation = ActivityCancellationType.TRY_CANCEL
         self._emails_sent: list[str] = []
         self._do_not_email: str | None = None
         self._state = ProcessState(
@@ -271,6 +273,13 @@ class LeadWorkflow(ProcessSteps):
         territory = territory_for(self._terms, self._country())
         self._territory = territory
         self._routing = True  # from here on, a cancel frees whichever rep it got
+        # A cancel waits for the assignment and the call task being written, so
+        # that freeing the rep comes after them.
+        self._routing_cancellation = (
+            ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+            if workflow.patched(FREE_REP_ON_CANCEL)
+            else ActivityCancellationType.TRY_CANCEL
+        )
         self._owner = await workflow.execute_activity(
             ASSIGN_OWNER,
             AssignmentRequest(
@@ -283,6 +292,7 @@ class LeadWorkflow(ProcessSteps):
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RECORD_RETRY,
             summary=f"assign rep from {territory.pool}",
+            cancellation_type=self._routing_cancellation,
         )
         self._note("assign_rep", f"{self._owner.assignee_id} ({territory.name})")
         calendar = BusinessCalendar.from_spec(territory.calendar)
@@ -436,6 +446,7 @@ class LeadWorkflow(ProcessSteps):
             due=due,
             detail=f"Routed on {reason}; score {score.points} ({score.grade}).",
             assignment_key=rep.key,
+            cancellation_type=self._routing_cancellation,
         )
 
     async def _send_email(

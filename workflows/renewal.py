@@ -92,8 +92,8 @@ CARRY_LATE_EVENTS = "carry-late-events"
 #: float() could not read failed the workflow task.
 REFUSE_UNUSABLE_TERMS = "refuse-unusable-terms"
 
-#: The events the next term takes when they arrive after this term's outcome.
-CARRIED = ("cancelled", "renewal_date_changed")
+#: What an event may set of the next term when it arrives after this term's outcome.
+NEXT_TERMS = (RENEWAL_DATE, "plan", "annual_value")
 USAGE_ANALYSIS = "usage_analysis"
 
 
@@ -119,6 +119,7 @@ class RenewalWorkflow(ProcessSteps):
         self._decision_data: dict[str, Any] = {}
         self._outcome: str | None = None  # set once the term has ended, by a decision or the date
         self._carried: list[ProcessEvent] = []
+        self._next_terms_changed = False  # by events after the outcome
         self._events = 0
         self._state = ProcessState(
             process=PROCESS_NAME,
@@ -189,35 +190,41 @@ class RenewalWorkflow(ProcessSteps):
     async def _late_event(self, event: ProcessEvent, ended_as: str) -> None:
         """An event after the term's outcome, while a renewed term turns into the next one.
 
-        A cancellation or a new date is the next term's: carried into it. A
-        ``renewed`` with terms (plan, value, date) sets the next term's terms,
-        the last one signed winning. Anything else, or after a lapse or a
+        A cancellation is the next term's: carried into it. A new date, or a
+        ``renewed`` with terms (plan, value, date), sets the next term's terms,
+        the last one received winning. Anything else, or after a lapse or a
         cancellation, is noted and ignored.
         """
-        renewing = ended_as in ("renewed", "auto_renewed")
-        problem = self._refusal(event, ignore_decision=True) if renewing else None
+        next_term = self._term.term + 1
+        problem = (
+            self._refusal(event, ignore_decision=True)
+            if ended_as in ("renewed", "auto_renewed")
+            else f"the term is already {ended_as}"
+        )
+        if problem is None and event.type == "cancelled":
+            self._carried.append(event)
+            self._note("carried:cancelled", f"to term {next_term}")
+            return
+        terms = {key: event.data[key] for key in NEXT_TERMS if key in event.data}
+        if problem is None and event.type == "renewed" and not terms:
+            problem = f"the term is already {ended_as}"  # a repeat
         if (
             problem is None
-            and renewing
-            and RENEWAL_DATE in event.data
-            and _parse_date(event.data[RENEWAL_DATE]) <= self._renewal_date
+            and RENEWAL_DATE in terms
+            and _parse_date(terms[RENEWAL_DATE]) <= self._renewal_date
         ):
             problem = (
                 f"data.renewal_date must be after {self._renewal_date:%Y-%m-%d}, "
                 "the date this term renewed on"
             )
-        if problem is None and renewing and event.type in CARRIED:
-            self._carried.append(event)
-            self._note(f"carried:{event.type}", f"to term {self._term.term + 1}")
+        if problem is not None:
+            workflow.logger.warning("renewal ignores event %r: %s", event.type, problem)
+            self._note(f"ignored:{event.type}", problem)
             return
-        if problem is None and renewing and event.type == "renewed" and event.data:
-            self._decision_data.update(event.data)
-            self._note("renewed:terms", f"for term {self._term.term + 1}")
-            await self._record(f"event_{self._events}_renewed", {"data": event.data})
-            return
-        problem = problem or f"the term is already {ended_as}"
-        workflow.logger.warning("renewal ignores event %r: %s", event.type, problem)
-        self._note(f"ignored:{event.type}", problem)
+        self._decision_data.update(terms)
+        self._next_terms_changed = True
+        self._note(f"next_term:{event.type}", f"term {next_term}")
+        await self._record(f"event_{self._events}_{event.type}", {"data": event.data})
 
     async def _confirm_renewal_unless_cancelled(self, renewed: RenewedTerm) -> None:
         """Confirm the renewal, unless the customer cancels while the email is tried."""
@@ -227,8 +234,8 @@ class RenewalWorkflow(ProcessSteps):
         finally:
             if not email.done():
                 email.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ActivityError):
-            await email
+        # Not ``await email``: a cancellation of the run itself must not be taken for the email's.
+        await workflow.wait([email])
 
     @workflow.query
     def state(self) -> ProcessState:
@@ -427,8 +434,8 @@ class RenewalWorkflow(ProcessSteps):
             },
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
-        # Built again: terms signed after the outcome (see _late_event) count too.
-        next_term = self._next_term(outcome)
+        if self._next_terms_changed:  # by events after the outcome (see _late_event)
+            next_term = self._next_term(outcome)
         workflow.continue_as_new(dataclasses.replace(next_term, carried_events=self._carried))
 
     async def _escalate_lapse(self) -> None:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE, ProcessState, StepEntry
 from workflows.contracts import (
@@ -74,6 +75,7 @@ class ProcessSteps:
         detail: str,
         summary: str | None = None,
         assignment_key: str | None = None,
+        cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
     ) -> TaskRef:
         """Create the task of ``step`` for ``assignee_id``, once whatever the retries.
 
@@ -99,6 +101,7 @@ class ProcessSteps:
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RECORD_RETRY,
             summary=summary or f"task {step}",
+            cancellation_type=cancellation_type,
         )
         self._note(f"task:{step}", f"task {task.task_id} for {assignee_id}")
         return task

@@ -471,13 +471,13 @@ async def test_terms_signed_and_dates_set_as_the_term_renews_go_to_the_next_term
         next_state = await state_of(next_term)
 
     assert [(s.step, s.detail) for s in ended.steps[-4:]] == [
-        ("renewed:terms", "for term 2"),
+        ("next_term:renewed", "term 2"),
         (
             "ignored:renewal_date_changed",
             f"data.renewal_date must be after {term.renewal_date:%Y-%m-%d}, "
             "the date this term renewed on",
         ),
-        ("carried:renewal_date_changed", "to term 2"),
+        ("next_term:renewal_date_changed", "term 2"),
         ("ignored:renewed", "the term is already auto_renewed"),
     ]
     details = next_state.details
