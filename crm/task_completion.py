@@ -17,8 +17,12 @@ from crm.db import insert_once
 from crm.models import Assignment, AuditEntry, Task, utcnow
 
 
-def complete_task(session: Session, task_id: int, by: str, note: str = "") -> Task | None:
-    """Mark task ``task_id`` done by ``by`` and audit it; None if there is no such task.
+def complete_task(
+    session: Session, task_id: int, by: str, note: str = "", *, tenant: str | None = None
+) -> Task | None:
+    """Mark task ``task_id`` done by ``by`` and audit it.
+
+    None if there is no such task or, with ``tenant``, it is not that tenant's.
 
     Completing a task that is already done changes nothing and returns it as it is.
     The task's row stays locked until the transaction ends (PostgreSQL; SQLite's
@@ -26,7 +30,9 @@ def complete_task(session: Session, task_id: int, by: str, note: str = "") -> Ta
     closing its tasks, never both mark it done.
     """
     task = session.get(Task, task_id, with_for_update=True)
-    if task is None or task.status == "done":
+    if task is None or (tenant is not None and task.tenant != tenant):
+        return None
+    if task.status == "done":
         return task
     finish_tasks(session, [task], by)
     insert_once(

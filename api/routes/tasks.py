@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from api.auth import ServiceOrSupport, Support
 from api.deps import DatabaseDep
@@ -103,14 +103,11 @@ async def complete(
     """
     completion = completion or TaskCompletion()
     by = completion.completed_by or principal.staff_id or principal.id
-
-    def mark_done(session: Session) -> Task | None:
-        task = session.get(Task, task_id, with_for_update=True)
-        if task is None or (principal.tenant is not None and task.tenant != principal.tenant):
-            return None
-        return complete_task(session, task_id, by, completion.note)
-
-    task = await database.run(mark_done)
+    task = await database.run(
+        lambda session: complete_task(
+            session, task_id, by, completion.note, tenant=principal.tenant
+        )
+    )
     if task is None:
         raise Problem(404, "task-not-found", "Task not found", f"no task {task_id}")
     return TaskView.of(task)
