@@ -129,7 +129,6 @@ class LeadWorkflow(ProcessSteps):
         self._territory: Territory | None = None
         self._owner: Assignment | None = None
         self._routing = False
-        self._routing_cancellation = ActivityCancellationType.TRY_CANCEL
         self._emails_sent: list[str] = []
         self._do_not_email: str | None = None
         self._state = ProcessState(
@@ -275,7 +274,7 @@ class LeadWorkflow(ProcessSteps):
         self._routing = True  # from here on, a cancel frees whichever rep it got
         # A cancel waits for the assignment and the call task being written, so
         # that freeing the rep comes after them.
-        self._routing_cancellation = (
+        cancellation = (
             ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
             if workflow.patched(FREE_REP_ON_CANCEL)
             else ActivityCancellationType.TRY_CANCEL
@@ -292,13 +291,13 @@ class LeadWorkflow(ProcessSteps):
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RECORD_RETRY,
             summary=f"assign rep from {territory.pool}",
-            cancellation_type=self._routing_cancellation,
+            cancellation_type=cancellation,
         )
         self._note("assign_rep", f"{self._owner.assignee_id} ({territory.name})")
         calendar = BusinessCalendar.from_spec(territory.calendar)
         due = calendar.add(workflow.now(), timedelta(hours=self._terms.rep_task_hours))
         self._state.due["call_lead"] = due
-        task = await self._create_rep_task(due, reason)
+        task = await self._create_rep_task(due, reason, cancellation)
         await self._save("qualified")
         await self._email_rep(territory, task, due, reason)
         return "qualified"
@@ -433,7 +432,9 @@ class LeadWorkflow(ProcessSteps):
             },
         )
 
-    async def _create_rep_task(self, due: datetime, reason: str) -> TaskRef:
+    async def _create_rep_task(
+        self, due: datetime, reason: str, cancellation: ActivityCancellationType
+    ) -> TaskRef:
         rep = self._owner_or_fail()
         score = self._scores[-1]
         company = self._company_name()
@@ -446,7 +447,7 @@ class LeadWorkflow(ProcessSteps):
             due=due,
             detail=f"Routed on {reason}; score {score.points} ({score.grade}).",
             assignment_key=rep.key,
-            cancellation_type=self._routing_cancellation,
+            cancellation_type=cancellation,
         )
 
     async def _send_email(
