@@ -32,7 +32,7 @@ from crm.principals import Principal
 from workflows.common import PROCESS, ProcessState
 from workflows.renewal import RENEWAL_DATE
 from workflows.renewal_types import EVENTS as RENEWAL_EVENTS
-from workflows.renewal_types import renewed_terms_problem
+from workflows.renewal_types import parse_renewal_date, renewed_terms_problem
 from workflows.sla import EVENT_TYPES as SLA_EVENTS
 from workflows.sla import OPEN, PENDING_CUSTOMER
 
@@ -213,8 +213,8 @@ def _renewal_data_problem(event_type: str, data: dict[str, Any], policy: Policy)
     if event_type == "renewal_date_changed" or RENEWAL_DATE in data:
         value = data.get(RENEWAL_DATE)
         try:
-            datetime.fromisoformat(str(value))
-        except ValueError:
+            parse_renewal_date(value)
+        except (TypeError, ValueError):
             return f"data.{RENEWAL_DATE} must be an ISO date, got {value!r}"
     if event_type != "renewed":
         return None

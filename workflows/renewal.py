@@ -75,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
         RenewedTerm,
         StaffRef,
         UpsellTerms,
+        parse_renewal_date,
         renewed_terms_problem,
     )
     from workflows.steps import ProcessSteps
@@ -177,7 +178,7 @@ class RenewalWorkflow(ProcessSteps):
             return
         if event.type == "renewal_date_changed":
             previous = self._renewal_date
-            self._renewal_date = _parse_date(event.data[RENEWAL_DATE])
+            self._renewal_date = parse_renewal_date(event.data[RENEWAL_DATE])
             self._plan_version += 1
             moved = f"{previous:%Y-%m-%d} -> {self._renewal_date:%Y-%m-%d}"
             self._note("renewal_date_changed", moved)
@@ -211,7 +212,7 @@ class RenewalWorkflow(ProcessSteps):
         if (
             problem is None
             and RENEWAL_DATE in terms
-            and _parse_date(terms[RENEWAL_DATE]) <= self._renewal_date
+            and parse_renewal_date(terms[RENEWAL_DATE]) <= self._renewal_date
         ):
             problem = (
                 f"data.renewal_date must be after {self._renewal_date:%Y-%m-%d}, "
@@ -530,7 +531,7 @@ class RenewalWorkflow(ProcessSteps):
     def _next_term(self, outcome: str) -> RenewalInput:
         data = self._decision_data
         if RENEWAL_DATE in data:
-            next_date = _parse_date(data[RENEWAL_DATE])
+            next_date = parse_renewal_date(data[RENEWAL_DATE])
         else:
             next_date = _one_year_after(self._renewal_date)
         return dataclasses.replace(
@@ -557,7 +558,7 @@ class RenewalWorkflow(ProcessSteps):
             event.type == "renewed" and RENEWAL_DATE in event.data
         ):
             try:
-                _parse_date(event.data.get(RENEWAL_DATE))
+                parse_renewal_date(event.data.get(RENEWAL_DATE))
             except (TypeError, ValueError) as err:
                 return f"data.renewal_date: {err}"
         return None
@@ -613,13 +614,6 @@ class RenewalWorkflow(ProcessSteps):
 
 def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _parse_date(value: object) -> datetime:
-    """An ISO date or date-time (UTC when it names no zone); raises ValueError or TypeError."""
-    if not isinstance(value, str):
-        raise TypeError(f"expected an ISO date string, got {value!r}")
-    return _as_utc(datetime.fromisoformat(value))
 
 
 def _one_year_after(date: datetime) -> datetime:

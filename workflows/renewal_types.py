@@ -8,7 +8,7 @@ sandbox passes them through: their ``datetime`` fields must be the real
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from workflows.approval_types import Approver
@@ -16,6 +16,17 @@ from workflows.common import ProcessEvent
 
 #: The business events a renewal accepts.
 EVENTS = ("renewed", "cancelled", "renewal_date_changed")
+
+
+def parse_renewal_date(value: object) -> datetime:
+    """An ISO date or date-time (UTC when it names no zone); raises ValueError or TypeError.
+
+    The one reading of ``data.renewal_date``, for the API's check and the workflow alike.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"expected an ISO date string, got {value!r}")
+    parsed = datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def renewed_terms_problem(data: dict[str, Any]) -> str | None:
