@@ -9,11 +9,13 @@ servers without seeing each other's runs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
@@ -138,3 +140,17 @@ def settings(
         enrichment_url=enrichment_url,
         worker_graceful_shutdown_seconds=0,
     )
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[Any]], until: Callable[[Any], bool], within: float = 10
+) -> Any:
+    """Call ``probe`` until ``until(result)`` holds; fail with the last result on timeout."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = await probe()
+        if until(result):
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not reached in {within} s; last: {result!r}")
+        await asyncio.sleep(0.1)

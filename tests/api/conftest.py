@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -76,17 +74,3 @@ async def api(api_url: str, api_keys: dict[str, str]) -> AsyncIterator[httpx.Asy
         base_url=api_url, timeout=10, headers=bearer(api_keys["caller"])
     ) as client:
         yield client
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[Any]], until: Callable[[Any], bool], within: float = 10
-) -> Any:
-    """Call ``probe`` until ``until(result)`` holds; fail with the last result on timeout."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await probe()
-        if until(result):
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not reached in {within} s; last: {result!r}")
-        await asyncio.sleep(0.1)

@@ -13,7 +13,8 @@ import pytest
 
 from api.main import create_app
 from crm.settings import Settings
-from tests.api.conftest import bearer, eventually
+from tests.api.conftest import bearer
+from tests.conftest import eventually
 from tests.servers import run_asgi_server
 
 ROLES = ("service", "support", "approver")

@@ -18,7 +18,8 @@ from crm.db import Database
 from crm.policy import Policy
 from crm.settings import Settings
 from crm.temporal import connect
-from tests.api.conftest import bearer, eventually
+from tests.api.conftest import bearer
+from tests.conftest import eventually
 from tests.servers import run_asgi_server
 from worker.main import running_worker
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from crm.mailsink import MailSink, StoredMessage, read_messages
-from tests.api.conftest import eventually
 from tests.api.test_onboardings import PROBLEM_JSON, process, stage
+from tests.conftest import eventually
 from tests.lead_support import zone_at_local_hour
 
 

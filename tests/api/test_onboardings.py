@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from crm.mailsink import MailSink, read_messages
-from tests.api.conftest import eventually
+from tests.conftest import eventually
 
 PROBLEM_JSON = "application/problem+json"
 

@@ -9,7 +9,8 @@ import httpx
 from temporalio.client import Client
 
 from crm.settings import Settings
-from tests.api.conftest import bearer, eventually
+from tests.api.conftest import bearer
+from tests.conftest import eventually
 from tests.renewal_support import approval_input, approver, new_id
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import approval_id

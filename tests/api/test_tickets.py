@@ -19,7 +19,7 @@ from crm.db import Database
 from crm.mailsink import MailSink, StoredMessage, read_messages
 from crm.policy import Policy, load_policy
 from crm.settings import Settings
-from tests.api.conftest import eventually
+from tests.conftest import eventually
 from tests.sla_support import outcome_of
 
 PROBLEM_JSON = "application/problem+json"

@@ -43,6 +43,7 @@ from crm.mailsink import MailSink
 from crm.policy import Policy
 from crm.settings import Settings
 from crm.sla_policy import SlaPolicy, SlaTierOverride
+from tests.conftest import eventually
 from tests.lead_support import lead_input, start_lead, zone_at_local_hour
 from tests.lead_support import send_event as send_lead_event
 from tests.renewal_support import approval_input, approver, days, renewal_input, report_usage
@@ -327,11 +328,10 @@ async def lead_cancelled_after_routing(rec: Recording) -> Handle:
     zone = zone_at_local_hour(await rec.env.get_current_time(), 10)
     lead = lead_input(rec.policy, timezone=zone, source="demo_request", country="DE")
     handle = await start_lead(rec.client, rec.task_queue, lead)
-    for _ in range(200):
-        steps = [step.step for step in (await handle.query(LeadWorkflow.state)).steps]
-        if "task:call_lead" in steps:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: handle.query(LeadWorkflow.state),
+        lambda state: "task:call_lead" in [step.step for step in state.steps],
+    )
     await handle.cancel(reason="duplicate lead")
     with contextlib.suppress(WorkflowFailureError):  # the run ends cancelled
         await handle.result()

@@ -27,7 +27,7 @@ from crm.mailsink import MailSink
 from crm.models import Assignment, as_utc
 from crm.policy import Policy
 from crm.settings import Settings
-from tests.conftest import time_skipping_server
+from tests.conftest import eventually, time_skipping_server
 from tests.lead_support import (
     inbox,
     lead_input,
@@ -390,10 +390,10 @@ async def test_cancel_while_the_first_email_is_retrying_ends_the_run_as_cancelle
     lead = lead_input(policy, timezone=daytime_zone)
     async with running_worker(client, settings, policy, database):
         handle = await start_lead(client, settings.task_queue, lead)
-        for _ in range(100):  # until the first email is being tried
-            if (await handle.query(LeadWorkflow.state)).stage == "following_up":
-                break
-            await asyncio.sleep(0.05)
+        # Until the first email is being tried.
+        await eventually(
+            lambda: handle.query(LeadWorkflow.state), lambda s: s.stage == "following_up"
+        )
         await asyncio.sleep(0.5)
 
         await handle.cancel(reason="lead withdrew")
@@ -417,10 +417,11 @@ async def test_lead_cancelled_after_routing_frees_the_rep(
     lead = lead_input(policy, timezone=daytime_zone, source="demo_request", country="DE")
     async with running_worker(client, settings, policy, database):
         handle = await start_lead(client, settings.task_queue, lead)
-        for _ in range(200):  # until the call task exists and the rep's email is being tried
-            if "task:call_lead" in [s.step for s in (await handle.query(LeadWorkflow.state)).steps]:
-                break
-            await asyncio.sleep(0.05)
+        # Until the call task exists and the rep's email is being tried.
+        await eventually(
+            lambda: handle.query(LeadWorkflow.state),
+            lambda s: "task:call_lead" in [e.step for e in s.steps],
+        )
         [task] = await tasks_of(database, lead.lead_id)
         assert task.status == "open"
 

@@ -25,6 +25,7 @@ from crm.db import Database
 from crm.mailsink import MailSink, StoredMessage
 from crm.policy import Policy
 from crm.settings import Settings
+from tests.conftest import eventually
 from tests.renewal_support import (
     audit_steps,
     days,
@@ -89,12 +90,12 @@ async def emails_once_confirmed(
     mail_sink: MailSink, process_id: str, step: str = CONFIRMED
 ) -> list[StoredMessage]:
     """The process's emails, once the next term's run has sent its confirmation ``step``."""
-    for _ in range(200):
-        sent = emails_of(mail_sink.maildir, process_id)
-        if step in steps_of(sent):
-            return sent
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{process_id} sent no {step}")
+
+    async def sent() -> list[StoredMessage]:
+        return emails_of(mail_sink.maildir, process_id)
+
+    messages: list[StoredMessage] = await eventually(sent, lambda m: step in steps_of(m))
+    return messages
 
 
 async def next_run_id(handle: RenewalHandle) -> str:
@@ -329,11 +330,10 @@ async def test_signed_renewal_is_confirmed_with_the_plan_signed_for(
 
     # Terms the next term could not use are noted and ignored; the term goes on.
     await handle.signal(RenewalWorkflow.event, ProcessEvent("renewed", {"annual_value": "lots"}))
-    for _ in range(100):
-        ignored = [s for s in (await state_of(handle)).steps if s.step == "ignored:renewed"]
-        if ignored:
-            break
-        await asyncio.sleep(0.05)
+    state = await eventually(
+        lambda: state_of(handle), lambda s: "ignored:renewed" in [e.step for e in s.steps]
+    )
+    ignored = [s for s in state.steps if s.step == "ignored:renewed"]
     assert [s.detail for s in ignored] == [
         "data.annual_value must be a number of at least 0, got 'lots'"
     ]
@@ -406,12 +406,12 @@ async def events_as_the_term_renews(
     await asyncio.wait_for(recording.wait(), 30)
     for event in events:
         await handle.signal(RenewalWorkflow.event, event)
-    for _ in range(100):
-        ended = await state_of(handle)
-        taken = [s.step for s in ended.steps]
-        if len(taken) - taken.index("auto_renewed") > len(events):
-            break
-        await asyncio.sleep(0.05)
+
+    def took_them(state: ProcessState) -> bool:
+        taken = [s.step for s in state.steps]
+        return len(taken) - taken.index("auto_renewed") > len(events)
+
+    ended: ProcessState = await eventually(lambda: state_of(handle), took_them)
     may_record.set()
     await past_the_date
     second = await next_run_id(handle)
@@ -504,10 +504,8 @@ async def test_cancel_while_the_renewal_confirmation_is_retried_stops_it(
     )
     async with running_worker(client, relay_down, policy, database):
         handle = await start(second_term)
-        for _ in range(100):  # until the confirmation has failed at least once
-            if await handle_attempts(handle, "send_email") >= 2:
-                break
-            await asyncio.sleep(0.1)
+        # Until the confirmation has failed at least once.
+        await eventually(lambda: handle_attempts(handle, "send_email"), lambda n: n >= 2)
         await handle.signal(RenewalWorkflow.event, ProcessEvent("cancelled", {}))
         result = await asyncio.wait_for(handle.result(), 30)
         state = await state_of(handle)
