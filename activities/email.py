@@ -12,8 +12,9 @@ as one message.
 from __future__ import annotations
 
 import hashlib
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import Message
 from email.utils import formatdate, parseaddr
 
 import aiosmtplib
@@ -24,6 +25,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.mailer import SmtpMailer
+from activities.message import address_header, plain_text_message
 from activities.templates import EmailTemplates, TemplateError
 from crm.db import Database, insert_once
 from crm.models import AuditEntry, OutboundEmail, utcnow
@@ -51,6 +53,7 @@ class EmailActivities:
         self._database = database
         self._mailer = mailer
         self._sender = sender
+        self._from_header = address_header(sender)
         self._templates = templates or EmailTemplates()
 
     @activity.defn(name=SEND_EMAIL)
@@ -81,15 +84,23 @@ class EmailActivities:
             activity.logger.info("email %s already sent as %s", request.key, outbox.message_id)
             return EmailReceipt(request.key, outbox.message_id, outbox.subject, sent=False)
 
-        message = EmailMessage()
-        message["From"] = self._sender
-        message["To"] = recipient
-        message["Subject"] = rendered.subject
-        message["Message-ID"] = outbox.message_id
-        message["Date"] = formatdate(localtime=False, usegmt=True)
-        message["X-Crmflow-Process"] = request.process_id
-        message["X-Crmflow-Step"] = request.key.rpartition("/")[2]
-        message.set_content(rendered.body)
+        try:
+            message = plain_text_message(
+                sender=self._from_header,
+                recipient=recipient,
+                subject=rendered.subject,
+                body=rendered.body,
+                headers={
+                    "Message-ID": outbox.message_id,
+                    "Date": formatdate(localtime=False, usegmt=True),
+                    "X-Crmflow-Process": request.process_id,
+                    "X-Crmflow-Step": request.key.rpartition("/")[2],
+                },
+            )
+        except ValueError as err:
+            raise ApplicationError(
+                f"email {request.key}: {err}", type="InvalidInput", non_retryable=True
+            ) from err
         await self._deliver(message, request.key)
 
         audit = AuditEntry(
@@ -102,7 +113,7 @@ class EmailActivities:
         activity.logger.info("email %s sent as %s", request.key, outbox.message_id)
         return EmailReceipt(request.key, outbox.message_id, rendered.subject, sent=True)
 
-    async def _deliver(self, message: EmailMessage, key: str) -> None:
+    async def _deliver(self, message: Message[str, str | Header], key: str) -> None:
         try:
             await self._mailer.send(message)
         except aiosmtplib.SMTPRecipientsRefused as err:

@@ -3,11 +3,14 @@
 Opening an SMTP session costs a TCP connect, the greeting, EHLO and, with a
 relay, STARTTLS and AUTH: more than sending a short message. The mailer keeps
 up to ``max_idle`` connected sessions and reuses one for the next message,
-so a busy worker sends most mail on open sessions. A session is reused only
-after it answers a NOOP (servers drop idle clients, and nothing is sent on a
-session that may be gone); one idle for longer than ``idle_seconds`` is closed
-instead, and one that failed in any way is never reused: the activity's retry
-gets a fresh one.
+so a busy worker sends most mail on open sessions. A session idle for more
+than ``check_after_seconds`` is reused only after it answers a NOOP (servers
+drop idle clients); one that sent its last message just now is reused as it
+is, since that round trip cost a busy worker a third of the CPU of sending a
+message over an open session. One idle for longer than ``idle_seconds`` is
+closed instead, and one that failed in any way is never reused: should the
+server drop a session the instant after a message, the next message's
+attempt fails before anything is sent, and its retry gets a fresh one.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from email.message import EmailMessage
+from email.header import Header
+from email.message import Message
 
 import aiosmtplib
 
@@ -34,6 +38,7 @@ class SmtpMailer:
         timeout_seconds: float = 10.0,
         max_idle: int = 8,
         idle_seconds: float = 30.0,
+        check_after_seconds: float = 2.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -43,10 +48,11 @@ class SmtpMailer:
         self._timeout = timeout_seconds
         self._max_idle = max_idle
         self._idle_seconds = idle_seconds
+        self._check_after = check_after_seconds
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # (session, idle since)
         self._closed = False
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Message[str, str | Header]) -> None:
         """Hand ``message`` to the server; raises aiosmtplib.SMTPException or OSError on failure."""
         session = await self._session()
         try:
@@ -71,6 +77,8 @@ class SmtpMailer:
         now = time.monotonic()
         while self._idle:
             session, since = self._idle.pop()
+            if session.is_connected and now - since < self._check_after:
+                return session
             if session.is_connected and now - since < self._idle_seconds:
                 try:
                     await session.noop(timeout=self._timeout)

@@ -19,7 +19,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from worker.main import WORKFLOW_RUNNER
+from crm.settings import get_settings
+from worker.main import workflow_runner
 from workflows.contracts import (
     ASSIGN_OWNER,
     CREATE_TASK,
@@ -96,7 +97,7 @@ async def run_worker(address: str, task_queue: str, done: TextIO) -> None:
             stubs.create_task,
             stubs.send_email,
         ],
-        workflow_runner=WORKFLOW_RUNNER,
+        workflow_runner=workflow_runner(get_settings()),  # as the product worker
     ):
         await asyncio.Event().wait()
 

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
+    worker_sandbox: bool = False
     worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
 
 

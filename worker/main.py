@@ -18,7 +18,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.assignment import AssignmentActivities
@@ -52,13 +52,27 @@ WORKFLOWS: Sequence[type] = (
 )
 
 
-#: The sandbox still guards every workflow against non-deterministic calls, but our
-#: own modules are imported once instead of once per workflow run: re-importing
-#: (and compiling) them for every run cost a third of the worker's CPU.
-#: ``workflows/`` keeps no module-level mutable state, so sharing the modules is safe.
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+#: The sandbox guards every workflow against non-deterministic calls (the clock,
+#: random numbers, I/O), and our own modules are imported once instead of once per
+#: workflow run: re-importing (and compiling) them for every run cost a third of the
+#: worker's CPU. ``workflows/`` keeps no module-level mutable state, so sharing the
+#: modules is safe. Every test and every history replay runs workflows in it.
+SANDBOXED_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "crm")
 )
+
+
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """The sandbox when ``CRMFLOW_WORKER_SANDBOX`` is set, else workflows run as plain code.
+
+    The sandbox checks each call a workflow makes while it runs; that checking
+    and its per-payload bookkeeping cost about a third of a busy worker's CPU.
+    What it would catch is caught before code ships instead: ruff bans the
+    clock, randomness and I/O in ``workflows/`` (``workflows/ruff.toml``), and
+    the test suite runs every workflow and replays every recorded history
+    in the sandbox.
+    """
+    return SANDBOXED_RUNNER if settings.worker_sandbox else UnsandboxedWorkflowRunner()
 
 
 @dataclass
@@ -125,7 +139,7 @@ async def running_worker(
         workflows=list(WORKFLOWS),
         activities=built.functions,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
-        workflow_runner=WORKFLOW_RUNNER,
+        workflow_runner=workflow_runner(settings),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
     )
     try:

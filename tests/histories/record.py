@@ -378,6 +378,7 @@ async def record(names: list[str]) -> None:
             smtp_port=sink.port,
             enrichment_url=url,
             worker_graceful_shutdown_seconds=0,
+            worker_sandbox=True,
         )
         database = Database.from_url(settings.database_url)
         await database.create_tables()

@@ -37,7 +37,7 @@ from tests.renewal_support import (
     years_after,
 )
 from tests.servers import free_port
-from worker.main import WORKFLOW_RUNNER, WORKFLOWS, build_activities, running_worker
+from worker.main import SANDBOXED_RUNNER, WORKFLOWS, build_activities, running_worker
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import ApprovalDecision
 from workflows.common import ProcessEvent, ProcessState
@@ -381,7 +381,7 @@ async def outcome_held(
             task_queue=settings.task_queue,
             workflows=list(WORKFLOWS),
             activities=[*functions, record_step],
-            workflow_runner=WORKFLOW_RUNNER,
+            workflow_runner=SANDBOXED_RUNNER,
         ):
             yield recording, may_record
     finally:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunner
 
-from worker.main import WORKFLOW_RUNNER, WORKFLOWS
+from worker.main import SANDBOXED_RUNNER, WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parents[1] / "histories").glob("*.json"))
 
@@ -34,10 +34,18 @@ def test_every_process_has_recorded_histories() -> None:
 RECORDED = {path.stem: json.loads(path.read_text()) for path in HISTORIES}
 
 
+#: The sandbox of the tests, and the plain runner production workers use by default.
+RUNNERS: dict[str, WorkflowRunner] = {
+    "sandboxed": SANDBOXED_RUNNER,
+    "unsandboxed": UnsandboxedWorkflowRunner(),
+}
+
+
+@pytest.mark.parametrize("runner", sorted(RUNNERS))
 @pytest.mark.parametrize("name", sorted(RECORDED))
-async def test_recorded_history_replays_on_the_current_code(name: str) -> None:
+async def test_recorded_history_replays_on_the_current_code(name: str, runner: str) -> None:
     history = WorkflowHistory.from_json(name, RECORDED[name])
     result = await Replayer(
-        workflows=list(WORKFLOWS), workflow_runner=WORKFLOW_RUNNER
+        workflows=list(WORKFLOWS), workflow_runner=RUNNERS[runner]
     ).replay_workflow(history)
     assert result.replay_failure is None
