@@ -1,11 +1,13 @@
 """Onboarding's first phase end to end vs a raw-SDK workflow of five no-op activities.
 
     .venv/bin/python -m bench.first_phase [--count 300] [--concurrency 32] [--postgres]
-        [--rounds 1]
+        [--rounds 1] [--raw-unsandboxed]
 
 Side by side in one run, each on its own fresh dev server:
 1. raw SDK, in-memory server: ``RawFirstPhase`` (bench/raw_workflow.py), five
-   no-op activities, ``count`` runs to completion;
+   no-op activities, ``count`` runs to completion, on a worker with the SDK's
+   defaults (and, with ``--raw-unsandboxed``, on one that runs workflows outside
+   the sandbox, as crmflow's worker does by default: CRMFLOW_WORKER_SANDBOX);
 2. the onboarding workflow itself with its five activities as stubs that do
    no I/O (bench/stub_activities.py), in-memory server: what the
    orchestration costs apart from the activities' work;
@@ -68,27 +70,27 @@ async def start_all(count: int, concurrency: int, start_one: object) -> None:
     await asyncio.gather(*(bounded(i) for i in range(count)))
 
 
-async def raw_rate(count: int, concurrency: int) -> Measured:
+async def raw_rate(count: int, concurrency: int, sandboxed: bool = True) -> Measured:
+    """The raw-SDK baseline (bench/raw_workflow.py): the SDK's defaults, or unsandboxed."""
     task_queue = f"raw-{uuid.uuid4().hex[:8]}"
-    with (
-        temporal_server() as address,
-        process([sys.executable, "-m", "bench.raw_workflow", address, task_queue]),
-    ):
-        client = await Client.connect(address)
-        handles = []
+    with temporal_server() as address:
+        worker = [sys.executable, "-m", "bench.raw_workflow", address, task_queue]
+        with process(worker if sandboxed else [*worker, "unsandboxed"]):
+            client = await Client.connect(address)
+            handles = []
 
-        async def start_one(i: int) -> None:
-            handles.append(
-                await client.start_workflow(
-                    "RawFirstPhase", f"raw-{i}", id=f"raw-{i}", task_queue=task_queue
+            async def start_one(i: int) -> None:
+                handles.append(
+                    await client.start_workflow(
+                        "RawFirstPhase", f"raw-{i}", id=f"raw-{i}", task_queue=task_queue
+                    )
                 )
-            )
 
-        cpu = child_cpu_seconds()
-        began = time.perf_counter()
-        await start_all(count, concurrency, start_one)
-        await asyncio.gather(*(handle.result() for handle in handles))
-        return Measured(count / (time.perf_counter() - began), cpu_used_since(cpu))
+            cpu = child_cpu_seconds()
+            began = time.perf_counter()
+            await start_all(count, concurrency, start_one)
+            await asyncio.gather(*(handle.result() for handle in handles))
+            return Measured(count / (time.perf_counter() - began), cpu_used_since(cpu))
 
 
 async def stub_rate(count: int, concurrency: int) -> Measured:
@@ -177,11 +179,21 @@ async def onboarding_rate(
         return Measured(count / (time.perf_counter() - began), cpu_used_since(cpu))
 
 
-async def one_round(count: int, concurrency: int, with_postgres: bool) -> tuple[float, float]:
-    """Every measurement once; returns (onboarding / raw, persisted / in-memory)."""
+async def one_round(
+    count: int, concurrency: int, with_postgres: bool, raw_unsandboxed: bool
+) -> tuple[float, float, float | None]:
+    """Every measurement once; returns (onboarding / raw, persisted / in-memory,
+    onboarding / raw without the sandbox if measured)."""
     raw = await raw_rate(count, concurrency)
     print(f"raw SDK, in-memory server:      {raw.rate:6.1f} workflows/s (5 no-op activities)")
     print(f"  CPU: {raw.cpu}")
+    unsandboxed = await raw_rate(count, concurrency, sandboxed=False) if raw_unsandboxed else None
+    if unsandboxed:
+        print(
+            f"raw SDK, workflows outside the sandbox: {unsandboxed.rate:6.1f} workflows/s "
+            f"({100 * unsandboxed.rate / raw.rate:.0f}% of the SDK's defaults)"
+        )
+        print(f"  CPU: {unsandboxed.cpu}")
     stubbed = await stub_rate(count, concurrency)
     print(
         f"onboarding workflow, 5 stub activities: {stubbed.rate:6.1f} first phases/s "
@@ -207,15 +219,24 @@ async def one_round(count: int, concurrency: int, with_postgres: bool) -> tuple[
         f"persisted = {100 * persisted.rate / memory.rate:.0f}% of in-memory (target >= 80%); "
         f"{count} runs each, {concurrency} starts in flight"
     )
-    return memory.rate / raw.rate, persisted.rate / memory.rate
+    if unsandboxed:
+        ratio = memory.rate / unsandboxed.rate
+        print(f"onboarding = {100 * ratio:.0f}% of raw without the sandbox")
+    return (
+        memory.rate / raw.rate,
+        persisted.rate / memory.rate,
+        memory.rate / unsandboxed.rate if unsandboxed else None,
+    )
 
 
-async def run(count: int, concurrency: int, with_postgres: bool, rounds: int) -> None:
+async def run(
+    count: int, concurrency: int, with_postgres: bool, rounds: int, raw_unsandboxed: bool
+) -> None:
     ratios = []
     for number in range(1, rounds + 1):
         if rounds > 1:
             print(f"round {number} of {rounds}")
-        ratios.append(await one_round(count, concurrency, with_postgres))
+        ratios.append(await one_round(count, concurrency, with_postgres, raw_unsandboxed))
     if rounds > 1:
         onboarding = statistics.median(r[0] for r in ratios)
         persisted = statistics.median(r[1] for r in ratios)
@@ -223,6 +244,9 @@ async def run(count: int, concurrency: int, with_postgres: bool, rounds: int) ->
             f"median of {rounds} rounds: onboarding = {100 * onboarding:.0f}% of raw "
             f"(target >= 80%); persisted = {100 * persisted:.0f}% of in-memory (target >= 80%)"
         )
+        if raw_unsandboxed:
+            unsandboxed = statistics.median(r[2] or 0.0 for r in ratios)
+            print(f"median: onboarding = {100 * unsandboxed:.0f}% of raw without the sandbox")
 
 
 def main() -> None:
@@ -239,8 +263,14 @@ def main() -> None:
         help="measure everything this many times and report the median ratios "
         "(a shared machine's speed drifts between runs)",
     )
+    parser.add_argument(
+        "--raw-unsandboxed",
+        action="store_true",
+        help="also measure the raw worker with its workflows outside the sandbox, "
+        "as crmflow's worker runs them",
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.count, args.concurrency, args.postgres, args.rounds))
+    asyncio.run(run(args.count, args.concurrency, args.postgres, args.rounds, args.raw_unsandboxed))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Onboarding's first phase calls five activities (enrich, assign the CSM,
 save the customer, create the kickoff task, send the welcome email); this
 workflow calls five activities that do nothing and completes. Run its worker
-with ``python -m bench.raw_workflow <address> <task queue>``.
+with ``python -m bench.raw_workflow <address> <task queue> [unsandboxed]``: the
+SDK's defaults, or with its workflows outside the sandbox as crmflow's worker
+runs them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from datetime import timedelta
 
 from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner  # the SDK's default
 
 STEPS = ("enrich", "assign", "save_customer", "create_task", "send_email")
 
@@ -38,11 +41,17 @@ class RawFirstPhase:
         return done
 
 
-async def run_worker(address: str, task_queue: str) -> None:
+async def run_worker(address: str, task_queue: str, sandboxed: bool) -> None:
     client = await Client.connect(address)
-    async with Worker(client, task_queue=task_queue, workflows=[RawFirstPhase], activities=[noop]):
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[RawFirstPhase],
+        activities=[noop],
+        workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
+    ):
         await asyncio.Event().wait()
 
 
 if __name__ == "__main__":
-    asyncio.run(run_worker(sys.argv[1], sys.argv[2]))
+    asyncio.run(run_worker(sys.argv[1], sys.argv[2], sandboxed=sys.argv[3:] != ["unsandboxed"]))
