@@ -66,7 +66,8 @@ def workflow_runner(settings: Settings) -> WorkflowRunner:
     """The sandbox when ``CRMFLOW_WORKER_SANDBOX`` is set, else workflows run as plain code.
 
     The sandbox checks each call a workflow makes while it runs; that checking
-    and its per-payload bookkeeping cost about a third of a busy worker's CPU.
+    and its per-payload bookkeeping took 29% of a busy worker's time
+    (bench/RESULTS.md).
     What it would catch is caught before code ships instead: ruff bans the
     clock, randomness and I/O in ``workflows/`` (``workflows/ruff.toml``), and
     the test suite runs every workflow and replays every recorded history
@@ -162,10 +163,11 @@ async def run_worker(settings: Settings) -> None:
     try:
         async with running_worker(client, settings, policy, database):
             log.info(
-                "worker polling %s on %s/%s",
+                "worker polling %s on %s/%s, workflows %s",
                 settings.task_queue,
                 settings.temporal_address,
                 settings.temporal_namespace,
+                "in the sandbox" if settings.worker_sandbox else "without the sandbox",
             )
             await stop.wait()
             log.info("worker stopping")
