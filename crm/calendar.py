@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["BusinessCalendar", "CalendarError", "CalendarSpec"]
+__all__ = ["BusinessCalendar", "CalendarError", "CalendarSpec", "as_utc"]
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -56,6 +56,14 @@ _HOURS_PATTERN = re.compile(r"^\s*(\d{2}):(\d{2})\s*-\s*(\d{2}):(\d{2})\s*$")
 _ONE_DAY = timedelta(days=1)
 _ONE_SECOND = timedelta(seconds=1)
 _ZERO = timedelta(0)
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime; a naive one is taken as UTC (as SQLite returns them).
+
+    The calendar's own methods are stricter: they refuse a naive datetime.
+    """
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class CalendarError(ValueError):
@@ -139,7 +147,7 @@ class BusinessCalendar:
 
         Raises ``ValueError`` if ``at`` is naive.
         """
-        instant = _as_utc(at, "at")
+        instant = _aware_as_utc(at, "at")
         if self._always_open:
             return True
         period = self._open_period(self._local_date(instant))
@@ -151,7 +159,7 @@ class BusinessCalendar:
         The result is in UTC. Raises ``ValueError`` if ``at`` is naive and
         ``CalendarError`` if no open period starts within ``MAX_SEARCH_DAYS`` days.
         """
-        instant = _as_utc(at, "at")
+        instant = _aware_as_utc(at, "at")
         if self._always_open:
             return instant
         for opens, closes in self._open_periods_from(instant):
@@ -172,7 +180,7 @@ class BusinessCalendar:
         ``CalendarError`` if the result would lie more than ``MAX_SEARCH_DAYS``
         days after ``start``.
         """
-        instant = _as_utc(start, "start")
+        instant = _aware_as_utc(start, "start")
         if duration < _ZERO:
             raise ValueError(f"duration must not be negative, got {duration!r}")
         if self._always_open:
@@ -199,8 +207,8 @@ class BusinessCalendar:
         The work is proportional to the number of days between the two instants.
         Raises ``ValueError`` if either datetime is naive.
         """
-        first = _as_utc(start, "start")
-        last = _as_utc(end, "end")
+        first = _aware_as_utc(start, "start")
+        last = _aware_as_utc(end, "end")
         if last <= first:
             return _ZERO
         if self._always_open:
@@ -227,7 +235,7 @@ class BusinessCalendar:
         ``start`` is naive or ``days`` is less than 1, and ``CalendarError`` if the
         result would lie more than ``MAX_SEARCH_DAYS`` days after ``start``.
         """
-        instant = _as_utc(start, "start")
+        instant = _aware_as_utc(start, "start")
         if isinstance(days, bool) or not isinstance(days, int) or days < 1:
             raise ValueError(f"days must be a positive integer, got {days!r}")
         day = self._local_date(instant)
@@ -285,7 +293,7 @@ class BusinessCalendar:
 _FULL_DAY = _OpeningHours(opens=time(0), closes=time(0), closes_at_midnight=True)
 
 
-def _as_utc(value: datetime, name: str) -> datetime:
+def _aware_as_utc(value: datetime, name: str) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:

@@ -35,7 +35,7 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -51,6 +51,7 @@ from workflows.approval import ApprovalWorkflow
 from workflows.retries import RECORD_RETRY
 
 with workflow.unsafe.imports_passed_through():
+    from crm.calendar import as_utc
     from workflows.approval_types import ApprovalInput, ApprovalResult, approval_id
     from workflows.common import (
         APPROVAL_ASSIGNEE,
@@ -107,7 +108,7 @@ class RenewalWorkflow(ProcessSteps):
         self._term = term
         self._schedule = term.schedule
         self._process_id = workflow.info().workflow_id
-        self._renewal_date = _as_utc(term.renewal_date)
+        self._renewal_date = as_utc(term.renewal_date)
         self._plan_version = 0
         self._reminders_sent: list[int] = []
         self._reminders_skipped: list[int] = []
@@ -610,10 +611,6 @@ class RenewalWorkflow(ProcessSteps):
     def _key(self, step: str) -> str:
         """Keys carry the term, so each term's reminders are its own and never repeated."""
         return step_key(self._process_id, f"term{self._term.term}_{step}")
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _one_year_after(date: datetime) -> datetime:

@@ -8,9 +8,10 @@ sandbox passes them through: their ``datetime`` fields must be the real
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from crm.calendar import as_utc
 from workflows.approval_types import Approver
 from workflows.common import ProcessEvent
 
@@ -26,7 +27,7 @@ def parse_renewal_date(value: object) -> datetime:
     if not isinstance(value, str):
         raise TypeError(f"expected an ISO date string, got {value!r}")
     parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return as_utc(parsed)
 
 
 def renewed_terms_problem(data: dict[str, Any]) -> str | None:

@@ -13,7 +13,7 @@ from api.deps import ContextDep, DatabaseDep, PolicyDep, TemporalDep
 from api.problems import invalid_input
 from api.processes import ProcessStarted, start_process
 from api.routes.onboardings import BusinessKey, Name
-from crm.models import Customer
+from crm.models import Customer, as_utc
 from crm.policy import Policy
 from workflows.approval_types import Approver
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
@@ -73,7 +73,7 @@ async def start_renewal(
         policy.member(body.owner)
     except KeyError:
         raise invalid_input("owner", f"unknown staff id {body.owner!r}") from None
-    renewal_date = _as_utc(body.renewal_date)
+    renewal_date = as_utc(body.renewal_date)
     if renewal_date <= datetime.now(UTC):
         raise invalid_input("renewal_date", "must be in the future")
     customer = await database.run(
@@ -157,7 +157,7 @@ def build_renewal_input(
         company_name=company_name,
         contact_name=contact_name,
         contact_email=contact_email,
-        renewal_date=_as_utc(renewal_date),
+        renewal_date=as_utc(renewal_date),
         plan=plan,
         annual_value=annual_value,
         owner=StaffRef(owner.id, owner.name, owner.email),
@@ -178,7 +178,3 @@ def build_renewal_input(
             discount_approvers=chain,
         ),
     )
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -15,7 +15,7 @@ from api.problems import invalid_input
 from api.processes import ProcessStarted, start_process
 from api.routes.onboardings import BusinessKey
 from crm.calendar import CalendarError
-from crm.models import Customer
+from crm.models import Customer, as_utc
 from workflows.common import CUSTOMER_ID, PROCESS, SLA_STATE, STAGE, TICKET_PRIORITY
 from workflows.sla import TicketInput, TicketSlaWorkflow, sla_id
 
@@ -79,7 +79,7 @@ async def start_ticket_sla(
         )
     created_at = None
     if body.created_at is not None:
-        created_at = _as_utc(body.created_at)
+        created_at = as_utc(body.created_at)
         if created_at > datetime.now(UTC) + CLOCK_SKEW:
             raise invalid_input("created_at", "must not be in the future")
     tier = body.tier
@@ -121,7 +121,3 @@ async def start_ticket_sla(
     if not created:
         response.status_code = status.HTTP_200_OK
     return started
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
