@@ -12,9 +12,8 @@ as one message.
 from __future__ import annotations
 
 import hashlib
-from email.header import Header
 from email.headerregistry import Address
-from email.message import Message
+from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 
 import aiosmtplib
@@ -113,7 +112,7 @@ class EmailActivities:
         activity.logger.info("email %s sent as %s", request.key, outbox.message_id)
         return EmailReceipt(request.key, outbox.message_id, rendered.subject, sent=True)
 
-    async def _deliver(self, message: Message[str, str | Header], key: str) -> None:
+    async def _deliver(self, message: EmailMessage, key: str) -> None:
         try:
             await self._mailer.send(message)
         except aiosmtplib.SMTPRecipientsRefused as err:

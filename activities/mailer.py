@@ -7,10 +7,11 @@ so a busy worker sends most mail on open sessions. A session idle for more
 than ``check_after_seconds`` is reused only after it answers a NOOP (servers
 drop idle clients); one that sent its last message just now is reused as it
 is, since that round trip cost a busy worker a third of the CPU of sending a
-message over an open session. One idle for longer than ``idle_seconds`` is
-closed instead, and one that failed in any way is never reused: should the
-server drop a session the instant after a message, the next message's
-attempt fails before anything is sent, and its retry gets a fresh one.
+message over an open session; should the server have closed it meanwhile,
+the message goes on a fresh session instead (a disconnect in the middle of
+a message may then deliver it twice, with one Message-ID). One idle for
+longer than ``idle_seconds`` is closed instead, and one that failed in any
+way is never reused.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from email.header import Header
-from email.message import Message
+from email.message import EmailMessage
 
 import aiosmtplib
 
@@ -52,11 +52,22 @@ class SmtpMailer:
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # (session, idle since)
         self._closed = False
 
-    async def send(self, message: Message[str, str | Header]) -> None:
-        """Hand ``message`` to the server; raises aiosmtplib.SMTPException or OSError on failure."""
-        session = await self._session()
+    async def send(self, message: EmailMessage) -> None:
+        """Hand ``message`` to the server; raises aiosmtplib.SMTPException or OSError on failure.
+
+        A session reused without a NOOP that turns out closed (a relay that
+        ends each connection after a message, a server restarted) is
+        replaced by a fresh one once, within the same call.
+        """
+        session, checked = await self._session()
         try:
             await session.send_message(message, timeout=self._timeout)
+        except aiosmtplib.SMTPServerDisconnected:
+            _close(session)
+            if checked:
+                raise
+            session, _ = await self._session(reuse=False)
+            await self._send_on_fresh(session, message)
         except BaseException:
             _close(session)
             raise
@@ -67,18 +78,26 @@ class SmtpMailer:
         else:
             self._idle.append((session, time.monotonic()))
 
+    async def _send_on_fresh(self, session: aiosmtplib.SMTP, message: EmailMessage) -> None:
+        try:
+            await session.send_message(message, timeout=self._timeout)
+        except BaseException:
+            _close(session)
+            raise
+
     async def aclose(self) -> None:
         """Say QUIT on every idle session; sessions of sends still running are closed after them."""
         self._closed = True
         idle, self._idle = self._idle, []
         await asyncio.gather(*(_quit(session) for session, _ in idle))
 
-    async def _session(self) -> aiosmtplib.SMTP:
+    async def _session(self, *, reuse: bool = True) -> tuple[aiosmtplib.SMTP, bool]:
+        """A connected session, and whether it is known to be alive (new, or it answered a NOOP)."""
         now = time.monotonic()
-        while self._idle:
+        while reuse and self._idle:
             session, since = self._idle.pop()
             if session.is_connected and now - since < self._check_after:
-                return session
+                return session, False
             if session.is_connected and now - since < self._idle_seconds:
                 try:
                     await session.noop(timeout=self._timeout)
@@ -88,7 +107,7 @@ class SmtpMailer:
                 except BaseException:  # cancelled: the session is no one's now
                     _close(session)
                     raise
-                return session
+                return session, True
             _close(session)
         session = aiosmtplib.SMTP(
             hostname=self.host,
@@ -103,7 +122,7 @@ class SmtpMailer:
         except BaseException:
             _close(session)
             raise
-        return session
+        return session, True
 
 
 def _close(session: aiosmtplib.SMTP) -> None:

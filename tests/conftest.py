@@ -139,7 +139,7 @@ def settings(
         smtp_port=mail_sink.port,
         enrichment_url=enrichment_url,
         worker_graceful_shutdown_seconds=0,
-        worker_sandbox=True,  # every workflow a test runs is checked for non-determinism
+        worker_sandbox=True,  # workflows run in the sandbox: a non-deterministic call fails
     )
 
 

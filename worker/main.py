@@ -52,13 +52,20 @@ WORKFLOWS: Sequence[type] = (
 )
 
 
-#: The sandbox guards every workflow against non-deterministic calls (the clock,
-#: random numbers, I/O), and our own modules are imported once instead of once per
-#: workflow run: re-importing (and compiling) them for every run cost a third of the
-#: worker's CPU. ``workflows/`` keeps no module-level mutable state, so sharing the
-#: modules is safe. Every test and every history replay runs workflows in it.
+#: The sandbox every test runs workflows in (and the worker, with ``CRMFLOW_WORKER_SANDBOX``).
+#: Workflow code (``workflows.onboarding``, ``workflows.steps``, ...) is loaded inside it, so
+#: a workflow that reads the clock, draws a random number or does I/O fails its workflow task.
+#: Passed through, loaded once outside it and not checked by it: the data types workflows
+#: exchange, and the ``crm`` modules of pure logic they call (``crm.calendar`` reads time-zone
+#: data); ruff checks those (``tests/unit/test_workflow_lint.py``).
 SANDBOXED_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "crm")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "crm",
+        "workflows.common",
+        "workflows.contracts",
+        "workflows.approval_types",
+        "workflows.renewal_types",
+    )
 )
 
 
@@ -70,8 +77,8 @@ def workflow_runner(settings: Settings) -> WorkflowRunner:
     (bench/RESULTS.md).
     What it would catch is caught before code ships instead: ruff bans the
     clock, randomness and I/O in ``workflows/`` (``workflows/ruff.toml``), and
-    the test suite runs every workflow and replays every recorded history
-    in the sandbox.
+    the workflow tests and the replays of every recorded history run the
+    workflow modules inside ``SANDBOXED_RUNNER``.
     """
     return SANDBOXED_RUNNER if settings.worker_sandbox else UnsandboxedWorkflowRunner()
 

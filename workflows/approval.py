@@ -27,6 +27,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.retries import RECORD_RETRY
+from workflows.steps import ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
     from workflows.approval_types import (
@@ -46,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
         TaskRef,
         TaskRequest,
     )
-    from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "approval"
 #: Added after runs were in flight: runs that began before it finish without closing tasks.

@@ -42,6 +42,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 from temporalio.workflow import ActivityCancellationType
 
 from workflows.retries import RECORD_RETRY
+from workflows.steps import ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
     from crm.calendar import BusinessCalendar, CalendarError
@@ -70,7 +71,6 @@ with workflow.unsafe.imports_passed_through():
         MarketingListRequest,
         TaskRef,
     )
-    from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "lead"
 

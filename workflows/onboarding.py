@@ -30,6 +30,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.retries import RECORD_RETRY
+from workflows.steps import ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
     from crm.calendar import BusinessCalendar, CalendarSpec
@@ -44,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
         EmailRequest,
         TaskRef,
     )
-    from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "onboarding"
 

@@ -49,6 +49,7 @@ from temporalio.exceptions import (
 
 from workflows.approval import ApprovalWorkflow
 from workflows.retries import RECORD_RETRY
+from workflows.steps import ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
     from crm.calendar import as_utc
@@ -79,7 +80,6 @@ with workflow.unsafe.imports_passed_through():
         parse_renewal_date,
         renewed_terms_problem,
     )
-    from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "renewal"
 RENEWAL_DATE = "renewal_date"

@@ -36,6 +36,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.retries import RECORD_RETRY
+from workflows.steps import ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
     from crm.calendar import BusinessCalendar, CalendarError
@@ -71,7 +72,6 @@ with workflow.unsafe.imports_passed_through():
         StaffContact,
         StaffLookup,
     )
-    from workflows.steps import ProcessSteps
 
 PROCESS_NAME = "sla"
 

@@ -12,8 +12,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from email.header import Header
-from email.message import Message
+from email.message import EmailMessage
 from typing import Any, TypeVar
 
 import pytest
@@ -182,9 +181,9 @@ class AcceptedThenDied(SmtpMailer):
 
     def __init__(self, host: str, port: int) -> None:
         super().__init__(host, port)
-        self.delivered: list[Message[str, str | Header]] = []
+        self.delivered: list[EmailMessage] = []
 
-    async def send(self, message: Message[str, str | Header]) -> None:
+    async def send(self, message: EmailMessage) -> None:
         await super().send(message)
         self.delivered.append(message)
         raise RuntimeError("worker process killed right after the SMTP server said 250")

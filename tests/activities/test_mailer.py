@@ -74,17 +74,28 @@ async def test_a_session_idle_for_a_while_is_checked_with_a_noop_first(
     assert counting_sink.noops == 1
 
 
-async def test_an_idle_session_the_server_dropped_is_replaced(tmp_path: Path) -> None:
-    first = CountingSink(tmp_path / "mail")
-    mailer = SmtpMailer("127.0.0.1", first.port, check_after_seconds=0.05)
-    await mailer.send(message(1))
-    first.sink.stop()  # the server goes away, and with it the idle session
-    restarted = CountingSink(tmp_path / "mail", port=first.port)
-    try:
-        await asyncio.sleep(0.1)
-        await mailer.send(message(2))
-        await mailer.aclose()
-    finally:
-        restarted.sink.stop()
-    assert len(restarted.peers) == 1
-    assert restarted.peers[0] != first.peers[0]
+async def test_a_relay_closing_each_connection_after_a_message_still_gets_every_message(
+    counting_sink: CountingSink,
+) -> None:
+    """The relay hangs up when the next message starts on a connection that delivered one;
+    the mailer, reusing the session unchecked, sends it on a fresh one within the same call."""
+    delivered: set[int] = set()
+
+    async def handle_mail(
+        server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if id(session) in delivered:
+            server.transport.close()
+            return "421 one message per connection"
+        delivered.add(id(session))
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    counting_sink.sink.handler.handle_MAIL = handle_mail  # type: ignore[attr-defined]
+    mailer = SmtpMailer("127.0.0.1", counting_sink.port)
+    for number in range(3):
+        await mailer.send(message(number))
+    await mailer.aclose()
+    assert len(counting_sink.peers) == 3
+    assert len(set(counting_sink.peers)) == 3  # each on a connection of its own

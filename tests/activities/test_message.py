@@ -23,7 +23,7 @@ def sent_and_read(**fields: str) -> EmailMessage:
         body=fields.get("body", "Hello Bea,\n\nwelcome aboard.\n"),
         headers=HEADERS,
     )
-    raw = flatten_message(message)
+    raw = flatten_message(message).replace(b"\r\n", b"\n")  # as a mailbox stores it
     read = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(read, EmailMessage)
     return read
@@ -74,9 +74,41 @@ def test_an_internationalized_address_is_sent_as_utf8() -> None:
     assert "To: jürgen@café.example".encode() in raw
 
 
+def test_a_body_line_starting_with_from_is_not_mangled() -> None:
+    assert sent_and_read(body="Hi,\nFrom now on, Casey is your CSM.\n").get_content() == (
+        "Hi,\nFrom now on, Casey is your CSM.\n"
+    )
+
+
+def test_a_long_body_line_is_wrapped_by_quoted_printable_and_reads_back_whole() -> None:
+    body = "See " + "https://acme.io/very/long/path/" * 40 + "\n"
+    message = plain_text_message(
+        sender="a@b.io", recipient="c@d.io", subject="Hi", body=body, headers={}
+    )
+    raw = flatten_message(message)
+    assert max(len(line) for line in raw.splitlines()) <= 78
+    read = email.message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=email.policy.default)
+    assert isinstance(read, EmailMessage)
+    assert read.get_content() == body
+
+
 @pytest.mark.parametrize("header", ["subject", "recipient"])
-def test_a_line_break_in_a_header_is_refused(header: str) -> None:
+@pytest.mark.parametrize("line_break", ["\r\n", "\n", "\x0c", "\x1e", "\u2028"])
+def test_a_line_break_in_a_header_is_refused(header: str, line_break: str) -> None:
     fields = {"sender": "a@b.io", "recipient": "c@d.io", "subject": "Hi"}
-    fields[header] = "x\r\nBcc: e@f.io"
-    with pytest.raises(ValueError, match="line break"):
+    fields[header] = f"x{line_break}Bcc: e@f.io"
+    with pytest.raises(ValueError, match="one line"):
         plain_text_message(**fields, body="x\n", headers={})
+
+
+def test_a_sender_with_a_utf8_address_keeps_it_and_encodes_only_the_name() -> None:
+    assert (
+        address_header("Jürgen <jürgen@café.example>")
+        == "=?utf-8?q?J=C3=BCrgen?= <jürgen@café.example>"
+    )
+    assert address_header("jürgen@café.example") == "jürgen@café.example"
+
+
+def test_a_sender_that_is_no_address_is_refused() -> None:
+    with pytest.raises(ValueError, match="not an email address"):
+        address_header("Acme, Inc. <hello@acme.io>")

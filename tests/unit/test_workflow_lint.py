@@ -21,15 +21,16 @@ WORKFLOW_RULES = ROOT / "workflows" / "ruff.toml"
 
 
 def ruff_findings(source: str, path: str = "workflows/probe.py") -> str:
-    """ruff's TID251 findings for ``source`` as if it were the file at ``path``."""
+    """ruff's findings of banned calls for ``source`` as if it were the file at ``path``."""
     checked = subprocess.run(
-        [str(RUFF), "check", "--select", "TID251", "--stdin-filename", path, "-"],
+        [str(RUFF), "check", "--select", "TID251,PTH123", "--stdin-filename", path, "-"],
         input=source,
         capture_output=True,
         text=True,
         cwd=ROOT,
         check=False,
     )
+    assert checked.returncode in (0, 1), checked.stderr  # 2: ruff itself failed
     return checked.stdout
 
 
@@ -38,7 +39,10 @@ def ruff_findings(source: str, path: str = "workflows/probe.py") -> str:
     [
         ("from datetime import datetime\nx = datetime.now()\n", "datetime.datetime.now"),
         ("import datetime\nx = datetime.date.today()\n", "datetime.date.today"),
-        ("import time\nx = time.time()\n", "time.time"),
+        ("import time\nx = time.time()\n", "time"),
+        ("import time\nx = time.localtime()\n", "time"),
+        ("import asyncio\nasyncio.wait([])\n", "asyncio.wait"),
+        ("import shutil\n", "shutil"),
         ("import random\nx = random.random()\n", "random"),
         ("import uuid\nx = uuid.uuid4()\n", "uuid.uuid4"),
         ("import httpx\n", "httpx"),
@@ -50,10 +54,56 @@ def test_a_non_deterministic_call_in_a_workflow_is_refused(source: str, banned: 
     assert f"`{banned}` is banned" in ruff_findings(source)
 
 
+def test_a_workflow_opening_a_file_is_refused() -> None:
+    assert "PTH123" in ruff_findings('text = open("notes.txt").read()\n')
+
+
 def test_the_same_code_outside_workflows_is_allowed() -> None:
     assert "banned" not in ruff_findings(
         "import random\nx = random.random()\n", "activities/probe.py"
     )
+
+
+#: What workflow code may import: workflows, the SDK's workflow-side modules, pure
+#: standard-library modules and the crm modules of pure logic. Anything else is I/O or
+#: state a replay cannot reproduce, and needs an activity.
+MAY_IMPORT = {
+    "__future__",
+    "asyncio",
+    "collections",
+    "contextlib",
+    "dataclasses",
+    "datetime",
+    "enum",
+    "functools",
+    "itertools",
+    "math",
+    "re",
+    "typing",
+    "zoneinfo",
+    "temporalio",
+    "temporalio.common",
+    "temporalio.exceptions",
+    "temporalio.workflow",
+    "crm.calendar",
+    "crm.lead_scoring",
+    "crm.leads",
+    "crm.sla",
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, named in full (``from crm import x`` is ``crm.x``)."""
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module in {"crm", "workflows"}:
+                modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+            else:
+                modules.add(node.module)
+    return modules
 
 
 def crm_modules_workflows_import() -> list[Path]:
@@ -61,14 +111,20 @@ def crm_modules_workflows_import() -> list[Path]:
     found: set[Path] = set()
     pending = sorted((ROOT / "workflows").glob("*.py"))
     while pending:
-        tree = ast.parse(pending.pop().read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("crm."):
-                module = ROOT / f"{node.module.replace('.', '/')}.py"
-                if module not in found:
-                    found.add(module)
-                    pending.append(module)
+        for module in imported_modules(pending.pop()):
+            path = ROOT / f"{module.replace('.', '/')}.py"
+            if module.startswith("crm.") and path not in found:
+                found.add(path)
+                pending.append(path)
     return sorted(found)
+
+
+def test_workflow_code_imports_only_what_replays() -> None:
+    for path in [*sorted((ROOT / "workflows").glob("*.py")), *crm_modules_workflows_import()]:
+        for module in imported_modules(path):
+            allowed = module in MAY_IMPORT or module.split(".")[0] == "workflows"
+            allowed = allowed or module.rsplit(".", 1)[0] in MAY_IMPORT  # collections.abc
+            assert allowed, f"{path.relative_to(ROOT)} imports {module}"
 
 
 def test_crm_modules_workflows_import_obey_the_workflow_bans() -> None:
@@ -81,4 +137,4 @@ def test_crm_modules_workflows_import_obey_the_workflow_bans() -> None:
         cwd=ROOT,
         check=False,
     )
-    assert checked.returncode == 0, checked.stdout
+    assert checked.returncode == 0, checked.stdout + checked.stderr
