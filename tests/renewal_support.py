@@ -9,20 +9,30 @@ database, and the ``state`` query.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlmodel import col, select
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import Worker
 
+from activities.records import RecordActivities
 from api.routes.renewals import build_renewal_input
 from crm.db import Database
 from crm.mailsink import StoredMessage, read_messages
 from crm.models import AuditEntry, Task, UsageReport
 from crm.policy import Policy
+from crm.settings import Settings
+from worker.main import SANDBOXED_RUNNER, WORKFLOWS, build_activities
 from workflows.approval_types import ApprovalInput, Approver
+from workflows.contracts import RECORD_STEP, StepRecord
 from workflows.renewal_types import RenewalInput
 
 
@@ -132,3 +142,38 @@ def days(n: float) -> timedelta:
 def years_after(date: datetime, years: int) -> datetime:
     """The same calendar day ``years`` later (a renewal's next date)."""
     return date.replace(year=date.year + years)
+
+
+@contextlib.asynccontextmanager
+async def outcome_held(
+    client: Client, settings: Settings, policy: Policy, database: Database
+) -> AsyncIterator[tuple[asyncio.Event, asyncio.Event]]:
+    """A worker whose audit write of a term's outcome waits for the test.
+
+    Yields (recording, may_record): ``recording`` is set once the term has its
+    outcome and writes it; the write goes on when the test sets ``may_record``.
+    Events sent in between arrive after the outcome, before the next term.
+    """
+    records = RecordActivities(database)
+    recording, may_record = asyncio.Event(), asyncio.Event()
+
+    @activity.defn(name=RECORD_STEP)
+    async def record_step(record: StepRecord) -> bool:
+        if record.step == "outcome" and not may_record.is_set():
+            recording.set()
+            await may_record.wait()
+        return await records.record_step(record)
+
+    built = build_activities(settings, policy, database)
+    functions = [f for f in built.functions if getattr(f, "__name__", "") != "record_step"]
+    try:
+        async with Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=list(WORKFLOWS),
+            activities=[*functions, record_step],
+            workflow_runner=SANDBOXED_RUNNER,
+        ):
+            yield recording, may_record
+    finally:
+        await built.aclose()

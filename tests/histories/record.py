@@ -46,7 +46,14 @@ from crm.sla_policy import SlaPolicy, SlaTierOverride
 from tests.conftest import eventually
 from tests.lead_support import lead_input, start_lead, zone_at_local_hour
 from tests.lead_support import send_event as send_lead_event
-from tests.renewal_support import approval_input, approver, days, renewal_input, report_usage
+from tests.renewal_support import (
+    approval_input,
+    approver,
+    days,
+    outcome_held,
+    renewal_input,
+    report_usage,
+)
 from tests.servers import free_port, run_asgi_server
 from tests.sla_support import STOCKHOLM, next_local, on_day, sleep_until, start_ticket, ticket_input
 from tests.sla_support import send_event as send_ticket_event
@@ -78,6 +85,9 @@ class Recording:
     task_queue: str
     database: Database
     policy: Policy
+    #: (recording, may_record) of a worker whose audit write of a term's outcome waits
+    #: (tests.renewal_support.outcome_held), for the scenarios in HELD_OUTCOME
+    held: tuple[asyncio.Event, asyncio.Event] | None = None
 
     @property
     def client(self) -> Client:
@@ -298,6 +308,34 @@ async def renewal_signed_second_term(rec: Recording) -> Handle:
     return second
 
 
+async def renewal_cancelled_as_it_renews(rec: Recording) -> Handle:
+    """A cancellation that arrives while an auto-renewed term records its outcome is
+    carried into the next term (patch carry-late-events). The recorded history is the
+    first term's."""
+    assert rec.held is not None
+    recording, may_record = rec.held
+    now = await rec.env.get_current_time()
+    term = renewal_input(now + days(20), policy=rec.policy, plan="growth", auto_renew=True)
+    handle = await _start_renewal(rec, term)
+    past_the_date = asyncio.create_task(rec.env.sleep(days(21)))  # skips beside the held write
+    await asyncio.wait_for(recording.wait(), 30)
+    await handle.signal(RenewalWorkflow.event, ProcessEvent("cancelled", {"reason": "budget"}))
+
+    async def last_step() -> str:
+        return (await handle.query(RenewalWorkflow.state)).steps[-1].step
+
+    await eventually(last_step, lambda step: step == "carried:cancelled")
+    may_record.set()
+    await past_the_date
+    try:
+        await handle.result(follow_runs=False)
+    except WorkflowContinuedAsNewError:
+        pass
+    else:
+        raise RuntimeError(f"{handle.id} ended without continuing as new")
+    return rec.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
+
+
 # Lead qualification (scored by source: a webinar lead is medium and gets the sequence)
 
 
@@ -356,6 +394,7 @@ SCENARIOS: dict[str, Scenario] = {
     "renewal-auto-renewed": renewal_auto_renewed,
     "renewal-lapsed": renewal_lapsed,
     "renewal-signed-second-term": renewal_signed_second_term,
+    "renewal-cancelled-as-it-renews": renewal_cancelled_as_it_renews,
     "lead-unresponsive": lead_unresponsive,
     "lead-routed": lead_routed,
     # Recorded after the free-rep-on-cancel patch.
@@ -364,6 +403,8 @@ SCENARIOS: dict[str, Scenario] = {
 
 #: Settings a scenario changes: the SMTP relay is down for the whole run.
 RELAY_DOWN = {"lead-cancelled-after-routing"}
+#: Scenarios run by a worker that holds a term's outcome write (outcome_held).
+HELD_OUTCOME = {"renewal-cancelled-as-it-renews"}
 
 
 async def record(names: list[str]) -> None:
@@ -397,8 +438,16 @@ async def _record_one(name: str, settings: Settings, database: Database) -> None
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
     try:
         await _register_search_attributes(env.client)
-        async with running_worker(env.client, settings, RECORDING_POLICY, database):
+        async with contextlib.AsyncExitStack() as stack:
             recording = Recording(env, settings.task_queue, database, RECORDING_POLICY)
+            if name in HELD_OUTCOME:
+                recording.held = await stack.enter_async_context(
+                    outcome_held(env.client, settings, RECORDING_POLICY, database)
+                )
+            else:
+                await stack.enter_async_context(
+                    running_worker(env.client, settings, RECORDING_POLICY, database)
+                )
             handle = await SCENARIOS[name](recording)
             history = await handle.fetch_history()
         (HISTORIES / f"{name}.json").write_text(history.to_json())

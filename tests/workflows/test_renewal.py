@@ -14,13 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
 import pytest
-from temporalio import activity
 from temporalio.client import Client, WorkflowContinuedAsNewError, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities.records import RecordActivities
 from crm.db import Database
 from crm.mailsink import MailSink, StoredMessage
 from crm.policy import Policy
@@ -30,6 +27,7 @@ from tests.renewal_support import (
     audit_steps,
     days,
     emails_of,
+    outcome_held,
     renewal_input,
     report_usage,
     steps_of,
@@ -37,11 +35,10 @@ from tests.renewal_support import (
     years_after,
 )
 from tests.servers import free_port
-from worker.main import SANDBOXED_RUNNER, WORKFLOWS, build_activities, running_worker
+from worker.main import running_worker
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import ApprovalDecision
 from workflows.common import ProcessEvent, ProcessState
-from workflows.contracts import RECORD_STEP, StepRecord
 from workflows.renewal import RenewalWorkflow
 from workflows.renewal_types import RenewalInput, RenewalResult, RenewedTerm, renewal_id
 
@@ -351,41 +348,6 @@ async def test_signed_renewal_is_confirmed_with_the_plan_signed_for(
     assert confirmation.recipients == [term.contact_email]
     assert "Thank you for renewing" in confirmation.body
     assert "annual value 30,000.00" in confirmation.body
-
-
-@contextlib.asynccontextmanager
-async def outcome_held(
-    client: Client, settings: Settings, policy: Policy, database: Database
-) -> AsyncIterator[tuple[asyncio.Event, asyncio.Event]]:
-    """A worker whose audit write of a term's outcome waits for the test.
-
-    Yields (recording, may_record): ``recording`` is set once the term has its
-    outcome and writes it; the write goes on when the test sets ``may_record``.
-    Events sent in between arrive after the outcome, before the next term.
-    """
-    records = RecordActivities(database)
-    recording, may_record = asyncio.Event(), asyncio.Event()
-
-    @activity.defn(name=RECORD_STEP)
-    async def record_step(record: StepRecord) -> bool:
-        if record.step == "outcome" and not may_record.is_set():
-            recording.set()
-            await may_record.wait()
-        return await records.record_step(record)
-
-    built = build_activities(settings, policy, database)
-    functions = [f for f in built.functions if getattr(f, "__name__", "") != "record_step"]
-    try:
-        async with Worker(
-            client,
-            task_queue=settings.task_queue,
-            workflows=list(WORKFLOWS),
-            activities=[*functions, record_step],
-            workflow_runner=SANDBOXED_RUNNER,
-        ):
-            yield recording, may_record
-    finally:
-        await built.aclose()
 
 
 async def events_as_the_term_renews(
