@@ -52,7 +52,8 @@ WORKFLOWS: Sequence[type] = (
 )
 
 
-#: The sandbox every test runs workflows in (and the worker, with ``CRMFLOW_WORKER_SANDBOX``).
+#: The sandbox the workflow tests and history replays run workflows in (and the worker, with
+#: ``CRMFLOW_WORKER_SANDBOX``).
 #: Workflow code (``workflows.onboarding``, ``workflows.steps``, ...) is loaded inside it, so
 #: a workflow that reads the clock, draws a random number or does I/O fails its workflow task.
 #: Passed through, loaded once outside it and not checked by it: the data types workflows
