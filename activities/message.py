@@ -55,9 +55,7 @@ def plain_text_message(
     """
     fields = {"From": sender, "To": recipient, "Subject": subject, **headers}
     for name, value in fields.items():
-        if len(value.splitlines()) > 1 or any(
-            (c < " " and c != "\t") or c == "\x7f" for c in value
-        ):
+        if not _one_line(value):
             raise ValueError(f"the {name} header must be one line of text: {value!r}")
     message = EmailMessage(policy=email.policy.compat32)
     plain = body.isascii() and all(len(line) <= MAX_PLAIN_LINE for line in body.splitlines())
