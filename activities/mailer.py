@@ -61,16 +61,12 @@ class SmtpMailer:
         """
         session, checked = await self._session()
         try:
-            await session.send_message(message, timeout=self._timeout)
+            await self._send_on(session, message)
         except aiosmtplib.SMTPServerDisconnected:
-            _close(session)
             if checked:
                 raise
-            session, _ = await self._session(reuse=False)
-            await self._send_on_fresh(session, message)
-        except BaseException:
-            _close(session)
-            raise
+            session = await self._connect()
+            await self._send_on(session, message)
         # Nothing is awaited once the server has the message: a cancellation
         # now would fail an activity whose email went out, and it would be sent again.
         if self._closed or len(self._idle) >= self._max_idle:
@@ -78,7 +74,8 @@ class SmtpMailer:
         else:
             self._idle.append((session, time.monotonic()))
 
-    async def _send_on_fresh(self, session: aiosmtplib.SMTP, message: EmailMessage) -> None:
+    async def _send_on(self, session: aiosmtplib.SMTP, message: EmailMessage) -> None:
+        """Send ``message`` on ``session``; a session that failed in any way is closed."""
         try:
             await session.send_message(message, timeout=self._timeout)
         except BaseException:
@@ -91,10 +88,10 @@ class SmtpMailer:
         idle, self._idle = self._idle, []
         await asyncio.gather(*(_quit(session) for session, _ in idle))
 
-    async def _session(self, *, reuse: bool = True) -> tuple[aiosmtplib.SMTP, bool]:
+    async def _session(self) -> tuple[aiosmtplib.SMTP, bool]:
         """A connected session, and whether it is known to be alive (new, or it answered a NOOP)."""
         now = time.monotonic()
-        while reuse and self._idle:
+        while self._idle:
             session, since = self._idle.pop()
             if session.is_connected and now - since < self._check_after:
                 return session, False
@@ -109,6 +106,9 @@ class SmtpMailer:
                     raise
                 return session, True
             _close(session)
+        return await self._connect(), True
+
+    async def _connect(self) -> aiosmtplib.SMTP:
         session = aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
@@ -122,7 +122,7 @@ class SmtpMailer:
         except BaseException:
             _close(session)
             raise
-        return session, True
+        return session
 
 
 def _close(session: aiosmtplib.SMTP) -> None:
