@@ -128,7 +128,6 @@ class LeadWorkflow(ProcessSteps):
         self._scores: list[LeadScore] = []
         self._territory: Territory | None = None
         self._owner: Assignment | None = None
-        self._routing = False
         self._emails_sent: list[str] = []
         self._do_not_email: str | None = None
         self._state = ProcessState(
@@ -270,8 +269,7 @@ class LeadWorkflow(ProcessSteps):
     async def _route_to_rep(self, reason: str) -> str:
         self._set_stage("routing")
         territory = territory_for(self._terms, self._country())
-        self._territory = territory
-        self._routing = True  # from here on, a cancel frees whichever rep it got
+        self._territory = territory  # from here on, a cancel frees whichever rep it got
         # A cancel waits for the assignment and the call task being written, so
         # that freeing the rep comes after them.
         cancellation = (
@@ -339,7 +337,7 @@ class LeadWorkflow(ProcessSteps):
         self._set_stage("cancelled")
         self._state.outcome = "cancelled"
         await self._record("outcome", {"outcome": "cancelled", "reason": reason})
-        if self._routing and workflow.patched(FREE_REP_ON_CANCEL):
+        if self._territory is not None and workflow.patched(FREE_REP_ON_CANCEL):
             await self._free_rep(reason)
 
     async def _free_rep(self, reason: str) -> None:
