@@ -388,7 +388,7 @@ class TicketSlaWorkflow(ProcessSteps):
             return None
         self._reassigned = True
         previous = self._assignee_or_fail()
-        await self._release_assignment(previous.key, f"release ticket from {previous.assignee_id}")
+        await self._release(previous)
         self._assignee = await self._assign("reassign", pool)
         self._note("reassign", f"{previous.assignee_id} -> {self._assignee.assignee_id}")
         await self._record(
@@ -409,9 +409,7 @@ class TicketSlaWorkflow(ProcessSteps):
         self._show_live_state()
         await self._record_outcome(outcome)
         if self._assignee is not None:
-            await self._release_assignment(
-                self._assignee.key, f"release ticket from {self._assignee.assignee_id}"
-            )
+            await self._release(self._assignee)
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _close_as_cancelled(self) -> None:
@@ -423,9 +421,7 @@ class TicketSlaWorkflow(ProcessSteps):
         self._set_stage("cancelled")
         await self._record_outcome("cancelled")
         if self._assignee is not None:
-            await self._release_assignment(
-                self._assignee.key, f"release ticket from {self._assignee.assignee_id}"
-            )
+            await self._release(self._assignee)
 
     # Clock bookkeeping: pure updates of the workflow's fields.
 
@@ -613,6 +609,11 @@ class TicketSlaWorkflow(ProcessSteps):
             summary=f"{step} ticket from {pool}",
         )
         return assignment
+
+    async def _release(self, assignment: Assignment) -> None:
+        await self._release_assignment(
+            assignment.key, f"release ticket from {assignment.assignee_id}"
+        )
 
     async def _team_lead(self) -> StaffContact:
         """The team lead of the assignee at the first breach (looked up once)."""
