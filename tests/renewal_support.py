@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlmodel import col, select
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowContinuedAsNewError, WorkflowHandle
 from temporalio.worker import Worker
 
 from activities.records import RecordActivities
@@ -177,3 +177,16 @@ async def outcome_held(
             yield recording, may_record
     finally:
         await built.aclose()
+
+
+async def next_run_id(handle: WorkflowHandle[Any, Any]) -> str:
+    """Wait until the run continues as new; the new run's id.
+
+    Only handles from ``start_workflow`` skip time while waiting for a result.
+    Raises RuntimeError when the run ends without continuing as new.
+    """
+    try:
+        await handle.result(follow_runs=False)
+    except WorkflowContinuedAsNewError as continued:
+        return continued.new_execution_run_id
+    raise RuntimeError(f"{handle.id} ended without continuing as new")

@@ -31,7 +31,6 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import (
     Client,
-    WorkflowContinuedAsNewError,
     WorkflowFailureError,
     WorkflowHandle,
 )
@@ -50,6 +49,7 @@ from tests.renewal_support import (
     approval_input,
     approver,
     days,
+    next_run_id,
     outcome_held,
     renewal_input,
     report_usage,
@@ -243,15 +243,6 @@ async def _start_renewal(rec: Recording, term: Any) -> Handle:
     )
 
 
-async def _next_run_id(handle: Handle) -> str:
-    """Wait until the run continues as new; the new run's id."""
-    try:
-        await handle.result(follow_runs=False)
-    except WorkflowContinuedAsNewError as continued:
-        return continued.new_execution_run_id
-    raise RuntimeError(f"{handle.id} ended without continuing as new")
-
-
 async def renewal_auto_renewed(rec: Recording) -> Handle:
     """A year of reminders, an upsell whose discount a child approval approves, auto-renewal.
 
@@ -270,7 +261,7 @@ async def renewal_auto_renewed(rec: Recording) -> Handle:
     await approval.execute_update(
         ApprovalWorkflow.decide, ApprovalDecision("mgr-hana", "approve", "worth it")
     )
-    await _next_run_id(handle)
+    await next_run_id(handle)
     await rec.client.get_workflow_handle(handle.id).terminate("recorded the first term")
     return rec.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
 
@@ -299,7 +290,7 @@ async def renewal_signed_second_term(rec: Recording) -> Handle:
     first = await _start_renewal(rec, term)
     signed = {"plan": "enterprise", "annual_value": 30000}
     await first.signal(RenewalWorkflow.event, ProcessEvent("renewed", signed))
-    second_run = await _next_run_id(first)
+    second_run = await next_run_id(first)
     second = rec.client.get_workflow_handle_for(RenewalWorkflow.run, first.id, run_id=second_run)
     await rec.env.sleep(days(1))
     await second.signal(RenewalWorkflow.event, ProcessEvent("cancelled", {"reason": "budget"}))
@@ -326,7 +317,7 @@ async def renewal_cancelled_as_it_renews(rec: Recording) -> Handle:
     await eventually(last_step, lambda step: step == "carried:cancelled")
     may_record.set()
     await past_the_date
-    await _next_run_id(handle)
+    await next_run_id(handle)
     return rec.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
 
 

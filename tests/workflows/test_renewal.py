@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
 import pytest
-from temporalio.client import Client, WorkflowContinuedAsNewError, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -27,6 +27,7 @@ from tests.renewal_support import (
     audit_steps,
     days,
     emails_of,
+    next_run_id,
     outcome_held,
     renewal_input,
     report_usage,
@@ -93,16 +94,6 @@ async def emails_once_confirmed(
 
     messages: list[StoredMessage] = await eventually(sent, lambda m: step in steps_of(m))
     return messages
-
-
-async def next_run_id(handle: RenewalHandle) -> str:
-    """Wait (skipping time) until the run continues as new; the new run's id.
-
-    Only handles from ``start_workflow`` skip time while waiting for a result.
-    """
-    with pytest.raises(WorkflowContinuedAsNewError) as continued:
-        await handle.result(follow_runs=False)
-    return continued.value.new_execution_run_id
 
 
 @pytest.mark.usefixtures("worker")
