@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -148,14 +149,30 @@ def _loads(session: Session, members: list[str]) -> tuple[dict[str, int], dict[s
     reads active rows only, the latest is the last entry of the member's
     ``assigned_at`` index, so neither grows with the assignments that ended.
     """
+    counted, latest = _load_statements(tuple(members))
+    connection = session.connection()
+    loads = {member: int(open_count) for member, open_count in connection.execute(counted)}
+    last = {
+        member: as_utc(at).replace(tzinfo=None)
+        for member, at in connection.execute(latest)
+        if at is not None
+    }
+    return loads, last
+
+
+@functools.lru_cache(maxsize=256)
+def _load_statements(members: tuple[str, ...]) -> tuple[Any, Any]:
+    """The two queries of ``_loads`` for a pool's members, built once per pool.
+
+    Building them anew for each choice took most of the CPU of an assignment.
+    """
     assignee: Any = col(AssignmentRow.assignee_id)
     active: Any = col(AssignmentRow.active)
-    counted = session.exec(
+    counted = (
         select(assignee, func.count())
         .where(assignee.in_(members), active.is_(True))
         .group_by(assignee)
     )
-    loads = {member: int(open_count) for member, open_count in counted}
     latest = union_all(
         *(
             select(
@@ -168,9 +185,4 @@ def _loads(session: Session, members: list[str]) -> tuple[dict[str, int], dict[s
             for member in members
         )
     )
-    last = {
-        member: as_utc(at).replace(tzinfo=None)
-        for member, at in session.connection().execute(latest)
-        if at is not None
-    }
-    return loads, last
+    return counted, latest
