@@ -33,12 +33,11 @@ of a time zone (a country abolishing DST, say) between a workflow's first run
 and a replay would change the results, as with any other tz-aware computation.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = ["BusinessCalendar", "CalendarError", "CalendarSpec", "as_utc"]
@@ -119,7 +118,7 @@ class BusinessCalendar:
             self._holidays = _parse_holidays(spec.holidays)
 
     @classmethod
-    def from_spec(cls, spec: CalendarSpec) -> BusinessCalendar:
+    def from_spec(cls, spec: CalendarSpec) -> Self:
         """Validate ``spec`` and build its calendar.
 
         Raises ``CalendarError``, with a message naming the field and value, for an
@@ -130,7 +129,7 @@ class BusinessCalendar:
         return cls(spec)
 
     @classmethod
-    def around_the_clock(cls) -> BusinessCalendar:
+    def around_the_clock(cls) -> Self:
         """Return the 24x7 calendar in UTC, in which every instant is business time."""
         return cls(CalendarSpec(around_the_clock=True))
 

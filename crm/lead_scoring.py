@@ -23,8 +23,6 @@ Workflows call ``score_lead`` directly: it is deterministic and fast, and the
 rules travel in the workflow input, so a run keeps the rules it started with.
 """
 
-from __future__ import annotations
-
 import re
 from dataclasses import dataclass, field
 

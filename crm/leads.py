@@ -6,8 +6,6 @@ travels in the workflow's input, so a run keeps the rules, schedule and
 territories it started with; ``crm.lead_policy`` builds it from the policy file.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo

@@ -12,8 +12,6 @@ escalation to the manager at 150 % by default. A priority change swaps the
 target and the calendar; the time already used stays used.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo

@@ -5,8 +5,6 @@ them, and so the workflow sandbox passes them through: their ``datetime``
 fields must be the real ``datetime`` class for the payload converter.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any

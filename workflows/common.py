@@ -1,7 +1,5 @@
 """Types and helpers every process workflow shares: events, state, search attributes."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any

@@ -11,8 +11,6 @@ under a unique constraint, so a retried attempt finds the earlier effect
 instead of repeating it.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any

@@ -29,8 +29,6 @@ history shows its inputs (the enrichment result, the events). A change to how
 ``workflow.patched`` like any other change of workflow code.
 """
 
-from __future__ import annotations
-
 import asyncio
 import contextlib
 import itertools

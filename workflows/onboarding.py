@@ -19,8 +19,6 @@ Cancelling the run (the customer churned) ends it as cancelled. The days are
 policy (``OnboardingSchedule``) and count from the start of the run.
 """
 
-from __future__ import annotations
-
 import asyncio
 import itertools
 from dataclasses import dataclass, field

@@ -5,8 +5,6 @@ sandbox passes them through: their ``datetime`` fields must be the real
 ``datetime`` class for the payload converter.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -80,6 +78,14 @@ class RenewalSchedule:
 
 
 @dataclass
+class RenewedTerm:
+    """A term that renewed: ``renewed`` (signed) or ``auto_renewed``, on ``renewal_date``."""
+
+    outcome: str
+    renewal_date: datetime
+
+
+@dataclass
 class RenewalInput:
     """One term of a subscription; ``term`` counts the terms this process has run."""
 
@@ -102,14 +108,6 @@ class RenewalInput:
     #: Events that arrived after the previous term had its outcome (a cancellation
     #: right after the renewal, a new date): this term takes them first.
     carried_events: list[ProcessEvent] = field(default_factory=list)
-
-
-@dataclass
-class RenewedTerm:
-    """A term that renewed: ``renewed`` (signed) or ``auto_renewed``, on ``renewal_date``."""
-
-    outcome: str
-    renewal_date: datetime
 
 
 @dataclass

@@ -23,8 +23,6 @@ and targets are policy (``crm.sla.SlaTerms``), resolved per customer tier
 before the run starts.
 """
 
-from __future__ import annotations
-
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
