@@ -11,7 +11,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -213,3 +213,17 @@ async def test_provider_answers_problems_for_unknown_and_invalid_domains(
     assert invalid.status_code == 400
     assert invalid.headers["Content-Type"] == "application/problem+json"
     assert health.status_code == 200
+
+
+async def test_a_provider_under_a_path_is_looked_up_below_it() -> None:
+    mounted = Starlette(routes=[Mount("/enrichment/", app=create_provider_app())])
+    with run_asgi_server(mounted) as base_url:
+        profile = await enrich(f"{base_url}/enrichment/", "acme-corp.io")
+
+    assert profile.name == "Acme Corp"
+
+
+@pytest.mark.parametrize("base_url", ["", "enrichment.local:8081", "ftp://enrichment.local/"])
+def test_a_provider_url_that_is_not_http_is_refused_at_start(base_url: str) -> None:
+    with pytest.raises(ValueError, match="not an http"):
+        EnrichmentActivities(base_url)
