@@ -86,7 +86,22 @@ def temporal_server(db_file: Path | None = None) -> Iterator[str]:
         argv += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
     with process(argv):
         wait_for_port(port)
-        yield f"127.0.0.1:{port}"
+        address = f"127.0.0.1:{port}"
+        wait_until_serving(address)
+        yield address
+
+
+def wait_until_serving(address: str, timeout: float = 60) -> None:
+    """Wait until the server at ``address`` reports SERVING: its port opens before its frontend
+    is healthy, and a client connecting in between fails."""
+    deadline = time.monotonic() + timeout
+    health = [str(BIN_DIR / "temporal"), "operator", "cluster", "health", "--address", address]
+    while time.monotonic() < deadline:
+        check = subprocess.run(health, capture_output=True, text=True, timeout=10, check=False)
+        if check.returncode == 0 and "SERVING" in check.stdout:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the Temporal server at {address} is not healthy after {timeout} s")
 
 
 def bench_api_key(state_dir: Path) -> str:
