@@ -9,6 +9,11 @@ Every side-effecting request carries an idempotency ``key`` built by the
 workflow from its id and the step name (``step_key``); the activity stores it
 under a unique constraint, so a retried attempt finds the earlier effect
 instead of repeating it.
+
+Modules that define payload types do without ``from __future__ import
+annotations``: the SDK's converter reads a dataclass's type hints for every
+payload it decodes, and string annotations are evaluated anew each time
+(``tests/unit/test_wire_types.py``).
 """
 
 from dataclasses import dataclass, field
