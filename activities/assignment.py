@@ -11,10 +11,10 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from crm.db import Database, insert_once
-from crm.models import Assignment as AssignmentRow
-from crm.models import as_utc, utcnow
 from crm.policy import Policy
+from crm.store.db import Database, insert_once
+from crm.store.models import Assignment as AssignmentRow
+from crm.store.models import as_utc, utcnow
 from workflows.contracts import (
     ASSIGN_OWNER,
     RELEASE_ASSIGNMENT,

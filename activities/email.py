@@ -26,8 +26,8 @@ from temporalio.exceptions import ApplicationError
 from activities.mailer import SmtpMailer
 from activities.message import address_header, plain_text_message
 from activities.templates import EmailTemplates, TemplateError
-from crm.db import Database, insert_once
-from crm.models import AuditEntry, OutboundEmail, utcnow
+from crm.store.db import Database, insert_once
+from crm.store.models import AuditEntry, OutboundEmail, utcnow
 from workflows.contracts import SEND_EMAIL, EmailReceipt, EmailRequest
 
 

@@ -8,8 +8,8 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 from temporalio import activity
 
-from crm.db import Database, insert_once, upsert
-from crm.models import Lead, MarketingListEntry
+from crm.store.db import Database, insert_once, upsert
+from crm.store.models import Lead, MarketingListEntry
 from workflows.contracts import (
     ADD_TO_MARKETING_LIST,
     SAVE_LEAD,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from crm.db import Database, insert_once, upsert
-from crm.models import AuditEntry, Customer
+from crm.store.db import Database, insert_once, upsert
+from crm.store.models import AuditEntry, Customer
 from workflows.contracts import RECORD_STEP, UPSERT_CUSTOMER, CustomerRecord, StepRecord
 
 

@@ -11,9 +11,9 @@ from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from crm.db import Database, insert_once
-from crm.models import AuditEntry, Notification, SlaOutcome, as_utc, utcnow
 from crm.policy import Policy
+from crm.store.db import Database, insert_once
+from crm.store.models import AuditEntry, Notification, SlaOutcome, as_utc, utcnow
 from workflows.contracts import (
     LOOK_UP_STAFF,
     NOTIFY_STAFF,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlmodel import Session
 from temporalio import activity
 
-from crm.db import Database, insert_once
-from crm.models import AuditEntry, Task, as_utc
-from crm.task_completion import close_open_tasks
+from crm.store.db import Database, insert_once
+from crm.store.models import AuditEntry, Task, as_utc
+from crm.store.task_completion import close_open_tasks
 from workflows.contracts import CLOSE_TASKS, CREATE_TASK, CloseTasksRequest, TaskRef, TaskRequest
 
 

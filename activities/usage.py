@@ -12,8 +12,8 @@ from __future__ import annotations
 from sqlmodel import col, select
 from temporalio import activity
 
-from crm.db import Database
-from crm.models import UsageReport, as_utc, of_tenant
+from crm.store.db import Database
+from crm.store.models import UsageReport, as_utc, of_tenant
 from workflows.contracts import ANALYSE_USAGE, UsageRequest, UsageSummary
 
 

@@ -2,7 +2,7 @@
 
 Every route but ``/healthz`` needs credentials, sent as
 ``Authorization: Bearer <token>`` or ``X-Api-Key: <key>``. A token is either a
-crmflow API key (``crm_...``; see ``crm.principals``) or, when an identity
+crmflow API key (``crm_...``; see ``crm.platform.principals``) or, when an identity
 provider is configured (``CRMFLOW_JWT_*``), a JWT it signed, whose ``sub`` is
 the principal and whose ``roles``, ``staff_id`` and ``tenant`` claims give
 the rest. Missing or invalid credentials: 401; a principal without the role a
@@ -24,11 +24,11 @@ from fastapi import Depends, Request
 from sqlmodel import select
 
 from api.problems import Problem
-from crm.db import Database
-from crm.logs import bind_principal
-from crm.models import ApiKey
-from crm.principals import ApiKeyRecord, Principal, key_id_of, matches
-from crm.settings import Settings
+from crm.platform.logs import bind_principal
+from crm.platform.principals import ApiKeyRecord, Principal, key_id_of, matches
+from crm.platform.settings import Settings
+from crm.store.db import Database
+from crm.store.models import ApiKey
 
 KEY_CACHE_SECONDS = 30.0
 _AUTHENTICATE = 'Bearer realm="crmflow"'

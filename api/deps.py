@@ -10,10 +10,10 @@ from fastapi import Depends, Request
 from temporalio.client import Client
 
 from api.problems import Problem
-from crm.db import Database
+from crm.platform.settings import Settings
+from crm.platform.temporal import connect
 from crm.policy import Policy
-from crm.settings import Settings
-from crm.temporal import connect
+from crm.store.db import Database
 
 
 @dataclass

@@ -30,20 +30,20 @@ from api.routes import (
     tickets,
     usage,
 )
-from crm.codec import parse_codec_keys
-from crm.db import Database
-from crm.logs import configure_logging
+from crm.platform.codec import parse_codec_keys
+from crm.platform.logs import configure_logging
+from crm.platform.principals import load_api_keys_file
+from crm.platform.settings import Settings, get_settings
 from crm.policy import load_policy
-from crm.principals import load_api_keys_file
-from crm.settings import Settings, get_settings
+from crm.store.db import Database
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API app for ``settings`` (default: from the environment).
 
     Raises, at start-up: crm.policy.PolicyError when the policy file is invalid,
-    crm.codec.CodecKeyError when the payload encryption keys are malformed and
-    crm.principals.ApiKeyError when the API keys file is.
+    crm.platform.codec.CodecKeyError when the payload encryption keys are malformed and
+    crm.platform.principals.ApiKeyError when the API keys file is.
     """
     settings = settings or get_settings()
     policy = load_policy(settings.policy_file)

@@ -22,7 +22,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import requires
-from crm.logs import bind_process
+from crm.platform.logs import bind_process
 
 _current: contextvars.ContextVar[ApiMetrics | None] = contextvars.ContextVar(
     "crmflow_api_metrics", default=None

@@ -25,10 +25,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.metrics import count_start
 from api.problems import Problem
-from crm.leads import LEAD_EVENTS
-from crm.logs import bind_process
+from crm.domain.leads import LEAD_EVENTS
+from crm.platform.logs import bind_process
+from crm.platform.principals import Principal
 from crm.policy import Policy
-from crm.principals import Principal
 from workflows.common import PROCESS, ProcessState
 from workflows.renewal import RENEWAL_DATE
 from workflows.renewal_types import EVENTS as RENEWAL_EVENTS

@@ -26,9 +26,9 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.assignment import AssignmentActivities
 from bench.first_phase import POSTGRES, postgres_schema
-from crm.db import Database
-from crm.models import Assignment
 from crm.policy import Policy
+from crm.store.db import Database
+from crm.store.models import Assignment
 from workflows.contracts import AssignmentRequest
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from crm.principals import new_api_key, write_api_keys_file
+from crm.platform.principals import new_api_key, write_api_keys_file
 from workflows.common import SEARCH_ATTRIBUTES
 from workflows.onboarding import OnboardingInput, onboarding_id
 
@@ -133,7 +133,7 @@ def api_server(env: dict[str, str]) -> Iterator[str]:
     """``crmflow api`` on a free port; yields its base URL."""
     port = free_port()
     with process(
-        [sys.executable, "-m", "crm.cli", "api"],
+        [sys.executable, "-m", "devstack.cli", "api"],
         {**env, "CRMFLOW_API_PORT": str(port)},
     ):
         wait_for_port(port)
@@ -143,7 +143,7 @@ def api_server(env: dict[str, str]) -> Iterator[str]:
 @contextlib.contextmanager
 def worker(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     """``crmflow worker``."""
-    with process([sys.executable, "-m", "crm.cli", "worker"], env) as child:
+    with process([sys.executable, "-m", "devstack.cli", "worker"], env) as child:
         yield child
 
 
@@ -165,7 +165,7 @@ def onboarding_stack(
     address and the worker's process.
     """
     smtp_port, provider_port = free_port(), free_port()
-    crmflow = [sys.executable, "-m", "crm.cli"]
+    crmflow = [sys.executable, "-m", "devstack.cli"]
     with contextlib.ExitStack() as stack:
         address = stack.enter_context(temporal_server(state / "temporal.db" if persisted else None))
         stack.enter_context(

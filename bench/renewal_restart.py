@@ -30,12 +30,12 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from api.routes.renewals import build_renewal_input
-from crm.db import Database
-from crm.mailsink import MailSink, read_messages
-from crm.models import UsageReport
+from crm.platform.settings import Settings
 from crm.policy import Policy
-from crm.settings import Settings
-from tests.servers import free_port
+from crm.store.db import Database
+from crm.store.models import UsageReport
+from devstack.mailsink import MailSink, read_messages
+from tests.support.servers import free_port
 from worker.main import running_worker
 from workflows.common import SEARCH_ATTRIBUTES, ProcessState
 from workflows.renewal import RenewalWorkflow

@@ -19,7 +19,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from crm.settings import get_settings
+from crm.platform.settings import get_settings
 from worker.main import workflow_runner
 from workflows.contracts import (
     ASSIGN_OWNER,

@@ -238,7 +238,7 @@ def read_arrivals(maildir: Path, tickets: list[Ticket]) -> None:
     if not maildir.is_dir():
         print(f"no maildir at {maildir}; skipping arrival times", flush=True)
         return
-    from crm.mailsink import read_messages
+    from devstack.mailsink import read_messages
 
     by_process = {f"sla-{t.ticket_id}": t for t in tickets}
     for message in read_messages(maildir):
@@ -289,7 +289,7 @@ def find_worker_pid() -> int | None:
             continue
         words = [a.decode(errors="replace") for a in argv if a]
         command = " ".join(words)
-        runs_cli = "crmflow" in command or "crm.cli" in command
+        runs_cli = "crmflow" in command or "devstack.cli" in command
         if (runs_cli and "worker" in words) or "worker.main" in command:
             return int(entry.name)
     return None

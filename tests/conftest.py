@@ -23,12 +23,12 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from crm.db import Database
-from crm.enrichment_provider import create_provider_app
-from crm.mailsink import MailSink
+from crm.platform.settings import Settings
 from crm.policy import Policy
-from crm.settings import Settings
-from tests.servers import run_asgi_server
+from crm.store.db import Database
+from devstack.enrichment_provider import create_provider_app
+from devstack.mailsink import MailSink
+from tests.support.servers import run_asgi_server
 from workflows.common import SEARCH_ATTRIBUTES
 
 BIN_DIR = Path(sys.executable).parent

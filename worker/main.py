@@ -30,11 +30,11 @@ from activities.records import RecordActivities
 from activities.sla import SlaActivities
 from activities.tasks import TaskActivities
 from activities.usage import UsageActivities
-from crm.db import Database
-from crm.logs import configure_logging
+from crm.platform.logs import configure_logging
+from crm.platform.settings import Settings, get_settings
+from crm.platform.temporal import connect
 from crm.policy import Policy, load_policy
-from crm.settings import Settings, get_settings
-from crm.temporal import connect
+from crm.store.db import Database
 from workflows.approval import ApprovalWorkflow
 from workflows.lead import LeadWorkflow
 from workflows.onboarding import OnboardingWorkflow
@@ -57,11 +57,11 @@ WORKFLOWS: Sequence[type] = (
 #: Workflow code (``workflows.onboarding``, ``workflows.steps``, ...) is loaded inside it, so
 #: a workflow that reads the clock, draws a random number or does I/O fails its workflow task.
 #: Passed through, loaded once outside it and not checked by it: the data types workflows
-#: exchange, and the ``crm`` modules of pure logic they call (``crm.calendar`` reads time-zone
-#: data); ruff checks those (``tests/unit/test_workflow_lint.py``).
+#: exchange, and ``crm.domain``, the pure logic they call (its calendar reads time-zone data);
+#: ruff checks those (``tests/unit/test_workflow_lint.py``).
 SANDBOXED_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "crm",
+        "crm.domain",
         "workflows.common",
         "workflows.contracts",
         "workflows.approval_types",

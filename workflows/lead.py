@@ -5,7 +5,7 @@ The process a sales team runs for every prospect:
 1. Enrich the lead: the company from the email domain (industry, size,
    country; go on with partial data when the provider knows nothing), the job
    title from the form.
-2. Score it with the policy's rules (``crm.lead_scoring``) and branch:
+2. Score it with the policy's rules (``crm.domain.lead_scoring``) and branch:
    - high: route it to a sales rep (territory by country, then fewest open
      leads, round-robin on ties) with a task due in 1 business hour and an
      email to the rep; the lead is the rep's open lead until that task is done;
@@ -19,13 +19,13 @@ The process a sales team runs for every prospect:
    Quiet hours: no email outside 08:00-18:00 in the lead's time zone; a
    follow-up due at night waits for the morning.
 
-The days and hours are policy (``crm.lead_policy``), count from the start of
-the run, and travel in the input (``crm.leads.LeadTerms``).
+The days and hours are policy (``crm.policy.leads``), count from the start of
+the run, and travel in the input (``crm.domain.leads.LeadTerms``).
 
 Scoring runs inside the workflow: it is a pure, fast function of the input's
 rules and the facts the run has gathered, so it needs no activity, and the
 history shows its inputs (the enrichment result, the events). A change to how
-``crm.lead_scoring`` matches rules changes what replays compute, so it needs
+``crm.domain.lead_scoring`` matches rules changes what replays compute, so it needs
 ``workflow.patched`` like any other change of workflow code.
 """
 
@@ -43,9 +43,15 @@ from workflows.retries import RECORD_RETRY
 from workflows.steps import ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
-    from crm.calendar import BusinessCalendar, CalendarError
-    from crm.lead_scoring import LeadFacts, LeadScore, ScoringError, score_lead, validate_model
-    from crm.leads import (
+    from crm.domain.calendar import BusinessCalendar, CalendarError
+    from crm.domain.lead_scoring import (
+        LeadFacts,
+        LeadScore,
+        ScoringError,
+        score_lead,
+        validate_model,
+    )
+    from crm.domain.leads import (
         ENGAGEMENT_EVENTS,
         LEAD_EVENTS,
         STOP_EVENTS,

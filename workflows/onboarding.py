@@ -31,7 +31,7 @@ from workflows.retries import RECORD_RETRY
 from workflows.steps import ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
-    from crm.calendar import BusinessCalendar, CalendarSpec
+    from crm.domain.calendar import BusinessCalendar, CalendarSpec
     from workflows.common import ProcessEvent, ProcessState
     from workflows.contracts import (
         ASSIGN_OWNER,

@@ -52,7 +52,7 @@ from workflows.retries import RECORD_RETRY
 from workflows.steps import ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
-    from crm.calendar import as_utc
+    from crm.domain.calendar import as_utc
     from workflows.approval_types import ApprovalInput, ApprovalResult, approval_id
     from workflows.common import (
         APPROVAL_ASSIGNEE,

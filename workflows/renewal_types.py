@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from crm.calendar import as_utc
+from crm.domain.calendar import as_utc
 from workflows.approval_types import Approver
 from workflows.common import ProcessEvent
 

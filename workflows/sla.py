@@ -19,7 +19,7 @@ The process a support team runs for every ticket (``sla-{ticket_id}``):
 
 The run sleeps until the next of those deadlines, computed from the business
 time used so far, and plans again whenever an event arrives. The thresholds
-and targets are policy (``crm.sla.SlaTerms``), resolved per customer tier
+and targets are policy (``crm.domain.sla.SlaTerms``), resolved per customer tier
 before the run starts.
 """
 
@@ -37,8 +37,8 @@ from workflows.retries import RECORD_RETRY
 from workflows.steps import ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
-    from crm.calendar import BusinessCalendar, CalendarError
-    from crm.sla import (
+    from crm.domain.calendar import BusinessCalendar, CalendarError
+    from crm.domain.sla import (
         BREACH,
         CLOCKS,
         FIRST_RESPONSE,

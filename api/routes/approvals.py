@@ -25,7 +25,7 @@ from api.auth import Approver, ApproverOrSupport
 from api.deps import PolicyDep, TemporalDep
 from api.problems import Problem
 from api.processes import QUERY_TIMEOUT, describe_process, status_name
-from crm.principals import Principal
+from crm.platform.principals import Principal
 from workflows.approval_types import ApprovalDecision, ApprovalResult
 from workflows.common import APPROVAL_ASSIGNEE, PROCESS, ProcessState
 

@@ -15,7 +15,7 @@ from temporalio.api.common.v1 import Payloads
 from api.auth import Authenticator, Support
 from api.deps import ContextDep
 from api.problems import Problem
-from crm.codec import CodecKeyError, EncryptionCodec, parse_codec_keys
+from crm.platform.codec import CodecKeyError, EncryptionCodec, parse_codec_keys
 
 router = APIRouter(prefix="/codec", tags=["codec"])
 

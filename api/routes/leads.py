@@ -13,7 +13,7 @@ from api.deps import ContextDep, PolicyDep, TemporalDep
 from api.problems import invalid_input
 from api.processes import ProcessStarted, start_process
 from api.routes.onboardings import BusinessKey, Name
-from crm.calendar import CalendarError
+from crm.domain.calendar import CalendarError
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
 from workflows.lead import LeadInput, LeadWorkflow, lead_process_id
 

@@ -13,8 +13,8 @@ from api.deps import ContextDep, DatabaseDep, PolicyDep, TemporalDep
 from api.problems import invalid_input
 from api.processes import ProcessStarted, start_process
 from api.routes.onboardings import BusinessKey, Name
-from crm.models import Customer, as_utc
 from crm.policy import Policy
+from crm.store.models import Customer, as_utc
 from workflows.approval_types import Approver
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
 from workflows.renewal import RenewalWorkflow

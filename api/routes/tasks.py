@@ -12,8 +12,8 @@ from sqlmodel import col, select
 from api.auth import ServiceOrSupport, Support
 from api.deps import DatabaseDep
 from api.problems import Problem
-from crm.models import Task, as_utc
-from crm.task_completion import complete_task
+from crm.store.models import Task, as_utc
+from crm.store.task_completion import complete_task
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 

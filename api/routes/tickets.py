@@ -14,8 +14,8 @@ from api.deps import ContextDep
 from api.problems import invalid_input
 from api.processes import ProcessStarted, start_process
 from api.routes.onboardings import BusinessKey
-from crm.calendar import CalendarError
-from crm.models import Customer, as_utc
+from crm.domain.calendar import CalendarError
+from crm.store.models import Customer, as_utc
 from workflows.common import CUSTOMER_ID, PROCESS, SLA_STATE, STAGE, TICKET_PRIORITY
 from workflows.sla import TicketInput, TicketSlaWorkflow, sla_id
 

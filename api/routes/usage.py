@@ -15,7 +15,7 @@ from sqlmodel import col, select
 
 from api.auth import Service, ServiceOrSupport
 from api.deps import DatabaseDep
-from crm.models import UsageReport, as_utc, utcnow
+from crm.store.models import UsageReport, as_utc, utcnow
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["usage"])
 

@@ -27,12 +27,12 @@ from temporalio.worker import Worker
 from activities.email import EmailActivities, message_id_for
 from activities.mailer import SmtpMailer
 from activities.tasks import TaskActivities
-from crm.db import Database
-from crm.mailsink import MailSink, read_messages
-from crm.models import OutboundEmail, Task
+from crm.platform.settings import Settings
 from crm.policy import Policy
-from crm.settings import Settings
-from tests.onboarding_support import (
+from crm.store.db import Database
+from crm.store.models import OutboundEmail, Task
+from devstack.mailsink import MailSink, read_messages
+from tests.support.onboarding import (
     OnboardingHandle,
     audit_trail,
     inbox,
@@ -44,7 +44,7 @@ from tests.onboarding_support import (
     step_of,
     tasks_of,
 )
-from tests.servers import free_port
+from tests.support.servers import free_port
 from worker.main import build_activities
 from workflows.contracts import (
     CREATE_TASK,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from activities.mailer import SmtpMailer
-from crm.mailsink import MailSink
+from devstack.mailsink import MailSink
 
 
 class CountingSink:

@@ -10,11 +10,11 @@ import pytest
 from temporalio.client import Client
 
 from api.main import create_app
-from crm.db import Database
+from crm.platform.principals import new_api_key, write_api_keys_file
+from crm.platform.settings import Settings
 from crm.policy import Policy
-from crm.principals import new_api_key, write_api_keys_file
-from crm.settings import Settings
-from tests.servers import run_asgi_server
+from crm.store.db import Database
+from tests.support.servers import run_asgi_server
 from worker.main import running_worker
 
 

@@ -12,10 +12,10 @@ import jwt
 import pytest
 
 from api.main import create_app
-from crm.settings import Settings
+from crm.platform.settings import Settings
 from tests.api.conftest import bearer
 from tests.conftest import eventually
-from tests.servers import run_asgi_server
+from tests.support.servers import run_asgi_server
 
 ROLES = ("service", "support", "approver")
 

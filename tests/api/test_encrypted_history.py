@@ -13,14 +13,14 @@ from temporalio.api.common.v1 import Payloads
 from temporalio.client import Client
 
 from api.main import create_app
-from crm.codec import new_codec_key
-from crm.db import Database
+from crm.platform.codec import new_codec_key
+from crm.platform.settings import Settings
+from crm.platform.temporal import connect
 from crm.policy import Policy
-from crm.settings import Settings
-from crm.temporal import connect
+from crm.store.db import Database
 from tests.api.conftest import bearer
 from tests.conftest import eventually
-from tests.servers import run_asgi_server
+from tests.support.servers import run_asgi_server
 from worker.main import running_worker
 
 CONTACT = "grace.hopper@navy-systems.io"

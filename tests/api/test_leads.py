@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from crm.mailsink import MailSink, StoredMessage, read_messages
+from devstack.mailsink import MailSink, StoredMessage, read_messages
 from tests.api.test_onboardings import PROBLEM_JSON, process, stage
 from tests.conftest import eventually
-from tests.lead_support import zone_at_local_hour
+from tests.support.lead import zone_at_local_hour
 
 
 def new_lead(**overrides: Any) -> dict[str, Any]:

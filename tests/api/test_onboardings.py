@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from crm.mailsink import MailSink, read_messages
+from devstack.mailsink import MailSink, read_messages
 from tests.conftest import eventually
 
 PROBLEM_JSON = "application/problem+json"

@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from crm.settings import Settings
+from crm.platform.settings import Settings
 from tests.api.conftest import bearer
 from tests.conftest import eventually
-from tests.renewal_support import approval_input, approver, new_id
+from tests.support.renewal import approval_input, approver, new_id
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import approval_id
 

@@ -15,12 +15,12 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from crm.db import Database
-from crm.mailsink import MailSink, StoredMessage, read_messages
+from crm.platform.settings import Settings
 from crm.policy import Policy, load_policy
-from crm.settings import Settings
+from crm.store.db import Database
+from devstack.mailsink import MailSink, StoredMessage, read_messages
 from tests.conftest import eventually
-from tests.sla_support import outcome_of
+from tests.support.sla import outcome_of
 
 PROBLEM_JSON = "application/problem+json"
 EXPRESS_POLICY = """\

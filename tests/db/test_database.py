@@ -29,12 +29,12 @@ from activities.assignment import AssignmentActivities
 from activities.records import RecordActivities
 from activities.tasks import TaskActivities
 from activities.usage import UsageActivities
-from crm.db import Database, Keyed, insert_once
-from crm.keystore import create_key, list_keys, revoke_key
-from crm.models import Assignment, AuditEntry, Customer, Task, UsageReport, as_utc
+from crm.platform.principals import hash_key
 from crm.policy import Policy
-from crm.principals import hash_key
-from crm.task_completion import complete_task
+from crm.store.db import Database, Keyed, insert_once
+from crm.store.keystore import create_key, list_keys, revoke_key
+from crm.store.models import Assignment, AuditEntry, Customer, Task, UsageReport, as_utc
+from crm.store.task_completion import complete_task
 from workflows.contracts import (
     AssignmentRequest,
     CloseTasksRequest,

@@ -31,11 +31,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from crm.db import Database
-from crm.mailsink import MailSink
+from crm.platform.settings import Settings
 from crm.policy import Policy
-from crm.settings import Settings
-from tests.onboarding_support import (
+from crm.store.db import Database
+from devstack.mailsink import MailSink
+from tests.support.onboarding import (
     customer_row,
     inbox,
     onboarding_input,
@@ -44,7 +44,7 @@ from tests.onboarding_support import (
     tasks_of,
     wait_for_stage,
 )
-from tests.servers import TcpProxy, free_port, run_asgi_server
+from tests.support.servers import TcpProxy, free_port, run_asgi_server
 from worker.main import running_worker
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:{port}/test?options=-csearch_path%3D{schema}"

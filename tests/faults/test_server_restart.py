@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from crm.db import Database
-from crm.mailsink import MailSink
+from crm.platform.settings import Settings
 from crm.policy import Policy, load_policy
-from crm.settings import Settings
+from crm.store.db import Database
+from devstack.mailsink import MailSink
 from tests.conftest import DEV_SERVER
-from tests.onboarding_support import onboarding_input, send_event, start_onboarding
-from tests.servers import free_port
-from tests.sla_support import mail_of, start_ticket, ticket_input
-from tests.sla_support import send_event as send_ticket_event
+from tests.support.onboarding import onboarding_input, send_event, start_onboarding
+from tests.support.servers import free_port
+from tests.support.sla import mail_of, start_ticket, ticket_input
+from tests.support.sla import send_event as send_ticket_event
 from worker.main import running_worker
 from workflows.common import SEARCH_ATTRIBUTES
 

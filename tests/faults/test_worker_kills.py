@@ -26,10 +26,10 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from crm.db import Database
-from crm.mailsink import MailSink, read_messages
+from crm.store.db import Database
+from devstack.mailsink import MailSink, read_messages
 from tests.integration.test_worker_crash import worker_process
-from tests.onboarding_support import onboarding_input, send_event, start_onboarding, tasks_of
+from tests.support.onboarding import onboarding_input, send_event, start_onboarding, tasks_of
 
 RUNS = 200
 KILLS = 3

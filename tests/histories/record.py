@@ -36,16 +36,16 @@ from temporalio.client import (
 )
 from temporalio.testing import WorkflowEnvironment
 
-from crm.db import Database
-from crm.enrichment_provider import create_provider_app
-from crm.mailsink import MailSink
+from crm.platform.settings import Settings
 from crm.policy import Policy
-from crm.settings import Settings
-from crm.sla_policy import SlaPolicy, SlaTierOverride
+from crm.policy.sla import SlaPolicy, SlaTierOverride
+from crm.store.db import Database
+from devstack.enrichment_provider import create_provider_app
+from devstack.mailsink import MailSink
 from tests.conftest import eventually
-from tests.lead_support import lead_input, start_lead, zone_at_local_hour
-from tests.lead_support import send_event as send_lead_event
-from tests.renewal_support import (
+from tests.support.lead import lead_input, start_lead, zone_at_local_hour
+from tests.support.lead import send_event as send_lead_event
+from tests.support.renewal import (
     approval_input,
     approver,
     days,
@@ -54,9 +54,9 @@ from tests.renewal_support import (
     renewal_input,
     report_usage,
 )
-from tests.servers import free_port, run_asgi_server
-from tests.sla_support import STOCKHOLM, next_local, on_day, sleep_until, start_ticket, ticket_input
-from tests.sla_support import send_event as send_ticket_event
+from tests.support.servers import free_port, run_asgi_server
+from tests.support.sla import STOCKHOLM, next_local, on_day, sleep_until, start_ticket, ticket_input
+from tests.support.sla import send_event as send_ticket_event
 from worker.main import running_worker
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import ApprovalDecision, approval_id
@@ -86,7 +86,7 @@ class Recording:
     database: Database
     policy: Policy
     #: (recording, may_record) of a worker whose audit write of a term's outcome waits
-    #: (tests.renewal_support.outcome_held), for the scenarios in HELD_OUTCOME
+    #: (tests.support.renewal.outcome_held), for the scenarios in HELD_OUTCOME
     held: tuple[asyncio.Event, asyncio.Event] | None = None
 
     @property

@@ -24,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 BIN_DIR = Path(sys.executable).parent
 STARTUP_TIMEOUT = 60.0
@@ -164,10 +164,10 @@ def test_dev_stack_runs_finds_and_keeps_an_onboarding_across_a_restart(tmp_path:
             api_metrics
         )
 
-        [worker] = children(stack.pid, "crm.cli worker")
+        [worker] = children(stack.pid, "devstack.cli worker")
         os.kill(worker, signal.SIGKILL)
         deadline = time.monotonic() + 15
-        while children(stack.pid, "crm.cli worker") in ([], [worker]):
+        while children(stack.pid, "devstack.cli worker") in ([], [worker]):
             assert time.monotonic() < deadline, "the supervisor did not restart the worker"
             time.sleep(0.2)
 

@@ -16,8 +16,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.enrichment import EnrichmentActivities
-from crm.enrichment_provider import create_provider_app
-from tests.servers import free_port, run_asgi_server
+from devstack.enrichment_provider import create_provider_app
+from tests.support.servers import free_port, run_asgi_server
 from workflows.contracts import CompanyProfile, EnrichmentRequest
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from crm.mailsink import (
+from devstack.mailsink import (
     ENVELOPE_TO_HEADER,
     RECEIVED_AT_HEADER,
     MailSink,

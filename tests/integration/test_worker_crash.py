@@ -29,10 +29,10 @@ from sqlmodel import select
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from crm.db import Database
-from crm.mailsink import MaildirHandler
-from crm.models import OutboundEmail
-from tests.onboarding_support import (
+from crm.store.db import Database
+from crm.store.models import OutboundEmail
+from devstack.mailsink import MaildirHandler
+from tests.support.onboarding import (
     OnboardingHandle,
     inbox,
     onboarding_input,
@@ -42,7 +42,7 @@ from tests.onboarding_support import (
     step_of,
     tasks_of,
 )
-from tests.servers import free_port
+from tests.support.servers import free_port
 from workflows.contracts import SEND_EMAIL
 from workflows.onboarding import OnboardingInput
 
@@ -84,7 +84,14 @@ async def worker_process(
     """``crmflow worker`` in a process of its own; killed on exit if still running."""
     with log_file.open("ab") as log:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "crm.cli", "worker", cwd=REPO, env=env, stdout=log, stderr=log
+            sys.executable,
+            "-m",
+            "devstack.cli",
+            "worker",
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=log,
         )
     try:
         yield process

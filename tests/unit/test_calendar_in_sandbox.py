@@ -1,4 +1,4 @@
-"""crm.calendar works inside Temporal's workflow sandbox, zoneinfo included.
+"""crm.domain.calendar works inside Temporal's workflow sandbox, zoneinfo included.
 
 The workflow below builds a Europe/Stockholm calendar from a ``CalendarSpec``
 that arrives through the JSON payload converter and computes a due time with
@@ -23,7 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from crm.calendar import BusinessCalendar, CalendarSpec
+from crm.domain.calendar import BusinessCalendar, CalendarSpec
 
 TEST_SERVER = os.path.join(os.path.dirname(sys.executable), "temporal-test-server")
 ZONE = "Europe/Stockholm"
@@ -76,5 +76,5 @@ EXPECTED_DUE = "2026-03-31T14:30:00+00:00"
 
 
 async def test_calendar_passed_through_the_sandbox_computes_due_time() -> None:
-    restrictions = SandboxRestrictions.default.with_passthrough_modules("crm")
+    restrictions = SandboxRestrictions.default.with_passthrough_modules("crm.domain")
     assert await _due_time_in_workflow(restrictions) == EXPECTED_DUE

@@ -1,4 +1,4 @@
-"""Properties of crm.calendar that SLA arithmetic relies on, checked with hypothesis.
+"""Properties of crm.domain.calendar that SLA arithmetic relies on, checked with hypothesis.
 
 Business time added to an instant measures back to the same amount, due times
 land inside opening hours, measuring is additive, and all of it holds in the
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crm.calendar import BusinessCalendar, CalendarError, CalendarSpec
+from crm.domain.calendar import BusinessCalendar, CalendarError, CalendarSpec
 
 STOCKHOLM = "Europe/Stockholm"
 NEW_YORK = "America/New_York"

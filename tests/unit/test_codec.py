@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from temporalio.api.common.v1 import Payload
 
-from crm.codec import (
+from crm.platform.codec import (
     ENCODING,
     KEY_ID_METADATA,
     CodecKeyError,

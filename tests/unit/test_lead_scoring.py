@@ -1,4 +1,4 @@
-"""Lead scoring rules, read from a policy file and applied by ``crm.lead_scoring``.
+"""Lead scoring rules, read from a policy file and applied by ``crm.domain.lead_scoring``.
 
 The rules are data: a sales team edits the ``leads:`` section of the YAML
 policy file, the worker and API validate it at start-up, and a mistake stops
@@ -12,8 +12,8 @@ from textwrap import dedent
 
 import pytest
 
-from crm.lead_scoring import LeadFacts, ScoringModel, ScoringRule, score_lead
-from crm.leads import territory_for
+from crm.domain.lead_scoring import LeadFacts, ScoringModel, ScoringRule, score_lead
+from crm.domain.leads import territory_for
 from crm.policy import Policy, PolicyError, load_policy
 
 POLICY_FILE = """\

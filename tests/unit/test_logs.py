@@ -11,7 +11,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.testing import ActivityEnvironment
 
-from crm.logs import JsonFormatter, bind_process
+from crm.platform.logs import JsonFormatter, bind_process
 
 
 def capture(logger: logging.Logger) -> tuple[io.StringIO, logging.Handler]:

@@ -1,4 +1,4 @@
-"""crm.sla.SlaClock: business time counted only while a clock runs (hypothesis)."""
+"""crm.domain.sla.SlaClock: business time counted only while a clock runs (hypothesis)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crm.calendar import BusinessCalendar, CalendarSpec
-from crm.sla import SlaClock, format_business_time
+from crm.domain.calendar import BusinessCalendar, CalendarSpec
+from crm.domain.sla import SlaClock, format_business_time
 
 CALENDARS = [
     BusinessCalendar.from_spec(CalendarSpec(timezone="Europe/Stockholm")),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from crm.policy import PolicyError, load_policy
-from crm.sla_policy import SlaPolicy
+from crm.policy.sla import SlaPolicy
 
 HOUR = 3600.0
 

@@ -8,9 +8,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from crm.db import Database
+from crm.platform.settings import Settings
 from crm.policy import Policy
-from crm.settings import Settings
+from crm.store.db import Database
 from worker.main import running_worker
 
 

@@ -15,12 +15,12 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from crm.db import Database
-from crm.mailsink import MailSink
+from crm.platform.settings import Settings
 from crm.policy import Policy
-from crm.settings import Settings
+from crm.store.db import Database
+from devstack.mailsink import MailSink
 from tests.conftest import DEV_SERVER
-from tests.renewal_support import (
+from tests.support.renewal import (
     approval_input,
     approver,
     emails_of,

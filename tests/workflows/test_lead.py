@@ -20,15 +20,15 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
-from crm.calendar import BusinessCalendar
-from crm.db import Database
-from crm.lead_scoring import ScoringModel, ScoringRule
-from crm.mailsink import MailSink
-from crm.models import Assignment, as_utc
+from crm.domain.calendar import BusinessCalendar
+from crm.domain.lead_scoring import ScoringModel, ScoringRule
+from crm.platform.settings import Settings
 from crm.policy import Policy
-from crm.settings import Settings
+from crm.store.db import Database
+from crm.store.models import Assignment, as_utc
+from devstack.mailsink import MailSink
 from tests.conftest import eventually, time_skipping_server
-from tests.lead_support import (
+from tests.support.lead import (
     inbox,
     lead_input,
     lead_row,
@@ -39,7 +39,7 @@ from tests.lead_support import (
     tasks_of,
     zone_at_local_hour,
 )
-from tests.servers import free_port
+from tests.support.servers import free_port
 from worker.main import running_worker
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
 from workflows.contracts import step_key

@@ -15,13 +15,13 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
-from crm.calendar import BusinessCalendar, CalendarSpec
-from crm.db import Database
-from crm.mailsink import MailSink
-from crm.models import as_utc
+from crm.domain.calendar import BusinessCalendar, CalendarSpec
+from crm.platform.settings import Settings
 from crm.policy import Policy
-from crm.settings import Settings
-from tests.onboarding_support import (
+from crm.store.db import Database
+from crm.store.models import as_utc
+from devstack.mailsink import MailSink
+from tests.support.onboarding import (
     assignments_of,
     audit_trail,
     customer_row,
@@ -33,7 +33,7 @@ from tests.onboarding_support import (
     tasks_of,
     wait_for_stage,
 )
-from tests.servers import free_port
+from tests.support.servers import free_port
 from worker.main import running_worker
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
 from workflows.onboarding import OnboardingSchedule, OnboardingWorkflow, onboarding_id

@@ -18,12 +18,12 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from crm.db import Database
-from crm.mailsink import MailSink, StoredMessage
+from crm.platform.settings import Settings
 from crm.policy import Policy
-from crm.settings import Settings
+from crm.store.db import Database
+from devstack.mailsink import MailSink, StoredMessage
 from tests.conftest import eventually
-from tests.renewal_support import (
+from tests.support.renewal import (
     audit_steps,
     days,
     emails_of,
@@ -35,7 +35,7 @@ from tests.renewal_support import (
     tasks_of,
     years_after,
 )
-from tests.servers import free_port
+from tests.support.servers import free_port
 from worker.main import running_worker
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import ApprovalDecision

@@ -23,7 +23,7 @@ async def test_a_workflow_reading_the_wall_clock_fails_its_task_in_the_tests_san
 ) -> None:
     # Imported by name: with this workflow class in its view, mypy 1.x no longer infers
     # the handle types of get_workflow_handle_for(SomeWorkflow.run, ...) elsewhere.
-    probe = importlib.import_module("tests.clock_probe").ReadsTheWallClock
+    probe = importlib.import_module("tests.support.clock_probe").ReadsTheWallClock
     task_queue = f"sandbox-{uuid.uuid4()}"
     async with Worker(
         client,

@@ -15,12 +15,12 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from crm.db import Database
-from crm.mailsink import MailSink, StoredMessage
+from crm.platform.settings import Settings
 from crm.policy import Policy
-from crm.settings import Settings
-from crm.sla_policy import SlaPolicy, SlaTierOverride
-from tests.sla_support import (
+from crm.policy.sla import SlaPolicy, SlaTierOverride
+from crm.store.db import Database
+from devstack.mailsink import MailSink, StoredMessage
+from tests.support.sla import (
     NEW_YORK,
     STOCKHOLM,
     assert_close,

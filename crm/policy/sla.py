@@ -32,8 +32,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from crm.calendar import BusinessCalendar, CalendarError, CalendarSpec
-from crm.sla import SlaTargets, SlaTerms
+from crm.domain.calendar import BusinessCalendar, CalendarError, CalendarSpec
+from crm.domain.sla import SlaTargets, SlaTerms
 
 PRIORITIES: tuple[str, ...] = ("urgent", "high", "normal", "low")
 

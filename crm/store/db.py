@@ -34,7 +34,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlmodel import Session, SQLModel, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from crm import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from crm.store import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 10

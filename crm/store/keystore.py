@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from crm.db import Database
-from crm.models import ApiKey, utcnow
-from crm.principals import Role, new_api_key
+from crm.platform.principals import Role, new_api_key
+from crm.store.db import Database
+from crm.store.models import ApiKey, utcnow
 
 
 async def create_key(

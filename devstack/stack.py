@@ -28,8 +28,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from crm.codec import new_codec_key
-from crm.principals import Role, new_api_key, write_api_keys_file
+from crm.platform.codec import new_codec_key
+from crm.platform.principals import Role, new_api_key, write_api_keys_file
 
 RESTART_DELAY_MAX_SECONDS = 30.0
 HEALTHY_AFTER_SECONDS = 60.0
@@ -166,7 +166,7 @@ def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
             f"http://{config.api.host}:{config.api.port}/codec/key/{keys['support']}",
         ]
 
-    crmflow = [sys.executable, "-m", "crm.cli"]
+    crmflow = [sys.executable, "-m", "devstack.cli"]
     sink = config.smtp_sink
     provider = config.enrichment_provider
     app_env = {

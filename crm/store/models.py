@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, Index
 from sqlmodel import Field, SQLModel
 
-from crm.calendar import as_utc as as_utc  # the models' callers read their dates with it
+from crm.domain.calendar import as_utc as as_utc  # the models' callers read their dates with it
 
 
 def utcnow() -> datetime:

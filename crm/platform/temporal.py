@@ -6,8 +6,8 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
-from crm.codec import data_converter
-from crm.settings import Settings
+from crm.platform.codec import data_converter
+from crm.platform.settings import Settings
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:

@@ -14,11 +14,11 @@ from pathlib import Path
 from sqlmodel import col, select
 from temporalio.client import Client, WorkflowHandle
 
-from crm.db import Database
-from crm.lead_scoring import ScoringModel, ScoringRule
-from crm.mailsink import StoredMessage, read_messages
-from crm.models import Lead, MarketingListEntry, Task
+from crm.domain.lead_scoring import ScoringModel, ScoringRule
 from crm.policy import Policy
+from crm.store.db import Database
+from crm.store.models import Lead, MarketingListEntry, Task
+from devstack.mailsink import StoredMessage, read_messages
 from workflows.common import ProcessEvent
 from workflows.lead import LeadInput, LeadResult, LeadWorkflow, lead_process_id
 

@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command named in ``argv``; returns the process exit code."""
     args = _parser().parse_args(argv)
     if args.command == "dev":
-        from crm.devstack import run_dev_stack
+        from devstack.stack import run_dev_stack
 
         return run_dev_stack(args.config)
     if args.command == "worker":
@@ -83,11 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         api_main()
     elif args.command == "smtp-sink":
-        from crm.mailsink import serve as serve_mail
+        from devstack.mailsink import serve as serve_mail
 
         serve_mail(args.host, args.port, args.maildir)
     elif args.command == "enrichment-provider":
-        from crm.enrichment_provider import serve as serve_provider
+        from devstack.enrichment_provider import serve as serve_provider
 
         logging.basicConfig(level=logging.INFO)
         serve_provider(
@@ -98,11 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return asyncio.run(_api_key(args))
     elif args.command == "codec-key":
-        from crm.codec import new_codec_key
+        from crm.platform.codec import new_codec_key
 
         print(new_codec_key(args.key_id))
     elif args.command == "mail":
-        from crm.mailsink import print_mail, print_mail_list
+        from devstack.mailsink import print_mail, print_mail_list
 
         if args.message is None:
             print_mail_list(args.maildir, to=args.to)
@@ -117,9 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _api_key(args: argparse.Namespace) -> int:
-    from crm.db import Database
-    from crm.keystore import create_key, list_keys, revoke_key
-    from crm.settings import get_settings
+    from crm.platform.settings import get_settings
+    from crm.store.db import Database
+    from crm.store.keystore import create_key, list_keys, revoke_key
 
     database = Database.from_url(get_settings().database_url)
     try:

@@ -11,7 +11,7 @@ Defaults (the section may override any part)::
           - {name: target_industry, fact: industry, any_of: [Software], points: 10}
           - {name: demo_request, fact: source, any_of: [demo_request], points: 25}
           - {name: replied, fact: event, any_of: [replied], points: 30}
-          # ... see crm.lead_scoring.DEFAULT_RULES for the whole default list
+          # ... see crm.domain.lead_scoring.DEFAULT_RULES for the whole default list
       follow_up_days: [2, 5, 10]   # after the form, while no answer came
       unresponsive_day: 14         # no answer by then: the lead is unresponsive
       quiet_hours:
@@ -37,8 +37,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from crm.calendar import BusinessCalendar, CalendarError, CalendarSpec
-from crm.lead_scoring import (
+from crm.domain.calendar import BusinessCalendar, CalendarError, CalendarSpec
+from crm.domain.lead_scoring import (
     DEFAULT_HIGH,
     DEFAULT_MEDIUM,
     DEFAULT_RULES,
@@ -48,13 +48,13 @@ from crm.lead_scoring import (
     validate_model,
     validate_rule,
 )
-from crm.leads import LeadTerms, Territory, quiet_hours_calendar
+from crm.domain.leads import LeadTerms, Territory, quiet_hours_calendar
 
 Fact = Literal["title", "industry", "source", "country", "event", "employees"]
 
 
 class ScoringRulePolicy(BaseModel):
-    """One scoring rule in the policy file; see ``crm.lead_scoring``."""
+    """One scoring rule in the policy file; see ``crm.domain.lead_scoring``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

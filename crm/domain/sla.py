@@ -1,8 +1,8 @@
 """SLA clocks: business time owed to a ticket, counted while the clock runs.
 
-Pure and deterministic like ``crm.calendar``, so the ticket SLA workflow uses it
+Pure and deterministic like ``crm.domain.calendar``, so the ticket SLA workflow uses it
 directly (passed through the sandbox). The terms are plain dataclasses that
-travel in the workflow's input; ``crm.sla_policy`` builds them from the policy
+travel in the workflow's input; ``crm.policy.sla`` builds them from the policy
 file.
 
 A clock counts business time of its calendar from when it starts until it
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from crm.calendar import BusinessCalendar, CalendarSpec
+from crm.domain.calendar import BusinessCalendar, CalendarSpec
 
 __all__ = [
     "BREACH",

@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from crm.calendar import BusinessCalendar, CalendarError, CalendarSpec
-from crm.lead_policy import LeadPolicy
-from crm.sla_policy import SlaPolicy
+from crm.domain.calendar import BusinessCalendar, CalendarError, CalendarSpec
+from crm.policy.leads import LeadPolicy
+from crm.policy.sla import SlaPolicy
 
 
 class PolicyError(ValueError):
@@ -39,7 +39,7 @@ class StaffMember(BaseModel):
 
 
 class CalendarPolicy(BaseModel):
-    """A business calendar in the policy file; see ``crm.calendar.CalendarSpec``."""
+    """A business calendar in the policy file; see ``crm.domain.calendar.CalendarSpec``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

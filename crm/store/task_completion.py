@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from crm.db import insert_once
-from crm.models import Assignment, AuditEntry, Task, utcnow
+from crm.store.db import insert_once
+from crm.store.models import Assignment, AuditEntry, Task, utcnow
 
 
 def complete_task(

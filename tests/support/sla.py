@@ -17,10 +17,10 @@ from sqlmodel import col, select
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from crm.db import Database
-from crm.mailsink import StoredMessage, read_messages
-from crm.models import Notification, SlaOutcome, Task
 from crm.policy import Policy
+from crm.store.db import Database
+from crm.store.models import Notification, SlaOutcome, Task
+from devstack.mailsink import StoredMessage, read_messages
 from workflows.common import ProcessEvent, ProcessState
 from workflows.sla import TicketInput, TicketSlaResult, TicketSlaWorkflow, sla_id
 

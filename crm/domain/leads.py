@@ -1,17 +1,17 @@
 """What a lead's qualification process runs with: plain data built from the policy.
 
-Pure and deterministic like ``crm.calendar`` and ``crm.lead_scoring``, so the
+Pure and deterministic like ``crm.domain.calendar`` and ``crm.domain.lead_scoring``, so the
 lead workflow uses it directly (passed through the sandbox). ``LeadTerms``
 travels in the workflow's input, so a run keeps the rules, schedule and
-territories it started with; ``crm.lead_policy`` builds it from the policy file.
+territories it started with; ``crm.policy.leads`` builds it from the policy file.
 """
 
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from crm.calendar import CalendarSpec
-from crm.lead_scoring import DEFAULT_HIGH, DEFAULT_MEDIUM, DEFAULT_RULES, ScoringModel
+from crm.domain.calendar import CalendarSpec
+from crm.domain.lead_scoring import DEFAULT_HIGH, DEFAULT_MEDIUM, DEFAULT_RULES, ScoringModel
 
 #: Business events a lead's process reacts to: two kinds of engagement, two stops.
 ENGAGEMENT_EVENTS: tuple[str, ...] = ("replied", "meeting_booked")

@@ -17,9 +17,9 @@ from typing import Any
 from sqlmodel import col, select
 from temporalio.client import Client, WorkflowHandle
 
-from crm.db import Database
-from crm.mailsink import StoredMessage, read_messages
-from crm.models import Assignment, AuditEntry, Customer, OutboundEmail, Task
+from crm.store.db import Database
+from crm.store.models import Assignment, AuditEntry, Customer, OutboundEmail, Task
+from devstack.mailsink import StoredMessage, read_messages
 from workflows.common import ProcessEvent, ProcessState
 from workflows.onboarding import (
     OnboardingInput,
