@@ -6,7 +6,7 @@ from temporalio import activity
 
 from crm.store.db import Database, insert_once, upsert
 from crm.store.models import AuditEntry, Customer
-from workflows.contracts import RECORD_STEP, UPSERT_CUSTOMER, CustomerRecord, StepRecord
+from workflows.contracts import RECORD_STEP, UPSERT_CUSTOMER, AuditRecord, CustomerRecord
 
 
 class RecordActivities:
@@ -16,7 +16,7 @@ class RecordActivities:
         self._database = database
 
     @activity.defn(name=RECORD_STEP)
-    async def record_step(self, record: StepRecord) -> bool:
+    async def record_step(self, record: AuditRecord) -> bool:
         """Append one step to a process's audit trail; False when already recorded."""
         entry = AuditEntry(
             key=record.key, process_id=record.process_id, step=record.step, detail=record.detail

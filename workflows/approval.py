@@ -59,18 +59,12 @@ class ApprovalWorkflow(ProcessSteps):
 
     @workflow.init
     def __init__(self, request: ApprovalInput) -> None:
+        super().__init__(process=PROCESS_NAME, customer_id=request.customer_id)
         self._request = request
-        self._process_id = workflow.info().workflow_id
         self._step = 0
         self._deadline: datetime | None = None
         self._escalations: list[str] = []
         self._result: ApprovalResult | None = None
-        self._state = ProcessState(
-            process=PROCESS_NAME,
-            process_id=self._process_id,
-            customer_id=request.customer_id,
-            stage="starting",
-        )
 
     @workflow.run
     async def run(self, request: ApprovalInput) -> ApprovalResult:
@@ -110,7 +104,7 @@ class ApprovalWorkflow(ProcessSteps):
         if problem is not None:
             message, _ = problem
             workflow.logger.warning("approval ignores decision signal: %s", message)
-            self._note("decision_refused", message)
+            self._show_step("decision_refused", message)
             return
         self._accept(decision)
 
@@ -147,10 +141,12 @@ class ApprovalWorkflow(ProcessSteps):
         if index > 0:
             previous = self._request.chain[index - 1].approver_id
             self._escalations.append(approver.approver_id)
-            self._note(
+            self._show_step(
                 "escalate", f"{previous} did not decide in time; asking {approver.approver_id}"
             )
-            await self._record(f"escalate_{index}", {"from": previous, "to": approver.approver_id})
+            await self._audit_step(
+                f"escalate_{index}", {"from": previous, "to": approver.approver_id}
+            )
         await self._notify(index, approver, step)
         workflow.set_current_details(
             f"Waiting for {approver.approver_id} to decide "
@@ -163,7 +159,7 @@ class ApprovalWorkflow(ProcessSteps):
                 timeout_summary=f"{approver.approver_id} decides",
             )
         except TimeoutError:
-            self._note("timeout", approver.approver_id)
+            self._show_step("timeout", approver.approver_id)
             return self._result is not None
         return True
 
@@ -184,8 +180,8 @@ class ApprovalWorkflow(ProcessSteps):
         self._set_stage(result.outcome)
         self._state.outcome = result.outcome
         workflow.upsert_search_attributes([APPROVAL_ASSIGNEE.value_unset()])
-        self._note("outcome", f"{result.outcome} by {result.decided_by or 'nobody'}")
-        await self._record(
+        self._show_step("outcome", f"{result.outcome} by {result.decided_by or 'nobody'}")
+        await self._audit_step(
             "outcome",
             {
                 "outcome": result.outcome,
@@ -203,7 +199,7 @@ class ApprovalWorkflow(ProcessSteps):
         self._set_stage("withdrawn")
         self._state.outcome = "withdrawn"
         workflow.upsert_search_attributes([APPROVAL_ASSIGNEE.value_unset()])
-        await self._record("outcome", {"outcome": "withdrawn", "reason": reason})
+        await self._audit_step("outcome", {"outcome": "withdrawn", "reason": reason})
         if workflow.patched(CLOSE_TASKS_PATCH):
             await self._close_tasks("withdrawn", "close the approval's tasks")
 
@@ -245,7 +241,9 @@ class ApprovalWorkflow(ProcessSteps):
             step=self._step,
             escalations=list(self._escalations),
         )
-        self._note(f"decision:{decision.decision}", f"{decision.decided_by}: {decision.comment}")
+        self._show_step(
+            f"decision:{decision.decision}", f"{decision.decided_by}: {decision.comment}"
+        )
         return self._result
 
     # Helpers: each a single activity call or a change of the visible state.
@@ -272,7 +270,7 @@ class ApprovalWorkflow(ProcessSteps):
             retry_policy=RECORD_RETRY,
             summary=f"task approval_{step} for {approver.approver_id}",
         )
-        self._note(f"task:approval_{step}", approver.approver_id)
+        self._show_step(f"task:approval_{step}", approver.approver_id)
         previous = self._request.chain[index - 1] if index > 0 else None
         await self._email(
             f"approval_{step}",

@@ -147,7 +147,7 @@ class EmailReceipt:
 
 
 @dataclass
-class StepRecord:
+class AuditRecord:
     """One entry of a process's audit trail, stored once per ``key``."""
 
     key: str

@@ -123,9 +123,9 @@ class LeadWorkflow(ProcessSteps):
 
     @workflow.init
     def __init__(self, lead: LeadInput) -> None:
+        super().__init__(process=PROCESS_NAME, customer_id=lead.lead_id)
         self._lead = lead
         self._terms = lead.terms
-        self._process_id = workflow.info().workflow_id
         self._events: dict[str, datetime] = {}
         self._stopped_by: str | None = None
         self._company = CompanyProfile(domain=_domain_of(lead.email), complete=False)
@@ -134,12 +134,6 @@ class LeadWorkflow(ProcessSteps):
         self._owner: Assignment | None = None
         self._emails_sent: list[str] = []
         self._do_not_email: str | None = None
-        self._state = ProcessState(
-            process=PROCESS_NAME,
-            process_id=self._process_id,
-            customer_id=lead.lead_id,
-            stage="starting",
-        )
 
     @workflow.run
     async def run(self, lead: LeadInput) -> LeadResult:
@@ -181,15 +175,15 @@ class LeadWorkflow(ProcessSteps):
         """Record what the lead did: replied, booked a meeting, unsubscribed, or mail bounced."""
         if event.type not in LEAD_EVENTS:
             workflow.logger.warning("lead qualification ignores event type %r", event.type)
-            self._note(f"ignored:{event.type}", "not a lead event")
+            self._show_step(f"ignored:{event.type}", "not a lead event")
             return
         if event.type in self._events:
             return
         self._events[event.type] = workflow.now()
         if event.type in STOP_EVENTS and self._stopped_by is None:
             self._stopped_by = event.type
-        self._note(f"event:{event.type}")
-        await self._record(f"event:{event.type}", {"data": event.data})
+        self._show_step(f"event:{event.type}")
+        await self._audit_step(f"event:{event.type}", {"data": event.data})
 
     @workflow.query
     def state(self) -> ProcessState:
@@ -221,7 +215,7 @@ class LeadWorkflow(ProcessSteps):
             self._company = CompanyProfile(domain=self._company.domain, complete=False)
         else:
             self._company = company
-            self._note("enrich", f"{company.industry}, {company.employees} employees")
+            self._show_step("enrich", f"{company.industry}, {company.employees} employees")
 
     def _score(self, reason: str) -> LeadScore:
         engagement = [e for e in self._events if e in ENGAGEMENT_EVENTS]
@@ -238,14 +232,16 @@ class LeadWorkflow(ProcessSteps):
         )
         self._scores.append(score)
         matched = ", ".join(score.matched) or "no rule matched"
-        self._note(f"score:{reason}", f"{score.points} ({score.grade}): {matched}")
+        self._show_step(f"score:{reason}", f"{score.points} ({score.grade}): {matched}")
         return score
 
     async def _follow_up(self) -> str:
         """The sequence for a medium lead; returns how it ended."""
         self._set_stage("following_up")
         if self._do_not_email is not None:
-            self._note("follow_up", f"address is on the do-not-email list: {self._do_not_email}")
+            self._show_step(
+                "follow_up", f"address is on the do-not-email list: {self._do_not_email}"
+            )
             return self._do_not_email
         await self._email_lead("first_touch", "lead_first_touch", {})
         if not self._heard_back():
@@ -295,7 +291,7 @@ class LeadWorkflow(ProcessSteps):
             summary=f"assign rep from {territory.pool}",
             cancellation_type=cancellation,
         )
-        self._note("assign_rep", f"{self._owner.assignee_id} ({territory.name})")
+        self._show_step("assign_rep", f"{self._owner.assignee_id} ({territory.name})")
         calendar = BusinessCalendar.from_spec(territory.calendar)
         due = calendar.add(workflow.now(), timedelta(hours=self._terms.rep_task_hours))
         self._state.due["call_lead"] = due
@@ -322,7 +318,7 @@ class LeadWorkflow(ProcessSteps):
             retry_policy=RECORD_RETRY,
             summary=f"marketing list {self._terms.marketing_list}",
         )
-        self._note("marketing_list", self._terms.marketing_list)
+        self._show_step("marketing_list", self._terms.marketing_list)
         return "nurture"
 
     async def _finish(self, outcome: str) -> None:
@@ -330,7 +326,7 @@ class LeadWorkflow(ProcessSteps):
         self._state.outcome = outcome
         await self._save(outcome)
         score = self._scores[-1]
-        await self._record(
+        await self._audit_step(
             "outcome",
             {"outcome": outcome, "score": score.points, "grade": score.grade},
         )
@@ -340,7 +336,7 @@ class LeadWorkflow(ProcessSteps):
         reason = workflow.cancellation_reason() or "cancelled"
         self._set_stage("cancelled")
         self._state.outcome = "cancelled"
-        await self._record("outcome", {"outcome": "cancelled", "reason": reason})
+        await self._audit_step("outcome", {"outcome": "cancelled", "reason": reason})
         if self._territory is not None and workflow.patched(FREE_REP_ON_CANCEL):
             await self._free_rep(reason)
 
@@ -387,7 +383,7 @@ class LeadWorkflow(ProcessSteps):
             self._set_stage("quiet_hours")
             self._state.due[f"send_{step}"] = send_at
             local = local_time_text(send_at, self._terms.send_calendar.timezone)
-            self._note(f"quiet_hours:{step}", f"held until {local}")
+            self._show_step(f"quiet_hours:{step}", f"held until {local}")
             workflow.set_current_details(f"Quiet hours: {step} goes out at {local}.")
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
@@ -395,7 +391,7 @@ class LeadWorkflow(ProcessSteps):
                 )
             self._set_stage("following_up")
         if self._heard_back():
-            self._note(f"email:{step}", "not sent: the lead answered")
+            self._show_step(f"email:{step}", "not sent: the lead answered")
             return
         receipt = await self._send_email(
             step,

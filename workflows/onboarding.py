@@ -101,20 +101,14 @@ class OnboardingWorkflow(ProcessSteps):
 
     @workflow.init
     def __init__(self, customer: OnboardingInput) -> None:
+        super().__init__(process=PROCESS_NAME, customer_id=customer.customer_id)
         self._customer = customer
         self._schedule = customer.schedule
-        self._process_id = workflow.info().workflow_id
         self._reached: dict[str, datetime] = {}
         self._company = CompanyProfile(domain=_domain_of(customer.contact_email), complete=False)
         self._csm: Assignment | None = None
         self._nudges_sent: list[int] = []
         self._at_risk_task_id: int | None = None
-        self._state = ProcessState(
-            process=PROCESS_NAME,
-            process_id=self._process_id,
-            customer_id=customer.customer_id,
-            stage="starting",
-        )
 
     @workflow.run
     async def run(self, customer: OnboardingInput) -> OnboardingResult:
@@ -149,13 +143,13 @@ class OnboardingWorkflow(ProcessSteps):
         """Record a milestone the customer reached; other event types are noted and ignored."""
         if event.type not in self._schedule.milestones:
             workflow.logger.warning("onboarding ignores event type %r", event.type)
-            self._note(f"ignored:{event.type}", "not an onboarding milestone")
+            self._show_step(f"ignored:{event.type}", "not an onboarding milestone")
             return
         if event.type in self._reached:
             return
         self._reached[event.type] = workflow.now()
-        self._note(f"milestone:{event.type}")
-        await self._record(f"milestone:{event.type}", {"data": event.data})
+        self._show_step(f"milestone:{event.type}")
+        await self._audit_step(f"milestone:{event.type}", {"data": event.data})
 
     @workflow.query
     def state(self) -> ProcessState:
@@ -181,7 +175,7 @@ class OnboardingWorkflow(ProcessSteps):
             )
         else:
             self._company = company
-            self._note("enrich", f"{company.industry}, {company.country}")
+            self._show_step("enrich", f"{company.industry}, {company.country}")
 
     async def _assign_csm(self) -> None:
         self._set_step_stage("assigning")
@@ -198,7 +192,7 @@ class OnboardingWorkflow(ProcessSteps):
             retry_policy=RECORD_RETRY,
             summary=f"assign CSM from {self._customer.csm_pool}",
         )
-        self._note("assign_csm", self._csm.assignee_id)
+        self._show_step("assign_csm", self._csm.assignee_id)
         await self._save_customer("onboarding")
 
     async def _create_kickoff_task(self) -> None:
@@ -251,7 +245,7 @@ class OnboardingWorkflow(ProcessSteps):
     async def _finish(self, outcome: str) -> None:
         self._set_stage(outcome)
         self._state.outcome = outcome
-        await self._record("outcome", {"outcome": outcome, "milestones": sorted(self._reached)})
+        await self._audit_step("outcome", {"outcome": outcome, "milestones": sorted(self._reached)})
         await self._save_customer(outcome)
         await self._release_csm()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -260,7 +254,7 @@ class OnboardingWorkflow(ProcessSteps):
         reason = workflow.cancellation_reason() or "cancelled"
         self._set_stage("cancelled")
         self._state.outcome = "cancelled"
-        await self._record("outcome", {"outcome": "cancelled", "reason": reason})
+        await self._audit_step("outcome", {"outcome": "cancelled", "reason": reason})
         await self._save_customer("churned")
         await self._release_csm()
 

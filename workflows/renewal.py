@@ -68,7 +68,6 @@ with workflow.unsafe.imports_passed_through():
         TaskRef,
         UsageRequest,
         UsageSummary,
-        step_key,
     )
     from workflows.renewal_types import (
         EVENTS,
@@ -105,9 +104,11 @@ class RenewalWorkflow(ProcessSteps):
 
     @workflow.init
     def __init__(self, term: RenewalInput) -> None:
+        super().__init__(
+            process=PROCESS_NAME, customer_id=term.customer_id, step_prefix=f"term{term.term}_"
+        )
         self._term = term
         self._schedule = term.schedule
-        self._process_id = workflow.info().workflow_id
         self._renewal_date = as_utc(term.renewal_date)
         self._plan_version = 0
         self._reminders_sent: list[int] = []
@@ -123,12 +124,6 @@ class RenewalWorkflow(ProcessSteps):
         self._carried: list[ProcessEvent] = []
         self._next_terms_changed = False  # by events after the outcome
         self._events = 0
-        self._state = ProcessState(
-            process=PROCESS_NAME,
-            process_id=self._process_id,
-            customer_id=term.customer_id,
-            stage="starting",
-        )
 
     @workflow.run
     async def run(self, term: RenewalInput) -> RenewalResult:
@@ -175,19 +170,19 @@ class RenewalWorkflow(ProcessSteps):
         problem = self._refusal(event)
         if problem:
             workflow.logger.warning("renewal ignores event %r: %s", event.type, problem)
-            self._note(f"ignored:{event.type}", problem)
+            self._show_step(f"ignored:{event.type}", problem)
             return
         if event.type == "renewal_date_changed":
             previous = self._renewal_date
             self._renewal_date = parse_renewal_date(event.data[RENEWAL_DATE])
             self._plan_version += 1
             moved = f"{previous:%Y-%m-%d} -> {self._renewal_date:%Y-%m-%d}"
-            self._note("renewal_date_changed", moved)
+            self._show_step("renewal_date_changed", moved)
         else:
             self._decision = event.type
             self._decision_data = dict(event.data)
-            self._note(f"event:{event.type}")
-        await self._record(f"event_{self._events}_{event.type}", {"data": event.data})
+            self._show_step(f"event:{event.type}")
+        await self._audit_step(f"event_{self._events}_{event.type}", {"data": event.data})
 
     async def _late_event(self, event: ProcessEvent, ended_as: str) -> None:
         """An event after the term's outcome, while a renewed term turns into the next one.
@@ -205,7 +200,7 @@ class RenewalWorkflow(ProcessSteps):
         )
         if problem is None and event.type == "cancelled":
             self._carried.append(event)
-            self._note("carried:cancelled", f"to term {next_term}")
+            self._show_step("carried:cancelled", f"to term {next_term}")
             return
         terms = {key: event.data[key] for key in NEXT_TERMS if key in event.data}
         if problem is None and event.type == "renewed" and not terms:
@@ -221,12 +216,12 @@ class RenewalWorkflow(ProcessSteps):
             )
         if problem is not None:
             workflow.logger.warning("renewal ignores event %r: %s", event.type, problem)
-            self._note(f"ignored:{event.type}", problem)
+            self._show_step(f"ignored:{event.type}", problem)
             return
         self._decision_data.update(terms)
         self._next_terms_changed = True
-        self._note(f"next_term:{event.type}", f"term {next_term}")
-        await self._record(f"event_{self._events}_{event.type}", {"data": event.data})
+        self._show_step(f"next_term:{event.type}", f"term {next_term}")
+        await self._audit_step(f"event_{self._events}_{event.type}", {"data": event.data})
 
     async def _confirm_renewal_unless_cancelled(self, renewed: RenewedTerm) -> None:
         """Confirm the renewal, unless the customer cancels while the email is tried."""
@@ -327,10 +322,10 @@ class RenewalWorkflow(ProcessSteps):
         self._usage = usage
         offer = self._schedule.upsell.get(self._term.plan)
         detail = f"{usage.metric or 'no usage reported'}: {usage.utilisation:.0%} of the plan"
-        self._note(USAGE_ANALYSIS, detail)
+        self._show_step(USAGE_ANALYSIS, detail)
         eligible = offer is not None and usage.utilisation > offer.usage_threshold
         self._upsell = "eligible" if eligible else "not_eligible"
-        await self._record(
+        await self._audit_step(
             USAGE_ANALYSIS,
             {"usage": dataclasses.asdict(usage), "upsell": self._upsell},
         )
@@ -343,7 +338,7 @@ class RenewalWorkflow(ProcessSteps):
             approval = await self._approve_discount(offer, usage)
             if approval is None or approval.outcome != "approved":
                 self._upsell = f"discount_{approval.outcome if approval else 'failed'}"
-                await self._record("upsell", {"outcome": self._upsell})
+                await self._audit_step("upsell", {"outcome": self._upsell})
                 return
         await self._send_email(
             "upsell_offer",
@@ -365,7 +360,7 @@ class RenewalWorkflow(ProcessSteps):
             f"{usage.utilisation:.0%} {usage.metric} usage.",
         )
         self._upsell = "offered"
-        await self._record("upsell", {"outcome": "offered", "plan": offer.offered_plan})
+        await self._audit_step("upsell", {"outcome": "offered", "plan": offer.offered_plan})
 
     async def _approve_discount(
         self, offer: UpsellTerms, usage: UsageSummary
@@ -374,7 +369,7 @@ class RenewalWorkflow(ProcessSteps):
         self._approval_id = approval_id(subject_id)
         self._upsell = "awaiting_approval"
         chain = self._schedule.discount_approvers
-        self._note("approval_requested", f"{self._approval_id} from {chain[0].approver_id}")
+        self._show_step("approval_requested", f"{self._approval_id} from {chain[0].approver_id}")
         try:
             return await workflow.execute_child_workflow(
                 ApprovalWorkflow.run,
@@ -408,7 +403,7 @@ class RenewalWorkflow(ProcessSteps):
                 memo={"tenant": tenant} if (tenant := self._tenant()) else None,
             )
         except ChildWorkflowError as err:
-            self._note("approval_failed", str(err.cause or err))
+            self._show_step("approval_failed", str(err.cause or err))
             return None
 
     async def _withdraw_upsell(self) -> None:
@@ -420,13 +415,13 @@ class RenewalWorkflow(ProcessSteps):
         with contextlib.suppress(asyncio.CancelledError, ChildWorkflowError):
             await task
         self._upsell = "withdrawn"
-        self._note("upsell_withdrawn", "the term ended before the approval")
+        self._show_step("upsell_withdrawn", "the term ended before the approval")
 
     async def _start_next_term(self, outcome: str) -> None:
         next_term = self._next_term(outcome)
         self._set_stage(outcome)
-        self._note(outcome, f"next renewal {next_term.renewal_date:%Y-%m-%d}")
-        await self._record(
+        self._show_step(outcome, f"next renewal {next_term.renewal_date:%Y-%m-%d}")
+        await self._audit_step(
             "outcome",
             {
                 "outcome": outcome,
@@ -475,7 +470,7 @@ class RenewalWorkflow(ProcessSteps):
     async def _finish(self, outcome: str) -> None:
         self._set_stage(outcome)
         self._state.outcome = outcome
-        await self._record("outcome", {"outcome": outcome, "renewal_date": self._renewal_date})
+        await self._audit_step("outcome", {"outcome": outcome, "renewal_date": self._renewal_date})
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     # Planning: which step is due next, re-planned whenever the date moves.
@@ -506,7 +501,9 @@ class RenewalWorkflow(ProcessSteps):
         ]
         for days in sorted(overdue, reverse=True)[:-1]:
             self._reminders_skipped.append(days)
-            self._note(f"reminder_{days}d", "skipped: its day had passed before it was planned")
+            self._show_step(
+                f"reminder_{days}d", "skipped: its day had passed before it was planned"
+            )
         return self._pending_steps()[0]
 
     async def _wait_until(self, at: datetime, step: str) -> bool:
@@ -605,23 +602,12 @@ class RenewalWorkflow(ProcessSteps):
             summary=f"task {kind} for {assignee.staff_id}",
         )
 
-    async def _record(self, step: str, detail: dict[str, object]) -> None:
-        await super()._record(step, _jsonable(detail))  # event data may hold dates
-
-    def _key(self, step: str) -> str:
-        """Keys carry the term, so each term's reminders are its own and never repeated."""
-        return step_key(self._process_id, f"term{self._term.term}_{step}")
-
 
 def _one_year_after(date: datetime) -> datetime:
     try:
         return date.replace(year=date.year + 1)
     except ValueError:  # 29 February
         return date.replace(year=date.year + 1, day=28)
-
-
-def _jsonable(detail: dict[str, object]) -> dict[str, object]:
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in detail.items()}
 
 
 def _validate(term: RenewalInput) -> None:

@@ -136,10 +136,10 @@ class TicketSlaWorkflow(ProcessSteps):
 
     @workflow.init
     def __init__(self, ticket: TicketInput) -> None:
+        super().__init__(process=PROCESS_NAME, customer_id=ticket.customer_id)
         self._ticket = ticket
         self._terms = ticket.terms
         self._priority = ticket.priority
-        self._process_id = workflow.info().workflow_id
         self._problems = _problems_with(ticket)
         self._status = OPEN
         self._outcome: str | None = None
@@ -164,12 +164,6 @@ class TicketSlaWorkflow(ProcessSteps):
                 name: SlaClock(name, targets.target(name), calendar, self._opened)
                 for name in CLOCKS
             }
-        self._state = ProcessState(
-            process=PROCESS_NAME,
-            process_id=self._process_id,
-            customer_id=ticket.customer_id,
-            stage="starting",
-        )
 
     @workflow.run
     async def run(self, ticket: TicketInput) -> TicketSlaResult:
@@ -214,10 +208,10 @@ class TicketSlaWorkflow(ProcessSteps):
         ignored = self._apply(event, now)
         if ignored:
             workflow.logger.warning("ticket SLA ignores event %r: %s", event.type, ignored)
-            self._note(f"ignored:{event.type}", ignored)
+            self._show_step(f"ignored:{event.type}", ignored)
             return
         self._events.append(event)
-        self._note(f"event:{event.type}", _describe_event(event))
+        self._show_step(f"event:{event.type}", _describe_event(event))
         self._changed = True
 
     @workflow.query
@@ -252,8 +246,8 @@ class TicketSlaWorkflow(ProcessSteps):
 
     async def _assign_ticket(self) -> None:
         self._assignee = await self._assign("assign", self._terms.pool)
-        self._note("assign", self._assignee.assignee_id)
-        await self._record("assign", {"assignee_id": self._assignee.assignee_id})
+        self._show_step("assign", self._assignee.assignee_id)
+        await self._audit_step("assign", {"assignee_id": self._assignee.assignee_id})
 
     async def _watch_clocks_until_resolved(self) -> None:
         while self._outcome is None:
@@ -293,7 +287,7 @@ class TicketSlaWorkflow(ProcessSteps):
                 clock.reached[level] = now
             if BREACH in reached and WARNING in reached:
                 reached.remove(WARNING)
-                self._note(f"{clock.name}_warning", "skipped: breached at the same time")
+                self._show_step(f"{clock.name}_warning", "skipped: breached at the same time")
             for level in reached:
                 await self._escalate(clock, level)
 
@@ -356,7 +350,7 @@ class TicketSlaWorkflow(ProcessSteps):
         lead = await self._team_lead()
         step = f"{clock.name}_manager"
         if lead.manager_id is None:
-            self._note(step, f"not sent: team lead {lead.staff_id} has no manager")
+            self._show_step(step, f"not sent: team lead {lead.staff_id} has no manager")
             return
         manager = await self._look_up(lead.manager_id)
         due = self._breach_due.get(clock.name, workflow.now())
@@ -388,8 +382,8 @@ class TicketSlaWorkflow(ProcessSteps):
         previous = self._assignee_or_fail()
         await self._release(previous)
         self._assignee = await self._assign("reassign", pool)
-        self._note("reassign", f"{previous.assignee_id} -> {self._assignee.assignee_id}")
-        await self._record(
+        self._show_step("reassign", f"{previous.assignee_id} -> {self._assignee.assignee_id}")
+        await self._audit_step(
             "reassign",
             {"from": previous.assignee_id, "to": self._assignee.assignee_id, "after": step},
         )
@@ -688,7 +682,7 @@ class TicketSlaWorkflow(ProcessSteps):
             retry_policy=RECORD_RETRY,
             summary=f"notify {staff_id}: {step}",
         )
-        self._note(f"notify:{step}", staff_id)
+        self._show_step(f"notify:{step}", staff_id)
 
     async def _create_task(self, step: str, assignee_id: str, title: str, detail: str) -> None:
         await self._task(
@@ -705,7 +699,7 @@ class TicketSlaWorkflow(ProcessSteps):
         while self._events_recorded < len(self._events):
             event = self._events[self._events_recorded]
             self._events_recorded += 1
-            await self._record(
+            await self._audit_step(
                 f"event_{self._events_recorded}:{event.type}", {"data": dict(event.data)}
             )
 
@@ -729,7 +723,7 @@ class TicketSlaWorkflow(ProcessSteps):
             retry_policy=RECORD_RETRY,
             summary=f"SLA outcome: {outcome}, {self._sla_state()}",
         )
-        self._note("sla_outcome", f"{outcome}: {self._sla_state()}")
+        self._show_step("sla_outcome", f"{outcome}: {self._sla_state()}")
 
     def _set_stage(self, stage: str, *, searchable: bool = True) -> None:
         if self._state.stage != stage:  # re-planning often lands on the same stage

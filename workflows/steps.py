@@ -1,10 +1,9 @@
 """What every process workflow does with its steps, written once.
 
 Each process publishes its kind, customer and stage as search attributes,
-shows the steps it took in its ``state`` query, and records them in the
-audit trail under idempotency keys derived from its workflow id. The
-workflow classes inherit these helpers; they set ``_process_id`` and
-``_state`` in their ``__init__``.
+shows the steps it took in its ``state`` query (``_show_step``), and writes
+the ones that matter to the durable audit trail (``_audit_step``) under
+idempotency keys derived from its workflow id.
 """
 
 from __future__ import annotations
@@ -23,13 +22,13 @@ from workflows.contracts import (
     RECORD_STEP,
     RELEASE_ASSIGNMENT,
     SEND_EMAIL,
+    AuditRecord,
     CloseTasksRequest,
     CompanyProfile,
     EmailReceipt,
     EmailRequest,
     EnrichmentRequest,
     ReleaseRequest,
-    StepRecord,
     TaskRef,
     TaskRequest,
     step_key,
@@ -38,10 +37,21 @@ from workflows.retries import EMAIL_RETRY, ENRICH_RETRY, RECORD_RETRY
 
 
 class ProcessSteps:
-    """Audit trail, visible steps and stage of one process run."""
+    """Audit trail, visible steps and stage of one process run.
 
-    _process_id: str
-    _state: ProcessState
+    A workflow class calls ``super().__init__(process=..., customer_id=...)``
+    from its ``@workflow.init``. ``step_prefix`` goes before every step name in
+    the idempotency keys (``{workflow_id}/{step_prefix}{step}``): a process that
+    continues as new gives each run its own, so a step of the next run is not
+    taken for one already done.
+    """
+
+    def __init__(self, *, process: str, customer_id: str, step_prefix: str = "") -> None:
+        self._process_id = workflow.info().workflow_id
+        self._step_prefix = step_prefix
+        self._state = ProcessState(
+            process=process, process_id=self._process_id, customer_id=customer_id, stage="starting"
+        )
 
     def _publish_process(self, customer_id: str, stage: str) -> None:
         """Make the run findable: ``CrmProcess``, ``CustomerId`` and its first ``CrmStage``."""
@@ -53,11 +63,11 @@ class ProcessSteps:
             ]
         )
 
-    async def _record(self, step: str, detail: dict[str, object]) -> None:
-        """Append ``step`` to the audit trail, once, whatever the retries."""
+    async def _audit_step(self, step: str, detail: dict[str, object]) -> None:
+        """Append ``step`` to the durable audit trail, once, whatever the retries."""
         await workflow.execute_activity(
             RECORD_STEP,
-            StepRecord(key=self._key(step), process_id=self._process_id, step=step, detail=detail),
+            AuditRecord(key=self._key(step), process_id=self._process_id, step=step, detail=detail),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RECORD_RETRY,
             summary=f"audit {step}",
@@ -103,7 +113,7 @@ class ProcessSteps:
             summary=summary or f"task {step}",
             cancellation_type=cancellation_type,
         )
-        self._note(f"task:{step}", f"task {task.task_id} for {assignee_id}")
+        self._show_step(f"task:{step}", f"task {task.task_id} for {assignee_id}")
         return task
 
     async def _close_tasks(self, resolution: str, summary: str) -> None:
@@ -142,7 +152,7 @@ class ProcessSteps:
                 summary=f"enrich {domain}",
             )
         except ActivityError as err:
-            self._note("enrich", f"partial data: {carry_on_reason(err)}")
+            self._show_step("enrich", f"partial data: {carry_on_reason(err)}")
             return None
         return company
 
@@ -173,10 +183,10 @@ class ProcessSteps:
             )
         except ActivityError as err:
             reason = carry_on_reason(err)
-            self._note(f"email:{step}", f"not sent: {reason}")
-            await self._record(failure_record or f"email_failed:{step}", {"reason": reason})
+            self._show_step(f"email:{step}", f"not sent: {reason}")
+            await self._audit_step(failure_record or f"email_failed:{step}", {"reason": reason})
             return err
-        self._note(f"email:{step}", receipt.subject)
+        self._show_step(f"email:{step}", receipt.subject)
         return receipt
 
     def _set_stage(self, stage: str, *, searchable: bool = True) -> None:
@@ -190,7 +200,8 @@ class ProcessSteps:
         if searchable:
             workflow.upsert_search_attributes([STAGE.value_set(stage)])
 
-    def _note(self, step: str, detail: str = "") -> None:
+    def _show_step(self, step: str, detail: str = "") -> None:
+        """Show ``step`` in the ``state`` query (not durable: see ``_audit_step``)."""
         self._state.steps.append(StepEntry(step=step, at=workflow.now(), detail=detail))
 
     def _tenant(self) -> str | None:
@@ -199,7 +210,7 @@ class ProcessSteps:
         return tenant
 
     def _key(self, step: str) -> str:
-        return step_key(self._process_id, step)
+        return step_key(self._process_id, f"{self._step_prefix}{step}")
 
 
 def carry_on_reason(err: ActivityError) -> str:

@@ -37,10 +37,10 @@ from crm.store.models import Assignment, AuditEntry, Customer, Task, UsageReport
 from crm.store.task_completion import complete_task
 from workflows.contracts import (
     AssignmentRequest,
+    AuditRecord,
     CloseTasksRequest,
     CustomerRecord,
     ReleaseRequest,
-    StepRecord,
     TaskRequest,
     UsageRequest,
     step_key,
@@ -344,7 +344,7 @@ async def test_upsert_customer_creates_then_updates_one_record(db: Database) -> 
 
 async def test_record_step_is_stored_once_per_key(db: Database) -> None:
     records = RecordActivities(db)
-    step = StepRecord(
+    step = AuditRecord(
         key="onboarding-c-1/outcome",
         process_id="onboarding-c-1",
         step="outcome",

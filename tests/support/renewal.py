@@ -32,7 +32,7 @@ from crm.store.models import AuditEntry, Task, UsageReport
 from devstack.mailsink import StoredMessage, read_messages
 from worker.main import SANDBOXED_RUNNER, WORKFLOWS, build_activities
 from workflows.approval_types import ApprovalInput, Approver
-from workflows.contracts import RECORD_STEP, StepRecord
+from workflows.contracts import RECORD_STEP, AuditRecord
 from workflows.renewal_types import RenewalInput
 
 
@@ -158,7 +158,7 @@ async def outcome_held(
     recording, may_record = asyncio.Event(), asyncio.Event()
 
     @activity.defn(name=RECORD_STEP)
-    async def record_step(record: StepRecord) -> bool:
+    async def record_step(record: AuditRecord) -> bool:
         if record.step == "outcome" and not may_record.is_set():
             recording.set()
             await may_record.wait()
