@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pkgutil
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+import workflows
 from activities.assignment import AssignmentActivities
 from activities.email import EmailActivities
 from activities.enrichment import EnrichmentActivities
@@ -57,16 +59,21 @@ WORKFLOWS: Sequence[type] = (
 #: Workflow code (``workflows.onboarding``, ``workflows.steps``, ...) is loaded inside it, so
 #: a workflow that reads the clock, draws a random number or does I/O fails its workflow task.
 #: Passed through, loaded once outside it and not checked by it: the data types workflows
-#: exchange, and ``crm.domain``, the pure logic they call (its calendar reads time-zone data);
-#: ruff checks those (``tests/unit/test_workflow_lint.py``).
+#: exchange (``workflows.common``, ``workflows.contracts`` and every ``workflows.*_types``),
+#: and ``crm.domain``, the pure logic they call (its calendar reads time-zone data); ruff
+#: checks those (``tests/unit/test_workflow_lint.py``).
+PASSED_THROUGH_SANDBOX: tuple[str, ...] = (
+    "crm.domain",
+    "workflows.common",
+    "workflows.contracts",
+    *(
+        f"workflows.{module.name}"
+        for module in pkgutil.iter_modules(workflows.__path__)
+        if module.name.endswith("_types")
+    ),
+)
 SANDBOXED_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "crm.domain",
-        "workflows.common",
-        "workflows.contracts",
-        "workflows.approval_types",
-        "workflows.renewal_types",
-    )
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH_SANDBOX)
 )
 
 

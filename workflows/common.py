@@ -2,9 +2,10 @@
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.common import SearchAttributeKey
+from temporalio.converter import value_to_type
 
 PROCESS = SearchAttributeKey.for_keyword("CrmProcess")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
@@ -30,6 +31,21 @@ class ProcessEvent:
 
     type: str
     data: dict[str, Any] = field(default_factory=dict)
+
+
+EventData = TypeVar("EventData")
+
+
+def event_data(data_type: type[EventData], event: ProcessEvent) -> EventData:
+    """``event.data`` decoded as ``data_type``, the dataclass its event type declares.
+
+    The API validates an event's data against the same dataclass before it
+    signals, so a run meets data that does not fit only from a signal sent
+    around the API (Web UI, CLI). Raises TypeError or ValueError naming what
+    does not fit.
+    """
+    decoded: EventData = value_to_type(data_type, event.data)
+    return decoded
 
 
 @dataclass

@@ -83,6 +83,7 @@ MAY_IMPORT = {
     "zoneinfo",
     "temporalio",
     "temporalio.common",
+    "temporalio.converter",
     "temporalio.exceptions",
     "temporalio.workflow",
     "crm.domain.calendar",
