@@ -15,6 +15,7 @@ time.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
@@ -25,7 +26,7 @@ from sqlmodel import select
 
 from api.problems import Problem
 from crm.platform.logs import bind_principal
-from crm.platform.principals import ApiKeyRecord, Principal, key_id_of, matches
+from crm.platform.principals import TENANT_PATTERN, ApiKeyRecord, Principal, key_id_of, matches
 from crm.platform.settings import Settings
 from crm.store.db import Database
 from crm.store.models import ApiKey
@@ -92,13 +93,18 @@ class Authenticator:
         except jwt.PyJWTError:
             return None
         roles = claims.get("roles", [])
+        tenant = claims.get("tenant")
         if not isinstance(roles, list):
+            return None
+        if tenant is not None and not (
+            isinstance(tenant, str) and re.fullmatch(TENANT_PATTERN, tenant)
+        ):
             return None
         return Principal(
             id=str(claims["sub"]),
             roles=frozenset(str(role) for role in roles),
             staff_id=claims.get("staff_id"),
-            tenant=claims.get("tenant"),
+            tenant=tenant,
         )
 
 

@@ -18,18 +18,9 @@ from api.deps import AppContext, TemporalConnection
 from api.limits import BodySizeLimit
 from api.metrics import install_metrics
 from api.problems import PROBLEM_RESPONSES, document_problems, install_problem_handlers
-from api.routes import (
-    approvals,
-    codec,
-    health,
-    leads,
-    onboardings,
-    processes,
-    renewals,
-    tasks,
-    tickets,
-    usage,
-)
+from api.routes import approvals, codec, health, tasks, usage
+from api.routes.processes import processes_router
+from api.routes.starts import start_router
 from crm.platform.codec import parse_codec_keys
 from crm.platform.logs import configure_logging
 from crm.platform.principals import load_api_keys_file
@@ -88,15 +79,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in (
         health.router,
-        onboardings.router,
-        processes.router,
+        start_router(policy),
+        processes_router(policy),
         tasks.router,
-        renewals.router,
         approvals.router,
         usage.router,
-        tickets.router,
         codec.router,
-        leads.router,
     ):
         app.include_router(router)
     return app

@@ -29,12 +29,12 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api.routes.renewals import build_renewal_input
 from crm.platform.settings import Settings
 from crm.policy import Policy
 from crm.store.db import Database
 from crm.store.models import UsageReport
 from devstack.mailsink import MailSink, read_messages
+from processes.renewals import build_renewal_input
 from tests.support.servers import free_port
 from worker.main import running_worker
 from workflows.common import SEARCH_ATTRIBUTES, ProcessState

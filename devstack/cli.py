@@ -8,6 +8,7 @@
     crmflow mail [N|ID]         list the sink's messages, or show one
     crmflow codec-key ID        print a new payload encryption key for CRMFLOW_CODEC_KEYS
     crmflow api-key create|list|revoke   manage API keys in the database
+    crmflow processes           the registered processes: ids, start routes, events
 
 Every part reads its settings from ``CRMFLOW_*`` environment variables.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     revoke = api_key_commands.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
 
+    commands.add_parser("processes", help="list the registered processes and their events")
+
     key = commands.add_parser("codec-key", help="print a new payload encryption key")
     key.add_argument("key_id", help="a name for the key, e.g. 2026-11")
     return parser
@@ -97,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         import asyncio
 
         return asyncio.run(_api_key(args))
+    elif args.command == "processes":
+        _print_processes()
     elif args.command == "codec-key":
         from crm.platform.codec import new_codec_key
 
@@ -116,7 +122,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _print_processes() -> None:
+    from crm.platform.settings import get_settings
+    from crm.policy import load_policy
+    from processes import PROCESSES
+
+    policy = load_policy(get_settings().policy_file)
+    for process in PROCESSES:
+        started = f"POST {process.start_path}" if process.start_path else "started by processes"
+        print(f"{process.name}-<key>  {process.title}  ({process.workflow.__name__}, {started})")
+        for event in process.events(policy):
+            data = f" data: {event.data.__name__}" if event.data else ""
+            print(f"    event {event.name}{data}")
+        print(f"    search attributes: {', '.join(key.name for key in process.search_attributes)}")
+
+
 async def _api_key(args: argparse.Namespace) -> int:
+    from crm.platform.principals import TENANT_PATTERN
     from crm.platform.settings import get_settings
     from crm.store.db import Database
     from crm.store.keystore import create_key, list_keys, revoke_key
@@ -127,6 +149,9 @@ async def _api_key(args: argparse.Namespace) -> int:
         if args.api_key_command == "create":
             if "approver" in args.role and not args.staff_id:
                 print("crmflow api-key: an approver key needs --staff-id", file=sys.stderr)
+                return 2
+            if args.tenant is not None and not re.fullmatch(TENANT_PATTERN, args.tenant):
+                print(f"crmflow api-key: --tenant must match {TENANT_PATTERN}", file=sys.stderr)
                 return 2
             print(
                 await create_key(

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crm.platform.codec import new_codec_key
 from crm.platform.principals import Role, new_api_key, write_api_keys_file
+from processes import search_attributes as registered_search_attributes
 
 RESTART_DELAY_MAX_SECONDS = 30.0
 HEALTHY_AFTER_SECONDS = 60.0
@@ -157,7 +158,8 @@ def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
         server_argv += ["--ui-port", str(temporal.ui_port)]
     for pragma, value in temporal.sqlite_pragmas.items():
         server_argv += ["--sqlite-pragma", f"{pragma}={value}"]
-    for name, kind in temporal.search_attributes.items():
+    registered = {key.name: "Keyword" for key in registered_search_attributes()}
+    for name, kind in {**registered, **temporal.search_attributes}.items():
         server_argv += ["--search-attribute", f"{name}={kind}"]
     keys = dev_api_keys(state)
     if config.encrypt_payloads and temporal.ui_port is not None:

@@ -37,21 +37,11 @@ from crm.platform.settings import Settings, get_settings
 from crm.platform.temporal import connect
 from crm.policy import Policy, load_policy
 from crm.store.db import Database
-from workflows.approval import ApprovalWorkflow
-from workflows.lead import LeadWorkflow
-from workflows.onboarding import OnboardingWorkflow
-from workflows.renewal import RenewalWorkflow
-from workflows.sla import TicketSlaWorkflow
+from processes import workflows as registered_workflows
 
 log = logging.getLogger("crmflow.worker")
 
-WORKFLOWS: Sequence[type] = (
-    OnboardingWorkflow,
-    RenewalWorkflow,
-    ApprovalWorkflow,
-    TicketSlaWorkflow,
-    LeadWorkflow,
-)
+WORKFLOWS: Sequence[type] = registered_workflows()
 
 
 #: The sandbox the workflow tests and history replays run workflows in (and the worker, with

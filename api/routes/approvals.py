@@ -24,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import Approver, ApproverOrSupport
 from api.deps import PolicyDep, TemporalDep
 from api.problems import Problem
-from api.processes import QUERY_TIMEOUT, describe_process, status_name
+from api.runs import QUERY_TIMEOUT, describe_process, status_name
 from crm.platform.principals import Principal
 from workflows.approval_types import ApprovalDecision, ApprovalResult
 from workflows.common import APPROVAL_ASSIGNEE, PROCESS, ProcessState

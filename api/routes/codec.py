@@ -19,6 +19,41 @@ from crm.platform.codec import CodecKeyError, EncryptionCodec, parse_codec_keys
 
 router = APIRouter(prefix="/codec", tags=["codec"])
 
+_BASE64 = {
+    "type": "string",
+    "pattern": r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+}
+#: The proto3 JSON form of ``temporal.api.common.v1.Payloads``, as the Web UI sends it.
+PAYLOADS_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "payloads": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "metadata": {"type": "object", "additionalProperties": _BASE64},
+                    "data": _BASE64,
+                },
+            },
+        }
+    },
+}
+_PAYLOADS_IO: dict[str, object] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": PAYLOADS_SCHEMA}},
+    },
+    "responses": {
+        "200": {
+            "description": "The payloads, decoded or encoded in order",
+            "content": {"application/json": {"schema": PAYLOADS_SCHEMA}},
+        }
+    },
+}
+
 _codecs: dict[str, EncryptionCodec] = {}
 
 
@@ -61,12 +96,20 @@ async def _encode(request: Request, keys: str | None) -> Response:
     return _answer(list(await codec.encode(list(payloads.payloads))))
 
 
-@router.post("/decode", summary="Decrypt payloads for the Web UI or CLI (support role)")
+@router.post(
+    "/decode",
+    summary="Decrypt payloads for the Web UI or CLI (support role)",
+    openapi_extra=_PAYLOADS_IO,
+)
 async def decode(request: Request, context: ContextDep, _: Support) -> Response:
     return await _decode(request, context.settings.codec_keys)
 
 
-@router.post("/encode", summary="Encrypt payloads typed in the Web UI (support role)")
+@router.post(
+    "/encode",
+    summary="Encrypt payloads typed in the Web UI (support role)",
+    openapi_extra=_PAYLOADS_IO,
+)
 async def encode(request: Request, context: ContextDep, _: Support) -> Response:
     return await _encode(request, context.settings.codec_keys)
 

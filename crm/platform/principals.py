@@ -39,6 +39,10 @@ class ApiKeyError(ValueError):
     """The API keys file is unreadable or invalid."""
 
 
+#: A tenant's name is part of the ids of the runs it starts (``onboarding-c-42@acme``).
+TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+
+
 @dataclass(frozen=True)
 class Principal:
     """An authenticated caller."""
@@ -62,7 +66,7 @@ class ApiKeyRecord(BaseModel):
     principal: str = Field(min_length=1, max_length=100)
     roles: tuple[Role, ...] = Field(min_length=1)
     staff_id: str | None = None
-    tenant: str | None = None
+    tenant: str | None = Field(default=None, pattern=TENANT_PATTERN)
 
     @model_validator(mode="after")
     def _approver_is_staff(self) -> ApiKeyRecord:

@@ -158,12 +158,6 @@ async def test_a_tenant_cannot_see_another_tenants_run(
     )
     assert untenanted.status_code == 200  # staff without a tenant see every tenant
 
-    # The same business key from another tenant: refused, the run's details unsaid.
-    again = await anonymous.post("/v1/onboardings", json=body, headers=bearer(api_keys["tenant-b"]))
-    assert again.status_code == 409, again.text
-    assert again.json()["type"].endswith("process-id-taken")
-    assert started.json()["run_id"] not in again.text
-
 
 async def test_a_tenant_sees_only_the_tasks_of_its_own_processes(
     anonymous: httpx.AsyncClient, api_keys: dict[str, str]

@@ -24,12 +24,12 @@ from temporalio.client import Client, WorkflowContinuedAsNewError, WorkflowHandl
 from temporalio.worker import Worker
 
 from activities.records import RecordActivities
-from api.routes.renewals import build_renewal_input
 from crm.platform.settings import Settings
 from crm.policy import Policy
 from crm.store.db import Database
 from crm.store.models import AuditEntry, Task, UsageReport
 from devstack.mailsink import StoredMessage, read_messages
+from processes.renewals import build_renewal_input
 from worker.main import SANDBOXED_RUNNER, WORKFLOWS, build_activities
 from workflows.approval_types import ApprovalInput, Approver
 from workflows.contracts import RECORD_STEP, AuditRecord

@@ -1,32 +1,33 @@
-"""``POST /v1/renewals``: start following a subscription through its renewals."""
+"""Subscription renewal: started by ``POST /v1/renewals`` for a subscription's term."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
-from temporalio.common import SearchAttributePair
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, create_model
 
-from api.auth import Starter
-from api.deps import ContextDep, DatabaseDep, PolicyDep, TemporalDep
-from api.problems import invalid_input
-from api.processes import ProcessStarted, start_process
-from api.routes.onboardings import BusinessKey, Name
 from crm.policy import Policy
 from crm.store.models import Customer, as_utc
+from processes.registry import (
+    BusinessKey,
+    EventType,
+    InvalidStart,
+    Name,
+    ProcessDescriptor,
+    ProcessStart,
+    StartContext,
+    one_of,
+)
 from workflows.approval_types import Approver
-from workflows.common import CUSTOMER_ID, PROCESS, STAGE
 from workflows.renewal import RenewalWorkflow
 from workflows.renewal_types import (
+    RenewalDateChanged,
     RenewalInput,
     RenewalSchedule,
+    Renewed,
     StaffRef,
     UpsellTerms,
-    renewal_id,
 )
-
-router = APIRouter(prefix="/v1/renewals", tags=["renewals"])
 
 
 class RenewalCreate(BaseModel):
@@ -50,43 +51,43 @@ class RenewalCreate(BaseModel):
     )
 
 
-@router.post(
-    "",
-    response_model=ProcessStarted,
-    status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": ProcessStarted, "description": "The subscription's process exists"}},
-)
-async def start_renewal(
-    body: RenewalCreate,
-    response: Response,
-    client: TemporalDep,
-    policy: PolicyDep,
-    database: DatabaseDep,
-    context: ContextDep,
-    principal: Starter,
-) -> ProcessStarted:
-    """Start a subscription's renewal process: 201 with a new run, 200 with the existing one."""
-    plans = policy.onboarding.plans
-    if body.plan not in plans:
-        raise invalid_input("plan", f"unknown plan {body.plan!r}; known plans: {list(plans)}")
-    try:
-        policy.member(body.owner)
-    except KeyError:
-        raise invalid_input("owner", f"unknown staff id {body.owner!r}") from None
+def request_model(policy: Policy) -> type[RenewalCreate]:
+    """``RenewalCreate`` with the policy's plans and staff ids as enums."""
+    return create_model(
+        "RenewalCreate",
+        __base__=RenewalCreate,
+        __doc__=RenewalCreate.__doc__,
+        plan=(
+            one_of(policy.onboarding.plans),
+            Field(description="One of the plans of the policy."),
+        ),
+        owner=(
+            one_of(member.id for member in policy.staff),
+            Field(description="Staff id of the account owner."),
+        ),
+    )
+
+
+async def build(body: RenewalCreate, context: StartContext) -> ProcessStart:
+    """The renewal's input: the subscription, its contact and the policy's schedule.
+
+    Raises InvalidStart for a renewal date that has passed and for a
+    subscription whose contact is neither given nor on the customer's record.
+    """
     renewal_date = as_utc(body.renewal_date)
-    if renewal_date <= datetime.now(UTC):
-        raise invalid_input("renewal_date", "must be in the future")
-    customer = await database.run(
+    if renewal_date <= context.now:
+        raise InvalidStart("renewal_date", "must be in the future")
+    customer = await context.database.run(
         lambda session: session.get(Customer, body.customer_id), write=False
     )
     contact_email = body.contact_email or (customer.contact_email if customer else None)
     if contact_email is None:
-        raise invalid_input(
+        raise InvalidStart(
             "contact_email",
             f"no customer record for {body.customer_id!r}; give the contact to remind",
         )
     term = build_renewal_input(
-        policy,
+        context.policy,
         subscription_id=body.subscription_id,
         customer_id=body.customer_id,
         company_name=body.company_name or (customer.company_name if customer else body.customer_id),
@@ -98,24 +99,14 @@ async def start_renewal(
         owner_id=body.owner,
         auto_renew=body.auto_renew,
     )
-    started, created = await start_process(
-        client,
-        RenewalWorkflow.__name__,
-        term,
-        process_id=renewal_id(body.subscription_id),
-        task_queue=context.settings.task_queue,
-        search_attributes=[
-            SearchAttributePair(PROCESS, "renewal"),
-            SearchAttributePair(CUSTOMER_ID, body.customer_id),
-            SearchAttributePair(STAGE, "active"),
-        ],
+    return ProcessStart(
+        business_key=body.subscription_id,
+        customer_id=body.customer_id,
+        argument=term,
+        stage="active",
         summary=f"Renewal of subscription {body.subscription_id} ({body.plan}), "
         f"next on {renewal_date:%Y-%m-%d}",
-        tenant=principal.tenant,
     )
-    if not created:
-        response.status_code = status.HTTP_200_OK
-    return started
 
 
 def build_renewal_input(
@@ -178,3 +169,32 @@ def build_renewal_input(
             discount_approvers=chain,
         ),
     )
+
+
+def events(policy: Policy) -> list[EventType]:
+    """What billing tells a renewal: signed, cancelled, or a new date."""
+    return [
+        EventType(
+            "renewed",
+            data=Renewed,
+            choices={"plan": policy.onboarding.plans},
+            description="Signed: the next term starts, with new terms if given.",
+        ),
+        EventType("cancelled", description="The customer cancelled; the subscription ends."),
+        EventType(
+            "renewal_date_changed",
+            data=RenewalDateChanged,
+            description="The term ends on another date; reminders are planned again.",
+        ),
+    ]
+
+
+RENEWAL = ProcessDescriptor(
+    name="renewal",
+    workflow=RenewalWorkflow,
+    title="Subscription renewal",
+    events=events,
+    start_path="/v1/renewals",
+    request_model=request_model,
+    build=build,
+)

@@ -7,7 +7,6 @@ going or has ended.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,16 +24,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.metrics import count_start
 from api.problems import Problem
-from crm.domain.leads import LEAD_EVENTS
 from crm.platform.logs import bind_process
 from crm.platform.principals import Principal
-from crm.policy import Policy
-from workflows.common import PROCESS, ProcessState
-from workflows.renewal import RENEWAL_DATE
-from workflows.renewal_types import EVENTS as RENEWAL_EVENTS
-from workflows.renewal_types import parse_renewal_date, renewed_terms_problem
-from workflows.sla import EVENT_TYPES as SLA_EVENTS
-from workflows.sla import OPEN, PENDING_CUSTOMER
+from processes.registry import ProcessDescriptor, ProcessStart
+from workflows.common import CUSTOMER_ID, PROCESS, STAGE, ProcessState
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 
@@ -70,33 +63,44 @@ def status_name(status: WorkflowExecutionStatus | None) -> str:
 
 async def start_process(
     client: Client,
-    workflow: str,
-    argument: Any,
+    process: ProcessDescriptor,
+    start: ProcessStart,
     *,
-    process_id: str,
     task_queue: str,
-    search_attributes: Sequence[SearchAttributePair[str]],
-    summary: str,
     tenant: str | None = None,
 ) -> tuple[ProcessStarted, bool]:
-    """Start ``workflow`` under ``process_id``, or find the run that has it.
+    """Start ``process`` for ``start.business_key``, or find the run that has the key.
 
-    ``tenant`` (the starting principal's) is kept in the run's memo; principals
-    of other tenants then cannot see the run.
+    A run of a ``tenant`` gets the tenant's own id and keeps the tenant in its
+    memo; principals of other tenants then cannot see it. A tenant's run
+    started before ids named the tenant (``onboarding-c-42`` rather than
+    ``onboarding-c-42@acme``) is found by its old id.
 
     Returns the process and True when this call started it. Raises Problem
     409 when the id belongs to another tenant's run (whose id, run and status
     stay hidden), 503 when Temporal cannot be reached.
     """
+    if tenant is not None:
+        earlier = await _tenant_run_by_unscoped_id(client, process, start.business_key, tenant)
+        if earlier is not None:
+            return _found(earlier, process), False
+    process_id = process.process_id(start.business_key, tenant)
     try:
         handle = await client.start_workflow(
-            workflow,
-            argument,
+            process.workflow.__name__,
+            start.argument,
             id=process_id,
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(list(search_attributes)),
-            static_summary=summary,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(PROCESS, process.name),
+                    SearchAttributePair(CUSTOMER_ID, start.customer_id),
+                    SearchAttributePair(STAGE, start.stage),
+                    *start.search_attributes,
+                ]
+            ),
+            static_summary=start.summary,
             memo={"tenant": tenant} if tenant else None,
         )
     except WorkflowAlreadyStartedError as err:
@@ -108,24 +112,40 @@ async def start_process(
                 "Process id taken",
                 f"{process_id!r} is the id of a process you cannot see; use another business key",
             ) from err
-        started = ProcessStarted(
-            process_id=process_id, run_id=description.run_id, status=status_name(description.status)
-        )
-        created = False
+        return _found(description, process), False
     except RPCError as err:
         raise _unavailable(err) from err
-    else:
-        assert handle.result_run_id is not None
-        started = ProcessStarted(
-            process_id=process_id, run_id=handle.result_run_id, status="running"
-        )
-        created = True
+    assert handle.result_run_id is not None
+    started = ProcessStarted(process_id=process_id, run_id=handle.result_run_id, status="running")
     bind_process(process_id, started.run_id)
-    process = next(
-        (str(pair.value) for pair in search_attributes if pair.key.name == PROCESS.name), workflow
+    count_start(process.name, True)
+    return started, True
+
+
+async def _tenant_run_by_unscoped_id(
+    client: Client, process: ProcessDescriptor, business_key: str, tenant: str
+) -> WorkflowExecutionDescription | None:
+    """The ``tenant``'s run under the id it had before ids named tenants, if there is one."""
+    try:
+        description = await client.get_workflow_handle(process.process_id(business_key)).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise _unavailable(err) from err
+    if await description.memo_value("tenant", None) != tenant:
+        return None
+    return description
+
+
+def _found(description: WorkflowExecutionDescription, process: ProcessDescriptor) -> ProcessStarted:
+    started = ProcessStarted(
+        process_id=description.id,
+        run_id=description.run_id,
+        status=status_name(description.status),
     )
-    count_start(process, created)
-    return started, created
+    bind_process(started.process_id, started.run_id)
+    count_start(process.name, False)
+    return started
 
 
 async def describe_process(
@@ -172,58 +192,6 @@ async def view_process(
         state=state,
         state_error=state_error,
     )
-
-
-def event_types(process: str | None, policy: Policy) -> tuple[str, ...]:
-    """The business events a process of kind ``process`` accepts."""
-    if process == "onboarding":
-        return policy.onboarding.milestones
-    if process == "renewal":
-        return RENEWAL_EVENTS
-    if process == "sla":
-        return SLA_EVENTS
-    if process == "lead":
-        return LEAD_EVENTS
-    return ()
-
-
-def event_data_problem(
-    process: str | None, event_type: str, data: dict[str, Any], policy: Policy
-) -> str | None:
-    """Why ``data`` cannot go with ``event_type`` (the run would note and ignore it), or None.
-
-    A signal cannot answer, so the API checks what the workflows check and
-    refuses a bad event with a 422 instead of letting it be dropped later.
-    """
-    if process == "sla" and event_type == "status_changed":
-        if data.get("status") not in (OPEN, PENDING_CUSTOMER):
-            return (
-                f"data.status must be {OPEN!r} or {PENDING_CUSTOMER!r}, got {data.get('status')!r}"
-            )
-    elif process == "sla" and event_type == "priority_changed":
-        priorities = list(policy.sla.targets)
-        if data.get("priority") not in priorities:
-            return f"data.priority must be one of {priorities}, got {data.get('priority')!r}"
-    elif process == "renewal":
-        return _renewal_data_problem(event_type, data, policy)
-    return None
-
-
-def _renewal_data_problem(event_type: str, data: dict[str, Any], policy: Policy) -> str | None:
-    if event_type == "renewal_date_changed" or RENEWAL_DATE in data:
-        value = data.get(RENEWAL_DATE)
-        try:
-            parse_renewal_date(value)
-        except (TypeError, ValueError):
-            return f"data.{RENEWAL_DATE} must be an ISO date, got {value!r}"
-    if event_type != "renewed":
-        return None
-    if problem := renewed_terms_problem(data):
-        return problem
-    plans = list(policy.onboarding.plans)
-    if "plan" in data and data["plan"] not in plans:
-        return f"data.plan must be one of {plans}, got {data['plan']!r}"
-    return None
 
 
 def ensure_running(description: WorkflowExecutionDescription) -> None:

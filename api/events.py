@@ -1,0 +1,119 @@
+"""Business events as the API accepts them: one body type per event, from the registry.
+
+``event_body_type`` is the body of ``POST /v1/processes/{id}/events``: a
+union on ``type`` of every registered event, each with its data model (the
+dataclass the workflow decodes, with the policy's choices as enums), so the
+OpenAPI document says what each event carries. ``check_event`` refuses an
+event the run's process does not take, and data its dataclass refuses, with
+the same decoding the workflow applies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections import defaultdict
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from api.problems import invalid_input
+from crm.policy import Policy
+from processes import PROCESSES
+from processes.registry import EventType, ProcessDescriptor, one_of
+from workflows.common import ProcessEvent, event_data
+
+
+class AnyData(BaseModel):
+    """Data of an event that carries none of its own; other fields are recorded as given."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def event_body_type(policy: Policy) -> Any:
+    """The union, on ``type``, of the events every registered process accepts under ``policy``.
+
+    An event name two processes use with different data gets the data model
+    of neither in the union (any object); ``check_event`` still applies the
+    run's own.
+    """
+    by_name: defaultdict[str, list[tuple[ProcessDescriptor, EventType]]] = defaultdict(list)
+    for process in PROCESSES:
+        for event in process.events(policy):
+            by_name[event.name].append((process, event))
+    members = []
+    for name, uses in sorted(by_name.items()):
+        data = {event.data for _, event in uses}
+        data_model = _data_model(uses[0][1]) if len(data) == 1 else AnyData
+        needs_data = any(field.is_required() for field in data_model.model_fields.values())
+        members.append(
+            create_model(
+                _camel(name) + "Event",
+                __config__=ConfigDict(extra="forbid"),
+                __doc__=" ".join(
+                    f"{process.title}: {event.description}" for process, event in uses
+                ),
+                type=(one_of([name]), Field(description="What happened.")),
+                data=(data_model, ... if needs_data else Field(default_factory=data_model)),
+            )
+        )
+    return Annotated[typing.Union[tuple(members)], Field(discriminator="type")]  # noqa: UP007
+
+
+def check_event(
+    process: ProcessDescriptor | None, event: BaseModel, policy: Policy
+) -> ProcessEvent:
+    """The event to signal to a run of ``process``: its type and data as sent.
+
+    Raises Problem 422 naming ``type`` when ``process`` does not take the
+    event, and naming ``data`` when its data does not fit the event's
+    dataclass or the policy's choices.
+    """
+    name: str = getattr(event, "type")  # noqa: B009 (one attribute of each union member)
+    data: BaseModel = getattr(event, "data")  # noqa: B009
+    accepted = process.event_types(policy) if process is not None else {}
+    if name not in accepted:
+        raise invalid_input("type", f"unknown event type {name!r}; accepted: {list(accepted)}")
+    sent = data.model_dump(mode="json", exclude_unset=True)
+    spec = accepted[name]
+    for field, choices in spec.choices.items():
+        if field in sent and sent[field] not in choices:
+            raise invalid_input(
+                "data", f"data.{field} must be one of {list(choices)}, got {sent[field]!r}"
+            )
+    signal = ProcessEvent(type=name, data=sent)
+    if spec.data is not None:
+        try:
+            event_data(spec.data, signal)
+        except (TypeError, ValueError) as err:
+            raise invalid_input("data", str(err)) from None
+    return signal
+
+
+def _data_model(event: EventType) -> type[BaseModel]:
+    if event.data is None:
+        return AnyData
+    hints = typing.get_type_hints(event.data, include_extras=True)
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(event.data):
+        annotation = hints[field.name]
+        if field.name in event.choices:
+            optional = type(None) in typing.get_args(annotation)
+            annotation = one_of(event.choices[field.name])
+            annotation = annotation | None if optional else annotation
+        if field.default is not dataclasses.MISSING:
+            fields[field.name] = (annotation, field.default)
+        elif field.default_factory is not dataclasses.MISSING:
+            fields[field.name] = (annotation, Field(default_factory=field.default_factory))
+        else:
+            fields[field.name] = (annotation, ...)
+    return create_model(
+        event.data.__name__,
+        __config__=ConfigDict(extra="allow"),
+        __doc__=event.data.__doc__,
+        **fields,
+    )
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
