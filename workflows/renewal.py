@@ -1,32 +1,15 @@
 """Subscription renewal: one term of a subscription, from its start to the renewal date.
 
-The process an account team runs for every subscription term:
-
-1. At 90, 60, 30 and 7 days before the renewal date: remind the customer
-   (email) and the account owner (task).
-2. At 60 days: analyse the subscription's usage. Above the plan's usage
-   threshold, offer the upsell of the policy; an offer whose discount is above
-   ``max_discount_without_approval`` is sent only once an approval (a child
-   ``ApprovalWorkflow``: the owner's manager, then finance) approves it.
-3. Meanwhile wait for events:
-   - ``renewed``: the customer signed; the next term starts.
-   - ``cancelled``: the customer cancelled; the process ends.
-   - ``renewal_date_changed`` (``data.renewal_date``): the reminders still
-     to come are re-planned against the new date; none is sent twice.
-   Once the term has its outcome, a ``cancelled`` or ``renewal_date_changed``
-   that arrives before the next term starts is carried into it; a repeated
-   ``renewed`` is noted and ignored.
-4. At the renewal date with no decision: renew automatically when the
-   contract says so, else the subscription lapses: a churn-risk task for the
-   owner and an escalation (email + task) to the owner's manager.
-5. A renewed term, signed or automatic, continues as new; the next term's
-   run first confirms the renewal to the customer by email.
-
-A renewed subscription continues as new with the next term's input (renewal
-date one year later), so a subscription's process lives for years with a
-history as short as one term's. Every email, task and audit entry is keyed by
-the term and the step (``term2_reminder_30d``), so re-planning or retrying
-never repeats one. The days are policy (``RenewalSchedule``).
+At 90, 60, 30 and 7 days before the date the term reminds the customer (email)
+and the owner (task); at 60 days it analyses usage and, above the plan's
+threshold, offers the upsell, after an approval (a child ``ApprovalWorkflow``)
+when its discount is above the limit. ``renewed`` or ``cancelled`` decides the
+term; ``renewal_date_changed`` moves the date. At the date without a decision
+it auto-renews when the contract says so, else it lapses: a churn-risk task and
+an escalation to the owner's manager. A renewed term continues as new into the
+next, whose run first confirms the renewal; what arrives as the term renews
+goes to the next term. When each step is due, and what the next term renews
+with, is ``crm.domain.renewal_plan.RenewalPlan``'s; the days are policy.
 """
 
 from __future__ import annotations
@@ -34,9 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import itertools
 from datetime import datetime, timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -53,7 +34,15 @@ from workflows.steps import ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
     from crm.domain.calendar import as_utc
-    from workflows.approval_types import ApprovalInput, ApprovalResult, approval_id
+    from crm.domain.renewal_plan import (
+        RENEWAL_DATE,
+        USAGE_ANALYSIS,
+        RenewalPlan,
+        Step,
+        TermChanges,
+        reminder_step,
+    )
+    from workflows.approval_types import ApprovalResult, approval_id
     from workflows.common import (
         APPROVAL_ASSIGNEE,
         CUSTOMER_ID,
@@ -61,27 +50,23 @@ with workflow.unsafe.imports_passed_through():
         STAGE,
         ProcessEvent,
         ProcessState,
+        event_data,
     )
-    from workflows.contracts import (
-        ANALYSE_USAGE,
-        EmailRequest,
-        TaskRef,
-        UsageRequest,
-        UsageSummary,
-    )
+    from workflows.contracts import ANALYSE_USAGE, EmailRequest, TaskRef, UsageRequest, UsageSummary
     from workflows.renewal_types import (
         EVENTS,
+        Cancelled,
+        EventDataError,
+        RenewalDateChanged,
         RenewalInput,
         RenewalResult,
+        Renewed,
         RenewedTerm,
         StaffRef,
         UpsellTerms,
-        parse_renewal_date,
-        renewed_terms_problem,
     )
 
 PROCESS_NAME = "renewal"
-RENEWAL_DATE = "renewal_date"
 
 #: From this patch on, an event that arrives after the term has its outcome is
 #: carried into the next term (a cancellation, a new date) or noted as a repeat;
@@ -92,10 +77,6 @@ CARRY_LATE_EVENTS = "carry-late-events"
 #: term could not use is refused (noted, ignored); before, it was taken, and one
 #: float() could not read failed the workflow task.
 REFUSE_UNUSABLE_TERMS = "refuse-unusable-terms"
-
-#: What an event may set of the next term when it arrives after this term's outcome.
-NEXT_TERMS = (RENEWAL_DATE, "plan", "annual_value")
-USAGE_ANALYSIS = "usage_analysis"
 
 
 @workflow.defn
@@ -108,26 +89,24 @@ class RenewalWorkflow(ProcessSteps):
             process=PROCESS_NAME, customer_id=term.customer_id, step_prefix=f"term{term.term}_"
         )
         self._term = term
-        self._schedule = term.schedule
-        self._renewal_date = as_utc(term.renewal_date)
-        self._plan_version = 0
-        self._reminders_sent: list[int] = []
-        self._reminders_skipped: list[int] = []
-        self._usage_analysed = False
+        schedule = term.schedule
+        self._plan = RenewalPlan(
+            as_utc(term.renewal_date), schedule.reminder_days, schedule.usage_analysis_day
+        )
         self._usage: UsageSummary | None = None
         self._upsell: str | None = None
         self._upsell_task: asyncio.Task[None] | None = None
         self._approval_id: str | None = None
         self._decision: str | None = None
-        self._decision_data: dict[str, Any] = {}
         self._outcome: str | None = None  # set once the term has ended, by a decision or the date
         self._carried: list[ProcessEvent] = []
-        self._next_terms_changed = False  # by events after the outcome
         self._events = 0
 
     @workflow.run
     async def run(self, term: RenewalInput) -> RenewalResult:
-        _validate(term)
+        if problems := term.problems():
+            message = "invalid renewal input: " + "; ".join(problems)
+            raise ApplicationError(message, type="InvalidInput", non_retryable=True)
         self._publish_process(term.customer_id, "active")
         try:
             for event in term.carried_events:
@@ -154,8 +133,8 @@ class RenewalWorkflow(ProcessSteps):
             subscription_id=term.subscription_id,
             term=term.term,
             outcome=outcome,
-            renewal_date=self._renewal_date,
-            reminders_sent=list(self._reminders_sent),
+            renewal_date=self._plan.renewal_date,
+            reminders_sent=list(self._plan.reminders_sent),
             upsell=self._upsell,
         )
 
@@ -167,61 +146,46 @@ class RenewalWorkflow(ProcessSteps):
         if ended_as is not None and workflow.patched(CARRY_LATE_EVENTS):
             await self._late_event(event, ended_as)
             return
-        problem = self._refusal(event)
-        if problem:
-            workflow.logger.warning("renewal ignores event %r: %s", event.type, problem)
-            self._show_step(f"ignored:{event.type}", problem)
+        data = self._read(event, decided=self._decision)
+        if isinstance(data, str):
+            self._ignore(event, data)
             return
-        if event.type == "renewal_date_changed":
-            previous = self._renewal_date
-            self._renewal_date = parse_renewal_date(event.data[RENEWAL_DATE])
-            self._plan_version += 1
-            moved = f"{previous:%Y-%m-%d} -> {self._renewal_date:%Y-%m-%d}"
-            self._show_step("renewal_date_changed", moved)
+        if isinstance(data, RenewalDateChanged):
+            previous = self._plan.renewal_date
+            self._plan.move_to(data.renewal_date)
+            self._show_step(
+                "renewal_date_changed", f"{previous:%Y-%m-%d} -> {data.renewal_date:%Y-%m-%d}"
+            )
         else:
             self._decision = event.type
-            self._decision_data = dict(event.data)
+            if isinstance(data, Renewed):
+                self._plan.sign(data.changes())
             self._show_step(f"event:{event.type}")
         await self._audit_step(f"event_{self._events}_{event.type}", {"data": event.data})
 
     async def _late_event(self, event: ProcessEvent, ended_as: str) -> None:
-        """An event after the term's outcome, while a renewed term turns into the next one.
-
-        A cancellation is the next term's: carried into it. A new date, or a
-        ``renewed`` with terms (plan, value, date), sets the next term's terms,
-        the last one received winning. Anything else, or after a lapse or a
-        cancellation, is noted and ignored.
-        """
+        """An event after the term's outcome, while a renewed term turns into the next one: a
+        cancellation is carried into the next term; a new date, or a ``renewed`` with terms,
+        sets the next term's terms, the last one received winning. Anything else, or after a
+        lapse or a cancellation, is noted and ignored."""
         next_term = self._term.term + 1
-        problem = (
-            self._refusal(event, ignore_decision=True)
-            if ended_as in ("renewed", "auto_renewed")
-            else f"the term is already {ended_as}"
-        )
-        if problem is None and event.type == "cancelled":
+        renewing = ended_as in ("renewed", "auto_renewed")
+        data = self._read(event) if renewing else f"the term is already {ended_as}"
+        if isinstance(data, Cancelled):
             self._carried.append(event)
             self._show_step("carried:cancelled", f"to term {next_term}")
             return
-        terms = {key: event.data[key] for key in NEXT_TERMS if key in event.data}
-        if problem is None and event.type == "renewed" and not terms:
-            problem = f"the term is already {ended_as}"  # a repeat
-        if (
-            problem is None
-            and RENEWAL_DATE in terms
-            and parse_renewal_date(terms[RENEWAL_DATE]) <= self._renewal_date
-        ):
-            problem = (
-                f"data.renewal_date must be after {self._renewal_date:%Y-%m-%d}, "
-                "the date this term renewed on"
-            )
-        if problem is not None:
-            workflow.logger.warning("renewal ignores event %r: %s", event.type, problem)
-            self._show_step(f"ignored:{event.type}", problem)
-            return
-        self._decision_data.update(terms)
-        self._next_terms_changed = True
-        self._show_step(f"next_term:{event.type}", f"term {next_term}")
-        await self._audit_step(f"event_{self._events}_{event.type}", {"data": event.data})
+        if isinstance(data, Renewed | RenewalDateChanged):
+            changes = data.changes()
+            if changes == TermChanges():  # a repeated ``renewed``
+                data = f"the term is already {ended_as}"
+            elif problem := self._plan.change_late(changes):
+                data = f"data.{problem}"
+            else:
+                self._show_step(f"next_term:{event.type}", f"term {next_term}")
+                await self._audit_step(f"event_{self._events}_{event.type}", {"data": event.data})
+                return
+        self._ignore(event, data)
 
     async def _confirm_renewal_unless_cancelled(self, renewed: RenewedTerm) -> None:
         """Confirm the renewal, unless the customer cancels while the email is tried."""
@@ -240,18 +204,18 @@ class RenewalWorkflow(ProcessSteps):
         self._state.waiting_for = [] if self._decision else list(EVENTS)
         if self._upsell == "awaiting_approval" and self._approval_id:
             self._state.waiting_for.append(f"approval:{self._approval_id}")
-        self._state.due = {step: at for at, step in self._pending_steps()}
-        usage = self._usage
+        self._state.due = {step.name: step.at for step in self._plan.pending()}
+        term, plan, usage = self._term, self._plan, self._usage
         self._state.details = {
-            "subscription_id": self._term.subscription_id,
-            "term": self._term.term,
-            "renewal_date": self._renewal_date.isoformat(),
-            "plan": self._term.plan,
-            "annual_value": self._term.annual_value,
-            "auto_renew": self._term.auto_renew,
-            "owner_id": self._term.owner.staff_id,
-            "reminders_sent": list(self._reminders_sent),
-            "reminders_skipped": list(self._reminders_skipped),
+            "subscription_id": term.subscription_id,
+            "term": term.term,
+            "renewal_date": plan.renewal_date.isoformat(),
+            "plan": term.plan,
+            "annual_value": term.annual_value,
+            "auto_renew": term.auto_renew,
+            "owner_id": term.owner.staff_id,
+            "reminders_sent": list(plan.reminders_sent),
+            "reminders_skipped": list(plan.reminders_skipped),
             "usage": dataclasses.asdict(usage) if usage else None,
             "upsell": self._upsell,
             "approval_id": self._approval_id,
@@ -264,17 +228,21 @@ class RenewalWorkflow(ProcessSteps):
         """Take each step when it is due; return the decision, or ``renewal_date`` if none."""
         self._set_stage("active")
         while True:
-            at, step = self._next_step()
-            if not await self._wait_until(at, step):
+            for days in self._plan.skip_overdue(workflow.now()):
+                late = "skipped: its day had passed before it was planned"
+                self._show_step(reminder_step(days), late)
+            step = self._plan.next_step()
+            if not await self._wait_until(step):
                 if self._decision is not None:
                     return self._decision
                 continue  # the date moved: plan again
-            if step == RENEWAL_DATE:
+            if step.name == RENEWAL_DATE:
                 return RENEWAL_DATE
-            if step == USAGE_ANALYSIS:
-                await self._analyse_usage()
+            self._plan.took(step)
+            if step.reminder_days is not None:
+                await self._send_reminder(step.reminder_days)
             else:
-                await self._send_reminder(int(step.removeprefix("reminder_").removesuffix("d")))
+                await self._analyse_usage()
 
     async def _confirm_renewal(self, renewed: RenewedTerm) -> None:
         """Tell the customer the term they start is renewed, signed or automatically."""
@@ -284,34 +252,32 @@ class RenewalWorkflow(ProcessSteps):
             {
                 "auto_renewed": renewed.outcome == "auto_renewed",
                 "renewal_date": f"{renewed.renewal_date:%Y-%m-%d}",
-                "next_renewal_date": f"{self._renewal_date:%Y-%m-%d}",
+                "next_renewal_date": f"{self._plan.renewal_date:%Y-%m-%d}",
             },
         )
 
     async def _send_reminder(self, days: int) -> None:
-        self._reminders_sent.append(days)
-        date = f"{self._renewal_date:%Y-%m-%d}"
+        term, date = self._term, f"{self._plan.renewal_date:%Y-%m-%d}"
         await self._send_email(
-            f"reminder_{days}d",
+            reminder_step(days),
             "renewal_reminder",
-            {"days": days, "renewal_date": date, "auto_renew": self._term.auto_renew},
+            {"days": days, "renewal_date": date, "auto_renew": term.auto_renew},
         )
         await self._create_task(
-            self._term.owner,
-            f"reminder_{days}d",
-            f"Renewal of {self._term.company_name} in {days} days ({date})",
-            min(workflow.now() + timedelta(days=3), self._renewal_date),
-            f"Plan {self._term.plan}, annual value {self._term.annual_value:,.2f}; "
-            f"{'renews automatically' if self._term.auto_renew else 'lapses'} without a decision.",
+            term.owner,
+            reminder_step(days),
+            f"Renewal of {term.company_name} in {days} days ({date})",
+            min(workflow.now() + timedelta(days=3), self._plan.renewal_date),
+            f"Plan {term.plan}, annual value {term.annual_value:,.2f}; "
+            f"{'renews automatically' if term.auto_renew else 'lapses'} without a decision.",
         )
 
     async def _analyse_usage(self) -> None:
-        self._usage_analysed = True
-        usage = await workflow.execute_activity(
+        self._usage = usage = await workflow.execute_activity(
             ANALYSE_USAGE,
             UsageRequest(
                 subscription_id=self._term.subscription_id,
-                since=self._renewal_date - timedelta(days=365),
+                since=self._plan.renewal_date - timedelta(days=365),
                 tenant=self._tenant(),
             ),
             result_type=UsageSummary,
@@ -319,22 +285,18 @@ class RenewalWorkflow(ProcessSteps):
             retry_policy=RECORD_RETRY,
             summary="analyse usage",
         )
-        self._usage = usage
-        offer = self._schedule.upsell.get(self._term.plan)
         detail = f"{usage.metric or 'no usage reported'}: {usage.utilisation:.0%} of the plan"
         self._show_step(USAGE_ANALYSIS, detail)
-        eligible = offer is not None and usage.utilisation > offer.usage_threshold
-        self._upsell = "eligible" if eligible else "not_eligible"
-        await self._audit_step(
-            USAGE_ANALYSIS,
-            {"usage": dataclasses.asdict(usage), "upsell": self._upsell},
-        )
-        if offer is not None and eligible:
+        offer = self._term.schedule.upsell_for(self._term.plan, usage.utilisation)
+        self._upsell = "eligible" if offer else "not_eligible"
+        record: dict[str, object] = {"usage": dataclasses.asdict(usage), "upsell": self._upsell}
+        await self._audit_step(USAGE_ANALYSIS, record)
+        if offer is not None:
             self._upsell_task = asyncio.create_task(self._offer_upsell(offer, usage))
 
     async def _offer_upsell(self, offer: UpsellTerms, usage: UsageSummary) -> None:
         """Send the upsell offer, after an approval when its discount is above the limit."""
-        if offer.discount_percent > self._schedule.max_discount_without_approval:
+        if self._term.schedule.needs_approval(offer):
             approval = await self._approve_discount(offer, usage)
             if approval is None or approval.outcome != "approved":
                 self._upsell = f"discount_{approval.outcome if approval else 'failed'}"
@@ -346,7 +308,7 @@ class RenewalWorkflow(ProcessSteps):
             {
                 "offered_plan": offer.offered_plan,
                 "discount_percent": f"{offer.discount_percent:g}",
-                "renewal_date": f"{self._renewal_date:%Y-%m-%d}",
+                "renewal_date": f"{self._plan.renewal_date:%Y-%m-%d}",
                 "metric": usage.metric or "usage",
                 "utilisation_percent": round(usage.utilisation * 100),
             },
@@ -355,7 +317,7 @@ class RenewalWorkflow(ProcessSteps):
             self._term.owner,
             "upsell_follow_up",
             f"Follow up the {offer.offered_plan} offer to {self._term.company_name}",
-            min(workflow.now() + timedelta(days=7), self._renewal_date),
+            min(workflow.now() + timedelta(days=7), self._plan.renewal_date),
             f"{offer.discount_percent:g}% discount offered at "
             f"{usage.utilisation:.0%} {usage.metric} usage.",
         )
@@ -365,41 +327,26 @@ class RenewalWorkflow(ProcessSteps):
     async def _approve_discount(
         self, offer: UpsellTerms, usage: UsageSummary
     ) -> ApprovalResult | None:
-        subject_id = f"{self._term.subscription_id}-term{self._term.term}-discount"
-        self._approval_id = approval_id(subject_id)
+        request = self._term.discount_approval(offer, usage.utilisation, self._process_id)
+        self._approval_id = approval_id(request.subject_id)
         self._upsell = "awaiting_approval"
-        chain = self._schedule.discount_approvers
-        self._show_step("approval_requested", f"{self._approval_id} from {chain[0].approver_id}")
+        approver_id = request.chain[0].approver_id
+        self._show_step("approval_requested", f"{self._approval_id} from {approver_id}")
+        customer_id, subscription_id = self._term.customer_id, self._term.subscription_id
         try:
             return await workflow.execute_child_workflow(
                 ApprovalWorkflow.run,
-                ApprovalInput(
-                    subject_id=subject_id,
-                    subject=f"{offer.discount_percent:g}% discount for {self._term.company_name} "
-                    f"upgrading {self._term.plan} -> {offer.offered_plan}",
-                    requester_id=self._term.owner.staff_id,
-                    chain=list(chain),
-                    customer_id=self._term.customer_id,
-                    details={
-                        "subscription_id": self._term.subscription_id,
-                        "renewal_process": self._process_id,
-                        "plan": self._term.plan,
-                        "offered_plan": offer.offered_plan,
-                        "discount_percent": offer.discount_percent,
-                        "annual_value": self._term.annual_value,
-                        "utilisation": usage.utilisation,
-                    },
-                ),
+                request,
                 id=self._approval_id,
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(PROCESS, "approval"),
-                        SearchAttributePair(CUSTOMER_ID, self._term.customer_id),
+                        SearchAttributePair(CUSTOMER_ID, customer_id),
                         SearchAttributePair(STAGE, "awaiting_decision"),
-                        SearchAttributePair(APPROVAL_ASSIGNEE, chain[0].approver_id),
+                        SearchAttributePair(APPROVAL_ASSIGNEE, approver_id),
                     ]
                 ),
-                static_summary=f"Discount approval for subscription {self._term.subscription_id}",
+                static_summary=f"Discount approval for subscription {subscription_id}",
                 memo={"tenant": tenant} if (tenant := self._tenant()) else None,
             )
         except ChildWorkflowError as err:
@@ -431,29 +378,29 @@ class RenewalWorkflow(ProcessSteps):
             },
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
-        if self._next_terms_changed:  # by events after the outcome (see _late_event)
+        if self._plan.changed_late:  # by events after the outcome (see _late_event)
             next_term = self._next_term(outcome)
         workflow.continue_as_new(dataclasses.replace(next_term, carried_events=self._carried))
 
     async def _escalate_lapse(self) -> None:
         self._set_stage("lapsed")
-        owner, manager = self._term.owner, self._term.manager
-        date = f"{self._renewal_date:%Y-%m-%d}"
+        term, owner = self._term, self._term.owner
+        escalate_to = term.manager or owner
+        date = f"{self._plan.renewal_date:%Y-%m-%d}"
         await self._create_task(
             owner,
             "churn_risk",
-            f"Churn risk: {self._term.company_name} lapsed on {date}",
+            f"Churn risk: {term.company_name} lapsed on {date}",
             workflow.now() + timedelta(days=2),
-            f"Plan {self._term.plan}, annual value {self._term.annual_value:,.2f}; "
+            f"Plan {term.plan}, annual value {term.annual_value:,.2f}; "
             "no renewal and no auto-renewal.",
         )
-        escalate_to = manager or owner
         await self._create_task(
             escalate_to,
             "lapse_escalation",
-            f"Escalation: {self._term.company_name} did not renew ({owner.name}'s account)",
+            f"Escalation: {term.company_name} did not renew ({owner.name}'s account)",
             workflow.now() + timedelta(days=1),
-            f"Subscription {self._term.subscription_id} lapsed on {date}.",
+            f"Subscription {term.subscription_id} lapsed on {date}.",
         )
         await self._send_email(
             "lapse_escalation",
@@ -462,7 +409,7 @@ class RenewalWorkflow(ProcessSteps):
                 "manager_name": escalate_to.name,
                 "owner_name": owner.name,
                 "renewal_date": date,
-                "subscription_id": self._term.subscription_id,
+                "subscription_id": term.subscription_id,
             },
             to=escalate_to.email,
         )
@@ -470,103 +417,72 @@ class RenewalWorkflow(ProcessSteps):
     async def _finish(self, outcome: str) -> None:
         self._set_stage(outcome)
         self._state.outcome = outcome
-        await self._audit_step("outcome", {"outcome": outcome, "renewal_date": self._renewal_date})
+        renewal_date = self._plan.renewal_date
+        await self._audit_step("outcome", {"outcome": outcome, "renewal_date": renewal_date})
         await workflow.wait_condition(workflow.all_handlers_finished)
 
-    # Planning: which step is due next, re-planned whenever the date moves.
+    # Waiting, reading events, and the helpers: each a single activity call.
 
-    def _pending_steps(self) -> list[tuple[datetime, str]]:
-        """The steps still to take this term, earliest first (reminders before analysis)."""
-        done = {*self._reminders_sent, *self._reminders_skipped}
-        steps = [
-            (self._renewal_date - timedelta(days=days), f"reminder_{days}d")
-            for days in self._schedule.reminder_days
-            if days not in done
-        ]
-        if not self._usage_analysed:
-            analysis_at = self._renewal_date - timedelta(days=self._schedule.usage_analysis_day)
-            steps.append((analysis_at, USAGE_ANALYSIS))
-        steps.append((self._renewal_date, RENEWAL_DATE))
-        return sorted(steps, key=lambda step: step[0])
-
-    def _next_step(self) -> tuple[datetime, str]:
-        """The next step; of several reminders already overdue only the latest is sent."""
-        now = workflow.now()
-        overdue = [
-            days
-            for days in self._schedule.reminder_days
-            if days not in self._reminders_sent
-            and days not in self._reminders_skipped
-            and self._renewal_date - timedelta(days=days) <= now
-        ]
-        for days in sorted(overdue, reverse=True)[:-1]:
-            self._reminders_skipped.append(days)
-            self._show_step(
-                f"reminder_{days}d", "skipped: its day had passed before it was planned"
-            )
-        return self._pending_steps()[0]
-
-    async def _wait_until(self, at: datetime, step: str) -> bool:
-        """Wait until ``at``; False when an event decided the term or moved the date first."""
-        version = self._plan_version
+    async def _wait_until(self, step: Step) -> bool:
+        """Wait until ``step`` is due; False when an event decided the term or moved the date."""
+        moves = self._plan.moves
 
         def interrupted() -> bool:
-            return self._decision is not None or self._plan_version != version
+            return self._decision is not None or self._plan.moves != moves
 
-        remaining = at - workflow.now()
+        remaining = step.at - workflow.now()
         if remaining <= timedelta(0):
             return not interrupted()
         workflow.set_current_details(
-            f"Term {self._term.term}: next step {step} at {at:%Y-%m-%d %H:%M} UTC; "
-            f"renewal date {self._renewal_date:%Y-%m-%d}."
+            f"Term {self._term.term}: next step {step.name} at {step.at:%Y-%m-%d %H:%M} UTC; "
+            f"renewal date {self._plan.renewal_date:%Y-%m-%d}."
         )
         try:
-            await workflow.wait_condition(interrupted, timeout=remaining, timeout_summary=step)
+            await workflow.wait_condition(interrupted, timeout=remaining, timeout_summary=step.name)
         except TimeoutError:
             return not interrupted()
         return False
 
-    def _next_term(self, outcome: str) -> RenewalInput:
-        data = self._decision_data
-        if RENEWAL_DATE in data:
-            next_date = parse_renewal_date(data[RENEWAL_DATE])
-        else:
-            next_date = _one_year_after(self._renewal_date)
-        return dataclasses.replace(
-            self._term,
-            renewal_date=next_date,
-            plan=str(data.get("plan", self._term.plan)),
-            annual_value=float(data.get("annual_value", self._term.annual_value)),
-            term=self._term.term + 1,
-            renewed_from=RenewedTerm(outcome, self._renewal_date),
-        )
-
-    def _refusal(self, event: ProcessEvent, *, ignore_decision: bool = False) -> str | None:
+    def _read(
+        self, event: ProcessEvent, decided: str | None = None
+    ) -> Renewed | RenewalDateChanged | Cancelled | str:
+        """``event``'s data, decoded, or why the term ignores the event: not a renewal's, the
+        term ``decided`` already, or data it cannot use. A cancellation is taken whatever its
+        data says: nothing in it changes what the term does."""
         if event.type not in EVENTS:
             return "not a renewal event"
-        if self._decision is not None and not ignore_decision:
-            return f"the term is already {self._decision}"
-        if (
-            event.type == "renewed"
-            and (problem := renewed_terms_problem(event.data))
-            and workflow.patched(REFUSE_UNUSABLE_TERMS)
-        ):
-            return problem
-        if event.type == "renewal_date_changed" or (
-            event.type == "renewed" and RENEWAL_DATE in event.data
-        ):
+        if decided is not None:
+            return f"the term is already {decided}"
+        if event.type == "cancelled":
+            return Cancelled()
+        if event.type == "renewal_date_changed":
             try:
-                parse_renewal_date(event.data.get(RENEWAL_DATE))
+                return event_data(RenewalDateChanged, event)
             except (TypeError, ValueError) as err:
-                return f"data.renewal_date: {err}"
-        return None
+                return str(err)
+        try:
+            return event_data(Renewed, event)
+        except EventDataError as err:
+            # The patch is about the plan and the value, as it was when it was made.
+            if err.field == "renewal_date" or workflow.patched(REFUSE_UNUSABLE_TERMS):
+                return str(err)
+        # A run from before the patch takes the event, without the terms it cannot use.
+        try:
+            return Renewed(renewal_date=event.data.get("renewal_date"))
+        except EventDataError as err:
+            return str(err)
 
-    # Helpers: each a single activity call or a change of the visible state.
+    def _ignore(self, event: ProcessEvent, problem: str) -> None:
+        workflow.logger.warning("renewal ignores event %r: %s", event.type, problem)
+        self._show_step(f"ignored:{event.type}", problem)
+
+    def _next_term(self, outcome: str) -> RenewalInput:
+        terms = self._plan.next_term(self._term.plan, self._term.annual_value)
+        return self._term.followed_by(terms, RenewedTerm(outcome, self._plan.renewal_date))
 
     async def _send_email(
         self, step: str, template: str, context: dict[str, object], to: str | None = None
     ) -> None:
-        owner = self._term.owner
         await self._email(
             step,
             EmailRequest(
@@ -574,15 +490,7 @@ class RenewalWorkflow(ProcessSteps):
                 process_id=self._process_id,
                 to=to or self._term.contact_email,
                 template=template,
-                context={
-                    "company_name": self._term.company_name,
-                    "contact_name": self._term.contact_name,
-                    "plan": self._term.plan,
-                    "annual_value": f"{self._term.annual_value:,.2f}",
-                    "owner_name": owner.name,
-                    "owner_email": owner.email,
-                    **context,
-                },
+                context={**self._term.email_context(), **context},
             ),
             within=timedelta(days=1),
             failure_record=f"email_failed_{step}",
@@ -600,38 +508,4 @@ class RenewalWorkflow(ProcessSteps):
             due=due,
             detail=detail,
             summary=f"task {kind} for {assignee.staff_id}",
-        )
-
-
-def _one_year_after(date: datetime) -> datetime:
-    try:
-        return date.replace(year=date.year + 1)
-    except ValueError:  # 29 February
-        return date.replace(year=date.year + 1, day=28)
-
-
-def _validate(term: RenewalInput) -> None:
-    problems = [
-        f"{name} is required"
-        for name in ("subscription_id", "customer_id", "company_name", "contact_email", "plan")
-        if not str(getattr(term, name)).strip()
-    ]
-    if term.annual_value < 0:
-        problems.append("annual_value must not be negative")
-    days = term.schedule.reminder_days
-    if any(later >= earlier for earlier, later in itertools.pairwise(days)) or any(
-        d < 1 for d in days
-    ):
-        problems.append(f"schedule.reminder_days must be positive and decreasing, got {days}")
-    needs_approval = any(
-        offer.discount_percent > term.schedule.max_discount_without_approval
-        for offer in term.schedule.upsell.values()
-    )
-    if needs_approval and not term.schedule.discount_approvers:
-        problems.append("schedule.discount_approvers is empty but some discounts need approval")
-    if problems:
-        raise ApplicationError(
-            "invalid renewal input: " + "; ".join(problems),
-            type="InvalidInput",
-            non_retryable=True,
         )
