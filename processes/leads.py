@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, create_model
-from workflows.lead_types import LeadInput
 
 from crm.domain.calendar import CalendarError
-from crm.domain.leads import ENGAGEMENT_EVENTS, STOP_EVENTS
+from crm.domain.leads import ENGAGEMENT_EVENTS
 from crm.policy import Policy
 from processes.registry import (
     BusinessKey,
@@ -21,6 +20,7 @@ from processes.registry import (
     TimeZone,
 )
 from workflows.lead import LeadWorkflow
+from workflows.lead_types import EVENT_DATA, LeadInput
 
 CountryCode = Annotated[
     str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{2}$")
@@ -98,8 +98,14 @@ async def build(body: LeadCreate, context: StartContext) -> ProcessStart:
 def events(policy: Policy) -> list[EventType]:
     """Engagement rescores and routes the lead; a stop ends every email to it."""
     return [
-        *(EventType(name, description="The lead engaged.") for name in ENGAGEMENT_EVENTS),
-        *(EventType(name, description="Stop emailing this lead.") for name in STOP_EVENTS),
+        EventType(
+            name,
+            data,
+            description="The lead engaged."
+            if name in ENGAGEMENT_EVENTS
+            else "Stop emailing this lead.",
+        )
+        for name, data in EVENT_DATA.items()
     ]
 
 

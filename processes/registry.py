@@ -73,14 +73,17 @@ class ProcessStart:
 class EventType:
     """A business event a process accepts: its name and the dataclass its ``data`` decodes to.
 
-    ``choices`` names data fields whose values the policy lists (a ticket's
-    new priority), so the API refuses others and the OpenAPI document shows
-    them as enums.
+    The dataclass is the one the workflow decodes (``workflows.common.event_data``);
+    the API decodes the data with it too before it signals. ``fields`` gives
+    the API's type of a data field where the dataclass takes any value to
+    judge it itself, or where the policy lists the values (a ticket's new
+    priority): the OpenAPI document shows those types and the API refuses
+    what they refuse.
     """
 
     name: str
     data: type | None = None
-    choices: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    fields: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
 
 

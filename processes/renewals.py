@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, create_model
 
@@ -21,10 +22,9 @@ from processes.registry import (
 from workflows.approval_types import Approver
 from workflows.renewal import RenewalWorkflow
 from workflows.renewal_types import (
-    RenewalDateChanged,
+    EVENT_DATA,
     RenewalInput,
     RenewalSchedule,
-    Renewed,
     StaffRef,
     UpsellTerms,
 )
@@ -171,21 +171,31 @@ def build_renewal_input(
     )
 
 
+AnnualValue = Annotated[float, Field(ge=0, lt=1e15)]
+
+
+#: What each event does to the renewal, for the OpenAPI document.
+EVENT_DESCRIPTIONS = {
+    "renewed": "Signed: the next term starts, with new terms if given.",
+    "cancelled": "The customer cancelled; the subscription ends.",
+    "renewal_date_changed": "The term ends on another date; reminders are planned again.",
+}
+
+
 def events(policy: Policy) -> list[EventType]:
-    """What billing tells a renewal: signed, cancelled, or a new date."""
+    """What billing tells a renewal; a new plan is one of the policy's."""
+    fields = {
+        "renewed": {
+            "plan": one_of(policy.onboarding.plans) | None,
+            "annual_value": AnnualValue | None,
+            "renewal_date": datetime | None,
+        },
+        "cancelled": {"reason": str | None},
+        "renewal_date_changed": {"renewal_date": datetime},
+    }
     return [
-        EventType(
-            "renewed",
-            data=Renewed,
-            choices={"plan": policy.onboarding.plans},
-            description="Signed: the next term starts, with new terms if given.",
-        ),
-        EventType("cancelled", description="The customer cancelled; the subscription ends."),
-        EventType(
-            "renewal_date_changed",
-            data=RenewalDateChanged,
-            description="The term ends on another date; reminders are planned again.",
-        ),
+        EventType(name, data, fields[name], EVENT_DESCRIPTIONS[name])
+        for name, data in EVENT_DATA.items()
     ]
 
 

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 from temporalio.common import SearchAttributePair
-from workflows.sla_types import OPEN, PENDING_CUSTOMER, PriorityChanged, StatusChanged, TicketInput
 
 from crm.domain.calendar import CalendarError
 from crm.policy import Policy
@@ -24,6 +23,7 @@ from processes.registry import (
 )
 from workflows.common import CUSTOMER_ID, PROCESS, SLA_STATE, STAGE, TICKET_PRIORITY
 from workflows.sla import TicketSlaWorkflow
+from workflows.sla_types import EVENT_DATA, OPEN, PENDING_CUSTOMER, TicketInput
 
 #: How far ahead of the API's clock a helpdesk's ``created_at`` may be.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -137,23 +137,22 @@ async def build(body: TicketCreate, context: StartContext) -> ProcessStart:
     )
 
 
+#: What each event does to the ticket's clocks, for the OpenAPI document.
+EVENT_DESCRIPTIONS = {
+    "agent_replied": "Stops the first-response clock.",
+    "status_changed": f"{PENDING_CUSTOMER!r} pauses both clocks, {OPEN!r} resumes them.",
+    "priority_changed": "Recomputes the targets from the business time already used.",
+    "resolved": "Stops the resolution clock; the SLA ends.",
+    "closed": "Stops the resolution clock; the SLA ends.",
+}
+
+
 def events(policy: Policy) -> list[EventType]:
-    """What a helpdesk tells a ticket's SLA: replies, status and priority changes, the end."""
+    """What a helpdesk tells a ticket's SLA; a new priority is one of the policy's."""
+    fields = {"priority_changed": {"priority": one_of(policy.sla.priorities)}}
     return [
-        EventType("agent_replied", description="Stops the first-response clock."),
-        EventType(
-            "status_changed",
-            data=StatusChanged,
-            description=f"{PENDING_CUSTOMER!r} pauses both clocks, {OPEN!r} resumes them.",
-        ),
-        EventType(
-            "priority_changed",
-            data=PriorityChanged,
-            choices={"priority": policy.sla.priorities},
-            description="Recomputes the targets from the business time already used.",
-        ),
-        EventType("resolved", description="Stops the resolution clock; the SLA ends."),
-        EventType("closed", description="Stops the resolution clock; the SLA ends."),
+        EventType(name, data, fields.get(name, {}), EVENT_DESCRIPTIONS[name])
+        for name, data in EVENT_DATA.items()
     ]
 
 

@@ -6,7 +6,7 @@ of the registered events, made for the policy when the app is built.
 
 from typing import Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.service import RPCError
 
@@ -63,13 +63,15 @@ def processes_router(policy: Policy) -> APIRouter:
     async def send_event(
         process_id: str,
         body: event_body,
+        request: Request,
         client: TemporalDep,
         policy: PolicyDep,
         principal: Service,
     ) -> EventAccepted:
         description = await describe_process(client, process_id, principal)
         process = process_named(description.typed_search_attributes.get(PROCESS))
-        event = check_event(process, body, policy)
+        sent = (await request.json()).get("data", {})  # as sent: the workflow reads it so
+        event = check_event(process, body.type, sent, policy)
         ensure_running(description)
         handle = client.get_workflow_handle(process_id, run_id=description.run_id)
         try:
