@@ -87,7 +87,7 @@ async def test_renewal_without_a_known_contact_or_with_unknown_owner_is_refused(
 
     assert unknown_owner.status_code == missing.status_code == past.status_code == 422
     assert unknown_owner.headers["content-type"] == "application/problem+json"
-    assert "unknown staff id 'nobody'" in unknown_owner.json()["detail"]
+    assert "body.owner: Input should be 'mgr-hana'" in unknown_owner.json()["detail"]
     assert missing.json()["errors"][0]["loc"] == ["body", "contact_email"]
 
 
