@@ -21,7 +21,7 @@ from temporalio.client import Client
 
 from crm.platform.principals import new_api_key, write_api_keys_file
 from workflows.common import SEARCH_ATTRIBUTES
-from workflows.onboarding import OnboardingInput, onboarding_id
+from workflows.onboarding_types import OnboardingInput, onboarding_id
 
 BIN_DIR = Path(sys.executable).parent
 

@@ -31,8 +31,9 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
 from bench.harness import api_server, bench_api_key, crmflow_env, temporal_server
+from crm.domain.schedules import OnboardingSchedule
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
-from workflows.onboarding import OnboardingInput, OnboardingSchedule, onboarding_id
+from workflows.onboarding_types import OnboardingInput, onboarding_id
 
 
 async def timed(count: int, concurrency: int, start_one: Callable[[int], Awaitable[None]]) -> float:

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from crm.domain.calendar import BusinessCalendar, CalendarError, CalendarSpec
+from crm.domain.schedules import OnboardingSchedule, schedule_days_problem
 from crm.policy.leads import LeadPolicy
 from crm.policy.sla import SlaPolicy
 
@@ -68,16 +69,24 @@ class CalendarPolicy(BaseModel):
         )
 
 
+#: The schedule of a run the policy file says nothing about: the defaults of the section.
+_ONBOARDING_DEFAULTS = OnboardingSchedule()
+
+
 class OnboardingPolicy(BaseModel):
-    """When onboarding nudges, flags risk and gives up, and who owns which plan."""
+    """When onboarding nudges, flags risk and gives up, and who owns which plan.
+
+    The days and milestones default to ``OnboardingSchedule``'s; ``schedule()``
+    is what a run receives.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kickoff_business_days: int = Field(default=2, ge=1)
-    nudge_days: tuple[int, ...] = (3, 7)
-    at_risk_day: int = Field(default=10, ge=1)
-    stall_day: int = Field(default=30, ge=1)
-    milestones: tuple[str, ...] = ("account_configured", "first_value")
+    kickoff_business_days: int = Field(default=_ONBOARDING_DEFAULTS.kickoff_business_days, ge=1)
+    nudge_days: tuple[int, ...] = tuple(_ONBOARDING_DEFAULTS.nudge_days)
+    at_risk_day: int = Field(default=_ONBOARDING_DEFAULTS.at_risk_day, ge=1)
+    stall_day: int = Field(default=_ONBOARDING_DEFAULTS.stall_day, ge=1)
+    milestones: tuple[str, ...] = tuple(_ONBOARDING_DEFAULTS.milestones)
     calendar: CalendarPolicy = Field(default_factory=CalendarPolicy)
     csm_pools: dict[str, str] = Field(
         default_factory=lambda: {
@@ -89,11 +98,9 @@ class OnboardingPolicy(BaseModel):
 
     @model_validator(mode="after")
     def _days_in_order(self) -> OnboardingPolicy:
-        days = [*self.nudge_days, self.at_risk_day, self.stall_day]
-        if any(later <= earlier for earlier, later in itertools.pairwise(days)):
-            raise ValueError(
-                f"nudge_days, at_risk_day and stall_day must be strictly increasing, got {days}"
-            )
+        days = self.schedule().days()
+        if problem := schedule_days_problem(days, "nudge_days, at_risk_day and stall_day"):
+            raise ValueError(problem)
         if not self.milestones:
             raise ValueError("milestones must name at least one activation milestone")
         return self
@@ -102,6 +109,17 @@ class OnboardingPolicy(BaseModel):
     def plans(self) -> tuple[str, ...]:
         """The plans a customer may be on: those with a CSM pool."""
         return tuple(self.csm_pools)
+
+    def schedule(self) -> OnboardingSchedule:
+        """The plain-data schedule an onboarding runs on, in its input."""
+        return OnboardingSchedule(
+            kickoff_business_days=self.kickoff_business_days,
+            nudge_days=list(self.nudge_days),
+            at_risk_day=self.at_risk_day,
+            stall_day=self.stall_day,
+            milestones=list(self.milestones),
+            calendar=self.calendar.spec(),
+        )
 
 
 def _default_staff() -> tuple[StaffMember, ...]:

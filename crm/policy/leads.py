@@ -31,7 +31,6 @@ A rule's ``fact`` is one of ``title``, ``industry``, ``source``, ``country``,
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import asdict
 from typing import Literal
 
@@ -49,6 +48,7 @@ from crm.domain.lead_scoring import (
     validate_rule,
 )
 from crm.domain.leads import LeadTerms, Territory, quiet_hours_calendar
+from crm.domain.schedules import schedule_days_problem
 
 Fact = Literal["title", "industry", "source", "country", "event", "employees"]
 
@@ -205,13 +205,8 @@ class LeadPolicy(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> LeadPolicy:
         days = [*self.follow_up_days, self.unresponsive_day]
-        if any(day < 1 for day in days) or any(
-            later <= earlier for earlier, later in itertools.pairwise(days)
-        ):
-            raise ValueError(
-                "follow_up_days and unresponsive_day must be positive and strictly "
-                f"increasing, got {days}"
-            )
+        if problem := schedule_days_problem(days, "follow_up_days and unresponsive_day"):
+            raise ValueError(problem)
         if self.fallback_territory not in self.territories:
             raise ValueError(
                 f"fallback_territory {self.fallback_territory!r} is not one of the "

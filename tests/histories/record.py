@@ -62,7 +62,8 @@ from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import ApprovalDecision, approval_id
 from workflows.common import SEARCH_ATTRIBUTES, ProcessEvent
 from workflows.lead import LeadWorkflow
-from workflows.onboarding import OnboardingInput, OnboardingWorkflow
+from workflows.onboarding import OnboardingWorkflow
+from workflows.onboarding_types import OnboardingInput
 from workflows.renewal import RenewalWorkflow
 from workflows.renewal_types import renewal_id
 

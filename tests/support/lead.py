@@ -20,7 +20,8 @@ from crm.store.db import Database
 from crm.store.models import Lead, MarketingListEntry, Task
 from devstack.mailsink import StoredMessage, read_messages
 from workflows.common import ProcessEvent
-from workflows.lead import LeadInput, LeadResult, LeadWorkflow, lead_process_id
+from workflows.lead import LeadWorkflow
+from workflows.lead_types import LeadInput, LeadResult, lead_process_id
 
 LeadHandle = WorkflowHandle[LeadWorkflow, LeadResult]
 

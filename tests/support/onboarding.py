@@ -17,17 +17,13 @@ from typing import Any
 from sqlmodel import col, select
 from temporalio.client import Client, WorkflowHandle
 
+from crm.domain.schedules import OnboardingSchedule
 from crm.store.db import Database
 from crm.store.models import Assignment, AuditEntry, Customer, OutboundEmail, Task
 from devstack.mailsink import StoredMessage, read_messages
 from workflows.common import ProcessEvent, ProcessState
-from workflows.onboarding import (
-    OnboardingInput,
-    OnboardingResult,
-    OnboardingSchedule,
-    OnboardingWorkflow,
-    onboarding_id,
-)
+from workflows.onboarding import OnboardingWorkflow
+from workflows.onboarding_types import OnboardingInput, OnboardingResult, onboarding_id
 
 OnboardingHandle = WorkflowHandle[OnboardingWorkflow, OnboardingResult]
 

@@ -144,8 +144,7 @@ def test_territory_is_chosen_by_country_with_a_fallback() -> None:
         ),
         (
             "follow_up_days: [5, 2, 10]",
-            "follow_up_days and unresponsive_day must be positive and strictly increasing, "
-            "got [5, 2, 10, 14]",
+            "follow_up_days and unresponsive_day must be strictly increasing, got [5, 2, 10, 14]",
         ),
         (
             "quiet_hours: {send_window: '18:00-08:00'}",

@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from crm.domain.calendar import BusinessCalendar, CalendarSpec
+from crm.domain.schedules import OnboardingSchedule
 from crm.platform.settings import Settings
 from crm.policy import Policy
 from crm.store.db import Database
@@ -36,7 +37,8 @@ from tests.support.onboarding import (
 from tests.support.servers import free_port
 from worker.main import running_worker
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
-from workflows.onboarding import OnboardingSchedule, OnboardingWorkflow, onboarding_id
+from workflows.onboarding import OnboardingWorkflow
+from workflows.onboarding_types import onboarding_id
 
 
 @pytest.mark.usefixtures("worker")
