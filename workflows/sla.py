@@ -17,17 +17,16 @@ The process a support team runs for every ticket (``sla-{ticket_id}``):
 4. At the end record the outcome: met or breached per clock, the business time
    used and every escalation.
 
-The run sleeps until the next of those deadlines, computed from the business
-time used so far, and plans again whenever an event arrives. The thresholds
-and targets are policy (``crm.domain.sla.SlaTerms``), resolved per customer tier
-before the run starts.
+The run sleeps until the next of those deadlines and plans again whenever an
+event arrives; the clocks and what they reached are kept by
+``crm.domain.ticket_clocks.TicketClocks``. The thresholds and targets are policy
+(``crm.domain.sla.SlaTerms``), resolved per customer tier before the run starts.
 """
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -37,25 +36,10 @@ from workflows.retries import RECORD_RETRY
 from workflows.steps import ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
-    from crm.domain.calendar import BusinessCalendar, CalendarError
-    from crm.domain.sla import (
-        BREACH,
-        CLOCKS,
-        FIRST_RESPONSE,
-        LEVELS,
-        MANAGER,
-        WARNING,
-        SlaClock,
-        SlaTerms,
-        format_business_time,
-        format_local_time,
-    )
-    from workflows.common import (
-        SLA_STATE,
-        TICKET_PRIORITY,
-        ProcessEvent,
-        ProcessState,
-    )
+    from crm.domain.calendar import BusinessCalendar
+    from crm.domain.sla import BREACH, CLOCK_LABELS, MANAGER, WARNING, SlaClock
+    from crm.domain.ticket_clocks import TicketClocks
+    from workflows.common import SLA_STATE, TICKET_PRIORITY, ProcessEvent, ProcessState, event_data
     from workflows.contracts import (
         ASSIGN_OWNER,
         LOOK_UP_STAFF,
@@ -70,21 +54,16 @@ with workflow.unsafe.imports_passed_through():
         StaffContact,
         StaffLookup,
     )
+    from workflows.sla_types import (
+        EVENT_DATA,
+        EVENT_TYPES,
+        PriorityChanged,
+        StatusChanged,
+        TicketInput,
+        TicketSlaResult,
+    )
 
 PROCESS_NAME = "sla"
-
-#: Events a ticket SLA accepts; ``status_changed`` and ``priority_changed`` carry data.
-EVENT_TYPES: tuple[str, ...] = (
-    "agent_replied",
-    "status_changed",
-    "priority_changed",
-    "resolved",
-    "closed",
-)
-PENDING_CUSTOMER = "pending_customer"
-OPEN = "open"
-
-CLOCK_LABELS = {FIRST_RESPONSE: "first response", "resolution": "resolution"}
 
 #: Staff look-ups read the policy: an unknown id will not appear on retry.
 LOOKUP_RETRY = RetryPolicy(
@@ -92,42 +71,6 @@ LOOKUP_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=["InvalidInput"],
 )
-
-
-@dataclass
-class TicketInput:
-    """A ticket that was opened; ``terms`` are the SLA terms of the customer's tier.
-
-    ``created_at`` is when the helpdesk opened it (default: when the run
-    starts); the clocks count from then.
-    """
-
-    ticket_id: str
-    customer_id: str
-    subject: str
-    priority: str
-    terms: SlaTerms
-    created_at: datetime | None = None
-    tier: str | None = None
-    skills: list[str] = field(default_factory=list)
-
-
-@dataclass
-class TicketSlaResult:
-    """How the ticket's SLA ended (``resolved``, ``closed``) and what it took."""
-
-    ticket_id: str
-    outcome: str
-    priority: str
-    sla_state: str
-    assignee_id: str | None
-    clocks: list[SlaClockOutcome]
-    escalations: list[dict[str, Any]]
-
-
-def sla_id(ticket_id: str) -> str:
-    """The workflow id of a ticket's SLA process, its business key."""
-    return f"sla-{ticket_id}"
 
 
 @workflow.defn
@@ -138,32 +81,18 @@ class TicketSlaWorkflow(ProcessSteps):
     def __init__(self, ticket: TicketInput) -> None:
         super().__init__(process=PROCESS_NAME, customer_id=ticket.customer_id)
         self._ticket = ticket
-        self._terms = ticket.terms
-        self._priority = ticket.priority
-        self._problems = _problems_with(ticket)
-        self._status = OPEN
-        self._outcome: str | None = None
+        self._problems = ticket.problems()
+        self._sla = TicketClocks(
+            ticket.terms, ticket.priority, created_at=ticket.created_at, now=workflow.now()
+        )
         self._changed = False
         self._assignee: Assignment | None = None
         self._lead: StaffContact | None = None
         self._reassigned = False
-        self._escalations: list[dict[str, Any]] = []
         self._events: list[ProcessEvent] = []
         self._events_recorded = 0
-        self._breach_due: dict[str, datetime] = {}
         self._shown_sla_state = ""
         self._shown_priority = ""
-        now = workflow.now()
-        opened = _aware(ticket.created_at) if ticket.created_at else now
-        self._opened = min(opened, now)
-        self._clocks: dict[str, SlaClock] = {}
-        if not self._problems:
-            calendar = self._terms.calendar_for(self._priority)
-            targets = self._terms.targets[self._priority]
-            self._clocks = {
-                name: SlaClock(name, targets.target(name), calendar, self._opened)
-                for name in CLOCKS
-            }
 
     @workflow.run
     async def run(self, ticket: TicketInput) -> TicketSlaResult:
@@ -186,26 +115,19 @@ class TicketSlaWorkflow(ProcessSteps):
         await self._finish()
         return TicketSlaResult(
             ticket_id=ticket.ticket_id,
-            outcome=self._outcome or "unknown",
-            priority=self._priority,
-            sla_state=self._sla_state(),
+            outcome=self._sla.outcome or "unknown",
+            priority=self._sla.priority,
+            sla_state=self._sla.state(workflow.now()),
             assignee_id=self._assignee.assignee_id if self._assignee else None,
             clocks=self._clock_outcomes(),
-            escalations=list(self._escalations),
+            escalations=list(self._sla.escalations),
         )
 
     @workflow.signal
     def event(self, event: ProcessEvent) -> None:
-        """Apply a ticket event to the clocks at the moment it arrives.
-
-        ``agent_replied`` stops the first-response clock; ``status_changed``
-        (``data.status``: ``pending_customer`` or ``open``) pauses or resumes
-        both; ``priority_changed`` (``data.priority``) swaps the targets;
-        ``resolved`` and ``closed`` stop both and end the process. Other
-        events, and events after the end, are noted and ignored.
-        """
-        now = workflow.now()
-        ignored = self._apply(event, now)
+        """Apply a ticket event (``EVENT_DATA``) to the clocks at the moment it arrives; other
+        events, data that does not fit and events after the end are noted and ignored."""
+        ignored = self._apply(event, workflow.now())
         if ignored:
             workflow.logger.warning("ticket SLA ignores event %r: %s", event.type, ignored)
             self._show_step(f"ignored:{event.type}", ignored)
@@ -216,47 +138,42 @@ class TicketSlaWorkflow(ProcessSteps):
 
     @workflow.query
     def state(self) -> ProcessState:
-        """Stage, what the ticket waits for, due times and the business time left per clock.
-
-        Business time used and remaining is as of the run's last activity
-        (``details.as_of``); the due times are exact.
-        """
+        """Stage, what the ticket waits for, due times and the business time left per clock,
+        as of the run's last activity (``details.as_of``); the due times are exact."""
         now = workflow.now()
-        self._state.waiting_for = self._waiting_for()
-        self._state.due = self._due_times()
+        self._state.waiting_for = self._sla.waiting_for()
+        self._state.due = self._sla.due_times()
         self._state.details = {
             "ticket_id": self._ticket.ticket_id,
             "subject": self._ticket.subject,
-            "priority": self._priority,
+            "priority": self._sla.priority,
             "tier": self._ticket.tier,
-            "timezone": self._terms.calendar.timezone,
-            "status": self._outcome or self._status,
-            "sla_state": self._sla_state(),
+            "timezone": self._ticket.terms.calendar.timezone,
+            "status": self._sla.outcome or self._sla.status,
+            "sla_state": self._sla.state(now),
             "assignee_id": self._assignee.assignee_id if self._assignee else None,
-            "opened_at": self._opened.isoformat(),
+            "opened_at": self._sla.opened.isoformat(),
             "as_of": now.isoformat(),
-            "clocks": {
-                name: self._describe_clock(clock, now) for name, clock in self._clocks.items()
-            },
-            "escalations": list(self._escalations),
+            "clocks": self._sla.describe(now),
+            "escalations": list(self._sla.escalations),
         }
         return self._state
 
     # The steps of the process, in order.
 
     async def _assign_ticket(self) -> None:
-        self._assignee = await self._assign("assign", self._terms.pool)
+        self._assignee = await self._assign("assign", self._ticket.terms.pool)
         self._show_step("assign", self._assignee.assignee_id)
         await self._audit_step("assign", {"assignee_id": self._assignee.assignee_id})
 
     async def _watch_clocks_until_resolved(self) -> None:
-        while self._outcome is None:
+        while self._sla.outcome is None:
             self._changed = False
             self._show_live_state()
             await self._escalate_levels_reached()
             await self._record_new_events()
             self._show_live_state()
-            deadline = self._next_deadline()
+            deadline = self._sla.next_deadline()
             timeout = None if deadline is None else deadline[0] - workflow.now()
             if timeout is not None and timeout <= timedelta(0):
                 continue
@@ -269,82 +186,49 @@ class TicketSlaWorkflow(ProcessSteps):
         await self._record_new_events()
 
     async def _escalate_levels_reached(self) -> None:
-        """Act on every level a clock has reached since the last look, lowest first.
-
-        A warning that is overtaken by the breach in the same instant (a raised
-        priority, a ticket opened long ago) is marked reached but not sent.
-        """
+        """Act on every level a clock has reached since the last look, lowest first."""
         now = workflow.now()
-        for clock in self._clocks.values():
-            if clock.stopped:
-                continue
-            reached = [
-                level
-                for level in LEVELS
-                if level not in clock.reached and clock.reached_at(self._terms.fraction(level), now)
-            ]
-            for level in reached:
-                clock.reached[level] = now
-            if BREACH in reached and WARNING in reached:
-                reached.remove(WARNING)
+        for clock in self._sla.clocks.values():
+            reached = self._sla.reach_levels(clock.name, now)
+            if reached.warning_overtaken:
                 self._show_step(f"{clock.name}_warning", "skipped: breached at the same time")
-            for level in reached:
-                await self._escalate(clock, level)
-
-    async def _escalate(self, clock: SlaClock, level: str) -> None:
-        if level == WARNING:
-            await self._warn_assignee(clock)
-        elif level == BREACH:
-            await self._escalate_to_team_lead(clock)
-        elif level == MANAGER:
-            await self._escalate_to_manager(clock)
+            for level in reached.levels:
+                if level == WARNING:
+                    await self._warn_assignee(clock)
+                elif level == BREACH:
+                    await self._escalate_to_team_lead(clock)
+                elif level == MANAGER:
+                    await self._escalate_to_manager(clock)
 
     async def _warn_assignee(self, clock: SlaClock) -> None:
         assignee = self._assignee_or_fail()
         step = f"{clock.name}_warning"
         due = clock.due(1.0) or workflow.now()
-        await self._send_email(
-            step,
-            "sla_warning",
-            assignee.assignee_email,
-            clock,
-            due,
-            {
-                "recipient_name": assignee.assignee_name,
-            },
-        )
+        context = {"recipient_name": assignee.assignee_name}
+        await self._send_email(step, "sla_warning", assignee.assignee_email, clock, due, context)
         await self._notify(
             step,
             assignee.assignee_id,
             f"Ticket {self._ticket.ticket_id}: {CLOCK_LABELS[clock.name]} due "
-            f"{format_local_time(due, self._terms.calendar.timezone)}",
+            f"{self._sla.local_time(due)}",
         )
-        self._escalations.append(self._escalation(clock, WARNING, assignee.assignee_id))
+        self._sla.record_escalation(clock.name, WARNING, assignee.assignee_id)
 
     async def _escalate_to_team_lead(self, clock: SlaClock) -> None:
         lead = await self._team_lead()
         step = f"{clock.name}_breach"
-        due = self._breach_due.get(clock.name, workflow.now())
+        due = self._sla.breach_due(clock.name, workflow.now())
         reassigned_to = await self._reassign_if_policy_says(step)
-        await self._send_email(
-            step,
-            "sla_breach",
-            lead.email,
-            clock,
-            due,
-            {
-                "recipient_name": lead.name,
-                "reassigned_to": reassigned_to,
-            },
-        )
+        context = {"recipient_name": lead.name, "reassigned_to": reassigned_to}
+        await self._send_email(step, "sla_breach", lead.email, clock, due, context)
         await self._create_task(
             step,
             lead.staff_id,
             f"SLA breached: ticket {self._ticket.ticket_id} {CLOCK_LABELS[clock.name]}",
-            detail=f'{self._priority} ticket "{self._ticket.subject}" was due '
-            f"{format_local_time(due, self._terms.calendar.timezone)}.",
+            detail=f'{self._sla.priority} ticket "{self._ticket.subject}" was due '
+            f"{self._sla.local_time(due)}.",
         )
-        self._escalations.append(self._escalation(clock, BREACH, lead.staff_id))
+        self._sla.record_escalation(clock.name, BREACH, lead.staff_id)
 
     async def _escalate_to_manager(self, clock: SlaClock) -> None:
         lead = await self._team_lead()
@@ -353,29 +237,20 @@ class TicketSlaWorkflow(ProcessSteps):
             self._show_step(step, f"not sent: team lead {lead.staff_id} has no manager")
             return
         manager = await self._look_up(lead.manager_id)
-        due = self._breach_due.get(clock.name, workflow.now())
-        await self._send_email(
-            step,
-            "sla_escalation",
-            manager.email,
-            clock,
-            due,
-            {
-                "recipient_name": manager.name,
-                "lead_name": lead.name,
-            },
-        )
+        due = self._sla.breach_due(clock.name, workflow.now())
+        context = {"recipient_name": manager.name, "lead_name": lead.name}
+        await self._send_email(step, "sla_escalation", manager.email, clock, due, context)
         await self._create_task(
             step,
             manager.staff_id,
             f"SLA escalation: ticket {self._ticket.ticket_id} {CLOCK_LABELS[clock.name]} at "
-            f"{round(self._terms.manager_at * 100)}%",
+            f"{round(self._ticket.terms.manager_at * 100)}%",
             detail=f"Team lead {lead.name} was notified at the breach.",
         )
-        self._escalations.append(self._escalation(clock, MANAGER, manager.staff_id))
+        self._sla.record_escalation(clock.name, MANAGER, manager.staff_id)
 
     async def _reassign_if_policy_says(self, step: str) -> str | None:
-        pool = self._terms.reassign_pool
+        pool = self._ticket.terms.reassign_pool
         if pool is None or self._reassigned:
             return None
         self._reassigned = True
@@ -395,7 +270,7 @@ class TicketSlaWorkflow(ProcessSteps):
         return self._assignee.assignee_name
 
     async def _finish(self) -> None:
-        outcome = self._outcome or "unknown"
+        outcome = self._sla.outcome or "unknown"
         self._state.outcome = outcome
         self._set_stage(outcome)
         self._show_live_state()
@@ -405,182 +280,71 @@ class TicketSlaWorkflow(ProcessSteps):
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _close_as_cancelled(self) -> None:
-        now = workflow.now()
-        for clock in self._clocks.values():
-            clock.stop(now)
-        self._outcome = "cancelled"
+        self._sla.end("cancelled", workflow.now())
         self._state.outcome = "cancelled"
         self._set_stage("cancelled")
         await self._record_outcome("cancelled")
         if self._assignee is not None:
             await self._release(self._assignee)
 
-    # Clock bookkeeping: pure updates of the workflow's fields.
+    # Events and the visible state.
 
     def _apply(self, event: ProcessEvent, now: datetime) -> str:
         """Apply ``event`` at ``now``; the reason it was ignored, or "" if applied."""
-        if self._outcome is not None:
-            return f"the ticket is already {self._outcome}"
-        if not self._clocks:
+        if self._sla.outcome is not None:
+            return f"the ticket is already {self._sla.outcome}"
+        if self._problems:
             return "the ticket input is invalid"
-        if event.type == "agent_replied":
-            self._clocks[FIRST_RESPONSE].stop(now)
-        elif event.type == "status_changed":
-            status = event.data.get("status")
-            if status == PENDING_CUSTOMER:
-                for clock in self._clocks.values():
-                    clock.pause(now)
-            elif status == OPEN:
-                for clock in self._clocks.values():
-                    clock.resume(now)
-            else:
-                return f"status must be {PENDING_CUSTOMER!r} or {OPEN!r}, got {status!r}"
-            self._status = status
-        elif event.type == "priority_changed":
-            priority = event.data.get("priority")
-            if priority not in self._terms.targets:
-                return f"unknown priority {priority!r}; known: {list(self._terms.targets)}"
-            self._priority = priority
-            calendar = self._terms.calendar_for(priority)
-            for clock in self._clocks.values():
-                if not clock.stopped:
-                    clock.retarget(self._terms.targets[priority].target(clock.name), calendar, now)
-        elif event.type in ("resolved", "closed"):
-            for clock in self._clocks.values():
-                clock.stop(now)
-            self._outcome = event.type
-        else:
+        if event.type not in EVENT_DATA:
             return f"not a ticket event; accepted: {list(EVENT_TYPES)}"
+        data_type = EVENT_DATA[event.type]
+        try:
+            data = None if data_type is None else event_data(data_type, event)
+        except (TypeError, ValueError) as err:
+            cause = f" ({err.__cause__})" if err.__cause__ else ""
+            return f"data does not fit {event.type}: {err}{cause}"
+        try:
+            if isinstance(data, StatusChanged):
+                self._sla.set_status(data.status, now)
+            elif isinstance(data, PriorityChanged):
+                self._sla.change_priority(data.priority, now)
+            elif event.type == "agent_replied":
+                self._sla.reply(now)
+            elif event.type in ("resolved", "closed"):
+                self._sla.end(event.type, now)
+        except ValueError as err:  # a priority the ticket's terms do not know
+            return str(err)
         return ""
-
-    def _next_deadline(self) -> tuple[datetime, str] | None:
-        """The next level any running clock reaches, and what it is."""
-        deadlines: list[tuple[datetime, str]] = []
-        for clock in self._clocks.values():
-            breach = clock.due(1.0)
-            if breach is not None and BREACH not in clock.reached:
-                self._breach_due[clock.name] = breach
-            for level in LEVELS:
-                due = clock.due(self._terms.fraction(level))
-                if due is not None and level not in clock.reached:
-                    deadlines.append((due, f"{CLOCK_LABELS[clock.name]} {level}"))
-                    break
-        return min(deadlines) if deadlines else None
-
-    def _sla_state(self) -> str:
-        """``met`` or ``breached`` once ended; else breached, paused, warning or on_track.
-
-        A breach sticks: a ticket that breached a clock stays ``breached``
-        even while paused.
-        """
-        now = workflow.now()
-        if self._outcome is not None:
-            met = all(clock.met(now) for clock in self._clocks.values())
-            return "met" if met else "breached"
-        if any(BREACH in clock.reached for clock in self._clocks.values()):
-            return "breached"
-        if self._status == PENDING_CUSTOMER:
-            return "paused"
-        warned = any(
-            WARNING in clock.reached
-            and not clock.stopped
-            and clock.reached_at(self._terms.warning_at, now)
-            for clock in self._clocks.values()
-        )
-        return "warning" if warned else "on_track"
 
     def _show_live_state(self) -> None:
         """Keep the search attributes, stage and UI details in step with the clocks."""
-        sla_state = self._sla_state()
+        now = workflow.now()
+        sla_state = self._sla.state(now)
         updates = []
         if sla_state != self._shown_sla_state:
             updates.append(SLA_STATE.value_set(sla_state))
             self._shown_sla_state = sla_state
-        if self._priority != self._shown_priority:
-            updates.append(TICKET_PRIORITY.value_set(self._priority))
-            self._shown_priority = self._priority
+        if self._sla.priority != self._shown_priority:
+            updates.append(TICKET_PRIORITY.value_set(self._sla.priority))
+            self._shown_priority = self._sla.priority
         if updates:
             workflow.upsert_search_attributes(updates)
-        if self._outcome is None:
-            if self._status == PENDING_CUSTOMER:
-                stage = "pending_customer"
-            elif not self._clocks[FIRST_RESPONSE].stopped:
-                stage = "awaiting_first_response"
-            else:
-                stage = "awaiting_resolution"
-            if self._state.stage != stage and self._assignee is not None:
-                self._set_stage(stage)
-        due = self._due_times()
-        timezone = self._terms.calendar.timezone
-        workflow.set_current_details(
-            f"{self._priority} ticket, SLA {sla_state}. "
-            + (
-                " ".join(
-                    f"{name.replace('_', ' ')} due {format_local_time(at, timezone)}."
-                    for name, at in due.items()
-                    if name.endswith("_breach")
-                )
-                or "Clocks paused or stopped."
-            )
-        )
-
-    def _due_times(self) -> dict[str, datetime]:
-        due: dict[str, datetime] = {}
-        for clock in self._clocks.values():
-            for level in LEVELS:
-                at = clock.due(self._terms.fraction(level))
-                if at is not None and level not in clock.reached:
-                    due[f"{clock.name}_{level}"] = at
-        return due
-
-    def _waiting_for(self) -> list[str]:
-        if self._outcome is not None:
-            return []
-        if self._status == PENDING_CUSTOMER:
-            return ["status_changed:open", "resolved", "closed"]
-        first = [] if self._clocks[FIRST_RESPONSE].stopped else ["agent_replied"]
-        return [*first, "resolved", "closed"]
-
-    def _describe_clock(self, clock: SlaClock, now: datetime) -> dict[str, Any]:
-        used = clock.used_at(now)
-        remaining = clock.target - used
-        due = clock.due(1.0)
-        return {
-            "state": "stopped" if clock.stopped else "running" if clock.running else "paused",
-            "status": "met" if clock.met(now) else "breached",
-            "target": format_business_time(clock.target),
-            "target_seconds": clock.target.total_seconds(),
-            "used": format_business_time(used),
-            "used_seconds": used.total_seconds(),
-            "remaining": format_business_time(max(remaining, timedelta(0))),
-            "remaining_seconds": max(remaining, timedelta(0)).total_seconds(),
-            "overdue_seconds": max(-remaining, timedelta(0)).total_seconds(),
-            "due": due.isoformat() if due and BREACH not in clock.reached else None,
-            "levels_reached": {level: at.isoformat() for level, at in clock.reached.items()},
-        }
+        if self._sla.outcome is None and self._assignee is not None:
+            self._set_stage(self._sla.stage())
+        workflow.set_current_details(self._sla.summary(now))
 
     def _clock_outcomes(self) -> list[SlaClockOutcome]:
         now = workflow.now()
         return [
             SlaClockOutcome(
                 clock=clock.name,
-                status="met" if clock.met(now) else "breached",
+                status=clock.status(now),
                 target_seconds=clock.target.total_seconds(),
                 used_seconds=clock.used_at(now).total_seconds(),
-                levels_reached=[level for level in LEVELS if level in clock.reached],
+                levels_reached=clock.levels_reached,
             )
-            for clock in self._clocks.values()
+            for clock in self._sla.clocks.values()
         ]
-
-    def _escalation(self, clock: SlaClock, level: str, to: str) -> dict[str, Any]:
-        reached = clock.reached.get(level, workflow.now())
-        return {
-            "clock": clock.name,
-            "level": level,
-            "to": to,
-            "at": reached.isoformat(),
-            "used_seconds": clock.used_at(reached).total_seconds(),
-        }
 
     # Helpers: each a single activity call or a change of the visible state.
 
@@ -638,11 +402,8 @@ class TicketSlaWorkflow(ProcessSteps):
         to: str,
         clock: SlaClock,
         due: datetime,
-        context: dict[str, object],
+        context: Mapping[str, object],
     ) -> None:
-        now = workflow.now()
-        used = clock.used_at(now)
-        assignee = self._assignee_or_fail()
         await self._email(
             step,
             EmailRequest(
@@ -654,14 +415,8 @@ class TicketSlaWorkflow(ProcessSteps):
                     "ticket_id": self._ticket.ticket_id,
                     "customer_id": self._ticket.customer_id,
                     "subject": self._ticket.subject,
-                    "priority": self._priority,
-                    "clock_label": CLOCK_LABELS[clock.name],
-                    "target": format_business_time(clock.target),
-                    "used": format_business_time(used),
-                    "percent_used": round(100 * used / clock.target),
-                    "due_local": format_local_time(due, self._terms.calendar.timezone),
-                    "timezone": self._terms.calendar.timezone,
-                    "assignee_name": assignee.assignee_name,
+                    **self._sla.email_facts(clock.name, due, workflow.now()),
+                    "assignee_name": self._assignee_or_fail().assignee_name,
                     **context,
                 },
             ),
@@ -704,6 +459,7 @@ class TicketSlaWorkflow(ProcessSteps):
             )
 
     async def _record_outcome(self, outcome: str) -> None:
+        now = workflow.now()
         await workflow.execute_activity(
             RECORD_SLA_OUTCOME,
             SlaOutcomeRecord(
@@ -711,19 +467,19 @@ class TicketSlaWorkflow(ProcessSteps):
                 process_id=self._process_id,
                 ticket_id=self._ticket.ticket_id,
                 customer_id=self._ticket.customer_id,
-                priority=self._priority,
+                priority=self._sla.priority,
                 tier=self._ticket.tier,
                 assignee_id=self._assignee.assignee_id if self._assignee else None,
                 outcome=outcome,
                 clocks=self._clock_outcomes(),
-                escalations=list(self._escalations),
-                ended_at=workflow.now(),
+                escalations=list(self._sla.escalations),
+                ended_at=now,
             ),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RECORD_RETRY,
-            summary=f"SLA outcome: {outcome}, {self._sla_state()}",
+            summary=f"SLA outcome: {outcome}, {self._sla.state(now)}",
         )
-        self._show_step("sla_outcome", f"{outcome}: {self._sla_state()}")
+        self._show_step("sla_outcome", f"{outcome}: {self._sla.state(workflow.now())}")
 
     def _set_stage(self, stage: str, *, searchable: bool = True) -> None:
         if self._state.stage != stage:  # re-planning often lands on the same stage
@@ -737,31 +493,5 @@ class TicketSlaWorkflow(ProcessSteps):
         return self._assignee
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _describe_event(event: ProcessEvent) -> str:
     return ", ".join(f"{name}={value}" for name, value in sorted(event.data.items()))
-
-
-def _problems_with(ticket: TicketInput) -> list[str]:
-    problems = [
-        f"{name} is required"
-        for name in ("ticket_id", "customer_id", "priority")
-        if not str(getattr(ticket, name)).strip()
-    ]
-    terms = ticket.terms
-    if ticket.priority not in terms.targets:
-        problems.append(f"unknown priority {ticket.priority!r}; known: {list(terms.targets)}")
-    if not 0 < terms.warning_at < 1 < terms.manager_at:
-        problems.append("terms must satisfy 0 < warning_at < 1 < manager_at")
-    if any(
-        t.first_response_seconds <= 0 or t.resolution_seconds <= 0 for t in terms.targets.values()
-    ):
-        problems.append("targets must be positive")
-    try:
-        BusinessCalendar.from_spec(terms.calendar)
-    except CalendarError as err:
-        problems.append(f"calendar: {err}")
-    return problems

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from crm.domain.calendar import BusinessCalendar, CalendarSpec
+from crm.domain.calendar import BusinessCalendar, CalendarError, CalendarSpec
 
 __all__ = [
     "BREACH",
     "CLOCKS",
+    "CLOCK_LABELS",
     "FIRST_RESPONSE",
     "LEVELS",
     "MANAGER",
@@ -34,6 +35,8 @@ __all__ = [
 FIRST_RESPONSE = "first_response"
 RESOLUTION = "resolution"
 CLOCKS: tuple[str, ...] = (FIRST_RESPONSE, RESOLUTION)
+#: The clocks as emails, tasks and timer summaries name them.
+CLOCK_LABELS = {FIRST_RESPONSE: "first response", RESOLUTION: "resolution"}
 
 WARNING = "warning"
 BREACH = "breach"
@@ -93,6 +96,24 @@ class SlaTerms:
         if self.targets[priority].around_the_clock:
             return BusinessCalendar.around_the_clock()
         return BusinessCalendar.from_spec(self.calendar)
+
+    def problems_for(self, priority: str) -> list[str]:
+        """Why these terms cannot time a ``priority`` ticket; empty when they can."""
+        problems = []
+        if priority not in self.targets:
+            problems.append(f"unknown priority {priority!r}; known: {list(self.targets)}")
+        if not 0 < self.warning_at < 1 < self.manager_at:
+            problems.append("terms must satisfy 0 < warning_at < 1 < manager_at")
+        if any(
+            t.first_response_seconds <= 0 or t.resolution_seconds <= 0
+            for t in self.targets.values()
+        ):
+            problems.append("targets must be positive")
+        try:
+            BusinessCalendar.from_spec(self.calendar)
+        except CalendarError as err:
+            problems.append(f"calendar: {err}")
+        return problems
 
 
 class SlaClock:
@@ -179,6 +200,15 @@ class SlaClock:
     def met(self, now: datetime) -> bool:
         """Whether the clock has stayed within its target up to ``now`` (or its stop)."""
         return self.used_at(now) <= self.target and BREACH not in self.reached
+
+    def status(self, now: datetime) -> str:
+        """``met`` while the clock is within its target up to ``now``, else ``breached``."""
+        return "met" if self.met(now) else "breached"
+
+    @property
+    def levels_reached(self) -> list[str]:
+        """The levels the clock has reached, lowest first."""
+        return [level for level in LEVELS if level in self.reached]
 
 
 def format_business_time(duration: timedelta) -> str:

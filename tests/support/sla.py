@@ -22,7 +22,8 @@ from crm.store.db import Database
 from crm.store.models import Notification, SlaOutcome, Task
 from devstack.mailsink import StoredMessage, read_messages
 from workflows.common import ProcessEvent, ProcessState
-from workflows.sla import TicketInput, TicketSlaResult, TicketSlaWorkflow, sla_id
+from workflows.sla import TicketSlaWorkflow
+from workflows.sla_types import TicketInput, TicketSlaResult, sla_id
 
 TicketHandle = WorkflowHandle[TicketSlaWorkflow, TicketSlaResult]
 

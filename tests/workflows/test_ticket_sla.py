@@ -39,7 +39,7 @@ from tests.support.sla import (
     ticket_input,
 )
 from workflows.common import SLA_STATE, TICKET_PRIORITY
-from workflows.sla import sla_id
+from workflows.sla_types import sla_id
 
 
 def steps(messages: list[StoredMessage]) -> list[str | None]:
