@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from api.problems import invalid_input
+from api.problems import Problem, invalid_input
 from crm.policy import Policy
 from processes import PROCESSES
 from processes.registry import EventType, ProcessDescriptor, one_of
@@ -65,13 +65,20 @@ def check_event(
 ) -> ProcessEvent:
     """The event ``name`` with ``data`` (as sent) to signal to a run of ``process``.
 
-    The body has been validated against the union already; this refuses, with
-    Problem 422, an event ``process`` does not take (naming ``type``) and data
-    its own dataclass refuses (naming ``data``), decoded as the workflow will.
+    The body has been validated against the union already. Raises Problem 409
+    for an event of another process's vocabulary (the body is valid; the run
+    is not one that takes it) and Problem 422 naming ``data`` for data its own
+    dataclass refuses, decoded as the workflow will.
     """
     accepted = process.event_types(policy) if process is not None else {}
     if name not in accepted:
-        raise invalid_input("type", f"unknown event type {name!r}; accepted: {list(accepted)}")
+        raise Problem(
+            409,
+            "event-not-accepted",
+            "The process does not take this event",
+            f"a {process.name if process else 'process'} run does not take {name!r}; "
+            f"it takes {list(accepted)}",
+        )
     event = ProcessEvent(type=name, data=data)
     data_type = accepted[name].data
     if data_type is not None:

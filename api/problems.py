@@ -131,7 +131,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _problem("The caller's role does not allow this"),
     404: _problem("No such resource"),
     409: _problem(
-        "The process has ended, the decision was already made, "
+        "The process has ended or does not take the event, the decision was already made, "
         "or the business key is another tenant's"
     ),
     413: _problem("Request body too large"),

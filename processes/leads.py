@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, create_model
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from crm.domain.calendar import CalendarError
 from crm.domain.leads import ENGAGEMENT_EVENTS
 from crm.policy import Policy
 from processes.registry import (
     BusinessKey,
+    Email,
     EventType,
     InvalidStart,
     Name,
@@ -37,7 +38,7 @@ class LeadCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lead_id: BusinessKey = Field(description="Your id of the lead; the business key.")
-    email: EmailStr
+    email: Email
     name: Name
     company: Name | None = Field(default=None, description="Default: from the email domain.")
     title: Name | None = Field(default=None, description="Job title, as given in the form.")

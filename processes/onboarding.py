@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from crm.policy import Policy
 from processes.registry import (
     BusinessKey,
+    Email,
     EventType,
     Name,
     ProcessDescriptor,
@@ -14,7 +15,8 @@ from processes.registry import (
     StartContext,
     one_of,
 )
-from workflows.onboarding import OnboardingInput, OnboardingSchedule, OnboardingWorkflow
+from workflows.onboarding import OnboardingWorkflow
+from workflows.onboarding_types import OnboardingInput
 
 
 class OnboardingCreate(BaseModel):
@@ -25,7 +27,7 @@ class OnboardingCreate(BaseModel):
     customer_id: BusinessKey = Field(description="Your id of the customer; the business key.")
     company_name: Name
     contact_name: Name
-    contact_email: EmailStr
+    contact_email: Email
     plan: str = Field(description="One of the plans of the policy.")
 
 
@@ -52,14 +54,7 @@ async def build(body: OnboardingCreate, context: StartContext) -> ProcessStart:
         contact_email=str(body.contact_email),
         plan=body.plan,
         csm_pool=terms.csm_pools[body.plan],
-        schedule=OnboardingSchedule(
-            kickoff_business_days=terms.kickoff_business_days,
-            nudge_days=list(terms.nudge_days),
-            at_risk_day=terms.at_risk_day,
-            stall_day=terms.stall_day,
-            milestones=list(terms.milestones),
-            calendar=terms.calendar.spec(),
-        ),
+        schedule=terms.schedule(),
     )
     return ProcessStart(
         business_key=body.customer_id,

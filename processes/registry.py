@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, StringConstraints
+import email_validator
+from pydantic import BaseModel, EmailStr, StringConstraints, WithJsonSchema
 from temporalio.common import SearchAttributeKey, SearchAttributePair
 
 from crm.platform.principals import TENANT_PATTERN, Principal
@@ -30,6 +31,26 @@ BusinessKey = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 ]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _either_case(word: str) -> str:
+    return "".join(f"[{letter.lower()}{letter.upper()}]" for letter in word)
+
+
+#: An email address mail can reach: not under a special-use domain (``.test``,
+#: ``.localhost``, ...), which the validator refuses; the OpenAPI document says so.
+Email = Annotated[
+    EmailStr,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "email",
+            "pattern": r"^(?!.*[@.](?:"
+            + "|".join(map(_either_case, email_validator.SPECIAL_USE_DOMAIN_NAMES))
+            + r")\.?$)",
+        }
+    ),
+]
 
 
 def one_of(values: Iterable[str]) -> Any:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from crm.policy import Policy
 from crm.store.models import Customer, as_utc
 from processes.registry import (
     BusinessKey,
+    Email,
     EventType,
     InvalidStart,
     Name,
@@ -46,7 +47,7 @@ class RenewalCreate(BaseModel):
     auto_renew: bool = Field(description="Whether the contract renews without a decision.")
     company_name: Name | None = Field(default=None, description="Default: the customer record.")
     contact_name: Name | None = Field(default=None, description="Default: the customer record.")
-    contact_email: EmailStr | None = Field(
+    contact_email: Email | None = Field(
         default=None, description="Where reminders go. Default: the customer record's contact."
     )
 

@@ -30,7 +30,6 @@ from workflows.steps import ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
     from crm.domain.calendar import BusinessCalendar
-    from crm.domain.schedules import OnboardingSchedule
     from workflows.common import ProcessEvent, ProcessState
     from workflows.contracts import (
         ASSIGN_OWNER,
@@ -46,8 +45,6 @@ with workflow.unsafe.imports_passed_through():
 
 #: The input's types are re-exported: processes/onboarding.py and the worker-crash test
 #: import them from here.
-__all__ = ["OnboardingInput", "OnboardingSchedule", "OnboardingWorkflow"]
-
 PROCESS_NAME = "onboarding"
 
 #: From this patch on, the first phase's passing steps (enriching, assigning,

@@ -102,8 +102,9 @@ def processes_router(policy: Policy) -> APIRouter:
 
 def _events_description(policy: Policy) -> str:
     lines = [
-        "Deliver a business event to a running process: 202; 422 for an event its process "
-        "does not take or data that does not fit; 409 if the run has ended. Events by process:",
+        "Deliver a business event to a running process: 202; 422 for an unknown event type "
+        "or data that does not fit it; 409 for an event the run's process does not take, "
+        "or when the run has ended. Events by process:",
         "",
     ]
     for process in PROCESSES:

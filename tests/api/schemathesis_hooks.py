@@ -37,7 +37,8 @@ def map_case(context: HookContext, case: Case[Any]) -> Case[Any]:
         renewal_date = _instant(body.get("renewal_date"))
         if renewal_date is None or renewal_date <= now + timedelta(days=1):
             body["renewal_date"] = (now + timedelta(days=400)).isoformat()
-        body.setdefault("contact_email", "ann.lee@acme-corp.io")
+        if body.get("contact_email") is None:
+            body["contact_email"] = "ann.lee@acme-corp.io"
     if case.method.upper() == "POST" and case.path == "/v1/tickets":
         created_at = _instant(body.get("created_at"))
         if created_at is not None and created_at > now:

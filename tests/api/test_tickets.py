@@ -120,9 +120,11 @@ async def test_ticket_through_the_api_warns_breaches_and_escalates_by_email(
     warned = datetime.fromisoformat(state["details"]["escalations"][0]["at"])
     assert (warned - opened).total_seconds() >= 1.5  # never early; late only by load
 
+    # An onboarding's event: a valid body, but not one a ticket's SLA takes.
     unknown = await api.post(f"/v1/processes/{process_id}/events", json={"type": "first_value"})
-    assert unknown.status_code == 422
+    assert unknown.status_code == 409
     assert unknown.headers["content-type"] == PROBLEM_JSON
+    assert unknown.json()["type"].endswith("event-not-accepted")
     for event in (
         {"type": "agent_replied"},
         {"type": "status_changed", "data": {"status": "pending_customer"}},

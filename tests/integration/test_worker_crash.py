@@ -44,7 +44,7 @@ from tests.support.onboarding import (
 )
 from tests.support.servers import free_port
 from workflows.contracts import SEND_EMAIL
-from workflows.onboarding import OnboardingInput
+from workflows.onboarding_types import OnboardingInput
 
 REPO = Path(__file__).resolve().parents[2]
 RUNS = 5
