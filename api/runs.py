@@ -7,6 +7,7 @@ going or has ended.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -176,12 +177,9 @@ async def view_process(
     state: dict[str, Any] | None = None
     state_error: str | None = None
     try:
-        answer = await client.get_workflow_handle(process_id, run_id=description.run_id).query(
-            "state", result_type=ProcessState, rpc_timeout=QUERY_TIMEOUT
-        )
-        state = asdict(answer)
-    except (RPCError, WorkflowQueryFailedError) as err:
-        state_error = f"state query not answered: {err}"
+        state = asdict(await query_state(client, process_id, description.run_id))
+    except StateUnanswered as err:
+        state_error = str(err)
     return ProcessView(
         process_id=process_id,
         run_id=description.run_id,
@@ -192,6 +190,29 @@ async def view_process(
         state=state,
         state_error=state_error,
     )
+
+
+class StateUnanswered(Exception):
+    """The ``state`` query got no answer: no worker in time, or the run could not answer."""
+
+
+async def query_state(client: Client, process_id: str, run_id: str | None = None) -> ProcessState:
+    """The run's answer to its ``state`` query, within ``QUERY_TIMEOUT`` in all.
+
+    The bound is on the whole call, the SDK's own retries included, so a read
+    of a run no worker answers for returns in time. Raises StateUnanswered.
+    """
+    handle = client.get_workflow_handle(process_id, run_id=run_id)
+    try:
+        async with asyncio.timeout(QUERY_TIMEOUT.total_seconds()):
+            state: ProcessState = await handle.query("state", result_type=ProcessState)
+            return state
+    except TimeoutError:
+        raise StateUnanswered(
+            f"state query not answered within {QUERY_TIMEOUT.total_seconds():g} s"
+        ) from None
+    except (RPCError, WorkflowQueryFailedError) as err:
+        raise StateUnanswered(f"state query not answered: {err}") from err
 
 
 def ensure_running(description: WorkflowExecutionDescription) -> None:

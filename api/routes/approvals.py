@@ -24,10 +24,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import Approver, ApproverOrSupport
 from api.deps import PolicyDep, TemporalDep
 from api.problems import Problem
-from api.runs import QUERY_TIMEOUT, describe_process, status_name
+from api.runs import StateUnanswered, describe_process, query_state, status_name
 from crm.platform.principals import Principal
 from workflows.approval_types import ApprovalDecision, ApprovalResult
-from workflows.common import APPROVAL_ASSIGNEE, PROCESS, ProcessState
+from workflows.common import APPROVAL_ASSIGNEE, PROCESS
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
 
@@ -153,10 +153,8 @@ async def decide(
 
 async def _view(client: Client, approval_id: str) -> ApprovalView | None:
     try:
-        state = await client.get_workflow_handle(approval_id).query(
-            "state", result_type=ProcessState, rpc_timeout=QUERY_TIMEOUT
-        )
-    except RPCError:
+        state = await query_state(client, approval_id)
+    except StateUnanswered:
         return None
     details = state.details
     decide_by = details.get("decide_by")
