@@ -19,6 +19,7 @@ from processes.registry import (
     ProcessStart,
     StartContext,
     TimeZone,
+    declare_events,
 )
 from workflows.lead import LeadWorkflow
 from workflows.lead_types import EVENT_DATA, LeadInput
@@ -98,16 +99,11 @@ async def build(body: LeadCreate, context: StartContext) -> ProcessStart:
 
 def events(policy: Policy) -> list[EventType]:
     """Engagement rescores and routes the lead; a stop ends every email to it."""
-    return [
-        EventType(
-            name,
-            data,
-            description="The lead engaged."
-            if name in ENGAGEMENT_EVENTS
-            else "Stop emailing this lead.",
-        )
-        for name, data in EVENT_DATA.items()
-    ]
+    descriptions = {
+        name: "The lead engaged." if name in ENGAGEMENT_EVENTS else "Stop emailing this lead."
+        for name in EVENT_DATA
+    }
+    return declare_events(EVENT_DATA, descriptions)
 
 
 LEAD = ProcessDescriptor(

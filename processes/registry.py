@@ -156,6 +156,22 @@ class InvalidStart(Exception):
         self.message = message
 
 
+def declare_events(
+    data: Mapping[str, type | None],
+    descriptions: Mapping[str, str],
+    fields: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[EventType]:
+    """The ``EventType`` of each event a workflow's ``EVENT_DATA`` names, in its order.
+
+    Raises KeyError for an event without a description.
+    """
+    fields = fields or {}
+    return [
+        EventType(name, data_type, fields.get(name, {}), descriptions[name])
+        for name, data_type in data.items()
+    ]
+
+
 def no_events(policy: Policy) -> Sequence[EventType]:
     """For a process that takes no business events."""
     return ()

@@ -18,6 +18,7 @@ from processes.registry import (
     ProcessDescriptor,
     ProcessStart,
     StartContext,
+    declare_events,
     one_of,
 )
 from workflows.approval_types import Approver
@@ -194,10 +195,7 @@ def events(policy: Policy) -> list[EventType]:
         "cancelled": {"reason": str | None},
         "renewal_date_changed": {"renewal_date": datetime},
     }
-    return [
-        EventType(name, data, fields[name], EVENT_DESCRIPTIONS[name])
-        for name, data in EVENT_DATA.items()
-    ]
+    return declare_events(EVENT_DATA, EVENT_DESCRIPTIONS, fields)
 
 
 RENEWAL = ProcessDescriptor(

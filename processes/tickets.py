@@ -19,6 +19,7 @@ from processes.registry import (
     ProcessStart,
     StartContext,
     TimeZone,
+    declare_events,
     one_of,
 )
 from workflows.common import CUSTOMER_ID, PROCESS, SLA_STATE, STAGE, TICKET_PRIORITY
@@ -150,10 +151,7 @@ EVENT_DESCRIPTIONS = {
 def events(policy: Policy) -> list[EventType]:
     """What a helpdesk tells a ticket's SLA; a new priority is one of the policy's."""
     fields = {"priority_changed": {"priority": one_of(policy.sla.priorities)}}
-    return [
-        EventType(name, data, fields.get(name, {}), EVENT_DESCRIPTIONS[name])
-        for name, data in EVENT_DATA.items()
-    ]
+    return declare_events(EVENT_DATA, EVENT_DESCRIPTIONS, fields)
 
 
 SLA = ProcessDescriptor(
