@@ -29,6 +29,7 @@ from crm.store.db import Database
 from devstack.enrichment_provider import create_provider_app
 from devstack.mailsink import MailSink
 from tests.support.servers import run_asgi_server
+from tests.support.stack import Stack
 from workflows.common import SEARCH_ATTRIBUTES
 
 BIN_DIR = Path(sys.executable).parent
@@ -141,6 +142,30 @@ def settings(
         worker_graceful_shutdown_seconds=0,
         worker_sandbox=True,  # workflows run in the sandbox: a non-deterministic call fails
     )
+
+
+@pytest.fixture
+def idle_stack(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    policy: Policy,
+    database: Database,
+    mail_sink: MailSink,
+) -> Stack:
+    """The time-skipping server and this test's settings, database and mail; no worker polls yet."""
+    return Stack(time_skipping_env, settings, policy, database, mail_sink)
+
+
+@pytest.fixture
+def dev_stack(
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    policy: Policy,
+    database: Database,
+    mail_sink: MailSink,
+) -> Stack:
+    """The session's dev server (real time) and this test's settings, database and mail."""
+    return Stack(dev_env, settings, policy, database, mail_sink)
 
 
 async def eventually(

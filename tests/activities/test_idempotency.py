@@ -19,9 +19,8 @@ import pytest
 from sqlmodel import col, func, select
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.email import EmailActivities, message_id_for
@@ -45,6 +44,7 @@ from tests.support.onboarding import (
     tasks_of,
 )
 from tests.support.servers import free_port
+from tests.support.stack import Stack
 from worker.main import build_activities
 from workflows.contracts import (
     CREATE_TASK,
@@ -276,13 +276,11 @@ class LosesFirstResult:
 
 
 @pytest.fixture
-async def flaky_worker(
-    time_skipping_env: WorkflowEnvironment, settings: Settings, policy: Policy, database: Database
-) -> AsyncIterator[LosesFirstResult]:
-    flaky = LosesFirstResult(settings, policy, database)
+async def flaky_worker(idle_stack: Stack) -> AsyncIterator[LosesFirstResult]:
+    flaky = LosesFirstResult(idle_stack.settings, idle_stack.policy, idle_stack.database)
     worker = Worker(
-        time_skipping_env.client,
-        task_queue=settings.task_queue,
+        idle_stack.client,
+        task_queue=idle_stack.task_queue,
         workflows=[OnboardingWorkflow],
         activities=[flaky.send_email, flaky.create_task, *flaky.others],
     )
@@ -311,15 +309,10 @@ async def attempts_of(handle: OnboardingHandle, activity_name: str) -> list[int]
 
 
 async def test_onboarding_with_retried_email_and_task_activities_has_one_of_each(
-    time_skipping_env: WorkflowEnvironment,
-    flaky_worker: LosesFirstResult,
-    settings: Settings,
-    database: Database,
-    mail_sink: MailSink,
+    idle_stack: Stack, flaky_worker: LosesFirstResult
 ) -> None:
-    client: Client = time_skipping_env.client
     customer = onboarding_input()
-    handle = await start_onboarding(client, settings.task_queue, customer)
+    handle = await start_onboarding(idle_stack.client, idle_stack.task_queue, customer)
     await send_event(handle, "account_configured")
     await send_event(handle, "first_value")
 
@@ -329,12 +322,12 @@ async def test_onboarding_with_retried_email_and_task_activities_has_one_of_each
     assert await attempts_of(handle, SEND_EMAIL) == [2]
     assert await attempts_of(handle, CREATE_TASK) == [2]
     assert flaky_worker.calls == {SEND_EMAIL: 2, CREATE_TASK: 2}
-    assert [step_of(m) for m in inbox(mail_sink.maildir, customer)] == ["email_welcome"]
-    [kickoff] = await tasks_of(database, customer.customer_id)
+    assert [step_of(m) for m in inbox(idle_stack.maildir, customer)] == ["email_welcome"]
+    [kickoff] = await tasks_of(idle_stack.database, customer.customer_id)
     assert kickoff.kind == "kickoff"
-    assert await count_rows(database, Task, kickoff.key) == 1
-    [outbox] = await outbox_of(database, handle.id)
+    assert await count_rows(idle_stack.database, Task, kickoff.key) == 1
+    [outbox] = await outbox_of(idle_stack.database, handle.id)
     assert outbox.status == "sent"
-    audit_steps = Counter(e.step for e in await audit_trail(database, handle.id))
+    audit_steps = Counter(e.step for e in await audit_trail(idle_stack.database, handle.id))
     assert audit_steps["task:kickoff"] == 1
     assert audit_steps["email:welcome"] == 1

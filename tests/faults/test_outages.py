@@ -29,7 +29,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
 
 from crm.platform.settings import Settings
 from crm.policy import Policy
@@ -45,6 +44,7 @@ from tests.support.onboarding import (
     wait_for_stage,
 )
 from tests.support.servers import TcpProxy, free_port, run_asgi_server
+from tests.support.stack import Stack
 from worker.main import running_worker
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:{port}/test?options=-csearch_path%3D{schema}"
@@ -67,40 +67,32 @@ async def last_attempt(handle: WorkflowHandle[Any, Any], activity_type: str) -> 
     return attempts[-1]
 
 
-async def smtp_outage(
-    dev_client: Client,
-    settings: Settings,
-    policy: Policy,
-    database: Database,
-    tmp_path: Path,
-    outage_seconds: float,
-) -> None:
+async def smtp_outage(dev_stack: Stack, tmp_path: Path, outage_seconds: float) -> None:
     port = free_port()
-    settings = settings.model_copy(update={"smtp_port": port})
     customer = onboarding_input()
-    async with running_worker(dev_client, settings, policy, database):
-        handle = await start_onboarding(dev_client, settings.task_queue, customer)
+    async with dev_stack.worker(smtp_port=port):
+        handle = await start_onboarding(dev_stack.client, dev_stack.task_queue, customer)
         await asyncio.sleep(outage_seconds)  # nothing listens on the SMTP port meanwhile
         with MailSink(tmp_path / "mail", port=port) as sink:
             await wait_for_stage(handle, "awaiting_milestones", within=outage_seconds + 40)
             welcome = inbox(sink.maildir, customer)
     assert [m.subject for m in welcome] == ["Welcome to crmflow, Acme Corp"]
-    [email] = await outbox_of(database, handle.id)
+    [email] = await outbox_of(dev_stack.database, handle.id)
     assert email.status == "sent"
     assert await last_attempt(handle, "send_email") > 1
 
 
 async def test_smtp_down_for_seconds_delivers_the_welcome_email_once_when_back(
-    dev_client: Client, settings: Settings, policy: Policy, database: Database, tmp_path: Path
+    dev_stack: Stack, tmp_path: Path
 ) -> None:
-    await smtp_outage(dev_client, settings, policy, database, tmp_path, outage_seconds=4)
+    await smtp_outage(dev_stack, tmp_path, outage_seconds=4)
 
 
 @pytest.mark.slow
 async def test_smtp_down_for_thirty_seconds_delivers_the_welcome_email_once_when_back(
-    dev_client: Client, settings: Settings, policy: Policy, database: Database, tmp_path: Path
+    dev_stack: Stack, tmp_path: Path
 ) -> None:
-    await smtp_outage(dev_client, settings, policy, database, tmp_path, outage_seconds=30)
+    await smtp_outage(dev_stack, tmp_path, outage_seconds=30)
 
 
 @pytest.fixture
@@ -171,25 +163,16 @@ def failing_provider(status: int | None) -> Starlette:
     ids=["500", "429", "timeout"],
 )
 async def test_failing_enrichment_is_retried_then_onboarding_goes_on_with_partial_data(
-    time_skipping_env: WorkflowEnvironment,
-    settings: Settings,
-    policy: Policy,
-    database: Database,
-    mail_sink: MailSink,
-    status: int | None,
+    idle_stack: Stack, status: int | None
 ) -> None:
     customer = onboarding_input()
     with run_asgi_server(failing_provider(status)) as url:
-        settings = settings.model_copy(
-            update={"enrichment_url": url, "enrichment_timeout_seconds": 0.5}
-        )
-        client = time_skipping_env.client
-        async with running_worker(client, settings, policy, database):
-            handle = await start_onboarding(client, settings.task_queue, customer)
+        async with idle_stack.worker(enrichment_url=url, enrichment_timeout_seconds=0.5):
+            handle = await start_onboarding(idle_stack.client, idle_stack.task_queue, customer)
             state = await wait_for_stage(handle, "awaiting_milestones", within=60)
 
     assert state.details["enrichment_complete"] is False
     enrich = next(step for step in state.steps if step.step == "enrich")
     assert enrich.detail.startswith("partial data")
-    assert len(inbox(mail_sink.maildir, customer)) == 1
+    assert len(inbox(idle_stack.maildir, customer)) == 1
     assert await last_attempt(handle, "enrich_company") == 5  # ENRICH_RETRY.maximum_attempts

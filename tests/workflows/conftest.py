@@ -1,4 +1,4 @@
-"""Fixtures of the time-skipping workflow tests: the test server's client and a worker."""
+"""Fixtures of the time-skipping workflow tests: the running stack, or its client and a worker."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ from temporalio.testing import WorkflowEnvironment
 from crm.platform.settings import Settings
 from crm.policy import Policy
 from crm.store.db import Database
+from tests.support.stack import Stack
 from worker.main import running_worker
+
+
+@pytest.fixture
+async def stack(idle_stack: Stack) -> AsyncIterator[Stack]:
+    """The time-skipping stack with the production worker (real activities) polling its queue."""
+    async with idle_stack.worker():
+        yield idle_stack
 
 
 @pytest.fixture

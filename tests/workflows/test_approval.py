@@ -13,12 +13,7 @@ from datetime import timedelta
 import pytest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import WorkflowEnvironment
 
-from crm.platform.settings import Settings
-from crm.policy import Policy
-from crm.store.db import Database
-from devstack.mailsink import MailSink
 from tests.conftest import DEV_SERVER
 from tests.support.renewal import (
     approval_input,
@@ -26,7 +21,7 @@ from tests.support.renewal import (
     emails_of,
     tasks_of,
 )
-from worker.main import running_worker
+from tests.support.stack import Stack
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import ApprovalDecision, ApprovalInput, ApprovalResult, approval_id
 from workflows.common import APPROVAL_ASSIGNEE
@@ -34,12 +29,12 @@ from workflows.common import APPROVAL_ASSIGNEE
 ApprovalHandle = WorkflowHandle[ApprovalWorkflow, ApprovalResult]
 
 
-async def start(client: Client, settings: Settings, request: ApprovalInput) -> ApprovalHandle:
-    return await client.start_workflow(
+async def start(stack: Stack, request: ApprovalInput) -> ApprovalHandle:
+    return await stack.client.start_workflow(
         ApprovalWorkflow.run,
         request,
         id=approval_id(request.subject_id),
-        task_queue=settings.task_queue,
+        task_queue=stack.task_queue,
     )
 
 
@@ -51,12 +46,10 @@ async def refusal(handle: ApprovalHandle, decision: ApprovalDecision) -> Applica
     return failed.value.cause
 
 
-@pytest.mark.usefixtures("worker")
 async def test_validator_refuses_wrong_approver_unknown_value_and_second_decision(
-    time_skipping_env: WorkflowEnvironment, settings: Settings, database: Database
+    stack: Stack,
 ) -> None:
-    client = time_skipping_env.client
-    handle = await start(client, settings, approval_input(approver("mgr-hana")))
+    handle = await start(stack, approval_input(approver("mgr-hana")))
 
     wrong = await refusal(handle, ApprovalDecision("fin-olga", "approve"))
     unknown = await refusal(handle, ApprovalDecision("mgr-hana", "maybe"))
@@ -84,21 +77,16 @@ async def test_validator_refuses_wrong_approver_unknown_value_and_second_decisio
     assert description.typed_search_attributes.get(APPROVAL_ASSIGNEE) is None
 
 
-@pytest.mark.usefixtures("worker")
 async def test_step_that_times_out_escalates_to_the_next_approver_whose_delegate_decides(
-    time_skipping_env: WorkflowEnvironment,
-    settings: Settings,
-    database: Database,
-    mail_sink: MailSink,
+    stack: Stack,
 ) -> None:
-    client = time_skipping_env.client
     chain = (approver("mgr-hana", hours=24), approver("fin-olga", hours=48, delegate_id="fin-ravi"))
-    handle = await start(client, settings, approval_input(*chain))
+    handle = await start(stack, approval_input(*chain))
     first = await handle.query(ApprovalWorkflow.state)  # answered once the run has begun
     assert first.details["current_approver"] == "mgr-hana"
     assert (await handle.describe()).typed_search_attributes.get(APPROVAL_ASSIGNEE) == "mgr-hana"
 
-    await time_skipping_env.sleep(timedelta(hours=25))
+    await stack.env.sleep(timedelta(hours=25))
     state = await handle.query(ApprovalWorkflow.state)
     assignee = (await handle.describe()).typed_search_attributes.get(APPROVAL_ASSIGNEE)
     too_late = await refusal(handle, ApprovalDecision("mgr-hana", "approve"))
@@ -117,22 +105,20 @@ async def test_step_that_times_out_escalates_to_the_next_approver_whose_delegate
     )
     assert result.escalations == ["fin-olga"]
     assert (await handle.result()).outcome == "approved"  # the run has closed its tasks
-    assert [(t.kind, t.assignee_id, t.status) for t in await tasks_of(database, handle.id)] == [
+    assert [
+        (t.kind, t.assignee_id, t.status) for t in await tasks_of(stack.database, handle.id)
+    ] == [
         ("approval_request", "mgr-hana", "done"),  # decided: nobody's queue keeps it
         ("approval_escalation", "fin-olga", "done"),
     ]
-    mail = emails_of(mail_sink.maildir, handle.id)
+    mail = emails_of(stack.maildir, handle.id)
     assert [m.recipients for m in mail] == [["hana.berg@example.com"], ["olga.lind@example.com"]]
     assert "Hana Berg did not decide in time" in mail[1].body
     assert "fin-ravi may decide in your stead" in mail[1].body
 
 
-@pytest.mark.usefixtures("worker")
-async def test_last_step_timing_out_expires_the_request(
-    time_skipping_env: WorkflowEnvironment, settings: Settings
-) -> None:
-    client = time_skipping_env.client
-    handle = await start(client, settings, approval_input(approver("mgr-hana", hours=2)))
+async def test_last_step_timing_out_expires_the_request(stack: Stack) -> None:
+    handle = await start(stack, approval_input(approver("mgr-hana", hours=2)))
 
     result = await handle.result()
 
@@ -141,17 +127,16 @@ async def test_last_step_timing_out_expires_the_request(
 
 
 async def test_decision_signalled_with_the_temporal_cli_completes_the_approval(
-    dev_env: WorkflowEnvironment, settings: Settings, policy: Policy, database: Database
+    dev_stack: Stack,
 ) -> None:
-    client = dev_env.client
     request = approval_input(approver("mgr-hana"))
     decision = {"decided_by": "mgr-hana", "decision": "approve", "comment": "from the CLI"}
-    async with running_worker(client, settings, policy, database):
-        handle = await start(client, settings, request)
+    async with dev_stack.worker():
+        handle = await start(dev_stack, request)
         ignored = await temporal_cli_signal(
-            client, handle.id, {"decided_by": "csm-ben", "decision": "approve"}
+            dev_stack.client, handle.id, {"decided_by": "csm-ben", "decision": "approve"}
         )
-        signalled = await temporal_cli_signal(client, handle.id, decision)
+        signalled = await temporal_cli_signal(dev_stack.client, handle.id, decision)
         result = await asyncio.wait_for(handle.result(), timeout=10)
         state = await handle.query(ApprovalWorkflow.state)
 

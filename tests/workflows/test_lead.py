@@ -16,17 +16,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlmodel import select
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from crm.domain.calendar import BusinessCalendar
 from crm.domain.lead_scoring import ScoringModel, ScoringRule
-from crm.platform.settings import Settings
-from crm.policy import Policy
-from crm.store.db import Database
 from crm.store.models import Assignment, as_utc
-from devstack.mailsink import MailSink
 from tests.conftest import eventually, time_skipping_server
 from tests.support.lead import (
     inbox,
@@ -40,7 +36,7 @@ from tests.support.lead import (
     zone_at_local_hour,
 )
 from tests.support.servers import free_port
-from worker.main import running_worker
+from tests.support.stack import Stack
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
 from workflows.contracts import step_key
 from workflows.lead import LeadWorkflow
@@ -63,17 +59,11 @@ async def daytime_zone(time_skipping_env: WorkflowEnvironment) -> str:
     return zone_at_local_hour(await time_skipping_env.get_current_time(), 10)
 
 
-@pytest.mark.usefixtures("worker")
 async def test_medium_lead_without_reply_gets_every_follow_up_then_is_unresponsive(
-    client: Client,
-    settings: Settings,
-    policy: Policy,
-    database: Database,
-    mail_sink: MailSink,
-    daytime_zone: str,
+    stack: Stack, daytime_zone: str
 ) -> None:
-    lead = lead_input(policy, timezone=daytime_zone, source="webinar")
-    handle = await start_lead(client, settings.task_queue, lead)
+    lead = lead_input(stack.policy, timezone=daytime_zone, source="webinar")
+    handle = await start_lead(stack.client, stack.task_queue, lead)
     result = await handle.result()
 
     started = (await handle.describe()).start_time
@@ -81,7 +71,7 @@ async def test_medium_lead_without_reply_gets_every_follow_up_then_is_unresponsi
     assert result.owner_id is None
     assert result.emails_sent == ["first_touch", "follow_up_1", "follow_up_2", "follow_up_3"]
 
-    messages = inbox(mail_sink.maildir, lead.email)
+    messages = inbox(stack.maildir, lead.email)
     assert [step_of(m) for m in messages] == [
         "email_first_touch",
         "email_follow_up_1",
@@ -109,43 +99,36 @@ async def test_medium_lead_without_reply_gets_every_follow_up_then_is_unresponsi
     assert attributes.get(CUSTOMER_ID) == lead.lead_id
     assert attributes.get(STAGE) == "unresponsive"
 
-    record = await lead_row(database, lead.lead_id)
+    record = await lead_row(stack.database, lead.lead_id)
     assert record is not None
     assert (record.status, record.score, record.grade) == ("unresponsive", 40, "medium")
     assert (record.industry, record.employees) != (None, None)  # enriched from acme-corp.io
-    assert await tasks_of(database, lead.lead_id) == []
+    assert await tasks_of(stack.database, lead.lead_id) == []
 
 
-@pytest.mark.usefixtures("worker")
 async def test_reply_after_first_follow_up_stops_emails_rescores_and_routes_to_a_rep(
-    time_skipping_env: WorkflowEnvironment,
-    client: Client,
-    settings: Settings,
-    policy: Policy,
-    database: Database,
-    mail_sink: MailSink,
-    daytime_zone: str,
+    stack: Stack, daytime_zone: str
 ) -> None:
-    lead = lead_input(policy, timezone=daytime_zone, source="webinar", country="DE")
-    handle = await start_lead(client, settings.task_queue, lead)
-    await time_skipping_env.sleep(timedelta(days=3))
-    assert [step_of(m) for m in inbox(mail_sink.maildir, lead.email)] == [
+    lead = lead_input(stack.policy, timezone=daytime_zone, source="webinar", country="DE")
+    handle = await start_lead(stack.client, stack.task_queue, lead)
+    await stack.env.sleep(timedelta(days=3))
+    assert [step_of(m) for m in inbox(stack.maildir, lead.email)] == [
         "email_first_touch",
         "email_follow_up_1",
     ]
 
     await send_event(handle, "replied")
     result = await handle.result()
-    await time_skipping_env.sleep(timedelta(days=12))
+    await stack.env.sleep(timedelta(days=12))
 
     assert result.outcome == "qualified"
     assert (result.first_grade, result.grade, result.score) == ("medium", "high", 70)
     assert result.emails_sent == ["first_touch", "follow_up_1"]
-    assert len(inbox(mail_sink.maildir, lead.email)) == 2
+    assert len(inbox(stack.maildir, lead.email)) == 2
 
-    assert result.owner_id in policy.pools["sales-emea"]
-    rep = policy.member(result.owner_id)
-    [task] = await tasks_of(database, lead.lead_id)
+    assert result.owner_id in stack.policy.pools["sales-emea"]
+    rep = stack.policy.member(result.owner_id)
+    [task] = await tasks_of(stack.database, lead.lead_id)
     assert (task.kind, task.assignee_id, task.title) == (
         "call_lead",
         rep.id,
@@ -159,32 +142,25 @@ async def test_reply_after_first_follow_up_stops_emails_rescores_and_routes_to_a
         s.at for s in (await handle.query(LeadWorkflow.state)).steps if s.step == "assign_rep"
     ]
     assert replied_at <= routed_at
-    emea_hours = BusinessCalendar.from_spec(policy.leads.territories["emea"].calendar())
+    emea_hours = BusinessCalendar.from_spec(stack.policy.leads.territories["emea"].calendar())
     assert as_utc(task.due_at) == emea_hours.add(routed_at, timedelta(hours=1))
 
-    [to_rep] = inbox(mail_sink.maildir, rep.email, handle.id)
+    [to_rep] = inbox(stack.maildir, rep.email, handle.id)
     assert to_rep.subject == "New high lead for you: Lena Vogel at Acme Corp (score 70)"
     assert "emea territory" in to_rep.body and "replied" in to_rep.body
     assert lead.email in to_rep.body and "webinar, replied" in to_rep.body
 
-    record = await lead_row(database, lead.lead_id)
+    record = await lead_row(stack.database, lead.lead_id)
     assert record is not None
     assert (record.status, record.owner_id, record.score) == ("qualified", rep.id, 70)
 
 
-@pytest.mark.usefixtures("worker")
 async def test_unsubscribe_stops_everything_and_the_address_is_never_emailed_again(
-    time_skipping_env: WorkflowEnvironment,
-    client: Client,
-    settings: Settings,
-    policy: Policy,
-    database: Database,
-    mail_sink: MailSink,
-    daytime_zone: str,
+    stack: Stack, daytime_zone: str
 ) -> None:
-    lead = lead_input(policy, timezone=daytime_zone)
-    handle = await start_lead(client, settings.task_queue, lead)
-    await time_skipping_env.sleep(timedelta(days=1))
+    lead = lead_input(stack.policy, timezone=daytime_zone)
+    handle = await start_lead(stack.client, stack.task_queue, lead)
+    await stack.env.sleep(timedelta(days=1))
     await send_event(handle, "unsubscribed")
     result = await handle.result()
 
@@ -192,59 +168,45 @@ async def test_unsubscribe_stops_everything_and_the_address_is_never_emailed_aga
     assert result.emails_sent == ["first_touch"]
     assert result.owner_id is None
 
-    again = lead_input(policy, timezone=daytime_zone, email=lead.email)
-    second = await start_lead(client, settings.task_queue, again)
+    again = lead_input(stack.policy, timezone=daytime_zone, email=lead.email)
+    second = await start_lead(stack.client, stack.task_queue, again)
     assert (await second.result()).outcome == "unsubscribed"
-    await time_skipping_env.sleep(timedelta(days=15))
+    await stack.env.sleep(timedelta(days=15))
 
-    assert [step_of(m) for m in inbox(mail_sink.maildir, lead.email)] == ["email_first_touch"]
+    assert [step_of(m) for m in inbox(stack.maildir, lead.email)] == ["email_first_touch"]
     for lead_id in (lead.lead_id, again.lead_id):
-        record = await lead_row(database, lead_id)
+        record = await lead_row(stack.database, lead_id)
         assert record is not None and record.status == "unsubscribed"
-        assert await tasks_of(database, lead_id) == []
+        assert await tasks_of(stack.database, lead_id) == []
 
 
-@pytest.mark.usefixtures("worker")
 async def test_bounce_ends_the_sequence_and_marks_the_address_invalid(
-    time_skipping_env: WorkflowEnvironment,
-    client: Client,
-    settings: Settings,
-    policy: Policy,
-    database: Database,
-    mail_sink: MailSink,
-    daytime_zone: str,
+    stack: Stack, daytime_zone: str
 ) -> None:
-    lead = lead_input(policy, timezone=daytime_zone)
-    handle = await start_lead(client, settings.task_queue, lead)
-    await time_skipping_env.sleep(timedelta(days=6))
+    lead = lead_input(stack.policy, timezone=daytime_zone)
+    handle = await start_lead(stack.client, stack.task_queue, lead)
+    await stack.env.sleep(timedelta(days=6))
     await send_event(handle, "bounced")
     result = await handle.result()
 
     assert result.outcome == "bounced"
     assert result.emails_sent == ["first_touch", "follow_up_1", "follow_up_2"]
-    assert len(inbox(mail_sink.maildir, lead.email)) == 3
-    record = await lead_row(database, lead.lead_id)
+    assert len(inbox(stack.maildir, lead.email)) == 3
+    record = await lead_row(stack.database, lead.lead_id)
     assert record is not None
     assert (record.status, record.email_valid) == ("bounced", False)
 
 
-@pytest.mark.usefixtures("worker")
-async def test_follow_up_due_at_3am_local_time_is_sent_at_8am(
-    time_skipping_env: WorkflowEnvironment,
-    client: Client,
-    settings: Settings,
-    policy: Policy,
-    mail_sink: MailSink,
-) -> None:
-    zone = zone_at_local_hour(await time_skipping_env.get_current_time(), 3)
-    lead = lead_input(policy, timezone=zone)
-    handle = await start_lead(client, settings.task_queue, lead)
-    await time_skipping_env.sleep(timedelta(days=2, hours=6))
+async def test_follow_up_due_at_3am_local_time_is_sent_at_8am(stack: Stack) -> None:
+    zone = zone_at_local_hour(await stack.env.get_current_time(), 3)
+    lead = lead_input(stack.policy, timezone=zone)
+    handle = await start_lead(stack.client, stack.task_queue, lead)
+    await stack.env.sleep(timedelta(days=2, hours=6))
     await send_event(handle, "unsubscribed")
     result = await handle.result()
 
     assert result.emails_sent == ["first_touch", "follow_up_1"]
-    assert len(inbox(mail_sink.maildir, lead.email)) == 2
+    assert len(inbox(stack.maildir, lead.email)) == 2
     state = await handle.query(LeadWorkflow.state)
     local = ZoneInfo(zone)
     due = state.due["follow_up_1"].astimezone(local)
@@ -262,14 +224,8 @@ async def test_follow_up_due_at_3am_local_time_is_sent_at_8am(
     ]
 
 
-@pytest.mark.usefixtures("worker")
 async def test_high_leads_go_to_their_territory_then_fewest_open_leads_then_round_robin(
-    client: Client,
-    settings: Settings,
-    policy: Policy,
-    database: Database,
-    mail_sink: MailSink,
-    daytime_zone: str,
+    stack: Stack, daytime_zone: str
 ) -> None:
     seeds = [  # Eva already has two open leads
         Assignment(
@@ -281,28 +237,30 @@ async def test_high_leads_go_to_their_territory_then_fewest_open_leads_then_roun
         )
         for n in range(2)
     ]
-    await database.run(lambda session: session.add_all(seeds))
+    await stack.database.run(lambda session: session.add_all(seeds))
 
     owners = []
     for country in ("DE", "GB", "FR", "US", "ZA"):
-        lead = lead_input(policy, timezone=daytime_zone, source="demo_request", country=country)
-        handle = await start_lead(client, settings.task_queue, lead)
+        lead = lead_input(
+            stack.policy, timezone=daytime_zone, source="demo_request", country=country
+        )
+        handle = await start_lead(stack.client, stack.task_queue, lead)
         result = await handle.result()
         assert (result.outcome, result.grade) == ("qualified", "high")
         assert result.emails_sent == []
-        assert inbox(mail_sink.maildir, lead.email) == []
+        assert inbox(stack.maildir, lead.email) == []
 
-        [task] = await tasks_of(database, lead.lead_id)
+        [task] = await tasks_of(stack.database, lead.lead_id)
         assert task.assignee_id == result.owner_id
         territory = (await handle.query(LeadWorkflow.state)).details["territory"]
-        hours = BusinessCalendar.from_spec(policy.leads.territories[territory].calendar())
+        hours = BusinessCalendar.from_spec(stack.policy.leads.territories[territory].calendar())
         started = (await handle.describe()).start_time
         assert started is not None
         assert hours.between(started, as_utc(task.due_at)) == pytest.approx(
             timedelta(hours=1), abs=timedelta(seconds=30)
         )
-        rep = policy.member(task.assignee_id)
-        assert len(inbox(mail_sink.maildir, rep.email, handle.id)) == 1
+        rep = stack.policy.member(task.assignee_id)
+        assert len(inbox(stack.maildir, rep.email, handle.id)) == 1
         owners.append((country, territory, result.owner_id))
 
     assert owners == [
@@ -314,25 +272,21 @@ async def test_high_leads_go_to_their_territory_then_fewest_open_leads_then_roun
     ]
 
 
-@pytest.mark.usefixtures("worker")
 async def test_low_lead_is_nurtured_without_sales_task_or_email(
-    client: Client,
-    settings: Settings,
-    policy: Policy,
-    database: Database,
-    mail_sink: MailSink,
-    daytime_zone: str,
+    stack: Stack, daytime_zone: str
 ) -> None:
-    lead = lead_input(policy, timezone=daytime_zone, source="newsletter")
-    handle = await start_lead(client, settings.task_queue, lead)
+    lead = lead_input(stack.policy, timezone=daytime_zone, source="newsletter")
+    handle = await start_lead(stack.client, stack.task_queue, lead)
     result = await handle.result()
 
     assert (result.outcome, result.grade, result.score) == ("nurture", "low", 0)
-    [entry] = [e for e in await marketing_list(database, "nurture") if e.lead_id == lead.lead_id]
+    [entry] = [
+        e for e in await marketing_list(stack.database, "nurture") if e.lead_id == lead.lead_id
+    ]
     assert (entry.email, entry.score) == (lead.email, 0)
-    assert await tasks_of(database, lead.lead_id) == []
-    assert inbox(mail_sink.maildir, lead.email) == []
-    record = await lead_row(database, lead.lead_id)
+    assert await tasks_of(stack.database, lead.lead_id) == []
+    assert inbox(stack.maildir, lead.email) == []
+    record = await lead_row(stack.database, lead.lead_id)
     assert record is not None and record.status == "nurture"
 
 
@@ -347,17 +301,11 @@ async def test_low_lead_is_nurtured_without_sales_task_or_email(
     ],
     ids=["bad-email", "bad-rule"],
 )
-@pytest.mark.usefixtures("worker")
 async def test_invalid_lead_input_fails_the_run_without_retrying(
-    client: Client,
-    settings: Settings,
-    policy: Policy,
-    database: Database,
-    change: dict[str, object],
-    message: str,
+    stack: Stack, change: dict[str, object], message: str
 ) -> None:
-    lead = lead_input(policy, **change)  # type: ignore[arg-type]
-    handle = await start_lead(client, settings.task_queue, lead)
+    lead = lead_input(stack.policy, **change)  # type: ignore[arg-type]
+    handle = await start_lead(stack.client, stack.task_queue, lead)
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
 
@@ -366,7 +314,7 @@ async def test_invalid_lead_input_fails_the_run_without_retrying(
     assert (cause.type, cause.non_retryable) == ("InvalidInput", True)
     assert cause.message.startswith("invalid lead input: ")
     assert message in cause.message
-    assert await lead_row(database, lead.lead_id) is None
+    assert await lead_row(stack.database, lead.lead_id) is None
 
 
 def test_zone_helper_puts_now_at_the_asked_local_hour() -> None:
@@ -379,17 +327,11 @@ def test_zone_helper_puts_now_at_the_asked_local_hour() -> None:
 
 
 async def test_cancel_while_the_first_email_is_retrying_ends_the_run_as_cancelled(
-    client: Client,
-    settings: Settings,
-    policy: Policy,
-    database: Database,
-    mail_sink: MailSink,
-    daytime_zone: str,
+    idle_stack: Stack, daytime_zone: str
 ) -> None:
-    settings = settings.model_copy(update={"smtp_port": free_port()})  # the relay is down
-    lead = lead_input(policy, timezone=daytime_zone)
-    async with running_worker(client, settings, policy, database):
-        handle = await start_lead(client, settings.task_queue, lead)
+    lead = lead_input(idle_stack.policy, timezone=daytime_zone)
+    async with idle_stack.worker(smtp_port=free_port()):  # the relay is down
+        handle = await start_lead(idle_stack.client, idle_stack.task_queue, lead)
         # Until the first email is being tried.
         await eventually(
             lambda: handle.query(LeadWorkflow.state), lambda s: s.stage == "following_up"
@@ -403,33 +345,30 @@ async def test_cancel_while_the_first_email_is_retrying_ends_the_run_as_cancelle
 
     assert isinstance(failure.value.cause, CancelledError)
     assert state.outcome == "cancelled"
-    assert inbox(mail_sink.maildir, lead.email) == []
+    assert inbox(idle_stack.maildir, lead.email) == []
 
 
 async def test_lead_cancelled_after_routing_frees_the_rep(
-    client: Client,
-    settings: Settings,
-    policy: Policy,
-    database: Database,
-    daytime_zone: str,
+    idle_stack: Stack, daytime_zone: str
 ) -> None:
-    settings = settings.model_copy(update={"smtp_port": free_port()})  # the rep's email retries
-    lead = lead_input(policy, timezone=daytime_zone, source="demo_request", country="DE")
-    async with running_worker(client, settings, policy, database):
-        handle = await start_lead(client, settings.task_queue, lead)
+    lead = lead_input(idle_stack.policy, timezone=daytime_zone, source="demo_request", country="DE")
+    async with idle_stack.worker(smtp_port=free_port()):  # the rep's email retries
+        handle = await start_lead(idle_stack.client, idle_stack.task_queue, lead)
         # Until the call task exists and the rep's email is being tried.
         await eventually(
             lambda: handle.query(LeadWorkflow.state),
             lambda s: "task:call_lead" in [e.step for e in s.steps],
         )
-        [task] = await tasks_of(database, lead.lead_id)
+        [task] = await tasks_of(idle_stack.database, lead.lead_id)
         assert task.status == "open"
 
         await handle.cancel(reason="duplicate lead")
         with pytest.raises(WorkflowFailureError):
             await handle.result()
 
-    [task] = await tasks_of(database, lead.lead_id)
+    [task] = await tasks_of(idle_stack.database, lead.lead_id)
     assert (task.status, task.completed_by) == ("done", handle.id)
-    assignments = await database.all(select(Assignment).where(Assignment.process_id == handle.id))
+    assignments = await idle_stack.database.all(
+        select(Assignment).where(Assignment.process_id == handle.id)
+    )
     assert [(a.assignee_id, a.active) for a in assignments] == [(task.assignee_id, False)]

@@ -11,17 +11,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError, CancelledError
-from temporalio.testing import WorkflowEnvironment
 
 from crm.domain.calendar import BusinessCalendar, CalendarSpec
 from crm.domain.schedules import OnboardingSchedule
-from crm.platform.settings import Settings
-from crm.policy import Policy
-from crm.store.db import Database
 from crm.store.models import as_utc
-from devstack.mailsink import MailSink
 from tests.support.onboarding import (
     assignments_of,
     audit_trail,
@@ -35,27 +30,20 @@ from tests.support.onboarding import (
     wait_for_stage,
 )
 from tests.support.servers import free_port
-from worker.main import running_worker
+from tests.support.stack import Stack
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
 from workflows.onboarding import OnboardingWorkflow
 from workflows.onboarding_types import onboarding_id
 
 
-@pytest.mark.usefixtures("worker")
-async def test_customer_reaching_milestones_early_is_activated_without_nudges(
-    time_skipping_env: WorkflowEnvironment,
-    client: Client,
-    settings: Settings,
-    database: Database,
-    mail_sink: MailSink,
-) -> None:
+async def test_customer_reaching_milestones_early_is_activated_without_nudges(stack: Stack) -> None:
     customer = onboarding_input()
-    handle = await start_onboarding(client, settings.task_queue, customer)
+    handle = await start_onboarding(stack.client, stack.task_queue, customer)
     await wait_for_stage(handle, "awaiting_milestones")
 
-    await time_skipping_env.sleep(timedelta(days=1))
+    await stack.env.sleep(timedelta(days=1))
     await send_event(handle, "account_configured")
-    await time_skipping_env.sleep(timedelta(days=1))
+    await stack.env.sleep(timedelta(days=1))
     await send_event(handle, "first_value")
     result = await handle.result()
 
@@ -68,7 +56,7 @@ async def test_customer_reaching_milestones_early_is_activated_without_nudges(
     assert timedelta(days=1) <= result.milestones["account_configured"] - started
     assert result.milestones["first_value"] - started < timedelta(days=3)
 
-    messages = inbox(mail_sink.maildir, customer)
+    messages = inbox(stack.maildir, customer)
     assert [step_of(m) for m in messages] == ["email_welcome"]
     welcome = messages[0]
     assert welcome.subject == "Welcome to crmflow, Acme Corp"
@@ -76,14 +64,14 @@ async def test_customer_reaching_milestones_early_is_activated_without_nudges(
     assert "Account configured" in welcome.body and "First value" in welcome.body
 
     expected_kickoff_due = BusinessCalendar.from_spec(CalendarSpec()).add_business_days(started, 2)
-    tasks = await tasks_of(database, customer.customer_id)
+    tasks = await tasks_of(stack.database, customer.customer_id)
     assert [(t.kind, t.assignee_id) for t in tasks] == [("kickoff", result.csm_id)]
     assert as_utc(tasks[0].due_at) == expected_kickoff_due
 
-    record = await customer_row(database, customer.customer_id)
+    record = await customer_row(stack.database, customer.customer_id)
     assert record is not None
     assert (record.stage, record.csm_id) == ("activated", result.csm_id)
-    [assignment] = await assignments_of(database, handle.id)
+    [assignment] = await assignments_of(stack.database, handle.id)
     assert assignment.assignee_id == result.csm_id
     assert assignment.active is False and assignment.released_at is not None
 
@@ -92,22 +80,15 @@ async def test_customer_reaching_milestones_early_is_activated_without_nudges(
     assert state.waiting_for == []
 
 
-@pytest.mark.usefixtures("worker")
-async def test_stalled_onboarding_nudges_twice_then_flags_risk(
-    time_skipping_env: WorkflowEnvironment,
-    client: Client,
-    settings: Settings,
-    database: Database,
-    mail_sink: MailSink,
-) -> None:
+async def test_stalled_onboarding_nudges_twice_then_flags_risk(stack: Stack) -> None:
     customer = onboarding_input()
-    handle = await start_onboarding(client, settings.task_queue, customer)
+    handle = await start_onboarding(stack.client, stack.task_queue, customer)
     await wait_for_stage(handle, "awaiting_milestones")
 
-    await time_skipping_env.sleep(timedelta(days=5))
+    await stack.env.sleep(timedelta(days=5))
     state = await handle.query(OnboardingWorkflow.state)
     assert state.details["nudges_sent"] == [3]
-    assert await tasks_of(database, customer.customer_id) != []
+    assert await tasks_of(stack.database, customer.customer_id) != []
     await send_event(handle, "account_configured")
     result = await handle.result()
 
@@ -116,7 +97,7 @@ async def test_stalled_onboarding_nudges_twice_then_flags_risk(
     assert result.nudges_sent == [3, 7]
     assert list(result.milestones) == ["account_configured"]
 
-    messages = inbox(mail_sink.maildir, customer)
+    messages = inbox(stack.maildir, customer)
     assert [step_of(m) for m in messages] == [
         "email_welcome",
         "email_nudge_day_3",
@@ -129,7 +110,7 @@ async def test_stalled_onboarding_nudges_twice_then_flags_risk(
     assert "First value" in day_7.body
     assert "Account configured" not in day_7.body
 
-    tasks = await tasks_of(database, customer.customer_id)
+    tasks = await tasks_of(stack.database, customer.customer_id)
     assert [t.kind for t in tasks] == ["kickoff", "at_risk"]
     at_risk = tasks[1]
     assert at_risk.id == result.at_risk_task_id
@@ -147,11 +128,11 @@ async def test_stalled_onboarding_nudges_twice_then_flags_risk(
     assert steps["email:nudge_day_7"] == pytest.approx(7 * day, abs=timedelta(minutes=1))
     assert steps["task:at_risk"] == pytest.approx(10 * day, abs=timedelta(minutes=1))
 
-    record = await customer_row(database, customer.customer_id)
+    record = await customer_row(stack.database, customer.customer_id)
     assert record is not None and record.stage == "stalled"
-    [assignment] = await assignments_of(database, handle.id)
+    [assignment] = await assignments_of(stack.database, handle.id)
     assert assignment.active is False
-    outcome = [e for e in await audit_trail(database, handle.id) if e.step == "outcome"]
+    outcome = [e for e in await audit_trail(stack.database, handle.id) if e.step == "outcome"]
     assert [e.detail["outcome"] for e in outcome] == ["stalled"]
 
     closed = await handle.describe()
@@ -159,17 +140,11 @@ async def test_stalled_onboarding_nudges_twice_then_flags_risk(
     assert closed.close_time - started >= timedelta(days=30)
 
 
-@pytest.mark.usefixtures("worker")
-async def test_cancelled_onboarding_marks_customer_churned_and_frees_the_csm(
-    time_skipping_env: WorkflowEnvironment,
-    client: Client,
-    settings: Settings,
-    database: Database,
-) -> None:
+async def test_cancelled_onboarding_marks_customer_churned_and_frees_the_csm(stack: Stack) -> None:
     customer = onboarding_input()
-    handle = await start_onboarding(client, settings.task_queue, customer)
+    handle = await start_onboarding(stack.client, stack.task_queue, customer)
     await wait_for_stage(handle, "awaiting_milestones")
-    await time_skipping_env.sleep(timedelta(days=4))
+    await stack.env.sleep(timedelta(days=4))
 
     await handle.cancel(reason="customer churned before activation")
     with pytest.raises(WorkflowFailureError) as failure:
@@ -180,11 +155,11 @@ async def test_cancelled_onboarding_marks_customer_churned_and_frees_the_csm(
     state = await handle.query(OnboardingWorkflow.state)
     assert (state.stage, state.outcome) == ("cancelled", "cancelled")
 
-    record = await customer_row(database, customer.customer_id)
+    record = await customer_row(stack.database, customer.customer_id)
     assert record is not None and record.stage == "churned"
-    [assignment] = await assignments_of(database, handle.id)
+    [assignment] = await assignments_of(stack.database, handle.id)
     assert assignment.active is False and assignment.released_at is not None
-    [outcome] = [e for e in await audit_trail(database, handle.id) if e.step == "outcome"]
+    [outcome] = [e for e in await audit_trail(stack.database, handle.id) if e.step == "outcome"]
     assert outcome.detail == {
         "outcome": "cancelled",
         "reason": "customer churned before activation",
@@ -208,16 +183,11 @@ async def test_cancelled_onboarding_marks_customer_churned_and_frees_the_csm(
     ],
     ids=["bad-email", "nudges-decreasing", "at-risk-after-stall", "blank-company", "no-milestones"],
 )
-@pytest.mark.usefixtures("worker")
 async def test_invalid_onboarding_input_fails_the_run_without_retrying(
-    client: Client,
-    settings: Settings,
-    database: Database,
-    overrides: dict[str, Any],
-    message: str,
+    stack: Stack, overrides: dict[str, Any], message: str
 ) -> None:
     customer = onboarding_input(**overrides)
-    handle = await start_onboarding(client, settings.task_queue, customer)
+    handle = await start_onboarding(stack.client, stack.task_queue, customer)
 
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
@@ -228,28 +198,22 @@ async def test_invalid_onboarding_input_fails_the_run_without_retrying(
     assert cause.non_retryable is True
     assert cause.message.startswith("invalid onboarding input: ")
     assert message in cause.message
-    assert await tasks_of(database, customer.customer_id) == []
-    assert await customer_row(database, customer.customer_id) is None
+    assert await tasks_of(stack.database, customer.customer_id) == []
+    assert await customer_row(stack.database, customer.customer_id) is None
 
 
-@pytest.mark.usefixtures("worker")
-async def test_free_mail_domain_continues_with_partial_company_data(
-    client: Client,
-    settings: Settings,
-    database: Database,
-    mail_sink: MailSink,
-) -> None:
+async def test_free_mail_domain_continues_with_partial_company_data(stack: Stack) -> None:
     customer = onboarding_input(domain="gmail.com")
-    handle = await start_onboarding(client, settings.task_queue, customer)
+    handle = await start_onboarding(stack.client, stack.task_queue, customer)
 
     state = await wait_for_stage(handle, "awaiting_milestones")
 
     assert state.details["enrichment_complete"] is False
     [enrich] = [s for s in state.steps if s.step == "enrich"]
     assert enrich.detail == "partial data: no company data for gmail.com"
-    assert [step_of(m) for m in inbox(mail_sink.maildir, customer)] == ["email_welcome"]
-    assert [t.kind for t in await tasks_of(database, customer.customer_id)] == ["kickoff"]
-    record = await customer_row(database, customer.customer_id)
+    assert [step_of(m) for m in inbox(stack.maildir, customer)] == ["email_welcome"]
+    assert [t.kind for t in await tasks_of(stack.database, customer.customer_id)] == ["kickoff"]
+    record = await customer_row(stack.database, customer.customer_id)
     assert record is not None
     assert (record.company_name, record.domain, record.industry) == (
         "Acme Corp",
@@ -259,12 +223,9 @@ async def test_free_mail_domain_continues_with_partial_company_data(
     await handle.terminate("test over")
 
 
-@pytest.mark.usefixtures("worker")
-async def test_onboarding_is_findable_by_process_customer_and_stage(
-    client: Client, settings: Settings
-) -> None:
+async def test_onboarding_is_findable_by_process_customer_and_stage(stack: Stack) -> None:
     customer = onboarding_input()
-    handle = await start_onboarding(client, settings.task_queue, customer)
+    handle = await start_onboarding(stack.client, stack.task_queue, customer)
     await wait_for_stage(handle, "awaiting_milestones")
 
     attributes = (await handle.describe()).typed_search_attributes
@@ -282,19 +243,12 @@ async def test_onboarding_is_findable_by_process_customer_and_stage(
     ids=["enrichment-provider-down", "smtp-relay-down"],
 )
 async def test_cancel_while_a_first_step_is_retrying_ends_the_run_as_churned(
-    client: Client,
-    settings: Settings,
-    policy: Policy,
-    database: Database,
-    mail_sink: MailSink,
-    broken: str,
-    stage: str,
+    idle_stack: Stack, broken: str, stage: str
 ) -> None:
     unreachable = {"enrichment_url": f"http://127.0.0.1:{free_port()}", "smtp_port": free_port()}
-    settings = settings.model_copy(update={broken: unreachable[broken]})
     customer = onboarding_input()
-    async with running_worker(client, settings, policy, database):
-        handle = await start_onboarding(client, settings.task_queue, customer)
+    async with idle_stack.worker(**{broken: unreachable[broken]}):
+        handle = await start_onboarding(idle_stack.client, idle_stack.task_queue, customer)
         await wait_for_stage(handle, stage)
         # A first-phase step shows in state only; the run is searchable as starting.
         attributes = (await handle.describe()).typed_search_attributes
@@ -305,9 +259,9 @@ async def test_cancel_while_a_first_step_is_retrying_ends_the_run_as_churned(
             await handle.result()
 
     assert isinstance(failure.value.cause, CancelledError)
-    record = await customer_row(database, customer.customer_id)
+    record = await customer_row(idle_stack.database, customer.customer_id)
     assert record is not None and record.stage == "churned"
-    assert all(not a.active for a in await assignments_of(database, handle.id))
-    assert inbox(mail_sink.maildir, customer) == []
-    steps = [e.step for e in await audit_trail(database, handle.id)]
+    assert all(not a.active for a in await assignments_of(idle_stack.database, handle.id))
+    assert inbox(idle_stack.maildir, customer) == []
+    steps = [e.step for e in await audit_trail(idle_stack.database, handle.id)]
     assert "outcome" in steps and not any(s.startswith("email_failed") for s in steps)
