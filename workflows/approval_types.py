@@ -62,6 +62,7 @@ class ApprovalResult:
     escalations: list[str] = field(default_factory=list)
 
 
-def approval_id(subject_id: str) -> str:
-    """The workflow id of the approval of ``subject_id``, its business key."""
-    return f"approval-{subject_id}"
+def approval_id(subject_id: str, tenant: str | None = None) -> str:
+    """The workflow id of the approval of ``subject_id``, its business key, and ``@{tenant}``
+    for an approval a tenant's run asks, so two tenants' subjects of one id are two approvals."""
+    return f"approval-{subject_id}@{tenant}" if tenant else f"approval-{subject_id}"

@@ -17,10 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -33,37 +32,28 @@ from workflows.retries import RECORD_RETRY
 from workflows.steps import ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
-    from crm.domain.calendar import as_utc
     from crm.domain.renewal_plan import (
         RENEWAL_DATE,
         USAGE_ANALYSIS,
-        RenewalPlan,
         Step,
         TermChanges,
         reminder_step,
     )
+    from workflows import renewal_messages as messages
     from workflows.approval_types import ApprovalResult, approval_id
-    from workflows.common import (
-        APPROVAL_ASSIGNEE,
-        CUSTOMER_ID,
-        PROCESS,
-        STAGE,
-        ProcessEvent,
-        ProcessState,
-        event_data,
-    )
-    from workflows.contracts import ANALYSE_USAGE, EmailRequest, TaskRef, UsageRequest, UsageSummary
+    from workflows.common import ProcessEvent, ProcessState
+    from workflows.contracts import ANALYSE_USAGE, TaskRef, UsageSummary
     from workflows.renewal_types import (
         EVENTS,
         Cancelled,
-        EventDataError,
         RenewalDateChanged,
+        RenewalEvent,
         RenewalInput,
         RenewalResult,
         Renewed,
         RenewedTerm,
-        StaffRef,
         UpsellTerms,
+        read_event,
     )
 
 PROCESS_NAME = "renewal"
@@ -78,6 +68,11 @@ CARRY_LATE_EVENTS = "carry-late-events"
 #: float() could not read failed the workflow task.
 REFUSE_UNUSABLE_TERMS = "refuse-unusable-terms"
 
+#: From this patch on, a tenant's run asks for its discount approval under an id of the
+#: tenant's own (``...-discount@acme``); before, two tenants' subscriptions of one id
+#: asked under the same child id.
+TENANT_APPROVAL_IDS = "tenant-approval-ids"
+
 
 @workflow.defn
 class RenewalWorkflow(ProcessSteps):
@@ -89,10 +84,7 @@ class RenewalWorkflow(ProcessSteps):
             process=PROCESS_NAME, customer_id=term.customer_id, step_prefix=f"term{term.term}_"
         )
         self._term = term
-        schedule = term.schedule
-        self._plan = RenewalPlan(
-            as_utc(term.renewal_date), schedule.reminder_days, schedule.usage_analysis_day
-        )
+        self._plan = term.renewal_plan()
         self._usage: UsageSummary | None = None
         self._upsell: str | None = None
         self._upsell_task: asyncio.Task[None] | None = None
@@ -129,14 +121,7 @@ class RenewalWorkflow(ProcessSteps):
         if outcome == "lapsed":
             await self._escalate_lapse()
         await self._finish(outcome)
-        return RenewalResult(
-            subscription_id=term.subscription_id,
-            term=term.term,
-            outcome=outcome,
-            renewal_date=self._plan.renewal_date,
-            reminders_sent=list(self._plan.reminders_sent),
-            upsell=self._upsell,
-        )
+        return term.result(outcome, self._plan, self._upsell)
 
     @workflow.signal
     async def event(self, event: ProcessEvent) -> None:
@@ -153,9 +138,8 @@ class RenewalWorkflow(ProcessSteps):
         if isinstance(data, RenewalDateChanged):
             previous = self._plan.renewal_date
             self._plan.move_to(data.renewal_date)
-            self._show_step(
-                "renewal_date_changed", f"{previous:%Y-%m-%d} -> {data.renewal_date:%Y-%m-%d}"
-            )
+            detail = messages.date_moved_detail(previous, data.renewal_date)
+            self._show_step("renewal_date_changed", detail)
         else:
             self._decision = event.type
             if isinstance(data, Renewed):
@@ -205,21 +189,9 @@ class RenewalWorkflow(ProcessSteps):
         if self._upsell == "awaiting_approval" and self._approval_id:
             self._state.waiting_for.append(f"approval:{self._approval_id}")
         self._state.due = {step.name: step.at for step in self._plan.pending()}
-        term, plan, usage = self._term, self._plan, self._usage
-        self._state.details = {
-            "subscription_id": term.subscription_id,
-            "term": term.term,
-            "renewal_date": plan.renewal_date.isoformat(),
-            "plan": term.plan,
-            "annual_value": term.annual_value,
-            "auto_renew": term.auto_renew,
-            "owner_id": term.owner.staff_id,
-            "reminders_sent": list(plan.reminders_sent),
-            "reminders_skipped": list(plan.reminders_skipped),
-            "usage": dataclasses.asdict(usage) if usage else None,
-            "upsell": self._upsell,
-            "approval_id": self._approval_id,
-        }
+        self._state.details = messages.term_details(
+            self._term, self._plan, self._usage, self._upsell, self._approval_id
+        )
         return self._state
 
     # The steps of the process, in order.
@@ -229,8 +201,7 @@ class RenewalWorkflow(ProcessSteps):
         self._set_stage("active")
         while True:
             for days in self._plan.skip_overdue(workflow.now()):
-                late = "skipped: its day had passed before it was planned"
-                self._show_step(reminder_step(days), late)
+                self._show_step(reminder_step(days), messages.SKIPPED)
             step = self._plan.next_step()
             if not await self._wait_until(step):
                 if self._decision is not None:
@@ -245,48 +216,25 @@ class RenewalWorkflow(ProcessSteps):
                 await self._analyse_usage()
 
     async def _confirm_renewal(self, renewed: RenewedTerm) -> None:
-        """Tell the customer the term they start is renewed, signed or automatically."""
-        await self._send_email(
-            "renewal_confirmation",
-            "renewal_confirmation",
-            {
-                "auto_renewed": renewed.outcome == "auto_renewed",
-                "renewal_date": f"{renewed.renewal_date:%Y-%m-%d}",
-                "next_renewal_date": f"{self._plan.renewal_date:%Y-%m-%d}",
-            },
-        )
+        # The next date is read once the email task runs: events taken before it count.
+        await self._send_email(messages.renewal_confirmation(renewed, self._plan.renewal_date))
 
     async def _send_reminder(self, days: int) -> None:
-        term, date = self._term, f"{self._plan.renewal_date:%Y-%m-%d}"
-        await self._send_email(
-            reminder_step(days),
-            "renewal_reminder",
-            {"days": days, "renewal_date": date, "auto_renew": term.auto_renew},
-        )
-        await self._create_task(
-            term.owner,
-            reminder_step(days),
-            f"Renewal of {term.company_name} in {days} days ({date})",
-            min(workflow.now() + timedelta(days=3), self._plan.renewal_date),
-            f"Plan {term.plan}, annual value {term.annual_value:,.2f}; "
-            f"{'renews automatically' if term.auto_renew else 'lapses'} without a decision.",
-        )
+        term, date = self._term, self._plan.renewal_date
+        await self._send_email(messages.reminder_email(term, days, date))
+        task = messages.reminder_task(term, days, date, workflow.now(), self._plan.renewal_date)
+        await self._create_task(task)
 
     async def _analyse_usage(self) -> None:
         self._usage = usage = await workflow.execute_activity(
             ANALYSE_USAGE,
-            UsageRequest(
-                subscription_id=self._term.subscription_id,
-                since=self._plan.renewal_date - timedelta(days=365),
-                tenant=self._tenant(),
-            ),
+            messages.usage_request(self._term, self._plan.renewal_date, self._tenant()),
             result_type=UsageSummary,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RECORD_RETRY,
             summary="analyse usage",
         )
-        detail = f"{usage.metric or 'no usage reported'}: {usage.utilisation:.0%} of the plan"
-        self._show_step(USAGE_ANALYSIS, detail)
+        self._show_step(USAGE_ANALYSIS, messages.usage_detail(usage))
         offer = self._term.schedule.upsell_for(self._term.plan, usage.utilisation)
         self._upsell = "eligible" if offer else "not_eligible"
         record: dict[str, object] = {"usage": dataclasses.asdict(usage), "upsell": self._upsell}
@@ -302,52 +250,34 @@ class RenewalWorkflow(ProcessSteps):
                 self._upsell = f"discount_{approval.outcome if approval else 'failed'}"
                 await self._audit_step("upsell", {"outcome": self._upsell})
                 return
-        await self._send_email(
-            "upsell_offer",
-            "renewal_upsell_offer",
-            {
-                "offered_plan": offer.offered_plan,
-                "discount_percent": f"{offer.discount_percent:g}",
-                "renewal_date": f"{self._plan.renewal_date:%Y-%m-%d}",
-                "metric": usage.metric or "usage",
-                "utilisation_percent": round(usage.utilisation * 100),
-            },
+        await self._send_email(messages.upsell_offer_email(offer, usage, self._plan.renewal_date))
+        follow_up = messages.upsell_follow_up_task(
+            self._term, offer, usage, workflow.now(), self._plan.renewal_date
         )
-        await self._create_task(
-            self._term.owner,
-            "upsell_follow_up",
-            f"Follow up the {offer.offered_plan} offer to {self._term.company_name}",
-            min(workflow.now() + timedelta(days=7), self._plan.renewal_date),
-            f"{offer.discount_percent:g}% discount offered at "
-            f"{usage.utilisation:.0%} {usage.metric} usage.",
-        )
+        await self._create_task(follow_up)
         self._upsell = "offered"
         await self._audit_step("upsell", {"outcome": "offered", "plan": offer.offered_plan})
 
     async def _approve_discount(
         self, offer: UpsellTerms, usage: UsageSummary
     ) -> ApprovalResult | None:
+        """Ask the schedule's approvers for ``offer``'s discount (a child workflow): its result,
+        or None when the child failed. A tenant's run asks under an id of the tenant's own."""
         request = self._term.discount_approval(offer, usage.utilisation, self._process_id)
-        self._approval_id = approval_id(request.subject_id)
+        tenant = self._tenant()
+        own_id = tenant is not None and workflow.patched(TENANT_APPROVAL_IDS)
+        self._approval_id = approval_id(request.subject_id, tenant if own_id else None)
         self._upsell = "awaiting_approval"
         approver_id = request.chain[0].approver_id
         self._show_step("approval_requested", f"{self._approval_id} from {approver_id}")
-        customer_id, subscription_id = self._term.customer_id, self._term.subscription_id
         try:
             return await workflow.execute_child_workflow(
                 ApprovalWorkflow.run,
                 request,
                 id=self._approval_id,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(PROCESS, "approval"),
-                        SearchAttributePair(CUSTOMER_ID, customer_id),
-                        SearchAttributePair(STAGE, "awaiting_decision"),
-                        SearchAttributePair(APPROVAL_ASSIGNEE, approver_id),
-                    ]
-                ),
-                static_summary=f"Discount approval for subscription {subscription_id}",
-                memo={"tenant": tenant} if (tenant := self._tenant()) else None,
+                search_attributes=messages.approval_search_attributes(self._term, approver_id),
+                static_summary=messages.approval_summary(self._term),
+                memo={"tenant": tenant} if tenant else None,
             )
         except ChildWorkflowError as err:
             self._show_step("approval_failed", str(err.cause or err))
@@ -368,51 +298,19 @@ class RenewalWorkflow(ProcessSteps):
         next_term = self._next_term(outcome)
         self._set_stage(outcome)
         self._show_step(outcome, f"next renewal {next_term.renewal_date:%Y-%m-%d}")
-        await self._audit_step(
-            "outcome",
-            {
-                "outcome": outcome,
-                "next_renewal_date": next_term.renewal_date.isoformat(),
-                "plan": next_term.plan,
-                "annual_value": next_term.annual_value,
-            },
-        )
+        await self._audit_step("outcome", messages.next_term_record(outcome, next_term))
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._plan.changed_late:  # by events after the outcome (see _late_event)
             next_term = self._next_term(outcome)
         workflow.continue_as_new(dataclasses.replace(next_term, carried_events=self._carried))
 
     async def _escalate_lapse(self) -> None:
+        """A churn-risk task for the owner, then a task and an email for their manager."""
         self._set_stage("lapsed")
-        term, owner = self._term, self._term.owner
-        escalate_to = term.manager or owner
-        date = f"{self._plan.renewal_date:%Y-%m-%d}"
-        await self._create_task(
-            owner,
-            "churn_risk",
-            f"Churn risk: {term.company_name} lapsed on {date}",
-            workflow.now() + timedelta(days=2),
-            f"Plan {term.plan}, annual value {term.annual_value:,.2f}; "
-            "no renewal and no auto-renewal.",
-        )
-        await self._create_task(
-            escalate_to,
-            "lapse_escalation",
-            f"Escalation: {term.company_name} did not renew ({owner.name}'s account)",
-            workflow.now() + timedelta(days=1),
-            f"Subscription {term.subscription_id} lapsed on {date}.",
-        )
-        await self._send_email(
-            "lapse_escalation",
-            "renewal_lapse_escalation",
-            {
-                "manager_name": escalate_to.name,
-                "owner_name": owner.name,
-                "renewal_date": date,
-                "subscription_id": term.subscription_id,
-            },
-            to=escalate_to.email,
-        )
+        term, date = self._term, self._plan.renewal_date
+        await self._create_task(messages.churn_risk_task(term, date, workflow.now()))
+        await self._create_task(messages.lapse_escalation_task(term, date, workflow.now()))
+        await self._send_email(messages.lapse_escalation_email(term, date))
 
     async def _finish(self, outcome: str) -> None:
         self._set_stage(outcome)
@@ -434,8 +332,7 @@ class RenewalWorkflow(ProcessSteps):
         if remaining <= timedelta(0):
             return not interrupted()
         workflow.set_current_details(
-            f"Term {self._term.term}: next step {step.name} at {step.at:%Y-%m-%d %H:%M} UTC; "
-            f"renewal date {self._plan.renewal_date:%Y-%m-%d}."
+            messages.waiting_detail(self._term, step, self._plan.renewal_date)
         )
         try:
             await workflow.wait_condition(interrupted, timeout=remaining, timeout_summary=step.name)
@@ -443,34 +340,9 @@ class RenewalWorkflow(ProcessSteps):
             return not interrupted()
         return False
 
-    def _read(
-        self, event: ProcessEvent, decided: str | None = None
-    ) -> Renewed | RenewalDateChanged | Cancelled | str:
-        """``event``'s data, decoded, or why the term ignores the event: not a renewal's, the
-        term ``decided`` already, or data it cannot use. A cancellation is taken whatever its
-        data says: nothing in it changes what the term does."""
-        if event.type not in EVENTS:
-            return "not a renewal event"
-        if decided is not None:
-            return f"the term is already {decided}"
-        if event.type == "cancelled":
-            return Cancelled()
-        if event.type == "renewal_date_changed":
-            try:
-                return event_data(RenewalDateChanged, event)
-            except (TypeError, ValueError) as err:
-                return str(err)
-        try:
-            return event_data(Renewed, event)
-        except EventDataError as err:
-            # The patch is about the plan and the value, as it was when it was made.
-            if err.field == "renewal_date" or workflow.patched(REFUSE_UNUSABLE_TERMS):
-                return str(err)
-        # A run from before the patch takes the event, without the terms it cannot use.
-        try:
-            return Renewed(renewal_date=event.data.get("renewal_date"))
-        except EventDataError as err:
-            return str(err)
+    def _read(self, event: ProcessEvent, decided: str | None = None) -> RenewalEvent | str:
+        """``read_event``'s answer; the patch is about the plan and the value, as it was made."""
+        return read_event(event, decided, lambda: workflow.patched(REFUSE_UNUSABLE_TERMS))
 
     def _ignore(self, event: ProcessEvent, problem: str) -> None:
         workflow.logger.warning("renewal ignores event %r: %s", event.type, problem)
@@ -480,32 +352,24 @@ class RenewalWorkflow(ProcessSteps):
         terms = self._plan.next_term(self._term.plan, self._term.annual_value)
         return self._term.followed_by(terms, RenewedTerm(outcome, self._plan.renewal_date))
 
-    async def _send_email(
-        self, step: str, template: str, context: dict[str, object], to: str | None = None
-    ) -> None:
+    async def _send_email(self, email: messages.Email) -> None:
+        step = email.step
         await self._email(
             step,
-            EmailRequest(
-                key=self._key(f"email_{step}"),
-                process_id=self._process_id,
-                to=to or self._term.contact_email,
-                template=template,
-                context={**self._term.email_context(), **context},
-            ),
+            email.request(self._term, self._key(f"email_{step}"), self._process_id),
             within=timedelta(days=1),
             failure_record=f"email_failed_{step}",
         )
 
-    async def _create_task(
-        self, assignee: StaffRef, kind: str, title: str, due: datetime, detail: str
-    ) -> TaskRef:
+    async def _create_task(self, task: messages.Task) -> TaskRef:
+        assignee_id = task.assignee.staff_id
         return await self._task(
-            kind,
+            task.kind,
             customer_id=self._term.customer_id,
-            assignee_id=assignee.staff_id,
-            kind=kind,
-            title=title,
-            due=due,
-            detail=detail,
-            summary=f"task {kind} for {assignee.staff_id}",
+            assignee_id=assignee_id,
+            kind=task.kind,
+            title=task.title,
+            due=task.due,
+            detail=task.detail,
+            summary=f"task {task.kind} for {assignee_id}",
         )

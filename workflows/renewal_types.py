@@ -6,14 +6,15 @@ sandbox passes them through: their ``datetime`` fields must be the real
 """
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Self
 
 from crm.domain.calendar import as_utc
-from crm.domain.renewal_plan import NextTerm, TermChanges, reminder_days_problem
+from crm.domain.renewal_plan import NextTerm, RenewalPlan, TermChanges, reminder_days_problem
 from workflows.approval_types import ApprovalInput, Approver
-from workflows.common import ProcessEvent
+from workflows.common import ProcessEvent, event_data
 
 
 class EventDataError(ValueError):
@@ -100,6 +101,38 @@ EVENT_DATA: dict[str, type] = {
     "renewal_date_changed": RenewalDateChanged,
 }
 EVENTS: tuple[str, ...] = tuple(EVENT_DATA)
+#: A renewal event's data, decoded.
+RenewalEvent = Renewed | RenewalDateChanged | Cancelled
+
+
+def read_event(
+    event: ProcessEvent, decided: str | None, refuse_unusable_terms: Callable[[], bool]
+) -> RenewalEvent | str:
+    """``event``'s data, decoded, or why the term ignores the event: not a renewal's, the
+    term ``decided`` already, or data it cannot use. A cancellation is taken whatever its
+    data says: nothing in it changes what the term does. ``refuse_unusable_terms`` is asked
+    only for a ``renewed`` whose plan or value the next term could not use: whether to
+    refuse it, or else take it without those terms."""
+    if event.type not in EVENTS:
+        return "not a renewal event"
+    if decided is not None:
+        return f"the term is already {decided}"
+    if event.type == "cancelled":
+        return Cancelled()
+    if event.type == "renewal_date_changed":
+        try:
+            return event_data(RenewalDateChanged, event)
+        except (TypeError, ValueError) as err:
+            return str(err)
+    try:
+        return event_data(Renewed, event)
+    except EventDataError as err:
+        if err.field == "renewal_date" or refuse_unusable_terms():
+            return str(err)
+    try:
+        return Renewed(renewal_date=event.data.get("renewal_date"))
+    except EventDataError as err:
+        return str(err)
 
 
 def parse_renewal_date(value: object) -> datetime:
@@ -212,6 +245,24 @@ class RenewalInput:
         if self.annual_value < 0:
             problems.append("annual_value must not be negative")
         return [*problems, *self.schedule.problems()]
+
+    def renewal_plan(self) -> RenewalPlan:
+        """The plan of this term's steps against its renewal date, on its schedule's days."""
+        schedule = self.schedule
+        return RenewalPlan(
+            as_utc(self.renewal_date), schedule.reminder_days, schedule.usage_analysis_day
+        )
+
+    def result(self, outcome: str, plan: RenewalPlan, upsell: str | None) -> "RenewalResult":
+        """How this term ended, by ``outcome``, on ``plan``'s date and reminders."""
+        return RenewalResult(
+            subscription_id=self.subscription_id,
+            term=self.term,
+            outcome=outcome,
+            renewal_date=plan.renewal_date,
+            reminders_sent=list(plan.reminders_sent),
+            upsell=upsell,
+        )
 
     def email_context(self) -> dict[str, object]:
         """What every email of the term shows: the customer, the plan and the owner."""

@@ -40,6 +40,7 @@ from crm.platform.settings import Settings
 from crm.policy import Policy
 from crm.policy.sla import SlaPolicy, SlaTierOverride
 from crm.store.db import Database
+from crm.store.models import UsageReport
 from devstack.enrichment_provider import create_provider_app
 from devstack.mailsink import MailSink
 from tests.conftest import eventually
@@ -322,6 +323,39 @@ async def renewal_cancelled_as_it_renews(rec: Recording) -> Handle:
     return rec.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
 
 
+async def renewal_tenant_discount_approval(rec: Recording) -> Handle:
+    """A tenant's term: the upsell discount is approved by a child approval under an id of
+    the tenant's own (the tenant-approval-ids patch), the offer goes out, and the term lapses."""
+    now = await rec.env.get_current_time()
+    term = renewal_input(now + days(100), policy=rec.policy, plan="growth", auto_renew=False)
+    report = UsageReport(
+        subscription_id=term.subscription_id,
+        metric="seats",
+        used=95,
+        included=100,
+        reported_at=now,
+        tenant="acme",
+    )
+    await rec.database.run(lambda session: session.add(report))
+    handle = await rec.client.start_workflow(
+        RenewalWorkflow.run,
+        term,
+        id=f"{renewal_id(term.subscription_id)}@acme",
+        task_queue=rec.task_queue,
+        memo={"tenant": "acme"},
+    )
+    await rec.env.sleep(days(41))  # the approval is asked at day 40
+    state = await handle.query(RenewalWorkflow.state)
+    approval = rec.client.get_workflow_handle_for(
+        ApprovalWorkflow.run, state.details["approval_id"]
+    )
+    await approval.execute_update(
+        ApprovalWorkflow.decide, ApprovalDecision("mgr-hana", "approve", "worth it")
+    )
+    await handle.result()
+    return handle
+
+
 # Lead qualification (scored by source: a webinar lead is medium and gets the sequence)
 
 
@@ -381,6 +415,8 @@ SCENARIOS: dict[str, Scenario] = {
     "renewal-lapsed": renewal_lapsed,
     "renewal-signed-second-term": renewal_signed_second_term,
     "renewal-cancelled-as-it-renews": renewal_cancelled_as_it_renews,
+    # Recorded after the tenant-approval-ids patch.
+    "renewal-tenant-discount-approval": renewal_tenant_discount_approval,
     "lead-unresponsive": lead_unresponsive,
     "lead-routed": lead_routed,
     # Recorded after the free-rep-on-cancel patch.

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import datetime
+from typing import Protocol
 
 import pytest
 from temporalio.client import Client, WorkflowHandle
@@ -21,6 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from crm.platform.settings import Settings
 from crm.policy import Policy
 from crm.store.db import Database
+from crm.store.models import UsageReport
 from devstack.mailsink import MailSink, StoredMessage
 from tests.conftest import eventually
 from tests.support.renewal import (
@@ -44,7 +46,15 @@ from workflows.renewal import RenewalWorkflow
 from workflows.renewal_types import RenewalInput, RenewalResult, RenewedTerm, renewal_id
 
 RenewalHandle = WorkflowHandle[RenewalWorkflow, RenewalResult]
-Starter = Callable[[RenewalInput], Awaitable[RenewalHandle]]
+
+
+class Starter(Protocol):
+    """Starts a renewal on the test's queue, as a run of ``tenant`` when one is given."""
+
+    def __call__(
+        self, term: RenewalInput, tenant: str | None = None
+    ) -> Awaitable[RenewalHandle]: ...
+
 
 REMINDERS = [f"term1_email_reminder_{d}d" for d in (90, 60, 30, 7)]
 CONFIRMED = "term2_email_renewal_confirmation"  # the second term's run confirms it
@@ -64,12 +74,15 @@ async def start(client: Client, settings: Settings) -> AsyncIterator[Starter]:
     """
     started: list[str] = []
 
-    async def start_renewal(term: RenewalInput) -> RenewalHandle:
+    async def start_renewal(term: RenewalInput, tenant: str | None = None) -> RenewalHandle:
+        """As the API starts a run of ``tenant``: an id of the tenant's own, the tenant in memo."""
+        process_id = renewal_id(term.subscription_id)
         handle = await client.start_workflow(
             RenewalWorkflow.run,
             term,
-            id=renewal_id(term.subscription_id),
+            id=f"{process_id}@{tenant}" if tenant else process_id,
             task_queue=settings.task_queue,
+            memo={"tenant": tenant} if tenant else None,
         )
         started.append(handle.id)
         return handle
@@ -204,6 +217,37 @@ async def test_upsell_discount_approval_that_expires_sends_no_offer(
         ("approval_request", "mgr-hana"),
         ("approval_escalation", "fin-olga"),
     ]
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_tenants_discount_approval_has_an_id_of_the_tenants_own(
+    time_skipping_env: WorkflowEnvironment,
+    client: Client,
+    start: Starter,
+    database: Database,
+    now: datetime,
+) -> None:
+    term = renewal_input(now + days(100), plan="growth")
+    report = UsageReport(
+        subscription_id=term.subscription_id,
+        metric="seats",
+        used=95,
+        included=100,
+        reported_at=now,
+        tenant="acme",  # only the tenant's own reports count for its renewal
+    )
+    await database.run(lambda session: session.add(report))
+    handle = await start(term, tenant="acme")
+
+    await time_skipping_env.sleep(days(41))  # the approval is asked at day 40
+    state = await state_of(handle)
+
+    approval_id = state.details["approval_id"]
+    assert approval_id == f"approval-{term.subscription_id}-term1-discount@acme"
+    assert state.details["upsell"] == "awaiting_approval"
+    approval = await client.get_workflow_handle(approval_id).describe()
+    assert approval.parent_id == handle.id
+    assert await approval.memo_value("tenant") == "acme"  # the approvals API filters by it
 
 
 @pytest.mark.usefixtures("worker")
