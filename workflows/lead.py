@@ -50,10 +50,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import ProcessEvent, ProcessState
     from workflows.contracts import (
         ADD_TO_MARKETING_LIST,
-        ASSIGN_OWNER,
         SAVE_LEAD,
         Assignment,
-        AssignmentRequest,
         EmailReceipt,
         EmailRequest,
         LeadSaved,
@@ -183,17 +181,10 @@ class LeadWorkflow(ProcessSteps):
             if workflow.patched(FREE_REP_ON_CANCEL)
             else ActivityCancellationType.TRY_CANCEL
         )
-        rep: Assignment = await workflow.execute_activity(
-            ASSIGN_OWNER,
-            AssignmentRequest(
-                key=self._rep_key(),
-                process_id=self._process_id,
-                pool=territory.pool,
-                subject_id=self._lead.lead_id,
-            ),
-            result_type=Assignment,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
+        rep = await self._assign_owner(
+            self._rep_key(),
+            territory.pool,
+            self._lead.lead_id,
             summary=f"assign rep from {territory.pool}",
             cancellation_type=cancellation,
         )

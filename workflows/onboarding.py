@@ -32,10 +32,8 @@ with workflow.unsafe.imports_passed_through():
     from crm.domain.calendar import BusinessCalendar
     from workflows.common import ProcessEvent, ProcessState
     from workflows.contracts import (
-        ASSIGN_OWNER,
         UPSERT_CUSTOMER,
         Assignment,
-        AssignmentRequest,
         CompanyProfile,
         CustomerRecord,
         EmailRequest,
@@ -142,17 +140,10 @@ class OnboardingWorkflow(ProcessSteps):
 
     async def _assign_csm(self) -> None:
         self._set_step_stage("assigning")
-        self._csm = await workflow.execute_activity(
-            ASSIGN_OWNER,
-            AssignmentRequest(
-                key=self._key("assign_csm"),
-                process_id=self._process_id,
-                pool=self._customer.csm_pool,
-                subject_id=self._customer.customer_id,
-            ),
-            result_type=Assignment,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
+        self._csm = await self._assign_owner(
+            self._key("assign_csm"),
+            self._customer.csm_pool,
+            self._customer.customer_id,
             summary=f"assign CSM from {self._customer.csm_pool}",
         )
         self._show_step("assign_csm", self._csm.assignee_id)

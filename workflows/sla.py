@@ -1,58 +1,30 @@
-"""Support-ticket SLA: assign a ticket, watch its clocks, escalate before and after breaches.
-
-The process a support team runs for every ticket (``sla-{ticket_id}``):
-
-1. Assign the ticket to an agent of the SLA pool: agents with the ticket's
-   skills first, then the fewest open tickets, round-robin on ties.
-2. Run two clocks in business time of the customer's calendar (urgent tickets
-   around the clock), each against its priority's target:
-   - first response: stops at ``agent_replied``;
-   - resolution: stops at ``resolved`` or ``closed``, which end the process.
-   ``status_changed`` to ``pending_customer`` pauses both, back to ``open``
-   resumes them; ``priority_changed`` swaps the targets and keeps the time used.
-3. For each clock, at 75 % of its target warn the assignee (email and in-app
-   notification); at 100 % the clock has breached: email the team lead, create a
-   task for them and, when the policy names a ``reassign_pool``, move the
-   ticket; at 150 % escalate to the manager (email and task).
-4. At the end record the outcome: met or breached per clock, the business time
-   used and every escalation.
-
-The run sleeps until the next of those deadlines and plans again whenever an
-event arrives; the clocks and what they reached are kept by
-``crm.domain.ticket_clocks.TicketClocks``. The thresholds and targets are policy
-(``crm.domain.sla.SlaTerms``), resolved per customer tier before the run starts.
-"""
+"""Support-ticket SLA (``sla-{ticket_id}``): assign the ticket, run its first-response and
+resolution clocks in the customer's business time (``TicketClocks``), warn the assignee at
+75 % of a target, escalate to the team lead at the breach (reassigning when the policy says
+so) and to the manager at 150 %, and record the outcome. Its texts are ``sla_messages``."""
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
+from workflows import sla_messages as messages
 from workflows.retries import RECORD_RETRY
 from workflows.steps import ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
     from crm.domain.calendar import BusinessCalendar
-    from crm.domain.sla import BREACH, CLOCK_LABELS, MANAGER, WARNING, SlaClock
+    from crm.domain.sla import BREACH, MANAGER, WARNING, SlaClock
     from crm.domain.ticket_clocks import TicketClocks
     from workflows.common import SLA_STATE, TICKET_PRIORITY, ProcessEvent, ProcessState, event_data
     from workflows.contracts import (
-        ASSIGN_OWNER,
-        LOOK_UP_STAFF,
-        NOTIFY_STAFF,
         RECORD_SLA_OUTCOME,
         Assignment,
-        AssignmentRequest,
-        EmailRequest,
-        NotificationRequest,
         SlaClockOutcome,
         SlaOutcomeRecord,
         StaffContact,
-        StaffLookup,
     )
     from workflows.sla_types import (
         EVENT_DATA,
@@ -64,13 +36,6 @@ with workflow.unsafe.imports_passed_through():
     )
 
 PROCESS_NAME = "sla"
-
-#: Staff look-ups read the policy: an unknown id will not appear on retry.
-LOOKUP_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["InvalidInput"],
-)
 
 
 @workflow.defn
@@ -133,29 +98,21 @@ class TicketSlaWorkflow(ProcessSteps):
             self._show_step(f"ignored:{event.type}", ignored)
             return
         self._events.append(event)
-        self._show_step(f"event:{event.type}", _describe_event(event))
+        self._show_step(f"event:{event.type}", messages.event_note(event))
         self._changed = True
 
     @workflow.query
     def state(self) -> ProcessState:
         """Stage, what the ticket waits for, due times and the business time left per clock,
         as of the run's last activity (``details.as_of``); the due times are exact."""
-        now = workflow.now()
         self._state.waiting_for = self._sla.waiting_for()
         self._state.due = self._sla.due_times()
         self._state.details = {
             "ticket_id": self._ticket.ticket_id,
             "subject": self._ticket.subject,
-            "priority": self._sla.priority,
             "tier": self._ticket.tier,
-            "timezone": self._ticket.terms.calendar.timezone,
-            "status": self._sla.outcome or self._sla.status,
-            "sla_state": self._sla.state(now),
             "assignee_id": self._assignee.assignee_id if self._assignee else None,
-            "opened_at": self._sla.opened.isoformat(),
-            "as_of": now.isoformat(),
-            "clocks": self._sla.describe(now),
-            "escalations": list(self._sla.escalations),
+            **self._sla.details(workflow.now()),
         }
         return self._state
 
@@ -203,15 +160,9 @@ class TicketSlaWorkflow(ProcessSteps):
     async def _warn_assignee(self, clock: SlaClock) -> None:
         assignee = self._assignee_or_fail()
         step = f"{clock.name}_warning"
-        due = clock.due(1.0) or workflow.now()
-        context = {"recipient_name": assignee.assignee_name}
-        await self._send_email(step, "sla_warning", assignee.assignee_email, clock, due, context)
-        await self._notify(
-            step,
-            assignee.assignee_id,
-            f"Ticket {self._ticket.ticket_id}: {CLOCK_LABELS[clock.name]} due "
-            f"{self._sla.local_time(due)}",
-        )
+        alert = self._alert(clock, clock.due(1.0) or workflow.now())
+        await self._send_email(step, messages.warning_email(alert, assignee))
+        await self._notify_staff(step, assignee.assignee_id, messages.warning_notice(alert))
         self._sla.record_escalation(clock.name, WARNING, assignee.assignee_id)
 
     async def _escalate_to_team_lead(self, clock: SlaClock) -> None:
@@ -219,15 +170,11 @@ class TicketSlaWorkflow(ProcessSteps):
         step = f"{clock.name}_breach"
         due = self._sla.breach_due(clock.name, workflow.now())
         reassigned_to = await self._reassign_if_policy_says(step)
-        context = {"recipient_name": lead.name, "reassigned_to": reassigned_to}
-        await self._send_email(step, "sla_breach", lead.email, clock, due, context)
-        await self._create_task(
-            step,
-            lead.staff_id,
-            f"SLA breached: ticket {self._ticket.ticket_id} {CLOCK_LABELS[clock.name]}",
-            detail=f'{self._sla.priority} ticket "{self._ticket.subject}" was due '
-            f"{self._sla.local_time(due)}.",
+        await self._send_email(
+            step, messages.breach_email(self._alert(clock, due), lead, reassigned_to)
         )
+        # Built after the email: a priority changed meanwhile shows in the task.
+        await self._create_task(step, messages.breach_task(self._alert(clock, due), lead))
         self._sla.record_escalation(clock.name, BREACH, lead.staff_id)
 
     async def _escalate_to_manager(self, clock: SlaClock) -> None:
@@ -236,17 +183,10 @@ class TicketSlaWorkflow(ProcessSteps):
         if lead.manager_id is None:
             self._show_step(step, f"not sent: team lead {lead.staff_id} has no manager")
             return
-        manager = await self._look_up(lead.manager_id)
-        due = self._sla.breach_due(clock.name, workflow.now())
-        context = {"recipient_name": manager.name, "lead_name": lead.name}
-        await self._send_email(step, "sla_escalation", manager.email, clock, due, context)
-        await self._create_task(
-            step,
-            manager.staff_id,
-            f"SLA escalation: ticket {self._ticket.ticket_id} {CLOCK_LABELS[clock.name]} at "
-            f"{round(self._ticket.terms.manager_at * 100)}%",
-            detail=f"Team lead {lead.name} was notified at the breach.",
-        )
+        manager = await self._look_up_staff(lead.manager_id)
+        alert = self._alert(clock, self._sla.breach_due(clock.name, workflow.now()))
+        await self._send_email(step, messages.manager_email(alert, lead, manager))
+        await self._create_task(step, messages.manager_task(alert, lead, manager))
         self._sla.record_escalation(clock.name, MANAGER, manager.staff_id)
 
     async def _reassign_if_policy_says(self, step: str) -> str | None:
@@ -256,18 +196,14 @@ class TicketSlaWorkflow(ProcessSteps):
         self._reassigned = True
         previous = self._assignee_or_fail()
         await self._release(previous)
-        self._assignee = await self._assign("reassign", pool)
-        self._show_step("reassign", f"{previous.assignee_id} -> {self._assignee.assignee_id}")
+        self._assignee = new = await self._assign("reassign", pool)
+        self._show_step("reassign", f"{previous.assignee_id} -> {new.assignee_id}")
         await self._audit_step(
-            "reassign",
-            {"from": previous.assignee_id, "to": self._assignee.assignee_id, "after": step},
+            "reassign", {"from": previous.assignee_id, "to": new.assignee_id, "after": step}
         )
-        await self._notify(
-            "reassign",
-            self._assignee.assignee_id,
-            f"Ticket {self._ticket.ticket_id} was reassigned to you after an SLA breach.",
-        )
-        return self._assignee.assignee_name
+        notice = messages.reassigned_notice(self._ticket)
+        await self._notify_staff("reassign", new.assignee_id, notice)
+        return new.assignee_name
 
     async def _finish(self) -> None:
         outcome = self._sla.outcome or "unknown"
@@ -334,37 +270,19 @@ class TicketSlaWorkflow(ProcessSteps):
         workflow.set_current_details(self._sla.summary(now))
 
     def _clock_outcomes(self) -> list[SlaClockOutcome]:
-        now = workflow.now()
-        return [
-            SlaClockOutcome(
-                clock=clock.name,
-                status=clock.status(now),
-                target_seconds=clock.target.total_seconds(),
-                used_seconds=clock.used_at(now).total_seconds(),
-                levels_reached=clock.levels_reached,
-            )
-            for clock in self._sla.clocks.values()
-        ]
+        return [SlaClockOutcome(**outcome) for outcome in self._sla.outcomes(workflow.now())]
 
     # Helpers: each a single activity call or a change of the visible state.
 
     async def _assign(self, step: str, pool: str) -> Assignment:
         self._set_stage("assigning")
-        assignment: Assignment = await workflow.execute_activity(
-            ASSIGN_OWNER,
-            AssignmentRequest(
-                key=self._key(step),
-                process_id=self._process_id,
-                pool=pool,
-                subject_id=self._ticket.ticket_id,
-                skills=list(self._ticket.skills),
-            ),
-            result_type=Assignment,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
+        return await self._assign_owner(
+            self._key(step),
+            pool,
+            self._ticket.ticket_id,
             summary=f"{step} ticket from {pool}",
+            skills=self._ticket.skills,
         )
-        return assignment
 
     async def _release(self, assignment: Assignment) -> None:
         await self._release_assignment(
@@ -381,73 +299,27 @@ class TicketSlaWorkflow(ProcessSteps):
                     type="InvalidPolicy",
                     non_retryable=True,
                 )
-            self._lead = await self._look_up(assignee.manager_id)
+            self._lead = await self._look_up_staff(assignee.manager_id)
         return self._lead
 
-    async def _look_up(self, staff_id: str) -> StaffContact:
-        contact: StaffContact = await workflow.execute_activity(
-            LOOK_UP_STAFF,
-            StaffLookup(staff_id=staff_id),
-            result_type=StaffContact,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=LOOKUP_RETRY,
-            summary=f"look up {staff_id}",
-        )
-        return contact
+    def _alert(self, clock: SlaClock, due: datetime) -> messages.ClockAlert:
+        """What an escalation tells of ``clock``, due at ``due``, as of now."""
+        facts = self._sla.email_facts(clock.name, due, workflow.now())
+        return messages.ClockAlert(self._ticket, self._assignee_or_fail().assignee_name, facts)
 
-    async def _send_email(
-        self,
-        step: str,
-        template: str,
-        to: str,
-        clock: SlaClock,
-        due: datetime,
-        context: Mapping[str, object],
-    ) -> None:
-        await self._email(
-            step,
-            EmailRequest(
-                key=self._key(f"email_{step}"),
-                process_id=self._process_id,
-                to=to,
-                template=template,
-                context={
-                    "ticket_id": self._ticket.ticket_id,
-                    "customer_id": self._ticket.customer_id,
-                    "subject": self._ticket.subject,
-                    **self._sla.email_facts(clock.name, due, workflow.now()),
-                    "assignee_name": self._assignee_or_fail().assignee_name,
-                    **context,
-                },
-            ),
-            within=timedelta(hours=1),
-        )
+    async def _send_email(self, step: str, email: messages.Email) -> None:
+        request = email.request(self._key(f"email_{step}"), self._process_id)
+        await self._email(step, request, within=timedelta(hours=1))
 
-    async def _notify(self, step: str, staff_id: str, message: str) -> None:
-        await workflow.execute_activity(
-            NOTIFY_STAFF,
-            NotificationRequest(
-                key=self._key(f"notify_{step}"),
-                process_id=self._process_id,
-                staff_id=staff_id,
-                kind=f"sla_{step}",
-                message=message,
-            ),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RECORD_RETRY,
-            summary=f"notify {staff_id}: {step}",
-        )
-        self._show_step(f"notify:{step}", staff_id)
-
-    async def _create_task(self, step: str, assignee_id: str, title: str, detail: str) -> None:
+    async def _create_task(self, step: str, task: messages.Task) -> None:
         await self._task(
             step,
             customer_id=self._ticket.customer_id,
-            assignee_id=assignee_id,
+            assignee_id=task.assignee_id,
             kind=f"sla_{step}",
-            title=title,
+            title=task.title,
             due=BusinessCalendar.around_the_clock().add(workflow.now(), timedelta(hours=1)),
-            detail=detail,
+            detail=task.detail,
         )
 
     async def _record_new_events(self) -> None:
@@ -491,7 +363,3 @@ class TicketSlaWorkflow(ProcessSteps):
                 "the ticket is not assigned yet", type="InvalidState", non_retryable=True
             )
         return self._assignee
-
-
-def _describe_event(event: ProcessEvent) -> str:
-    return ", ".join(f"{name}={value}" for name, value in sorted(event.data.items()))

@@ -8,32 +8,49 @@ idempotency keys derived from its workflow id.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE, ProcessState, StepEntry
 from workflows.contracts import (
+    ASSIGN_OWNER,
     CLOSE_TASKS,
     CREATE_TASK,
     ENRICH_COMPANY,
+    LOOK_UP_STAFF,
+    NOTIFY_STAFF,
     RECORD_STEP,
     RELEASE_ASSIGNMENT,
     SEND_EMAIL,
+    Assignment,
+    AssignmentRequest,
     AuditRecord,
     CloseTasksRequest,
     CompanyProfile,
     EmailReceipt,
     EmailRequest,
     EnrichmentRequest,
+    NotificationRequest,
     ReleaseRequest,
+    StaffContact,
+    StaffLookup,
     TaskRef,
     TaskRequest,
     step_key,
 )
 from workflows.retries import EMAIL_RETRY, ENRICH_RETRY, RECORD_RETRY
+
+#: Staff look-ups read the policy: an unknown id will not appear on retry.
+LOOKUP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["InvalidInput"],
+)
 
 
 class ProcessSteps:
@@ -127,6 +144,35 @@ class ProcessSteps:
             summary=summary,
         )
 
+    async def _assign_owner(
+        self,
+        key: str,
+        pool: str,
+        subject_id: str,
+        *,
+        summary: str,
+        skills: Sequence[str] = (),
+        cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
+    ) -> Assignment:
+        """Assign ``subject_id`` to a member of ``pool`` (with ``skills`` first, then the
+        least loaded), once per ``key`` whatever the retries."""
+        assignment: Assignment = await workflow.execute_activity(
+            ASSIGN_OWNER,
+            AssignmentRequest(
+                key=key,
+                process_id=self._process_id,
+                pool=pool,
+                subject_id=subject_id,
+                skills=list(skills),
+            ),
+            result_type=Assignment,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+            summary=summary,
+            cancellation_type=cancellation_type,
+        )
+        return assignment
+
     async def _release_assignment(self, key: str, summary: str) -> None:
         """End the assignment of ``key``, if made: it stops counting towards its
         assignee's load (once)."""
@@ -137,6 +183,36 @@ class ProcessSteps:
             retry_policy=RECORD_RETRY,
             summary=summary,
         )
+
+    async def _look_up_staff(self, staff_id: str) -> StaffContact:
+        """Who ``staff_id`` is: name, address and manager; an unknown id fails the step."""
+        contact: StaffContact = await workflow.execute_activity(
+            LOOK_UP_STAFF,
+            StaffLookup(staff_id=staff_id),
+            result_type=StaffContact,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=LOOKUP_RETRY,
+            summary=f"look up {staff_id}",
+        )
+        return contact
+
+    async def _notify_staff(self, step: str, staff_id: str, message: str) -> None:
+        """Notify ``staff_id`` in the app of ``step`` (kind ``<process>_<step>``), once, and
+        note it as ``notify:<step>``."""
+        await workflow.execute_activity(
+            NOTIFY_STAFF,
+            NotificationRequest(
+                key=self._key(f"notify_{step}"),
+                process_id=self._process_id,
+                staff_id=staff_id,
+                kind=f"{self._state.process}_{step}",
+                message=message,
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RECORD_RETRY,
+            summary=f"notify {staff_id}: {step}",
+        )
+        self._show_step(f"notify:{step}", staff_id)
 
     async def _look_up_company(self, domain: str) -> CompanyProfile | None:
         """The enrichment provider's profile of ``domain``; None, noted as partial

@@ -245,6 +245,34 @@ class TicketClocks:
             due or "Clocks paused or stopped."
         )
 
+    def details(self, now: datetime) -> dict[str, Any]:
+        """What a ticket's ``state`` shows of its SLA as of ``now``: priority, time zone,
+        status (the outcome once ended), SLA state, when opened, the clocks and escalations."""
+        return {
+            "priority": self.priority,
+            "timezone": self.terms.calendar.timezone,
+            "status": self.outcome or self.status,
+            "sla_state": self.state(now),
+            "opened_at": self.opened.isoformat(),
+            "as_of": now.isoformat(),
+            "clocks": self.describe(now),
+            "escalations": list(self.escalations),
+        }
+
+    def outcomes(self, now: datetime) -> list[dict[str, Any]]:
+        """How each clock stands at ``now`` for the outcome record: status, target and
+        business time used in seconds, and the levels it reached."""
+        return [
+            {
+                "clock": clock.name,
+                "status": clock.status(now),
+                "target_seconds": clock.target.total_seconds(),
+                "used_seconds": clock.used_at(now).total_seconds(),
+                "levels_reached": clock.levels_reached,
+            }
+            for clock in self.clocks.values()
+        ]
+
     def describe(self, now: datetime) -> dict[str, dict[str, Any]]:
         """Each clock's state, target, business time used and left, due time and levels reached."""
         return {name: _describe(clock, now) for name, clock in self.clocks.items()}
