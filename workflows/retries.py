@@ -27,3 +27,9 @@ ENRICH_RETRY = RetryPolicy(
     maximum_attempts=5,
     non_retryable_error_types=["InvalidInput", "CompanyNotFound", "EnrichmentRejected"],
 )
+#: Staff look-ups read the policy: an unknown id will not appear on retry.
+LOOKUP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["InvalidInput"],
+)

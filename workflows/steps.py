@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
@@ -43,14 +42,7 @@ from workflows.contracts import (
     TaskRequest,
     step_key,
 )
-from workflows.retries import EMAIL_RETRY, ENRICH_RETRY, RECORD_RETRY
-
-#: Staff look-ups read the policy: an unknown id will not appear on retry.
-LOOKUP_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["InvalidInput"],
-)
+from workflows.retries import EMAIL_RETRY, ENRICH_RETRY, LOOKUP_RETRY, RECORD_RETRY
 
 
 class ProcessSteps:
