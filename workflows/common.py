@@ -13,6 +13,9 @@ STAGE = SearchAttributeKey.for_keyword("CrmStage")
 TICKET_PRIORITY = SearchAttributeKey.for_keyword("TicketPriority")
 SLA_STATE = SearchAttributeKey.for_keyword("SlaState")
 APPROVAL_ASSIGNEE = SearchAttributeKey.for_keyword("ApprovalAssignee")
+AUTOMATION_ID = SearchAttributeKey.for_keyword("AutomationId")
+AUTOMATION_VERSION = SearchAttributeKey.for_keyword("AutomationVersion")
+RECORD_ID = SearchAttributeKey.for_keyword("RecordId")
 
 #: Custom search attributes every Temporal server running crmflow must know.
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
@@ -22,6 +25,9 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
     TICKET_PRIORITY,
     SLA_STATE,
     APPROVAL_ASSIGNEE,
+    AUTOMATION_ID,
+    AUTOMATION_VERSION,
+    RECORD_ID,
 )
 
 

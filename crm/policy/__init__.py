@@ -272,6 +272,10 @@ class Policy(BaseModel):
     renewal: RenewalPolicy = Field(default_factory=RenewalPolicy)
     sla: SlaPolicy = Field(default_factory=SlaPolicy)
     leads: LeadPolicy = Field(default_factory=LeadPolicy)
+    #: The business calendars automations count business time in, by name.
+    calendars: dict[str, CalendarPolicy] = Field(
+        default_factory=lambda: {"default": CalendarPolicy()}
+    )
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Policy:

@@ -1,0 +1,253 @@
+"""An automation as data: what a user defines, and what its run interprets.
+
+A definition (YAML or JSON; ``crm.automations.validation`` checks it and
+publishes its JSON Schema) names the object its records are (``deal``,
+``ticket``), the fields those records have and their types, the trigger that
+enrols a record, whether a record may enrol again, an optional goal, and the
+steps. A step has an ``id``, exactly one action (``email``, ``task``,
+``wait``, ``branch``, ``set``, ``end``) and where to go next: ``next``, or
+else the step after it in the list; after the last step the run ends as
+``completed``.
+
+Conditions and times are CEL (``crm.domain.expressions``) over ``record``
+(the record's current fields), ``previous`` (the old values of the fields the
+last event changed), ``event`` (``type``, ``occurred_at``, ``changed``),
+``vars`` (the run's variables, set by ``set`` steps) and ``now``. Emails and
+task texts are Jinja templates rendered in Jinja's sandbox, with the same
+names.
+
+These are plain dataclasses: they travel in a run's input through Temporal's
+payload converter, so this module has no ``from __future__ import
+annotations``.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from crm.domain.calendar import BusinessCalendar
+
+#: The kinds of event a record may have, as the system of record posts them.
+RECORD_EVENT_TYPES: tuple[str, ...] = ("created", "updated", "deleted")
+
+#: The types a record's field may be declared with, as CEL sees them.
+FIELD_TYPES: tuple[str, ...] = ("string", "int", "double", "bool", "timestamp", "list", "map")
+
+#: Units of a duration; ``business_*`` count the open time of the automation's calendar.
+DURATION_UNITS: tuple[str, ...] = ("minutes", "hours", "days", "business_hours", "business_days")
+
+#: The longest a single wait may last (a yearly step waits up to a year and a day).
+MAX_WAIT = timedelta(days=400)
+
+
+@dataclass
+class Duration:
+    """``amount`` of ``unit``: calendar time, or business time of the automation's calendar."""
+
+    amount: int
+    unit: str = "days"
+
+    def after(self, start: datetime, calendar: BusinessCalendar) -> datetime:
+        """The instant this long after ``start``."""
+        if self.unit == "business_days":
+            return calendar.add_business_days(start, self.amount)
+        if self.unit == "business_hours":
+            return calendar.add(start, timedelta(hours=self.amount))
+        return start + self.calendar_length()
+
+    def calendar_length(self) -> timedelta:
+        """The length in calendar time; a business unit counts as that many calendar ones."""
+        unit = self.unit.removeprefix("business_")
+        return timedelta(**{unit: self.amount})
+
+    def describe(self) -> str:
+        unit = self.unit.replace("_", " ")
+        return f"{self.amount} {unit.removesuffix('s') if self.amount == 1 else unit}"
+
+
+@dataclass
+class Person:
+    """Whom an email or task is for: exactly one of ``staff``, ``owner``, ``field``, ``pool``.
+
+    ``owner`` is the staff member in the record's owner field; ``field`` names a
+    record field holding an email address (emails) or a staff id (tasks);
+    ``pool`` (tasks) picks its least-loaded member. ``manager`` goes one up, to
+    the manager of that staff member.
+    """
+
+    staff: str | None = None
+    owner: bool = False
+    field: str | None = None
+    pool: str | None = None
+    manager: bool = False
+
+    def describe(self) -> str:
+        if self.owner:
+            who = "the record's owner"
+        elif self.staff:
+            who = self.staff
+        elif self.pool:
+            who = f"pool {self.pool}"
+        else:
+            who = f"record.{self.field}"
+        return f"manager of {who}" if self.manager else who
+
+
+@dataclass
+class EmailStep:
+    """Send an email rendered from ``subject`` and ``body`` to ``to``."""
+
+    to: Person
+    subject: str
+    body: str
+
+
+@dataclass
+class TaskStep:
+    """Create a task for ``assignee``, due ``due`` after the step runs."""
+
+    assignee: Person
+    title: str
+    due: Duration
+    detail: str = ""
+
+
+@dataclass
+class EventMatch:
+    """The record event a wait is for: of one of ``types``, changing ``changed``, matching
+    ``condition`` (all optional)."""
+
+    types: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    condition: str | None = None
+
+
+@dataclass
+class WaitStep:
+    """Wait ``duration``, or ``until`` an instant (a CEL timestamp), or for an ``event``.
+
+    A wait for an event gives up after ``timeout`` (required) and goes on at
+    ``on_timeout`` (default: the next step); the event leads to ``next``.
+    """
+
+    duration: Duration | None = None
+    until: str | None = None
+    event: EventMatch | None = None
+    timeout: Duration | None = None
+    on_timeout: str | None = None
+
+
+@dataclass
+class BranchCase:
+    """Go to ``next`` when ``condition`` holds."""
+
+    condition: str
+    next: str
+
+
+@dataclass
+class BranchStep:
+    """The first case whose condition holds; ``otherwise`` (default: the next step) if none."""
+
+    cases: list[BranchCase]
+    otherwise: str | None = None
+
+
+@dataclass
+class EndStep:
+    """End the run with ``outcome``."""
+
+    outcome: str = "completed"
+
+
+@dataclass
+class Step:
+    """One step: an id, exactly one action, and optionally where to go next."""
+
+    id: str
+    email: EmailStep | None = None
+    task: TaskStep | None = None
+    wait: WaitStep | None = None
+    branch: BranchStep | None = None
+    set: dict[str, str] | None = None  # variable name -> CEL expression
+    end: EndStep | None = None
+    next: str | None = None
+
+    @property
+    def action(self) -> str:
+        """The name of the step's action."""
+        for name in ("email", "task", "wait", "branch", "set", "end"):
+            if getattr(self, name) is not None:
+                return name
+        raise ValueError(f"step {self.id!r} has no action")
+
+
+@dataclass
+class Trigger:
+    """Which record events enrol a record: of one of ``on``, changing one of ``changed``
+    (when given), with ``condition`` holding (when given)."""
+
+    on: list[str]
+    changed: list[str] = field(default_factory=list)
+    condition: str | None = None
+
+
+@dataclass
+class Enrollment:
+    """Whether a record may enrol again once its run ended, and not before ``after``."""
+
+    reenroll: bool = False
+    after: Duration | None = None
+
+
+@dataclass
+class AutomationDefinition:
+    """One version of an automation, as its runs interpret it."""
+
+    id: str
+    name: str
+    object: str
+    trigger: Trigger
+    steps: list[Step]
+    fields: dict[str, str] = field(default_factory=dict)  # field name -> one of FIELD_TYPES
+    owner_field: str = "owner_id"
+    calendar: str = "default"
+    enrollment: Enrollment = field(default_factory=Enrollment)
+    goal: str | None = None
+    description: str = ""
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def following(self, step_id: str) -> str | None:
+        """Where the run goes after ``step_id`` by default: its ``next``, else the step after
+        it; None after the last."""
+        index = self.index(step_id)
+        if self.steps[index].next is not None:
+            return self.steps[index].next
+        return self.steps[index + 1].id if index + 1 < len(self.steps) else None
+
+    def index(self, step_id: str) -> int:
+        for index, step in enumerate(self.steps):
+            if step.id == step_id:
+                return index
+        raise KeyError(step_id)
+
+    def successors(self, step: Step) -> list[str | None]:
+        """Every step ``step`` may go to (None: the run ends)."""
+        if step.end is not None:
+            return []
+        default = self.following(step.id)
+        if step.branch is not None:
+            return [case.next for case in step.branch.cases] + [step.branch.otherwise or default]
+        if step.wait is not None and step.wait.event is not None:
+            return [default, step.wait.on_timeout or default]
+        return [default]
+
+    def listens(self) -> bool:
+        """Whether its runs want the record's later events (a goal, or a wait for one)."""
+        return self.goal is not None or any(
+            step.wait is not None and step.wait.event is not None for step in self.steps
+        )

@@ -1,0 +1,80 @@
+"""The data an automation run exchanges: its input, the record events it receives, its result.
+
+A run's input carries the whole version of the definition it interprets and
+the business calendar it counts business time in, so a later version or a
+changed policy never changes a run in flight. When a run continues as new
+(a loop back to an earlier step), the next run's input carries where it
+stands: the step, the record as last seen, the variables, the events already
+taken.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from crm.domain.automation import AutomationDefinition
+from crm.domain.calendar import CalendarSpec
+
+#: How many event ids a run remembers to take each event once.
+REMEMBERED_EVENTS = 500
+
+
+@dataclass
+class RecordEvent:
+    """A change of a record in the system of record, as posted to ``/v1/records/events``."""
+
+    event_id: str
+    object: str
+    record_id: str
+    type: str
+    occurred_at: datetime
+    record: dict[str, Any] = field(default_factory=dict)
+    previous: dict[str, Any] = field(default_factory=dict)
+
+    def changed(self) -> list[str]:
+        """The fields this event changed: those with an old value in ``previous`` that differs."""
+        return sorted(
+            name for name, old in self.previous.items() if self.record.get(name, None) != old
+        )
+
+
+@dataclass
+class AutomationInput:
+    """One record's run of one version of an automation."""
+
+    automation_id: str
+    version: int
+    definition: AutomationDefinition
+    calendar: CalendarSpec
+    record_id: str
+    record: dict[str, Any]
+    event: RecordEvent | None = None  # what enrolled it; None for a manual enrollment
+    # Where a run that continued as new stands:
+    at_step: str | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+    previous: dict[str, Any] = field(default_factory=dict)
+    seen_events: list[str] = field(default_factory=list)
+    steps_taken: int = 0
+    enrolled_at: datetime | None = None
+
+
+@dataclass
+class AutomationResult:
+    """How a run ended: ``outcome`` (``completed``, an end step's, ``goal_met``, ``failed``)."""
+
+    automation_id: str
+    version: int
+    record_id: str
+    outcome: str
+    last_step: str | None
+    steps_taken: int
+    variables: dict[str, Any] = field(default_factory=dict)
+    failure: str | None = None
+
+
+def automation_run_id(
+    automation_id: str, object_name: str, record_id: str, tenant: str | None = None
+) -> str:
+    """The business key of a record's run: ``automation-{id}-{object}-{record}[@tenant]``."""
+    run_id = f"automation-{automation_id}-{object_name}-{record_id}"
+    return f"{run_id}@{tenant}" if tenant else run_id
