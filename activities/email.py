@@ -66,7 +66,13 @@ class EmailActivities:
         """
         recipient = _valid_recipient(request.to)
         try:
-            rendered = self._templates.render(request.template, request.context)
+            rendered = (
+                self._templates.render(request.template, request.context)
+                if request.body is None
+                else self._templates.render_user(
+                    request.subject or "", request.body, request.context
+                )
+            )
         except TemplateError as err:
             raise ApplicationError(str(err), type="InvalidInput", non_retryable=True) from err
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from sqlmodel import Session
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
+from crm.automations.templates import UserTemplateError, render_user_template
 from crm.store.db import Database, insert_once
 from crm.store.models import AuditEntry, Task, as_utc
 from crm.store.task_completion import close_open_tasks
@@ -19,15 +21,28 @@ class TaskActivities:
 
     @activity.defn(name=CREATE_TASK)
     async def create_task(self, request: TaskRequest) -> TaskRef:
-        """Create the task for ``request.key`` unless it exists, and audit it."""
+        """Create the task for ``request.key`` unless it exists, and audit it.
+
+        A request with ``template_values`` has a user's templates for its title
+        and detail; one that cannot render fails, non-retryable (``InvalidInput``).
+        """
+        title, detail = request.title, request.detail
+        if request.template_values is not None:
+            try:
+                title = " ".join(render_user_template(title, request.template_values).split())
+                detail = render_user_template(detail, request.template_values).strip()
+            except UserTemplateError as err:
+                raise ApplicationError(
+                    f"task {request.key}: {err}", type="InvalidInput", non_retryable=True
+                ) from err
         task_row = Task(
             key=request.key,
             process_id=request.process_id,
             customer_id=request.customer_id,
             assignee_id=request.assignee_id,
             kind=request.kind,
-            title=request.title,
-            detail=request.detail,
+            title=title[:300],
+            detail=detail,
             due_at=as_utc(request.due_at),
             tenant=request.tenant,
             assignment_key=request.assignment_key,

@@ -14,6 +14,8 @@ from typing import Any
 
 import jinja2
 
+from crm.automations.templates import UserTemplateError, render_user_template
+
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
@@ -50,8 +52,24 @@ class EmailTemplates:
             raise TemplateError(f"template {name!r}: {err.message}") from err
         except jinja2.TemplateError as err:
             raise TemplateError(f"template {name!r} is invalid: {err}") from err
-        head, _, body = text.partition("\n\n")
-        if not head.startswith("Subject:"):
-            raise TemplateError(f"template {name!r} must start with a 'Subject:' line")
-        subject = " ".join(head.removeprefix("Subject:").split())
-        return RenderedEmail(subject=subject, body=body.strip() + "\n")
+        return _as_email(name, text)
+
+    def render_user(self, subject: str, body: str, context: dict[str, Any]) -> RenderedEmail:
+        """A user's ``subject`` and ``body`` templates rendered in the sandbox; raises
+        TemplateError."""
+        try:
+            return RenderedEmail(
+                subject=" ".join(render_user_template(subject, context).split()),
+                body=render_user_template(body, context).strip() + "\n",
+            )
+        except UserTemplateError as err:
+            raise TemplateError(str(err)) from err
+
+
+def _as_email(name: str, text: str) -> RenderedEmail:
+    """A rendered template file split into its ``Subject:`` line and body."""
+    head, _, body = text.partition("\n\n")
+    if not head.startswith("Subject:"):
+        raise TemplateError(f"template {name!r} must start with a 'Subject:' line")
+    subject = " ".join(head.removeprefix("Subject:").split())
+    return RenderedEmail(subject=subject, body=body.strip() + "\n")

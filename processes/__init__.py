@@ -1,7 +1,9 @@
 """Every crmflow process, registered once: the API, the worker and the CLI read ``PROCESSES``.
 
 A new process is a workflow in ``workflows/``, a module here with its
-``ProcessDescriptor``, and one line below.
+``ProcessDescriptor``, and one line below. Users' automations
+(``workflows.automation``) are defined as data, not here; the worker runs
+their interpreter beside the processes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from processes.onboarding import ONBOARDING
 from processes.registry import ProcessDescriptor
 from processes.renewals import RENEWAL
 from processes.tickets import SLA
+from workflows.automation import AutomationWorkflow
+from workflows.common import AUTOMATION_ID, AUTOMATION_VERSION, PROCESS, RECORD_ID, STAGE
 
 PROCESSES: tuple[ProcessDescriptor, ...] = (ONBOARDING, SLA, RENEWAL, LEAD, APPROVAL)
 
@@ -24,11 +28,14 @@ def process_named(name: str | None) -> ProcessDescriptor | None:
 
 
 def workflows() -> list[type]:
-    """The workflow classes a worker registers."""
-    return [process.workflow for process in PROCESSES]
+    """The workflow classes a worker registers: the processes' and the automations'."""
+    return [*(process.workflow for process in PROCESSES), AutomationWorkflow]
 
 
 def search_attributes() -> list[SearchAttributeKey[str]]:
     """The custom search attributes the runs set, which every Temporal server must know."""
     keys = {key.name: key for process in PROCESSES for key in process.search_attributes}
+    keys |= {
+        key.name: key for key in (PROCESS, STAGE, AUTOMATION_ID, AUTOMATION_VERSION, RECORD_ID)
+    }
     return list(keys.values())

@@ -50,9 +50,11 @@ WORKFLOWS: Sequence[type] = registered_workflows()
 #: a workflow that reads the clock, draws a random number or does I/O fails its workflow task.
 #: Passed through, loaded once outside it and not checked by it: the data types workflows
 #: exchange (``workflows.common``, ``workflows.contracts`` and every ``workflows.*_types``),
-#: and ``crm.domain``, the pure logic they call (its calendar reads time-zone data); ruff
+#: and ``crm.domain``, the pure logic they call (its calendar reads time-zone data, its
+#: expressions run in ``cel``, a compiled CEL evaluator); ruff
 #: checks those (``tests/unit/test_workflow_lint.py``).
 PASSED_THROUGH_SANDBOX: tuple[str, ...] = (
+    "cel",
     "crm.domain",
     "workflows.common",
     "workflows.contracts",

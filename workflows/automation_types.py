@@ -9,7 +9,7 @@ taken.
 """
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from crm.domain.automation import AutomationDefinition
@@ -78,3 +78,22 @@ def automation_run_id(
     """The business key of a record's run: ``automation-{id}-{object}-{record}[@tenant]``."""
     run_id = f"automation-{automation_id}-{object_name}-{record_id}"
     return f"{run_id}@{tenant}" if tenant else run_id
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON can carry it: timestamps as ISO 8601, durations as seconds.
+
+    CEL values a ``set`` step gives (timestamps, durations, lists, maps) go
+    into the run's variables, its templates and its next run's input this way.
+    """
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)

@@ -106,6 +106,9 @@ class TaskRequest:
     detail: str = ""
     tenant: str | None = None  # the run's tenant (memo), so the API shows the task to it only
     assignment_key: str | None = None  # the assignment that ends when the task is done
+    #: With it, ``title`` and ``detail`` are a user's templates, rendered with these values
+    #: in Jinja's sandbox (``crm.automations.templates``).
+    template_values: dict[str, Any] | None = None
 
 
 @dataclass
@@ -127,13 +130,20 @@ class TaskRef:
 
 @dataclass
 class EmailRequest:
-    """An email rendered from ``template`` with ``context`` and sent once per ``key``."""
+    """An email rendered from ``template`` with ``context`` and sent once per ``key``.
+
+    With ``subject`` and ``body`` (a user's templates, an automation's), those
+    are rendered in Jinja's sandbox instead and ``template`` only names the
+    email in the outbox.
+    """
 
     key: str
     process_id: str
     to: str
     template: str
     context: dict[str, Any] = field(default_factory=dict)
+    subject: str | None = None
+    body: str | None = None
 
 
 @dataclass

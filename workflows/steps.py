@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
@@ -94,13 +95,15 @@ class ProcessSteps:
         detail: str,
         summary: str | None = None,
         assignment_key: str | None = None,
+        template_values: dict[str, Any] | None = None,
         cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
     ) -> TaskRef:
         """Create the task of ``step`` for ``assignee_id``, once whatever the retries.
 
         The task belongs to the run's tenant and is noted as ``task:<step>``.
         With ``assignment_key``, it is the work of that assignment, which ends
-        when the task is done.
+        when the task is done. With ``template_values``, ``title`` and ``detail`` are a
+        user's templates, rendered with them by the activity.
         """
         task: TaskRef = await workflow.execute_activity(
             CREATE_TASK,
@@ -115,6 +118,7 @@ class ProcessSteps:
                 detail=detail,
                 tenant=self._tenant(),
                 assignment_key=assignment_key,
+                template_values=template_values,
             ),
             result_type=TaskRef,
             start_to_close_timeout=timedelta(seconds=10),

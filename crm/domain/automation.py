@@ -35,6 +35,10 @@ FIELD_TYPES: tuple[str, ...] = ("string", "int", "double", "bool", "timestamp", 
 #: Units of a duration; ``business_*`` count the open time of the automation's calendar.
 DURATION_UNITS: tuple[str, ...] = ("minutes", "hours", "days", "business_hours", "business_days")
 
+#: How pydantic validates documents into these dataclasses (``crm.automations.validation``):
+#: an unknown key is an error, not ignored.
+_STRICT_KEYS = {"extra": "forbid"}
+
 #: The longest a single wait may last (a yearly step waits up to a year and a day).
 MAX_WAIT = timedelta(days=400)
 
@@ -42,6 +46,8 @@ MAX_WAIT = timedelta(days=400)
 @dataclass
 class Duration:
     """``amount`` of ``unit``: calendar time, or business time of the automation's calendar."""
+
+    __pydantic_config__ = _STRICT_KEYS
 
     amount: int
     unit: str = "days"
@@ -74,6 +80,8 @@ class Person:
     the manager of that staff member.
     """
 
+    __pydantic_config__ = _STRICT_KEYS
+
     staff: str | None = None
     owner: bool = False
     field: str | None = None
@@ -96,6 +104,8 @@ class Person:
 class EmailStep:
     """Send an email rendered from ``subject`` and ``body`` to ``to``."""
 
+    __pydantic_config__ = _STRICT_KEYS
+
     to: Person
     subject: str
     body: str
@@ -105,6 +115,8 @@ class EmailStep:
 class TaskStep:
     """Create a task for ``assignee``, due ``due`` after the step runs."""
 
+    __pydantic_config__ = _STRICT_KEYS
+
     assignee: Person
     title: str
     due: Duration
@@ -113,8 +125,11 @@ class TaskStep:
 
 @dataclass
 class EventMatch:
-    """The record event a wait is for: of one of ``types``, changing ``changed``, matching
-    ``condition`` (all optional)."""
+    """Which record events a trigger or wait takes: of one of ``types``, changing one of
+    ``changed``, with ``condition`` holding (each optional for a wait; a trigger names its
+    ``types``)."""
+
+    __pydantic_config__ = _STRICT_KEYS
 
     types: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
@@ -129,6 +144,8 @@ class WaitStep:
     ``on_timeout`` (default: the next step); the event leads to ``next``.
     """
 
+    __pydantic_config__ = _STRICT_KEYS
+
     duration: Duration | None = None
     until: str | None = None
     event: EventMatch | None = None
@@ -140,6 +157,8 @@ class WaitStep:
 class BranchCase:
     """Go to ``next`` when ``condition`` holds."""
 
+    __pydantic_config__ = _STRICT_KEYS
+
     condition: str
     next: str
 
@@ -147,6 +166,8 @@ class BranchCase:
 @dataclass
 class BranchStep:
     """The first case whose condition holds; ``otherwise`` (default: the next step) if none."""
+
+    __pydantic_config__ = _STRICT_KEYS
 
     cases: list[BranchCase]
     otherwise: str | None = None
@@ -156,12 +177,16 @@ class BranchStep:
 class EndStep:
     """End the run with ``outcome``."""
 
+    __pydantic_config__ = _STRICT_KEYS
+
     outcome: str = "completed"
 
 
 @dataclass
 class Step:
     """One step: an id, exactly one action, and optionally where to go next."""
+
+    __pydantic_config__ = _STRICT_KEYS
 
     id: str
     email: EmailStep | None = None
@@ -182,18 +207,10 @@ class Step:
 
 
 @dataclass
-class Trigger:
-    """Which record events enrol a record: of one of ``on``, changing one of ``changed``
-    (when given), with ``condition`` holding (when given)."""
-
-    on: list[str]
-    changed: list[str] = field(default_factory=list)
-    condition: str | None = None
-
-
-@dataclass
 class Enrollment:
     """Whether a record may enrol again once its run ended, and not before ``after``."""
+
+    __pydantic_config__ = _STRICT_KEYS
 
     reenroll: bool = False
     after: Duration | None = None
@@ -203,10 +220,12 @@ class Enrollment:
 class AutomationDefinition:
     """One version of an automation, as its runs interpret it."""
 
+    __pydantic_config__ = _STRICT_KEYS
+
     id: str
     name: str
     object: str
-    trigger: Trigger
+    trigger: EventMatch  # which record events enrol a record
     steps: list[Step]
     fields: dict[str, str] = field(default_factory=dict)  # field name -> one of FIELD_TYPES
     owner_field: str = "owner_id"

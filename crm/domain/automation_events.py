@@ -51,8 +51,7 @@ def enrols(
     Raises ExpressionError when the trigger's condition cannot be evaluated on
     the event's data.
     """
-    trigger = definition.trigger
-    return _fits(EventMatch(trigger.on, trigger.changed, trigger.condition), event_type, changed, names)
+    return _fits(definition.trigger, event_type, changed, names)
 
 
 def matches(

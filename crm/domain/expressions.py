@@ -35,7 +35,20 @@ _FIELD_REFERENCE = re.compile(r"(?<![\w.])(record|previous|vars)\.([A-Za-z_]\w*)
 
 
 class ExpressionError(ValueError):
-    """An expression does not compile, or cannot be evaluated on the data given."""
+    """An expression does not compile, or cannot be evaluated on the data given.
+
+    ``of_data`` is True when one of crmflow's functions refused a value (a
+    string that is no date, an unknown time zone): a fault of that record's
+    data, not of the expression.
+    """
+
+    def __init__(self, message: str, *, of_data: bool = False) -> None:
+        super().__init__(message)
+        self.of_data = of_data
+
+
+class _DataError(ValueError):
+    """A function's argument is of the right type but not a valid value."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -56,7 +69,8 @@ def evaluate(source: str, names: Mapping[str, Any]) -> Any:
     except KeyError as err:
         raise ExpressionError(f"no field {err.args[0]!r} in the data") from None
     except (TypeError, RuntimeError, ZeroDivisionError, ValueError, OverflowError) as err:
-        raise ExpressionError(_first_line(str(err))) from None
+        message = _first_line(str(err))
+        raise ExpressionError(message, of_data=_DataError.__name__ in message) from None
 
 
 def holds(source: str, names: Mapping[str, Any]) -> bool:
@@ -135,7 +149,7 @@ def _as_date(value: object) -> date:
         try:
             return date.fromisoformat(value[:10])
         except ValueError:
-            raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+            raise _DataError(f"{value!r} is not a date (YYYY-MM-DD)") from None
     raise TypeError(f"{value!r} is not a date")
 
 
@@ -149,14 +163,14 @@ def _wall_time(value: object) -> time:
     try:
         return time.fromisoformat(str(value))
     except ValueError:
-        raise ValueError(f"{value!r} is not a time of day (HH:MM)") from None
+        raise _DataError(f"{value!r} is not a time of day (HH:MM)") from None
 
 
 def _zone(value: object) -> ZoneInfo:
     try:
         return ZoneInfo(str(value))
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}") from None
+        raise _DataError(f"unknown time zone {value!r}") from None
 
 
 def _first_line(message: str) -> str:

@@ -82,6 +82,7 @@ MAY_IMPORT = {
     "re",
     "typing",
     "zoneinfo",
+    "cel",  # CEL, evaluated in Rust: pure, no I/O, no clock (crm.domain.expressions)
     "temporalio",
     "temporalio.common",
     "temporalio.converter",

@@ -1,0 +1,383 @@
+"""A user's automation, interpreted: one record's run of one version of a definition.
+
+The run takes the definition's steps (``crm.domain.automation``) one at a
+time from the first: it sends emails, creates tasks, waits on durable timers
+counted in the calendar's business time or for a record event, branches on
+CEL conditions and sets variables, until an ``end`` step, the last step, or
+its goal. The record events the API delivers (signal ``record_event``, taken
+once per ``event_id``) update the record the expressions see; one that makes
+the goal true ends the run as ``goal_met``, even in the middle of a wait.
+
+A step that cannot be taken on this record's data (a condition on a missing
+field, an owner field left empty, an unknown staff id) ends the run as
+``failed``, visibly: an audit entry ``failed:<step>``, the ``state`` query's
+outcome and the ``CrmStage`` search attribute ``failed``. It never fails the
+workflow task. A step leading back to an earlier one (a loop) continues as
+new, so a run that lasts years keeps a short history.
+"""
+
+import asyncio
+from datetime import timedelta
+from typing import Any, NoReturn
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, is_cancelled_exception
+
+from workflows.steps import ProcessSteps, carry_on_reason
+
+with workflow.unsafe.imports_passed_through():
+    from crm.domain.automation import Person, Step
+    from crm.domain.automation_events import event_names, matches, names_for
+    from crm.domain.calendar import BusinessCalendar
+    from crm.domain.expressions import ExpressionError, evaluate, holds, instant
+    from workflows.automation_types import (
+        REMEMBERED_EVENTS,
+        AutomationInput,
+        AutomationResult,
+        RecordEvent,
+        jsonable,
+    )
+    from workflows.common import AUTOMATION_ID, AUTOMATION_VERSION, RECORD_ID, ProcessState
+    from workflows.contracts import EmailRequest, StaffContact
+
+PROCESS_NAME = "automation"
+
+
+class StepFailed(Exception):
+    """A step cannot be taken on this record's data; the run ends as ``failed``."""
+
+
+@workflow.defn
+class AutomationWorkflow(ProcessSteps):
+    """One record's run of one automation version; see the module docstring."""
+
+    @workflow.init
+    def __init__(self, run: AutomationInput) -> None:
+        info = workflow.info()
+        super().__init__(
+            process=PROCESS_NAME,
+            customer_id=run.record_id,
+            step_prefix=f"{info.first_execution_run_id[:8]}/",
+        )
+        self._run = run
+        self._definition = run.definition
+        self._calendar = BusinessCalendar.from_spec(run.calendar)
+        self._record: dict[str, Any] = dict(run.record)
+        self._previous: dict[str, Any] = dict(run.previous)
+        self._variables: dict[str, Any] = dict(run.variables)
+        self._seen: list[str] = list(run.seen_events)
+        self._steps_taken = run.steps_taken
+        self._step_id: str | None = None
+        self._last_event: dict[str, Any] = {}
+        self._goal_met = False
+        self._awaiting: Step | None = None
+        self._arrived = False
+        if run.event is not None:
+            self._take_event(run.event)
+
+    @workflow.run
+    async def run(self, run: AutomationInput) -> AutomationResult:
+        definition = self._definition
+        if run.at_step is None:
+            workflow.upsert_search_attributes(
+                [
+                    AUTOMATION_ID.value_set(run.automation_id),
+                    AUTOMATION_VERSION.value_set(str(run.version)),
+                    RECORD_ID.value_set(run.record_id),
+                ]
+            )
+            self._publish_process(run.record_id, "enrolled")
+        step_id: str | None = run.at_step or definition.steps[0].id
+        outcome, failure = "completed", None
+        try:
+            while step_id is not None and not self._goal_met:
+                step = definition.step(step_id)
+                self._step_id = self._state.stage = step.id
+                try:
+                    following = await self._take(step)
+                except StepFailed as err:
+                    outcome, failure = "failed", f"{step.id}: {err}"
+                    break
+                self._steps_taken += 1
+                if step.end is not None:
+                    outcome = step.end.outcome
+                    break
+                if self._goal_met:
+                    break
+                if following is not None and definition.index(following) <= definition.index(
+                    step.id
+                ):
+                    self._continue_as_new(following)
+                step_id = following
+            if self._goal_met:
+                outcome = "goal_met"
+        except (asyncio.CancelledError, ActivityError) as err:
+            if not is_cancelled_exception(err):
+                raise
+            await self._finish("cancelled", workflow.cancellation_reason() or "cancelled")
+            raise
+        await self._finish(outcome, failure)
+        return AutomationResult(
+            automation_id=run.automation_id,
+            version=run.version,
+            record_id=run.record_id,
+            outcome=outcome,
+            last_step=self._step_id,
+            steps_taken=self._steps_taken,
+            variables=jsonable(self._variables),
+            failure=failure,
+        )
+
+    @workflow.signal
+    def record_event(self, event: RecordEvent) -> None:
+        """A change of the record: taken once per ``event_id``; may meet the goal or end a wait."""
+        if event.event_id in self._seen or event.record_id != self._run.record_id:
+            return
+        self._take_event(event)
+        self._show_step(f"event:{event.type}", ", ".join(event.changed()) or event.event_id)
+
+    @workflow.query
+    def state(self) -> ProcessState:
+        """The current step, what it waits for, the record's fields and the run's variables."""
+        self._state.details = {
+            "automation_id": self._run.automation_id,
+            "version": self._run.version,
+            "step": self._state.stage,
+            "steps_taken": self._steps_taken,
+            "variables": jsonable(self._variables),
+            "record": self._record,
+        }
+        return self._state
+
+    # Taking one step: where the run goes next (None: it ends).
+
+    async def _take(self, step: Step) -> str | None:
+        following = self._definition.following(step.id)
+        if step.email is not None:
+            to = await self._address(step.email.to)
+            await self._email(
+                step.id,
+                EmailRequest(
+                    key=self._key(f"{self._steps_taken}-{step.id}"),
+                    process_id=self._process_id,
+                    to=to,
+                    template=f"{self._run.automation_id}.{step.id}"[:100],
+                    context=self._template_values(),
+                    subject=step.email.subject,
+                    body=step.email.body,
+                ),
+                within=timedelta(days=1),
+            )
+        elif step.task is not None:
+            await self._create_task(step)
+        elif step.wait is not None:
+            return await self._wait(step, following)
+        elif step.branch is not None:
+            for case in step.branch.cases:
+                if self._holds(case.condition):
+                    return case.next
+            return step.branch.otherwise or following
+        elif step.set is not None:
+            for name, source in step.set.items():
+                self._variables[name] = self._evaluate(source)
+            self._show_step(f"set:{step.id}", ", ".join(step.set))
+        return following
+
+    async def _create_task(self, step: Step) -> None:
+        task = step.task
+        assert task is not None
+        assignee, assignment_key = await self._assignee(step.id, task.assignee)
+        try:
+            await self._task(
+                f"{self._steps_taken}-{step.id}",
+                customer_id=self._run.record_id,
+                assignee_id=assignee,
+                kind=step.id[:50],
+                title=task.title,
+                due=task.due.after(workflow.now(), self._calendar),
+                detail=task.detail,
+                assignment_key=assignment_key,
+                template_values=self._template_values(),
+            )
+        except ActivityError as err:
+            raise StepFailed(carry_on_reason(err)) from None
+
+    async def _wait(self, step: Step, following: str | None) -> str | None:
+        wait = step.wait
+        assert wait is not None
+        now = workflow.now()
+        if wait.duration is not None:
+            until, what = wait.duration.after(now, self._calendar), wait.duration.describe()
+        elif wait.until is not None:
+            until, what = self._instant(wait.until), wait.until
+        else:
+            assert wait.timeout is not None
+            until, what = wait.timeout.after(now, self._calendar), "a record event"
+        self._state.due[step.id] = until
+        self._state.waiting_for = [what]
+        self._set_stage(step.id)
+        workflow.set_current_details(
+            f"Step {step.id}: waiting for {what} until {until:%Y-%m-%d %H:%M} UTC."
+        )
+        self._awaiting, self._arrived = (step if wait.event is not None else None), False
+        try:
+            await workflow.wait_condition(
+                lambda: self._arrived or self._goal_met,
+                timeout=max(until - now, timedelta(0)),
+                timeout_summary=f"{step.id}: {what}",
+            )
+        except TimeoutError:
+            self._show_step(f"wait:{step.id}", "timed out" if wait.event else "done")
+            return (wait.on_timeout or following) if wait.event is not None else following
+        finally:
+            self._awaiting = None
+            self._state.waiting_for = []
+            self._state.due.pop(step.id, None)
+        self._show_step(f"wait:{step.id}", "goal met" if self._goal_met else "event arrived")
+        return following
+
+    # Record events, the goal and expressions.
+
+    def _take_event(self, event: RecordEvent) -> None:
+        self._seen = [*self._seen, event.event_id][-REMEMBERED_EVENTS:]
+        self._record = {**self._record, **event.record}
+        self._previous = dict(event.previous)
+        self._last_event = event_names(event.type, event.occurred_at, event.changed())
+        goal = self._definition.goal
+        if goal is not None and not self._goal_met:
+            self._goal_met = self._condition_or_note(goal, "goal")
+        if self._awaiting is not None and self._awaiting.wait and self._awaiting.wait.event:
+            match = self._awaiting.wait.event
+            try:
+                self._arrived = matches(match, event.type, event.changed(), self._names())
+            except ExpressionError as err:
+                self._show_step(f"wait:{self._awaiting.id}", f"condition failed: {err}")
+
+    def _condition_or_note(self, source: str, what: str) -> bool:
+        """A condition checked on an event; one that cannot be evaluated is noted, not met."""
+        try:
+            return holds(source, self._names())
+        except ExpressionError as err:
+            self._show_step(f"{what}:unevaluable", str(err))
+            return False
+
+    def _names(self) -> dict[str, Any]:
+        return names_for(
+            self._definition,
+            record=self._record,
+            previous=self._previous,
+            event=self._last_event,
+            variables=self._variables,
+            now=workflow.now(),
+        )
+
+    def _holds(self, source: str) -> bool:
+        try:
+            return holds(source, self._names())
+        except ExpressionError as err:
+            raise StepFailed(f"condition {source!r}: {err}") from None
+
+    def _evaluate(self, source: str) -> Any:
+        try:
+            return evaluate(source, self._names())
+        except ExpressionError as err:
+            raise StepFailed(f"expression {source!r}: {err}") from None
+
+    def _instant(self, source: str) -> Any:
+        try:
+            return instant(source, self._names())
+        except ExpressionError as err:
+            raise StepFailed(f"expression {source!r}: {err}") from None
+
+    def _template_values(self) -> dict[str, Any]:
+        values: dict[str, Any] = jsonable(
+            {
+                "record": self._record,
+                "previous": self._previous,
+                "event": self._last_event,
+                "vars": self._variables,
+                "now": workflow.now(),
+            }
+        )
+        return values
+
+    # People: whom an email or task is for.
+
+    async def _address(self, person: Person) -> str:
+        if person.field is not None:
+            address = self._record.get(person.field)
+            if not isinstance(address, str) or "@" not in address:
+                raise StepFailed(f"record.{person.field} is no email address: {address!r}")
+            return str(address)
+        staff_id = await self._staff_id(person)
+        return (await self._contact(staff_id)).email
+
+    async def _assignee(self, step_id: str, person: Person) -> tuple[str, str | None]:
+        if person.pool is not None:
+            try:
+                assignment = await self._assign_owner(
+                    self._key(f"{self._steps_taken}-{step_id}-assign"),
+                    person.pool,
+                    self._run.record_id,
+                    summary=f"assign from {person.pool}",
+                )
+            except ActivityError as err:
+                raise StepFailed(carry_on_reason(err)) from None
+            return assignment.assignee_id, assignment.key
+        return await self._staff_id(person), None
+
+    async def _staff_id(self, person: Person) -> str:
+        if person.staff is not None:
+            staff_id = person.staff
+        else:
+            name = self._definition.owner_field if person.owner else person.field
+            value = self._record.get(name or "")
+            if not isinstance(value, str) or not value:
+                raise StepFailed(f"record.{name} names no staff member: {value!r}")
+            staff_id = str(value)
+        if not person.manager:
+            return staff_id
+        manager = (await self._contact(staff_id)).manager_id
+        if manager is None:
+            raise StepFailed(f"{staff_id} has no manager")
+        return manager
+
+    async def _contact(self, staff_id: str) -> StaffContact:
+        try:
+            return await self._look_up_staff(staff_id)
+        except ActivityError as err:
+            raise StepFailed(carry_on_reason(err)) from None
+
+    # The end.
+
+    async def _finish(self, outcome: str, failure: str | None) -> None:
+        self._state.outcome = outcome
+        self._set_stage("failed" if outcome == "failed" else outcome)
+        workflow.set_current_details(f"Ended: {outcome}" + (f" ({failure})" if failure else ""))
+        detail: dict[str, object] = {"outcome": outcome, "steps_taken": self._steps_taken}
+        if failure is not None:
+            step = failure.partition(":")[0]
+            self._show_step(f"failed:{step}", failure)
+            await self._audit_step(f"failed:{step}", {"reason": failure})
+            detail["failure"] = failure
+        await self._audit_step("outcome", detail)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+    def _continue_as_new(self, at_step: str) -> NoReturn:
+        run = self._run
+        workflow.continue_as_new(
+            AutomationInput(
+                automation_id=run.automation_id,
+                version=run.version,
+                definition=run.definition,
+                calendar=run.calendar,
+                record_id=run.record_id,
+                record=self._record,
+                at_step=at_step,
+                variables=jsonable(self._variables),
+                previous=self._previous,
+                seen_events=self._seen,
+                steps_taken=self._steps_taken,
+                enrolled_at=run.enrolled_at,
+            )
+        )
