@@ -37,7 +37,14 @@ with workflow.unsafe.imports_passed_through():
         RecordEvent,
         jsonable,
     )
-    from workflows.common import AUTOMATION_ID, AUTOMATION_VERSION, RECORD_ID, ProcessState
+    from workflows.common import (
+        AUTOMATION_ID,
+        AUTOMATION_VERSION,
+        PROCESS,
+        RECORD_ID,
+        STAGE,
+        ProcessState,
+    )
     from workflows.contracts import EmailRequest, StaffContact
 
 PROCESS_NAME = "automation"
@@ -81,12 +88,13 @@ class AutomationWorkflow(ProcessSteps):
         if run.at_step is None:
             workflow.upsert_search_attributes(
                 [
+                    PROCESS.value_set(PROCESS_NAME),
+                    STAGE.value_set("enrolled"),
                     AUTOMATION_ID.value_set(run.automation_id),
                     AUTOMATION_VERSION.value_set(str(run.version)),
                     RECORD_ID.value_set(run.record_id),
                 ]
             )
-            self._publish_process(run.record_id, "enrolled")
         step_id: str | None = run.at_step or definition.steps[0].id
         outcome, failure = "completed", None
         try:

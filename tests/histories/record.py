@@ -44,6 +44,7 @@ from crm.store.models import UsageReport
 from devstack.enrichment_provider import create_provider_app
 from devstack.mailsink import MailSink
 from tests.conftest import eventually
+from tests.support.automations import example, record_event, start_run
 from tests.support.lead import lead_input, start_lead, zone_at_local_hour
 from tests.support.lead import send_event as send_lead_event
 from tests.support.renewal import (
@@ -61,6 +62,7 @@ from tests.support.sla import send_event as send_ticket_event
 from worker.main import running_worker
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import ApprovalDecision, approval_id
+from workflows.automation import AutomationWorkflow
 from workflows.common import SEARCH_ATTRIBUTES, ProcessEvent
 from workflows.lead import LeadWorkflow
 from workflows.onboarding import OnboardingWorkflow
@@ -396,6 +398,52 @@ async def lead_cancelled_after_routing(rec: Recording) -> Handle:
     return handle
 
 
+# Automations
+
+
+async def automation_deal_escalated(rec: Recording) -> Handle:
+    """deal-won-handoff: the manager told, a handoff task, no onboarding in 2 business days."""
+    definition = example("deal-won-handoff", rec.policy)
+    deal = {"name": "Initech", "stage": "won", "amount": 48000, "owner_id": "csm-ana"}
+    now = await rec.env.get_current_time()
+    event = record_event(definition, "d-1", "updated", deal, {"stage": "proposal"}, at=now)
+    handle = await start_run(rec.client, rec.task_queue, definition, event, rec.policy)
+    await handle.result()
+    return handle
+
+
+async def automation_stale_deal_touched(rec: Recording) -> Handle:
+    """stale-deal-nudge: an update restarts the wait (the run continues as new)."""
+    definition = example("stale-deal-nudge", rec.policy)
+    deal = {"name": "Initech", "stage": "qualified", "owner_id": "csm-ben"}
+    now = await rec.env.get_current_time()
+    created = record_event(definition, "d-2", "created", deal, at=now)
+    handle = await start_run(rec.client, rec.task_queue, definition, created, rec.policy)
+    await rec.env.sleep(timedelta(days=3))
+    touched = record_event(definition, "d-2", "updated", deal, at=now + timedelta(days=3))
+    await handle.signal(AutomationWorkflow.record_event, touched)
+    first_run = handle.result_run_id
+    latest = rec.client.get_workflow_handle(handle.id)
+    await eventually(latest.describe, lambda run: run.run_id != first_run)
+    return rec.client.get_workflow_handle(handle.id, run_id=first_run)
+
+
+async def automation_csat_failed(rec: Recording) -> Handle:
+    """csat-after-resolution: the feedback email, then a score that is not a number fails
+    the branch on it, visibly."""
+    definition = example("csat-after-resolution", rec.policy)
+    ticket = {"subject": "Export", "status": "resolved", "requester_email": "ann@initech.example"}
+    now = await rec.env.get_current_time()
+    event = record_event(definition, "t-1", "updated", ticket, {"status": "open"}, at=now)
+    handle = await start_run(rec.client, rec.task_queue, definition, event, rec.policy)
+    await rec.env.sleep(timedelta(days=2, hours=1))
+    reply = {**ticket, "csat_score": "bad"}
+    score = record_event(definition, "t-1", "updated", reply, {"csat_score": None}, at=now)
+    await handle.signal(AutomationWorkflow.record_event, score)
+    await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "onboarding-activated": onboarding_activated,
     "onboarding-stalled": onboarding_stalled,
@@ -421,6 +469,9 @@ SCENARIOS: dict[str, Scenario] = {
     "lead-routed": lead_routed,
     # Recorded after the free-rep-on-cancel patch.
     "lead-cancelled-after-routing": lead_cancelled_after_routing,
+    "automation-deal-escalated": automation_deal_escalated,
+    "automation-stale-deal-touched": automation_stale_deal_touched,
+    "automation-csat-failed": automation_csat_failed,
 }
 
 #: Settings a scenario changes: the SMTP relay is down for the whole run.

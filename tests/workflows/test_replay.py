@@ -21,7 +21,7 @@ from worker.main import SANDBOXED_RUNNER, WORKFLOWS
 HISTORIES = sorted((Path(__file__).parents[1] / "histories").glob("*.json"))
 
 #: Every process the worker runs; each needs recordings of its main paths.
-PROCESSES = {"onboarding", "sla", "approval", "renewal", "lead"}
+PROCESSES = {"onboarding", "sla", "approval", "renewal", "lead", "automation"}
 
 
 def test_every_process_has_recorded_histories() -> None:
