@@ -39,15 +39,7 @@ class SlaActivities:
         Raises a non-retryable ApplicationError of type ``InvalidInput`` for an
         id the policy does not know.
         """
-        try:
-            member = self._policy.member(lookup.staff_id)
-        except KeyError:
-            raise ApplicationError(
-                f"unknown staff member {lookup.staff_id!r}", type="InvalidInput", non_retryable=True
-            ) from None
-        return StaffContact(
-            staff_id=member.id, name=member.name, email=member.email, manager_id=member.manager_id
-        )
+        return staff_contact(self._policy, lookup.staff_id)
 
     @activity.defn(name=NOTIFY_STAFF)
     async def notify_staff(self, request: NotificationRequest) -> bool:
@@ -107,3 +99,17 @@ class SlaActivities:
             return created
 
         return await self._database.run(store)
+
+
+def staff_contact(policy: Policy, staff_id: str) -> StaffContact:
+    """The policy's contact details and manager of ``staff_id``; a non-retryable
+    ``InvalidInput`` ApplicationError for an id it does not know."""
+    try:
+        member = policy.member(staff_id)
+    except KeyError:
+        raise ApplicationError(
+            f"unknown staff member {staff_id!r}", type="InvalidInput", non_retryable=True
+        ) from None
+    return StaffContact(
+        staff_id=member.id, name=member.name, email=member.email, manager_id=member.manager_id
+    )

@@ -10,7 +10,6 @@ servers without seeing each other's runs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -18,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from crm.platform.settings import Settings
+from crm.platform.temporal import time_skipping_server
 from crm.policy import Policy
 from crm.store.db import Database
 from devstack.enrichment_provider import create_provider_app
@@ -35,25 +33,6 @@ from workflows.common import SEARCH_ATTRIBUTES
 BIN_DIR = Path(sys.executable).parent
 TEST_SERVER = BIN_DIR / "temporal-test-server"
 DEV_SERVER = BIN_DIR / "temporal"
-
-
-@contextlib.asynccontextmanager
-async def time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping test server, with crmflow's search attributes (starts in ~0.3 s)."""
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
-    try:
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=env.client.namespace,
-                search_attributes={
-                    key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-                    for key in SEARCH_ATTRIBUTES
-                },
-            )
-        )
-        yield env
-    finally:
-        await env.shutdown()
 
 
 @pytest.fixture

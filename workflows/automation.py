@@ -223,6 +223,7 @@ class AutomationWorkflow(ProcessSteps):
             until, what = wait.timeout.after(now, self._calendar), "a record event"
         self._state.due[step.id] = until
         self._state.waiting_for = [what]
+        self._show_step(f"waiting:{step.id}", f"{what} until {until.isoformat()}")
         self._set_stage(step.id)
         workflow.set_current_details(
             f"Step {step.id}: waiting for {what} until {until:%Y-%m-%d %H:%M} UTC."

@@ -1,0 +1,348 @@
+"""What an automation would do with a sample record, found by running it.
+
+``preview`` runs the production interpreter (``workflows.automation``) on a
+time-skipping Temporal test server of its own, with activities that record
+each effect (the email rendered and to whom, the task and its due time)
+instead of performing it. The sample's record events are delivered at their
+offsets from enrollment; the run goes on until it ends or ``horizon`` has
+passed. The answer is the timeline: each step with its instant in UTC and in
+the calendar's time zone, and how the run ended.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from activities.sla import staff_contact
+from activities.templates import EmailTemplates, TemplateError
+from crm.automations.templates import UserTemplateError, render_user_template
+from crm.domain.automation import AutomationDefinition, Duration
+from crm.domain.calendar import BusinessCalendar
+from crm.platform.temporal import time_skipping_server
+from crm.policy import Policy
+from workflows.automation import AutomationWorkflow
+from workflows.automation_types import AutomationInput, AutomationResult, RecordEvent
+from workflows.contracts import (
+    ASSIGN_OWNER,
+    CREATE_TASK,
+    LOOK_UP_STAFF,
+    RECORD_STEP,
+    RELEASE_ASSIGNMENT,
+    SEND_EMAIL,
+    Assignment,
+    AssignmentRequest,
+    AuditRecord,
+    EmailReceipt,
+    EmailRequest,
+    ReleaseRequest,
+    StaffContact,
+    StaffLookup,
+    TaskRef,
+    TaskRequest,
+)
+
+#: How far a preview looks ahead unless told otherwise.
+DEFAULT_HORIZON = timedelta(days=90)
+MAX_HORIZON = timedelta(days=800)
+
+
+@dataclass
+class SampleEvent:
+    """A record event of the sample, ``after`` its offset from enrollment."""
+
+    after: Duration
+    type: str = "updated"
+    record: dict[str, Any] = field(default_factory=dict)
+    previous: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TimelineEntry:
+    """One thing the run did: when (UTC and the calendar's local time), at which step."""
+
+    at: datetime
+    local_time: str
+    step: str
+    action: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Preview:
+    """The timeline of a sample run and how it ended (``running`` at the horizon)."""
+
+    outcome: str
+    enrolled_at: datetime
+    ended_at: datetime | None
+    timeline: list[TimelineEntry]
+    failure: str | None = None
+
+
+class _Recorder:
+    """Activities under the production names that record what they would do."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+        self._templates = EmailTemplates()
+        self.effects: list[TimelineEntry] = []
+        self._tasks = 0
+
+    @activity.defn(name=SEND_EMAIL)
+    async def send_email(self, request: EmailRequest) -> EmailReceipt:
+        try:
+            rendered = self._templates.render_user(
+                request.subject or "", request.body or "", request.context
+            )
+        except TemplateError as err:
+            raise ApplicationError(str(err), type="InvalidInput", non_retryable=True) from err
+        self._record(
+            request.context,
+            request.key,
+            "email",
+            to=request.to,
+            subject=rendered.subject,
+            body=rendered.body,
+        )
+        return EmailReceipt(request.key, f"<{request.key}@preview>", rendered.subject, sent=True)
+
+    @activity.defn(name=CREATE_TASK)
+    async def create_task(self, request: TaskRequest) -> TaskRef:
+        values = request.template_values or {}
+        try:
+            title = " ".join(render_user_template(request.title, values).split())
+            detail = render_user_template(request.detail, values).strip()
+        except UserTemplateError as err:
+            raise ApplicationError(str(err), type="InvalidInput", non_retryable=True) from err
+        self._record(
+            values,
+            request.key,
+            "task",
+            assignee_id=request.assignee_id,
+            title=title,
+            detail=detail,
+            due_at=request.due_at.isoformat(),
+        )
+        self._tasks += 1
+        return TaskRef(task_id=self._tasks, key=request.key, created=True)
+
+    @activity.defn(name=LOOK_UP_STAFF)
+    async def look_up_staff(self, lookup: StaffLookup) -> StaffContact:
+        return staff_contact(self._policy, lookup.staff_id)
+
+    @activity.defn(name=ASSIGN_OWNER)
+    async def assign_owner(self, request: AssignmentRequest) -> Assignment:
+        """The pool's first member: a preview does not know tomorrow's loads."""
+        members = self._policy.pools.get(request.pool, ())
+        if not members:
+            raise ApplicationError(f"unknown pool {request.pool!r}", non_retryable=True)
+        contact = staff_contact(self._policy, members[0])
+        return Assignment(
+            key=request.key,
+            pool=request.pool,
+            assignee_id=contact.staff_id,
+            assignee_name=contact.name,
+            assignee_email=contact.email,
+            manager_id=contact.manager_id,
+            open_load=0,
+        )
+
+    @activity.defn(name=RELEASE_ASSIGNMENT)
+    async def release_assignment(self, request: ReleaseRequest) -> None:
+        return None
+
+    @activity.defn(name=RECORD_STEP)
+    async def record_step(self, record: AuditRecord) -> None:
+        return None
+
+    def functions(self) -> list[Any]:
+        return [
+            self.send_email,
+            self.create_task,
+            self.look_up_staff,
+            self.assign_owner,
+            self.release_assignment,
+            self.record_step,
+        ]
+
+    def _record(self, values: dict[str, Any], key: str, action: str, **detail: Any) -> None:
+        at = datetime.fromisoformat(values["now"])
+        step = key.rpartition("/")[2].removeprefix("task_").partition("-")[2]
+        self.effects.append(
+            TimelineEntry(at=at, local_time="", step=step, action=action, detail=detail)
+        )
+
+
+async def preview(
+    definition: AutomationDefinition,
+    record_id: str,
+    record: dict[str, Any],
+    events: Sequence[SampleEvent],
+    policy: Policy,
+    *,
+    horizon: timedelta = DEFAULT_HORIZON,
+) -> Preview:
+    """Run ``definition`` on the sample and return its timeline; see the module docstring."""
+    recorder = _Recorder(policy)
+    task_queue = f"preview-{uuid.uuid4()}"
+    async with (
+        time_skipping_server() as env,
+        Worker(
+            env.client,
+            task_queue=task_queue,
+            workflows=[AutomationWorkflow],
+            activities=recorder.functions(),
+            workflow_runner=UnsandboxedWorkflowRunner(),
+        ),
+    ):
+        return await _drive(
+            env, task_queue, recorder, definition, record_id, record, events, policy, horizon
+        )
+
+
+async def _drive(
+    env: WorkflowEnvironment,
+    task_queue: str,
+    recorder: _Recorder,
+    definition: AutomationDefinition,
+    record_id: str,
+    record: dict[str, Any],
+    events: Sequence[SampleEvent],
+    policy: Policy,
+    horizon: timedelta,
+) -> Preview:
+    calendar = policy.calendars[definition.calendar].spec()
+    zone = ZoneInfo(calendar.timezone)
+    enrolled = await env.get_current_time()
+    workflow_id = f"automation-{definition.id}-{definition.object}-{record_id}"
+    handle: WorkflowHandle[AutomationWorkflow, AutomationResult] = await env.client.start_workflow(
+        AutomationWorkflow.run,
+        AutomationInput(
+            automation_id=definition.id,
+            version=0,
+            definition=definition,
+            calendar=calendar,
+            record_id=record_id,
+            record=record,
+            event=RecordEvent(
+                event_id="preview-enrollment",
+                object=definition.object,
+                record_id=record_id,
+                type="created",
+                occurred_at=enrolled,
+                record=record,
+            ),
+            enrolled_at=enrolled,
+        ),
+        id=workflow_id,
+        task_queue=task_queue,
+    )
+    business = BusinessCalendar.from_spec(calendar)
+    timed = sorted(((e.after.after(enrolled, business), e) for e in events), key=lambda p: p[0])
+    end_of_horizon = enrolled + horizon
+    for index, (at, sample) in enumerate(timed):
+        if at > end_of_horizon:
+            break
+        await _sleep_until(env, at)
+        if await _closed(env, workflow_id):
+            break
+        changed = {**record, **sample.record}
+        await env.client.get_workflow_handle(workflow_id).signal(
+            AutomationWorkflow.record_event,
+            RecordEvent(
+                event_id=f"preview-{index}",
+                object=definition.object,
+                record_id=record_id,
+                type=sample.type,
+                occurred_at=at,
+                record=changed,
+                previous=sample.previous,
+            ),
+        )
+        record = changed
+    while not await _closed(env, workflow_id) and await env.get_current_time() < end_of_horizon:
+        await _sleep_until(
+            env, min(end_of_horizon, await env.get_current_time() + timedelta(days=1))
+        )
+    timeline = await _steps(env, workflow_id, handle.result_run_id) + recorder.effects
+    latest = await env.client.get_workflow_handle(workflow_id).describe()
+    result: AutomationResult | None = None
+    if latest.status == WorkflowExecutionStatus.COMPLETED:
+        result = await env.client.get_workflow_handle_for(
+            AutomationWorkflow.run, workflow_id
+        ).result()
+        assert latest.close_time is not None
+        timeline.append(
+            TimelineEntry(
+                latest.close_time, "", result.last_step or "", "end", {"outcome": result.outcome}
+            )
+        )
+    else:
+        await env.client.get_workflow_handle(workflow_id).terminate("preview horizon reached")
+    for entry in timeline:
+        entry.local_time = entry.at.astimezone(zone).isoformat()
+    timeline.sort(key=lambda e: e.at)
+    return Preview(
+        outcome=result.outcome if result else "running",
+        enrolled_at=enrolled,
+        ended_at=latest.close_time if result else None,
+        timeline=timeline,
+        failure=result.failure if result else None,
+    )
+
+
+async def _sleep_until(env: WorkflowEnvironment, at: datetime) -> None:
+    gap = at - await env.get_current_time()
+    if gap > timedelta(0):
+        await env.sleep(gap)
+
+
+async def _closed(env: WorkflowEnvironment, workflow_id: str) -> bool:
+    described = await env.client.get_workflow_handle(workflow_id).describe()
+    return described.status not in (WorkflowExecutionStatus.RUNNING, None)
+
+
+#: The steps a run shows that the timeline keeps (emails and tasks come from the recorder).
+_SHOWN = ("waiting", "wait", "event", "set", "failed")
+
+
+async def _steps(
+    env: WorkflowEnvironment, workflow_id: str, first_run: str | None
+) -> list[TimelineEntry]:
+    """The shown steps of every run of the chain from ``first_run``, through continues-as-new."""
+    entries: list[TimelineEntry] = []
+    run_id = first_run
+    while run_id is not None:
+        handle = env.client.get_workflow_handle(workflow_id, run_id=run_id)
+        state = await handle.query(AutomationWorkflow.state)
+        for shown in state.steps:
+            kind, _, step = shown.step.partition(":")
+            if kind in _SHOWN:
+                entries.append(
+                    TimelineEntry(
+                        at=shown.at,
+                        local_time="",
+                        step=step,
+                        action=kind,
+                        detail={"detail": shown.detail},
+                    )
+                )
+        history = await handle.fetch_history()
+        last = history.events[-1]
+        attributes = last.workflow_execution_continued_as_new_event_attributes
+        run_id = (
+            attributes.new_execution_run_id
+            if last.HasField("workflow_execution_continued_as_new_event_attributes")
+            else None
+        )
+    return entries
