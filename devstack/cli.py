@@ -9,6 +9,7 @@
     crmflow codec-key ID        print a new payload encryption key for CRMFLOW_CODEC_KEYS
     crmflow api-key create|list|revoke   manage API keys in the database
     crmflow processes           the registered processes: ids, start routes, events
+    crmflow automation validate|apply|list|activate|pause|archive|preview   (through the API)
 
 Every part reads its settings from ``CRMFLOW_*`` environment variables.
 """
@@ -21,6 +22,9 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from crm.platform.principals import ROLES
+from devstack import automation_cli
 
 DEFAULT_MAILDIR = Path(".crmflow/mail")
 
@@ -55,9 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     api_key_commands = api_key.add_subparsers(dest="api_key_command", required=True)
     create = api_key_commands.add_parser("create", help="create a key and print it once")
     create.add_argument("principal", help="who the key belongs to, e.g. svc-billing")
-    create.add_argument(
-        "--role", action="append", required=True, choices=["service", "support", "approver"]
-    )
+    create.add_argument("--role", action="append", required=True, choices=list(ROLES))
     create.add_argument("--staff-id", help="the staff member an approver key decides as")
     create.add_argument("--tenant", help="limit the key to one tenant's processes")
     api_key_commands.add_parser("list", help="list keys (ids and owners, never secrets)")
@@ -68,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 
     key = commands.add_parser("codec-key", help="print a new payload encryption key")
     key.add_argument("key_id", help="a name for the key, e.g. 2026-11")
+    automation_cli.add_parser(commands)
     return parser
 
 
@@ -103,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_api_key(args))
     elif args.command == "processes":
         _print_processes()
+    elif args.command == "automation":
+        return automation_cli.run(args)
     elif args.command == "codec-key":
         from crm.platform.codec import new_codec_key
 
