@@ -173,6 +173,8 @@ Support = Annotated[Principal, Depends(requires("support"))]
 ServiceOrSupport = Annotated[Principal, Depends(requires("service", "support"))]
 Approver = Annotated[Principal, Depends(requires("approver"))]
 ApproverOrSupport = Annotated[Principal, Depends(requires("approver", "support"))]
+Admin = Annotated[Principal, Depends(requires("admin"))]
+AdminOrSupport = Annotated[Principal, Depends(requires("admin", "support"))]
 
 
 class StartRateLimiter:

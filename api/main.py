@@ -18,7 +18,7 @@ from api.deps import AppContext, TemporalConnection
 from api.limits import BodySizeLimit
 from api.metrics import install_metrics
 from api.problems import PROBLEM_RESPONSES, document_problems, install_problem_handlers
-from api.routes import approvals, codec, health, tasks, usage
+from api.routes import approvals, automations, codec, health, records, tasks, usage
 from api.routes.processes import processes_router
 from api.routes.starts import start_router
 from crm.platform.codec import parse_codec_keys
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.start_limiter = StartRateLimiter(settings.start_rate_per_second, settings.start_burst)
     install_problem_handlers(app)
     document_problems(app)
+    automations.document_automation_schema(app)
     install_metrics(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(
@@ -84,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks.router,
         approvals.router,
         usage.router,
+        automations.router,
+        records.router,
         codec.router,
     ):
         app.include_router(router)

@@ -54,6 +54,26 @@ def invalid_input(field: str, message: str) -> Problem:
     )
 
 
+def invalid_document(problems: list[tuple[str, str]]) -> Problem:
+    """A 422 for a document body with ``(JSON pointer, message)`` problems, one error each."""
+    errors = [
+        {
+            "loc": ["body", *_pointer_parts(pointer)],
+            "msg": message,
+            "type": "value_error",
+            "pointer": pointer,
+        }
+        for pointer, message in problems
+    ]
+    detail = "; ".join(f"{pointer or '/'}: {message}" for pointer, message in problems)
+    return Problem(422, "validation-error", "Invalid request", detail, errors=errors)
+
+
+def _pointer_parts(pointer: str) -> list[str | int]:
+    parts = [part.replace("~1", "/").replace("~0", "~") for part in pointer.split("/")[1:]]
+    return [int(part) if part.isdigit() else part for part in parts]
+
+
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
     """The problem+json response for ``problem``."""
     body: dict[str, Any] = {
@@ -99,11 +119,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 class FieldError(BaseModel):
-    """One invalid field of a 422 problem."""
+    """One invalid field of a 422 problem; ``pointer`` is its JSON pointer in a document body."""
 
     loc: list[str | int]
     msg: str
     type: str
+    pointer: str | None = None
 
 
 class ProblemDetails(BaseModel):
@@ -117,7 +138,8 @@ class ProblemDetails(BaseModel):
     errors: list[FieldError] | None = None
 
 
-def _problem(description: str) -> dict[str, Any]:
+def documented_problem(description: str) -> dict[str, Any]:
+    """The OpenAPI response of a problem+json answer described by ``description``."""
     return {
         "description": description,
         "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
@@ -126,18 +148,19 @@ def _problem(description: str) -> dict[str, Any]:
 
 #: The error answers every route may give, documented once for the whole API.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _problem("Malformed request"),
-    401: _problem("Missing or invalid credentials"),
-    403: _problem("The caller's role does not allow this"),
-    404: _problem("No such resource"),
-    409: _problem(
+    400: documented_problem("Malformed request"),
+    401: documented_problem("Missing or invalid credentials"),
+    403: documented_problem("The caller's role does not allow this"),
+    404: documented_problem("No such resource"),
+    409: documented_problem(
         "The process has ended or does not take the event, the decision was already made, "
-        "or the business key is another tenant's"
+        "the business key is another tenant's, the automation's state does not allow it, "
+        "or the event id was used for another event"
     ),
-    413: _problem("Request body too large"),
-    422: _problem("Invalid input; each invalid field is named"),
-    429: _problem("Too many starts; retry after the Retry-After header"),
-    503: _problem("Temporal or the database is unavailable"),
+    413: documented_problem("Request body too large"),
+    422: documented_problem("Invalid input; each invalid field is named"),
+    429: documented_problem("Too many starts; retry after the Retry-After header"),
+    503: documented_problem("Temporal or the database is unavailable"),
 }
 
 

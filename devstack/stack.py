@@ -29,7 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crm.platform.codec import new_codec_key
-from crm.platform.principals import Role, new_api_key, write_api_keys_file
+from crm.platform.principals import Role, load_api_keys_file, new_api_key, write_api_keys_file
 from processes import search_attributes as registered_search_attributes
 
 RESTART_DELAY_MAX_SECONDS = 30.0
@@ -241,25 +241,30 @@ DEV_PRINCIPALS: dict[str, tuple[tuple[Role, ...], str | None]] = {
     "service": (("service",), None),
     "support": (("support",), None),
     "approver": (("approver",), "mgr-hana"),
+    "admin": (("admin",), None),
 }
 
 
 def dev_api_keys(state: Path) -> dict[str, str]:
-    """One API key per role for the dev stack, made on first use.
+    """One API key per role of ``DEV_PRINCIPALS`` for the dev stack, made on first use.
 
     The hashes go to ``api-keys.yml`` (the API's keys file); the keys themselves
     to ``dev-api-keys.yml`` (owner-only), so the stack can print them at start.
+    A state directory made before a role existed gets a key for it; the keys
+    it already has stay valid.
     """
     plain = state / "dev-api-keys.yml"
-    if plain.exists():
-        keys: dict[str, str] = yaml.safe_load(plain.read_text())
+    hashes = state / "api-keys.yml"
+    keys: dict[str, str] = yaml.safe_load(plain.read_text()) if plain.exists() else {}
+    missing = {role: spec for role, spec in DEV_PRINCIPALS.items() if role not in keys}
+    if not missing:
         return keys
-    made = {
-        role: new_api_key(f"dev-{role}", roles, staff_id=staff_id)
-        for role, (roles, staff_id) in DEV_PRINCIPALS.items()
-    }
-    write_api_keys_file(state / "api-keys.yml", [record for _, record in made.values()])
-    keys = {role: key for role, (key, _) in made.items()}
+    records = list(load_api_keys_file(hashes).values()) if hashes.exists() else []
+    for role, (roles, staff_id) in missing.items():
+        key, record = new_api_key(f"dev-{role}", roles, staff_id=staff_id)
+        keys[role] = key
+        records.append(record)
+    write_api_keys_file(hashes, records)
     plain.touch(mode=0o600)
     plain.write_text(yaml.safe_dump(keys))
     return keys

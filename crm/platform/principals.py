@@ -12,8 +12,11 @@ Roles:
 - ``support``: read processes, tasks and approvals, cancel processes, decode
   payloads in the Web UI;
 - ``approver``: list and decide the approvals assigned or delegated to the
-  staff member the key belongs to (``staff_id``).
-A principal with a ``tenant`` only sees the processes of that tenant.
+  staff member the key belongs to (``staff_id``);
+- ``admin``: define, activate, pause and archive automations, and enrol
+  records in them by hand.
+A principal with a ``tenant`` only sees the processes and automations of that
+tenant.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Role = Literal["service", "support", "approver"]
-ROLES: tuple[Role, ...] = ("service", "support", "approver")
+Role = Literal["service", "support", "approver", "admin"]
+ROLES: tuple[Role, ...] = ("service", "support", "approver", "admin")
 
 _KEY = re.compile(r"^crm_([a-z0-9]{8,32})_([A-Za-z0-9_-]{20,})$")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from crm.domain.calendar import as_utc as as_utc  # the models' callers read their dates with it
@@ -249,3 +249,83 @@ class ApiKey(SQLModel, table=True):
     tenant: str | None = Field(default=None, max_length=100)
     created_at: datetime = created_now()
     revoked_at: datetime | None = no_time_yet()
+
+
+#: The ``tenant`` of the automation tables for a principal of no tenant: a key
+#: column, so not NULL (unique constraints treat NULLs as distinct).
+NO_TENANT = ""
+
+
+class Automation(SQLModel, table=True):
+    """An automation of a tenant: where it stands, and which of its versions enrols records.
+
+    ``state`` is ``draft`` (never activated), ``active`` (enrols records with
+    ``active_version``), ``paused`` (enrols none; its runs go on) or
+    ``archived`` (for good). ``name`` and ``object`` are those of the version
+    that enrols records (of the latest, until one was activated): the object
+    is how a record event finds the automations it concerns.
+    """
+
+    __tablename__ = "automations"
+    __table_args__ = (
+        UniqueConstraint("tenant", "automation_id", name="uq_automations_tenant_id"),
+        Index("ix_automations_tenant_object", "tenant", "object"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(default=NO_TENANT, max_length=100)
+    automation_id: str = Field(max_length=100)
+    name: str = Field(max_length=200)
+    object: str = Field(max_length=100)
+    state: str = Field(default="draft", max_length=20)
+    latest_version: int
+    active_version: int | None = None
+    created_at: datetime = created_now()
+    updated_at: datetime = created_now()
+
+
+class AutomationVersion(SQLModel, table=True):
+    """One version of an automation, never changed once stored.
+
+    ``document`` is the definition as submitted (parsed from YAML or JSON);
+    ``definition`` the same, validated and with every default filled in, as
+    runs receive it.
+    """
+
+    __tablename__ = "automation_versions"
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant", "automation_id", "version", name="uq_automation_versions_tenant_id_version"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(default=NO_TENANT, max_length=100)
+    automation_id: str = Field(max_length=100)
+    version: int
+    document: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    definition: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = created_now()
+    created_by: str = Field(max_length=100)
+
+
+class RecordEventReceipt(SQLModel, table=True):
+    """A record event the API took, once per ``(tenant, event_id)``, and what it answered.
+
+    ``answer`` is None while the request that first took the event is still
+    working on it; ``body_sha256`` tells a repeat of the event from another
+    event sent under the same id.
+    """
+
+    __tablename__ = "record_event_receipts"
+    __table_args__ = (
+        UniqueConstraint("tenant", "event_id", name="uq_record_event_receipts_tenant_event"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(default=NO_TENANT, max_length=100)
+    event_id: str = Field(max_length=200)
+    body_sha256: str = Field(max_length=64)
+    answer: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    created_at: datetime = created_now()
+    answered_at: datetime | None = no_time_yet()

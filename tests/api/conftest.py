@@ -21,15 +21,19 @@ from worker.main import running_worker
 @pytest.fixture(scope="session")
 def api_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """One key per role (the approver decides as mgr-hana), plus ``caller`` with
-    service and support, ``tenant-a``/``tenant-b`` service+support keys and
+    service and support, ``tenant-a``/``tenant-b`` service+support keys,
+    ``admin-a``/``admin-b`` admin keys of those tenants and
     ``approver:<staff id>`` keys for fin-olga, fin-ravi and csm-ben."""
     made = {
         "service": new_api_key("svc-test", ("service",)),
         "support": new_api_key("support-test", ("support",)),
         "approver": new_api_key("approver-test", ("approver",), staff_id="mgr-hana"),
+        "admin": new_api_key("admin-test", ("admin",)),
         "caller": new_api_key("caller-test", ("service", "support")),
         "tenant-a": new_api_key("svc-a", ("service", "support"), tenant="a"),
         "tenant-b": new_api_key("svc-b", ("service", "support"), tenant="b"),
+        "admin-a": new_api_key("admin-a", ("admin",), tenant="a"),
+        "admin-b": new_api_key("admin-b", ("admin",), tenant="b"),
         "all": new_api_key("fuzzer", ("service", "support", "approver"), staff_id="mgr-hana"),
         **{
             f"approver:{staff}": new_api_key(f"approver-{staff}", ("approver",), staff_id=staff)

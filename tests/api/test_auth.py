@@ -17,7 +17,7 @@ from tests.api.conftest import bearer
 from tests.conftest import eventually
 from tests.support.servers import run_asgi_server
 
-ROLES = ("service", "support", "approver")
+ROLES = ("service", "support", "approver", "admin")
 
 
 def onboarding_body() -> dict[str, Any]:
@@ -39,7 +39,7 @@ ROUTES: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/processes/onboarding-nobody/cancel", {}, {"support"}),
     ("GET", "/v1/tasks", None, {"support"}),
     ("POST", "/v1/tasks/1/complete", {}, {"service", "support"}),
-    ("GET", "/readyz", None, {"service", "support", "approver"}),
+    ("GET", "/readyz", None, {"service", "support", "approver", "admin"}),
     ("GET", "/metrics", None, {"support"}),
     ("POST", "/codec/decode", {"payloads": []}, {"support"}),
     ("POST", "/codec/encode", {"payloads": []}, {"support"}),
@@ -50,6 +50,17 @@ ROUTES: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/approvals/approval-nobody/decision", {"decision": "approve"}, {"approver"}),
     ("POST", "/v1/subscriptions/s-auth/usage", {"metric": "seats"}, {"service"}),
     ("GET", "/v1/subscriptions/s-auth/usage", None, {"service", "support"}),
+    ("GET", "/v1/automations", None, {"admin", "support"}),
+    ("POST", "/v1/automations", {"id": "auth"}, {"admin"}),
+    ("POST", "/v1/automations/validate", {"id": "auth"}, {"admin"}),
+    ("GET", "/v1/automations/schema", None, {"admin", "support"}),
+    ("GET", "/v1/automations/auth", None, {"admin", "support"}),
+    ("GET", "/v1/automations/auth/versions", None, {"admin", "support"}),
+    ("POST", "/v1/automations/auth/activate", {}, {"admin"}),
+    ("POST", "/v1/automations/auth/pause", None, {"admin"}),
+    ("POST", "/v1/automations/auth/archive", None, {"admin"}),
+    ("POST", "/v1/automations/auth/enroll", {"records": [{"record_id": "r-1"}]}, {"admin"}),
+    ("POST", "/v1/records/events", {"event_id": "auth"}, {"service"}),
 ]
 
 
@@ -70,8 +81,12 @@ def _template(path: str) -> str:
     names = {"processes": "{process_id}", "approvals": "{approval_id}"}
     names["subscriptions"] = "{subscription_id}"
     names["tasks"] = "{task_id}"
+    names["automations"] = "{automation_id}"
+    fixed = {"schema", "validate"}  # /v1/automations/schema is no automation's id
     return "/".join(
-        names[parts[i - 1]] if i > 0 and parts[i - 1] in names and part else part
+        names[parts[i - 1]]
+        if i > 0 and parts[i - 1] in names and part not in fixed | {""}
+        else part
         for i, part in enumerate(parts)
     )
 

@@ -27,8 +27,6 @@ from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import (
     Client,
     WorkflowFailureError,
@@ -37,6 +35,7 @@ from temporalio.client import (
 from temporalio.testing import WorkflowEnvironment
 
 from crm.platform.settings import Settings
+from crm.platform.temporal import time_skipping_server
 from crm.policy import Policy
 from crm.policy.sla import SlaPolicy, SlaTierOverride
 from crm.store.db import Database
@@ -63,7 +62,7 @@ from worker.main import running_worker
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import ApprovalDecision, approval_id
 from workflows.automation import AutomationWorkflow
-from workflows.common import SEARCH_ATTRIBUTES, ProcessEvent
+from workflows.common import ProcessEvent
 from workflows.lead import LeadWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.onboarding_types import OnboardingInput
@@ -71,7 +70,6 @@ from workflows.renewal import RenewalWorkflow
 from workflows.renewal_types import renewal_id
 
 HISTORIES = Path(__file__).parent
-TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 
 #: The default policy, plus an enterprise tier whose breached tickets move to the senior pool.
 RECORDING_POLICY = Policy(
@@ -508,36 +506,20 @@ async def _record_one(name: str, settings: Settings, database: Database) -> None
     next term) cannot hold the clock of the next."""
     if name in RELAY_DOWN:
         settings = settings.model_copy(update={"smtp_port": free_port()})
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEST_SERVER))
-    try:
-        await _register_search_attributes(env.client)
-        async with contextlib.AsyncExitStack() as stack:
-            recording = Recording(env, settings.task_queue, database, RECORDING_POLICY)
-            if name in HELD_OUTCOME:
-                recording.held = await stack.enter_async_context(
-                    outcome_held(env.client, settings, RECORDING_POLICY, database)
-                )
-            else:
-                await stack.enter_async_context(
-                    running_worker(env.client, settings, RECORDING_POLICY, database)
-                )
-            handle = await SCENARIOS[name](recording)
-            history = await handle.fetch_history()
-        (HISTORIES / f"{name}.json").write_text(history.to_json())
-        print(f"recorded {name}: {len(history.events)} events")
-    finally:
-        await env.shutdown()
-
-
-async def _register_search_attributes(client: Client) -> None:
-    await client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=client.namespace,
-            search_attributes={
-                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SEARCH_ATTRIBUTES
-            },
-        )
-    )
+    async with time_skipping_server() as env, contextlib.AsyncExitStack() as stack:
+        recording = Recording(env, settings.task_queue, database, RECORDING_POLICY)
+        if name in HELD_OUTCOME:
+            recording.held = await stack.enter_async_context(
+                outcome_held(env.client, settings, RECORDING_POLICY, database)
+            )
+        else:
+            await stack.enter_async_context(
+                running_worker(env.client, settings, RECORDING_POLICY, database)
+            )
+        handle = await SCENARIOS[name](recording)
+        history = await handle.fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    print(f"recorded {name}: {len(history.events)} events")
 
 
 def main() -> None:

@@ -1,0 +1,156 @@
+"""Enrolling records in automations and sending their runs record events: the Temporal side.
+
+A record's run of an automation has the business key
+``automation-{id}-{object}-{record}[@tenant]`` as its workflow id, so a
+record is in at most one run of an automation at a time, and a second start
+finds the first. Whether a record whose run ended may enrol again is the
+definition's ``enrollment``: never (the server refuses the id again), or
+again, optionally only once ``after`` has passed since the last run closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.problems import Problem
+from crm.domain.automation import AutomationDefinition
+from crm.domain.calendar import CalendarSpec
+from workflows.automation_types import AutomationInput, RecordEvent, automation_run_id
+from workflows.common import AUTOMATION_ID, AUTOMATION_VERSION, PROCESS, RECORD_ID, STAGE
+
+#: The workflow type of automation runs (``workflows.automation.AutomationWorkflow``).
+AUTOMATION_WORKFLOW = "AutomationWorkflow"
+
+#: Why a record was not enrolled: it has a run going, its run ended and it may not
+#: enrol again (or not yet), or the run id is another tenant's.
+NotEnrolled = Literal["running", "ended", "too-soon", "id-taken"]
+
+
+@dataclass(frozen=True)
+class EnrollingVersion:
+    """The version of a tenant's automation that enrols records, with its business calendar."""
+
+    tenant: str | None
+    automation_id: str
+    version: int
+    definition: AutomationDefinition
+    calendar: CalendarSpec
+
+    def run_id(self, record_id: str) -> str:
+        """The workflow id of ``record_id``'s run of this automation."""
+        return automation_run_id(self.automation_id, self.definition.object, record_id, self.tenant)
+
+
+@dataclass(frozen=True)
+class EnrollOutcome:
+    """The run of a record: started by this call (``skipped`` None), or why not."""
+
+    run_id: str
+    skipped: NotEnrolled | None = None
+
+
+async def enroll(
+    client: Client,
+    enrolling: EnrollingVersion,
+    record_id: str,
+    record: dict[str, Any],
+    *,
+    event: RecordEvent | None,
+    task_queue: str,
+    now: datetime,
+) -> EnrollOutcome:
+    """Start ``record_id``'s run of ``enrolling``, unless the record may not enrol now.
+
+    ``event`` is the record event that enrolled it (None: enrolled by hand).
+    Raises Problem 503 when Temporal cannot be reached.
+    """
+    run_id = enrolling.run_id(record_id)
+    definition = enrolling.definition
+    rule = definition.enrollment
+    if rule.reenroll and rule.after is not None:
+        latest = await _latest_run(client, run_id)
+        if latest is not None and latest.status == WorkflowExecutionStatus.RUNNING:
+            return EnrollOutcome(run_id, "running")
+        closed = latest.close_time if latest is not None else None
+        if closed is not None and now - closed < rule.after.calendar_length():
+            return EnrollOutcome(run_id, "too-soon")
+    argument = AutomationInput(
+        automation_id=enrolling.automation_id,
+        version=enrolling.version,
+        definition=definition,
+        calendar=enrolling.calendar,
+        record_id=record_id,
+        record=record,
+        event=event,
+        enrolled_at=now,
+    )
+    try:
+        await client.start_workflow(
+            AUTOMATION_WORKFLOW,
+            argument,
+            id=run_id,
+            task_queue=task_queue,
+            id_reuse_policy=(
+                WorkflowIDReusePolicy.ALLOW_DUPLICATE
+                if rule.reenroll
+                else WorkflowIDReusePolicy.REJECT_DUPLICATE
+            ),
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(PROCESS, "automation"),
+                    SearchAttributePair(AUTOMATION_ID, enrolling.automation_id),
+                    SearchAttributePair(AUTOMATION_VERSION, str(enrolling.version)),
+                    SearchAttributePair(RECORD_ID, record_id),
+                    SearchAttributePair(STAGE, "enrolled"),
+                ]
+            ),
+            static_summary=f"{definition.name}: {definition.object} {record_id}",
+            memo={"tenant": enrolling.tenant} if enrolling.tenant else None,
+        )
+    except WorkflowAlreadyStartedError:
+        existing = await _latest_run(client, run_id)
+        if existing is None:  # ended and gone from retention between the two calls
+            return EnrollOutcome(run_id, "ended")
+        if await existing.memo_value("tenant", None) != enrolling.tenant:
+            return EnrollOutcome(run_id, "id-taken")
+        running = existing.status == WorkflowExecutionStatus.RUNNING
+        return EnrollOutcome(run_id, "running" if running else "ended")
+    except RPCError as err:
+        raise unavailable(err) from err
+    return EnrollOutcome(run_id)
+
+
+async def deliver(client: Client, run_id: str, event: RecordEvent) -> bool:
+    """Send ``event`` to the running run ``run_id``; False when no such run is going.
+
+    The run takes each event id once, so sending an event again is harmless.
+    Raises Problem 503 when Temporal cannot be reached.
+    """
+    try:
+        await client.get_workflow_handle(run_id).signal("record_event", event)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise unavailable(err) from err
+    return True
+
+
+async def _latest_run(client: Client, run_id: str) -> WorkflowExecutionDescription | None:
+    try:
+        return await client.get_workflow_handle(run_id).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise unavailable(err) from err
+
+
+def unavailable(err: RPCError) -> Problem:
+    """The 503 problem for a Temporal call that failed."""
+    return Problem(503, "temporal-unavailable", "Temporal is unavailable", err.message)

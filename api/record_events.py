@@ -1,0 +1,232 @@
+"""Taking a record event: enrolling the record where a trigger fires, telling runs that listen.
+
+Each automation of the caller's tenant on the event's object is offered the
+event. An active one whose trigger takes it enrols the record (or, when the
+record's run is going, sends the event to that run if its definition
+listens for events); any other whose runs listen sends it to the record's
+run, if one is going. A paused automation enrols nobody, but its runs still
+hear of their records.
+
+The event is taken once per ``(tenant, event_id)``: the first request
+claims it and stores its answer; a repeat, even one arriving while the first
+is still working, gets that same answer and changes nothing. Under the claim
+the run starts are idempotent too (the run id is the business key, the run
+takes each event id once), so a claim given up part-way is safe to redo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.client import Client
+
+from api.automation_runs import EnrollingVersion, deliver, enroll
+from api.problems import Problem
+from crm.domain.automation_events import enrols, event_names, names_for
+from crm.domain.expressions import ExpressionError
+from crm.policy import Policy
+from crm.store.automations import (
+    answer_event,
+    claim_event,
+    definition_of,
+    enrolling_on,
+    give_up_event,
+    receipt_of,
+)
+from crm.store.db import Database
+from crm.store.models import Automation, AutomationVersion
+from workflows.automation_types import RecordEvent
+
+#: How long a repeat of an event waits for the answer of the request taking it.
+ANSWER_WAIT_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    """What taking an event needs besides the event: where runs go and what they count in."""
+
+    database: Database
+    policy: Policy
+    task_queue: str
+
+
+def _combined(event_id: str, offers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The answer to an event: the runs it enrolled and reached, the skips and the errors."""
+    answer: dict[str, Any] = {
+        "event_id": event_id,
+        "enrolled": [],
+        "delivered": [],
+        "skipped": [],
+        "errors": [],
+    }
+    for offer in offers:
+        for key in ("enrolled", "delivered", "skipped", "errors"):
+            answer[key].extend(offer.get(key, []))
+    return answer
+
+
+async def take_record_event(
+    client: Client, settings: EventSettings, tenant: str | None, event: RecordEvent
+) -> dict[str, Any]:
+    """Take ``event`` for ``tenant`` once, and answer what it did (the stored answer of a repeat).
+
+    Raises Problem 409 when ``event.event_id`` was used for another event, or
+    when the first request with it is still at work after ``ANSWER_WAIT_SECONDS``;
+    503 when Temporal cannot be reached (nothing is stored; the event may be
+    sent again).
+    """
+    database = settings.database
+    fingerprint = _fingerprint(event)
+    deadline = time.monotonic() + ANSWER_WAIT_SECONDS
+    while True:
+        claim = await database.run(
+            lambda session: claim_event(session, tenant, event.event_id, fingerprint)
+        )
+        receipt_id = claim.receipt.id
+        assert receipt_id is not None
+        if claim.receipt.body_sha256 != fingerprint:
+            raise Problem(
+                409,
+                "event-id-reused",
+                "Event id used for another event",
+                f"event {event.event_id!r} was taken with another body; "
+                "each event needs an id of its own",
+            )
+        if claim.claimed:
+            return await _act_once(client, settings, tenant, event, receipt_id)
+        answer = await _answer_of(database, receipt_id, deadline)
+        if answer is not None:
+            return answer
+
+
+async def _answer_of(database: Database, receipt_id: int, deadline: float) -> dict[str, Any] | None:
+    """The answer another request stores for its claim; None when it gives the claim up.
+
+    Raises Problem 409 when there is none by ``deadline`` (``time.monotonic()``).
+    """
+    pause = 0.02
+    while time.monotonic() < deadline:
+        receipt = await database.run(lambda session: receipt_of(session, receipt_id), write=False)
+        if receipt is None:
+            return None
+        if receipt.answer is not None:
+            return receipt.answer
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.25)
+    raise Problem(
+        409,
+        "event-in-progress",
+        "Event still being taken",
+        "another request is taking the event; send it again later",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _act_once(
+    client: Client,
+    settings: EventSettings,
+    tenant: str | None,
+    event: RecordEvent,
+    receipt_id: int,
+) -> dict[str, Any]:
+    database = settings.database
+    try:
+        answer = await offer_event(client, settings, tenant, event)
+    except BaseException:
+        await database.run(lambda session: give_up_event(session, receipt_id))
+        raise
+    await database.run(lambda session: answer_event(session, receipt_id, answer))
+    return answer
+
+
+async def offer_event(
+    client: Client, settings: EventSettings, tenant: str | None, event: RecordEvent
+) -> dict[str, Any]:
+    """Offer ``event`` to every automation of ``tenant`` on its object; the answer."""
+    automations = await settings.database.run(
+        lambda session: enrolling_on(session, tenant, event.object), write=False
+    )
+    offers = await asyncio.gather(
+        *(
+            _offer(client, settings, tenant, event, automation, version)
+            for automation, version in automations
+            if automation.state != "draft"
+        )
+    )
+    return _combined(event.event_id, list(offers))
+
+
+async def _offer(
+    client: Client,
+    settings: EventSettings,
+    tenant: str | None,
+    event: RecordEvent,
+    automation: Automation,
+    version: AutomationVersion,
+) -> dict[str, Any]:
+    definition = definition_of(version)
+    automation_id = automation.automation_id
+    calendar = settings.policy.calendars.get(definition.calendar)
+    if calendar is None:
+        message = f"calendar {definition.calendar!r} is not in the policy"
+        return {"errors": [{"automation_id": automation_id, "message": message}]}
+    enrolling = EnrollingVersion(
+        tenant, automation_id, version.version, definition, calendar.spec()
+    )
+    run_id = enrolling.run_id(event.record_id)
+    changed = event.changed()
+    offer: dict[str, Any] = {}
+    triggered = False
+    if automation.state == "active":
+        names = names_for(
+            definition,
+            record=event.record,
+            previous=event.previous,
+            event=event_names(event.type, event.occurred_at, changed),
+            variables={},
+            now=event.occurred_at,
+        )
+        try:
+            triggered = enrols(definition, event.type, changed, names)
+        except ExpressionError as err:
+            offer["errors"] = [{"automation_id": automation_id, "message": str(err)}]
+    if triggered:
+        outcome = await enroll(
+            client,
+            enrolling,
+            event.record_id,
+            event.record,
+            event=event,
+            task_queue=settings.task_queue,
+            now=datetime.now(UTC),
+        )
+        if outcome.skipped is None:
+            return {"enrolled": [run_id]}
+        if outcome.skipped != "running" or not definition.listens():
+            skip = {"automation_id": automation_id, "run_id": run_id, "reason": outcome.skipped}
+            return {"skipped": [skip]}
+    elif not definition.listens():
+        return offer
+    if await deliver(client, run_id, event):
+        offer["delivered"] = [run_id]
+    return offer
+
+
+def _fingerprint(event: RecordEvent) -> str:
+    """The SHA-256 of the event as the API read it: equal for equal events, however encoded."""
+    body = {
+        "object": event.object,
+        "record_id": event.record_id,
+        "type": event.type,
+        "occurred_at": event.occurred_at.astimezone(UTC).isoformat(),
+        "record": event.record,
+        "previous": event.previous,
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

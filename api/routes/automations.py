@@ -1,0 +1,499 @@
+"""``/v1/automations``: define automations, move them through their states, enrol records.
+
+An ``admin`` submits a definition (JSON, or YAML with ``Content-Type:
+application/yaml``); each change is a new immutable version, and the
+automation enrols records only once activated, with the version activated.
+``support`` reads them. A principal of a tenant sees only its tenant's
+automations; another tenant's id is a 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
+
+from api.auth import Admin, AdminOrSupport
+from api.automation_runs import EnrollingVersion, enroll
+from api.deps import ContextDep, DatabaseDep, PolicyDep
+from api.problems import Problem, documented_problem, invalid_document
+from api.routes.records import RECORD_ID_PATTERN
+from crm.automations.validation import (
+    DefinitionError,
+    definition_schema,
+    parse_definition,
+    parse_document_text,
+)
+from crm.domain.automation import AutomationDefinition
+from crm.platform.principals import Principal
+from crm.policy import Policy
+from crm.store.automations import (
+    AutomationStateError,
+    Transition,
+    automation_of,
+    automations_of,
+    change_state,
+    definition_of,
+    save_version,
+    version_of,
+    versions_of,
+)
+from crm.store.db import Database
+from crm.store.models import Automation, AutomationVersion, as_utc
+
+router = APIRouter(prefix="/v1/automations", tags=["automations"])
+
+#: The media types a definition may be sent as, and how each is read.
+DOCUMENT_TYPES = {
+    "application/json": "application/json",
+    "application/yaml": "application/yaml",
+    "application/x-yaml": "application/yaml",
+    "text/yaml": "application/yaml",
+}
+AUTOMATION_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+MAX_ENROLLMENTS = 500
+#: Starts of one bulk enrollment in flight at once.
+ENROLL_CONCURRENCY = 16
+
+AutomationId = Annotated[str, Path(pattern=AUTOMATION_ID_PATTERN)]
+VersionNumber = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
+class AutomationView(BaseModel):
+    """An automation: its state and versions (``active_version`` enrols records)."""
+
+    id: str
+    name: str
+    object: str
+    state: str = Field(examples=["draft", "active", "paused", "archived"])
+    latest_version: int
+    active_version: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: Automation) -> AutomationView:
+        return cls(**_view_fields(row))
+
+
+class AutomationDetail(AutomationView):
+    """An automation with one version's definition, as it was submitted."""
+
+    version: int
+    definition: dict[str, Any]
+    version_created_at: datetime
+    version_created_by: str
+
+    @classmethod
+    def of_version(cls, row: Automation, version: AutomationVersion) -> AutomationDetail:
+        return cls(
+            **_view_fields(row),
+            version=version.version,
+            definition=version.document,
+            version_created_at=as_utc(version.created_at),
+            version_created_by=version.created_by,
+        )
+
+
+class VersionView(BaseModel):
+    """One version of an automation."""
+
+    version: int
+    created_at: datetime
+    created_by: str
+    active: bool
+
+
+class DefinitionValid(BaseModel):
+    """The definition is valid (it was not stored)."""
+
+    valid: bool = True
+
+
+class Activation(BaseModel):
+    """Which version to activate (default: the latest)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: VersionNumber | None = None
+
+
+class EnrollRecord(BaseModel):
+    """A record to enrol, with its current fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    record_id: str = Field(pattern=RECORD_ID_PATTERN)
+    record: dict[str, Any] = Field(default_factory=dict)
+
+
+class EnrollRequest(BaseModel):
+    """Records to enrol in the automation, whatever its trigger (a backfill)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[EnrollRecord] = Field(min_length=1, max_length=MAX_ENROLLMENTS)
+
+
+class SkippedRecord(BaseModel):
+    """A record not enrolled: ``running`` (it has a run), ``ended`` (it may not enrol
+    again), ``too-soon`` (not yet again) or ``id-taken``."""
+
+    record_id: str
+    reason: str
+
+
+class Enrolled(BaseModel):
+    """The runs started, and the records that were not enrolled."""
+
+    enrolled: list[str]
+    skipped: list[SkippedRecord]
+
+
+_DOCUMENT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/AutomationDocument"}},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+_UNSUPPORTED: dict[int | str, dict[str, Any]] = {
+    415: documented_problem("The body is neither JSON nor YAML")
+}
+
+
+@router.get("/schema", response_model=dict[str, Any])
+async def get_schema(principal: AdminOrSupport) -> dict[str, Any]:
+    """The JSON Schema of an automation definition (the shape; the API checks more)."""
+    return definition_schema()
+
+
+@router.post(
+    "/validate",
+    response_model=DefinitionValid,
+    openapi_extra=_DOCUMENT_BODY,
+    responses=_UNSUPPORTED,
+)
+async def validate(request: Request, policy: PolicyDep, principal: Admin) -> DefinitionValid:
+    """Check a definition as ``POST /v1/automations`` would, storing nothing: 200 or a 422
+    whose errors point at each mistake (``pointer``, e.g. ``/steps/3/wait/until``)."""
+    await _definition(request, policy)
+    return DefinitionValid()
+
+
+@router.post(
+    "",
+    response_model=AutomationDetail,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=_DOCUMENT_BODY,
+    responses={
+        200: {"model": AutomationDetail, "description": "Same as the latest version"},
+        **_UNSUPPORTED,
+    },
+)
+async def save_automation(
+    request: Request,
+    response: Response,
+    database: DatabaseDep,
+    policy: PolicyDep,
+    principal: Admin,
+) -> AutomationDetail:
+    """Create an automation (a draft) or a new version of the one with the definition's
+    ``id``: 201. A definition equal to the latest version's is that version: 200. An
+    archived automation takes no new versions: 409."""
+    document, definition = await _definition(request, policy)
+    automation, version, created = await _save(database, principal, definition, document)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return AutomationDetail.of_version(automation, version)
+
+
+@router.get("", response_model=list[AutomationView])
+async def list_automations(
+    database: DatabaseDep, principal: AdminOrSupport
+) -> list[AutomationView]:
+    """The caller's tenant's automations, by id."""
+    rows = await database.run(lambda s: automations_of(s, principal.tenant), write=False)
+    return [AutomationView.of(row) for row in rows]
+
+
+@router.get("/{automation_id}", response_model=AutomationDetail)
+async def get_automation(
+    automation_id: AutomationId,
+    database: DatabaseDep,
+    principal: AdminOrSupport,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> AutomationDetail:
+    """An automation with the definition of ``version`` (default: the latest)."""
+    automation = await _automation(database, principal, automation_id)
+    number = version or automation.latest_version
+    stored = await database.run(
+        lambda s: version_of(s, principal.tenant, automation_id, number), write=False
+    )
+    if stored is None:
+        raise Problem(
+            404,
+            "version-not-found",
+            "Version not found",
+            f"automation {automation_id!r} has no version {number}",
+        )
+    return AutomationDetail.of_version(automation, stored)
+
+
+@router.get("/{automation_id}/versions", response_model=list[VersionView])
+async def list_versions(
+    automation_id: AutomationId, database: DatabaseDep, principal: AdminOrSupport
+) -> list[VersionView]:
+    """Every version of an automation, oldest first."""
+    automation = await _automation(database, principal, automation_id)
+    rows = await database.run(
+        lambda s: versions_of(s, principal.tenant, automation_id), write=False
+    )
+    return [
+        VersionView(
+            version=row.version,
+            created_at=as_utc(row.created_at),
+            created_by=row.created_by,
+            active=row.version == automation.active_version and automation.state == "active",
+        )
+        for row in rows
+    ]
+
+
+@router.post("/{automation_id}/activate", response_model=AutomationView)
+async def activate(
+    automation_id: AutomationId,
+    database: DatabaseDep,
+    principal: Admin,
+    body: Activation | None = None,
+) -> AutomationView:
+    """Enrol records with ``version`` (default: the latest) from now on. An archived
+    automation cannot be activated again: 409; an unknown version: 422."""
+    return await _transition(
+        database, principal, automation_id, "activate", (body or Activation()).version
+    )
+
+
+@router.post("/{automation_id}/pause", response_model=AutomationView)
+async def pause(
+    automation_id: AutomationId, database: DatabaseDep, principal: Admin
+) -> AutomationView:
+    """Stop enrolling records; runs in flight go on and still receive their records'
+    events. A draft or archived automation cannot be paused: 409."""
+    return await _transition(database, principal, automation_id, "pause")
+
+
+@router.post("/{automation_id}/archive", response_model=AutomationView)
+async def archive(
+    automation_id: AutomationId, database: DatabaseDep, principal: Admin
+) -> AutomationView:
+    """Stop the automation for good: it enrols no one and cannot be activated again."""
+    return await _transition(database, principal, automation_id, "archive")
+
+
+@router.post("/{automation_id}/enroll", response_model=Enrolled)
+async def enroll_records(
+    automation_id: AutomationId, body: EnrollRequest, context: ContextDep, principal: Admin
+) -> Enrolled:
+    """Enrol records whatever the trigger says (a backfill), each with the fields given.
+
+    The automation must be active (409 otherwise). A record that has a run
+    going, or whose run ended when the definition does not let it enrol
+    again, is skipped with the reason.
+    """
+    database = context.database
+    automation = await _automation(database, principal, automation_id)
+    if automation.state != "active" or automation.active_version is None:
+        raise Problem(
+            409,
+            "automation-not-active",
+            "Automation not active",
+            f"automation {automation_id!r} is {automation.state}; activate it to enrol records",
+        )
+    active = automation.active_version
+    stored = await database.run(
+        lambda s: version_of(s, principal.tenant, automation_id, active), write=False
+    )
+    assert stored is not None, "an automation's active version exists"
+    enrolling = _enrolling(context.policy, principal, stored)
+    client = await context.temporal.client()
+    gate = asyncio.Semaphore(ENROLL_CONCURRENCY)
+    now = datetime.now(UTC)
+
+    async def one(record: EnrollRecord) -> tuple[str, str | None, str]:
+        async with gate:
+            outcome = await enroll(
+                client,
+                enrolling,
+                record.record_id,
+                record.record,
+                event=None,
+                task_queue=context.settings.task_queue,
+                now=now,
+            )
+        return record.record_id, outcome.skipped, outcome.run_id
+
+    outcomes = await asyncio.gather(*(one(record) for record in body.records))
+    return Enrolled(
+        enrolled=[run_id for _, skipped, run_id in outcomes if skipped is None],
+        skipped=[
+            SkippedRecord(record_id=record_id, reason=skipped)
+            for record_id, skipped, _ in outcomes
+            if skipped is not None
+        ],
+    )
+
+
+def document_automation_schema(app: FastAPI) -> None:
+    """Put the definition's JSON Schema in the app's OpenAPI components (``AutomationDocument``,
+    its parts as ``Automation<Part>``), where the definition routes' bodies refer to it."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = original()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        if "AutomationDocument" not in components:
+            document = definition_schema()
+            parts = document.pop("$defs", {})
+            components["AutomationDocument"] = _components_refs(document)
+            for name, part in parts.items():
+                components[f"Automation{name}"] = _components_refs(part)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _components_refs(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {
+            key: (
+                value.replace("#/$defs/", "#/components/schemas/Automation")
+                if key == "$ref" and isinstance(value, str)
+                else _components_refs(value)
+            )
+            for key, value in schema.items()
+        }
+    if isinstance(schema, list):
+        return [_components_refs(item) for item in schema]
+    return schema
+
+
+async def _definition(
+    request: Request, policy: Policy
+) -> tuple[dict[str, Any], AutomationDefinition]:
+    """The body's document and the definition it describes; Problem 415 or 422."""
+    media_type = request.headers.get("content-type", "application/json").partition(";")[0]
+    reads_as = DOCUMENT_TYPES.get(media_type.strip().lower())
+    if reads_as is None:
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            f"send the definition as {' or '.join(DOCUMENT_TYPES)}, not {media_type!r}",
+        )
+    try:
+        text = (await request.body()).decode()
+    except UnicodeDecodeError:
+        raise invalid_document([("", "the body is not UTF-8 text")]) from None
+    try:
+        document = parse_document_text(text, reads_as)
+        return document, parse_definition(document, policy)
+    except DefinitionError as err:
+        raise invalid_document([(e.pointer, e.message) for e in err.errors]) from None
+
+
+async def _save(
+    database: Database,
+    principal: Principal,
+    definition: AutomationDefinition,
+    document: dict[str, Any],
+) -> tuple[Automation, AutomationVersion, bool]:
+    by = principal.staff_id or principal.id
+    attempts = 3
+    while True:
+        attempts -= 1
+        try:
+            return await database.run(
+                lambda s: save_version(s, principal.tenant, definition, document, by)
+            )
+        except IntegrityError:  # another save of the automation won the race: go after it
+            if attempts == 0:
+                raise
+        except AutomationStateError as err:
+            raise _conflict(err) from None
+
+
+async def _automation(database: Database, principal: Principal, automation_id: str) -> Automation:
+    automation = await database.run(
+        lambda s: automation_of(s, principal.tenant, automation_id), write=False
+    )
+    if automation is None:
+        raise _not_found(automation_id)
+    return automation
+
+
+async def _transition(
+    database: Database,
+    principal: Principal,
+    automation_id: str,
+    transition: Transition,
+    version: int | None = None,
+) -> AutomationView:
+    try:
+        automation = await database.run(
+            lambda s: change_state(s, principal.tenant, automation_id, transition, version)
+        )
+    except AutomationStateError as err:
+        if err.reason == "no-such-version":
+            raise invalid_document([("/version", str(err))]) from None
+        raise _conflict(err) from None
+    if automation is None:
+        raise _not_found(automation_id)
+    return AutomationView.of(automation)
+
+
+def _enrolling(
+    policy: Policy, principal: Principal, version: AutomationVersion
+) -> EnrollingVersion:
+    definition = definition_of(version)
+    calendar = policy.calendars.get(definition.calendar)
+    if calendar is None:
+        raise Problem(
+            409,
+            "calendar-unknown",
+            "Calendar not in the policy",
+            f"version {version.version} counts time in calendar {definition.calendar!r}, "
+            "which the policy no longer has",
+        )
+    return EnrollingVersion(
+        principal.tenant, version.automation_id, version.version, definition, calendar.spec()
+    )
+
+
+def _view_fields(row: Automation) -> dict[str, Any]:
+    return {
+        "id": row.automation_id,
+        "name": row.name,
+        "object": row.object,
+        "state": row.state,
+        "latest_version": row.latest_version,
+        "active_version": row.active_version,
+        "created_at": as_utc(row.created_at),
+        "updated_at": as_utc(row.updated_at),
+    }
+
+
+def _not_found(automation_id: str) -> Problem:
+    return Problem(
+        404, "automation-not-found", "Automation not found", f"no automation {automation_id!r}"
+    )
+
+
+def _conflict(err: AutomationStateError) -> Problem:
+    return Problem(409, f"automation-{err.reason}", "Automation state conflict", str(err))

@@ -1,0 +1,449 @@
+"""Automations through the HTTP API: definitions, versions, states, tenants, record events.
+
+Against the real dev server with the worker running, as a CRM would use
+them: an admin defines and activates an automation, the system of record
+posts record events, and each enrolled record gets a run whose id is the
+business key ``automation-{id}-{object}-{record}[@tenant]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from tests.api.conftest import bearer
+from workflows.automation_types import automation_run_id
+from workflows.common import AUTOMATION_ID, AUTOMATION_VERSION, PROCESS, RECORD_ID, STAGE
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def definition(automation_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """A won-deal automation whose run waits up to 30 days for the deal's next update."""
+    document: dict[str, Any] = {
+        "id": automation_id or f"won-{uuid.uuid4().hex[:10]}",
+        "name": "Follow up won deals",
+        "object": "deal",
+        "fields": {"name": "string", "stage": "string", "amount": "double", "owner_id": "string"},
+        "trigger": {
+            "types": ["updated"],
+            "changed": ["stage"],
+            "condition": 'record.stage == "won"',
+        },
+        "steps": [
+            {
+                "id": "wait_for_update",
+                "wait": {
+                    "event": {"types": ["updated"]},
+                    "timeout": {"amount": 30, "unit": "days"},
+                },
+            },
+            {"id": "done", "end": {"outcome": "followed_up"}},
+        ],
+    }
+    return document | overrides
+
+
+def won_event(record_id: str, **overrides: Any) -> dict[str, Any]:
+    """A deal ``record_id`` moving to won."""
+    event = {
+        "event_id": f"ev-{uuid.uuid4().hex}",
+        "object": "deal",
+        "record_id": record_id,
+        "type": "updated",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "record": {"name": "Globex renewal", "stage": "won", "amount": 12000.0},
+        "previous": {"stage": "negotiation"},
+    }
+    return event | overrides
+
+
+def new_record_id() -> str:
+    return f"d-{uuid.uuid4().hex[:10]}"
+
+
+KeyedClient = Callable[[str], httpx.AsyncClient]
+
+
+@pytest.fixture
+async def as_key(api_url: str, api_keys: dict[str, str]) -> AsyncIterator[KeyedClient]:
+    """``as_key(name)``: an HTTP client authenticated with the test key ``name``."""
+    clients: dict[str, httpx.AsyncClient] = {}
+
+    def make(name: str) -> httpx.AsyncClient:
+        if name not in clients:
+            clients[name] = httpx.AsyncClient(
+                base_url=api_url, timeout=30, headers=bearer(api_keys[name])
+            )
+        return clients[name]
+
+    try:
+        yield make
+    finally:
+        for client in clients.values():
+            await client.aclose()
+
+
+async def active_automation(admin: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
+    """An automation created and activated by ``admin``; its definition."""
+    document = definition(**overrides)
+    created = await admin.post("/v1/automations", json=document)
+    assert created.status_code == 201, created.text
+    activated = await admin.post(f"/v1/automations/{document['id']}/activate")
+    assert activated.status_code == 200, activated.text
+    assert activated.json()["state"] == "active"
+    return document
+
+
+async def test_admin_creates_an_automation_from_yaml_and_each_change_is_a_new_version(
+    as_key: KeyedClient,
+) -> None:
+    admin = as_key("admin")
+    document = definition()
+    created = await admin.post(
+        "/v1/automations",
+        content=yaml.safe_dump(document),
+        headers={"Content-Type": "application/yaml"},
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert (body["id"], body["version"], body["state"]) == (document["id"], 1, "draft")
+    assert body["active_version"] is None
+    assert body["definition"] == document
+    assert body["version_created_by"] == "admin-test"
+
+    same = await admin.post("/v1/automations", json=document)
+    assert same.status_code == 200
+    assert same.json()["version"] == 1
+
+    renamed = await admin.post("/v1/automations", json=document | {"name": "Won deals v2"})
+    assert renamed.status_code == 201
+    assert (renamed.json()["version"], renamed.json()["latest_version"]) == (2, 2)
+
+    versions = (await admin.get(f"/v1/automations/{document['id']}/versions")).json()
+    assert [v["version"] for v in versions] == [1, 2]
+    first = (await admin.get(f"/v1/automations/{document['id']}", params={"version": 1})).json()
+    assert first["definition"]["name"] == "Follow up won deals"
+    latest = (await admin.get(f"/v1/automations/{document['id']}")).json()
+    assert (latest["version"], latest["name"]) == (2, "Won deals v2")
+    listed = (await admin.get("/v1/automations")).json()
+    assert document["id"] in [a["id"] for a in listed]
+    missing = await admin.get(f"/v1/automations/{document['id']}", params={"version": 3})
+    assert missing.status_code == 404
+
+
+async def test_a_bad_definition_is_a_422_pointing_at_each_mistake_and_nothing_is_stored(
+    as_key: KeyedClient,
+) -> None:
+    admin = as_key("admin")
+    bad = definition()
+    bad["steps"][0]["wait"]["on_timeout"] = "nowhere"
+    bad["trigger"]["condition"] = "record.colour == 1"
+    for path in ("/v1/automations/validate", "/v1/automations"):
+        response = await admin.post(path, json=bad)
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == PROBLEM_JSON
+        problem = response.json()
+        assert problem["type"] == "urn:crmflow:problem:validation-error"
+        pointers = {error["pointer"] for error in problem["errors"]}
+        assert {"/steps/0/wait/on_timeout", "/trigger/condition"} <= pointers, problem
+        located = next(e for e in problem["errors"] if e["pointer"] == "/steps/0/wait/on_timeout")
+        assert located["loc"] == ["body", "steps", 0, "wait", "on_timeout"]
+    assert (await admin.get(f"/v1/automations/{bad['id']}")).status_code == 404
+
+    good = await admin.post("/v1/automations/validate", json=definition())
+    assert (good.status_code, good.json()) == (200, {"valid": True})
+    broken = await admin.post(
+        "/v1/automations", content="id: [", headers={"Content-Type": "application/yaml"}
+    )
+    assert broken.status_code == 422
+    assert broken.json()["errors"][0]["pointer"] == ""
+    wrong_type = await admin.post(
+        "/v1/automations", content="id: x", headers={"Content-Type": "text/plain"}
+    )
+    assert wrong_type.status_code == 415
+    assert wrong_type.json()["type"] == "urn:crmflow:problem:unsupported-media-type"
+
+
+async def test_the_definition_schema_is_published_to_admins_and_support(
+    as_key: KeyedClient,
+) -> None:
+    for key in ("admin", "support"):
+        response = await as_key(key).get("/v1/automations/schema")
+        assert response.status_code == 200
+        assert {"id", "object", "trigger", "steps"} <= set(response.json()["properties"])
+    assert (await as_key("service").get("/v1/automations/schema")).status_code == 403
+
+
+async def test_an_automation_activates_pauses_and_once_archived_stays_archived(
+    as_key: KeyedClient,
+) -> None:
+    admin = as_key("admin")
+    document = definition()
+    base = f"/v1/automations/{document['id']}"
+    assert (await admin.post("/v1/automations", json=document)).status_code == 201
+    never_active = await admin.post(f"{base}/pause")
+    assert never_active.status_code == 409
+    assert never_active.json()["type"] == "urn:crmflow:problem:automation-draft"
+
+    await admin.post("/v1/automations", json=document | {"name": "second"})
+    first = await admin.post(f"{base}/activate", json={"version": 1})
+    assert (first.json()["state"], first.json()["active_version"]) == ("active", 1)
+    versions = (await admin.get(f"{base}/versions")).json()
+    assert [v["active"] for v in versions] == [True, False]
+    unknown = await admin.post(f"{base}/activate", json={"version": 9})
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"][0]["pointer"] == "/version"
+
+    paused = await admin.post(f"{base}/pause")
+    assert (paused.json()["state"], paused.json()["active_version"]) == ("paused", 1)
+    latest = await admin.post(f"{base}/activate")
+    assert (latest.json()["state"], latest.json()["active_version"]) == ("active", 2)
+
+    archived = await admin.post(f"{base}/archive")
+    assert archived.json()["state"] == "archived"
+    for action in ("activate", "pause"):
+        refused = await admin.post(f"{base}/{action}")
+        assert refused.status_code == 409
+        assert refused.json()["type"] == "urn:crmflow:problem:automation-archived"
+    new_version = await admin.post("/v1/automations", json=document | {"name": "third"})
+    assert new_version.status_code == 409
+    assert (await admin.post("/v1/automations/nobody-here/archive")).status_code == 404
+
+
+async def test_a_tenant_sees_and_manages_only_its_own_automations(as_key: KeyedClient) -> None:
+    document = definition()
+    automation_id = document["id"]
+    assert (await as_key("admin-a").post("/v1/automations", json=document)).status_code == 201
+
+    for key in ("admin-b", "admin", "support"):
+        client = as_key(key)
+        assert (await client.get(f"/v1/automations/{automation_id}")).status_code == 404
+        assert automation_id not in [a["id"] for a in (await client.get("/v1/automations")).json()]
+    refused = await as_key("admin-b").post(f"/v1/automations/{automation_id}/activate")
+    assert refused.status_code == 404
+    read = await as_key("tenant-a").get(f"/v1/automations/{automation_id}")
+    assert read.status_code == 200
+
+    # The same id in another tenant is another automation, with versions of its own.
+    other = await as_key("admin-b").post("/v1/automations", json=document | {"name": "B's"})
+    assert (other.status_code, other.json()["version"]) == (201, 1)
+    mine = (await as_key("admin-a").get(f"/v1/automations/{automation_id}")).json()
+    assert mine["name"] == "Follow up won deals"
+
+
+async def test_support_reads_but_does_not_manage_and_service_does_not_read(
+    as_key: KeyedClient,
+) -> None:
+    document = definition()
+    assert (await as_key("admin").post("/v1/automations", json=document)).status_code == 201
+    support = as_key("support")
+    assert (await support.get(f"/v1/automations/{document['id']}")).status_code == 200
+    for path in ("", "/validate"):
+        assert (await support.post(f"/v1/automations{path}", json=document)).status_code == 403
+    refused = await support.post(f"/v1/automations/{document['id']}/activate")
+    assert refused.status_code == 403
+    assert (await as_key("service").get("/v1/automations")).status_code == 403
+    assert (
+        await as_key("admin").post("/v1/records/events", json=won_event("d-1"))
+    ).status_code == 403
+
+
+async def test_a_record_event_enrols_the_record_in_a_run_with_its_search_attributes(
+    as_key: KeyedClient, dev_client: Client
+) -> None:
+    document = await active_automation(as_key("admin-a"))
+    record_id = new_record_id()
+    event = won_event(record_id)
+    response = await as_key("tenant-a").post("/v1/records/events", json=event)
+    assert response.status_code == 202, response.text
+    run_id = automation_run_id(document["id"], "deal", record_id, "a")
+    assert run_id == f"automation-{document['id']}-deal-{record_id}@a"
+    assert response.json() == {
+        "event_id": event["event_id"],
+        "enrolled": [run_id],
+        "delivered": [],
+        "skipped": [],
+        "errors": [],
+    }
+
+    description = await dev_client.get_workflow_handle(run_id).describe()
+    assert description.workflow_type == "AutomationWorkflow"
+    assert description.status == WorkflowExecutionStatus.RUNNING
+    attributes = description.typed_search_attributes
+    assert attributes.get(PROCESS) == "automation"
+    assert attributes.get(AUTOMATION_ID) == document["id"]
+    assert attributes.get(AUTOMATION_VERSION) == "1"
+    assert attributes.get(RECORD_ID) == record_id
+    assert attributes.get(STAGE) is not None
+    assert await description.memo_value("tenant", None) == "a"
+
+    # An event the trigger does not take still reaches the run, which listens.
+    renamed = won_event(
+        record_id, record={"name": "Globex", "stage": "won"}, previous={"name": "Globex renewal"}
+    )
+    delivered = (await as_key("tenant-a").post("/v1/records/events", json=renamed)).json()
+    assert (delivered["enrolled"], delivered["delivered"]) == ([], [run_id])
+    # Another tenant's event for the same record id touches nothing of tenant a.
+    elsewhere = (
+        await as_key("tenant-b").post("/v1/records/events", json=won_event(record_id))
+    ).json()
+    assert (elsewhere["enrolled"], elsewhere["delivered"]) == ([], [])
+
+
+async def test_the_same_event_twice_gets_the_same_answer_and_starts_one_run(
+    as_key: KeyedClient, dev_client: Client
+) -> None:
+    document = await active_automation(as_key("admin"))
+    record_id = new_record_id()
+    event = won_event(record_id)
+    service = as_key("service")
+    first = await service.post("/v1/records/events", json=event)
+    run_id = automation_run_id(document["id"], "deal", record_id)
+    assert first.json()["enrolled"] == [run_id]
+    again = await service.post("/v1/records/events", json=event)
+    assert (again.status_code, again.json()) == (202, first.json())
+    assert await runs_of(dev_client, run_id) == 1
+
+    reused = await service.post("/v1/records/events", json=event | {"record": {"stage": "lost"}})
+    assert reused.status_code == 409
+    assert reused.json()["type"] == "urn:crmflow:problem:event-id-reused"
+
+    # A new event that triggers again finds the run going and is sent to it.
+    later = (await service.post("/v1/records/events", json=won_event(record_id))).json()
+    assert (later["enrolled"], later["delivered"]) == ([], [run_id])
+
+
+async def test_concurrent_duplicates_of_an_event_start_one_run_and_get_one_answer(
+    as_key: KeyedClient, dev_client: Client
+) -> None:
+    document = await active_automation(as_key("admin"))
+    record_id = new_record_id()
+    event = won_event(record_id)
+    service = as_key("service")
+    responses = await asyncio.gather(
+        *(service.post("/v1/records/events", json=event) for _ in range(5))
+    )
+    assert [r.status_code for r in responses] == [202] * 5
+    answers = [r.json() for r in responses]
+    run_id = automation_run_id(document["id"], "deal", record_id)
+    assert answers == [answers[0]] * 5
+    assert answers[0]["enrolled"] == [run_id]
+    assert await runs_of(dev_client, run_id) == 1
+
+
+async def test_a_trigger_condition_failing_on_the_data_is_reported_not_a_server_error(
+    as_key: KeyedClient,
+) -> None:
+    document = await active_automation(
+        as_key("admin"),
+        trigger={"types": ["updated"], "condition": "record.amount > 1000.0"},
+    )
+    event = won_event(new_record_id(), record={"stage": "won", "amount": "a lot"})
+    response = await as_key("service").post("/v1/records/events", json=event)
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert answer["enrolled"] == []
+    [error] = answer["errors"]
+    assert error["automation_id"] == document["id"]
+    assert error["message"]
+
+
+async def test_a_paused_automation_enrols_nobody_but_its_runs_still_hear_their_events(
+    as_key: KeyedClient,
+) -> None:
+    admin = as_key("admin")
+    document = await active_automation(admin)
+    enrolled_id, later_id = new_record_id(), new_record_id()
+    service = as_key("service")
+    started = (await service.post("/v1/records/events", json=won_event(enrolled_id))).json()
+    assert len(started["enrolled"]) == 1
+    assert (await admin.post(f"/v1/automations/{document['id']}/pause")).status_code == 200
+
+    nobody = (await service.post("/v1/records/events", json=won_event(later_id))).json()
+    assert (nobody["enrolled"], nobody["delivered"]) == ([], [])
+    heard = (await service.post("/v1/records/events", json=won_event(enrolled_id))).json()
+    assert heard["delivered"] == started["enrolled"]
+
+
+async def test_a_record_whose_run_ended_does_not_enrol_again_unless_the_definition_lets_it(
+    as_key: KeyedClient, dev_client: Client
+) -> None:
+    service = as_key("service")
+    once = await active_automation(as_key("admin"))
+    again_later = await active_automation(
+        as_key("admin"), enrollment={"reenroll": True, "after": {"amount": 1, "unit": "days"}}
+    )
+    always = await active_automation(as_key("admin"), enrollment={"reenroll": True})
+    record_id = new_record_id()
+    first = (await service.post("/v1/records/events", json=won_event(record_id))).json()
+    assert len(first["enrolled"]) == 3
+    for run_id in first["enrolled"]:
+        await dev_client.get_workflow_handle(run_id).terminate(reason="test: the run ends")
+
+    second = (await service.post("/v1/records/events", json=won_event(record_id))).json()
+    reasons = {skip["automation_id"]: skip["reason"] for skip in second["skipped"]}
+    assert reasons == {once["id"]: "ended", again_later["id"]: "too-soon"}
+    assert second["enrolled"] == [automation_run_id(always["id"], "deal", record_id)]
+
+
+async def test_an_admin_enrols_records_by_hand_in_an_active_automation(
+    as_key: KeyedClient, dev_client: Client
+) -> None:
+    admin = as_key("admin-a")
+    document = await active_automation(admin)
+    first, second = new_record_id(), new_record_id()
+    records = [
+        {"record_id": first, "record": {"stage": "open"}},
+        {"record_id": second},
+    ]
+    url = f"/v1/automations/{document['id']}/enroll"
+    response = await admin.post(url, json={"records": records})
+    assert response.status_code == 200, response.text
+    runs = [automation_run_id(document["id"], "deal", r, "a") for r in (first, second)]
+    assert response.json() == {"enrolled": runs, "skipped": []}
+    description = await dev_client.get_workflow_handle(runs[0]).describe()
+    assert description.typed_search_attributes.get(RECORD_ID) == first
+
+    again = (await admin.post(url, json={"records": records[:1]})).json()
+    assert again == {"enrolled": [], "skipped": [{"record_id": first, "reason": "running"}]}
+    too_many = await admin.post(url, json={"records": [{"record_id": "x"}] * 501})
+    assert too_many.status_code == 422
+    await admin.post(f"/v1/automations/{document['id']}/pause")
+    paused = await admin.post(url, json={"records": records})
+    assert paused.status_code == 409
+    assert paused.json()["type"] == "urn:crmflow:problem:automation-not-active"
+
+
+async def test_a_record_event_that_does_not_fit_is_a_422_naming_the_field(
+    as_key: KeyedClient,
+) -> None:
+    service = as_key("service")
+    for field, value in (
+        ("type", "moved"),
+        ("occurred_at", "2026-01-01T10:00:00"),
+        ("record_id", "d@1"),
+    ):
+        response = await service.post("/v1/records/events", json=won_event("d-1") | {field: value})
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["loc"] == ["body", field]
+
+
+async def runs_of(client: Client, workflow_id: str) -> int:
+    """How many runs the workflow id has had (visibility may lag a moment)."""
+    query = f"WorkflowId = {json.dumps(workflow_id)}"
+    for _ in range(50):
+        count = (await client.count_workflows(query)).count
+        if count:
+            return count
+        await asyncio.sleep(0.1)
+    return 0
