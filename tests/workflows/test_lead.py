@@ -22,8 +22,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from crm.domain.calendar import BusinessCalendar
 from crm.domain.lead_scoring import ScoringModel, ScoringRule
+from crm.platform.temporal import time_skipping_server
 from crm.store.models import Assignment, as_utc
-from tests.conftest import eventually, time_skipping_server
+from tests.conftest import eventually
 from tests.support.lead import (
     inbox,
     lead_input,
