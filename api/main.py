@@ -18,7 +18,16 @@ from api.deps import AppContext, TemporalConnection
 from api.limits import BodySizeLimit
 from api.metrics import install_metrics
 from api.problems import PROBLEM_RESPONSES, document_problems, install_problem_handlers
-from api.routes import approvals, automations, codec, health, records, tasks, usage
+from api.routes import (
+    approvals,
+    automation_preview,
+    automations,
+    codec,
+    health,
+    records,
+    tasks,
+    usage,
+)
 from api.routes.processes import processes_router
 from api.routes.starts import start_router
 from crm.platform.codec import parse_codec_keys
@@ -85,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks.router,
         approvals.router,
         usage.router,
+        automation_preview.router,
         automations.router,
         records.router,
         codec.router,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -78,3 +78,25 @@ async def api(api_url: str, api_keys: dict[str, str]) -> AsyncIterator[httpx.Asy
         base_url=api_url, timeout=10, headers=bearer(api_keys["caller"])
     ) as client:
         yield client
+
+
+KeyedClient = Callable[[str], httpx.AsyncClient]
+
+
+@pytest.fixture
+async def as_key(api_url: str, api_keys: dict[str, str]) -> AsyncIterator[KeyedClient]:
+    """``as_key(name)``: an HTTP client authenticated with the test key ``name``."""
+    clients: dict[str, httpx.AsyncClient] = {}
+
+    def make(name: str) -> httpx.AsyncClient:
+        if name not in clients:
+            clients[name] = httpx.AsyncClient(
+                base_url=api_url, timeout=30, headers=bearer(api_keys[name])
+            )
+        return clients[name]
+
+    try:
+        yield make
+    finally:
+        for client in clients.values():
+            await client.aclose()

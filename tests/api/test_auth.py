@@ -60,6 +60,8 @@ ROUTES: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/automations/auth/pause", None, {"admin"}),
     ("POST", "/v1/automations/auth/archive", None, {"admin"}),
     ("POST", "/v1/automations/auth/enroll", {"records": [{"record_id": "r-1"}]}, {"admin"}),
+    ("POST", "/v1/automations/preview", {"definition": {}, "record": {}}, {"admin"}),
+    ("POST", "/v1/automations/auth/preview", {"record": {}}, {"admin", "support"}),
     ("POST", "/v1/records/events", {"event_id": "auth"}, {"service"}),
 ]
 
@@ -82,7 +84,7 @@ def _template(path: str) -> str:
     names["subscriptions"] = "{subscription_id}"
     names["tasks"] = "{task_id}"
     names["automations"] = "{automation_id}"
-    fixed = {"schema", "validate"}  # /v1/automations/schema is no automation's id
+    fixed = {"schema", "validate", "preview"}  # /v1/automations/schema is no automation's id
     return "/".join(
         names[parts[i - 1]]
         if i > 0 and parts[i - 1] in names and part not in fixed | {""}

@@ -11,16 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from tests.api.conftest import bearer
+from tests.api.conftest import KeyedClient
 from workflows.automation_types import automation_run_id
 from workflows.common import AUTOMATION_ID, AUTOMATION_VERSION, PROCESS, RECORD_ID, STAGE
 
@@ -69,28 +67,6 @@ def won_event(record_id: str, **overrides: Any) -> dict[str, Any]:
 
 def new_record_id() -> str:
     return f"d-{uuid.uuid4().hex[:10]}"
-
-
-KeyedClient = Callable[[str], httpx.AsyncClient]
-
-
-@pytest.fixture
-async def as_key(api_url: str, api_keys: dict[str, str]) -> AsyncIterator[KeyedClient]:
-    """``as_key(name)``: an HTTP client authenticated with the test key ``name``."""
-    clients: dict[str, httpx.AsyncClient] = {}
-
-    def make(name: str) -> httpx.AsyncClient:
-        if name not in clients:
-            clients[name] = httpx.AsyncClient(
-                base_url=api_url, timeout=30, headers=bearer(api_keys[name])
-            )
-        return clients[name]
-
-    try:
-        yield make
-    finally:
-        for client in clients.values():
-            await client.aclose()
 
 
 async def active_automation(admin: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:

@@ -1,0 +1,105 @@
+"""Previewing automations through the API: the timeline of a sample record's run.
+
+The preview runs the production interpreter on a time-skipping server of its
+own, so two business days pass in a moment and nothing is sent: no email
+reaches the SMTP sink, no task the database.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from crm.domain.calendar import BusinessCalendar, CalendarSpec
+from devstack.mailsink import MailSink, read_messages
+from tests.api.conftest import KeyedClient
+from tests.support.automations import EXAMPLES
+
+DEAL = {"name": "Initech", "stage": "won", "amount": 48000, "owner_id": "csm-ana"}
+
+
+def handoff() -> dict[str, object]:
+    document: dict[str, object] = yaml.safe_load((EXAMPLES / "deal-won-handoff.yaml").read_text())
+    return document
+
+
+async def test_a_preview_shows_each_email_task_and_wait_at_its_instant(
+    as_key: KeyedClient, mail_sink: MailSink
+) -> None:
+    answer = await as_key("admin").post(
+        "/v1/automations/preview",
+        json={"definition": handoff(), "record_id": "d-preview", "record": DEAL},
+    )
+
+    assert answer.status_code == 200, answer.text
+    preview = answer.json()
+    assert preview["outcome"] == "escalated"
+    actions = [(e["step"], e["action"]) for e in preview["timeline"]]
+    assert actions == [
+        ("tell_manager", "email"),
+        ("handoff", "task"),
+        ("wait_for_onboarding", "waiting"),
+        ("wait_for_onboarding", "wait"),
+        ("escalate", "task"),
+        ("escalated", "end"),
+    ]
+    email = preview["timeline"][0]["detail"]
+    assert email["to"] == "hana.berg@example.com"
+    assert email["subject"] == "Won: Initech (48000)"
+    enrolled = datetime.fromisoformat(preview["enrolled_at"])
+    business = BusinessCalendar.from_spec(CalendarSpec())
+    timed_out = datetime.fromisoformat(preview["timeline"][3]["at"])
+    assert abs(timed_out - business.add_business_days(enrolled, 2)) < timedelta(seconds=1)
+    escalation = preview["timeline"][4]["detail"]
+    assert escalation["assignee_id"] == "mgr-hana"
+    assert not [m for m in read_messages(mail_sink.maildir) if "Initech (48000)" in m.subject]
+
+
+async def test_a_sample_event_takes_the_other_branch(as_key: KeyedClient) -> None:
+    started = {"after": {"amount": 20, "unit": "hours"}, "record": {"onboarding_started": True}}
+    answer = await as_key("admin").post(
+        "/v1/automations/preview",
+        json={"definition": handoff(), "record": DEAL, "events": [started]},
+    )
+
+    assert answer.status_code == 200, answer.text
+    preview = answer.json()
+    assert preview["outcome"] == "handed_off"
+    assert [e["step"] for e in preview["timeline"] if e["action"] == "task"] == ["handoff"]
+
+
+async def test_a_stored_automation_previews_for_support_and_a_long_one_stops_at_the_horizon(
+    as_key: KeyedClient,
+) -> None:
+    document = yaml.safe_load((EXAMPLES / "birthday-greeting.yaml").read_text())
+    document["id"] = "birthday-preview"
+    stored = await as_key("admin").post("/v1/automations", json=document)
+    assert stored.status_code in (200, 201), stored.text
+    contact = {"name": "Ann", "email": "ann@example.com", "timezone": "Asia/Tokyo"}
+    contact["birthday"] = "1992-02-29"
+
+    answer = await as_key("support").post(
+        "/v1/automations/birthday-preview/preview", json={"record": contact, "horizon_days": 800}
+    )
+
+    assert answer.status_code == 200, answer.text
+    preview = answer.json()
+    assert preview["outcome"] == "running"
+    greetings = [e for e in preview["timeline"] if e["action"] == "email"]
+    assert len(greetings) == 2
+    for greeting in greetings:
+        local = datetime.fromisoformat(greeting["at"]).astimezone(ZoneInfo("Asia/Tokyo"))
+        assert (local.hour, local.minute) == (9, 0)
+        assert (local.month, local.day) in {(2, 28), (2, 29)}
+
+
+async def test_a_definition_in_error_is_a_422_pointing_inside_it(as_key: KeyedClient) -> None:
+    broken = handoff() | {"goal": "record.stage =="}
+    answer = await as_key("admin").post(
+        "/v1/automations/preview", json={"definition": broken, "record": DEAL}
+    )
+
+    assert answer.status_code == 422
+    assert [e["pointer"] for e in answer.json()["errors"]] == ["/definition/goal"]
