@@ -62,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except ApiError as err:
-        print(f"crmflow automation: {err}", file=sys.stderr)
-        for problem in err.problem.get("errors", []):
+        errors = err.problem.get("errors", [])
+        print(f"crmflow automation: {err.problem.get('title') if errors else err}", file=sys.stderr)
+        for problem in errors:
             where = problem.get("pointer") or problem.get("field") or problem.get("loc") or "/"
             print(f"  {where}: {problem.get('message') or problem.get('msg')}", file=sys.stderr)
         return 1
@@ -81,7 +82,8 @@ def _run(args: argparse.Namespace) -> int:
         stored = _call("POST", "/v1/automations", _document(args.file))
         if args.activate:
             stored = _call("POST", f"/v1/automations/{stored['id']}/activate", {})
-        print(f"{stored['id']} version {stored.get('version')}: {stored.get('state')}")
+        version = stored.get("version") or stored.get("active_version")
+        print(f"{stored['id']} version {version}: {stored.get('state')}")
     elif command == "list":
         listed = _call("GET", "/v1/automations")
         items = listed.get("items", listed) if isinstance(listed, dict) else listed

@@ -49,6 +49,11 @@ with workflow.unsafe.imports_passed_through():
 
 PROCESS_NAME = "automation"
 
+#: From this patch on, a wait for a record event also takes a matching event that came
+#: since the previous wait ended (while the steps before it ran); runs begun before it
+#: waited only for events after the wait began.
+EARLY_EVENTS = "early-events-count"
+
 
 class StepFailed(Exception):
     """A step cannot be taken on this record's data; the run ends as ``failed``."""
@@ -79,8 +84,11 @@ class AutomationWorkflow(ProcessSteps):
         self._goal_met = False
         self._awaiting: Step | None = None
         self._arrived = False
+        #: Events taken since the last wait ended (not the one that enrolled the record).
+        self._since_wait: list[RecordEvent] = []
         if run.event is not None:
             self._take_event(run.event)
+            self._since_wait = []
 
     @workflow.run
     async def run(self, run: AutomationInput) -> AutomationResult:
@@ -229,6 +237,9 @@ class AutomationWorkflow(ProcessSteps):
             f"Step {step.id}: waiting for {what} until {until:%Y-%m-%d %H:%M} UTC."
         )
         self._awaiting, self._arrived = (step if wait.event is not None else None), False
+        if wait.event is not None and self._came_early(step) and workflow.patched(EARLY_EVENTS):
+            self._arrived = True
+        self._since_wait = []
         try:
             await workflow.wait_condition(
                 lambda: self._arrived or self._goal_met,
@@ -240,6 +251,7 @@ class AutomationWorkflow(ProcessSteps):
             return (wait.on_timeout or following) if wait.event is not None else following
         finally:
             self._awaiting = None
+            self._since_wait = []
             self._state.waiting_for = []
             self._state.due.pop(step.id, None)
         self._show_step(f"wait:{step.id}", "goal met" if self._goal_met else "event arrived")
@@ -255,12 +267,24 @@ class AutomationWorkflow(ProcessSteps):
         goal = self._definition.goal
         if goal is not None and not self._goal_met:
             self._goal_met = self._condition_or_note(goal, "goal")
-        if self._awaiting is not None and self._awaiting.wait and self._awaiting.wait.event:
-            match = self._awaiting.wait.event
-            try:
-                self._arrived = matches(match, event.type, event.changed(), self._names())
-            except ExpressionError as err:
-                self._show_step(f"wait:{self._awaiting.id}", f"condition failed: {err}")
+        if self._awaiting is None:
+            self._since_wait.append(event)
+        elif self._matches(self._awaiting, event):
+            self._arrived = True
+
+    def _came_early(self, step: Step) -> bool:
+        """Whether an event taken since the last wait is the one ``step`` waits for."""
+        return any(self._matches(step, event) for event in self._since_wait)
+
+    def _matches(self, step: Step, event: RecordEvent) -> bool:
+        """Whether ``event`` is what the wait of ``step`` waits for (on the record as it is)."""
+        if step.wait is None or step.wait.event is None:
+            return False
+        try:
+            return matches(step.wait.event, event.type, event.changed(), self._names())
+        except ExpressionError as err:
+            self._show_step(f"wait:{step.id}", f"condition failed: {err}")
+            return False
 
     def _condition_or_note(self, source: str, what: str) -> bool:
         """A condition checked on an event; one that cannot be evaluated is noted, not met."""

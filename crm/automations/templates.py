@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jinja2
-from jinja2 import meta
+from jinja2 import meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 _ENVIRONMENT = SandboxedEnvironment(
@@ -31,6 +31,25 @@ def template_names(source: str) -> set[str]:
         return set(meta.find_undeclared_variables(_ENVIRONMENT.parse(source)))
     except jinja2.TemplateSyntaxError as err:
         raise UserTemplateError(f"line {err.lineno}: {err.message}") from None
+
+
+def template_fields(source: str) -> set[tuple[str, str]]:
+    """The ``(name, attribute)`` pairs ``source`` reads (``record.amount``: ``("record",
+    "amount")``), by attribute or by constant subscript; raises UserTemplateError."""
+    try:
+        tree = _ENVIRONMENT.parse(source)
+    except jinja2.TemplateSyntaxError as err:
+        raise UserTemplateError(f"line {err.lineno}: {err.message}") from None
+    found: set[tuple[str, str]] = set()
+    for read in tree.find_all(nodes.Getattr):
+        assert isinstance(read, nodes.Getattr)
+        if isinstance(read.node, nodes.Name):
+            found.add((read.node.name, read.attr))
+    for item in tree.find_all(nodes.Getitem):
+        assert isinstance(item, nodes.Getitem)
+        if isinstance(item.node, nodes.Name) and isinstance(item.arg, nodes.Const):
+            found.add((item.node.name, str(item.arg.value)))
+    return found
 
 
 def render_user_template(source: str, values: Mapping[str, Any]) -> str:

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from crm.automations.templates import UserTemplateError, template_names
+from crm.automations.templates import UserTemplateError, template_fields, template_names
 from crm.domain.automation import (
     DURATION_UNITS,
     FIELD_TYPES,
@@ -293,6 +293,11 @@ class _Checker:
             return
         for name in sorted(names - set(NAMES)):
             yield FieldProblem(where, f"unknown name {name!r}; templates use {', '.join(NAMES)}")
+        for scope, name in sorted(template_fields(source)):
+            if scope in ("record", "previous") and name not in self._definition.fields:
+                yield FieldProblem(where, f"{scope}.{name}: {self._unknown_field(name)}")
+            elif scope == "vars" and name not in self._variables:
+                yield FieldProblem(where, f"variable {name!r} is set by no step")
 
     def _expression(self, where: str, source: str, kind: str | None) -> Iterator[FieldProblem]:
         try:
@@ -320,9 +325,13 @@ class _Checker:
                 yield FieldProblem(where, f"CEL: {err}")
             return
         if kind == "bool" and not isinstance(value, bool):
-            yield FieldProblem(where, f"CEL: a condition must be true or false, not {value!r}")
+            yield FieldProblem(
+                where, f"CEL: a condition must be true or false; this one gives {_cel_type(value)}"
+            )
         if kind == "timestamp" and type(value).__name__ != "datetime":
-            yield FieldProblem(where, f"CEL: this must give a timestamp, not {value!r}")
+            yield FieldProblem(
+                where, f"CEL: this must give a timestamp; it gives {_cel_type(value)}"
+            )
 
     def _step_ref(self, where: str, step_id: str) -> Iterator[FieldProblem]:
         if step_id not in self._step_ids:
@@ -373,6 +382,13 @@ class _Checker:
                     variables[name] = None
         names["vars"] = variables
         return names
+
+
+def _cel_type(value: Any) -> str:
+    """The CEL type of a value, as a user reads it (``a string``, ``an int``)."""
+    names = {bool: "a bool", int: "an int", float: "a double", str: "a string"}
+    names |= {list: "a list", dict: "a map", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _refs(definition: AutomationDefinition, step: Step) -> list[str | None]:

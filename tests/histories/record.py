@@ -410,6 +410,23 @@ async def automation_deal_escalated(rec: Recording) -> Handle:
     return handle
 
 
+async def automation_deal_early_event(rec: Recording) -> Handle:
+    """deal-won-handoff: onboarding starts while the manager's email goes out, before the
+    wait (EARLY_EVENTS): handed off without waiting."""
+    definition = example("deal-won-handoff", rec.policy)
+    deal = {"name": "Initech", "stage": "won", "amount": 48000, "owner_id": "csm-ana"}
+    now = await rec.env.get_current_time()
+    event = record_event(definition, "d-3", "updated", deal, {"stage": "proposal"}, at=now)
+    handle = await start_run(rec.client, rec.task_queue, definition, event, rec.policy)
+    started = {**deal, "onboarding_started": True}
+    early = record_event(
+        definition, "d-3", "updated", started, {"onboarding_started": None}, at=now
+    )
+    await handle.signal(AutomationWorkflow.record_event, early)
+    await handle.result()
+    return handle
+
+
 async def automation_stale_deal_touched(rec: Recording) -> Handle:
     """stale-deal-nudge: an update restarts the wait (the run continues as new)."""
     definition = example("stale-deal-nudge", rec.policy)
@@ -468,6 +485,7 @@ SCENARIOS: dict[str, Scenario] = {
     # Recorded after the free-rep-on-cancel patch.
     "lead-cancelled-after-routing": lead_cancelled_after_routing,
     "automation-deal-escalated": automation_deal_escalated,
+    "automation-deal-early-event": automation_deal_early_event,
     "automation-stale-deal-touched": automation_stale_deal_touched,
     "automation-csat-failed": automation_csat_failed,
 }

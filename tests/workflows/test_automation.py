@@ -312,3 +312,32 @@ async def test_birthday_greetings_come_every_year_at_nine_in_the_contacts_time_z
     result = await stack.client.get_workflow_handle_for(AutomationWorkflow.run, handle.id).result()
     assert result.outcome == "goal_met"
     assert result.steps_taken == 5  # wait, greet, wait, greet, and the wait the goal ended
+
+
+async def test_an_event_that_came_while_the_steps_before_the_wait_ran_ends_the_wait(
+    idle_stack: Stack,
+) -> None:
+    stack = idle_stack
+    definition = example("deal-won-handoff")
+    deal_id = new_record_id("d")
+    now = await stack.env.get_current_time()
+    won = record_event(definition, deal_id, "updated", won_deal(deal_id), at=now)
+    started = record_event(
+        definition,
+        deal_id,
+        "updated",
+        won_deal(deal_id, onboarding_started=True),
+        {"onboarding_started": False},
+        at=now,
+    )
+    # Both reach the run before a worker does: the event is there before the wait begins.
+    handle = await start_run(stack.client, stack.task_queue, definition, won)
+    await handle.signal(AutomationWorkflow.record_event, started)
+    async with stack.worker():
+        result = await handle.result()
+        state = await handle.query(AutomationWorkflow.state)
+
+    assert result.outcome == "handed_off"
+    steps = [s.step for s in state.steps]
+    assert steps.index("event:updated") < steps.index("waiting:wait_for_onboarding")
+    assert [t.kind for t in await tasks_for_record(stack.database, deal_id)] == ["handoff"]

@@ -1,0 +1,736 @@
+"""Checking automation documents: every shipped example passes, and each kind of mistake is
+refused with the JSON pointer of its place and a message saying what is wrong."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from crm.automations.validation import (
+    DefinitionError,
+    definition_schema,
+    parse_definition,
+    parse_document_text,
+)
+from crm.domain.automation import AutomationDefinition
+from crm.policy import Policy
+
+EXAMPLES = sorted((Path(__file__).parents[2] / "examples" / "automations").glob("*.yaml"))
+POLICY = Policy()
+
+
+def document() -> dict[str, Any]:
+    """A valid automation the cases below each break in one place."""
+    return {
+        "id": "big-deal-follow-up",
+        "name": "Follow up on a big deal",
+        "object": "deal",
+        "fields": {
+            "name": "string",
+            "amount": "double",
+            "owner_id": "string",
+            "contact_email": "string",
+            "tags": "list",
+            "closes_at": "timestamp",
+        },
+        "trigger": {
+            "types": ["updated"],
+            "changed": ["amount"],
+            "condition": "record.amount >= 10000.0",
+        },
+        "steps": [
+            {"id": "pause", "wait": {"duration": {"amount": 2, "unit": "days"}}},
+            {
+                "id": "tell_owner",
+                "email": {
+                    "to": {"owner": True},
+                    "subject": "{{ record.name }} grew",
+                    "body": "It is worth {{ record.amount }} now.",
+                },
+            },
+            {"id": "done", "end": {"outcome": "told"}},
+        ],
+    }
+
+
+class _Remove:
+    """Delete the key or list item at a pointer."""
+
+
+REMOVE = _Remove()
+
+
+@dataclass(frozen=True)
+class Insert:
+    """Insert ``value`` into a list at a pointer's index."""
+
+    value: Any
+
+
+def edited(changes: dict[str, Any]) -> dict[str, Any]:
+    """``document()`` with each JSON pointer set to its value (REMOVE, Insert), in order."""
+    doc = document()
+    for pointer, value in changes.items():
+        *path, last = pointer.lstrip("/").split("/")
+        container: Any = doc
+        for part in path:
+            container = container[int(part)] if isinstance(container, list) else container[part]
+        key: Any = int(last) if isinstance(container, list) else last
+        if isinstance(value, _Remove):
+            del container[key]
+        elif isinstance(value, Insert):
+            container.insert(key, copy.deepcopy(value.value))
+        else:
+            container[key] = copy.deepcopy(value)
+    return doc
+
+
+def problems(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (pointer, message) of each problem parse_definition finds in ``doc``."""
+    with pytest.raises(DefinitionError) as caught:
+        parse_definition(doc, POLICY)
+    return [(problem.pointer, problem.message) for problem in caught.value.errors]
+
+
+def assert_refused(doc: dict[str, Any], expected: list[tuple[str, str]]) -> None:
+    """``doc`` is refused with exactly these pointers, each message containing its phrase."""
+    found = problems(doc)
+    assert [pointer for pointer, _ in found] == [pointer for pointer, _ in expected], found
+    for (pointer, message), (_, phrase) in zip(found, expected, strict=True):
+        assert phrase in message, (pointer, message)
+
+
+def task(assignee: dict[str, Any], title: str = "Call about {{ record.name }}") -> dict[str, Any]:
+    return {
+        "id": "call",
+        "task": {"assignee": assignee, "title": title, "due": {"amount": 1, "unit": "days"}},
+    }
+
+
+def event_wait(**extra: Any) -> dict[str, Any]:
+    return {"event": {"types": ["updated"]}, "timeout": {"amount": 3, "unit": "days"}, **extra}
+
+
+# --- what is accepted -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[path.stem for path in EXAMPLES])
+def test_every_shipped_example_is_a_valid_automation(path: Path) -> None:
+    definition = parse_definition(yaml.safe_load(path.read_text()), POLICY)
+
+    assert isinstance(definition, AutomationDefinition)
+    assert definition.id == path.stem
+
+
+def test_there_are_examples_to_check() -> None:
+    assert len(EXAMPLES) >= 4
+
+
+def test_the_base_document_of_these_tests_is_valid() -> None:
+    definition = parse_definition(document(), POLICY)
+
+    assert [step.id for step in definition.steps] == ["pause", "tell_owner", "done"]
+    assert definition.steps[0].wait is not None
+    assert definition.steps[0].wait.duration is not None
+    assert definition.steps[0].wait.duration.amount == 2
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"/trigger/condition": 'record.tags.exists(t, t == "vip")'},
+        {"/trigger/condition": "record.tags.all(tag, tag != record.name)"},
+        {"/trigger/condition": "previous.amount < record.amount && event.type == 'updated'"},
+        {"/trigger/condition": '"amount" in event.changed && record.closes_at > now'},
+        {"/steps/0/wait": {"until": 'record.closes_at - duration("720h")'}},
+        {"/steps/0/wait/duration/amount": 400},
+        {"/steps/0/wait/duration": {"amount": 400 * 24, "unit": "hours"}},
+        {"/steps/1/email/to": {"staff": "csm-ana", "manager": True}},
+        {"/steps/1/email/to": {"field": "contact_email"}},
+        {"/steps/1": task({"pool": "csm-smb"})},
+        {"/steps/1": task({"owner": True, "manager": True})},
+        {"/enrollment": {"reenroll": True, "after": {"amount": 30, "unit": "days"}}},
+        {"/steps/1": Insert({"id": "count", "set": {"seen": "record.amount * 2.0"}})},
+        {
+            "/steps/1": Insert({"id": "count", "set": {"big": "record.amount > 1.0"}}),
+            "/goal": "vars.big && record.name == 'x'",
+        },
+    ],
+    ids=[
+        "comprehension-variable",
+        "comprehension-variable-beside-a-field",
+        "previous-and-event",
+        "event-changed-and-now",
+        "until-a-timestamp",
+        "wait-of-exactly-max-wait",
+        "wait-of-max-wait-in-hours",
+        "manager-of-known-staff",
+        "email-to-a-declared-field",
+        "task-for-a-known-pool",
+        "task-for-the-owners-manager",
+        "enrollment-after-with-reenroll",
+        "set-step",
+        "variable-a-set-step-defines",
+    ],
+)
+def test_a_correct_variation_of_the_document_is_accepted(changes: dict[str, Any]) -> None:
+    assert isinstance(parse_definition(edited(changes), POLICY), AutomationDefinition)
+
+
+def test_a_loop_through_a_duration_wait_is_accepted() -> None:
+    doc = edited(
+        {
+            "/steps/2": Insert(
+                {
+                    "id": "again",
+                    "branch": {
+                        "cases": [{"condition": "record.amount > 1.0", "next": "pause"}],
+                    },
+                }
+            )
+        }
+    )
+
+    definition = parse_definition(doc, POLICY)
+
+    assert definition.successors(definition.step("again")) == ["pause", "done"]
+
+
+def test_a_loop_through_a_wait_for_an_event_is_accepted() -> None:
+    doc = edited(
+        {
+            "/steps/0/wait": event_wait(on_timeout="done"),
+            "/steps/0/next": "tell_owner",
+            "/steps/1/next": "pause",
+        }
+    )
+
+    assert parse_definition(doc, POLICY).steps[1].next == "pause"
+
+
+# --- what is refused, and where -----------------------------------------------------------------
+
+
+MISTAKES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
+    # shape
+    ("unknown-top-level-key", {"/colour": "red"}, [("/colour", "Unexpected keyword argument")]),
+    (
+        "unknown-key-in-a-step",
+        {"/steps/0/colour": "red"},
+        [("/steps/0/colour", "Unexpected keyword argument")],
+    ),
+    (
+        "unknown-key-in-a-wait",
+        {"/steps/0/wait/colour": "red"},
+        [("/steps/0/wait/colour", "Unexpected keyword argument")],
+    ),
+    (
+        "amount-not-a-number",
+        {"/steps/0/wait/duration/amount": "x"},
+        [("/steps/0/wait/duration/amount", "valid integer")],
+    ),
+    ("missing-name", {"/name": REMOVE}, [("/name", "Field required")]),
+    ("missing-steps", {"/steps": REMOVE}, [("/steps", "Field required")]),
+    ("no-steps", {"/steps": []}, [("/steps", "at least one step")]),
+    # names
+    ("automation-id-with-capitals", {"/id": "Big-Deal"}, [("/id", "lower-case letters")]),
+    ("object-with-capitals", {"/object": "Deal"}, [("/object", "lower-case letters")]),
+    ("field-name-with-capitals", {"/fields/Stage": "string"}, [("/fields/Stage", "lower-case")]),
+    (
+        "unknown-field-type",
+        {"/fields/closes_at": "date"},
+        [("/fields/closes_at", "unknown type 'date'")],
+    ),
+    ("unknown-calendar", {"/calendar": "emea"}, [("/calendar", "unknown calendar 'emea'")]),
+    (
+        "step-id-with-a-dash",
+        {"/steps/2/id": "all-done"},
+        [("/steps/2/id", "a step id is lower-case letters, digits, '_'")],
+    ),
+    (
+        "duplicate-step-id",
+        {"/steps/2/id": "pause"},
+        [("/steps/2/id", "step id 'pause' is used twice")],
+    ),
+    (
+        "outcome-with-spaces",
+        {"/steps/2/end/outcome": "All told"},
+        [("/steps/2/end/outcome", "lower-case")],
+    ),
+    # trigger
+    (
+        "unknown-event-type",
+        {"/trigger/types/0": "edited"},
+        [("/trigger/types/0", "unknown event type 'edited'")],
+    ),
+    ("trigger-without-types", {"/trigger/types": []}, [("/trigger/types", "at least one of")]),
+    (
+        "changed-names-an-undeclared-field",
+        {"/trigger/changed/0": "stage"},
+        [("/trigger/changed/0", "unknown field 'stage'")],
+    ),
+    # CEL
+    (
+        "cel-syntax-error",
+        {"/trigger/condition": "record.amount >"},
+        [("/trigger/condition", "Syntax error")],
+    ),
+    (
+        "cel-type-error",
+        {"/trigger/condition": "record.name + 1"},
+        [("/trigger/condition", "string + int")],
+    ),
+    (
+        "condition-not-boolean",
+        {"/trigger/condition": "record.amount"},
+        [("/trigger/condition", "a condition must be true or false")],
+    ),
+    (
+        "goal-not-boolean",
+        {"/goal": "record.name"},
+        [("/goal", "a condition must be true or false")],
+    ),
+    (
+        "branch-condition-not-boolean",
+        {
+            "/steps/1": Insert(
+                {"id": "check", "branch": {"cases": [{"condition": "1", "next": "done"}]}}
+            )
+        },
+        [("/steps/1/branch/cases/0/condition", "must be true or false")],
+    ),
+    (
+        "until-not-a-timestamp",
+        {"/steps/0/wait": {"until": "record.amount"}},
+        [("/steps/0/wait/until", "this must give a timestamp")],
+    ),
+    (
+        "undeclared-record-field",
+        {"/trigger/condition": "record.nope == 1"},
+        [("/trigger/condition", "record.nope: unknown field 'nope'")],
+    ),
+    (
+        "undeclared-previous-field",
+        {"/trigger/condition": "previous.nope == 1"},
+        [("/trigger/condition", "previous.nope: unknown field 'nope'")],
+    ),
+    (
+        "variable-no-step-sets",
+        {"/trigger/condition": "vars.x == 1"},
+        [("/trigger/condition", "variable 'x' is set by no step")],
+    ),
+    (
+        "unknown-top-level-name",
+        {"/trigger/condition": "foo == 1"},
+        [("/trigger/condition", "unknown name 'foo'")],
+    ),
+    (
+        "set-expression-type-error",
+        {"/steps/1": Insert({"id": "count", "set": {"n": "record.name + 1"}})},
+        [("/steps/1/set/n", "string + int")],
+    ),
+    (
+        "set-nothing",
+        {"/steps/1": Insert({"id": "count", "set": {}})},
+        [("/steps/1/set", "set at least one variable")],
+    ),
+    # actions
+    (
+        "step-with-two-actions",
+        {"/steps/2/email": {"to": {"owner": True}, "subject": "s", "body": "b"}},
+        [("/steps/2", "a step has exactly one of email, task, wait, branch, set, end; this one")],
+    ),
+    (
+        "step-with-no-action",
+        {"/steps/1": Insert({"id": "nothing"})},
+        [("/steps/1", "a step has exactly one of email, task, wait, branch, set, end")],
+    ),
+    (
+        "branch-without-cases",
+        {"/steps/1": Insert({"id": "check", "branch": {"cases": []}})},
+        [("/steps/1/branch/cases", "at least one case")],
+    ),
+    # step references and the graph
+    ("next-names-no-step", {"/steps/0/next": "nowhere"}, [("/steps/0/next", "'nowhere'")]),
+    (
+        "branch-case-names-no-step",
+        {
+            "/steps/1": Insert(
+                {"id": "check", "branch": {"cases": [{"condition": "true", "next": "nowhere"}]}}
+            )
+        },
+        [("/steps/1/branch/cases/0/next", "no step has id 'nowhere'")],
+    ),
+    (
+        "branch-otherwise-names-no-step",
+        {
+            "/steps/1": Insert(
+                {
+                    "id": "check",
+                    "branch": {
+                        "cases": [{"condition": "true", "next": "done"}],
+                        "otherwise": "nowhere",
+                    },
+                }
+            )
+        },
+        [("/steps/1/branch/otherwise", "no step has id 'nowhere'")],
+    ),
+    (
+        "on-timeout-names-no-step",
+        {"/steps/0/wait": event_wait(on_timeout="nowhere")},
+        [("/steps/0/wait/on_timeout", "no step has id 'nowhere'")],
+    ),
+    (
+        "unreachable-step",
+        {"/steps/2": Insert({"id": "orphan", "end": {}}), "/steps/1/next": "done"},
+        [("/steps/2", "step 'orphan' is never reached")],
+    ),
+    (
+        "branch-back-to-itself",
+        {
+            "/steps/1": Insert(
+                {
+                    "id": "again",
+                    "branch": {"cases": [{"condition": "record.amount > 1.0", "next": "again"}]},
+                }
+            )
+        },
+        [("/steps/1", "steps again -> again loop without a wait")],
+    ),
+    (
+        "two-steps-cycling",
+        {
+            "/steps/1": Insert({"id": "count", "set": {"n": "1"}}),
+            "/steps/2": Insert(
+                {
+                    "id": "check",
+                    "branch": {"cases": [{"condition": "vars.n == 1", "next": "count"}]},
+                }
+            ),
+        },
+        [("/steps/1", "steps count -> check -> count loop without a wait")],
+    ),
+    # waits
+    (
+        "wait-beyond-max-wait",
+        {"/steps/0/wait/duration/amount": 401},
+        [("/steps/0/wait/duration/amount", "a wait lasts at most 400 days")],
+    ),
+    (
+        "wait-beyond-max-wait-in-hours",
+        {"/steps/0/wait/duration": {"amount": 400 * 24 + 1, "unit": "hours"}},
+        [("/steps/0/wait/duration/amount", "a wait lasts at most 400 days")],
+    ),
+    (
+        "timeout-beyond-max-wait",
+        {"/steps/0/wait": event_wait(timeout={"amount": 401, "unit": "days"})},
+        [("/steps/0/wait/timeout/amount", "a wait lasts at most 400 days")],
+    ),
+    (
+        "wait-of-nothing",
+        {"/steps/0/wait/duration/amount": 0},
+        [("/steps/0/wait/duration/amount", "must be at least 1")],
+    ),
+    (
+        "unknown-duration-unit",
+        {"/steps/0/wait/duration/unit": "weeks"},
+        [("/steps/0/wait/duration/unit", "unknown unit 'weeks'")],
+    ),
+    (
+        "wait-for-an-event-without-timeout",
+        {"/steps/0/wait": {"event": {"types": ["updated"]}}},
+        [("/steps/0/wait/timeout", "a wait for an event needs a timeout")],
+    ),
+    (
+        "timeout-on-a-duration-wait",
+        {"/steps/0/wait/timeout": {"amount": 1, "unit": "days"}},
+        [("/steps/0/wait", "timeout and on_timeout belong to a wait for an event")],
+    ),
+    (
+        "on-timeout-on-a-duration-wait",
+        {"/steps/0/wait/on_timeout": "done"},
+        [("/steps/0/wait", "timeout and on_timeout belong to a wait for an event")],
+    ),
+    (
+        "wait-of-two-kinds",
+        {"/steps/0/wait/until": "now"},
+        [("/steps/0/wait", "a wait has exactly one of duration, until, event")],
+    ),
+    (
+        "wait-event-of-unknown-type",
+        {"/steps/0/wait": event_wait(event={"types": ["edited"]})},
+        [("/steps/0/wait/event/types/0", "unknown event type 'edited'")],
+    ),
+    # people
+    (
+        "unknown-staff",
+        {"/steps/1/email/to": {"staff": "nobody"}},
+        [("/steps/1/email/to/staff", "unknown staff member 'nobody'")],
+    ),
+    (
+        "unknown-pool",
+        {"/steps/1": task({"pool": "nopool"})},
+        [("/steps/1/task/assignee/pool", "unknown pool 'nopool'")],
+    ),
+    (
+        "email-to-a-pool",
+        {"/steps/1/email/to": {"pool": "csm-smb"}},
+        [("/steps/1/email/to/pool", "an email goes to a person, not a pool")],
+    ),
+    (
+        "manager-of-a-pool",
+        {"/steps/1": task({"pool": "csm-smb", "manager": True})},
+        [("/steps/1/task/assignee/manager", "a pool has no manager")],
+    ),
+    (
+        "owner-without-the-owner-field",
+        {"/fields/owner_id": REMOVE},
+        [("/steps/1/email/to/owner", "'owner_id' (owner_field)")],
+    ),
+    (
+        "owner-field-renamed-but-undeclared",
+        {"/owner_field": "rep_id"},
+        [("/steps/1/email/to/owner", "'rep_id' (owner_field)")],
+    ),
+    (
+        "email-to-an-undeclared-field",
+        {"/steps/1/email/to": {"field": "email"}},
+        [("/steps/1/email/to/field", "unknown field 'email'")],
+    ),
+    (
+        "person-of-two-kinds",
+        {"/steps/1/email/to": {"owner": True, "staff": "csm-ana"}},
+        [("/steps/1/email/to", "name exactly one of staff, owner, field, pool")],
+    ),
+    # templates
+    (
+        "template-syntax-error-in-subject",
+        {"/steps/1/email/subject": "{{ record.name "},
+        [("/steps/1/email/subject", "template: line 1: unexpected end of template")],
+    ),
+    (
+        "template-syntax-error-in-body",
+        {"/steps/1/email/body": "line one\n{% if %}"},
+        [("/steps/1/email/body", "template: line 2:")],
+    ),
+    (
+        "template-unknown-name-in-body",
+        {"/steps/1/email/body": "Dear {{ foo }}"},
+        [("/steps/1/email/body", "unknown name 'foo'")],
+    ),
+    (
+        "template-unknown-names-in-task-title",
+        {"/steps/1": task({"owner": True}, title="{{ foo }} and {{ bar }}")},
+        [
+            ("/steps/1/task/title", "unknown name 'bar'"),
+            ("/steps/1/task/title", "unknown name 'foo'"),
+        ],
+    ),
+    # enrollment
+    (
+        "enrollment-after-without-reenroll",
+        {"/enrollment": {"after": {"amount": 30, "unit": "days"}}},
+        [("/enrollment/after", "only with reenroll: true")],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [(changes, expected) for _, changes, expected in MISTAKES],
+    ids=[name for name, _, _ in MISTAKES],
+)
+def test_each_kind_of_mistake_is_refused_at_its_json_pointer(
+    changes: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    assert_refused(edited(changes), expected)
+
+
+def test_the_error_text_names_each_pointer_and_every_mistake_is_reported_at_once() -> None:
+    doc = edited(
+        {
+            "/id": "Big-Deal",
+            "/calendar": "emea",
+            "/trigger/types/0": "edited",
+            "/steps/0/wait/duration/amount": 401,
+            "/steps/1/email/body": "{{ foo }}",
+        }
+    )
+
+    with pytest.raises(DefinitionError) as caught:
+        parse_definition(doc, POLICY)
+
+    pointers = [problem.pointer for problem in caught.value.errors]
+    assert pointers == [
+        "/id",
+        "/calendar",
+        "/trigger/types/0",
+        "/steps/0/wait/duration/amount",
+        "/steps/1/email/body",
+    ]
+    text = str(caught.value)
+    for pointer in pointers:
+        assert f"{pointer}: " in text
+    assert "unknown calendar 'emea'" in text
+    assert text.count("; ") >= len(pointers) - 1
+
+
+def test_several_shape_mistakes_are_reported_together() -> None:
+    doc = edited({"/colour": "red", "/steps/0/wait/duration/amount": "x", "/name": REMOVE})
+
+    assert sorted(pointer for pointer, _ in problems(doc)) == [
+        "/colour",
+        "/name",
+        "/steps/0/wait/duration/amount",
+    ]
+
+
+def test_a_problem_of_the_whole_document_shows_as_slash_in_the_error_text() -> None:
+    with pytest.raises(DefinitionError) as caught:
+        parse_document_text("- a\n- b\n", "application/yaml")
+
+    assert str(caught.value) == "/: an automation is a mapping of keys to values"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: a duplicate step id right after its first use makes the graph check "
+    "follow the wrong step and report a loop ('steps tell_owner -> tell_owner loop without a "
+    "wait') the document does not have",
+)
+def test_a_duplicate_step_id_is_the_only_problem_reported() -> None:
+    assert_refused(
+        edited({"/steps/2/id": "tell_owner"}),
+        [("/steps/2/id", "step id 'tell_owner' is used twice")],
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: referenced_fields() finds 'record.nope' inside a CEL string literal, "
+    "so a condition comparing with the text 'record.nope' is refused as naming an undeclared "
+    "field",
+)
+def test_a_field_name_inside_a_string_literal_is_not_a_reference() -> None:
+    doc = edited({"/trigger/condition": 'record.name != "see record.nope"'})
+
+    assert isinstance(parse_definition(doc, POLICY), AutomationDefinition)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: _Checker builds pointers with f'/fields/{name}' without escaping, so a "
+    "field named 'contact/email' is reported at '/fields/contact/email' instead of the JSON "
+    "pointer '/fields/contact~1email' (pydantic's problems are escaped)",
+)
+def test_a_pointer_to_a_key_with_a_slash_is_escaped() -> None:
+    doc = document()
+    doc["fields"]["contact/email"] = "string"
+
+    assert [pointer for pointer, _ in problems(doc)] == ["/fields/contact~1email"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug (or design question): MAX_WAIT is checked on calendar_length(), which "
+    "counts a business hour or day as a calendar one, so 9000 business hours (about 4 years of "
+    "a 40-hour week) or 390 business days (about 78 weeks) pass the 400-day limit",
+)
+@pytest.mark.parametrize(
+    "duration",
+    [{"amount": 9000, "unit": "business_hours"}, {"amount": 390, "unit": "business_days"}],
+    ids=["business-hours", "business-days"],
+)
+def test_a_business_time_wait_longer_than_max_wait_is_refused(duration: dict[str, Any]) -> None:
+    assert [pointer for pointer, _ in problems(edited({"/steps/0/wait/duration": duration}))] == [
+        "/steps/0/wait/duration/amount"
+    ]
+
+
+# --- the published schema -------------------------------------------------------------------------
+
+
+def test_the_schema_describes_an_automation_and_forbids_unknown_keys() -> None:
+    schema = definition_schema()
+
+    json.dumps(schema)  # publishable as it is
+    assert schema["title"] == "crmflow automation"
+    assert schema["type"] == "object"
+    assert {"steps", "trigger", "fields", "enrollment", "goal"} <= set(schema["properties"])
+    assert set(schema["required"]) == {"id", "name", "object", "trigger", "steps"}
+    assert schema["additionalProperties"] is False
+    step = schema["$defs"]["Step"]
+    assert step["additionalProperties"] is False
+    assert set(step["properties"]) == {
+        "id",
+        "email",
+        "task",
+        "wait",
+        "branch",
+        "set",
+        "end",
+        "next",
+    }
+    assert step["required"] == ["id"]
+    for name, definition in schema["$defs"].items():
+        assert definition.get("additionalProperties") is False, name
+
+
+# --- reading the document text --------------------------------------------------------------------
+
+
+def test_a_yaml_document_is_read_as_a_mapping() -> None:
+    text = EXAMPLES[0].read_text()
+
+    doc = parse_document_text(text, "application/yaml")
+
+    assert doc == yaml.safe_load(text)
+    assert isinstance(parse_definition(doc, POLICY), AutomationDefinition)
+
+
+def test_a_json_document_is_read_as_a_mapping() -> None:
+    doc = parse_document_text(json.dumps(document()), "application/json; charset=utf-8")
+
+    assert doc == document()
+    assert parse_definition(doc, POLICY).id == "big-deal-follow-up"
+
+
+@pytest.mark.parametrize(
+    ("text", "content_type"),
+    [
+        ("id: [unclosed\n", "application/yaml"),
+        ('{"id": ', "application/json"),
+        ("id: big-deal\n", "application/json"),
+    ],
+    ids=["yaml", "json", "yaml-sent-as-json"],
+)
+def test_text_that_does_not_parse_is_one_problem_of_the_whole_document(
+    text: str, content_type: str
+) -> None:
+    with pytest.raises(DefinitionError) as caught:
+        parse_document_text(text, content_type)
+
+    [problem] = caught.value.errors
+    assert problem.pointer == ""
+    assert problem.message.startswith("not valid YAML or JSON: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "content_type"),
+    [("- id: a\n- id: b\n", "application/yaml"), ("[1, 2]", "application/json"), ("", "text/yaml")],
+    ids=["yaml-list", "json-list", "empty"],
+)
+def test_a_document_that_is_not_a_mapping_is_refused(text: str, content_type: str) -> None:
+    with pytest.raises(DefinitionError) as caught:
+        parse_document_text(text, content_type)
+
+    assert [(p.pointer, p.message) for p in caught.value.errors] == [
+        ("", "an automation is a mapping of keys to values")
+    ]
