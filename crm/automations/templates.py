@@ -62,3 +62,6 @@ def render_user_template(source: str, values: Mapping[str, Any]) -> str:
         raise UserTemplateError(f"not allowed in a template: {err}") from None
     except jinja2.TemplateError as err:
         raise UserTemplateError(str(err)) from None
+    except (TypeError, ValueError, ArithmeticError, LookupError) as err:
+        # a filter or operator meeting a value it cannot take: the data, not the sandbox
+        raise UserTemplateError(f"cannot render with these values: {err}") from None

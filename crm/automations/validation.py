@@ -25,6 +25,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import yaml
@@ -43,6 +44,7 @@ from crm.domain.automation import (
     Step,
 )
 from crm.domain.automation_events import event_names, names_for
+from crm.domain.calendar import BusinessCalendar, CalendarError
 from crm.domain.expressions import (
     NAMES,
     SAMPLE_VALUES,
@@ -98,12 +100,28 @@ def parse_definition(document: Mapping[str, Any], policy: Policy) -> AutomationD
         definition = _ADAPTER.validate_python(dict(document))
     except ValidationError as err:
         raise DefinitionError(
-            [FieldProblem(_pointer(e["loc"]), e["msg"]) for e in err.errors()]
+            [FieldProblem(_pointer(e["loc"]), _shape_message(e)) for e in err.errors()]
         ) from None
     problems = list(_Checker(definition, policy).problems())
     if problems:
         raise DefinitionError(problems)
     return definition
+
+
+def _shape_message(error: Any) -> str:
+    """pydantic's message of a shape error, in the document's terms."""
+    if error["type"] == "unexpected_keyword_argument":
+        return f"unknown key {error['loc'][-1]!r}"
+    if error["type"] in ("missing", "missing_argument"):
+        return f"{error['loc'][-1]!r} is required"
+    message: str = error["msg"]
+    return message
+
+
+def _at(where: str, *keys: str) -> str:
+    """``where`` (a pointer, or its first key) with ``keys`` appended, escaped."""
+    base = where if where.startswith("/") else _pointer((where,))
+    return base + _pointer(keys)
 
 
 def _pointer(location: tuple[int | str, ...]) -> str:
@@ -130,10 +148,10 @@ class _Checker:
             yield FieldProblem("/object", "lower-case letters, digits and '_', at most 63")
         for name, kind in d.fields.items():
             if not _NAME.match(name):
-                yield FieldProblem(f"/fields/{name}", "a field name is lower-case, digits, '_'")
+                yield FieldProblem(_at("fields", name), "a field name is lower-case, digits, '_'")
             if kind not in FIELD_TYPES:
                 yield FieldProblem(
-                    f"/fields/{name}", f"unknown type {kind!r}; one of {FIELD_TYPES}"
+                    _at("fields", name), f"unknown type {kind!r}; one of {FIELD_TYPES}"
                 )
         if d.calendar not in self._policy.calendars:
             yield FieldProblem(
@@ -221,8 +239,10 @@ class _Checker:
                 yield FieldProblem(f"{where}/set", "set at least one variable")
             for name, source in step.set.items():
                 if not _NAME.match(name):
-                    yield FieldProblem(f"{where}/set/{name}", "a variable name is lower-case, '_'")
-                yield from self._expression(f"{where}/set/{name}", source, None)
+                    yield FieldProblem(
+                        _at(where, "set", name), "a variable name is lower-case, '_'"
+                    )
+                yield from self._expression(_at(where, "set", name), source, None)
         elif step.end is not None and not _NAME.match(step.end.outcome):
             yield FieldProblem(f"{where}/end/outcome", "an outcome is lower-case letters, '_'")
 
@@ -256,8 +276,21 @@ class _Checker:
             return
         if duration.amount < (1 if limit else 0):
             yield FieldProblem(f"{where}/amount", "must be at least 1" if limit else "must be >= 0")
-        elif limit and duration.calendar_length() > MAX_WAIT:
+        elif limit and self._length(duration) > MAX_WAIT:
             yield FieldProblem(f"{where}/amount", f"a wait lasts at most {MAX_WAIT.days} days")
+
+    def _length(self, duration: Duration) -> timedelta:
+        """How long ``duration`` lasts from the sample instant, in the definition's calendar
+        (a business day is as long as it takes to pass one)."""
+        policy = self._policy.calendars.get(self._definition.calendar)
+        if policy is None or not duration.unit.startswith("business_"):
+            return duration.calendar_length()
+        start: datetime = SAMPLE_VALUES["timestamp"]
+        calendar = BusinessCalendar.from_spec(policy.spec())
+        try:
+            return duration.after(start, calendar) - start
+        except CalendarError:  # more business time than the calendar has in ten years
+            return timedelta.max
 
     def _person(self, where: str, person: Person, use: str) -> Iterator[FieldProblem]:
         given = [k for k in ("staff", "owner", "field", "pool") if getattr(person, k)]
@@ -339,6 +372,8 @@ class _Checker:
 
     def _graph(self) -> Iterator[FieldProblem]:
         d = self._definition
+        if len(self._step_ids) < len(d.steps):
+            return  # reported as ids used twice: the graph is not what the author meant
         if any(ref not in self._step_ids for s in d.steps for ref in _refs(d, s) if ref):
             return  # reported as unknown step ids
         reachable: set[str] = set()

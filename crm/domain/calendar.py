@@ -40,7 +40,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["BusinessCalendar", "CalendarError", "CalendarSpec", "as_utc"]
+__all__ = ["BusinessCalendar", "CalendarError", "CalendarSpec", "as_utc", "local_to_utc"]
 
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -264,15 +264,15 @@ class BusinessCalendar:
 
     def _closing_instant(self, day: date, hours: _OpeningHours) -> datetime:
         if hours.closes_at_midnight:
-            return _local_to_utc(day + _ONE_DAY, time(0), self._zone)
-        return _local_to_utc(day, hours.closes, self._zone)
+            return local_to_utc(day + _ONE_DAY, time(0), self._zone)
+        return local_to_utc(day, hours.closes, self._zone)
 
     def _open_period(self, day: date) -> tuple[datetime, datetime] | None:
         """Return the UTC ``[opens, closes)`` of ``day``'s open period, or None if closed."""
         hours = self._working_hours(day)
         if hours is None:
             return None
-        opens = _local_to_utc(day, hours.opens, self._zone)
+        opens = local_to_utc(day, hours.opens, self._zone)
         closes = self._closing_instant(day, hours)
         if closes <= opens:
             # Both boundaries fell into the same skipped hour: nothing is open.
@@ -303,7 +303,7 @@ def _aware_as_utc(value: datetime, name: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def _local_to_utc(day: date, wall_time: time, zone: ZoneInfo) -> datetime:
+def local_to_utc(day: date, wall_time: time, zone: ZoneInfo) -> datetime:
     """Convert a wall-clock time on ``day`` to UTC, resolving DST gaps and folds.
 
     A repeated wall time resolves to its first occurrence (``fold=0``). A skipped

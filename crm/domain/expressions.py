@@ -21,16 +21,21 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cel
 
+from crm.domain.calendar import local_to_utc
+
 #: The names an automation's expressions may refer to.
 NAMES: tuple[str, ...] = ("record", "previous", "event", "vars", "now")
 
 _COMPREHENSION = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+_STRING_LITERAL = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'')
+_REFUSED_VALUE = re.compile(r"Function '(\w+)' error: .*?_DataError: (.*?)(?:\. Check function|$)")
+_SYNTAX_ERROR = re.compile(r"<input>:\d+:(\d+): Syntax error: (.*)$")
 _FIELD_REFERENCE = re.compile(r"(?<![\w.])(record|previous|vars)\.([A-Za-z_]\w*)")
 
 
@@ -57,7 +62,11 @@ def compiled(source: str) -> cel.Program:
     try:
         return cel.compile(source)
     except ValueError as err:
-        raise ExpressionError(_first_line(str(err)) or "syntax error") from None
+        message = _first_line(str(err))
+        parsed = _SYNTAX_ERROR.search(message)
+        if parsed:
+            message = f"syntax error at column {parsed.group(1)}: {parsed.group(2)}"
+        raise ExpressionError(message or "syntax error") from None
 
 
 def evaluate(source: str, names: Mapping[str, Any]) -> Any:
@@ -70,7 +79,10 @@ def evaluate(source: str, names: Mapping[str, Any]) -> Any:
         raise ExpressionError(f"no field {err.args[0]!r} in the data") from None
     except (TypeError, RuntimeError, ZeroDivisionError, ValueError, OverflowError) as err:
         message = _first_line(str(err))
-        raise ExpressionError(message, of_data=_DataError.__name__ in message) from None
+        refused = _REFUSED_VALUE.search(message)
+        if refused:  # one of FUNCTIONS refused a value: say which, not how cel wraps it
+            raise ExpressionError(f"{refused.group(1)}: {refused.group(2)}", of_data=True) from None
+        raise ExpressionError(message) from None
 
 
 def holds(source: str, names: Mapping[str, Any]) -> bool:
@@ -91,13 +103,18 @@ def instant(source: str, names: Mapping[str, Any]) -> datetime:
 
 def referenced_names(source: str) -> set[str]:
     """The top-level names ``source`` uses, without its comprehension variables."""
-    bound = set(_COMPREHENSION.findall(source))
+    bound = set(_COMPREHENSION.findall(_without_strings(source)))
     return {name for name in compiled(source).variables() if name not in bound}
 
 
 def referenced_fields(source: str) -> set[tuple[str, str]]:
     """The ``(record|previous|vars, field)`` pairs ``source`` names."""
-    return set(_FIELD_REFERENCE.findall(source))
+    return set(_FIELD_REFERENCE.findall(_without_strings(source)))
+
+
+def _without_strings(source: str) -> str:
+    """``source`` with its string literals emptied, so text in them is not read as names."""
+    return _STRING_LITERAL.sub('""', source)
 
 
 def next_anniversary(day: object, now: object, wall: object, zone: object) -> datetime:
@@ -134,12 +151,9 @@ def _anniversary(month_day: date, year: int) -> date:
 
 
 def _local(day: date, wall_time: time, zone: ZoneInfo) -> datetime:
-    local = datetime.combine(day, wall_time, tzinfo=zone)
-    # A wall time in a spring-forward gap means the instant the clocks jump.
-    round_trip = local.astimezone(UTC).astimezone(zone)
-    if round_trip.replace(tzinfo=None) != local.replace(tzinfo=None):
-        local = local + timedelta(hours=1)
-    return local.astimezone(UTC)
+    """``wall_time`` on ``day`` in ``zone``, in UTC; in a spring-forward gap, the instant
+    the clocks jump; in a repeated hour, its first occurrence."""
+    return local_to_utc(day, wall_time, zone)
 
 
 def _as_date(value: object) -> date:
