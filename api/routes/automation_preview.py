@@ -22,7 +22,7 @@ from api.deps import DatabaseDep, PolicyDep
 from api.problems import Problem, invalid_document
 from api.routes.automations import AUTOMATION_ID_PATTERN
 from api.routes.records import RECORD_ID_PATTERN
-from crm.automations.preview import MAX_HORIZON, SampleEvent, preview
+from crm.automations.preview import MAX_HORIZON, SampleEvent, SampleEventError, preview
 from crm.automations.validation import DefinitionError, parse_definition
 from crm.domain.automation import (
     DURATION_UNITS,
@@ -170,6 +170,8 @@ async def _preview(definition: AutomationDefinition, sample: Sample, policy: Pol
                 ),
                 PREVIEW_TIMEOUT_SECONDS,
             )
+    except SampleEventError as err:
+        raise invalid_document([(f"/events/{err.index}/after", str(err))]) from None
     except TimeoutError:
         raise Problem(
             503,

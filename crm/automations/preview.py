@@ -28,7 +28,7 @@ from activities.sla import staff_contact
 from activities.templates import EmailTemplates, TemplateError
 from crm.automations.templates import UserTemplateError, render_user_template
 from crm.domain.automation import AutomationDefinition, Duration
-from crm.domain.calendar import BusinessCalendar
+from crm.domain.calendar import BusinessCalendar, CalendarError
 from crm.platform.temporal import time_skipping_server
 from crm.policy import Policy
 from workflows.automation import AutomationWorkflow
@@ -65,6 +65,14 @@ class SampleEvent:
     type: str = "updated"
     record: dict[str, Any] = field(default_factory=dict)
     previous: dict[str, Any] = field(default_factory=dict)
+
+
+class SampleEventError(ValueError):
+    """Sample event ``index`` cannot be placed in time (an offset beyond the calendar)."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 @dataclass
@@ -248,7 +256,7 @@ async def _drive(
         task_queue=task_queue,
     )
     business = BusinessCalendar.from_spec(calendar)
-    timed = sorted(((e.after.after(enrolled, business), e) for e in events), key=lambda p: p[0])
+    timed = sorted(_timed(events, enrolled, business), key=lambda pair: pair[0])
     end_of_horizon = enrolled + horizon
     for index, (at, sample) in enumerate(timed):
         if at > end_of_horizon:
@@ -299,6 +307,20 @@ async def _drive(
         timeline=timeline,
         failure=result.failure if result else None,
     )
+
+
+def _timed(
+    events: Sequence[SampleEvent], enrolled: datetime, calendar: BusinessCalendar
+) -> list[tuple[datetime, SampleEvent]]:
+    """Each sample event with its instant; SampleEventError for an offset the calendar cannot
+    place."""
+    timed = []
+    for index, sample in enumerate(events):
+        try:
+            timed.append((sample.after.after(enrolled, calendar), sample))
+        except (CalendarError, OverflowError) as err:
+            raise SampleEventError(index, str(err)) from None
+    return timed
 
 
 async def _sleep_until(env: WorkflowEnvironment, at: datetime) -> None:

@@ -34,7 +34,9 @@ def api_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "tenant-b": new_api_key("svc-b", ("service", "support"), tenant="b"),
         "admin-a": new_api_key("admin-a", ("admin",), tenant="a"),
         "admin-b": new_api_key("admin-b", ("admin",), tenant="b"),
-        "all": new_api_key("fuzzer", ("service", "support", "approver"), staff_id="mgr-hana"),
+        "all": new_api_key(
+            "fuzzer", ("service", "support", "approver", "admin"), staff_id="mgr-hana"
+        ),
         **{
             f"approver:{staff}": new_api_key(f"approver-{staff}", ("approver",), staff_id=staff)
             for staff in ("fin-olga", "fin-ravi", "csm-ben")

@@ -1,4 +1,4 @@
-"""Schemathesis hooks: the three start rules a JSON Schema cannot state, for valid cases only.
+"""Schemathesis hooks: the rules a JSON Schema cannot state, for valid cases only.
 
 The OpenAPI document states every other rule the API applies (enums from the
 policy, patterns, bounds), so schemathesis' positive-data check holds the API
@@ -7,15 +7,22 @@ be in the future, a renewal needs a contact when the customer has no record,
 and a ticket cannot have been opened in the future. The API refuses those
 with a 422 naming the field (tests/api prove it); here a case generated as
 valid is made to meet them, so the check still fails on any other refusal.
+An automation definition's schema gives its shape; what its CEL and templates
+mean, which staff and steps it names, is checked on submit (422 with a
+pointer per mistake, tests/unit/test_automation_validation.py), so a
+definition generated as valid becomes a shipped example under the generated id.
 Cases generated as invalid are left as they are.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import schemathesis
+import yaml
 from schemathesis import Case, HookContext
 
 
@@ -27,12 +34,33 @@ def _instant(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+EXAMPLE = yaml.safe_load(
+    (Path(__file__).parents[2] / "examples" / "automations" / "deal-won-handoff.yaml").read_text()
+)
+_AUTOMATION_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def _valid_definition(generated: Any) -> dict[str, Any]:
+    """The example definition, under the generated id when that id is one."""
+    chosen = generated.get("id") if isinstance(generated, dict) else None
+    valid_id = isinstance(chosen, str) and _AUTOMATION_ID.match(chosen)
+    return {**EXAMPLE, "id": chosen if valid_id else EXAMPLE["id"]}
+
+
 @schemathesis.hook
 def map_case(context: HookContext, case: Case[Any]) -> Case[Any]:
     body = case.body
     if case.meta is None or not case.meta.generation.mode.is_positive or not isinstance(body, dict):
         return case
     now = datetime.now(UTC)
+    if case.method.upper() == "POST" and case.path in (
+        "/v1/automations",
+        "/v1/automations/validate",
+    ):
+        case.body = _valid_definition(body)
+        return case
+    if case.method.upper() == "POST" and case.path == "/v1/automations/preview":
+        body["definition"] = _valid_definition(body.get("definition"))
     if case.method.upper() == "POST" and case.path == "/v1/renewals":
         renewal_date = _instant(body.get("renewal_date"))
         if renewal_date is None or renewal_date <= now + timedelta(days=1):

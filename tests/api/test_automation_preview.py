@@ -103,3 +103,16 @@ async def test_a_definition_in_error_is_a_422_pointing_inside_it(as_key: KeyedCl
 
     assert answer.status_code == 422
     assert [e["pointer"] for e in answer.json()["errors"]] == ["/definition/goal"]
+
+
+async def test_a_sample_event_the_calendar_cannot_place_is_a_422_at_its_offset(
+    as_key: KeyedClient,
+) -> None:
+    far = {"after": {"amount": 100_000, "unit": "business_days"}}
+    answer = await as_key("admin").post(
+        "/v1/automations/preview",
+        json={"definition": handoff(), "record": DEAL, "events": [{"after": {"amount": 1}}, far]},
+    )
+
+    assert answer.status_code == 422
+    assert [e["pointer"] for e in answer.json()["errors"]] == ["/events/1/after"]
