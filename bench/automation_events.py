@@ -39,6 +39,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -255,12 +256,12 @@ async def matching(
     for first in range(0, args.matching, 8):  # 8 definitions in flight
         await one_each(MANY, range(first, min(first + 8, args.matching)))
     for tenant in (MANY, ONE):  # each version's definition is read, each condition compiled
-        await timed(20, 8, lambda i, t=tenant: via_api(t, f"warm-{t}", i))
+        await timed(20, 8, partial(via_api, tenant, f"warm-{tenant}"))
     per_event: dict[str, float] = {}
     order = (MANY, ONE) if number % 2 else (ONE, MANY)
     for tenant in order:
         used = cpu_seconds(pid)
-        await timed(args.events, 8, lambda i, t=tenant: via_api(t, f"m-{t}", i))
+        await timed(args.events, 8, partial(via_api, tenant, f"m-{tenant}"))
         per_event[tenant] = 1000 * (cpu_seconds(pid) - used) / args.events
     return per_event
 

@@ -137,13 +137,17 @@ async def preview_stored(
         lambda s: automation_of(s, principal.tenant, automation_id), write=False
     )
     if automation is None:
-        raise Problem(404, "not-found", "No such automation", f"no automation {automation_id!r}")
+        raise Problem(
+            404, "automation-not-found", "Automation not found", f"no automation {automation_id!r}"
+        )
     number = body.version or automation.latest_version
     version = await database.run(
         lambda s: version_of(s, principal.tenant, automation_id, number), write=False
     )
     if version is None:
-        raise invalid_document([("/version", f"{automation_id} has no version {number}")])
+        raise Problem(
+            404, "not-found", "No such version", f"{automation_id} has no version {number}"
+        )
     return await _preview(definition_of(version), body, policy)
 
 

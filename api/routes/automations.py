@@ -159,7 +159,8 @@ _DOCUMENT_BODY: dict[str, Any] = {
         "required": True,
         "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/AutomationDocument"}},
-            "application/yaml": {"schema": {"type": "string"}},
+            # the same document, written in YAML
+            "application/yaml": {"schema": {"$ref": "#/components/schemas/AutomationDocument"}},
         },
     }
 }

@@ -256,7 +256,7 @@ async def _drive(
         task_queue=task_queue,
     )
     business = BusinessCalendar.from_spec(calendar)
-    timed = sorted(_timed(events, enrolled, business), key=lambda pair: pair[0])
+    timed = sorted(_timed(events, enrolled, business, horizon), key=lambda pair: pair[0])
     end_of_horizon = enrolled + horizon
     for index, (at, sample) in enumerate(timed):
         if at > end_of_horizon:
@@ -310,12 +310,18 @@ async def _drive(
 
 
 def _timed(
-    events: Sequence[SampleEvent], enrolled: datetime, calendar: BusinessCalendar
+    events: Sequence[SampleEvent],
+    enrolled: datetime,
+    calendar: BusinessCalendar,
+    horizon: timedelta,
 ) -> list[tuple[datetime, SampleEvent]]:
-    """Each sample event with its instant; SampleEventError for an offset the calendar cannot
-    place."""
+    """Each sample event within ``horizon`` with its instant; SampleEventError for an offset
+    the calendar cannot place. Business time is never shorter than as much calendar time, so
+    an offset longer than the horizon in calendar time is beyond it."""
     timed = []
     for index, sample in enumerate(events):
+        if sample.after.calendar_length() > horizon:
+            continue
         try:
             timed.append((sample.after.after(enrolled, calendar), sample))
         except (CalendarError, OverflowError) as err:

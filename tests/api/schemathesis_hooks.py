@@ -50,15 +50,17 @@ def _valid_definition(generated: Any) -> dict[str, Any]:
 @schemathesis.hook
 def map_case(context: HookContext, case: Case[Any]) -> Case[Any]:
     body = case.body
-    if case.meta is None or not case.meta.generation.mode.is_positive or not isinstance(body, dict):
+    if case.meta is None or not case.meta.generation.mode.is_positive:
         return case
-    now = datetime.now(UTC)
     if case.method.upper() == "POST" and case.path in (
         "/v1/automations",
         "/v1/automations/validate",
     ):
-        case.body = _valid_definition(body)
+        case.body = _valid_definition(body)  # sent as JSON or YAML: the same document
         return case
+    if not isinstance(body, dict):
+        return case
+    now = datetime.now(UTC)
     if case.method.upper() == "POST" and case.path == "/v1/automations/preview":
         body["definition"] = _valid_definition(body.get("definition"))
     if case.method.upper() == "POST" and case.path == "/v1/renewals":

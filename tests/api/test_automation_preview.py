@@ -105,14 +105,13 @@ async def test_a_definition_in_error_is_a_422_pointing_inside_it(as_key: KeyedCl
     assert [e["pointer"] for e in answer.json()["errors"]] == ["/definition/goal"]
 
 
-async def test_a_sample_event_the_calendar_cannot_place_is_a_422_at_its_offset(
-    as_key: KeyedClient,
-) -> None:
-    far = {"after": {"amount": 100_000, "unit": "business_days"}}
+async def test_a_sample_event_beyond_the_horizon_is_left_out(as_key: KeyedClient) -> None:
+    lost = {"after": {"amount": 100_000, "unit": "business_days"}, "record": {"stage": "lost"}}
     answer = await as_key("admin").post(
         "/v1/automations/preview",
-        json={"definition": handoff(), "record": DEAL, "events": [{"after": {"amount": 1}}, far]},
+        json={"definition": handoff(), "record": DEAL, "events": [lost], "horizon_days": 30},
     )
 
-    assert answer.status_code == 422
-    assert [e["pointer"] for e in answer.json()["errors"]] == ["/events/1/after"]
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outcome"] == "escalated"
+    assert "event" not in [e["action"] for e in answer.json()["timeline"]]
