@@ -261,6 +261,8 @@ async def test_stale_deal_nudge_restarts_its_wait_on_every_update(stack: Stack) 
     assert nudge.title == f"Deal {deal_id} has not moved for 14 days"
     latest = await handle.describe()
     assert latest.run_id != first_run  # each loop back continued as new
+    assert latest.typed_search_attributes.get(RECORD_ID) == deal_id  # kept across runs
+    assert latest.typed_search_attributes.get(PROCESS) == "automation"
 
     won = record_event(
         definition,
