@@ -24,23 +24,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import cel
 from temporalio.client import Client
 
 from api.automation_runs import EnrollingVersion, deliver, enroll
 from api.problems import Problem
+from crm.domain.automation import AutomationDefinition
 from crm.domain.automation_events import enrols, event_names, names_for
-from crm.domain.expressions import ExpressionError
+from crm.domain.expressions import ExpressionError, bound
 from crm.policy import Policy
 from crm.store.automations import (
     answer_event,
     claim_event,
-    definition_of,
     enrolling_on,
     give_up_event,
     receipt_of,
 )
 from crm.store.db import Database
-from crm.store.models import Automation, AutomationVersion
+from crm.store.models import Automation
 from workflows.automation_types import RecordEvent
 
 #: How long a repeat of an event waits for the answer of the request taking it.
@@ -148,54 +149,93 @@ async def _act_once(
 async def offer_event(
     client: Client, settings: EventSettings, tenant: str | None, event: RecordEvent
 ) -> dict[str, Any]:
-    """Offer ``event`` to every automation of ``tenant`` on its object; the answer."""
+    """Offer ``event`` to every automation of ``tenant`` on its object; the answer.
+
+    Triggers are matched in the API's own code first; only the automations that
+    enrol the record or listen for its events cost a call to Temporal.
+    """
     automations = await settings.database.run(
         lambda session: enrolling_on(session, tenant, event.object), write=False
     )
-    offers = await asyncio.gather(
-        *(
-            _offer(client, settings, tenant, event, automation, version)
-            for automation, version in automations
-            if automation.state != "draft"
-        )
-    )
-    return _combined(event.event_id, list(offers))
+    matching = _Matching(event)
+    offers: list[dict[str, Any]] = []
+    calls = []
+    for automation, definition in automations:
+        if automation.state == "draft" or automation.active_version is None:
+            continue
+        triggered, offer = matching.trigger(automation, definition)
+        if triggered or definition.listens():
+            calls.append(
+                _act(client, settings, tenant, event, automation, definition, triggered, offer)
+            )
+        else:
+            offers.append(offer)
+    offers += await asyncio.gather(*calls)
+    return _combined(event.event_id, offers)
 
 
-async def _offer(
+class _Matching:
+    """One event's trigger matching: the names its expressions see are bound once per
+    distinct set of field types, not once per automation."""
+
+    def __init__(self, event: RecordEvent) -> None:
+        self._event = event
+        self._changed = event.changed()
+        self._bound: dict[tuple[tuple[str, str], ...], cel.Context] = {}
+
+    def trigger(
+        self, automation: Automation, definition: AutomationDefinition
+    ) -> tuple[bool, dict[str, Any]]:
+        """Whether ``automation``'s trigger takes the event, and the offer's errors so far."""
+        if automation.state != "active":
+            return False, {}
+        event = self._event
+        try:
+            return enrols(definition, event.type, self._changed, self._names(definition)), {}
+        except ExpressionError as err:
+            return False, {
+                "errors": [{"automation_id": automation.automation_id, "message": str(err)}]
+            }
+
+    def _names(self, definition: AutomationDefinition) -> cel.Context:
+        types = tuple(sorted(definition.fields.items()))
+        names = self._bound.get(types)
+        if names is None:
+            event = self._event
+            names = self._bound[types] = bound(
+                names_for(
+                    definition,
+                    record=event.record,
+                    previous=event.previous,
+                    event=event_names(event.type, event.occurred_at, self._changed),
+                    variables={},
+                    now=event.occurred_at,
+                )
+            )
+        return names
+
+
+async def _act(
     client: Client,
     settings: EventSettings,
     tenant: str | None,
     event: RecordEvent,
     automation: Automation,
-    version: AutomationVersion,
+    definition: AutomationDefinition,
+    triggered: bool,
+    offer: dict[str, Any],
 ) -> dict[str, Any]:
-    definition = definition_of(version)
+    """Enrol the record (``triggered``) or deliver the event to its run, if one listens."""
     automation_id = automation.automation_id
+    assert automation.active_version is not None
     calendar = settings.policy.calendars.get(definition.calendar)
     if calendar is None:
         message = f"calendar {definition.calendar!r} is not in the policy"
         return {"errors": [{"automation_id": automation_id, "message": message}]}
     enrolling = EnrollingVersion(
-        tenant, automation_id, version.version, definition, calendar.spec()
+        tenant, automation_id, automation.active_version, definition, calendar.spec()
     )
     run_id = enrolling.run_id(event.record_id)
-    changed = event.changed()
-    offer: dict[str, Any] = {}
-    triggered = False
-    if automation.state == "active":
-        names = names_for(
-            definition,
-            record=event.record,
-            previous=event.previous,
-            event=event_names(event.type, event.occurred_at, changed),
-            variables={},
-            now=event.occurred_at,
-        )
-        try:
-            triggered = enrols(definition, event.type, changed, names)
-        except ExpressionError as err:
-            offer["errors"] = [{"automation_id": automation_id, "message": str(err)}]
     if triggered:
         outcome = await enroll(
             client,
@@ -211,8 +251,6 @@ async def _offer(
         if outcome.skipped != "running" or not definition.listens():
             skip = {"automation_id": automation_id, "run_id": run_id, "reason": outcome.skipped}
             return {"skipped": [skip]}
-    elif not definition.listens():
-        return offer
     if await deliver(client, run_id, event):
         offer["delivered"] = [run_id]
     return offer

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from crm.domain.automation import AutomationDefinition, EventMatch
-from crm.domain.expressions import holds, typed_fields
+from crm.domain.expressions import Names, holds, typed_fields
 
 
 def names_for(
@@ -44,7 +44,7 @@ def enrols(
     definition: AutomationDefinition,
     event_type: str,
     changed: Sequence[str],
-    names: Mapping[str, Any],
+    names: Names,
 ) -> bool:
     """Whether an event of ``event_type`` changing ``changed`` enrols its record.
 
@@ -54,16 +54,12 @@ def enrols(
     return _fits(definition.trigger, event_type, changed, names)
 
 
-def matches(
-    match: EventMatch, event_type: str, changed: Sequence[str], names: Mapping[str, Any]
-) -> bool:
+def matches(match: EventMatch, event_type: str, changed: Sequence[str], names: Names) -> bool:
     """Whether an event is the one a wait waits for; raises ExpressionError like ``enrols``."""
     return _fits(match, event_type, changed, names)
 
 
-def _fits(
-    match: EventMatch, event_type: str, changed: Sequence[str], names: Mapping[str, Any]
-) -> bool:
+def _fits(match: EventMatch, event_type: str, changed: Sequence[str], names: Names) -> bool:
     if match.types and event_type not in match.types:
         return False
     if match.changed and not set(match.changed).intersection(changed):

@@ -39,6 +39,16 @@ _SYNTAX_ERROR = re.compile(r"<input>:\d+:(\d+): Syntax error: (.*)$")
 _FIELD_REFERENCE = re.compile(r"(?<![\w.])(record|previous|vars)\.([A-Za-z_]\w*)")
 
 
+#: The values an expression is evaluated with: a mapping of names, or a ``bound`` context,
+#: made once to evaluate many expressions on the same values.
+Names = Mapping[str, Any] | cel.Context
+
+
+def bound(names: Mapping[str, Any]) -> cel.Context:
+    """``names`` with crmflow's functions, ready to evaluate many expressions with."""
+    return cel.Context(dict(names), FUNCTIONS)
+
+
 class ExpressionError(ValueError):
     """An expression does not compile, or cannot be evaluated on the data given.
 
@@ -69,10 +79,10 @@ def compiled(source: str) -> cel.Program:
         raise ExpressionError(message or "syntax error") from None
 
 
-def evaluate(source: str, names: Mapping[str, Any]) -> Any:
+def evaluate(source: str, names: Names) -> Any:
     """The value of ``source`` with ``names`` bound; raises ExpressionError."""
     program = compiled(source)
-    context = cel.Context(dict(names), FUNCTIONS)
+    context = names if isinstance(names, cel.Context) else bound(names)
     try:
         return program.execute(context)
     except KeyError as err:
@@ -85,7 +95,7 @@ def evaluate(source: str, names: Mapping[str, Any]) -> Any:
         raise ExpressionError(message) from None
 
 
-def holds(source: str, names: Mapping[str, Any]) -> bool:
+def holds(source: str, names: Names) -> bool:
     """Whether the condition ``source`` is true; a non-boolean value is an ExpressionError."""
     value = evaluate(source, names)
     if not isinstance(value, bool):
@@ -93,7 +103,7 @@ def holds(source: str, names: Mapping[str, Any]) -> bool:
     return value
 
 
-def instant(source: str, names: Mapping[str, Any]) -> datetime:
+def instant(source: str, names: Names) -> datetime:
     """The timestamp ``source`` evaluates to (UTC); anything else is an ExpressionError."""
     value = evaluate(source, names)
     if not isinstance(value, datetime):

@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import TypeAdapter
-from sqlalchemy import and_, update
+from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -216,23 +216,38 @@ def change_state(
 
 def enrolling_on(
     session: Session, tenant: str | None, object_name: str
-) -> list[tuple[Automation, AutomationVersion]]:
+) -> list[tuple[Automation, AutomationDefinition]]:
     """The tenant's automations on ``object_name`` that ever enrolled records, with the
-    version that enrols (or last enrolled) them, by automation id."""
+    definition of the version that enrols (or last enrolled) them (``active_version``), by
+    automation id.
+
+    Only the automations are read on each call: a version's definition is read from the
+    database once per process (versions never change), so matching an event against many
+    automations does not decode their documents again.
+    """
     query = (
-        select(Automation, AutomationVersion)
-        .join(
-            AutomationVersion,
-            and_(
-                col(AutomationVersion.tenant) == col(Automation.tenant),
-                col(AutomationVersion.automation_id) == col(Automation.automation_id),
-                col(AutomationVersion.version) == col(Automation.active_version),
-            ),
+        select(Automation)
+        .where(
+            Automation.tenant == tenant_key(tenant),
+            Automation.object == object_name,
+            col(Automation.active_version).is_not(None),
         )
-        .where(Automation.tenant == tenant_key(tenant), Automation.object == object_name)
         .order_by(col(Automation.automation_id))
     )
-    return [(automation, version) for automation, version in session.exec(query)]
+    enrolling = []
+    for automation in session.exec(query):
+        assert automation.active_version is not None
+        key = (automation.tenant, automation.automation_id, automation.active_version)
+        definition = _READ.get(key)
+        if definition is None:
+            version = version_of(
+                session, automation.tenant or None, automation.automation_id, key[2]
+            )
+            if version is None:  # the row went between the two reads: not enrolling
+                continue
+            definition = definition_of(version)
+        enrolling.append((automation, definition))
+    return enrolling
 
 
 @dataclass(frozen=True)

@@ -57,16 +57,22 @@ async def test_only_activated_automations_enrol_with_the_version_activated(
     await db.run(lambda s: save_version(s, None, parsed(name="v2"), {}, "ann"))
     assert await db.run(lambda s: enrolling_on(s, None, "deal"), write=False) == []
     await db.run(lambda s: change_state(s, None, "won-deals", "activate", 1))
-    [(automation, version)] = await db.run(lambda s: enrolling_on(s, None, "deal"), write=False)
-    assert (automation.state, version.version) == ("active", 1)
+    [(automation, definition)] = await db.run(lambda s: enrolling_on(s, None, "deal"), write=False)
+    assert (automation.state, automation.active_version, definition.name) == (
+        "active",
+        1,
+        parsed().name,
+    )
     assert await db.run(lambda s: enrolling_on(s, "a", "deal"), write=False) == []
     # A later version on another object changes nothing until it is activated.
     await db.run(lambda s: save_version(s, None, parsed(object="ticket"), {}, "ann"))
     assert len(await db.run(lambda s: enrolling_on(s, None, "deal"), write=False)) == 1
     assert await db.run(lambda s: enrolling_on(s, None, "ticket"), write=False) == []
     await db.run(lambda s: change_state(s, None, "won-deals", "activate"))
-    [(_, on_tickets)] = await db.run(lambda s: enrolling_on(s, None, "ticket"), write=False)
-    assert on_tickets.version == 3
+    [(on_tickets, ticket_definition)] = await db.run(
+        lambda s: enrolling_on(s, None, "ticket"), write=False
+    )
+    assert (on_tickets.active_version, ticket_definition.object) == (3, "ticket")
     await db.run(lambda s: change_state(s, None, "won-deals", "archive"))
     with pytest.raises(AutomationStateError):
         await db.run(lambda s: change_state(s, None, "won-deals", "activate"))
