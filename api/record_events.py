@@ -34,6 +34,7 @@ from crm.domain.automation_events import enrols, event_names, names_for
 from crm.domain.expressions import ExpressionError, bound
 from crm.policy import Policy
 from crm.store.automations import (
+    EnrollingAutomation,
     answer_event,
     claim_event,
     enrolling_on,
@@ -41,7 +42,6 @@ from crm.store.automations import (
     receipt_of,
 )
 from crm.store.db import Database
-from crm.store.models import Automation
 from workflows.automation_types import RecordEvent
 
 #: How long a repeat of an event waits for the answer of the request taking it.
@@ -160,8 +160,9 @@ async def offer_event(
     matching = _Matching(event)
     offers: list[dict[str, Any]] = []
     calls = []
-    for automation, definition in automations:
-        if automation.state == "draft" or automation.active_version is None:
+    for automation in automations:
+        definition = automation.definition
+        if automation.state == "draft":
             continue
         triggered, offer = matching.trigger(automation, definition)
         if triggered or definition.listens():
@@ -184,7 +185,7 @@ class _Matching:
         self._bound: dict[tuple[tuple[str, str], ...], cel.Context] = {}
 
     def trigger(
-        self, automation: Automation, definition: AutomationDefinition
+        self, automation: EnrollingAutomation, definition: AutomationDefinition
     ) -> tuple[bool, dict[str, Any]]:
         """Whether ``automation``'s trigger takes the event, and the offer's errors so far."""
         if automation.state != "active":
@@ -220,14 +221,13 @@ async def _act(
     settings: EventSettings,
     tenant: str | None,
     event: RecordEvent,
-    automation: Automation,
+    automation: EnrollingAutomation,
     definition: AutomationDefinition,
     triggered: bool,
     offer: dict[str, Any],
 ) -> dict[str, Any]:
     """Enrol the record (``triggered``) or deliver the event to its run, if one listens."""
     automation_id = automation.automation_id
-    assert automation.active_version is not None
     calendar = settings.policy.calendars.get(definition.calendar)
     if calendar is None:
         message = f"calendar {definition.calendar!r} is not in the policy"

@@ -15,6 +15,7 @@ Every function here is a unit of work's body: it takes the session
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
@@ -22,7 +23,7 @@ from typing import Any, Literal
 from pydantic import TypeAdapter
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from crm.domain.automation import AutomationDefinition
 from crm.store.models import (
@@ -214,39 +215,71 @@ def change_state(
     return automation
 
 
+@dataclass(frozen=True)
+class EnrollingAutomation:
+    """An automation that enrols (or enrolled) records: its state and the definition of the
+    version that does (``active_version``)."""
+
+    automation_id: str
+    state: str
+    active_version: int
+    definition: AutomationDefinition
+
+
+#: The enrolling automations of each (tenant, object), with the stamp they were read at and
+#: when (``time.monotonic()``).
+_ENROLLING: dict[tuple[str, str], tuple[tuple[int, Any], float, list[EnrollingAutomation]]] = {}
+#: Read again after this long whatever the stamp says: a backstop against the clock of
+#: another API process lagging behind (its ``updated_at`` below the latest).
+ENROLLING_REREAD_SECONDS = 5.0
+
+
 def enrolling_on(
     session: Session, tenant: str | None, object_name: str
-) -> list[tuple[Automation, AutomationDefinition]]:
-    """The tenant's automations on ``object_name`` that ever enrolled records, with the
-    definition of the version that enrols (or last enrolled) them (``active_version``), by
-    automation id.
+) -> list[EnrollingAutomation]:
+    """The tenant's automations on ``object_name`` that ever enrolled records, by id.
 
-    Only the automations are read on each call: a version's definition is read from the
-    database once per process (versions never change), so matching an event against many
-    automations does not decode their documents again.
+    Every state change or new version touches an automation's ``updated_at``, so
+    the automations are read again only when the count or the latest
+    ``updated_at`` of the tenant's automations on the object changed (one small
+    query per event, whichever API process made the change), and at least every
+    ``ENROLLING_REREAD_SECONDS``; a version's definition is read once per process
+    (versions never change).
     """
+    key = (tenant_key(tenant), object_name)
+    scope = (Automation.tenant == key[0], Automation.object == object_name)
+    counted = session.exec(
+        select(func.count(), func.max(Automation.updated_at)).where(*scope)
+    ).one()
+    stamp = (int(counted[0]), counted[1])
+    cached = _ENROLLING.get(key)
+    now = time.monotonic()
+    if cached is not None and cached[0] == stamp and now - cached[1] < ENROLLING_REREAD_SECONDS:
+        return cached[2]
     query = (
         select(Automation)
-        .where(
-            Automation.tenant == tenant_key(tenant),
-            Automation.object == object_name,
-            col(Automation.active_version).is_not(None),
-        )
+        .where(*scope, col(Automation.active_version).is_not(None))
         .order_by(col(Automation.automation_id))
     )
     enrolling = []
     for automation in session.exec(query):
         assert automation.active_version is not None
-        key = (automation.tenant, automation.automation_id, automation.active_version)
-        definition = _READ.get(key)
+        definition = _READ.get(
+            (automation.tenant, automation.automation_id, automation.active_version)
+        )
         if definition is None:
             version = version_of(
-                session, automation.tenant or None, automation.automation_id, key[2]
+                session, automation.tenant, automation.automation_id, automation.active_version
             )
             if version is None:  # the row went between the two reads: not enrolling
                 continue
             definition = definition_of(version)
-        enrolling.append((automation, definition))
+        enrolling.append(
+            EnrollingAutomation(
+                automation.automation_id, automation.state, automation.active_version, definition
+            )
+        )
+    _ENROLLING[key] = (stamp, now, enrolling)
     return enrolling
 
 

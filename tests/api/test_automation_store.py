@@ -57,7 +57,8 @@ async def test_only_activated_automations_enrol_with_the_version_activated(
     await db.run(lambda s: save_version(s, None, parsed(name="v2"), {}, "ann"))
     assert await db.run(lambda s: enrolling_on(s, None, "deal"), write=False) == []
     await db.run(lambda s: change_state(s, None, "won-deals", "activate", 1))
-    [(automation, definition)] = await db.run(lambda s: enrolling_on(s, None, "deal"), write=False)
+    [automation] = await db.run(lambda s: enrolling_on(s, None, "deal"), write=False)
+    definition = automation.definition
     assert (automation.state, automation.active_version, definition.name) == (
         "active",
         1,
@@ -69,9 +70,8 @@ async def test_only_activated_automations_enrol_with_the_version_activated(
     assert len(await db.run(lambda s: enrolling_on(s, None, "deal"), write=False)) == 1
     assert await db.run(lambda s: enrolling_on(s, None, "ticket"), write=False) == []
     await db.run(lambda s: change_state(s, None, "won-deals", "activate"))
-    [(on_tickets, ticket_definition)] = await db.run(
-        lambda s: enrolling_on(s, None, "ticket"), write=False
-    )
+    [on_tickets] = await db.run(lambda s: enrolling_on(s, None, "ticket"), write=False)
+    ticket_definition = on_tickets.definition
     assert (on_tickets.active_version, ticket_definition.object) == (3, "ticket")
     await db.run(lambda s: change_state(s, None, "won-deals", "archive"))
     with pytest.raises(AutomationStateError):
