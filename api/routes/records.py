@@ -15,8 +15,10 @@ from workflows.automation_types import RecordEvent
 router = APIRouter(prefix="/v1/records", tags=["records"])
 
 #: A record id is part of its runs' ids (``automation-{id}-{object}-{record}@tenant``),
-#: so it holds no ``@`` (which starts the tenant) and no whitespace or slash.
-RECORD_ID_PATTERN = r"^[^@\s/]{1,100}$"
+#: so it holds no ``@`` (which starts the tenant), whitespace or slash: letters, digits and
+#: ``_ . : -`` (a UUID, a ULID, a CRM's numeric or prefixed id), the same in every regex
+#: dialect (Python's ``\s`` takes characters JSON Schema's does not).
+RECORD_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
 #: Printable ASCII without spaces: a UUID, a ULID, a CRM's own event id.
 EVENT_ID_PATTERN = r"^[!-~]{1,200}$"
 OBJECT_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
