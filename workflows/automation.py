@@ -17,6 +17,7 @@ new, so a run that lasts years keeps a short history.
 """
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -27,14 +28,14 @@ from workflows.steps import ProcessSteps, carry_on_reason
 
 with workflow.unsafe.imports_passed_through():
     from crm.domain.automation import Person, Step
-    from crm.domain.automation_events import event_names, matches, names_for
+    from crm.domain.automation_events import matches
     from crm.domain.calendar import BusinessCalendar
-    from crm.domain.expressions import ExpressionError, evaluate, holds, instant
+    from crm.domain.expressions import ExpressionError, Names, evaluate, holds, instant
     from workflows.automation_types import (
-        REMEMBERED_EVENTS,
         AutomationInput,
         AutomationResult,
         RecordEvent,
+        RecordView,
         jsonable,
     )
     from workflows.common import (
@@ -74,13 +75,15 @@ class AutomationWorkflow(ProcessSteps):
         self._run = run
         self._definition = run.definition
         self._calendar = BusinessCalendar.from_spec(run.calendar)
-        self._record: dict[str, Any] = dict(run.record)
-        self._previous: dict[str, Any] = dict(run.previous)
-        self._variables: dict[str, Any] = dict(run.variables)
-        self._seen: list[str] = list(run.seen_events)
+        self._view = RecordView(
+            run.definition,
+            dict(run.record),
+            previous=dict(run.previous),
+            variables=dict(run.variables),
+            seen=list(run.seen_events),
+        )
         self._steps_taken = run.steps_taken
         self._step_id: str | None = None
-        self._last_event: dict[str, Any] = {}
         self._goal_met = False
         self._awaiting: Step | None = None
         self._arrived = False
@@ -140,14 +143,14 @@ class AutomationWorkflow(ProcessSteps):
             outcome=outcome,
             last_step=self._step_id,
             steps_taken=self._steps_taken,
-            variables=jsonable(self._variables),
+            variables=jsonable(self._view.variables),
             failure=failure,
         )
 
     @workflow.signal
     def record_event(self, event: RecordEvent) -> None:
         """A change of the record: taken once per ``event_id``; may meet the goal or end a wait."""
-        if event.event_id in self._seen or event.record_id != self._run.record_id:
+        if event.event_id in self._view.seen or event.record_id != self._run.record_id:
             return
         self._take_event(event)
         self._show_step(f"event:{event.type}", ", ".join(event.changed()) or event.event_id)
@@ -160,8 +163,8 @@ class AutomationWorkflow(ProcessSteps):
             "version": self._run.version,
             "step": self._state.stage,
             "steps_taken": self._steps_taken,
-            "variables": jsonable(self._variables),
-            "record": self._record,
+            "variables": jsonable(self._view.variables),
+            "record": self._view.record,
         }
         return self._state
 
@@ -195,7 +198,7 @@ class AutomationWorkflow(ProcessSteps):
             return step.branch.otherwise or following
         elif step.set is not None:
             for name, source in step.set.items():
-                self._variables[name] = self._evaluate(source)
+                self._view.variables[name] = self._evaluate(source)
             self._show_step(f"set:{step.id}", ", ".join(step.set))
         return following
 
@@ -260,10 +263,7 @@ class AutomationWorkflow(ProcessSteps):
     # Record events, the goal and expressions.
 
     def _take_event(self, event: RecordEvent) -> None:
-        self._seen = [*self._seen, event.event_id][-REMEMBERED_EVENTS:]
-        self._record = {**self._record, **event.record}
-        self._previous = dict(event.previous)
-        self._last_event = event_names(event.type, event.occurred_at, event.changed())
+        self._view.take(event)
         goal = self._definition.goal
         if goal is not None and not self._goal_met:
             self._goal_met = self._condition_or_note(goal, "goal")
@@ -295,50 +295,32 @@ class AutomationWorkflow(ProcessSteps):
             return False
 
     def _names(self) -> dict[str, Any]:
-        return names_for(
-            self._definition,
-            record=self._record,
-            previous=self._previous,
-            event=self._last_event,
-            variables=self._variables,
-            now=workflow.now(),
-        )
+        return self._view.names(workflow.now())
 
     def _holds(self, source: str) -> bool:
-        try:
-            return holds(source, self._names())
-        except ExpressionError as err:
-            raise StepFailed(f"condition {source!r}: {err}") from None
+        return bool(self._checked(holds, source, "condition"))
 
     def _evaluate(self, source: str) -> Any:
-        try:
-            return evaluate(source, self._names())
-        except ExpressionError as err:
-            raise StepFailed(f"expression {source!r}: {err}") from None
+        return self._checked(evaluate, source, "expression")
 
     def _instant(self, source: str) -> Any:
+        return self._checked(instant, source, "expression")
+
+    def _checked(self, evaluation: Callable[[str, Names], Any], source: str, what: str) -> Any:
+        """``evaluation`` of ``source`` on the record; one that fails fails the step."""
         try:
-            return instant(source, self._names())
+            return evaluation(source, self._names())
         except ExpressionError as err:
-            raise StepFailed(f"expression {source!r}: {err}") from None
+            raise StepFailed(f"{what} {source!r}: {err}") from None
 
     def _template_values(self) -> dict[str, Any]:
-        values: dict[str, Any] = jsonable(
-            {
-                "record": self._record,
-                "previous": self._previous,
-                "event": self._last_event,
-                "vars": self._variables,
-                "now": workflow.now(),
-            }
-        )
-        return values
+        return self._view.template_values(workflow.now())
 
     # People: whom an email or task is for.
 
     async def _address(self, person: Person) -> str:
         if person.field is not None:
-            address = self._record.get(person.field)
+            address = self._view.record.get(person.field)
             if not isinstance(address, str) or "@" not in address:
                 raise StepFailed(f"record.{person.field} is no email address: {address!r}")
             return str(address)
@@ -364,7 +346,7 @@ class AutomationWorkflow(ProcessSteps):
             staff_id = person.staff
         else:
             name = self._definition.owner_field if person.owner else person.field
-            value = self._record.get(name or "")
+            value = self._view.record.get(name or "")
             if not isinstance(value, str) or not value:
                 raise StepFailed(f"record.{name} names no staff member: {value!r}")
             staff_id = str(value)
@@ -405,11 +387,11 @@ class AutomationWorkflow(ProcessSteps):
                 definition=run.definition,
                 calendar=run.calendar,
                 record_id=run.record_id,
-                record=self._record,
+                record=self._view.record,
                 at_step=at_step,
-                variables=jsonable(self._variables),
-                previous=self._previous,
-                seen_events=self._seen,
+                variables=jsonable(self._view.variables),
+                previous=self._view.previous,
+                seen_events=self._view.seen,
                 steps_taken=self._steps_taken,
                 enrolled_at=run.enrolled_at,
             )

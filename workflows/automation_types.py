@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from crm.domain.automation import AutomationDefinition
+from crm.domain.automation_events import event_names, names_for
 from crm.domain.calendar import CalendarSpec
 
 #: How many event ids a run remembers to take each event once.
@@ -97,3 +98,50 @@ def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
+
+
+@dataclass
+class RecordView:
+    """The record as a run sees it: its fields (each event's merged in), the old values the
+    last event changed, that event, the run's variables and the events already taken.
+
+    Pure: the workflow keeps one and evaluates its expressions on ``names``.
+    """
+
+    definition: AutomationDefinition
+    record: dict[str, Any]
+    previous: dict[str, Any] = field(default_factory=dict)
+    variables: dict[str, Any] = field(default_factory=dict)
+    seen: list[str] = field(default_factory=list)
+    event: dict[str, Any] = field(default_factory=dict)
+
+    def take(self, event: RecordEvent) -> None:
+        """See ``event``: its fields over the record's, its old values, its id remembered."""
+        self.seen = [*self.seen, event.event_id][-REMEMBERED_EVENTS:]
+        self.record = {**self.record, **event.record}
+        self.previous = dict(event.previous)
+        self.event = event_names(event.type, event.occurred_at, event.changed())
+
+    def names(self, now: datetime) -> dict[str, Any]:
+        """The names the definition's expressions are evaluated with, at ``now``."""
+        return names_for(
+            self.definition,
+            record=self.record,
+            previous=self.previous,
+            event=self.event,
+            variables=self.variables,
+            now=now,
+        )
+
+    def template_values(self, now: datetime) -> dict[str, Any]:
+        """The same names as JSON, for the templates an activity renders."""
+        values: dict[str, Any] = jsonable(
+            {
+                "record": self.record,
+                "previous": self.previous,
+                "event": self.event,
+                "vars": self.variables,
+                "now": now,
+            }
+        )
+        return values
