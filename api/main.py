@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.auth import Authenticator, StartRateLimiter
+from api.automation_documents import document_automation_schema
 from api.deps import AppContext, TemporalConnection
 from api.limits import BodySizeLimit
 from api.metrics import install_metrics
@@ -77,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.start_limiter = StartRateLimiter(settings.start_rate_per_second, settings.start_burst)
     install_problem_handlers(app)
     document_problems(app)
-    automations.document_automation_schema(app)
+    document_automation_schema(app)
     install_metrics(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(

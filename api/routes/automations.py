@@ -13,20 +13,18 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from api.auth import Admin, AdminOrSupport
+from api.automation_documents import DOCUMENT_BODY, UNSUPPORTED, read_definition
 from api.automation_runs import EnrollingVersion, enroll
 from api.deps import ContextDep, DatabaseDep, PolicyDep
-from api.problems import Problem, documented_problem, invalid_document
+from api.problems import Problem, invalid_document
 from api.routes.records import RECORD_ID_PATTERN
 from crm.automations.validation import (
-    DefinitionError,
     definition_schema,
-    parse_definition,
-    parse_document_text,
 )
 from crm.domain.automation import AutomationDefinition
 from crm.platform.principals import Principal
@@ -47,13 +45,6 @@ from crm.store.models import Automation, AutomationVersion, as_utc
 
 router = APIRouter(prefix="/v1/automations", tags=["automations"])
 
-#: The media types a definition may be sent as, and how each is read.
-DOCUMENT_TYPES = {
-    "application/json": "application/json",
-    "application/yaml": "application/yaml",
-    "application/x-yaml": "application/yaml",
-    "text/yaml": "application/yaml",
-}
 AUTOMATION_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 MAX_ENROLLMENTS = 500
 #: Starts of one bulk enrollment in flight at once.
@@ -154,21 +145,6 @@ class Enrolled(BaseModel):
     skipped: list[SkippedRecord]
 
 
-_DOCUMENT_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/AutomationDocument"}},
-            # the same document, written in YAML
-            "application/yaml": {"schema": {"$ref": "#/components/schemas/AutomationDocument"}},
-        },
-    }
-}
-_UNSUPPORTED: dict[int | str, dict[str, Any]] = {
-    415: documented_problem("The body is neither JSON nor YAML")
-}
-
-
 @router.get("/schema", response_model=dict[str, Any])
 async def get_schema(principal: AdminOrSupport) -> dict[str, Any]:
     """The JSON Schema of an automation definition (the shape; the API checks more)."""
@@ -178,13 +154,13 @@ async def get_schema(principal: AdminOrSupport) -> dict[str, Any]:
 @router.post(
     "/validate",
     response_model=DefinitionValid,
-    openapi_extra=_DOCUMENT_BODY,
-    responses=_UNSUPPORTED,
+    openapi_extra=DOCUMENT_BODY,
+    responses=UNSUPPORTED,
 )
 async def validate(request: Request, policy: PolicyDep, principal: Admin) -> DefinitionValid:
     """Check a definition as ``POST /v1/automations`` would, storing nothing: 200 or a 422
     whose errors point at each mistake (``pointer``, e.g. ``/steps/3/wait/until``)."""
-    await _definition(request, policy)
+    await read_definition(request, policy)
     return DefinitionValid()
 
 
@@ -192,10 +168,10 @@ async def validate(request: Request, policy: PolicyDep, principal: Admin) -> Def
     "",
     response_model=AutomationDetail,
     status_code=status.HTTP_201_CREATED,
-    openapi_extra=_DOCUMENT_BODY,
+    openapi_extra=DOCUMENT_BODY,
     responses={
         200: {"model": AutomationDetail, "description": "Same as the latest version"},
-        **_UNSUPPORTED,
+        **UNSUPPORTED,
     },
 )
 async def save_automation(
@@ -208,7 +184,7 @@ async def save_automation(
     """Create an automation (a draft) or a new version of the one with the definition's
     ``id``: 201. A definition equal to the latest version's is that version: 200. An
     archived automation takes no new versions: 409."""
-    document, definition = await _definition(request, policy)
+    document, definition = await read_definition(request, policy)
     automation, version, created = await _save(database, principal, definition, document)
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -349,64 +325,6 @@ async def enroll_records(
             if skipped is not None
         ],
     )
-
-
-def document_automation_schema(app: FastAPI) -> None:
-    """Put the definition's JSON Schema in the app's OpenAPI components (``AutomationDocument``,
-    its parts as ``Automation<Part>``), where the definition routes' bodies refer to it."""
-    original = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        schema = original()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        if "AutomationDocument" not in components:
-            document = definition_schema()
-            parts = document.pop("$defs", {})
-            components["AutomationDocument"] = _components_refs(document)
-            for name, part in parts.items():
-                components[f"Automation{name}"] = _components_refs(part)
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
-def _components_refs(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        return {
-            key: (
-                value.replace("#/$defs/", "#/components/schemas/Automation")
-                if key == "$ref" and isinstance(value, str)
-                else _components_refs(value)
-            )
-            for key, value in schema.items()
-        }
-    if isinstance(schema, list):
-        return [_components_refs(item) for item in schema]
-    return schema
-
-
-async def _definition(
-    request: Request, policy: Policy
-) -> tuple[dict[str, Any], AutomationDefinition]:
-    """The body's document and the definition it describes; Problem 415 or 422."""
-    media_type = request.headers.get("content-type", "application/json").partition(";")[0]
-    reads_as = DOCUMENT_TYPES.get(media_type.strip().lower())
-    if reads_as is None:
-        raise Problem(
-            415,
-            "unsupported-media-type",
-            "Unsupported media type",
-            f"send the definition as {' or '.join(DOCUMENT_TYPES)}, not {media_type!r}",
-        )
-    try:
-        text = (await request.body()).decode()
-    except UnicodeDecodeError:
-        raise invalid_document([("", "the body is not UTF-8 text")]) from None
-    try:
-        document = parse_document_text(text, reads_as)
-        return document, parse_definition(document, policy)
-    except DefinitionError as err:
-        raise invalid_document([(e.pointer, e.message) for e in err.errors]) from None
 
 
 async def _save(
