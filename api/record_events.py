@@ -161,14 +161,11 @@ async def offer_event(
     offers: list[dict[str, Any]] = []
     calls = []
     for automation in automations:
-        definition = automation.definition
         if automation.state == "draft":
             continue
-        triggered, offer = matching.trigger(automation, definition)
-        if triggered or definition.listens():
-            calls.append(
-                _act(client, settings, tenant, event, automation, definition, triggered, offer)
-            )
+        triggered, offer = matching.trigger(automation)
+        if triggered or automation.definition.listens():
+            calls.append(_act(client, settings, tenant, event, automation, triggered, offer))
         else:
             offers.append(offer)
     offers += await asyncio.gather(*calls)
@@ -184,12 +181,11 @@ class _Matching:
         self._changed = event.changed()
         self._bound: dict[tuple[tuple[str, str], ...], cel.Context] = {}
 
-    def trigger(
-        self, automation: EnrollingAutomation, definition: AutomationDefinition
-    ) -> tuple[bool, dict[str, Any]]:
+    def trigger(self, automation: EnrollingAutomation) -> tuple[bool, dict[str, Any]]:
         """Whether ``automation``'s trigger takes the event, and the offer's errors so far."""
         if automation.state != "active":
             return False, {}
+        definition = automation.definition
         event = self._event
         try:
             return enrols(definition, event.type, self._changed, self._names(definition)), {}
@@ -222,12 +218,11 @@ async def _act(
     tenant: str | None,
     event: RecordEvent,
     automation: EnrollingAutomation,
-    definition: AutomationDefinition,
     triggered: bool,
     offer: dict[str, Any],
 ) -> dict[str, Any]:
     """Enrol the record (``triggered``) or deliver the event to its run, if one listens."""
-    automation_id = automation.automation_id
+    automation_id, definition = automation.automation_id, automation.definition
     calendar = settings.policy.calendars.get(definition.calendar)
     if calendar is None:
         message = f"calendar {definition.calendar!r} is not in the policy"
