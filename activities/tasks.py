@@ -6,7 +6,7 @@ from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from crm.automations.templates import UserTemplateError, render_user_template
+from crm.automations.templates import UserTemplateError, render_task_texts
 from crm.store.db import Database, insert_once
 from crm.store.models import AuditEntry, Task, as_utc
 from crm.store.task_completion import close_open_tasks
@@ -29,8 +29,7 @@ class TaskActivities:
         title, detail = request.title, request.detail
         if request.template_values is not None:
             try:
-                title = " ".join(render_user_template(title, request.template_values).split())
-                detail = render_user_template(detail, request.template_values).strip()
+                title, detail = render_task_texts(title, detail, request.template_values)
             except UserTemplateError as err:
                 raise ApplicationError(
                     f"task {request.key}: {err}", type="InvalidInput", non_retryable=True

@@ -26,7 +26,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.sla import staff_contact
 from activities.templates import EmailTemplates, TemplateError
-from crm.automations.templates import UserTemplateError, render_user_template
+from crm.automations.templates import UserTemplateError, render_task_texts
 from crm.domain.automation import AutomationDefinition, Duration
 from crm.domain.calendar import BusinessCalendar, CalendarError
 from crm.platform.temporal import time_skipping_server
@@ -128,8 +128,7 @@ class _Recorder:
     async def create_task(self, request: TaskRequest) -> TaskRef:
         values = request.template_values or {}
         try:
-            title = " ".join(render_user_template(request.title, values).split())
-            detail = render_user_template(request.detail, values).strip()
+            title, detail = render_task_texts(request.title, request.detail, values)
         except UserTemplateError as err:
             raise ApplicationError(str(err), type="InvalidInput", non_retryable=True) from err
         self._record(

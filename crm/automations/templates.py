@@ -65,3 +65,10 @@ def render_user_template(source: str, values: Mapping[str, Any]) -> str:
     except (TypeError, ValueError, ArithmeticError, LookupError) as err:
         # a filter or operator meeting a value it cannot take: the data, not the sandbox
         raise UserTemplateError(f"cannot render with these values: {err}") from None
+
+
+def render_task_texts(title: str, detail: str, values: Mapping[str, Any]) -> tuple[str, str]:
+    """A task's ``title`` (on one line) and ``detail`` templates rendered with ``values``;
+    raises UserTemplateError."""
+    rendered_title = " ".join(render_user_template(title, values).split())
+    return rendered_title, render_user_template(detail, values).strip()
