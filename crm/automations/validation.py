@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,6 +53,7 @@ from crm.domain.expressions import (
     referenced_fields,
     referenced_names,
 )
+from crm.domain.process_outcomes import OutcomeObject, outcome_object
 from crm.policy import Policy
 
 _ADAPTER: TypeAdapter[AutomationDefinition] = TypeAdapter(AutomationDefinition)
@@ -102,10 +103,30 @@ def parse_definition(document: Mapping[str, Any], policy: Policy) -> AutomationD
         raise DefinitionError(
             [FieldProblem(_pointer(e["loc"]), _shape_message(e)) for e in err.errors()]
         ) from None
+    published = outcome_object(definition.object)
+    if published is not None:
+        problems = list(_published_fields(definition, published))
+        if problems:
+            raise DefinitionError(problems)
+        definition = replace(definition, fields={**published.fields, **definition.fields})
     problems = list(_Checker(definition, policy).problems())
     if problems:
         raise DefinitionError(problems)
     return definition
+
+
+def _published_fields(
+    definition: AutomationDefinition, published: OutcomeObject
+) -> Iterator[FieldProblem]:
+    """An automation on a process's outcomes has the fields the process publishes; it may
+    name them, with their types, but no others."""
+    for name, kind in definition.fields.items():
+        if published.fields.get(name) != kind:
+            yield FieldProblem(
+                _at("fields", name),
+                f"{definition.object} publishes {dict(published.fields)}; "
+                f"{name!r} is not one of them with type {kind!r}",
+            )
 
 
 def _shape_message(error: Any) -> str:
@@ -144,7 +165,7 @@ class _Checker:
         d = self._definition
         if not _ID.match(d.id):
             yield FieldProblem("/id", "lower-case letters, digits and '-', at most 63")
-        if not _NAME.match(d.object):
+        if outcome_object(d.object) is None and not _NAME.match(d.object):
             yield FieldProblem("/object", "lower-case letters, digits and '_', at most 63")
         for name, kind in d.fields.items():
             if not _NAME.match(name):
@@ -182,21 +203,27 @@ class _Checker:
     def _trigger(self) -> Iterator[FieldProblem]:
         trigger = self._definition.trigger
         if not trigger.types:
-            yield FieldProblem("/trigger/types", f"name at least one of {RECORD_EVENT_TYPES}")
+            yield FieldProblem("/trigger/types", f"name at least one of {self._event_types()}")
         yield from self._event_match("/trigger", trigger)
 
     def _event_match(self, where: str, match: EventMatch) -> Iterator[FieldProblem]:
+        types = self._event_types()
         for index, event_type in enumerate(match.types):
-            if event_type not in RECORD_EVENT_TYPES:
+            if event_type not in types:
                 yield FieldProblem(
                     f"{where}/types/{index}",
-                    f"unknown event type {event_type!r}; one of {RECORD_EVENT_TYPES}",
+                    f"unknown event type {event_type!r}; one of {types}",
                 )
         for index, name in enumerate(match.changed):
             if name not in self._definition.fields:
                 yield FieldProblem(f"{where}/changed/{index}", self._unknown_field(name))
         if match.condition is not None:
             yield from self._expression(f"{where}/condition", match.condition, "bool")
+
+    def _event_types(self) -> tuple[str, ...]:
+        """A record's event types, or the outcomes of the process the object is."""
+        published = outcome_object(self._definition.object)
+        return RECORD_EVENT_TYPES if published is None else published.outcomes
 
     def _step(self, where: str, step: Step) -> Iterator[FieldProblem]:
         actions = [
