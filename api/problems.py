@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from crm.platform.temporal import TemporalUnavailable
+
 PROBLEM_JSON = "application/problem+json"
 
 log = logging.getLogger("crmflow.api")
@@ -95,6 +97,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(request, exc)
+
+    @app.exception_handler(TemporalUnavailable)
+    async def _temporal(request: Request, exc: TemporalUnavailable) -> JSONResponse:
+        problem = Problem(503, "temporal-unavailable", "Temporal is unavailable", str(exc))
+        return problem_response(request, problem)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

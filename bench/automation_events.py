@@ -12,7 +12,7 @@ accepting the start, and no worker competes with them for the two cores.
    through the API) started by ``count`` ``POST /v1/records/events``, each
    with its own event id and record id, against ``count`` raw
    ``client.start_workflow("AutomationWorkflow", ...)`` with the input, id,
-   id policy, search attributes and summary ``api.automation_runs.enroll``
+   id policy, search attributes and summary ``crm.automations.enrolment.enroll``
    gives; ``concurrency`` in flight, HTTP load from aiohttp. The path that
    goes first swaps every round. Prints starts/s of each, the API's share
    per round, and its median and range (target: at least 85%).
@@ -169,7 +169,7 @@ async def define(post: Post, key: str, definition: dict[str, Any]) -> None:
 
 
 def raw_starter(client: Client, task_queue: str) -> Callable[[str, int], Awaitable[None]]:
-    """Starts record ``prefix-i``'s run as ``api.automation_runs.enroll`` does (no tenant)."""
+    """Starts record ``prefix-i``'s run as ``crm.automations.enrolment.enroll`` does (no tenant)."""
     policy = Policy()
     definition = parse_definition(ENROLLING, policy)
     calendar = policy.calendars[definition.calendar].spec()

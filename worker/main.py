@@ -28,6 +28,8 @@ from activities.email import EmailActivities
 from activities.enrichment import EnrichmentActivities
 from activities.leads import LeadActivities
 from activities.mailer import SmtpMailer
+from activities.process_outcomes import OutcomeActivities
+from activities.process_starts import ProcessStartActivities
 from activities.records import RecordActivities
 from activities.sla import SlaActivities
 from activities.tasks import TaskActivities
@@ -132,6 +134,8 @@ def build_activities(settings: Settings, policy: Policy, database: Database) -> 
     activities += [sla.look_up_staff, sla.notify_staff, sla.record_sla_outcome]
     leads = LeadActivities(database)
     activities += [leads.save_lead, leads.add_to_marketing_list]
+    activities.append(OutcomeActivities(database, policy, settings.task_queue).offer_outcome)
+    activities.append(ProcessStartActivities(database, policy, settings.task_queue).start_process)
     return BuiltActivities(activities, mailer, enrichment)
 
 

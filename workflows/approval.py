@@ -192,6 +192,11 @@ class ApprovalWorkflow(ProcessSteps):
         )
         if workflow.patched(CLOSE_TASKS_PATCH):
             await self._close_tasks(result.outcome, "close the approval's tasks")
+        await self._offer_outcome(
+            result.outcome,
+            self._request.subject_id,
+            self._outcome_record(result.decided_by, result.comment),
+        )
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _close_as_withdrawn(self) -> None:
@@ -202,6 +207,18 @@ class ApprovalWorkflow(ProcessSteps):
         await self._audit_step("outcome", {"outcome": "withdrawn", "reason": reason})
         if workflow.patched(CLOSE_TASKS_PATCH):
             await self._close_tasks("withdrawn", "close the approval's tasks")
+        await self._offer_outcome(
+            "withdrawn", self._request.subject_id, self._outcome_record(None, reason)
+        )
+
+    def _outcome_record(self, decided_by: str | None, comment: str) -> dict[str, object]:
+        """The approval as automations on ``crmflow.approval`` see it."""
+        return {
+            "subject": self._request.subject,
+            "requester_id": self._request.requester_id,
+            "decided_by": decided_by or "",
+            "comment": comment,
+        }
 
     # Decisions: validated the same way for the update and the signal.
 

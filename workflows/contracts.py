@@ -34,6 +34,7 @@ RECORD_SLA_OUTCOME = "record_sla_outcome"
 ANALYSE_USAGE = "analyse_usage"
 SAVE_LEAD = "save_lead"
 ADD_TO_MARKETING_LIST = "add_to_marketing_list"
+OFFER_OUTCOME = "offer_outcome"
 
 
 def step_key(process_id: str, step: str) -> str:
@@ -310,3 +311,26 @@ class MarketingListRequest:
     email: str
     name: str
     score: int
+
+
+@dataclass
+class OutcomeEvent:
+    """An outcome of a built-in process, offered to its tenant's automations as a record
+    event on ``crmflow.<process>`` (``crm.domain.process_outcomes``), once per ``event_id``."""
+
+    event_id: str
+    process: str
+    record_id: str
+    outcome: str
+    occurred_at: datetime
+    record: dict[str, Any] = field(default_factory=dict)
+    tenant: str | None = None
+
+
+@dataclass
+class OutcomeOffered:
+    """What the outcome did: the automation runs it enrolled and the running ones it reached."""
+
+    enrolled: list[str] = field(default_factory=list)
+    delivered: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)

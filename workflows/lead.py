@@ -226,6 +226,7 @@ class LeadWorkflow(ProcessSteps):
         await self._audit_step(
             "outcome", {"outcome": outcome, "score": score.points, "grade": score.grade}
         )
+        await self._offer_outcome(outcome, self._dossier.lead.lead_id, self._outcome_record())
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _close_as_cancelled(self) -> None:
@@ -235,6 +236,19 @@ class LeadWorkflow(ProcessSteps):
         await self._audit_step("outcome", {"outcome": "cancelled", "reason": reason})
         if self._dossier.territory is not None and workflow.patched(FREE_REP_ON_CANCEL):
             await self._free_rep(reason)
+        await self._offer_outcome("cancelled", self._dossier.lead.lead_id, self._outcome_record())
+
+    def _outcome_record(self) -> dict[str, object]:
+        """The lead as automations on ``crmflow.lead`` see it."""
+        lead, score = self._dossier.lead, self._dossier.scores[-1] if self._dossier.scores else None
+        return {
+            "email": lead.email,
+            "name": lead.name,
+            "company": lead.company or "",
+            "score": score.points if score is not None else 0,
+            "grade": score.grade if score is not None else "",
+            "owner_id": self._dossier.owner_id or "",
+        }
 
     async def _free_rep(self, reason: str) -> None:
         """The cancelled lead is no longer the rep's: close its call task, end the assignment.

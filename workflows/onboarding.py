@@ -202,6 +202,7 @@ class OnboardingWorkflow(ProcessSteps):
         await self._audit_step("outcome", {"outcome": outcome, "milestones": sorted(self._reached)})
         await self._save_customer(outcome)
         await self._release_csm()
+        await self._offer_outcome(outcome, self._customer.customer_id, self._outcome_record())
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _close_as_churned(self) -> None:
@@ -211,6 +212,20 @@ class OnboardingWorkflow(ProcessSteps):
         await self._audit_step("outcome", {"outcome": "cancelled", "reason": reason})
         await self._save_customer("churned")
         await self._release_csm()
+        await self._offer_outcome("cancelled", self._customer.customer_id, self._outcome_record())
+
+    def _outcome_record(self) -> dict[str, object]:
+        """The onboarding as automations on ``crmflow.onboarding`` see it."""
+        customer = self._customer
+        return {
+            "company_name": customer.company_name,
+            "contact_name": customer.contact_name,
+            "contact_email": customer.contact_email,
+            "plan": customer.plan,
+            "csm_id": self._csm.assignee_id if self._csm is not None else "",
+            "milestones": sorted(self._reached),
+            "nudges_sent": len(self._nudges_sent),
+        }
 
     # Helpers: each a single activity call or a change of the visible state.
 

@@ -299,6 +299,7 @@ class RenewalWorkflow(ProcessSteps):
         self._set_stage(outcome)
         self._show_step(outcome, f"next renewal {next_term.renewal_date:%Y-%m-%d}")
         await self._audit_step("outcome", messages.next_term_record(outcome, next_term))
+        await self._offer_outcome(outcome, self._term.subscription_id, self._outcome_record())
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._plan.changed_late:  # by events after the outcome (see _late_event)
             next_term = self._next_term(outcome)
@@ -317,7 +318,21 @@ class RenewalWorkflow(ProcessSteps):
         self._state.outcome = outcome
         renewal_date = self._plan.renewal_date
         await self._audit_step("outcome", {"outcome": outcome, "renewal_date": renewal_date})
+        await self._offer_outcome(outcome, self._term.subscription_id, self._outcome_record())
         await workflow.wait_condition(workflow.all_handlers_finished)
+
+    def _outcome_record(self) -> dict[str, object]:
+        """The term as automations on ``crmflow.renewal`` see it."""
+        term = self._term
+        return {
+            "company_name": term.company_name,
+            "contact_email": term.contact_email,
+            "plan": term.plan,
+            "annual_value": term.annual_value,
+            "owner_id": term.owner.staff_id,
+            "renewal_date": self._plan.renewal_date.isoformat(),
+            "term": term.term,
+        }
 
     # Waiting, reading events, and the helpers: each a single activity call.
 

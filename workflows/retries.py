@@ -33,3 +33,10 @@ LOOKUP_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=["InvalidInput"],
 )
+#: Offering a process's outcome to automations: through outages, but the event's id
+#: standing for another event will not change on retry.
+OFFER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["EventRefused"],
+)

@@ -176,6 +176,9 @@ class TicketSlaWorkflow(ProcessSteps):
         # Built after the email: a priority changed meanwhile shows in the task.
         await self._create_task(step, messages.breach_task(self._alert(clock, due), lead))
         self._sla.record_escalation(clock.name, BREACH, lead.staff_id)
+        await self._offer_outcome(
+            "breached", self._ticket.ticket_id, self._outcome_record(), step=step
+        )
 
     async def _escalate_to_manager(self, clock: SlaClock) -> None:
         lead = await self._team_lead()
@@ -213,6 +216,7 @@ class TicketSlaWorkflow(ProcessSteps):
         await self._record_outcome(outcome)
         if self._assignee is not None:
             await self._release(self._assignee)
+        await self._offer_outcome(outcome, self._ticket.ticket_id, self._outcome_record())
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _close_as_cancelled(self) -> None:
@@ -222,6 +226,19 @@ class TicketSlaWorkflow(ProcessSteps):
         await self._record_outcome("cancelled")
         if self._assignee is not None:
             await self._release(self._assignee)
+        await self._offer_outcome("cancelled", self._ticket.ticket_id, self._outcome_record())
+
+    def _outcome_record(self) -> dict[str, object]:
+        """The ticket as automations on ``crmflow.ticket`` see it."""
+        breached = [clock.name for clock in self._sla.clocks.values() if BREACH in clock.reached]
+        return {
+            "subject": self._ticket.subject,
+            "priority": self._sla.priority,
+            "tier": self._ticket.tier or "",
+            "assignee_id": self._assignee.assignee_id if self._assignee else "",
+            "breached": bool(breached),
+            "breached_clocks": breached,
+        }
 
     # Events and the visible state.
 

@@ -24,6 +24,7 @@ from workflows.contracts import (
     ENRICH_COMPANY,
     LOOK_UP_STAFF,
     NOTIFY_STAFF,
+    OFFER_OUTCOME,
     RECORD_STEP,
     RELEASE_ASSIGNMENT,
     SEND_EMAIL,
@@ -36,6 +37,8 @@ from workflows.contracts import (
     EmailRequest,
     EnrichmentRequest,
     NotificationRequest,
+    OutcomeEvent,
+    OutcomeOffered,
     ReleaseRequest,
     StaffContact,
     StaffLookup,
@@ -43,7 +46,19 @@ from workflows.contracts import (
     TaskRequest,
     step_key,
 )
-from workflows.retries import EMAIL_RETRY, ENRICH_RETRY, LOOKUP_RETRY, RECORD_RETRY
+from workflows.retries import (
+    EMAIL_RETRY,
+    ENRICH_RETRY,
+    LOOKUP_RETRY,
+    OFFER_RETRY,
+    RECORD_RETRY,
+)
+
+#: Runs begun before it do not offer their outcomes to automations.
+OUTCOME_EVENTS = "outcome-events"
+
+#: How long a run tries to offer its outcome before it notes the failure and ends anyway.
+OFFER_WITHIN = timedelta(minutes=30)
 
 
 class ProcessSteps:
@@ -260,6 +275,50 @@ class ProcessSteps:
             return err
         self._show_step(f"email:{step}", receipt.subject)
         return receipt
+
+    async def _offer_outcome(
+        self, outcome: str, record_id: str, record: dict[str, Any], *, step: str = "outcome"
+    ) -> None:
+        """Offer ``outcome`` of ``record_id`` to the tenant's automations on
+        ``crmflow.<process>``, once, noted as ``offered:<step>``.
+
+        The process does not depend on it: an offer that fails for
+        ``OFFER_WITHIN`` is noted (``state`` and the audit trail as
+        ``offer_failed:<step>``) and the run goes on. A cancellation of the run
+        is re-raised. Runs begun before ``OUTCOME_EVENTS`` offer nothing.
+        """
+        if not workflow.patched(OUTCOME_EVENTS):
+            return
+        event = OutcomeEvent(
+            event_id=f"{self._key(f'offer_{step}')}@{workflow.info().run_id}",
+            process=self._state.process,
+            record_id=record_id,
+            outcome=outcome,
+            occurred_at=workflow.now(),
+            record={
+                "process_id": self._process_id,
+                "customer_id": self._state.customer_id,
+                **record,
+            },
+            tenant=self._tenant(),
+        )
+        try:
+            offered: OutcomeOffered = await workflow.execute_activity(
+                OFFER_OUTCOME,
+                event,
+                result_type=OutcomeOffered,
+                start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=OFFER_WITHIN,
+                retry_policy=OFFER_RETRY,
+                summary=f"offer {outcome} to automations",
+            )
+        except ActivityError as err:
+            reason = carry_on_reason(err)
+            self._show_step(f"offered:{step}", f"not offered: {reason}")
+            await self._audit_step(f"offer_failed:{step}", {"outcome": outcome, "reason": reason})
+            return
+        runs = offered.enrolled + offered.delivered
+        self._show_step(f"offered:{step}", f"{outcome}: {', '.join(runs) or 'no automation'}")
 
     def _set_stage(self, stage: str, *, searchable: bool = True) -> None:
         """Show ``stage`` in ``state``, and as ``CrmStage`` unless it is not ``searchable``.

@@ -19,10 +19,10 @@ from sqlalchemy.exc import IntegrityError
 
 from api.auth import Admin, AdminOrSupport
 from api.automation_documents import DOCUMENT_BODY, UNSUPPORTED, read_definition
-from api.automation_runs import EnrollingVersion, enroll
 from api.deps import ContextDep, DatabaseDep, PolicyDep
 from api.problems import Problem, invalid_document
 from api.routes.records import RECORD_ID_PATTERN
+from crm.automations.enrolment import EnrollingVersion, enroll
 from crm.automations.validation import (
     definition_schema,
 )

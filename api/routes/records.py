@@ -9,7 +9,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.auth import Service
 from api.deps import ContextDep
-from api.record_events import EventSettings, take_record_event
+from api.problems import Problem
+from crm.automations.record_events import EventRefused, EventSettings, take_record_event
 from workflows.automation_types import RecordEvent
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
@@ -91,7 +92,11 @@ async def record_event(
     ``errors``, and enrols nobody.
     """
     settings = EventSettings(context.database, context.policy, context.settings.task_queue)
-    answer = await take_record_event(
-        await context.temporal.client(), settings, principal.tenant, body.event()
-    )
+    try:
+        answer = await take_record_event(
+            await context.temporal.client(), settings, principal.tenant, body.event()
+        )
+    except EventRefused as err:
+        retry = {"Retry-After": "5"} if err.kind == "event-in-progress" else None
+        raise Problem(409, err.kind, err.title, err.detail, headers=retry) from err
     return RecordEventTaken.model_validate(answer)

@@ -1,8 +1,9 @@
 """The built-in processes' outcomes, as record events automations can be triggered by.
 
-When one of crmflow's own processes ends, it offers its outcome to the
-tenant's automations as an event on the object ``crmflow.<process>``: its
-``type`` is the outcome, its ``record_id`` the process's business key and its
+When one of crmflow's own processes ends (and when a ticket breaches a clock
+of its SLA), it offers its outcome to the tenant's automations as an event on
+the object ``crmflow.<process>``, once (``ProcessSteps._offer_outcome``): its
+``type`` is the outcome (``breached`` for a breach), its ``record_id`` the process's business key and its
 ``record`` the fields below. An automation on that object chains on the
 process ("when an onboarding stalls, ...") exactly as one on a CRM object
 reacts to the system of record; the API refuses such objects in
@@ -55,7 +56,7 @@ OUTCOME_OBJECTS: dict[str, OutcomeObject] = {
         ),
         OutcomeObject(
             "ticket",
-            ("resolved", "closed", "cancelled"),
+            ("breached", "resolved", "closed", "cancelled"),
             "the ticket id",
             {
                 **_COMMON,

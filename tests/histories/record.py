@@ -38,6 +38,7 @@ from crm.platform.settings import Settings
 from crm.platform.temporal import time_skipping_server
 from crm.policy import Policy
 from crm.policy.sla import SlaPolicy, SlaTierOverride
+from crm.store.automations import change_state, normalized, save_version
 from crm.store.db import Database
 from crm.store.models import UsageReport
 from devstack.enrichment_provider import create_provider_app
@@ -143,6 +144,21 @@ async def onboarding_activated(rec: Recording) -> Handle:
 
 async def onboarding_stalled(rec: Recording) -> Handle:
     handle = await _start_onboarding(rec.env, rec.task_queue, "rec-stalled")
+    await handle.result()
+    return handle
+
+
+async def onboarding_stalled_rescued(rec: Recording) -> Handle:
+    """A stall offered to an active automation on ``crmflow.onboarding``, which enrols it."""
+    definition = example("stalled-onboarding-rescue")
+    document = normalized(definition)
+    await rec.database.run(
+        lambda session: (
+            save_version(session, None, definition, document, "recording"),
+            change_state(session, None, definition.id, "activate"),
+        )
+    )
+    handle = await _start_onboarding(rec.env, rec.task_queue, "rec-stalled-rescued")
     await handle.result()
     return handle
 
@@ -488,6 +504,12 @@ SCENARIOS: dict[str, Scenario] = {
     "automation-deal-early-event": automation_deal_early_event,
     "automation-stale-deal-touched": automation_stale_deal_touched,
     "automation-csat-failed": automation_csat_failed,
+    # Recorded after the outcome-events patch: each process offers its outcome.
+    "onboarding-stalled-rescued": onboarding_stalled_rescued,
+    "sla-escalated-outcomes-offered": sla_escalated,
+    "approval-decided-outcome-offered": approval_decided,
+    "renewal-lapsed-outcome-offered": renewal_lapsed,
+    "lead-routed-outcome-offered": lead_routed,
 }
 
 #: Settings a scenario changes: the SMTP relay is down for the whole run.

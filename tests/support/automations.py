@@ -64,7 +64,7 @@ async def start_run(
     event: RecordEvent,
     policy: Policy | None = None,
 ) -> AutomationHandle:
-    """Start the run ``event`` enrols, with the input and id ``api.automation_runs.enroll``
+    """Start the run ``event`` enrols, with the input and id ``crm.automations.enrolment.enroll``
     gives it (the API's path is tested in tests/api; this handle is the time-skipping
     environment's own, whose ``result()`` lets time pass)."""
     calendar = (policy or Policy()).calendars[definition.calendar].spec()

@@ -19,9 +19,9 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.problems import Problem
 from crm.domain.automation import AutomationDefinition
 from crm.domain.calendar import CalendarSpec
+from crm.platform.temporal import TemporalUnavailable
 from workflows.automation_types import AutomationInput, RecordEvent, automation_run_id
 from workflows.common import AUTOMATION_ID, AUTOMATION_VERSION, PROCESS, RECORD_ID, STAGE
 
@@ -69,7 +69,7 @@ async def enroll(
     """Start ``record_id``'s run of ``enrolling``, unless the record may not enrol now.
 
     ``event`` is the record event that enrolled it (None: enrolled by hand).
-    Raises Problem 503 when Temporal cannot be reached.
+    Raises TemporalUnavailable when Temporal cannot be reached.
     """
     run_id = enrolling.run_id(record_id)
     definition = enrolling.definition
@@ -131,7 +131,7 @@ async def deliver(client: Client, run_id: str, event: RecordEvent) -> bool:
     """Send ``event`` to the running run ``run_id``; False when no such run is going.
 
     The run takes each event id once, so sending an event again is harmless.
-    Raises Problem 503 when Temporal cannot be reached.
+    Raises TemporalUnavailable when Temporal cannot be reached.
     """
     try:
         await client.get_workflow_handle(run_id).signal("record_event", event)
@@ -151,6 +151,6 @@ async def _latest_run(client: Client, run_id: str) -> WorkflowExecutionDescripti
         raise unavailable(err) from err
 
 
-def unavailable(err: RPCError) -> Problem:
-    """The 503 problem for a Temporal call that failed."""
-    return Problem(503, "temporal-unavailable", "Temporal is unavailable", err.message)
+def unavailable(err: RPCError) -> TemporalUnavailable:
+    """The error for a Temporal call that failed."""
+    return TemporalUnavailable(err.message)

@@ -27,8 +27,7 @@ from typing import Any
 import cel
 from temporalio.client import Client
 
-from api.automation_runs import EnrollingVersion, deliver, enroll
-from api.problems import Problem
+from crm.automations.enrolment import EnrollingVersion, deliver, enroll
 from crm.domain.automation import AutomationDefinition
 from crm.domain.automation_events import enrols, event_names, names_for
 from crm.domain.expressions import ExpressionError, bound
@@ -43,6 +42,18 @@ from crm.store.automations import (
 )
 from crm.store.db import Database
 from workflows.automation_types import RecordEvent
+
+
+class EventRefused(Exception):
+    """An event not taken: its id was used for another event (``event-id-reused``), or the
+    request taking it is still at work (``event-in-progress``: send it again later)."""
+
+    def __init__(self, kind: str, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.title = title
+        self.detail = detail
+
 
 #: How long a repeat of an event waits for the answer of the request taking it.
 ANSWER_WAIT_SECONDS = 20.0
@@ -77,10 +88,10 @@ async def take_record_event(
 ) -> dict[str, Any]:
     """Take ``event`` for ``tenant`` once, and answer what it did (the stored answer of a repeat).
 
-    Raises Problem 409 when ``event.event_id`` was used for another event, or
+    Raises EventRefused when ``event.event_id`` was used for another event, or
     when the first request with it is still at work after ``ANSWER_WAIT_SECONDS``;
-    503 when Temporal cannot be reached (nothing is stored; the event may be
-    sent again).
+    TemporalUnavailable when Temporal cannot be reached (nothing is stored; the
+    event may be sent again).
     """
     database = settings.database
     fingerprint = _fingerprint(event)
@@ -92,8 +103,7 @@ async def take_record_event(
         receipt_id = claim.receipt.id
         assert receipt_id is not None
         if claim.receipt.body_sha256 != fingerprint:
-            raise Problem(
-                409,
+            raise EventRefused(
                 "event-id-reused",
                 "Event id used for another event",
                 f"event {event.event_id!r} was taken with another body; "
@@ -109,7 +119,7 @@ async def take_record_event(
 async def _answer_of(database: Database, receipt_id: int, deadline: float) -> dict[str, Any] | None:
     """The answer another request stores for its claim; None when it gives the claim up.
 
-    Raises Problem 409 when there is none by ``deadline`` (``time.monotonic()``).
+    Raises EventRefused when there is none by ``deadline`` (``time.monotonic()``).
     """
     pause = 0.02
     while time.monotonic() < deadline:
@@ -120,12 +130,10 @@ async def _answer_of(database: Database, receipt_id: int, deadline: float) -> di
             return receipt.answer
         await asyncio.sleep(pause)
         pause = min(pause * 2, 0.25)
-    raise Problem(
-        409,
+    raise EventRefused(
         "event-in-progress",
         "Event still being taken",
         "another request is taking the event; send it again later",
-        headers={"Retry-After": "5"},
     )
 
 

@@ -1,0 +1,53 @@
+"""The activity that offers a built-in process's outcome to the tenant's automations.
+
+The outcome goes in as a record event on ``crmflow.<process>``
+(``crm.domain.process_outcomes``) through the same code that takes the system
+of record's events, so it is taken once per event id: a retried attempt gets
+the first attempt's answer and enrols nobody twice.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from crm.automations.record_events import EventRefused, EventSettings, take_record_event
+from crm.domain.process_outcomes import PROCESS_OBJECT_PREFIX
+from crm.policy import Policy
+from crm.store.db import Database
+from workflows.automation_types import RecordEvent
+from workflows.contracts import OFFER_OUTCOME, OutcomeEvent, OutcomeOffered
+
+
+class OutcomeActivities:
+    """Offers process outcomes to automations with the worker's database, policy and queue."""
+
+    def __init__(self, database: Database, policy: Policy, task_queue: str) -> None:
+        self._settings = EventSettings(database, policy, task_queue)
+
+    @activity.defn(name=OFFER_OUTCOME)
+    async def offer_outcome(self, outcome: OutcomeEvent) -> OutcomeOffered:
+        """Enrol the records of the automations the outcome triggers and tell the runs that
+        listen; the runs it reached. Raises EventRefused (final) when the event id was
+        taken for another event; a retry after the event was taken answers the same."""
+        event = RecordEvent(
+            event_id=outcome.event_id,
+            object=PROCESS_OBJECT_PREFIX + outcome.process,
+            record_id=outcome.record_id,
+            type=outcome.outcome,
+            occurred_at=outcome.occurred_at,
+            record=outcome.record,
+        )
+        try:
+            answer = await take_record_event(
+                activity.client(), self._settings, outcome.tenant, event
+            )
+        except EventRefused as err:
+            if err.kind == "event-in-progress":  # an earlier attempt is still at it: retry
+                raise ApplicationError(str(err), type="EventInProgress") from err
+            raise ApplicationError(str(err), type="EventRefused", non_retryable=True) from err
+        return OutcomeOffered(
+            enrolled=list(answer["enrolled"]),
+            delivered=list(answer["delivered"]),
+            errors=[f"{error['automation_id']}: {error['message']}" for error in answer["errors"]],
+        )
