@@ -47,6 +47,47 @@ class EnrollingVersion:
         """The workflow id of ``record_id``'s run of this automation."""
         return automation_run_id(self.automation_id, self.definition.object, record_id, self.tenant)
 
+    def run_input(
+        self,
+        record_id: str,
+        record: dict[str, Any],
+        *,
+        event: RecordEvent | None,
+        now: datetime | None,
+    ) -> AutomationInput:
+        """The input of ``record_id``'s run, enrolled by ``event`` (None: by hand or a
+        schedule) at ``now``."""
+        return AutomationInput(
+            automation_id=self.automation_id,
+            version=self.version,
+            definition=self.definition,
+            calendar=self.calendar,
+            record_id=record_id,
+            record=record,
+            event=event,
+            enrolled_at=now,
+        )
+
+    def search_attributes(self, record_id: str) -> TypedSearchAttributes:
+        """What makes ``record_id``'s run findable: ``CrmProcess='automation'``, the
+        automation, its version, the record and the first ``CrmStage``."""
+        return TypedSearchAttributes(
+            [
+                SearchAttributePair(PROCESS, "automation"),
+                SearchAttributePair(AUTOMATION_ID, self.automation_id),
+                SearchAttributePair(AUTOMATION_VERSION, str(self.version)),
+                SearchAttributePair(RECORD_ID, record_id),
+                SearchAttributePair(STAGE, "enrolled"),
+            ]
+        )
+
+    def summary(self, record_id: str) -> str:
+        return f"{self.definition.name}: {self.definition.object} {record_id}"
+
+    def memo(self) -> dict[str, str] | None:
+        """The run's memo: the tenant whose run it is, which alone may see it."""
+        return {"tenant": self.tenant} if self.tenant else None
+
 
 @dataclass(frozen=True)
 class EnrollOutcome:
@@ -72,8 +113,7 @@ async def enroll(
     Raises TemporalUnavailable when Temporal cannot be reached.
     """
     run_id = enrolling.run_id(record_id)
-    definition = enrolling.definition
-    rule = definition.enrollment
+    rule = enrolling.definition.enrollment
     if rule.reenroll and rule.after is not None:
         latest = await _latest_run(client, run_id)
         if latest is not None and latest.status == WorkflowExecutionStatus.RUNNING:
@@ -81,20 +121,10 @@ async def enroll(
         closed = latest.close_time if latest is not None else None
         if closed is not None and now - closed < rule.after.calendar_length():
             return EnrollOutcome(run_id, "too-soon")
-    argument = AutomationInput(
-        automation_id=enrolling.automation_id,
-        version=enrolling.version,
-        definition=definition,
-        calendar=enrolling.calendar,
-        record_id=record_id,
-        record=record,
-        event=event,
-        enrolled_at=now,
-    )
     try:
         await client.start_workflow(
             AUTOMATION_WORKFLOW,
-            argument,
+            enrolling.run_input(record_id, record, event=event, now=now),
             id=run_id,
             task_queue=task_queue,
             id_reuse_policy=(
@@ -102,17 +132,9 @@ async def enroll(
                 if rule.reenroll
                 else WorkflowIDReusePolicy.REJECT_DUPLICATE
             ),
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(PROCESS, "automation"),
-                    SearchAttributePair(AUTOMATION_ID, enrolling.automation_id),
-                    SearchAttributePair(AUTOMATION_VERSION, str(enrolling.version)),
-                    SearchAttributePair(RECORD_ID, record_id),
-                    SearchAttributePair(STAGE, "enrolled"),
-                ]
-            ),
-            static_summary=f"{definition.name}: {definition.object} {record_id}",
-            memo={"tenant": enrolling.tenant} if enrolling.tenant else None,
+            search_attributes=enrolling.search_attributes(record_id),
+            static_summary=enrolling.summary(record_id),
+            memo=enrolling.memo(),
         )
     except WorkflowAlreadyStartedError:
         existing = await _latest_run(client, run_id)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import cel
+from sqlmodel import Session
 from temporalio.client import Client
 
 from crm.automations.enrolment import EnrollingVersion, deliver, enroll
@@ -34,6 +35,7 @@ from crm.domain.expressions import ExpressionError, bound
 from crm.policy import Policy
 from crm.store.automations import (
     EnrollingAutomation,
+    EventClaim,
     answer_event,
     claim_event,
     enrolling_on,
@@ -97,8 +99,8 @@ async def take_record_event(
     fingerprint = _fingerprint(event)
     deadline = time.monotonic() + ANSWER_WAIT_SECONDS
     while True:
-        claim = await database.run(
-            lambda session: claim_event(session, tenant, event.event_id, fingerprint)
+        claim, automations = await database.run(
+            lambda session: _claim_and_read(session, tenant, event, fingerprint)
         )
         receipt_id = claim.receipt.id
         assert receipt_id is not None
@@ -109,11 +111,22 @@ async def take_record_event(
                 f"event {event.event_id!r} was taken with another body; "
                 "each event needs an id of its own",
             )
-        if claim.claimed:
-            return await _act_once(client, settings, tenant, event, receipt_id)
+        if automations is not None:
+            return await _act_once(client, settings, tenant, event, receipt_id, automations)
         answer = await _answer_of(database, receipt_id, deadline)
         if answer is not None:
             return answer
+
+
+def _claim_and_read(
+    session: Session, tenant: str | None, event: RecordEvent, fingerprint: str
+) -> tuple[EventClaim, list[EnrollingAutomation] | None]:
+    """Claim the event and, when claimed, read the automations it is offered to: one
+    transaction for both."""
+    claim = claim_event(session, tenant, event.event_id, fingerprint)
+    if not claim.claimed or claim.receipt.body_sha256 != fingerprint:
+        return claim, None
+    return claim, enrolling_on(session, tenant, event.object)
 
 
 async def _answer_of(database: Database, receipt_id: int, deadline: float) -> dict[str, Any] | None:
@@ -143,10 +156,11 @@ async def _act_once(
     tenant: str | None,
     event: RecordEvent,
     receipt_id: int,
+    automations: list[EnrollingAutomation],
 ) -> dict[str, Any]:
     database = settings.database
     try:
-        answer = await offer_event(client, settings, tenant, event)
+        answer = await offer_event(client, settings, tenant, event, automations)
     except BaseException:
         await database.run(lambda session: give_up_event(session, receipt_id))
         raise
@@ -155,16 +169,17 @@ async def _act_once(
 
 
 async def offer_event(
-    client: Client, settings: EventSettings, tenant: str | None, event: RecordEvent
+    client: Client,
+    settings: EventSettings,
+    tenant: str | None,
+    event: RecordEvent,
+    automations: list[EnrollingAutomation],
 ) -> dict[str, Any]:
-    """Offer ``event`` to every automation of ``tenant`` on its object; the answer.
+    """Offer ``event`` to ``automations``, those of ``tenant`` on its object; the answer.
 
     Triggers are matched in the API's own code first; only the automations that
     enrol the record or listen for its events cost a call to Temporal.
     """
-    automations = await settings.database.run(
-        lambda session: enrolling_on(session, tenant, event.object), write=False
-    )
     matching = _Matching(event)
     offers: list[dict[str, Any]] = []
     calls = []

@@ -311,13 +311,16 @@ def claim_event(
         .returning(table.c.id)
     )
     inserted = session.connection().execute(statement).scalar()
+    if inserted is not None:
+        claimed = RecordEventReceipt(
+            id=inserted, tenant=key, event_id=event_id, body_sha256=body_sha256, created_at=now
+        )
+        return EventClaim(claimed, claimed=True)
     receipt = session.exec(
         select(RecordEventReceipt).where(
             RecordEventReceipt.tenant == key, RecordEventReceipt.event_id == event_id
         )
     ).one()
-    if inserted is not None:
-        return EventClaim(receipt, claimed=True)
     abandoned = receipt.answer is None and as_utc(receipt.created_at) < now - CLAIM_EXPIRES_AFTER
     if abandoned and receipt.body_sha256 == body_sha256:
         taken = session.connection().execute(
