@@ -1,8 +1,7 @@
-"""Starting processes and reading them back: the API's side of Temporal.
+"""Reading processes back: the API's side of Temporal (``processes.starting`` starts them).
 
-Workflow ids are business keys, so starting a process twice for the same key
-finds the existing run instead of a second one, whether that run is still
-going or has ended.
+A principal of a tenant sees only the runs of its tenant; another tenant's
+run is not found.
 """
 
 from __future__ import annotations
@@ -19,26 +18,15 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowQueryFailedError,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.metrics import count_start
 from api.problems import Problem
-from crm.platform.logs import bind_process
 from crm.platform.principals import Principal
-from processes.registry import ProcessDescriptor, ProcessStart
-from workflows.common import CUSTOMER_ID, PROCESS, STAGE, ProcessState
+from crm.platform.temporal import TemporalUnavailable
+from processes.starting import status_name as status_name  # also read by the routes
+from workflows.common import PROCESS, ProcessState
 
 QUERY_TIMEOUT = timedelta(seconds=5)
-
-
-class ProcessStarted(BaseModel):
-    """The answer to a start: the process id (the business key) and its run."""
-
-    process_id: str
-    run_id: str
-    status: str
 
 
 class ProcessView(BaseModel):
@@ -54,107 +42,13 @@ class ProcessView(BaseModel):
     state_error: str | None = None
 
 
-def status_name(status: WorkflowExecutionStatus | None) -> str:
-    """``running``, ``completed``, ``failed``, ``cancelled``, ``terminated``, ..."""
-    if status is None:
-        return "unknown"
-    name = status.name.lower()
-    return "cancelled" if name == "canceled" else name
-
-
-async def start_process(
-    client: Client,
-    process: ProcessDescriptor,
-    start: ProcessStart,
-    *,
-    task_queue: str,
-    tenant: str | None = None,
-) -> tuple[ProcessStarted, bool]:
-    """Start ``process`` for ``start.business_key``, or find the run that has the key.
-
-    A run of a ``tenant`` gets the tenant's own id and keeps the tenant in its
-    memo; principals of other tenants then cannot see it. A tenant's run
-    started before ids named the tenant (``onboarding-c-42`` rather than
-    ``onboarding-c-42@acme``) is found by its old id.
-
-    Returns the process and True when this call started it. Raises Problem
-    409 when the id belongs to another tenant's run (whose id, run and status
-    stay hidden), 503 when Temporal cannot be reached.
-    """
-    if tenant is not None:
-        earlier = await _tenant_run_by_unscoped_id(client, process, start.business_key, tenant)
-        if earlier is not None:
-            return _found(earlier, process), False
-    process_id = process.process_id(start.business_key, tenant)
-    try:
-        handle = await client.start_workflow(
-            process.workflow.__name__,
-            start.argument,
-            id=process_id,
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(PROCESS, process.name),
-                    SearchAttributePair(CUSTOMER_ID, start.customer_id),
-                    SearchAttributePair(STAGE, start.stage),
-                    *start.search_attributes,
-                ]
-            ),
-            static_summary=start.summary,
-            memo={"tenant": tenant} if tenant else None,
-        )
-    except WorkflowAlreadyStartedError as err:
-        description = await client.get_workflow_handle(process_id, run_id=err.run_id).describe()
-        if tenant is not None and await description.memo_value("tenant", None) != tenant:
-            raise Problem(
-                409,
-                "process-id-taken",
-                "Process id taken",
-                f"{process_id!r} is the id of a process you cannot see; use another business key",
-            ) from err
-        return _found(description, process), False
-    except RPCError as err:
-        raise _unavailable(err) from err
-    assert handle.result_run_id is not None
-    started = ProcessStarted(process_id=process_id, run_id=handle.result_run_id, status="running")
-    bind_process(process_id, started.run_id)
-    count_start(process.name, True)
-    return started, True
-
-
-async def _tenant_run_by_unscoped_id(
-    client: Client, process: ProcessDescriptor, business_key: str, tenant: str
-) -> WorkflowExecutionDescription | None:
-    """The ``tenant``'s run under the id it had before ids named tenants, if there is one."""
-    try:
-        description = await client.get_workflow_handle(process.process_id(business_key)).describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise _unavailable(err) from err
-    if await description.memo_value("tenant", None) != tenant:
-        return None
-    return description
-
-
-def _found(description: WorkflowExecutionDescription, process: ProcessDescriptor) -> ProcessStarted:
-    started = ProcessStarted(
-        process_id=description.id,
-        run_id=description.run_id,
-        status=status_name(description.status),
-    )
-    bind_process(started.process_id, started.run_id)
-    count_start(process.name, False)
-    return started
-
-
 async def describe_process(
     client: Client, process_id: str, principal: Principal | None = None
 ) -> WorkflowExecutionDescription:
     """The latest run of ``process_id``; raises Problem 404 when there is none.
 
     A ``principal`` of a tenant gets the same 404 for another tenant's run.
+    Raises TemporalUnavailable when Temporal cannot be reached.
     """
     not_found = Problem(404, "process-not-found", "Process not found", f"no process {process_id!r}")
     try:
@@ -162,7 +56,7 @@ async def describe_process(
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise not_found from err
-        raise _unavailable(err) from err
+        raise TemporalUnavailable(err.message) from err
     tenant = principal.tenant if principal is not None else None
     if tenant is not None and await description.memo_value("tenant", None) != tenant:
         raise not_found
@@ -224,7 +118,3 @@ def ensure_running(description: WorkflowExecutionDescription) -> None:
             "Process has ended",
             f"process {description.id!r} is {status_name(description.status)}",
         )
-
-
-def _unavailable(err: RPCError) -> Problem:
-    return Problem(503, "temporal-unavailable", "Temporal is unavailable", err.message)

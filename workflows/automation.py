@@ -3,10 +3,13 @@
 The run takes the definition's steps (``crm.domain.automation``) one at a
 time from the first: it sends emails, creates tasks, waits on durable timers
 counted in the calendar's business time or for a record event, branches on
-CEL conditions and sets variables, until an ``end`` step, the last step, or
-its goal. The record events the API delivers (signal ``record_event``, taken
-once per ``event_id``) update the record the expressions see; one that makes
-the goal true ends the run as ``goal_met``, even in the middle of a wait.
+CEL conditions and sets variables, starts built-in processes (an activity,
+idempotent by the process's business key) and asks for approvals (the
+approval process as a child workflow, ``approval-automation-...-{step}``),
+until an ``end`` step, the last step, or its goal. The record events the API
+delivers (signal ``record_event``, taken once per ``event_id``) update the
+record the expressions see; one that makes the goal true ends the run as
+``goal_met``, even in the middle of a wait (or an approval, then withdrawn).
 
 A step that cannot be taken on this record's data (a condition on a missing
 field, an owner field left empty, an unknown staff id) ends the run as
@@ -17,13 +20,17 @@ new, so a run that lasts years keeps a short history.
 """
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, is_cancelled_exception
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
+from temporalio.workflow import ChildWorkflowHandle
 
+from workflows.approval import ApprovalWorkflow
 from workflows.steps import ProcessSteps, carry_on_reason
 
 with workflow.unsafe.imports_passed_through():
@@ -31,16 +38,23 @@ with workflow.unsafe.imports_passed_through():
     from crm.domain.automation_events import matches
     from crm.domain.calendar import BusinessCalendar
     from crm.domain.expressions import ExpressionError, Names, evaluate, holds, instant
+    from workflows.approval_types import ApprovalInput, ApprovalResult, Approver, approval_id
     from workflows.automation_types import (
+        START_PROCESS,
         AutomationInput,
         AutomationResult,
+        ProcessStartRequest,
+        ProcessStartResult,
         RecordEvent,
         RecordView,
+        automation_run_id,
         jsonable,
     )
     from workflows.common import (
+        APPROVAL_ASSIGNEE,
         AUTOMATION_ID,
         AUTOMATION_VERSION,
+        CUSTOMER_ID,
         PROCESS,
         RECORD_ID,
         STAGE,
@@ -54,6 +68,13 @@ PROCESS_NAME = "automation"
 #: since the previous wait ended (while the steps before it ran); runs begun before it
 #: waited only for events after the wait began.
 EARLY_EVENTS = "early-events-count"
+
+#: Starting a process: retried while Temporal is away; a body the process refuses is final.
+START_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["InvalidStart", "ProcessIdTaken"],
+)
 
 
 class StepFailed(Exception):
@@ -200,6 +221,10 @@ class AutomationWorkflow(ProcessSteps):
             for name, source in step.set.items():
                 self._view.variables[name] = self._evaluate(source)
             self._show_step(f"set:{step.id}", ", ".join(step.set))
+        elif step.start is not None:
+            await self._start_process(step)
+        elif step.approval is not None:
+            return await self._ask_approval(step, following)
         return following
 
     async def _create_task(self, step: Step) -> None:
@@ -259,6 +284,144 @@ class AutomationWorkflow(ProcessSteps):
             self._state.due.pop(step.id, None)
         self._show_step(f"wait:{step.id}", "goal met" if self._goal_met else "event arrived")
         return following
+
+    async def _start_process(self, step: Step) -> None:
+        start = step.start
+        assert start is not None
+        fields = {name: jsonable(self._evaluate(source)) for name, source in start.fields.items()}
+        try:
+            started: ProcessStartResult = await workflow.execute_activity(
+                START_PROCESS,
+                ProcessStartRequest(
+                    key=self._key(f"{self._steps_taken}-{step.id}"),
+                    process=start.process,
+                    fields=fields,
+                    requested_by=self._process_id,
+                    requested_at=workflow.now(),
+                    tenant=self._tenant(),
+                ),
+                result_type=ProcessStartResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=START_RETRY,
+                summary=f"start {start.process}",
+            )
+        except ActivityError as err:
+            raise StepFailed(carry_on_reason(err)) from None
+        how = "started" if started.created else "already running or done"
+        self._show_step(f"start:{step.id}", f"{started.process_id} {how}")
+        await self._audit_step(
+            f"start:{step.id}",
+            {
+                "process": start.process,
+                "process_id": started.process_id,
+                "created": started.created,
+            },
+        )
+        if start.save_as is not None:
+            self._view.variables[start.save_as] = started.process_id
+
+    async def _ask_approval(self, step: Step, following: str | None) -> str | None:
+        """Ask for the step's approval as a child workflow; where its outcome leads.
+
+        The goal met while the approval waits withdraws it (the child is
+        cancelled) and ends the run.
+        """
+        approval = step.approval
+        assert approval is not None
+        request = await self._approval_request(step)
+        child_id = approval_id(request.subject_id, self._tenant())
+        approver_id = request.chain[0].approver_id
+        deadline = workflow.now() + timedelta(seconds=request.chain[0].timeout_seconds)
+        self._state.due[step.id] = deadline
+        self._state.waiting_for = [f"approval:{approver_id}"]
+        self._show_step(f"approval:{step.id}", f"{child_id} from {approver_id}")
+        self._set_stage(step.id)
+        workflow.set_current_details(
+            f"Step {step.id}: waiting for {approver_id} to decide "
+            f"until {deadline:%Y-%m-%d %H:%M} UTC."
+        )
+        try:
+            child = await workflow.start_child_workflow(
+                ApprovalWorkflow.run,
+                request,
+                id=child_id,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(PROCESS, "approval"),
+                        SearchAttributePair(CUSTOMER_ID, self._run.record_id),
+                        SearchAttributePair(STAGE, "awaiting_decision"),
+                        SearchAttributePair(APPROVAL_ASSIGNEE, approver_id),
+                    ]
+                ),
+                static_summary=f"Approval for {self._definition.name}: {self._run.record_id}",
+                memo={"tenant": self._tenant()} if self._tenant() else None,
+            )
+            try:
+                await workflow.wait_condition(lambda: child.done() or self._goal_met)
+            except asyncio.CancelledError:
+                await self._withdraw(step, child, "the run was cancelled")
+                raise
+            if not child.done():
+                await self._withdraw(step, child, "goal met")
+                return following
+            result: ApprovalResult = child.result()
+        except ChildWorkflowError as err:
+            raise StepFailed(f"approval {child_id}: {err.cause or err}") from None
+        finally:
+            self._state.waiting_for = []
+            self._state.due.pop(step.id, None)
+        self._show_step(f"{result.outcome}:{step.id}", result.decided_by or "nobody decided")
+        await self._audit_step(
+            f"approval:{step.id}",
+            {"approval_id": child_id, "outcome": result.outcome, "decided_by": result.decided_by},
+        )
+        if result.outcome == "rejected":
+            return approval.on_rejected or following
+        if result.outcome == "expired":
+            return approval.on_expired or following
+        return following
+
+    async def _withdraw(
+        self, step: Step, child: ChildWorkflowHandle[ApprovalWorkflow, ApprovalResult], why: str
+    ) -> None:
+        """Cancel the step's approval and let it close as withdrawn (its tasks closed)."""
+        child.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ChildWorkflowError):
+            await child
+        self._show_step(f"withdrawn:{step.id}", why)
+
+    async def _approval_request(self, step: Step) -> ApprovalInput:
+        """The approval ``step`` asks for: its approver from the staff directory, its subject,
+        and a subject id of the run and the step (the child's business key)."""
+        approval = step.approval
+        assert approval is not None
+        approver = await self._contact(await self._staff_id(approval.approver))
+        subject = self._evaluate(approval.subject)
+        if not isinstance(subject, str) or not subject.strip():
+            raise StepFailed(f"subject {approval.subject!r} gives no text: {subject!r}")
+        now = workflow.now()
+        timeout = approval.timeout.after(now, self._calendar) - now
+        run = self._run
+        run_key = automation_run_id(run.automation_id, self._definition.object, run.record_id)
+        return ApprovalInput(
+            subject_id=f"{run_key}-{step.id}",
+            subject=subject[:200],
+            requester_id=self._process_id,
+            chain=[
+                Approver(
+                    approver_id=approver.staff_id,
+                    name=approver.name,
+                    email=approver.email,
+                    timeout_seconds=max(1, int(timeout.total_seconds())),
+                )
+            ],
+            customer_id=run.record_id,
+            details={
+                "automation_id": run.automation_id,
+                "record_id": run.record_id,
+                "step": step.id,
+            },
+        )
 
     # Record events, the goal and expressions.
 

@@ -19,6 +19,9 @@ from crm.domain.calendar import CalendarSpec
 #: How many event ids a run remembers to take each event once.
 REMEMBERED_EVENTS = 500
 
+#: The activity a ``start`` step runs (``activities.process_starts``).
+START_PROCESS = "start_process"
+
 
 @dataclass
 class RecordEvent:
@@ -71,6 +74,32 @@ class AutomationResult:
     steps_taken: int
     variables: dict[str, Any] = field(default_factory=dict)
     failure: str | None = None
+
+
+@dataclass
+class ProcessStartRequest:
+    """A ``start`` step's start of the built-in ``process`` with the request body ``fields``
+    (the values of the step's expressions), for the run ``requested_by`` of ``tenant``.
+
+    ``requested_at`` is the run's time of the step: what the process's checks
+    of the body count as now, on every attempt.
+    """
+
+    key: str
+    process: str
+    fields: dict[str, Any]
+    requested_by: str
+    requested_at: datetime
+    tenant: str | None = None
+
+
+@dataclass
+class ProcessStartResult:
+    """The process a ``start`` step started, or found running under the same business key."""
+
+    process_id: str
+    run_id: str
+    created: bool
 
 
 def automation_run_id(

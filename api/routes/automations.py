@@ -19,10 +19,11 @@ from sqlalchemy.exc import IntegrityError
 
 from api.auth import Admin, AdminOrSupport
 from api.automation_documents import DOCUMENT_BODY, UNSUPPORTED, read_definition
-from api.deps import ContextDep, DatabaseDep, PolicyDep
+from api.deps import AppContext, ContextDep, DatabaseDep, PolicyDep
 from api.problems import Problem, invalid_document
 from api.routes.records import RECORD_ID_PATTERN
 from crm.automations.enrolment import EnrollingVersion, enroll
+from crm.automations.schedules import follow_state
 from crm.automations.validation import (
     definition_schema,
 )
@@ -246,32 +247,34 @@ async def list_versions(
 @router.post("/{automation_id}/activate", response_model=AutomationView)
 async def activate(
     automation_id: AutomationId,
-    database: DatabaseDep,
+    context: ContextDep,
     principal: Admin,
     body: Activation | None = None,
 ) -> AutomationView:
-    """Enrol records with ``version`` (default: the latest) from now on. An archived
-    automation cannot be activated again: 409; an unknown version: 422."""
+    """Enrol records with ``version`` (default: the latest) from now on; a scheduled
+    automation's schedule starts (or goes on with that version). An archived automation
+    cannot be activated again: 409; an unknown version: 422."""
     return await _transition(
-        database, principal, automation_id, "activate", (body or Activation()).version
+        context, principal, automation_id, "activate", (body or Activation()).version
     )
 
 
 @router.post("/{automation_id}/pause", response_model=AutomationView)
 async def pause(
-    automation_id: AutomationId, database: DatabaseDep, principal: Admin
+    automation_id: AutomationId, context: ContextDep, principal: Admin
 ) -> AutomationView:
-    """Stop enrolling records; runs in flight go on and still receive their records'
-    events. A draft or archived automation cannot be paused: 409."""
-    return await _transition(database, principal, automation_id, "pause")
+    """Stop enrolling records (a schedule is paused); runs in flight go on and still
+    receive their records' events. A draft or archived automation cannot be paused: 409."""
+    return await _transition(context, principal, automation_id, "pause")
 
 
 @router.post("/{automation_id}/archive", response_model=AutomationView)
 async def archive(
-    automation_id: AutomationId, database: DatabaseDep, principal: Admin
+    automation_id: AutomationId, context: ContextDep, principal: Admin
 ) -> AutomationView:
-    """Stop the automation for good: it enrols no one and cannot be activated again."""
-    return await _transition(database, principal, automation_id, "archive")
+    """Stop the automation for good: it enrols no one (its schedule is deleted) and cannot
+    be activated again."""
+    return await _transition(context, principal, automation_id, "archive")
 
 
 @router.post("/{automation_id}/enroll", response_model=Enrolled)
@@ -358,12 +361,18 @@ async def _automation(database: Database, principal: Principal, automation_id: s
 
 
 async def _transition(
-    database: Database,
+    context: AppContext,
     principal: Principal,
     automation_id: str,
     transition: Transition,
     version: int | None = None,
 ) -> AutomationView:
+    """Make ``transition``, then put the automation's schedule in the state it has.
+
+    Temporal unreachable after the change is a 503 and the change stands: making
+    it again (every transition may be repeated) brings the schedule in line.
+    """
+    database = context.database
     try:
         automation = await database.run(
             lambda s: change_state(s, principal.tenant, automation_id, transition, version)
@@ -374,6 +383,22 @@ async def _transition(
         raise _conflict(err) from None
     if automation is None:
         raise _not_found(automation_id)
+    enrolling = None
+    if automation.active_version is not None and automation.state != "archived":
+        active = automation.active_version
+        stored = await database.run(
+            lambda s: version_of(s, principal.tenant, automation_id, active), write=False
+        )
+        assert stored is not None, "an automation's active version exists"
+        enrolling = _enrolling(context.policy, principal, stored)
+    await follow_state(
+        await context.temporal.client(),
+        principal.tenant,
+        automation_id,
+        automation.state,
+        enrolling,
+        task_queue=context.settings.task_queue,
+    )
     return AutomationView.of(automation)
 
 

@@ -14,11 +14,13 @@ from pydantic import BaseModel
 
 from api.auth import Starter
 from api.deps import ContextDep
-from api.problems import invalid_input
-from api.runs import ProcessStarted, start_process
+from api.metrics import count_start
+from api.problems import Problem, invalid_input
+from crm.platform.logs import bind_process
 from crm.policy import Policy
 from processes import PROCESSES
 from processes.registry import InvalidStart, ProcessDescriptor, StartContext
+from processes.starting import ProcessIdTaken, ProcessStarted, start_process
 
 
 def start_router(policy: Policy) -> APIRouter:
@@ -65,13 +67,18 @@ def _start_endpoint(
             start = await build(body, start_context)
         except InvalidStart as err:
             raise invalid_input(err.field, err.message) from None
-        started, created = await start_process(
-            await context.temporal.client(),
-            process,
-            start,
-            task_queue=context.settings.task_queue,
-            tenant=principal.tenant,
-        )
+        try:
+            started, created = await start_process(
+                await context.temporal.client(),
+                process,
+                start,
+                task_queue=context.settings.task_queue,
+                tenant=principal.tenant,
+            )
+        except ProcessIdTaken as err:
+            raise Problem(409, "process-id-taken", "Process id taken", str(err)) from err
+        bind_process(started.process_id, started.run_id)
+        count_start(process.name, created)
         if not created:
             response.status_code = status.HTTP_200_OK
         return started

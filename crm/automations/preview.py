@@ -2,28 +2,37 @@
 
 ``preview`` runs the production interpreter (``workflows.automation``) on a
 time-skipping Temporal test server of its own, with activities that record
-each effect (the email rendered and to whom, the task and its due time)
-instead of performing it. The sample's record events are delivered at their
-offsets from enrollment; the run goes on until it ends or ``horizon`` has
-passed. The answer is the timeline: each step with its instant in UTC and in
-the calendar's time zone, and how the run ended.
+each effect (the email rendered and to whom, the task and its due time, the
+process a ``start`` step would start with its request body, checked as the
+process's API checks it) instead of performing it. The sample's record events
+are delivered at their offsets from enrollment; the run goes on until it ends
+or ``horizon`` has passed. The answer is the timeline: each step with its
+instant in UTC and in the calendar's time zone, and how the run ended.
+
+An ``approval`` step asks a stand-in of the approval process, which emails
+and tasks nobody: it is approved at once, unless ``approvals`` gives the
+step another outcome (``rejected`` at once, or ``expired``, after the
+step's timeout). The timeline shows the request (``approval``: who, the
+subject) and its outcome (``approved``, ``rejected``, ``expired``).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from temporalio import activity
+from pydantic import BaseModel
+from temporalio import activity, workflow
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.process_starts import request_body
 from activities.sla import staff_contact
 from activities.templates import EmailTemplates, TemplateError
 from crm.automations.templates import UserTemplateError, render_task_texts
@@ -31,8 +40,17 @@ from crm.domain.automation import AutomationDefinition, Duration
 from crm.domain.calendar import BusinessCalendar, CalendarError
 from crm.platform.temporal import time_skipping_server
 from crm.policy import Policy
+from workflows.approval import ApprovalWorkflow
+from workflows.approval_types import ApprovalInput, ApprovalResult
 from workflows.automation import AutomationWorkflow
-from workflows.automation_types import AutomationInput, AutomationResult, RecordEvent
+from workflows.automation_types import (
+    START_PROCESS,
+    AutomationInput,
+    AutomationResult,
+    ProcessStartRequest,
+    ProcessStartResult,
+    RecordEvent,
+)
 from workflows.contracts import (
     ASSIGN_OWNER,
     CREATE_TASK,
@@ -55,6 +73,12 @@ from workflows.contracts import (
 #: How far a preview looks ahead unless told otherwise.
 DEFAULT_HORIZON = timedelta(days=90)
 MAX_HORIZON = timedelta(days=800)
+
+#: The outcomes a preview's approval may be given; the default is the first.
+APPROVAL_OUTCOMES: tuple[str, ...] = ("approved", "rejected", "expired")
+
+#: The stand-in approval's activity: the outcome the preview gives the step's approval.
+_DECIDE_APPROVAL = "preview_decide_approval"
 
 
 @dataclass
@@ -97,12 +121,38 @@ class Preview:
     failure: str | None = None
 
 
+@workflow.defn(name=ApprovalWorkflow.__name__)
+class PreviewApproval:
+    """The approval process as a preview has it: the outcome the preview gives the step,
+    at once, or at the approver's timeout for ``expired``."""
+
+    @workflow.run
+    async def run(self, request: ApprovalInput) -> ApprovalResult:
+        approver = request.chain[0]
+        outcome: str = await workflow.execute_activity(
+            _DECIDE_APPROVAL, request, result_type=str, start_to_close_timeout=timedelta(seconds=10)
+        )
+        if outcome == "expired":
+            await workflow.sleep(timedelta(seconds=approver.timeout_seconds))
+        return ApprovalResult(
+            approval_id=workflow.info().workflow_id,
+            outcome=outcome,
+            decided_by=None if outcome == "expired" else approver.approver_id,
+            on_behalf_of=None,
+            decided_at=workflow.now(),
+            comment="decided by the preview",
+            step=0,
+        )
+
+
 class _Recorder:
     """Activities under the production names that record what they would do."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, approvals: Mapping[str, str]) -> None:
         self._policy = policy
+        self._approvals = approvals
         self._templates = EmailTemplates()
+        self._request_models: dict[str, type[BaseModel]] = {}
         self.effects: list[TimelineEntry] = []
         self._tasks = 0
 
@@ -172,6 +222,42 @@ class _Recorder:
     async def record_step(self, record: AuditRecord) -> None:
         return None
 
+    @activity.defn(name=START_PROCESS)
+    async def start_process(self, request: ProcessStartRequest) -> ProcessStartResult:
+        """The body checked as the process's API checks it; nothing is started."""
+        process, body = request_body(request, self._policy, self._request_models)
+        self.effects.append(
+            TimelineEntry(
+                at=request.requested_at,
+                local_time="",
+                step=_step_of(request.key),
+                action="start",
+                detail={"process": process.name, "fields": body.model_dump(mode="json")},
+            )
+        )
+        return ProcessStartResult(f"{process.name}-preview", "preview", created=True)
+
+    @activity.defn(name=_DECIDE_APPROVAL)
+    async def decide_approval(self, request: ApprovalInput) -> str:
+        step = str(request.details.get("step", ""))
+        outcome = self._approvals.get(step, APPROVAL_OUTCOMES[0])
+        approver = request.chain[0]
+        self.effects.append(
+            TimelineEntry(
+                at=activity.info().current_attempt_scheduled_time,
+                local_time="",
+                step=step,
+                action="approval",
+                detail={
+                    "approver_id": approver.approver_id,
+                    "to": approver.email,
+                    "subject": request.subject,
+                    "timeout_seconds": approver.timeout_seconds,
+                },
+            )
+        )
+        return outcome
+
     def functions(self) -> list[Any]:
         return [
             self.send_email,
@@ -180,14 +266,20 @@ class _Recorder:
             self.assign_owner,
             self.release_assignment,
             self.record_step,
+            self.start_process,
+            self.decide_approval,
         ]
 
     def _record(self, values: dict[str, Any], key: str, action: str, **detail: Any) -> None:
         at = datetime.fromisoformat(values["now"])
-        step = key.rpartition("/")[2].removeprefix("task_").partition("-")[2]
         self.effects.append(
-            TimelineEntry(at=at, local_time="", step=step, action=action, detail=detail)
+            TimelineEntry(at=at, local_time="", step=_step_of(key), action=action, detail=detail)
         )
+
+
+def _step_of(key: str) -> str:
+    """The step id in an effect's idempotency key (``{run}/{prefix}[task_]{n}-{step}``)."""
+    return key.rpartition("/")[2].removeprefix("task_").partition("-")[2]
 
 
 async def preview(
@@ -198,16 +290,24 @@ async def preview(
     policy: Policy,
     *,
     horizon: timedelta = DEFAULT_HORIZON,
+    approvals: Mapping[str, str] | None = None,
 ) -> Preview:
-    """Run ``definition`` on the sample and return its timeline; see the module docstring."""
-    recorder = _Recorder(policy)
+    """Run ``definition`` on the sample and return its timeline; see the module docstring.
+
+    ``approvals`` gives an approval step (by id) an outcome of ``APPROVAL_OUTCOMES``
+    other than ``approved``. Raises ValueError for another outcome.
+    """
+    unknown = {step: o for step, o in (approvals or {}).items() if o not in APPROVAL_OUTCOMES}
+    if unknown:
+        raise ValueError(f"approval outcomes are {APPROVAL_OUTCOMES}, not {unknown}")
+    recorder = _Recorder(policy, approvals or {})
     task_queue = f"preview-{uuid.uuid4()}"
     async with (
         time_skipping_server() as env,
         Worker(
             env.client,
             task_queue=task_queue,
-            workflows=[AutomationWorkflow],
+            workflows=[AutomationWorkflow, PreviewApproval],
             activities=recorder.functions(),
             workflow_runner=UnsandboxedWorkflowRunner(),
         ),
@@ -339,8 +439,9 @@ async def _closed(env: WorkflowEnvironment, workflow_id: str) -> bool:
     return described.status not in (WorkflowExecutionStatus.RUNNING, None)
 
 
-#: The steps a run shows that the timeline keeps (emails and tasks come from the recorder).
-_SHOWN = ("waiting", "wait", "event", "set", "failed")
+#: The steps a run shows that the timeline keeps (emails, tasks, starts and approval requests
+#: come from the recorder).
+_SHOWN = ("waiting", "wait", "event", "set", "failed", *APPROVAL_OUTCOMES, "withdrawn")
 
 
 async def _steps(

@@ -7,16 +7,21 @@ with the JSON pointer of its place (``/steps/3/wait/until``):
 - the shape: unknown keys, missing ones, wrong types (the JSON Schema
   ``definition_schema`` publishes);
 - names: field types, event types, duration units, the calendar, staff and
-  pools of the policy, step ids that ``next``, branches and timeouts name;
+  pools of the policy, step ids that ``next``, branches, timeouts and an
+  approval's ``on_rejected`` / ``on_expired`` name;
+- starts: the process is one an automation can start, each field is a field
+  of its request body (``POST /v1/onboardings``'s for an onboarding) and every
+  required one is given;
 - CEL: each expression compiles, names only ``record``, ``previous``,
   ``event``, ``vars`` and ``now``, only declared fields and variables that a
-  ``set`` step defines, and gives the right type (a condition true or false,
-  an ``until`` a timestamp) when evaluated on a sample record with a value of
+  ``set`` step (or a start's ``save_as``) defines, and gives the right type
+  (a condition true or false, an ``until`` a timestamp, an approval's
+  ``subject`` a string) when evaluated on a sample record with a value of
   every declared field's type. A type error on a branch the sample does not
   take is found at run time, where it fails that step visibly;
 - templates: each parses in Jinja's sandbox and uses only those names;
-- the graph: every step reachable from the first, no loop without a wait
-  (it would spin), no wait longer than ``MAX_WAIT``.
+- the graph: every step reachable from the first, no loop without a wait or
+  an approval (it would spin), no wait or approval longer than ``MAX_WAIT``.
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from crm.automations.templates import UserTemplateError, template_fields, template_names
 from crm.domain.automation import (
+    ACTIONS,
     DURATION_UNITS,
     FIELD_TYPES,
     MAX_WAIT,
@@ -41,10 +48,13 @@ from crm.domain.automation import (
     Duration,
     EventMatch,
     Person,
+    Schedule,
+    StartStep,
     Step,
 )
 from crm.domain.automation_events import event_names, names_for
 from crm.domain.calendar import BusinessCalendar, CalendarError
+from crm.domain.cron import cron_problem
 from crm.domain.expressions import (
     NAMES,
     SAMPLE_VALUES,
@@ -55,6 +65,8 @@ from crm.domain.expressions import (
 )
 from crm.domain.process_outcomes import OutcomeObject, outcome_object
 from crm.policy import Policy
+from processes import PROCESSES
+from processes.registry import ProcessDescriptor
 
 _ADAPTER: TypeAdapter[AutomationDefinition] = TypeAdapter(AutomationDefinition)
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -159,6 +171,9 @@ class _Checker:
         self._staff = {member.id for member in policy.staff}
         self._step_ids = {step.id for step in definition.steps}
         self._variables = {name for step in definition.steps for name in step.set or {}}
+        self._variables |= {
+            step.start.save_as for step in definition.steps if step.start and step.start.save_as
+        }
         self._names = self._sample_names()
 
     def problems(self) -> Iterator[FieldProblem]:
@@ -202,9 +217,28 @@ class _Checker:
 
     def _trigger(self) -> Iterator[FieldProblem]:
         trigger = self._definition.trigger
+        if trigger.schedule is not None:
+            yield from self._schedule(trigger.schedule)
+            if trigger.types or trigger.changed or trigger.condition is not None:
+                yield FieldProblem("/trigger", "a schedule takes no types, changed or condition")
+            return
         if not trigger.types:
             yield FieldProblem("/trigger/types", f"name at least one of {self._event_types()}")
         yield from self._event_match("/trigger", trigger)
+
+    def _schedule(self, schedule: Schedule) -> Iterator[FieldProblem]:
+        if outcome_object(self._definition.object) is not None:
+            yield FieldProblem("/trigger/schedule", "a process's outcomes enrol its records")
+        if self._definition.fields:
+            yield FieldProblem("/fields", "a scheduled run has no record: declare no fields")
+        if (problem := cron_problem(schedule.cron)) is not None:
+            yield FieldProblem("/trigger/schedule/cron", problem)
+        try:
+            ZoneInfo(schedule.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            yield FieldProblem(
+                "/trigger/schedule/timezone", f"unknown time zone {schedule.timezone!r}"
+            )
 
     def _event_match(self, where: str, match: EventMatch) -> Iterator[FieldProblem]:
         types = self._event_types()
@@ -226,15 +260,11 @@ class _Checker:
         return RECORD_EVENT_TYPES if published is None else published.outcomes
 
     def _step(self, where: str, step: Step) -> Iterator[FieldProblem]:
-        actions = [
-            name
-            for name in ("email", "task", "wait", "branch", "set", "end")
-            if getattr(step, name) is not None
-        ]
+        actions = [name for name in ACTIONS if getattr(step, name) is not None]
         if len(actions) != 1:
             yield FieldProblem(
                 where,
-                "a step has exactly one of email, task, wait, branch, set, end"
+                f"a step has exactly one of {', '.join(ACTIONS)}"
                 + (f"; this one has {', '.join(actions)}" if actions else ""),
             )
             return
@@ -270,6 +300,17 @@ class _Checker:
                         _at(where, "set", name), "a variable name is lower-case, '_'"
                     )
                 yield from self._expression(_at(where, "set", name), source, None)
+        elif step.start is not None:
+            yield from self._start(f"{where}/start", step.start)
+        elif step.approval is not None:
+            approval = step.approval
+            yield from self._person(f"{where}/approval/approver", approval.approver, "approval")
+            yield from self._expression(f"{where}/approval/subject", approval.subject, "string")
+            yield from self._duration(f"{where}/approval/timeout", approval.timeout, limit=True)
+            if approval.on_rejected is not None:
+                yield from self._step_ref(f"{where}/approval/on_rejected", approval.on_rejected)
+            if approval.on_expired is not None:
+                yield from self._step_ref(f"{where}/approval/on_expired", approval.on_expired)
         elif step.end is not None and not _NAME.match(step.end.outcome):
             yield FieldProblem(f"{where}/end/outcome", "an outcome is lower-case letters, '_'")
 
@@ -294,6 +335,34 @@ class _Checker:
                 yield from self._step_ref(f"{where}/on_timeout", wait.on_timeout)
         elif wait.timeout is not None or wait.on_timeout is not None:
             yield FieldProblem(where, "timeout and on_timeout belong to a wait for an event")
+
+    def _start(self, where: str, start: StartStep) -> Iterator[FieldProblem]:
+        startable = _startable()
+        process = startable.get(start.process)
+        if process is None or process.request_model is None:
+            yield FieldProblem(
+                f"{where}/process",
+                f"unknown process {start.process!r}; an automation starts one of "
+                f"{sorted(startable)}",
+            )
+            return
+        body = process.request_model(self._policy).model_fields
+        for name, source in start.fields.items():
+            if name not in body:
+                yield FieldProblem(
+                    _at(where, "fields", name),
+                    f"{process.name} takes no field {name!r}; its fields: {sorted(body)}",
+                )
+            else:
+                yield from self._expression(_at(where, "fields", name), source, None)
+        missing = [name for name, info in body.items() if info.is_required()]
+        missing = [name for name in missing if name not in start.fields]
+        if missing:
+            yield FieldProblem(
+                f"{where}/fields", f"{process.name} needs {', '.join(map(repr, missing))}"
+            )
+        if start.save_as is not None and not _NAME.match(start.save_as):
+            yield FieldProblem(f"{where}/save_as", "a variable name is lower-case, '_'")
 
     def _duration(self, where: str, duration: Duration, *, limit: bool) -> Iterator[FieldProblem]:
         if duration.unit not in DURATION_UNITS:
@@ -327,8 +396,8 @@ class _Checker:
         if person.staff is not None and person.staff not in self._staff:
             yield FieldProblem(f"{where}/staff", f"unknown staff member {person.staff!r}")
         if person.pool is not None:
-            if use == "email":
-                yield FieldProblem(f"{where}/pool", "an email goes to a person, not a pool")
+            if use != "task":
+                yield FieldProblem(f"{where}/pool", f"an {use} goes to a person, not a pool")
             elif person.pool not in self._policy.pools:
                 yield FieldProblem(
                     f"{where}/pool",
@@ -392,6 +461,8 @@ class _Checker:
             yield FieldProblem(
                 where, f"CEL: this must give a timestamp; it gives {_cel_type(value)}"
             )
+        if kind == "string" and not isinstance(value, str):
+            yield FieldProblem(where, f"CEL: this must give a string; it gives {_cel_type(value)}")
 
     def _step_ref(self, where: str, step_id: str) -> Iterator[FieldProblem]:
         if step_id not in self._step_ids:
@@ -414,11 +485,11 @@ class _Checker:
         for index, step in enumerate(d.steps):
             if step.id not in reachable:
                 yield FieldProblem(f"/steps/{index}", f"step {step.id!r} is never reached")
-        waits = {step.id for step in d.steps if step.wait is not None}
+        waits = {step.id for step in d.steps if step.waits}
         if loop := _loop_without(d, waits):
             yield FieldProblem(
                 f"/steps/{d.index(loop[0])}",
-                f"steps {' -> '.join(loop)} loop without a wait",
+                f"steps {' -> '.join(loop)} loop without a wait or an approval",
             )
 
     def _unknown_field(self, name: str) -> str:
@@ -437,6 +508,8 @@ class _Checker:
             now=SAMPLE_VALUES["timestamp"],
         )
         for step in d.steps:  # a variable's sample value is its expression's on the sample
+            if step.start is not None and step.start.save_as is not None:
+                variables[step.start.save_as] = f"{step.start.process}-sample"
             for name, source in (step.set or {}).items():
                 try:
                     variables[name] = evaluate(source, {**names, "vars": variables})
@@ -451,6 +524,11 @@ def _cel_type(value: Any) -> str:
     names = {bool: "a bool", int: "an int", float: "a double", str: "a string"}
     names |= {list: "a list", dict: "a map", type(None): "null"}
     return names.get(type(value), type(value).__name__)
+
+
+def _startable() -> dict[str, ProcessDescriptor]:
+    """The processes a ``start`` step may start, by name: those the API starts."""
+    return {p.name: p for p in PROCESSES if p.build is not None and p.request_model is not None}
 
 
 def _refs(definition: AutomationDefinition, step: Step) -> list[str | None]:

@@ -5,9 +5,17 @@ publishes its JSON Schema) names the object its records are (``deal``,
 ``ticket``), the fields those records have and their types, the trigger that
 enrols a record, whether a record may enrol again, an optional goal, and the
 steps. A step has an ``id``, exactly one action (``email``, ``task``,
-``wait``, ``branch``, ``set``, ``end``) and where to go next: ``next``, or
-else the step after it in the list; after the last step the run ends as
-``completed``.
+``wait``, ``branch``, ``set``, ``start``, ``approval``, ``end``) and where to
+go next: ``next``, or else the step after it in the list; after the last step
+the run ends as ``completed``.
+
+``start`` starts one of the built-in processes (``onboarding``, ``sla``,
+``renewal``, ``lead``) with a request body of CEL values, as its
+``POST /v1/...`` route takes it; the body's business key (``customer_id``,
+``ticket_id``, ...) makes a second start of the same key find the first.
+``approval`` asks a staff member for a decision (the approval process, as a
+child of the run) and goes on at ``next`` when approved, at ``on_rejected``
+or ``on_expired`` otherwise (default: the next step too).
 
 Conditions and times are CEL (``crm.domain.expressions``) over ``record``
 (the record's current fields), ``previous`` (the old values of the fields the
@@ -38,6 +46,9 @@ DURATION_UNITS: tuple[str, ...] = ("minutes", "hours", "days", "business_hours",
 #: How pydantic validates documents into these dataclasses (``crm.automations.validation``):
 #: an unknown key is an error, not ignored.
 _STRICT_KEYS = {"extra": "forbid"}
+
+#: The actions a step may have, exactly one each.
+ACTIONS: tuple[str, ...] = ("email", "task", "wait", "branch", "set", "start", "approval", "end")
 
 #: The longest a single wait may last (a yearly step waits up to a year and a day).
 MAX_WAIT = timedelta(days=400)
@@ -72,10 +83,11 @@ class Duration:
 
 @dataclass
 class Person:
-    """Whom an email or task is for: exactly one of ``staff``, ``owner``, ``field``, ``pool``.
+    """Whom an email, task or approval is for: exactly one of ``staff``, ``owner``, ``field``,
+    ``pool``.
 
     ``owner`` is the staff member in the record's owner field; ``field`` names a
-    record field holding an email address (emails) or a staff id (tasks);
+    record field holding an email address (emails) or a staff id (tasks, approvals);
     ``pool`` (tasks) picks its least-loaded member. ``manager`` goes one up, to
     the manager of that staff member.
     """
@@ -137,6 +149,29 @@ class EventMatch:
 
 
 @dataclass
+class Schedule:
+    """The instants of ``cron`` (five fields, or ``@daily``, ``@weekly``...) in ``timezone``."""
+
+    __pydantic_config__ = _STRICT_KEYS
+
+    cron: str
+    timezone: str = "UTC"
+
+    def describe(self) -> str:
+        return f"{self.cron} ({self.timezone})"
+
+
+@dataclass
+class Trigger(EventMatch):
+    """What enrols a record: its events that match (``types``, ``changed``,
+    ``condition``), or a ``schedule``, whose every instant starts one run."""
+
+    __pydantic_config__ = _STRICT_KEYS
+
+    schedule: Schedule | None = None
+
+
+@dataclass
 class WaitStep:
     """Wait ``duration``, or ``until`` an instant (a CEL timestamp), or for an ``event``.
 
@@ -174,6 +209,36 @@ class BranchStep:
 
 
 @dataclass
+class StartStep:
+    """Start the built-in ``process`` with the request body ``fields`` (field -> CEL), and
+    keep its process id in the variable ``save_as`` if given."""
+
+    __pydantic_config__ = _STRICT_KEYS
+
+    process: str
+    fields: dict[str, str]
+    save_as: str | None = None
+
+
+@dataclass
+class ApprovalStep:
+    """Ask ``approver`` to approve ``subject`` (a CEL string) within ``timeout``.
+
+    Approved goes to ``next``; rejected to ``on_rejected`` and expired (no
+    decision within the timeout) to ``on_expired``, each by default the next
+    step.
+    """
+
+    __pydantic_config__ = _STRICT_KEYS
+
+    approver: Person
+    subject: str
+    timeout: Duration
+    on_rejected: str | None = None
+    on_expired: str | None = None
+
+
+@dataclass
 class EndStep:
     """End the run with ``outcome``."""
 
@@ -194,16 +259,23 @@ class Step:
     wait: WaitStep | None = None
     branch: BranchStep | None = None
     set: dict[str, str] | None = None  # variable name -> CEL expression
+    start: StartStep | None = None
+    approval: ApprovalStep | None = None
     end: EndStep | None = None
     next: str | None = None
 
     @property
     def action(self) -> str:
         """The name of the step's action."""
-        for name in ("email", "task", "wait", "branch", "set", "end"):
+        for name in ACTIONS:
             if getattr(self, name) is not None:
                 return name
         raise ValueError(f"step {self.id!r} has no action")
+
+    @property
+    def waits(self) -> bool:
+        """Whether the step lets time pass (a wait, an approval): a loop through it cannot spin."""
+        return self.wait is not None or self.approval is not None
 
 
 @dataclass
@@ -225,7 +297,7 @@ class AutomationDefinition:
     id: str
     name: str
     object: str
-    trigger: EventMatch  # which record events enrol a record
+    trigger: Trigger  # which record events enrol a record, or a schedule
     steps: list[Step]
     fields: dict[str, str] = field(default_factory=dict)  # field name -> one of FIELD_TYPES
     owner_field: str = "owner_id"
@@ -263,6 +335,9 @@ class AutomationDefinition:
             return [case.next for case in step.branch.cases] + [step.branch.otherwise or default]
         if step.wait is not None and step.wait.event is not None:
             return [default, step.wait.on_timeout or default]
+        if step.approval is not None:
+            approval = step.approval
+            return [default, approval.on_rejected or default, approval.on_expired or default]
         return [default]
 
     def listens(self) -> bool:

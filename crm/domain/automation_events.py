@@ -48,9 +48,12 @@ def enrols(
 ) -> bool:
     """Whether an event of ``event_type`` changing ``changed`` enrols its record.
 
+    A scheduled automation's records enrol at its instants, never by an event.
     Raises ExpressionError when the trigger's condition cannot be evaluated on
     the event's data.
     """
+    if definition.trigger.schedule is not None:
+        return False
     return _fits(definition.trigger, event_type, changed, names)
 
 

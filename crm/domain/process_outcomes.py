@@ -2,13 +2,13 @@
 
 When one of crmflow's own processes ends (and when a ticket breaches a clock
 of its SLA), it offers its outcome to the tenant's automations as an event on
-the object ``crmflow.<process>``, once (``ProcessSteps._offer_outcome``): its
-``type`` is the outcome (``breached`` for a breach), its ``record_id`` the process's business key and its
-``record`` the fields below. An automation on that object chains on the
-process ("when an onboarding stalls, ...") exactly as one on a CRM object
-reacts to the system of record; the API refuses such objects in
-``POST /v1/records/events`` (their names hold a dot), so only the processes
-post them.
+the object ``crmflow.<process>``, once (``ProcessSteps._offer_outcome``):
+its ``type`` is the outcome (``breached`` for a breach), its ``record_id``
+the process's business key and its ``record`` the fields below. An
+automation on that object chains on the process ("when an onboarding
+stalls, ...") exactly as one on a CRM object reacts to the system of
+record; the API refuses such objects in ``POST /v1/records/events`` (their
+names hold a dot), so only the processes post them.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 The preview runs the production interpreter on a time-skipping server of its
 own, so two business days pass in a moment and nothing is sent: no email
-reaches the SMTP sink, no task the database.
+reaches the SMTP sink, no task the database, no process starts and nobody is
+asked for an approval (a preview's approval is approved at once unless told
+otherwise).
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from crm.automations.preview import preview as run_preview
+from crm.automations.validation import parse_definition
 from crm.domain.calendar import BusinessCalendar, CalendarSpec
+from crm.policy import Policy
 from devstack.mailsink import MailSink, read_messages
 from tests.api.conftest import KeyedClient
 from tests.support.automations import EXAMPLES
@@ -115,3 +120,108 @@ async def test_a_sample_event_beyond_the_horizon_is_left_out(as_key: KeyedClient
     assert answer.status_code == 200, answer.text
     assert answer.json()["outcome"] == "escalated"
     assert "event" not in [e["action"] for e in answer.json()["timeline"]]
+
+
+DISCOUNTED_DEAL = {
+    "name": "Initech",
+    "amount": 48000.0,
+    "discount": 25.0,
+    "owner_id": "csm-ana",
+    "customer_id": "c-initech",
+    "company_name": "Initech",
+    "contact_name": "Peter Gibbons",
+    "contact_email": "peter@initech.example.com",
+    "plan": "growth",
+}
+
+
+def discount_approval() -> dict[str, object]:
+    text = (EXAMPLES / "big-deal-discount-approval.yaml").read_text()
+    document: dict[str, object] = yaml.safe_load(text)
+    return document
+
+
+async def test_a_preview_approves_at_once_and_shows_the_process_it_would_start(
+    as_key: KeyedClient, mail_sink: MailSink
+) -> None:
+    answer = await as_key("admin").post(
+        "/v1/automations/preview",
+        json={"definition": discount_approval(), "record": DISCOUNTED_DEAL},
+    )
+
+    assert answer.status_code == 200, answer.text
+    preview = answer.json()
+    assert preview["outcome"] == "approved"
+    actions = [(e["step"], e["action"]) for e in preview["timeline"]]
+    assert actions == [
+        ("approve_discount", "approval"),
+        ("approve_discount", "approved"),
+        ("onboard", "start"),
+        ("approved", "end"),
+    ]
+    asked = preview["timeline"][0]["detail"]
+    assert (asked["approver_id"], asked["to"]) == ("mgr-hana", "hana.berg@example.com")
+    assert asked["subject"] == "Discount of 25% on Initech"
+    started = preview["timeline"][2]["detail"]
+    assert started["process"] == "onboarding"
+    assert started["fields"] == {
+        "customer_id": "c-initech",
+        "company_name": "Initech",
+        "contact_name": "Peter Gibbons",
+        "contact_email": "peter@initech.example.com",
+        "plan": "growth",
+    }
+    assert not [m for m in read_messages(mail_sink.maildir) if "on Initech" in m.subject]
+
+
+async def test_a_preview_refuses_a_start_the_process_would_refuse(as_key: KeyedClient) -> None:
+    answer = await as_key("admin").post(
+        "/v1/automations/preview",
+        json={"definition": discount_approval(), "record": DISCOUNTED_DEAL | {"plan": "gold"}},
+    )
+
+    assert answer.status_code == 200, answer.text
+    preview = answer.json()
+    assert preview["outcome"] == "failed"
+    assert preview["failure"].startswith("onboard: onboarding: plan: ")
+
+
+async def test_a_preview_given_an_expired_approval_waits_out_its_timeout() -> None:
+    definition = parse_definition(discount_approval(), Policy())
+
+    preview = await run_preview(
+        definition,
+        "d-1",
+        DISCOUNTED_DEAL,
+        [],
+        Policy(),
+        approvals={"approve_discount": "expired"},
+    )
+
+    assert preview.outcome == "expired"
+    actions = [(e.step, e.action) for e in preview.timeline]
+    assert actions == [
+        ("approve_discount", "approval"),
+        ("approve_discount", "expired"),
+        ("tell_owner_expired", "email"),
+        ("expired", "end"),
+    ]
+    business = BusinessCalendar.from_spec(CalendarSpec())
+    expired_at = preview.timeline[1].at
+    assert abs(expired_at - business.add_business_days(preview.enrolled_at, 2)) < timedelta(
+        seconds=1
+    )
+    assert preview.timeline[2].detail["to"] == "ana.ruiz@example.com"
+
+
+async def test_a_preview_given_a_rejected_approval_takes_the_rejected_branch() -> None:
+    definition = parse_definition(discount_approval(), Policy())
+
+    preview = await run_preview(
+        definition, "d-1", DISCOUNTED_DEAL, [], Policy(), approvals={"approve_discount": "rejected"}
+    )
+
+    assert preview.outcome == "rejected"
+    [task] = [e for e in preview.timeline if e.action == "task"]
+    assert (task.step, task.detail["assignee_id"]) == ("renegotiate", "csm-ana")
+    assert "start" not in [e.action for e in preview.timeline]

@@ -21,6 +21,7 @@ from crm.automations.validation import (
 from crm.domain.automation import AutomationDefinition
 from crm.policy import Policy
 
+ONE_ACTION = "a step has exactly one of email, task, wait, branch, set, start, approval, end"
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples" / "automations").glob("*.yaml"))
 POLICY = Policy()
 
@@ -214,6 +215,57 @@ def test_a_loop_through_a_wait_for_an_event_is_accepted() -> None:
     assert parse_definition(doc, POLICY).steps[1].next == "pause"
 
 
+def start(**fields: str) -> dict[str, Any]:
+    """A step starting an onboarding of the deal's customer, with ``fields`` changed."""
+    body = {
+        "customer_id": "record.name",
+        "company_name": "record.name",
+        "contact_name": "record.name",
+        "contact_email": "record.contact_email",
+        "plan": "'growth'",
+    }
+    return {"id": "onboard", "start": {"process": "onboarding", "fields": body | fields}}
+
+
+def approval(**extra: Any) -> dict[str, Any]:
+    """A step asking the owner's manager to approve the deal, with ``extra`` keys."""
+    asked = {
+        "approver": {"owner": True, "manager": True},
+        "subject": "'Discount on ' + record.name",
+        "timeout": {"amount": 2, "unit": "business_days"},
+    }
+    return {"id": "approve", "approval": asked | extra}
+
+
+def test_a_start_step_and_an_approval_with_its_branches_are_accepted() -> None:
+    doc = edited(
+        {
+            "/steps/1": Insert(approval(on_rejected="done", on_expired="tell_owner")),
+            "/steps/2": Insert(start() | {"next": "done"}),
+        }
+    )
+    doc["steps"][2]["start"]["save_as"] = "onboarding_id"
+    doc["steps"][3]["email"]["body"] = "Started {{ vars.onboarding_id }}"
+
+    definition = parse_definition(doc, POLICY)
+
+    step = definition.step("approve")
+    assert definition.successors(step) == ["onboard", "done", "tell_owner"]
+    assert definition.step("onboard").start is not None
+
+
+def test_an_approval_without_branches_goes_on_at_the_next_step_whatever_its_outcome() -> None:
+    definition = parse_definition(edited({"/steps/1": Insert(approval())}), POLICY)
+
+    assert definition.successors(definition.step("approve")) == ["tell_owner"] * 3
+
+
+def test_a_loop_through_an_approval_is_accepted() -> None:
+    doc = edited({"/steps/1": Insert(approval(on_rejected="approve"))})
+
+    assert parse_definition(doc, POLICY).steps[1].approval is not None
+
+
 # --- what is refused, and where -----------------------------------------------------------------
 
 
@@ -344,17 +396,89 @@ MISTAKES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
     (
         "step-with-two-actions",
         {"/steps/2/email": {"to": {"owner": True}, "subject": "s", "body": "b"}},
-        [("/steps/2", "a step has exactly one of email, task, wait, branch, set, end; this one")],
+        [("/steps/2", f"{ONE_ACTION}; this one has email, end")],
     ),
     (
         "step-with-no-action",
         {"/steps/1": Insert({"id": "nothing"})},
-        [("/steps/1", "a step has exactly one of email, task, wait, branch, set, end")],
+        [("/steps/1", ONE_ACTION)],
     ),
     (
         "branch-without-cases",
         {"/steps/1": Insert({"id": "check", "branch": {"cases": []}})},
         [("/steps/1/branch/cases", "at least one case")],
+    ),
+    # start steps
+    (
+        "start-of-an-unknown-process",
+        {"/steps/1": Insert(start() | {"start": {"process": "ticket", "fields": {}}})},
+        [("/steps/1/start/process", "unknown process 'ticket'; an automation starts one of")],
+    ),
+    (
+        "start-of-a-process-only-processes-start",
+        {"/steps/1": Insert(start() | {"start": {"process": "approval", "fields": {}}})},
+        [("/steps/1/start/process", "'lead', 'onboarding', 'renewal', 'sla'")],
+    ),
+    (
+        "start-with-a-field-the-request-has-not",
+        {"/steps/1": Insert(start(colour="'red'"))},
+        [("/steps/1/start/fields/colour", "onboarding takes no field 'colour'; its fields:")],
+    ),
+    (
+        "start-without-a-required-field",
+        {"/steps/1": Insert(start()), "/steps/1/start/fields/plan": REMOVE},
+        [("/steps/1/start/fields", "onboarding needs 'plan'")],
+    ),
+    (
+        "start-field-cel-error",
+        {"/steps/1": Insert(start(plan="record.plan"))},
+        [("/steps/1/start/fields/plan", "record.plan: unknown field 'plan'")],
+    ),
+    (
+        "start-saved-under-a-bad-name",
+        {"/steps/1": Insert(start()), "/steps/1/start/save_as": "Onboarding"},
+        [("/steps/1/start/save_as", "a variable name is lower-case")],
+    ),
+    (
+        "start-without-fields",
+        {"/steps/1": Insert({"id": "onboard", "start": {"process": "onboarding"}})},
+        [("/steps/1/start/fields", "'fields' is required")],
+    ),
+    # approvals
+    (
+        "approval-of-a-pool",
+        {"/steps/1": Insert(approval(approver={"pool": "csm-smb"}))},
+        [("/steps/1/approval/approver/pool", "an approval goes to a person, not a pool")],
+    ),
+    (
+        "approval-of-unknown-staff",
+        {"/steps/1": Insert(approval(approver={"staff": "nobody"}))},
+        [("/steps/1/approval/approver/staff", "unknown staff member 'nobody'")],
+    ),
+    (
+        "approval-subject-not-a-string",
+        {"/steps/1": Insert(approval(subject="record.amount"))},
+        [("/steps/1/approval/subject", "this must give a string; it gives a double")],
+    ),
+    (
+        "approval-rejected-goes-to-no-step",
+        {"/steps/1": Insert(approval(on_rejected="nowhere"))},
+        [("/steps/1/approval/on_rejected", "no step has id 'nowhere'")],
+    ),
+    (
+        "approval-expired-goes-to-no-step",
+        {"/steps/1": Insert(approval(on_expired="nowhere"))},
+        [("/steps/1/approval/on_expired", "no step has id 'nowhere'")],
+    ),
+    (
+        "approval-longer-than-max-wait",
+        {"/steps/1": Insert(approval(timeout={"amount": 401, "unit": "days"}))},
+        [("/steps/1/approval/timeout/amount", "a wait lasts at most 400 days")],
+    ),
+    (
+        "approval-without-timeout",
+        {"/steps/1": Insert(approval()), "/steps/1/approval/timeout": REMOVE},
+        [("/steps/1/approval/timeout", "'timeout' is required")],
     ),
     # step references and the graph
     ("next-names-no-step", {"/steps/0/next": "nowhere"}, [("/steps/0/next", "'nowhere'")]),
@@ -651,6 +775,8 @@ def test_the_schema_describes_an_automation_and_forbids_unknown_keys() -> None:
         "wait",
         "branch",
         "set",
+        "start",
+        "approval",
         "end",
         "next",
     }

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from crm.automations.templates import UserTemplateError, render_user_template, template_names
-from crm.domain.automation import AutomationDefinition, EndStep, EventMatch, Step
+from crm.domain.automation import AutomationDefinition, EndStep, EventMatch, Step, Trigger
 from crm.domain.automation_events import enrols, event_names, matches, names_for
 from crm.domain.expressions import (
     ExpressionError,
@@ -323,7 +323,7 @@ def definition(trigger: EventMatch) -> AutomationDefinition:
         id="deal-won",
         name="Deal won",
         object="deal",
-        trigger=trigger,
+        trigger=Trigger(trigger.types, trigger.changed, trigger.condition),
         steps=[Step(id="done", end=EndStep())],
         fields={"stage": "string", "amount": "double"},
     )
