@@ -26,11 +26,12 @@ from datetime import timedelta
 from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
 from temporalio.workflow import ChildWorkflowHandle
 
 from workflows.approval import ApprovalWorkflow
+from workflows.retries import START_RETRY
 from workflows.steps import ProcessSteps, carry_on_reason
 
 with workflow.unsafe.imports_passed_through():
@@ -68,13 +69,6 @@ PROCESS_NAME = "automation"
 #: since the previous wait ended (while the steps before it ran); runs begun before it
 #: waited only for events after the wait began.
 EARLY_EVENTS = "early-events-count"
-
-#: Starting a process: retried while Temporal is away; a body the process refuses is final.
-START_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["InvalidStart", "ProcessIdTaken"],
-)
 
 
 class StepFailed(Exception):

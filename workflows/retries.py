@@ -40,3 +40,9 @@ OFFER_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=["EventRefused"],
 )
+#: Starting a process: retried while Temporal is away; a body the process refuses is final.
+START_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["InvalidStart", "ProcessIdTaken"],
+)

@@ -75,6 +75,11 @@ class Sample(BaseModel):
     record: dict[str, Any]
     events: list[SampleEventIn] = Field(default_factory=list, max_length=50)
     horizon_days: int = Field(default=90, ge=1, le=MAX_HORIZON.days)
+    approvals: dict[str, Literal["approved", "rejected", "expired"]] = Field(
+        default_factory=dict,
+        description="How each approval step (by id) is decided; default approved at once. "
+        "expired waits out the step's timeout.",
+    )
 
 
 class DefinitionPreview(Sample):
@@ -171,6 +176,7 @@ async def _preview(definition: AutomationDefinition, sample: Sample, policy: Pol
                     events,
                     policy,
                     horizon=timedelta(days=sample.horizon_days),
+                    approvals=sample.approvals,
                 ),
                 PREVIEW_TIMEOUT_SECONDS,
             )

@@ -214,14 +214,35 @@ async def test_a_preview_given_an_expired_approval_waits_out_its_timeout() -> No
     assert preview.timeline[2].detail["to"] == "ana.ruiz@example.com"
 
 
-async def test_a_preview_given_a_rejected_approval_takes_the_rejected_branch() -> None:
-    definition = parse_definition(discount_approval(), Policy())
-
-    preview = await run_preview(
-        definition, "d-1", DISCOUNTED_DEAL, [], Policy(), approvals={"approve_discount": "rejected"}
+async def test_a_preview_given_a_rejected_approval_takes_the_rejected_branch(
+    as_key: KeyedClient,
+) -> None:
+    answer = await as_key("admin").post(
+        "/v1/automations/preview",
+        json={
+            "definition": discount_approval(),
+            "record": DISCOUNTED_DEAL,
+            "approvals": {"approve_discount": "rejected"},
+        },
     )
 
-    assert preview.outcome == "rejected"
-    [task] = [e for e in preview.timeline if e.action == "task"]
-    assert (task.step, task.detail["assignee_id"]) == ("renegotiate", "csm-ana")
-    assert "start" not in [e.action for e in preview.timeline]
+    assert answer.status_code == 200, answer.text
+    preview = answer.json()
+    assert preview["outcome"] == "rejected"
+    [task] = [e for e in preview["timeline"] if e["action"] == "task"]
+    assert (task["step"], task["detail"]["assignee_id"]) == ("renegotiate", "csm-ana")
+    assert "start" not in [e["action"] for e in preview["timeline"]]
+
+
+async def test_a_preview_refuses_an_approval_outcome_there_is_not(as_key: KeyedClient) -> None:
+    answer = await as_key("admin").post(
+        "/v1/automations/preview",
+        json={
+            "definition": discount_approval(),
+            "record": DISCOUNTED_DEAL,
+            "approvals": {"approve_discount": "maybe"},
+        },
+    )
+
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["loc"] == ["body", "approvals", "approve_discount"]

@@ -32,6 +32,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
 )
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from crm.platform.settings import Settings
@@ -63,6 +64,7 @@ from worker.main import running_worker
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import ApprovalDecision, approval_id
 from workflows.automation import AutomationWorkflow
+from workflows.automation_types import automation_run_id
 from workflows.common import ProcessEvent
 from workflows.lead import LeadWorkflow
 from workflows.onboarding import OnboardingWorkflow
@@ -475,6 +477,42 @@ async def automation_csat_failed(rec: Recording) -> Handle:
     return handle
 
 
+async def automation_discount_approved(rec: Recording) -> Handle:
+    """big-deal-discount-approval: the owner's manager approves, the onboarding starts."""
+    definition = example("big-deal-discount-approval", rec.policy)
+    deal = {
+        "name": "Initech",
+        "amount": 48000.0,
+        "discount": 25.0,
+        "owner_id": "csm-ana",
+        "customer_id": "c-initech",
+        "company_name": "Initech",
+        "contact_name": "Peter Gibbons",
+        "contact_email": "peter@initech-software.com",
+        "plan": "growth",
+    }
+    now = await rec.env.get_current_time()
+    event = record_event(definition, "d-9", "updated", deal, {"discount": 10.0}, at=now)
+    handle = await start_run(rec.client, rec.task_queue, definition, event, rec.policy)
+    run_id = automation_run_id(definition.id, definition.object, "d-9")
+    approval = rec.client.get_workflow_handle_for(
+        ApprovalWorkflow.run, approval_id(f"{run_id}-approve_discount")
+    )
+
+    async def asked() -> bool:
+        with contextlib.suppress(RPCError):
+            state = await approval.query(ApprovalWorkflow.state)
+            return any(entry.step == "email:approval_request" for entry in state.steps)
+        return False
+
+    await eventually(asked, bool)
+    await approval.execute_update(
+        ApprovalWorkflow.decide, ApprovalDecision("mgr-hana", "approve", "worth it")
+    )
+    await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "onboarding-activated": onboarding_activated,
     "onboarding-stalled": onboarding_stalled,
@@ -510,6 +548,7 @@ SCENARIOS: dict[str, Scenario] = {
     "approval-decided-outcome-offered": approval_decided,
     "renewal-lapsed-outcome-offered": renewal_lapsed,
     "lead-routed-outcome-offered": lead_routed,
+    "automation-discount-approved": automation_discount_approved,
 }
 
 #: Settings a scenario changes: the SMTP relay is down for the whole run.
