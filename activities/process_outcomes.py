@@ -3,7 +3,10 @@
 The outcome goes in as a record event on ``crmflow.<process>``
 (``crm.domain.process_outcomes``) through the same code that takes the system
 of record's events, so it is taken once per event id: a retried attempt gets
-the first attempt's answer and enrols nobody twice.
+the first attempt's answer and enrols nobody twice. It is also emitted, first,
+as the webhook event ``<process>.<outcome>`` to the tenant's subscribed
+endpoints (``activities.webhook_delivery``): stored, and their dispatchers
+woken; the delivery itself never holds the process up.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.webhook_delivery import emit_event
 from crm.automations.record_events import EventRefused, EventSettings, take_record_event
 from crm.domain.process_outcomes import PROCESS_OBJECT_PREFIX
 from crm.policy import Policy
 from crm.store.db import Database
+from crm.store.webhooks import Emitted
 from workflows.automation_types import RecordEvent
 from workflows.contracts import OFFER_OUTCOME, OutcomeEvent, OutcomeOffered
 
@@ -24,6 +29,8 @@ class OutcomeActivities:
 
     def __init__(self, database: Database, policy: Policy, task_queue: str) -> None:
         self._settings = EventSettings(database, policy, task_queue)
+        self._database = database
+        self._task_queue = task_queue
 
     @activity.defn(name=OFFER_OUTCOME)
     async def offer_outcome(self, outcome: OutcomeEvent) -> OutcomeOffered:
@@ -38,6 +45,15 @@ class OutcomeActivities:
             occurred_at=outcome.occurred_at,
             record=outcome.record,
         )
+        emitted = Emitted(
+            tenant=outcome.tenant,
+            event_id=outcome.event_id,
+            type=f"{outcome.process}.{outcome.outcome}",
+            process_id=str(outcome.record.get("process_id") or activity.info().workflow_id),
+            occurred_at=outcome.occurred_at,
+            data=outcome.record,
+        )
+        await emit_event(activity.client(), self._database, self._task_queue, emitted)
         try:
             answer = await take_record_event(
                 activity.client(), self._settings, outcome.tenant, event

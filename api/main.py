@@ -28,6 +28,7 @@ from api.routes import (
     records,
     tasks,
     usage,
+    webhooks,
 )
 from api.routes.processes import processes_router
 from api.routes.starts import start_router
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         automation_preview.router,
         automations.router,
         records.router,
+        webhooks.router,
         codec.router,
     ):
         app.include_router(router)

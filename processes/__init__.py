@@ -18,6 +18,7 @@ from processes.renewals import RENEWAL
 from processes.tickets import SLA
 from workflows.automation import AutomationWorkflow
 from workflows.common import AUTOMATION_ID, AUTOMATION_VERSION, PROCESS, RECORD_ID, STAGE
+from workflows.webhook_dispatch import WebhookDispatchWorkflow
 
 PROCESSES: tuple[ProcessDescriptor, ...] = (ONBOARDING, SLA, RENEWAL, LEAD, APPROVAL)
 
@@ -28,8 +29,13 @@ def process_named(name: str | None) -> ProcessDescriptor | None:
 
 
 def workflows() -> list[type]:
-    """The workflow classes a worker registers: the processes' and the automations'."""
-    return [*(process.workflow for process in PROCESSES), AutomationWorkflow]
+    """The workflow classes a worker registers: the processes', the automations' and the
+    webhook deliveries'."""
+    return [
+        *(process.workflow for process in PROCESSES),
+        AutomationWorkflow,
+        WebhookDispatchWorkflow,
+    ]
 
 
 def search_attributes() -> list[SearchAttributeKey[str]]:

@@ -26,14 +26,17 @@ import workflows
 from activities.assignment import AssignmentActivities
 from activities.email import EmailActivities
 from activities.enrichment import EnrichmentActivities
+from activities.http_calls import HttpCallActivities
 from activities.leads import LeadActivities
 from activities.mailer import SmtpMailer
+from activities.outbound import Outbound
 from activities.process_outcomes import OutcomeActivities
 from activities.process_starts import ProcessStartActivities
 from activities.records import RecordActivities
 from activities.sla import SlaActivities
 from activities.tasks import TaskActivities
 from activities.usage import UsageActivities
+from activities.webhook_delivery import WebhookActivities
 from crm.platform.logs import configure_logging
 from crm.platform.settings import Settings, get_settings
 from crm.platform.temporal import connect
@@ -135,7 +138,21 @@ def build_activities(settings: Settings, policy: Policy, database: Database) -> 
     leads = LeadActivities(database)
     activities += [leads.save_lead, leads.add_to_marketing_list]
     activities.append(OutcomeActivities(database, policy, settings.task_queue).offer_outcome)
+    outbound = Outbound(
+        allowed_hosts=settings.outbound_allowed_hosts,
+        timeout_seconds=settings.outbound_timeout_seconds,
+    )
+    webhooks = WebhookActivities(
+        database, settings.codec_keys, outbound, operator_email=settings.operator_email
+    )
+    activities.append(webhooks.deliver_due)
     activities.append(ProcessStartActivities(database, policy, settings.task_queue).start_process)
+    http_calls = HttpCallActivities(
+        settings.automation_http_secret,
+        allowed_hosts=settings.outbound_allowed_hosts,
+        timeout_seconds=settings.outbound_timeout_seconds,
+    )
+    activities.append(http_calls.call_http)
     return BuiltActivities(activities, mailer, enrichment)
 
 

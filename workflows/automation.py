@@ -4,9 +4,10 @@ The run takes the definition's steps (``crm.domain.automation``) one at a
 time from the first: it sends emails, creates tasks, waits on durable timers
 counted in the calendar's business time or for a record event, branches on
 CEL conditions and sets variables, starts built-in processes (an activity,
-idempotent by the process's business key) and asks for approvals (the
-approval process as a child workflow, ``approval-automation-...-{step}``),
-until an ``end`` step, the last step, or its goal. The record events the API
+idempotent by the process's business key), asks for approvals (the
+approval process as a child workflow, ``approval-automation-...-{step}``)
+and calls HTTP endpoints (an activity, retried for up to an hour under one
+``webhook-id``), until an ``end`` step, the last step, or its goal. The record events the API
 delivers (signal ``record_event``, taken once per ``event_id``) update the
 record the expressions see; one that makes the goal true ends the run as
 ``goal_met``, even in the middle of a wait (or an approval, then withdrawn).
@@ -27,11 +28,16 @@ from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    is_cancelled_exception,
+)
 from temporalio.workflow import ChildWorkflowHandle
 
 from workflows.approval import ApprovalWorkflow
-from workflows.retries import START_RETRY
+from workflows.retries import HTTP_RETRY, START_RETRY
 from workflows.steps import ProcessSteps, carry_on_reason
 
 with workflow.unsafe.imports_passed_through():
@@ -41,9 +47,12 @@ with workflow.unsafe.imports_passed_through():
     from crm.domain.expressions import ExpressionError, Names, evaluate, holds, instant
     from workflows.approval_types import ApprovalInput, ApprovalResult, Approver, approval_id
     from workflows.automation_types import (
+        CALL_HTTP,
         START_PROCESS,
         AutomationInput,
         AutomationResult,
+        HttpCallRequest,
+        HttpCallResult,
         ProcessStartRequest,
         ProcessStartResult,
         RecordEvent,
@@ -219,6 +228,8 @@ class AutomationWorkflow(ProcessSteps):
             await self._start_process(step)
         elif step.approval is not None:
             return await self._ask_approval(step, following)
+        elif step.http is not None:
+            return await self._call_http(step, following)
         return following
 
     async def _create_task(self, step: Step) -> None:
@@ -313,6 +324,42 @@ class AutomationWorkflow(ProcessSteps):
         )
         if start.save_as is not None:
             self._view.variables[start.save_as] = started.process_id
+
+    async def _call_http(self, step: Step, following: str | None) -> str | None:
+        """POST the step's body to its URL; where the run goes on (``on_failure`` when the
+        endpoint refused the call or stayed unreachable, if the step names one)."""
+        call = step.http
+        assert call is not None
+        body = {name: jsonable(self._evaluate(source)) for name, source in call.body.items()}
+        try:
+            answered: HttpCallResult = await workflow.execute_activity(
+                CALL_HTTP,
+                HttpCallRequest(
+                    key=self._key(f"{self._steps_taken}-{step.id}"),
+                    url=call.url,
+                    body=body,
+                    requested_by=self._process_id,
+                ),
+                result_type=HttpCallResult,
+                start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=timedelta(hours=1),
+                retry_policy=HTTP_RETRY,
+                summary=f"POST {call.url}"[:200],
+            )
+        except ActivityError as err:
+            reason = carry_on_reason(err)
+            if isinstance(err.cause, ApplicationError) and err.cause.type:
+                reason = f"{err.cause.type}: {reason}"
+            if call.on_failure is None:
+                raise StepFailed(reason) from None
+            self._show_step(f"http_failed:{step.id}", reason)
+            await self._audit_step(f"http:{step.id}", {"url": call.url, "failure": reason})
+            return call.on_failure
+        self._show_step(f"http:{step.id}", f"{call.url} answered {answered.status}")
+        await self._audit_step(f"http:{step.id}", {"url": call.url, "status": answered.status})
+        if call.save_as is not None:
+            self._view.variables[call.save_as] = answered.status
+        return following
 
     async def _ask_approval(self, step: Step, following: str | None) -> str | None:
         """Ask for the step's approval as a child workflow; where its outcome leads.

@@ -22,6 +22,12 @@ REMEMBERED_EVENTS = 500
 #: The activity a ``start`` step runs (``activities.process_starts``).
 START_PROCESS = "start_process"
 
+#: The activity an ``http`` step runs (``activities.http_calls``).
+CALL_HTTP = "call_http"
+
+#: The headers an ``http`` step's request is signed with (Standard Webhooks).
+WEBHOOK_HEADERS: tuple[str, ...] = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
 
 @dataclass
 class RecordEvent:
@@ -100,6 +106,27 @@ class ProcessStartResult:
     process_id: str
     run_id: str
     created: bool
+
+
+@dataclass
+class HttpCallRequest:
+    """An ``http`` step's POST of ``body`` (the values of the step's expressions) to ``url``.
+
+    ``key`` is the step's idempotency key, sent as ``webhook-id`` on every
+    attempt so that the receiver takes the call once.
+    """
+
+    key: str
+    url: str
+    body: dict[str, Any]
+    requested_by: str
+
+
+@dataclass
+class HttpCallResult:
+    """The 2xx status the endpoint answered an ``http`` step's call with."""
+
+    status: int
 
 
 def automation_run_id(

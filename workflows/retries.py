@@ -46,3 +46,10 @@ START_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=["InvalidStart", "ProcessIdTaken"],
 )
+#: An automation's HTTP call: through an endpoint's outages (the call's ``schedule_to_close``
+#: bounds them), but a refusal, an address inside the network or no signing secret is final.
+HTTP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=["HttpRefused", "UrlRefused", "HttpNotConfigured"],
+)

@@ -14,6 +14,10 @@ and tasks nobody: it is approved at once, unless ``approvals`` gives the
 step another outcome (``rejected`` at once, or ``expired``, after the
 step's timeout). The timeline shows the request (``approval``: who, the
 subject) and its outcome (``approved``, ``rejected``, ``expired``).
+
+An ``http`` step calls nobody: the timeline shows the call (``http``: the
+URL, the body, the names of the headers it would be signed with) and the
+run goes on as if the endpoint answered 200.
 """
 
 from __future__ import annotations
@@ -44,9 +48,13 @@ from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import ApprovalInput, ApprovalResult
 from workflows.automation import AutomationWorkflow
 from workflows.automation_types import (
+    CALL_HTTP,
     START_PROCESS,
+    WEBHOOK_HEADERS,
     AutomationInput,
     AutomationResult,
+    HttpCallRequest,
+    HttpCallResult,
     ProcessStartRequest,
     ProcessStartResult,
     RecordEvent,
@@ -237,6 +245,25 @@ class _Recorder:
         )
         return ProcessStartResult(f"{process.name}-preview", "preview", created=True)
 
+    @activity.defn(name=CALL_HTTP)
+    async def call_http(self, request: HttpCallRequest) -> HttpCallResult:
+        """The call as it would be made; nothing is sent, and it is answered 200."""
+        self.effects.append(
+            TimelineEntry(
+                at=activity.info().current_attempt_scheduled_time,
+                local_time="",
+                step=_step_of(request.key),
+                action="http",
+                detail={
+                    "method": "POST",
+                    "url": request.url,
+                    "body": request.body,
+                    "headers": ["content-type", *WEBHOOK_HEADERS],
+                },
+            )
+        )
+        return HttpCallResult(status=200)
+
     @activity.defn(name=_DECIDE_APPROVAL)
     async def decide_approval(self, request: ApprovalInput) -> str:
         step = str(request.details.get("step", ""))
@@ -267,6 +294,7 @@ class _Recorder:
             self.release_assignment,
             self.record_step,
             self.start_process,
+            self.call_http,
             self.decide_approval,
         ]
 

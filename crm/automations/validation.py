@@ -12,6 +12,9 @@ with the JSON pointer of its place (``/steps/3/wait/until``):
 - starts: the process is one an automation can start, each field is a field
   of its request body (``POST /v1/onboardings``'s for an onboarding) and every
   required one is given;
+- HTTP calls: the URL is a literal http(s) URL with a host and no
+  credentials (where it may connect is checked at call time), and
+  ``on_failure`` names a step;
 - CEL: each expression compiles, names only ``record``, ``previous``,
   ``event``, ``vars`` and ``now``, only declared fields and variables that a
   ``set`` step (or a start's ``save_as``) defines, and gives the right type
@@ -47,6 +50,7 @@ from crm.domain.automation import (
     AutomationDefinition,
     Duration,
     EventMatch,
+    HttpStep,
     Person,
     Schedule,
     StartStep,
@@ -64,6 +68,7 @@ from crm.domain.expressions import (
     referenced_names,
 )
 from crm.domain.process_outcomes import OutcomeObject, outcome_object
+from crm.platform.urls import url_problem
 from crm.policy import Policy
 from processes import PROCESSES
 from processes.registry import ProcessDescriptor
@@ -173,6 +178,9 @@ class _Checker:
         self._variables = {name for step in definition.steps for name in step.set or {}}
         self._variables |= {
             step.start.save_as for step in definition.steps if step.start and step.start.save_as
+        }
+        self._variables |= {
+            step.http.save_as for step in definition.steps if step.http and step.http.save_as
         }
         self._names = self._sample_names()
 
@@ -311,6 +319,8 @@ class _Checker:
                 yield from self._step_ref(f"{where}/approval/on_rejected", approval.on_rejected)
             if approval.on_expired is not None:
                 yield from self._step_ref(f"{where}/approval/on_expired", approval.on_expired)
+        elif step.http is not None:
+            yield from self._http(f"{where}/http", step.http)
         elif step.end is not None and not _NAME.match(step.end.outcome):
             yield FieldProblem(f"{where}/end/outcome", "an outcome is lower-case letters, '_'")
 
@@ -363,6 +373,19 @@ class _Checker:
             )
         if start.save_as is not None and not _NAME.match(start.save_as):
             yield FieldProblem(f"{where}/save_as", "a variable name is lower-case, '_'")
+
+    def _http(self, where: str, call: HttpStep) -> Iterator[FieldProblem]:
+        problem = url_problem(call.url)
+        if problem is not None:
+            yield FieldProblem(f"{where}/url", problem)
+        for name, source in call.body.items():
+            if not name:
+                yield FieldProblem(f"{where}/body", "a body key is not empty")
+            yield from self._expression(_at(where, "body", name), source, None)
+        if call.save_as is not None and not _NAME.match(call.save_as):
+            yield FieldProblem(f"{where}/save_as", "a variable name is lower-case, '_'")
+        if call.on_failure is not None:
+            yield from self._step_ref(f"{where}/on_failure", call.on_failure)
 
     def _duration(self, where: str, duration: Duration, *, limit: bool) -> Iterator[FieldProblem]:
         if duration.unit not in DURATION_UNITS:
@@ -510,6 +533,8 @@ class _Checker:
         for step in d.steps:  # a variable's sample value is its expression's on the sample
             if step.start is not None and step.start.save_as is not None:
                 variables[step.start.save_as] = f"{step.start.process}-sample"
+            if step.http is not None and step.http.save_as is not None:
+                variables[step.http.save_as] = 200
             for name, source in (step.set or {}).items():
                 try:
                     variables[name] = evaluate(source, {**names, "vars": variables})

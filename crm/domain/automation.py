@@ -5,7 +5,7 @@ publishes its JSON Schema) names the object its records are (``deal``,
 ``ticket``), the fields those records have and their types, the trigger that
 enrols a record, whether a record may enrol again, an optional goal, and the
 steps. A step has an ``id``, exactly one action (``email``, ``task``,
-``wait``, ``branch``, ``set``, ``start``, ``approval``, ``end``) and where to
+``wait``, ``branch``, ``set``, ``start``, ``approval``, ``http``, ``end``) and where to
 go next: ``next``, or else the step after it in the list; after the last step
 the run ends as ``completed``.
 
@@ -16,6 +16,9 @@ the run ends as ``completed``.
 ``approval`` asks a staff member for a decision (the approval process, as a
 child of the run) and goes on at ``next`` when approved, at ``on_rejected``
 or ``on_expired`` otherwise (default: the next step too).
+``http`` POSTs a JSON body of CEL values to a URL, signed as Standard Webhooks
+sign (``activities.http_calls``), and goes on at ``on_failure`` (default:
+the run fails) when the endpoint refuses it or stays unreachable.
 
 Conditions and times are CEL (``crm.domain.expressions``) over ``record``
 (the record's current fields), ``previous`` (the old values of the fields the
@@ -48,7 +51,17 @@ DURATION_UNITS: tuple[str, ...] = ("minutes", "hours", "days", "business_hours",
 _STRICT_KEYS = {"extra": "forbid"}
 
 #: The actions a step may have, exactly one each.
-ACTIONS: tuple[str, ...] = ("email", "task", "wait", "branch", "set", "start", "approval", "end")
+ACTIONS: tuple[str, ...] = (
+    "email",
+    "task",
+    "wait",
+    "branch",
+    "set",
+    "start",
+    "approval",
+    "http",
+    "end",
+)
 
 #: The longest a single wait may last (a yearly step waits up to a year and a day).
 MAX_WAIT = timedelta(days=400)
@@ -239,6 +252,24 @@ class ApprovalStep:
 
 
 @dataclass
+class HttpStep:
+    """POST the JSON object ``body`` (key -> CEL) to ``url``, signed, and keep the answer's
+    status in the variable ``save_as`` if given.
+
+    A 2xx answer goes to ``next``; a refusal (another status, an address inside the
+    network) or an endpoint unreachable for an hour goes to ``on_failure``, or
+    fails the run when there is none.
+    """
+
+    __pydantic_config__ = _STRICT_KEYS
+
+    url: str
+    body: dict[str, str] = field(default_factory=dict)
+    save_as: str | None = None
+    on_failure: str | None = None
+
+
+@dataclass
 class EndStep:
     """End the run with ``outcome``."""
 
@@ -261,6 +292,7 @@ class Step:
     set: dict[str, str] | None = None  # variable name -> CEL expression
     start: StartStep | None = None
     approval: ApprovalStep | None = None
+    http: HttpStep | None = None
     end: EndStep | None = None
     next: str | None = None
 
@@ -338,6 +370,8 @@ class AutomationDefinition:
         if step.approval is not None:
             approval = step.approval
             return [default, approval.on_rejected or default, approval.on_expired or default]
+        if step.http is not None:
+            return [default, step.http.on_failure or default]
         return [default]
 
     def listens(self) -> bool:

@@ -43,6 +43,18 @@ class Settings(BaseSettings):
     enrichment_api_key: str | None = None
     enrichment_timeout_seconds: float = 5.0
 
+    #: The Standard Webhooks signing secret of automations' ``http`` steps
+    #: (``whsec_<base64 of 24 to 64 random bytes>``); without one such a step fails.
+    automation_http_secret: str | None = Field(default=None, repr=False)
+    #: Hosts, as URLs write them, that automations' HTTP steps and webhooks may reach although
+    #: their addresses are inside the network (tests, the dev stack's receiver, a receiver of
+    #: one's own); every other host must resolve to public addresses only.
+    outbound_allowed_hosts: list[str] = Field(default_factory=list)
+    #: The bound of one outbound request (connecting is bounded by 5 s of it).
+    outbound_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Who is emailed when a webhook endpoint is disabled (a 410, three days of failures).
+    operator_email: str | None = None
+
     policy_file: Path | None = None
 
     api_keys_file: Path | None = None

@@ -329,3 +329,93 @@ class RecordEventReceipt(SQLModel, table=True):
     answer: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = created_now()
     answered_at: datetime | None = no_time_yet()
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A tenant's webhook endpoint: where the events of ``event_types`` are delivered.
+
+    ``secret`` is the signing secret sealed with the codec key
+    (``crm.platform.sealing``); during a rotation ``previous_secret`` still
+    signs until ``previous_secret_expires_at``. ``failing_since`` is the first
+    failed attempt of the current run of failures (None after a success);
+    ``disabled_reason`` says why delivery stopped when it was not the admin.
+    """
+
+    __tablename__ = "webhook_endpoints"
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint_id: str = Field(unique=True, max_length=40)
+    tenant: str = Field(default=NO_TENANT, max_length=100, index=True)
+    url: str = Field(max_length=2000)
+    event_types: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    personal_data: bool = False
+    enabled: bool = True
+    disabled_reason: str | None = Field(default=None, max_length=500)
+    secret: str = Field(max_length=500)
+    previous_secret: str | None = Field(default=None, max_length=500)
+    previous_secret_expires_at: datetime | None = no_time_yet()
+    failing_since: datetime | None = no_time_yet()
+    created_at: datetime = created_now()
+    updated_at: datetime = created_now()
+    deleted_at: datetime | None = no_time_yet()
+
+
+class WebhookEvent(SQLModel, table=True):
+    """An event a process emitted, once per ``key`` (``{tenant}/{event_id}``)."""
+
+    __tablename__ = "webhook_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=400)
+    event_id: str = Field(max_length=300)
+    tenant: str = Field(default=NO_TENANT, max_length=100)
+    type: str = Field(max_length=100)
+    process_id: str = Field(max_length=300)
+    occurred_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    data: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = created_now()
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event's delivery to one endpoint, once per ``key`` (``{endpoint}/{event}``).
+
+    ``state`` is ``pending`` (``next_attempt_at`` says when), ``delivered``,
+    or ``failed`` (given up: refused, three days of failures, or the endpoint
+    disabled); a redelivery makes a failed one pending again. Its
+    ``webhook-id`` is ``message_id``, the same on every attempt.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "endpoint_id", "state", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=400)
+    endpoint_id: str = Field(max_length=40)
+    event_key: str = Field(max_length=400)
+    message_id: str = Field(max_length=400)
+    state: str = Field(default="pending", max_length=20)
+    attempts: int = 0
+    next_attempt_at: datetime | None = no_time_yet()
+    first_attempt_at: datetime | None = no_time_yet()
+    last_attempt_at: datetime | None = no_time_yet()
+    last_status: int | None = None
+    last_latency_ms: float | None = None
+    last_error: str | None = Field(default=None, max_length=500)
+    delivered_at: datetime | None = no_time_yet()
+    created_at: datetime = created_now()
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """One attempt at a delivery: when, what the endpoint answered, how long it took."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_key: str = Field(max_length=400, index=True)
+    attempt: int
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    status: int | None = None
+    latency_ms: float
+    error: str | None = Field(default=None, max_length=500)

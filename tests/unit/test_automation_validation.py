@@ -21,7 +21,7 @@ from crm.automations.validation import (
 from crm.domain.automation import AutomationDefinition
 from crm.policy import Policy
 
-ONE_ACTION = "a step has exactly one of email, task, wait, branch, set, start, approval, end"
+ONE_ACTION = "a step has exactly one of email, task, wait, branch, set, start, approval, http, end"
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples" / "automations").glob("*.yaml"))
 POLICY = Policy()
 
@@ -264,6 +264,32 @@ def test_a_loop_through_an_approval_is_accepted() -> None:
     doc = edited({"/steps/1": Insert(approval(on_rejected="approve"))})
 
     assert parse_definition(doc, POLICY).steps[1].approval is not None
+
+
+def http(**extra: Any) -> dict[str, Any]:
+    """A step posting the deal's name and amount to a receiver, with ``extra`` keys."""
+    call = {
+        "url": "https://hooks.example.com/deals",
+        "body": {"deal": "record.name", "amount": "record.amount"},
+    }
+    return {"id": "notify", "http": call | extra}
+
+
+def test_an_http_step_with_its_status_variable_and_failure_branch_is_accepted() -> None:
+    doc = edited({"/steps/1": Insert(http(save_as="notified", on_failure="done"))})
+    doc["steps"][2]["email"]["body"] = "The receiver answered {{ vars.notified }}"
+
+    definition = parse_definition(doc, POLICY)
+
+    step = definition.step("notify")
+    assert step.http is not None and step.http.body["deal"] == "record.name"
+    assert definition.successors(step) == ["tell_owner", "done"]
+
+
+def test_an_http_step_without_on_failure_goes_on_at_the_next_step() -> None:
+    definition = parse_definition(edited({"/steps/1": Insert(http())}), POLICY)
+
+    assert set(definition.successors(definition.step("notify"))) == {"tell_owner"}
 
 
 # --- what is refused, and where -----------------------------------------------------------------
@@ -657,6 +683,47 @@ MISTAKES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
             ("/steps/1/task/title", "unknown name 'foo'"),
         ],
     ),
+    # http calls
+    (
+        "http-url-of-another-scheme",
+        {"/steps/1": Insert(http(url="ftp://files.example.com/deals"))},
+        [("/steps/1/http/url", "an http:// or https:// URL with a host")],
+    ),
+    (
+        "http-url-without-a-host",
+        {"/steps/1": Insert(http(url="https:///deals"))},
+        [("/steps/1/http/url", "an http:// or https:// URL with a host")],
+    ),
+    (
+        "http-url-relative",
+        {"/steps/1": Insert(http(url="/hooks/deals"))},
+        [("/steps/1/http/url", "an http:// or https:// URL with a host")],
+    ),
+    (
+        "http-url-with-credentials",
+        {"/steps/1": Insert(http(url="https://ana:s3cret@hooks.example.com/deals"))},
+        [("/steps/1/http/url", "no credentials in the URL")],
+    ),
+    (
+        "http-body-of-an-undeclared-field",
+        {"/steps/1": Insert(http(body={"stage": "record.stage"}))},
+        [("/steps/1/http/body/stage", "CEL: record.stage: unknown field 'stage'")],
+    ),
+    (
+        "http-on-failure-of-no-step",
+        {"/steps/1": Insert(http(on_failure="nowhere"))},
+        [("/steps/1/http/on_failure", "no step has id 'nowhere'")],
+    ),
+    (
+        "http-save-as-not-a-name",
+        {"/steps/1": Insert(http(save_as="Status"))},
+        [("/steps/1/http/save_as", "a variable name is lower-case")],
+    ),
+    (
+        "http-without-url",
+        {"/steps/1": Insert({"id": "notify", "http": {"body": {}}})},
+        [("/steps/1/http/url", "'url' is required")],
+    ),
     # enrollment
     (
         "enrollment-after-without-reenroll",
@@ -777,6 +844,7 @@ def test_the_schema_describes_an_automation_and_forbids_unknown_keys() -> None:
         "set",
         "start",
         "approval",
+        "http",
         "end",
         "next",
     }

@@ -1,0 +1,221 @@
+"""The activities that emit webhook events and deliver them, signed, to their endpoints.
+
+``emit_outcome`` stores an event and its deliveries (``crm.store.webhooks``)
+and wakes the dispatch workflow of each endpoint it reached (signal-with-start,
+``workflows.webhook_dispatch``). ``deliver_due`` makes one round of an
+endpoint's due deliveries: each is POSTed through ``activities.outbound``
+(signed with every current secret, under the delivery's ``webhook-id``, the
+same on every attempt), at most ``concurrency`` at once on one keep-alive
+session, and the round's results are written back in one transaction. A
+worker that dies mid-round has written nothing: the retried round sends the
+same deliveries again with the same ``webhook-id``, which a receiver dedupes.
+
+What an answer means: 2xx delivered; 410 the endpoint is gone (it is
+disabled, its pending deliveries fail); 429 and 503 retry after their
+``Retry-After`` (at least the back-off); any other status, a timeout or a
+refused connection retries with the back-off of ``crm.store.webhooks`` for up
+to three days; a URL that resolves inside the network fails and disables the
+endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+from temporalio import activity
+from temporalio.client import Client
+from yarl import URL
+
+from activities.outbound import (
+    DestinationRefused,
+    Outbound,
+    Unreachable,
+    checked_url,
+    signed_headers,
+    signing_key,
+)
+from crm.domain.webhook_events import payload
+from crm.store.db import Database
+from crm.store.models import as_utc
+from crm.store.webhooks import (
+    Attempted,
+    Due,
+    Emitted,
+    due_deliveries,
+    emit,
+    next_retry,
+    record_round,
+    signing_secrets,
+)
+from workflows.webhook_types import (
+    DELIVER_DUE,
+    WAKE,
+    DeliveryRound,
+    DispatchInput,
+    RoundResult,
+    dispatch_id,
+)
+
+#: Deliveries one round takes at most.
+ROUND_SIZE = 200
+#: The longest a ``Retry-After`` may push a retry.
+MAX_RETRY_AFTER = timedelta(hours=6)
+
+
+async def emit_event(client: Client, database: Database, task_queue: str, event: Emitted) -> int:
+    """Store ``event`` and its deliveries, and wake each endpoint's dispatcher; how many
+    endpoints it goes to. Safe to repeat."""
+    endpoints = await database.run(lambda session: emit(session, event))
+    for endpoint_id in endpoints:
+        await client.start_workflow(
+            "WebhookDispatch",
+            DispatchInput(endpoint_id),
+            id=dispatch_id(endpoint_id),
+            task_queue=task_queue,
+            start_signal=WAKE,
+        )
+    return len(endpoints)
+
+
+def retry_after(value: str | None, now: datetime) -> timedelta | None:
+    """The delay a ``Retry-After`` asks for (seconds or an HTTP date), capped; None if none."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(timedelta(seconds=int(value)), MAX_RETRY_AFTER)
+    try:
+        delay = parsedate_to_datetime(value) - now
+    except (TypeError, ValueError):
+        return None
+    return min(max(delay, timedelta(0)), MAX_RETRY_AFTER)
+
+
+class WebhookActivities:
+    """Deliveries with the worker's database, codec keys and outbound policy."""
+
+    def __init__(
+        self,
+        database: Database,
+        codec_keys: str | None,
+        outbound: Outbound,
+        *,
+        operator_email: str | None = None,
+        concurrency: int = 20,
+    ) -> None:
+        self._database = database
+        self._codec_keys = codec_keys
+        self._outbound = outbound
+        self._operator_email = operator_email
+        self._concurrency = concurrency
+
+    @activity.defn(name=DELIVER_DUE)
+    async def deliver_due(self, request: DeliveryRound) -> RoundResult:
+        """Attempt the endpoint's deliveries due at ``request.now``; what the round did."""
+        now = request.now
+        endpoint, due = await due_deliveries(self._database, request.endpoint_id, now, ROUND_SIZE)
+        if endpoint is None or not endpoint.enabled:
+            reason = "deleted" if endpoint is None else endpoint.disabled_reason or "disabled"
+            return RoundResult(stopped=True, disabled_reason=reason)
+        if not due:
+            state = await record_round(self._database, request.endpoint_id, [], now)
+            return RoundResult(next_due=state.next_due, url=endpoint.url)
+        keys = [signing_key(s) for s in signing_secrets(endpoint, now, self._codec_keys)]
+        results = await self._attempt_all(endpoint.url, endpoint.personal_data, keys, due, now)
+        state = await record_round(self._database, request.endpoint_id, results, now)
+        counts = {kind: sum(r.result == kind for r in results) for kind in ("delivered", "retry")}
+        return RoundResult(
+            delivered=counts["delivered"],
+            retrying=counts["retry"],
+            failed=len(results) - counts["delivered"] - counts["retry"],
+            more=len(due) == ROUND_SIZE and state.disabled_reason is None,
+            next_due=state.next_due,
+            stopped=state.disabled_reason is not None,
+            disabled_reason=state.disabled_reason,
+            url=endpoint.url,
+            tell=self._operator_email if state.disabled_reason else None,
+        )
+
+    async def _attempt_all(
+        self, url_text: str, personal: bool, keys: list[bytes], due: list[Due], now: datetime
+    ) -> list[Attempted]:
+        try:
+            url = checked_url(url_text)
+            async with self._outbound.session(url) as session:
+                gate = asyncio.Semaphore(self._concurrency)
+
+                async def attempt(item: Due) -> Attempted:
+                    async with gate:
+                        activity.heartbeat()
+                        return await self._attempt(session, url, personal, keys, item, now)
+
+                return list(await asyncio.gather(*(attempt(item) for item in due)))
+        except DestinationRefused as refused:
+            return [_unanswered(item, now, str(refused), "refused") for item in due]
+        except Unreachable as unreachable:  # the name did not resolve: every one retries
+            return [_retry_or_fail(item, now, None, 0.0, str(unreachable)) for item in due]
+
+    async def _attempt(
+        self,
+        session: aiohttp.ClientSession,
+        url: URL,
+        personal: bool,
+        keys: list[bytes],
+        item: Due,
+        now: datetime,
+    ) -> Attempted:
+        event = item.event
+        body = json.dumps(
+            payload(
+                event.type,
+                event.event_id,
+                event.process_id,
+                as_utc(event.occurred_at),
+                event.data,
+                personal_data=personal,
+            ),
+            separators=(",", ":"),
+            default=str,
+        ).encode()
+        headers = signed_headers(keys, item.delivery.message_id, body)
+        try:
+            answer = await self._outbound.post(session, url, body, headers)
+        except Unreachable as unreachable:
+            return _retry_or_fail(item, now, None, 0.0, str(unreachable))
+        if 200 <= answer.status < 300:
+            return Attempted(
+                item.delivery.key, now, answer.status, answer.latency_ms, None, "delivered"
+            )
+        if answer.status == 410:
+            return Attempted(
+                item.delivery.key, now, 410, answer.latency_ms, "answered 410 Gone", "gone"
+            )
+        asked = retry_after(answer.retry_after, now) if answer.status in (429, 503) else None
+        return _retry_or_fail(
+            item, now, answer.status, answer.latency_ms, f"answered {answer.status}", asked
+        )
+
+
+def _unanswered(item: Due, now: datetime, error: str, result: str) -> Attempted:
+    return Attempted(item.delivery.key, now, None, 0.0, error, result)
+
+
+def _retry_or_fail(
+    item: Due,
+    now: datetime,
+    status: int | None,
+    latency_ms: float,
+    error: str,
+    asked: timedelta | None = None,
+) -> Attempted:
+    delivery = item.delivery
+    first = as_utc(delivery.first_attempt_at) if delivery.first_attempt_at else now
+    retry_at = next_retry(first, delivery.attempts + 1, now)
+    if retry_at is not None and asked is not None:
+        retry_at = max(retry_at, now + asked)
+    result = "retry" if retry_at is not None else "failed"
+    return Attempted(delivery.key, now, status, latency_ms, error, result, retry_at)

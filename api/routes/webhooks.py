@@ -1,0 +1,357 @@
+"""``/v1/webhooks``: endpoints that receive the processes' events, signed, and their log.
+
+An ``admin`` creates an endpoint with a URL and the event types it wants
+(``ticket.breached``, ``ticket.*``, ``*``; the catalogue and each type's
+payload schema are at ``/v1/webhooks/event-types``). The answer carries the
+signing secret, once; it is stored sealed with the codec key. Rotating it
+gives a new secret and keeps the old one signing for an overlap, so a
+receiver can switch without losing a delivery. ``/deliveries`` is the
+delivery log (attempts, statuses, latency, the next attempt) and
+``/redeliver`` sends failed deliveries again. A principal of a tenant sees
+only its tenant's endpoints; another tenant's id is a 404.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response, status
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from temporalio.service import RPCError
+
+from api.auth import Admin
+from api.deps import AppContext, ContextDep, DatabaseDep
+from api.problems import Problem
+from crm.domain.webhook_events import event_catalogue, pattern_problem
+from crm.platform.principals import Principal
+from crm.platform.sealing import SealingUnavailable
+from crm.platform.temporal import TemporalUnavailable
+from crm.platform.urls import url_problem
+from crm.store.db import Database
+from crm.store.models import WebhookEndpoint, as_utc
+from crm.store.webhooks import (
+    DeliveryLog,
+    create_endpoint,
+    delete_endpoint,
+    deliveries_of,
+    endpoint_of,
+    endpoints_of,
+    redeliver,
+    rotate_secret,
+    update_endpoint,
+)
+from workflows.webhook_types import WAKE, DispatchInput, dispatch_id
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+EndpointId = Annotated[str, Path(pattern=r"^ep_[0-9a-f]{20}$")]
+MAX_EVENT_TYPES = 50
+
+
+def _checked_url(url: str) -> str:
+    problem = url_problem(url)
+    if problem is not None:
+        raise ValueError(problem)
+    return url
+
+
+def _checked_types(event_types: list[str]) -> list[str]:
+    for pattern in event_types:
+        problem = pattern_problem(pattern)
+        if problem is not None:
+            raise ValueError(problem)
+    return sorted(set(event_types))
+
+
+class NewEndpoint(BaseModel):
+    """An endpoint to create: where to deliver, which events, whether with personal data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2000, examples=["https://hooks.example.com/crmflow"])
+    event_types: list[str] = Field(
+        min_length=1, max_length=MAX_EVENT_TYPES, examples=[["ticket.*", "renewal.lapsed"]]
+    )
+    personal_data: bool = False
+    enabled: bool = True
+
+    _url = field_validator("url")(_checked_url)
+    _types = field_validator("event_types")(_checked_types)
+
+
+class EndpointChanges(BaseModel):
+    """What to change of an endpoint; enabling one forgets why it was disabled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(default=None, max_length=2000)
+    event_types: list[str] | None = Field(default=None, min_length=1, max_length=MAX_EVENT_TYPES)
+    personal_data: bool | None = None
+    enabled: bool | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        return _checked_url(url) if url is not None else None
+
+    @field_validator("event_types")
+    @classmethod
+    def _types(cls, event_types: list[str] | None) -> list[str] | None:
+        return _checked_types(event_types) if event_types is not None else None
+
+
+class EndpointView(BaseModel):
+    """An endpoint (never its secret)."""
+
+    id: str
+    url: str
+    event_types: list[str]
+    personal_data: bool
+    enabled: bool
+    disabled_reason: str | None
+    failing_since: datetime | None
+    rotating_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: WebhookEndpoint) -> EndpointView:
+        return cls(
+            id=row.endpoint_id,
+            url=row.url,
+            event_types=row.event_types,
+            personal_data=row.personal_data,
+            enabled=row.enabled,
+            disabled_reason=row.disabled_reason,
+            failing_since=as_utc(row.failing_since) if row.failing_since else None,
+            rotating_until=as_utc(row.previous_secret_expires_at)
+            if row.previous_secret_expires_at
+            else None,
+            created_at=as_utc(row.created_at),
+            updated_at=as_utc(row.updated_at),
+        )
+
+
+class EndpointWithSecret(EndpointView):
+    """An endpoint and its signing secret, shown this once."""
+
+    secret: str = Field(examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
+
+
+class Rotation(BaseModel):
+    """How long the old secret keeps signing next to the new one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    overlap_hours: float = Field(default=24, ge=0, le=24 * 7)
+
+
+class AttemptView(BaseModel):
+    attempt: int
+    at: datetime
+    status: int | None
+    latency_ms: float
+    error: str | None
+
+
+class DeliveryView(BaseModel):
+    """One event's delivery to the endpoint, with every attempt."""
+
+    id: int
+    webhook_id: str
+    event_id: str
+    event_type: str
+    process_id: str
+    state: str = Field(examples=["pending", "delivered", "failed"])
+    attempts: list[AttemptView]
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    last_error: str | None
+
+    @classmethod
+    def of(cls, log: DeliveryLog) -> DeliveryView:
+        delivery, event = log.delivery, log.event
+        assert delivery.id is not None
+        return cls(
+            id=delivery.id,
+            webhook_id=delivery.message_id,
+            event_id=event.event_id,
+            event_type=event.type,
+            process_id=event.process_id,
+            state=delivery.state,
+            attempts=[
+                AttemptView(
+                    attempt=a.attempt,
+                    at=as_utc(a.at),
+                    status=a.status,
+                    latency_ms=round(a.latency_ms, 1),
+                    error=a.error,
+                )
+                for a in log.attempts
+            ],
+            next_attempt_at=as_utc(delivery.next_attempt_at) if delivery.next_attempt_at else None,
+            delivered_at=as_utc(delivery.delivered_at) if delivery.delivered_at else None,
+            last_error=delivery.last_error,
+        )
+
+
+class Redelivery(BaseModel):
+    """Which failed deliveries to send again: one, or every one created since a time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    delivery_id: int | None = Field(default=None, ge=1)
+    since: datetime | None = None
+
+
+class Redelivered(BaseModel):
+    redelivered: int
+
+
+@router.get("/event-types", response_model=dict[str, Any])
+async def event_types(principal: Admin) -> dict[str, Any]:
+    """Every event type an endpoint can subscribe to, with its payload's JSON Schema."""
+    return event_catalogue()
+
+
+@router.post("", response_model=EndpointWithSecret, status_code=status.HTTP_201_CREATED)
+async def create(body: NewEndpoint, context: ContextDep, principal: Admin) -> EndpointWithSecret:
+    """Create an endpoint; the answer holds its signing secret, shown only this once."""
+    try:
+        row, secret = await create_endpoint(
+            context.database,
+            principal.tenant,
+            url=body.url,
+            event_types=body.event_types,
+            personal_data=body.personal_data,
+            enabled=body.enabled,
+            codec_keys=context.settings.codec_keys,
+        )
+    except SealingUnavailable as err:
+        raise _no_sealing(err) from err
+    return EndpointWithSecret(**EndpointView.of(row).model_dump(), secret=secret)
+
+
+@router.get("", response_model=list[EndpointView])
+async def list_endpoints(database: DatabaseDep, principal: Admin) -> list[EndpointView]:
+    """The caller's tenant's endpoints, oldest first."""
+    return [EndpointView.of(row) for row in await endpoints_of(database, principal.tenant)]
+
+
+@router.get("/{endpoint_id}", response_model=EndpointView)
+async def get_endpoint(
+    endpoint_id: EndpointId, database: DatabaseDep, principal: Admin
+) -> EndpointView:
+    return EndpointView.of(await _endpoint(database, principal, endpoint_id))
+
+
+@router.patch("/{endpoint_id}", response_model=EndpointView)
+async def change(
+    endpoint_id: EndpointId, body: EndpointChanges, context: ContextDep, principal: Admin
+) -> EndpointView:
+    """Change the URL, the event types, personal data or whether it is enabled."""
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    row = await update_endpoint(context.database, principal.tenant, endpoint_id, changes)
+    if row is None:
+        raise _not_found(endpoint_id)
+    if changes.get("enabled") is True:
+        await _wake(context, endpoint_id)
+    return EndpointView.of(row)
+
+
+@router.delete("/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete(endpoint_id: EndpointId, database: DatabaseDep, principal: Admin) -> Response:
+    """Delete the endpoint: nothing more is delivered to it; its log is kept."""
+    if not await delete_endpoint(database, principal.tenant, endpoint_id):
+        raise _not_found(endpoint_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{endpoint_id}/rotate-secret", response_model=EndpointWithSecret)
+async def rotate(
+    endpoint_id: EndpointId, body: Rotation, context: ContextDep, principal: Admin
+) -> EndpointWithSecret:
+    """A new signing secret (shown this once); the old one also signs for the overlap."""
+    try:
+        rotated = await rotate_secret(
+            context.database,
+            principal.tenant,
+            endpoint_id,
+            timedelta(hours=body.overlap_hours),
+            context.settings.codec_keys,
+        )
+    except SealingUnavailable as err:
+        raise _no_sealing(err) from err
+    if rotated is None:
+        raise _not_found(endpoint_id)
+    row, secret = rotated
+    return EndpointWithSecret(**EndpointView.of(row).model_dump(), secret=secret)
+
+
+@router.get("/{endpoint_id}/deliveries", response_model=list[DeliveryView])
+async def deliveries(
+    endpoint_id: EndpointId,
+    database: DatabaseDep,
+    principal: Admin,
+    state: Annotated[str | None, Query(pattern="^(pending|delivered|failed)$")] = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[DeliveryView]:
+    """The endpoint's deliveries, newest first, with their attempts."""
+    await _endpoint(database, principal, endpoint_id)
+    logs = await deliveries_of(database, endpoint_id, state=state, since=since, limit=limit)
+    return [DeliveryView.of(log) for log in logs]
+
+
+@router.post("/{endpoint_id}/redeliver", response_model=Redelivered)
+async def send_again(
+    endpoint_id: EndpointId, body: Redelivery, context: ContextDep, principal: Admin
+) -> Redelivered:
+    """Send failed deliveries again (one by ``delivery_id``, or all created ``since``; all
+    if neither), each under its own ``webhook-id``, with three more days of retries."""
+    row = await _endpoint(context.database, principal, endpoint_id)
+    if not row.enabled:
+        raise Problem(
+            409,
+            "endpoint-disabled",
+            "The endpoint is disabled",
+            f"enable {endpoint_id} first (PATCH enabled: true): {row.disabled_reason or ''}",
+        )
+    count = await redeliver(
+        context.database, endpoint_id, delivery_id=body.delivery_id, since=body.since
+    )
+    if count:
+        await _wake(context, endpoint_id)
+    return Redelivered(redelivered=count)
+
+
+async def _endpoint(database: Database, principal: Principal, endpoint_id: str) -> WebhookEndpoint:
+    row = await endpoint_of(database, principal.tenant, endpoint_id)
+    if row is None:
+        raise _not_found(endpoint_id)
+    return row
+
+
+async def _wake(context: AppContext, endpoint_id: str) -> None:
+    """Start or wake the endpoint's dispatch workflow; 503 when Temporal is away (the
+    deliveries stay pending, and the next event or a repeat wakes it)."""
+    client = await context.temporal.client()
+    try:
+        await client.start_workflow(
+            "WebhookDispatch",
+            DispatchInput(endpoint_id),
+            id=dispatch_id(endpoint_id),
+            task_queue=context.settings.task_queue,
+            start_signal=WAKE,
+        )
+    except RPCError as err:
+        raise TemporalUnavailable(err.message) from err
+
+
+def _not_found(endpoint_id: str) -> Problem:
+    return Problem(404, "not-found", "No such webhook endpoint", f"no endpoint {endpoint_id}")
+
+
+def _no_sealing(err: Exception) -> Problem:
+    return Problem(409, "sealing-unavailable", "Secrets cannot be stored", str(err))

@@ -1,0 +1,113 @@
+"""The events webhooks deliver: their types, their payloads, and who subscribes to which.
+
+Every built-in process emits an event at each of its outcomes
+(``crm.domain.process_outcomes``): the type is ``<process>.<outcome>``
+(``ticket.breached``, ``renewal.lapsed``, ``approval.approved``). An endpoint
+subscribes to types or to patterns: ``ticket.*`` (every ticket event) or
+``*`` (everything).
+
+The body of a delivery follows the Standard Webhooks payload shape::
+
+    {"type": "ticket.breached", "timestamp": "2026-12-04T09:30:00Z",
+     "data": {"event_id": ..., "process_id": ..., <the outcome's fields>}}
+
+Fields that identify a person (``PERSONAL_FIELDS``: names and email
+addresses) are left out unless the endpoint was created with
+``personal_data: true``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from crm.domain.process_outcomes import OUTCOME_OBJECTS
+
+#: The fields that identify a person, sent only to endpoints configured to get them.
+PERSONAL_FIELDS = frozenset({"contact_name", "contact_email", "email", "name"})
+
+_JSON_TYPES: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "int": {"type": "integer"},
+    "double": {"type": "number"},
+    "bool": {"type": "boolean"},
+    "timestamp": {"type": "string", "format": "date-time"},
+    "list": {"type": "array"},
+    "map": {"type": "object"},
+}
+
+#: ``type`` -> (process, outcome, the fields of its data and their types).
+EVENT_TYPES: dict[str, tuple[str, str, dict[str, str]]] = {
+    f"{entry.process}.{outcome}": (entry.process, outcome, dict(entry.fields))
+    for entry in OUTCOME_OBJECTS.values()
+    for outcome in entry.outcomes
+}
+PROCESSES = frozenset(process for process, _, _ in EVENT_TYPES.values())
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why ``pattern`` subscribes to nothing; None for a type, ``<process>.*`` or ``*``."""
+    if pattern == "*" or pattern in EVENT_TYPES:
+        return None
+    process, dot, rest = pattern.partition(".")
+    if dot and rest == "*" and process in PROCESSES:
+        return None
+    if dot and rest == "*":
+        return f"no process is named {process!r}: one of {', '.join(sorted(PROCESSES))}"
+    return f"{pattern!r} is not an event type (GET /v1/webhooks/event-types), 'process.*' or '*'"
+
+
+def subscribes(patterns: list[str], event_type: str) -> bool:
+    """Whether an endpoint subscribed to ``patterns`` gets events of ``event_type``."""
+    process = event_type.partition(".")[0]
+    return any(p in ("*", event_type, f"{process}.*") for p in patterns)
+
+
+def payload(
+    event_type: str,
+    event_id: str,
+    process_id: str,
+    occurred_at: datetime,
+    data: dict[str, Any],
+    *,
+    personal_data: bool,
+) -> dict[str, Any]:
+    """The body delivered for an event, without the personal fields unless ``personal_data``."""
+    fields = {
+        name: value for name, value in data.items() if personal_data or name not in PERSONAL_FIELDS
+    }
+    return {
+        "type": event_type,
+        "timestamp": occurred_at.isoformat().replace("+00:00", "Z"),
+        "data": {**fields, "event_id": event_id, "process_id": process_id},
+    }
+
+
+def event_catalogue() -> dict[str, Any]:
+    """A JSON Schema of every event type's payload, keyed by type."""
+    catalogue: dict[str, Any] = {}
+    for event_type, (process, outcome, fields) in sorted(EVENT_TYPES.items()):
+        properties = {name: _JSON_TYPES[kind] for name, kind in fields.items()}
+        catalogue[event_type] = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": event_type,
+            "description": f"The {process} process ended as, or reached, {outcome!r}. "
+            f"Personal fields ({', '.join(sorted(PERSONAL_FIELDS & set(fields)))}) "
+            "are sent only to endpoints with personal_data.",
+            "type": "object",
+            "required": ["type", "timestamp", "data"],
+            "properties": {
+                "type": {"const": event_type},
+                "timestamp": {"type": "string", "format": "date-time"},
+                "data": {
+                    "type": "object",
+                    "required": ["event_id", "process_id"],
+                    "properties": {
+                        "event_id": {"type": "string"},
+                        "process_id": {"type": "string"},
+                        **properties,
+                    },
+                },
+            },
+        }
+    return catalogue
