@@ -5,7 +5,9 @@
     crmflow api                 the HTTP API
     crmflow smtp-sink           the local SMTP sink
     crmflow enrichment-provider the local enrichment provider
+    crmflow webhook-sink        the local webhook receiver
     crmflow mail [N|ID]         list the sink's messages, or show one
+    crmflow webhooks            list the webhook deliveries the webhook sink received
     crmflow codec-key ID        print a new payload encryption key for CRMFLOW_CODEC_KEYS
     crmflow api-key create|list|revoke   manage API keys in the database
     crmflow processes           the registered processes: ids, start routes, events
@@ -27,6 +29,7 @@ from crm.platform.principals import ROLES
 from devstack import automation_cli
 
 DEFAULT_MAILDIR = Path(".crmflow/mail")
+DEFAULT_STATE = Path(".crmflow")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,10 +54,20 @@ def _parser() -> argparse.ArgumentParser:
     provider.add_argument("--burst", type=int, default=10)
     provider.add_argument("--api-key", default=None)
 
+    webhook_sink = commands.add_parser("webhook-sink", help="run the local webhook receiver")
+    webhook_sink.add_argument("--host", default="127.0.0.1")
+    webhook_sink.add_argument("--port", type=int, default=8025)
+    webhook_sink.add_argument("--state", type=Path, default=DEFAULT_STATE)
+
     mail = commands.add_parser("mail", help="list the messages in the SMTP sink, or show one")
     mail.add_argument("message", nargs="?", help="number in the list, or Message-ID")
     mail.add_argument("--to", help="only messages to this address")
     mail.add_argument("--maildir", type=Path, default=DEFAULT_MAILDIR)
+
+    webhooks = commands.add_parser("webhooks", help="list the deliveries the webhook sink got")
+    webhooks.add_argument("--path", help="only deliveries to this path, e.g. /hooks/crm")
+    webhooks.add_argument("--limit", type=int, default=20, help="how many of the newest")
+    webhooks.add_argument("--state", type=Path, default=DEFAULT_STATE, help="the sink's --state")
     api_key = commands.add_parser("api-key", help="create, list or revoke API keys")
     api_key_commands = api_key.add_subparsers(dest="api_key_command", required=True)
     create = api_key_commands.add_parser("create", help="create a key and print it once")
@@ -100,6 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve_provider(
             args.host, args.port, rate_per_second=args.rate, burst=args.burst, api_key=args.api_key
         )
+    elif args.command == "webhook-sink":
+        from devstack.webhook_sink import serve as serve_webhooks
+
+        serve_webhooks(args.host, args.port, args.state)
+    elif args.command == "webhooks":
+        from devstack.webhook_sink import print_deliveries
+
+        print_deliveries(args.state, path=args.path, limit=args.limit)
     elif args.command == "api-key":
         import asyncio
 

@@ -1,11 +1,12 @@
 """``crmflow dev``: start, supervise and stop the local stack described in temporal-dev.yml.
 
-The stack is five processes: the Temporal CLI dev server (file-backed, with
+The stack is six processes: the Temporal CLI dev server (file-backed, with
 the Web UI and crmflow's search attributes), the SMTP sink, the enrichment
-provider, the worker and the API. They start in that order, each once the one
-before it accepts connections. A process that exits on its own is restarted
-with a growing delay. SIGINT (Ctrl-C) or SIGTERM stops them in reverse order,
-so the worker and the API finish their work before the server goes away.
+provider, the webhook sink, the worker and the API. They start in that order,
+each once the one before it accepts connections. A process that exits on its
+own is restarted with a growing delay. SIGINT (Ctrl-C) or SIGTERM stops them
+in reverse order, so the worker and the API finish their work before the
+server goes away.
 Each process's output is printed with its name in front.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -30,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crm.platform.codec import new_codec_key
 from crm.platform.principals import Role, load_api_keys_file, new_api_key, write_api_keys_file
+from crm.store.webhooks import new_secret
 from processes import search_attributes as registered_search_attributes
 
 RESTART_DELAY_MAX_SECONDS = 30.0
@@ -79,6 +82,11 @@ class EnrichmentProviderSection(_Section):
     burst: int = Field(default=10, ge=1)
 
 
+class WebhookSinkSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8025
+
+
 class ApiSection(_Section):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -98,9 +106,11 @@ class DevStackConfig(_Section):
     enrichment_provider: EnrichmentProviderSection = Field(
         default_factory=EnrichmentProviderSection
     )
+    webhook_sink: WebhookSinkSection = Field(default_factory=WebhookSinkSection)
     api: ApiSection = Field(default_factory=ApiSection)
     worker: WorkerSection = Field(default_factory=WorkerSection)
     database_url: str = "sqlite:///.crmflow/crm.db"
+    operator_email: str = "ops@example.com"
     policy_file: str | None = None
     encrypt_payloads: bool = True
 
@@ -171,6 +181,7 @@ def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
     crmflow = [sys.executable, "-m", "devstack.cli"]
     sink = config.smtp_sink
     provider = config.enrichment_provider
+    webhook_sink = config.webhook_sink
     app_env = {
         "CRMFLOW_TEMPORAL_ADDRESS": temporal.address,
         "CRMFLOW_TEMPORAL_NAMESPACE": temporal.namespace,
@@ -179,6 +190,9 @@ def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
         "CRMFLOW_SMTP_HOST": sink.host,
         "CRMFLOW_SMTP_PORT": str(sink.port),
         "CRMFLOW_ENRICHMENT_URL": f"http://{provider.host}:{provider.port}",
+        # The webhook sink listens inside the network, where outbound calls are refused.
+        "CRMFLOW_OUTBOUND_ALLOWED_HOSTS": json.dumps([webhook_sink.host]),
+        "CRMFLOW_OPERATOR_EMAIL": config.operator_email,
         "CRMFLOW_API_HOST": config.api.host,
         "CRMFLOW_API_PORT": str(config.api.port),
     }
@@ -188,8 +202,16 @@ def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
     app_env["CRMFLOW_API_KEYS_FILE"] = str(state / "api-keys.yml")
     if config.encrypt_payloads:
         app_env["CRMFLOW_CODEC_KEYS"] = dev_codec_keys(state)
+    app_env["CRMFLOW_SEALING_KEYS"] = dev_codec_keys(state)
+    app_env["CRMFLOW_AUTOMATION_HTTP_SECRET"] = dev_http_secret(state)
     if config.policy_file:
         app_env["CRMFLOW_POLICY_FILE"] = str(root / config.policy_file)
+    # The webhook sink verifies signatures with the endpoints' secrets, sealed in the database.
+    sink_env: dict[str, str] = {
+        name: app_env[name]
+        for name in ("CRMFLOW_DATABASE_URL", "CRMFLOW_SEALING_KEYS")
+        if name in app_env
+    }
     return [
         Service("temporal", server_argv, (temporal.host, temporal.port)),
         Service(
@@ -222,6 +244,21 @@ def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
             ],
             (provider.host, provider.port),
         ),
+        Service(
+            "webhook-sink",
+            [
+                *crmflow,
+                "webhook-sink",
+                "--host",
+                webhook_sink.host,
+                "--port",
+                str(webhook_sink.port),
+                "--state",
+                str(state),
+            ],
+            (webhook_sink.host, webhook_sink.port),
+            sink_env,
+        ),
         Service("worker", [*crmflow, "worker"], (temporal.host, temporal.port), app_env),
         Service("api", [*crmflow, "api"], (config.api.host, config.api.port), app_env),
     ]
@@ -234,6 +271,16 @@ def dev_codec_keys(state: Path) -> str:
         state.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(new_codec_key("dev-1") + "\n")
+    return path.read_text().strip()
+
+
+def dev_http_secret(state: Path) -> str:
+    """The secret that signs automations' ``http`` steps on the dev stack, made on first use."""
+    path = state / "automation-http-secret"
+    if not path.exists():
+        state.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(new_secret() + "\n")
     return path.read_text().strip()
 
 
@@ -420,6 +467,8 @@ class DevStack:
             f"(metrics at http://{api.host}:{api.port}/metrics)",
             f"  SMTP sink   {self.config.smtp_sink.host}:{self.config.smtp_sink.port} "
             "(read it with: crmflow mail)",
+            f"  Webhooks    http://{self.config.webhook_sink.host}:{self.config.webhook_sink.port}"
+            "/<any path> (read them with: crmflow webhooks; control at /_sink/)",
         ]
         keys = dev_api_keys(self.root / self.config.state_dir)
         lines.append("  API keys (send as 'Authorization: Bearer <key>'):")

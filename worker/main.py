@@ -143,7 +143,7 @@ def build_activities(settings: Settings, policy: Policy, database: Database) -> 
         timeout_seconds=settings.outbound_timeout_seconds,
     )
     webhooks = WebhookActivities(
-        database, settings.codec_keys, outbound, operator_email=settings.operator_email
+        database, settings.secret_keys, outbound, operator_email=settings.operator_email
     )
     activities.append(webhooks.deliver_due)
     activities.append(ProcessStartActivities(database, policy, settings.task_queue).start_process)

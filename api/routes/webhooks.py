@@ -3,7 +3,7 @@
 An ``admin`` creates an endpoint with a URL and the event types it wants
 (``ticket.breached``, ``ticket.*``, ``*``; the catalogue and each type's
 payload schema are at ``/v1/webhooks/event-types``). The answer carries the
-signing secret, once; it is stored sealed with the codec key. Rotating it
+signing secret, once; it is stored sealed (``crm.platform.sealing``). Rotating it
 gives a new secret and keeps the old one signing for an overlap, so a
 receiver can switch without losing a delivery. ``/deliveries`` is the
 delivery log (attempts, statuses, latency, the next attempt) and
@@ -17,13 +17,13 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 from temporalio.service import RPCError
 
 from api.auth import Admin
 from api.deps import AppContext, ContextDep, DatabaseDep
 from api.problems import Problem
-from crm.domain.webhook_events import event_catalogue, pattern_problem
+from crm.domain.webhook_events import SUBSCRIBABLE, event_catalogue, pattern_problem
 from crm.platform.principals import Principal
 from crm.platform.sealing import SealingUnavailable
 from crm.platform.temporal import TemporalUnavailable
@@ -47,6 +47,12 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 EndpointId = Annotated[str, Path(pattern=r"^ep_[0-9a-f]{20}$")]
 MAX_EVENT_TYPES = 50
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+#: An http(s) URL with a host name or IPv4 address and no credentials.
+URL_PATTERN = rf"^https?://{_LABEL}(?:\.{_LABEL}){{0,20}}(?::{_PORT})?(?:[/?#][^\s]*)?$"
+#: What an endpoint may subscribe to: an event type, ``<process>.*``, or ``*``.
+EventPattern = Annotated[str, WithJsonSchema({"type": "string", "enum": SUBSCRIBABLE})]
 
 
 def _checked_url(url: str) -> str:
@@ -69,8 +75,12 @@ class NewEndpoint(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(max_length=2000, examples=["https://hooks.example.com/crmflow"])
-    event_types: list[str] = Field(
+    url: str = Field(
+        max_length=2000,
+        json_schema_extra={"pattern": URL_PATTERN},
+        examples=["https://hooks.example.com/crmflow"],
+    )
+    event_types: list[EventPattern] = Field(
         min_length=1, max_length=MAX_EVENT_TYPES, examples=[["ticket.*", "renewal.lapsed"]]
     )
     personal_data: bool = False
@@ -85,8 +95,12 @@ class EndpointChanges(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(default=None, max_length=2000)
-    event_types: list[str] | None = Field(default=None, min_length=1, max_length=MAX_EVENT_TYPES)
+    url: str | None = Field(
+        default=None, max_length=2000, json_schema_extra={"pattern": URL_PATTERN}
+    )
+    event_types: list[EventPattern] | None = Field(
+        default=None, min_length=1, max_length=MAX_EVENT_TYPES
+    )
     personal_data: bool | None = None
     enabled: bool | None = None
 
@@ -226,7 +240,7 @@ async def create(body: NewEndpoint, context: ContextDep, principal: Admin) -> En
             event_types=body.event_types,
             personal_data=body.personal_data,
             enabled=body.enabled,
-            codec_keys=context.settings.codec_keys,
+            codec_keys=context.settings.secret_keys,
         )
     except SealingUnavailable as err:
         raise _no_sealing(err) from err
@@ -279,7 +293,7 @@ async def rotate(
             principal.tenant,
             endpoint_id,
             timedelta(hours=body.overlap_hours),
-            context.settings.codec_keys,
+            context.settings.secret_keys,
         )
     except SealingUnavailable as err:
         raise _no_sealing(err) from err

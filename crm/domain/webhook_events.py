@@ -43,6 +43,8 @@ EVENT_TYPES: dict[str, tuple[str, str, dict[str, str]]] = {
     for outcome in entry.outcomes
 }
 PROCESSES = frozenset(process for process, _, _ in EVENT_TYPES.values())
+#: Everything an endpoint may subscribe to: each type, each ``<process>.*``, and ``*``.
+SUBSCRIBABLE: list[str] = ["*", *sorted(f"{p}.*" for p in PROCESSES), *sorted(EVENT_TYPES)]
 
 
 def pattern_problem(pattern: str) -> str | None:

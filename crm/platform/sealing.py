@@ -1,10 +1,11 @@
-"""Secrets kept in the database sealed with the codec keys (AES-256-GCM).
+"""Secrets kept in the database sealed with the sealing keys (AES-256-GCM).
 
 A sealed secret is ``<key id>:<base64 of nonce + ciphertext>``, bound to what
 it belongs to (``context``, e.g. the endpoint id) as associated data, so a
-sealed value copied to another row does not open. The codec's first key
-seals; every configured key opens, so rotating the codec keys keeps stored
-secrets readable.
+sealed value copied to another row does not open. The keys are
+``CRMFLOW_SEALING_KEYS``, or the codec keys when that is unset, in the codec
+keys' form: the first one seals; every configured key opens, so rotating the
+keys keeps stored secrets readable.
 """
 
 from __future__ import annotations
@@ -53,5 +54,7 @@ def unseal(sealed: str, context: str, codec_keys: str | None) -> str:
 def _keys(codec_keys: str | None) -> dict[str, bytes]:
     keys = parse_codec_keys(codec_keys) if codec_keys else {}
     if not keys:
-        raise SealingUnavailable("secrets are sealed with the codec keys: set CRMFLOW_CODEC_KEYS")
+        raise SealingUnavailable(
+            "stored secrets are sealed: set CRMFLOW_SEALING_KEYS or CRMFLOW_CODEC_KEYS"
+        )
     return keys

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     temporal_tls_key: Path | None = None
     temporal_api_key: str | None = None
     codec_keys: str | None = Field(default=None, repr=False)
+    #: The keys that seal secrets stored in the database (webhook signing secrets), in the
+    #: codec keys' form; the codec keys when unset.
+    sealing_keys: str | None = Field(default=None, repr=False)
     task_queue: str = "crmflow"
 
     database_url: str = "sqlite:///.crmflow/crm.db"
@@ -77,6 +80,11 @@ class Settings(BaseSettings):
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
     worker_sandbox: bool = False
     worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
+
+    @property
+    def secret_keys(self) -> str | None:
+        """The keys that seal stored secrets: ``sealing_keys``, else the codec keys."""
+        return self.sealing_keys or self.codec_keys
 
 
 @lru_cache

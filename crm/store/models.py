@@ -334,7 +334,7 @@ class RecordEventReceipt(SQLModel, table=True):
 class WebhookEndpoint(SQLModel, table=True):
     """A tenant's webhook endpoint: where the events of ``event_types`` are delivered.
 
-    ``secret`` is the signing secret sealed with the codec key
+    ``secret`` is the signing secret sealed with the sealing keys
     (``crm.platform.sealing``); during a rotation ``previous_secret`` still
     signs until ``previous_secret_expires_at``. ``failing_since`` is the first
     failed attempt of the current run of failures (None after a success);

@@ -3,7 +3,8 @@
 The stack runs from a temporal-dev.yml on free ports in a temporary folder, so
 it does not collide with a stack the developer has running. The test starts an
 onboarding for customer c-42 through the API, finds it with the Temporal CLI
-by its search attributes, reads the welcome email with ``crmflow mail``, stops
+by its search attributes, reads the welcome email with ``crmflow mail``, has
+the webhook sink verify a delivery signed with a new endpoint's secret, stops
 the stack with SIGTERM and starts it again: the run is still there, waiting.
 """
 
@@ -24,6 +25,7 @@ import httpx
 import pytest
 import yaml
 
+from activities.outbound import signed_headers, signing_key
 from tests.support.servers import free_port
 
 BIN_DIR = Path(sys.executable).parent
@@ -37,6 +39,7 @@ def stack_config(root: Path) -> dict[str, Any]:
     config["temporal"]["ui_port"] = None
     config["smtp_sink"]["port"] = free_port()
     config["enrichment_provider"]["port"] = free_port()
+    config["webhook_sink"]["port"] = free_port()
     config["api"]["port"] = free_port()
     config["worker"]["metrics_port"] = free_port()
     config["database_url"] = f"sqlite:///{root / '.crmflow' / 'crm.db'}"
@@ -151,6 +154,30 @@ def test_dev_stack_runs_finds_and_keeps_an_onboarding_across_a_restart(tmp_path:
         )
         assert "hank@globex-corp.com" in mail.stdout
         assert "Welcome to crmflow, Globex" in mail.stdout
+
+        sink_url = f"http://127.0.0.1:{config['webhook_sink']['port']}"
+        admin = httpx.Client(base_url=api_url, timeout=10, headers=as_role(keys, "admin"))
+        created = admin.post(
+            "/v1/webhooks", json={"url": f"{sink_url}/hooks/crm", "event_types": ["*"]}
+        )
+        assert created.status_code == 201, created.text
+        body = b'{"type": "ticket.breached", "data": {}}'
+        signed = signed_headers([signing_key(created.json()["secret"])], "msg_check_1", body)
+        delivered = httpx.post(f"{sink_url}/hooks/crm", content=body, headers=signed)
+        assert delivered.status_code == 200, delivered.text
+        webhooks = subprocess.run(
+            [str(BIN_DIR / "crmflow"), "webhooks", "--state", str(tmp_path / ".crmflow")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert webhooks.stdout.splitlines()[-1].split()[2:] == [
+            "/hooks/crm",
+            "msg_check_1",
+            "ticket.breached",
+            "yes",
+            "200",
+        ]
 
         worker_metrics = httpx.get(f"http://127.0.0.1:{config['worker']['metrics_port']}/metrics")
         assert "temporal_workflow_completed" in worker_metrics.text or (

@@ -39,10 +39,10 @@ OPERATOR = "ops@example.com"
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """Secrets sealed with a codec key, calls let through to 127.0.0.1, an operator to tell."""
+    """Secrets sealed with a key of their own, calls let into 127.0.0.1, an operator."""
     return settings.model_copy(
         update={
-            "codec_keys": new_codec_key("test-1"),
+            "sealing_keys": new_codec_key("test-1"),
             "outbound_allowed_hosts": ["127.0.0.1"],
             "operator_email": OPERATOR,
         }
@@ -65,7 +65,7 @@ async def endpoint(
         event_types=event_types or ["ticket.*"],
         personal_data=personal,
         enabled=True,
-        codec_keys=stack.settings.codec_keys,
+        codec_keys=stack.settings.secret_keys,
     )
 
 
@@ -205,7 +205,7 @@ async def test_during_a_rotation_both_secrets_sign_and_a_receiver_with_either_ve
     app, base_url = receiver
     row, old_secret = await endpoint(stack, f"{base_url}/hooks")
     rotated = await rotate_secret(
-        stack.database, None, row.endpoint_id, timedelta(hours=24), stack.settings.codec_keys
+        stack.database, None, row.endpoint_id, timedelta(hours=24), stack.settings.secret_keys
     )
     assert rotated is not None
     _, new_secret = rotated
