@@ -27,7 +27,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import socket
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -38,7 +37,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from crm.platform.urls import url_problem
+from crm.platform.urls import refused_address, url_problem
 
 SECRET_PREFIX = "whsec_"
 
@@ -89,22 +88,6 @@ def signed_headers(keys: Sequence[bytes], message_id: str, body: bytes) -> dict[
         "webhook-timestamp": str(timestamp),
         "webhook-signature": signature(keys, message_id, timestamp, body),
     }
-
-
-def refused_address(address: str) -> bool:
-    """Whether ``address`` is inside the network or not a unicast public address."""
-    ip = ipaddress.ip_address(address.partition("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (
-        not ip.is_global
-        or ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
 
 
 def checked_url(url: str) -> URL:
@@ -187,9 +170,8 @@ class Outbound:
         for family, _, proto, _, sockaddr in infos:
             address = str(sockaddr[0])
             if host.lower() not in self._allowed and refused_address(address):
-                raise DestinationRefused(
-                    f"{host} resolves to {address}, an address inside the network"
-                )
+                where = f"{host} resolves to {address}," if address != host else host + " is"
+                raise DestinationRefused(f"{where} an address inside the network")
             addresses.append(
                 ResolveResult(
                     hostname=host,

@@ -62,6 +62,8 @@ from workflows.webhook_types import (
 
 #: Deliveries one round takes at most.
 ROUND_SIZE = 200
+#: How often a round tells Temporal it is alive (the workflow's heartbeat timeout is 30 s).
+HEARTBEAT_EVERY = 5.0
 #: The longest a ``Retry-After`` may push a retry.
 MAX_RETRY_AFTER = timedelta(hours=6)
 
@@ -125,7 +127,11 @@ class WebhookActivities:
             state = await record_round(self._database, request.endpoint_id, [], now)
             return RoundResult(next_due=state.next_due, url=endpoint.url)
         keys = [signing_key(s) for s in signing_secrets(endpoint, now, self._codec_keys)]
-        results = await self._attempt_all(endpoint.url, endpoint.personal_data, keys, due, now)
+        beating = asyncio.create_task(_heartbeat_every(HEARTBEAT_EVERY))
+        try:
+            results = await self._attempt_all(endpoint.url, endpoint.personal_data, keys, due, now)
+        finally:
+            beating.cancel()
         state = await record_round(self._database, request.endpoint_id, results, now)
         counts = {kind: sum(r.result == kind for r in results) for kind in ("delivered", "retry")}
         return RoundResult(
@@ -150,7 +156,6 @@ class WebhookActivities:
 
                 async def attempt(item: Due) -> Attempted:
                     async with gate:
-                        activity.heartbeat()
                         return await self._attempt(session, url, personal, keys, item, now)
 
                 return list(await asyncio.gather(*(attempt(item) for item in due)))
@@ -198,6 +203,12 @@ class WebhookActivities:
         return _retry_or_fail(
             item, now, answer.status, answer.latency_ms, f"answered {answer.status}", asked
         )
+
+
+async def _heartbeat_every(seconds: float) -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(seconds)
 
 
 def _unanswered(item: Due, now: datetime, error: str, result: str) -> Attempted:

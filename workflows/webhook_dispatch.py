@@ -32,6 +32,8 @@ with workflow.unsafe.imports_passed_through():
         RoundResult,
     )
 
+#: The name its recorded histories go by (``tests/histories/webhooks-*.json``).
+PROCESS_NAME = "webhooks"
 #: How long a run with nothing pending waits for an event before it ends.
 IDLE = timedelta(hours=1)
 #: Rounds before the run continues as new.
@@ -62,7 +64,7 @@ class WebhookDispatchWorkflow:
                 DeliveryRound(request.endpoint_id, workflow.now()),
                 result_type=RoundResult,
                 start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=timedelta(minutes=1),
+                heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=ROUND_RETRY,
             )
             summary.rounds += 1

@@ -22,12 +22,12 @@ from temporalio.service import RPCError
 
 from api.auth import Admin
 from api.deps import AppContext, ContextDep, DatabaseDep
-from api.problems import Problem
+from api.problems import Problem, invalid_input
 from crm.domain.webhook_events import SUBSCRIBABLE, event_catalogue, pattern_problem
 from crm.platform.principals import Principal
 from crm.platform.sealing import SealingUnavailable
 from crm.platform.temporal import TemporalUnavailable
-from crm.platform.urls import url_problem
+from crm.platform.urls import address_problem, url_problem
 from crm.store.db import Database
 from crm.store.models import WebhookEndpoint, as_utc
 from crm.store.webhooks import (
@@ -232,6 +232,7 @@ async def event_types(principal: Admin) -> dict[str, Any]:
 @router.post("", response_model=EndpointWithSecret, status_code=status.HTTP_201_CREATED)
 async def create(body: NewEndpoint, context: ContextDep, principal: Admin) -> EndpointWithSecret:
     """Create an endpoint; the answer holds its signing secret, shown only this once."""
+    _check_address(body.url, context)
     try:
         row, secret = await create_endpoint(
             context.database,
@@ -266,6 +267,8 @@ async def change(
 ) -> EndpointView:
     """Change the URL, the event types, personal data or whether it is enabled."""
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if body.url is not None:
+        _check_address(body.url, context)
     row = await update_endpoint(context.database, principal.tenant, endpoint_id, changes)
     if row is None:
         raise _not_found(endpoint_id)
@@ -361,6 +364,13 @@ async def _wake(context: AppContext, endpoint_id: str) -> None:
         )
     except RPCError as err:
         raise TemporalUnavailable(err.message) from err
+
+
+def _check_address(url: str, context: AppContext) -> None:
+    """422 for a URL whose host is an address inside the network (not allowlisted)."""
+    problem = address_problem(url, context.settings.outbound_allowed_hosts)
+    if problem is not None:
+        raise invalid_input("url", problem)
 
 
 def _not_found(endpoint_id: str) -> Problem:

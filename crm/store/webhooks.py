@@ -11,6 +11,7 @@ log's figures: status, latency, the next attempt.
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -49,6 +50,13 @@ BACK_OFF: tuple[timedelta, ...] = (
 def new_secret() -> str:
     """A fresh Standard Webhooks signing secret: ``whsec_`` and 32 random bytes in base64."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def message_id(endpoint_id: str, event_key: str) -> str:
+    """The ``webhook-id`` of an event's delivery to an endpoint: the same on every attempt,
+    and unique across endpoints (whose ids are random) and events."""
+    digest = hashlib.sha256(f"{endpoint_id}/{event_key}".encode()).hexdigest()
+    return f"msg_{digest[:32]}"
 
 
 def _tenant(tenant: str | None) -> str:
@@ -231,7 +239,7 @@ def emit(session: Session, event: Emitted) -> list[str]:
                 key=f"{endpoint.endpoint_id}/{stored.key}",
                 endpoint_id=endpoint.endpoint_id,
                 event_key=stored.key,
-                message_id=f"msg_{stored.id}_{endpoint.id}",
+                message_id=message_id(endpoint.endpoint_id, stored.key),
                 next_attempt_at=utcnow(),
             ),
         )

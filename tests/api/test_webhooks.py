@@ -185,3 +185,18 @@ async def test_the_event_catalogue_has_a_payload_schema_per_type(as_key: KeyedCl
     assert {"ticket.breached", "renewal.lapsed", "approval.approved"} <= set(catalogue)
     data = catalogue["onboarding.stalled"]["properties"]["data"]
     assert {"event_id", "process_id", "customer_id"} <= set(data["properties"])
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://169.254.169.254/latest/meta-data", "http://10.0.0.7/hooks", "http://0.0.0.0:80/"],
+)
+async def test_an_address_inside_the_network_is_refused_on_submit(
+    as_key: KeyedClient, url: str
+) -> None:
+    answer = await as_key("admin").post("/v1/webhooks", json={"url": url, "event_types": ["*"]})
+
+    assert answer.status_code == 422
+    [error] = answer.json()["errors"]
+    assert error["loc"] == ["body", "url"]
+    assert "inside the network" in error["msg"]

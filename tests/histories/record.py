@@ -35,6 +35,8 @@ from temporalio.client import (
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from activities.webhook_delivery import emit_event
+from crm.platform.codec import new_codec_key
 from crm.platform.settings import Settings
 from crm.platform.temporal import time_skipping_server
 from crm.policy import Policy
@@ -42,12 +44,14 @@ from crm.policy.sla import SlaPolicy, SlaTierOverride
 from crm.store.automations import change_state, normalized, save_version
 from crm.store.db import Database
 from crm.store.models import UsageReport
+from crm.store.webhooks import Emitted, create_endpoint
 from devstack.enrichment_provider import create_provider_app
 from devstack.mailsink import MailSink
 from tests.conftest import eventually
 from tests.support.automations import example, record_event, start_run
 from tests.support.lead import lead_input, start_lead, zone_at_local_hour
 from tests.support.lead import send_event as send_lead_event
+from tests.support.receivers import Planned, running_receiver
 from tests.support.renewal import (
     approval_input,
     approver,
@@ -71,6 +75,7 @@ from workflows.onboarding import OnboardingWorkflow
 from workflows.onboarding_types import OnboardingInput
 from workflows.renewal import RenewalWorkflow
 from workflows.renewal_types import renewal_id
+from workflows.webhook_types import dispatch_id
 
 HISTORIES = Path(__file__).parent
 
@@ -513,6 +518,53 @@ async def automation_discount_approved(rec: Recording) -> Handle:
     return handle
 
 
+# Webhooks
+
+#: The key that seals the recorded endpoints' secrets.
+SEALING_KEYS = new_codec_key("record-1")
+
+
+async def _dispatch(rec: Recording, planned: list[Planned | int], events: int) -> Handle:
+    """Deliver ``events`` ticket breaches to one endpoint answering ``planned``; the
+    endpoint's dispatch run, once it ended."""
+    with running_receiver() as (receiver, base_url):
+        receiver.planned["/hooks"] = planned
+        endpoint, _ = await create_endpoint(
+            rec.database,
+            None,
+            url=f"{base_url}/hooks",
+            event_types=["ticket.*"],
+            personal_data=False,
+            enabled=True,
+            codec_keys=SEALING_KEYS,
+        )
+        now = await rec.env.get_current_time()
+        for number in range(events):
+            event = Emitted(
+                tenant=None,
+                event_id=f"sla-T-{number}/breached",
+                type="ticket.breached",
+                process_id=f"sla-T-{number}",
+                occurred_at=now,
+                data={"ticket_id": f"T-{number}", "priority": "high"},
+            )
+            await emit_event(rec.client, rec.database, rec.task_queue, event)
+        handle = rec.client.get_workflow_handle(dispatch_id(endpoint.endpoint_id))
+        async with rec.env.time_skipping_unlocked():  # type: ignore[attr-defined]
+            await handle.result()
+    return handle
+
+
+async def webhooks_retried_delivered(rec: Recording) -> Handle:
+    """Two events: both answered 503, then one 429 with Retry-After, then all 200."""
+    return await _dispatch(rec, [503, 503, Planned(429, {"Retry-After": "60"})], 2)
+
+
+async def webhooks_endpoint_gone(rec: Recording) -> Handle:
+    """A 410: the endpoint is disabled and the operator emailed."""
+    return await _dispatch(rec, [410], 1)
+
+
 SCENARIOS: dict[str, Scenario] = {
     "onboarding-activated": onboarding_activated,
     "onboarding-stalled": onboarding_stalled,
@@ -549,6 +601,8 @@ SCENARIOS: dict[str, Scenario] = {
     "renewal-lapsed-outcome-offered": renewal_lapsed,
     "lead-routed-outcome-offered": lead_routed,
     "automation-discount-approved": automation_discount_approved,
+    "webhooks-retried-delivered": webhooks_retried_delivered,
+    "webhooks-endpoint-gone": webhooks_endpoint_gone,
 }
 
 #: Settings a scenario changes: the SMTP relay is down for the whole run.
@@ -570,6 +624,9 @@ async def record(names: list[str]) -> None:
             enrichment_url=url,
             worker_graceful_shutdown_seconds=0,
             worker_sandbox=True,
+            sealing_keys=SEALING_KEYS,
+            outbound_allowed_hosts=["127.0.0.1"],
+            operator_email="ops@example.com",
         )
         database = Database.from_url(settings.database_url)
         await database.create_tables()

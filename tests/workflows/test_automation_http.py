@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
-from activities.outbound import refused_address, signing_key
+from activities.outbound import signing_key
 from crm.automations.preview import preview
 from crm.automations.validation import parse_definition
 from crm.domain.automation import AutomationDefinition
 from crm.platform.settings import Settings
+from crm.platform.urls import refused_address
 from crm.policy import Policy
 from tests.support.automations import audit_steps, new_record_id, record_event, start_run
 from tests.support.receivers import Received, Receiver, running_receiver

@@ -20,8 +20,9 @@ from worker.main import SANDBOXED_RUNNER, WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parents[1] / "histories").glob("*.json"))
 
-#: Every process the worker runs; each needs recordings of its main paths.
-PROCESSES = {"onboarding", "sla", "approval", "renewal", "lead", "automation"}
+#: Every process the worker runs (and the webhooks' dispatch); each needs recordings of
+#: its main paths.
+PROCESSES = {"onboarding", "sla", "approval", "renewal", "lead", "automation", "webhooks"}
 
 
 def test_every_process_has_recorded_histories() -> None:
