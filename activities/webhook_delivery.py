@@ -1,7 +1,8 @@
 """The activities that emit webhook events and deliver them, signed, to their endpoints.
 
-``emit_outcome`` stores an event and its deliveries (``crm.store.webhooks``)
-and wakes the dispatch workflow of each endpoint it reached (signal-with-start,
+``emit_event`` (behind the ``emit_milestone`` activity and ``offer_outcome``)
+stores an event and its deliveries (``crm.store.webhooks``) and wakes the
+dispatch workflow of each endpoint it reached (signal-with-start,
 ``workflows.webhook_dispatch``). ``deliver_due`` makes one round of an
 endpoint's due deliveries: each is POSTed through ``activities.outbound``
 (signed with every current secret, under the delivery's ``webhook-id``, the
@@ -51,6 +52,7 @@ from crm.store.webhooks import (
     record_round,
     signing_secrets,
 )
+from workflows.contracts import EMIT_EVENT, MilestoneEmitted, MilestoneEvent
 from workflows.webhook_types import (
     DELIVER_DUE,
     WAKE,
@@ -108,12 +110,29 @@ class WebhookActivities:
         *,
         operator_email: str | None = None,
         concurrency: int = 20,
+        task_queue: str = "crmflow",
     ) -> None:
         self._database = database
+        self._task_queue = task_queue
         self._codec_keys = codec_keys
         self._outbound = outbound
         self._operator_email = operator_email
         self._concurrency = concurrency
+
+    @activity.defn(name=EMIT_EVENT)
+    async def emit_milestone(self, event: MilestoneEvent) -> MilestoneEmitted:
+        """Store a process's milestone event and wake its endpoints' dispatchers; safe to
+        retry (the event is stored once per id)."""
+        emitted = Emitted(
+            tenant=event.tenant,
+            event_id=event.event_id,
+            type=event.type,
+            process_id=event.process_id,
+            occurred_at=event.occurred_at,
+            data=event.data,
+        )
+        count = await emit_event(activity.client(), self._database, self._task_queue, emitted)
+        return MilestoneEmitted(endpoints=count)
 
     @activity.defn(name=DELIVER_DUE)
     async def deliver_due(self, request: DeliveryRound) -> RoundResult:

@@ -143,9 +143,13 @@ def build_activities(settings: Settings, policy: Policy, database: Database) -> 
         timeout_seconds=settings.outbound_timeout_seconds,
     )
     webhooks = WebhookActivities(
-        database, settings.secret_keys, outbound, operator_email=settings.operator_email
+        database,
+        settings.secret_keys,
+        outbound,
+        operator_email=settings.operator_email,
+        task_queue=settings.task_queue,
     )
-    activities.append(webhooks.deliver_due)
+    activities += [webhooks.deliver_due, webhooks.emit_milestone]
     activities.append(ProcessStartActivities(database, policy, settings.task_queue).start_process)
     http_calls = HttpCallActivities(
         settings.automation_http_secret,

@@ -148,6 +148,16 @@ class ApprovalWorkflow(ProcessSteps):
                 f"escalate_{index}", {"from": previous, "to": approver.approver_id}
             )
         await self._notify(index, approver, step)
+        await self._emit(
+            "approval.requested",
+            {
+                "subject": self._request.subject,
+                "requester_id": self._request.requester_id,
+                "approver_id": approver.approver_id,
+                "decide_by": self._deadline.isoformat(),
+            },
+            step=f"requested_{index}",
+        )
         workflow.set_current_details(
             f"Waiting for {approver.approver_id} to decide "
             f"until {self._deadline:%Y-%m-%d %H:%M} UTC."

@@ -130,6 +130,7 @@ class AutomationWorkflow(ProcessSteps):
                     RECORD_ID.value_set(run.record_id),
                 ]
             )
+            await self._emit("automation.enrolled", self._run_fields(), step="enrolled")
         step_id: str | None = run.at_step or definition.steps[0].id
         outcome, failure = "completed", None
         try:
@@ -580,7 +581,27 @@ class AutomationWorkflow(ProcessSteps):
             await self._audit_step(f"failed:{step}", {"reason": failure})
             detail["failure"] = failure
         await self._audit_step("outcome", detail)
+        await self._emit_end(outcome, failure)
         await workflow.wait_condition(workflow.all_handlers_finished)
+
+    async def _emit_end(self, outcome: str, failure: str | None) -> None:
+        """Emit how the run ended: ``automation.step_failed``, ``.goal_met``, ``.cancelled``
+        or ``.completed`` (with the ``end`` step's outcome)."""
+        fields: dict[str, Any] = {**self._run_fields(), "outcome": outcome}
+        if failure is not None:
+            step, _, reason = failure.partition(": ")
+            fields |= {"step": step, "reason": reason}
+        kind = {"failed": "step_failed", "goal_met": "goal_met", "cancelled": "cancelled"}
+        await self._emit(f"automation.{kind.get(outcome, 'completed')}", fields, step="ended")
+
+    def _run_fields(self) -> dict[str, Any]:
+        run = self._run
+        return {
+            "automation_id": run.automation_id,
+            "version": run.version,
+            "object": self._definition.object,
+            "record_id": run.record_id,
+        }
 
     def _continue_as_new(self, at_step: str) -> NoReturn:
         run = self._run

@@ -196,6 +196,11 @@ class LeadWorkflow(ProcessSteps):
         await self._save("qualified")
         briefing = self._dossier.rep_briefing(rep, territory, task.task_id, due, reason)
         await self._send_email("rep_assigned", rep.assignee_email, "lead_assigned", briefing)
+        await self._emit(
+            "lead.routed",
+            {"owner_id": rep.assignee_id, "territory": territory.name, "reason": reason},
+            step="routed",
+        )
         return "qualified"
 
     async def _nurture(self) -> str:

@@ -224,6 +224,11 @@ class RenewalWorkflow(ProcessSteps):
         await self._send_email(messages.reminder_email(term, days, date))
         task = messages.reminder_task(term, days, date, workflow.now(), self._plan.renewal_date)
         await self._create_task(task)
+        await self._emit(
+            "renewal.reminded",
+            {"days_before": days, "renewal_date": date.isoformat(), "term": term.term},
+            step=f"reminded_{days}",
+        )
 
     async def _analyse_usage(self) -> None:
         self._usage = usage = await workflow.execute_activity(

@@ -164,6 +164,16 @@ class TicketSlaWorkflow(ProcessSteps):
         await self._send_email(step, messages.warning_email(alert, assignee))
         await self._notify_staff(step, assignee.assignee_id, messages.warning_notice(alert))
         self._sla.record_escalation(clock.name, WARNING, assignee.assignee_id)
+        await self._emit(
+            "ticket.warning",
+            {
+                "clock": clock.name,
+                "due_at": (clock.due(1.0) or workflow.now()).isoformat(),
+                "priority": self._sla.priority,
+                "assignee_id": assignee.assignee_id,
+            },
+            step=step,
+        )
 
     async def _escalate_to_team_lead(self, clock: SlaClock) -> None:
         lead = await self._team_lead()
@@ -191,6 +201,11 @@ class TicketSlaWorkflow(ProcessSteps):
         await self._send_email(step, messages.manager_email(alert, lead, manager))
         await self._create_task(step, messages.manager_task(alert, lead, manager))
         self._sla.record_escalation(clock.name, MANAGER, manager.staff_id)
+        await self._emit(
+            "ticket.escalated",
+            {"clock": clock.name, "level": "manager", "escalated_to": manager.staff_id},
+            step=step,
+        )
 
     async def _reassign_if_policy_says(self, step: str) -> str | None:
         pool = self._ticket.terms.reassign_pool

@@ -21,6 +21,7 @@ from workflows.contracts import (
     ASSIGN_OWNER,
     CLOSE_TASKS,
     CREATE_TASK,
+    EMIT_EVENT,
     ENRICH_COMPANY,
     LOOK_UP_STAFF,
     NOTIFY_STAFF,
@@ -36,6 +37,8 @@ from workflows.contracts import (
     EmailReceipt,
     EmailRequest,
     EnrichmentRequest,
+    MilestoneEmitted,
+    MilestoneEvent,
     NotificationRequest,
     OutcomeEvent,
     OutcomeOffered,
@@ -56,6 +59,9 @@ from workflows.retries import (
 
 #: Runs begun before it do not offer their outcomes to automations.
 OUTCOME_EVENTS = "outcome-events"
+
+#: Runs begun before it emit no milestone events to webhooks (their outcomes still are).
+WEBHOOK_EVENTS = "webhook-events"
 
 #: How long a run tries to offer its outcome before it notes the failure and ends anyway.
 OFFER_WITHIN = timedelta(minutes=30)
@@ -319,6 +325,40 @@ class ProcessSteps:
             return
         runs = offered.enrolled + offered.delivered
         self._show_step(f"offered:{step}", f"{outcome}: {', '.join(runs) or 'no automation'}")
+
+    async def _emit(self, event_type: str, data: dict[str, Any], *, step: str) -> None:
+        """Emit the milestone ``event_type`` (``crm.domain.webhook_events``) to the tenant's
+        webhook endpoints, once per ``step``: the event is stored and its deliveries queued;
+        delivering is not the run's concern.
+
+        The run does not depend on it: an emission that fails for ``OFFER_WITHIN`` is
+        noted (``state`` and the audit trail as ``emit_failed:<step>``) and the run goes
+        on. Runs begun before ``WEBHOOK_EVENTS`` emit nothing.
+        """
+        if not workflow.patched(WEBHOOK_EVENTS):
+            return
+        event = MilestoneEvent(
+            event_id=f"{self._key(f'emit_{step}')}@{workflow.info().run_id}",
+            type=event_type,
+            process_id=self._process_id,
+            occurred_at=workflow.now(),
+            data={"process_id": self._process_id, "customer_id": self._state.customer_id, **data},
+            tenant=self._tenant(),
+        )
+        try:
+            await workflow.execute_activity(
+                EMIT_EVENT,
+                event,
+                result_type=MilestoneEmitted,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=OFFER_WITHIN,
+                retry_policy=RECORD_RETRY,
+                summary=f"emit {event_type}",
+            )
+        except ActivityError as err:
+            reason = carry_on_reason(err)
+            self._show_step(f"emitted:{step}", f"not emitted: {reason}")
+            await self._audit_step(f"emit_failed:{step}", {"type": event_type, "reason": reason})
 
     def _set_stage(self, stage: str, *, searchable: bool = True) -> None:
         """Show ``stage`` in ``state``, and as ``CrmStage`` unless it is not ``searchable``.

@@ -62,6 +62,7 @@ from workflows.automation_types import (
 from workflows.contracts import (
     ASSIGN_OWNER,
     CREATE_TASK,
+    EMIT_EVENT,
     LOOK_UP_STAFF,
     RECORD_STEP,
     RELEASE_ASSIGNMENT,
@@ -71,6 +72,8 @@ from workflows.contracts import (
     AuditRecord,
     EmailReceipt,
     EmailRequest,
+    MilestoneEmitted,
+    MilestoneEvent,
     ReleaseRequest,
     StaffContact,
     StaffLookup,
@@ -264,6 +267,11 @@ class _Recorder:
         )
         return HttpCallResult(status=200)
 
+    @activity.defn(name=EMIT_EVENT)
+    async def emit_milestone(self, _event: MilestoneEvent) -> MilestoneEmitted:
+        """A preview emits no webhook events."""
+        return MilestoneEmitted(endpoints=0)
+
     @activity.defn(name=_DECIDE_APPROVAL)
     async def decide_approval(self, request: ApprovalInput) -> str:
         step = str(request.details.get("step", ""))
@@ -295,6 +303,7 @@ class _Recorder:
             self.record_step,
             self.start_process,
             self.call_http,
+            self.emit_milestone,
             self.decide_approval,
         ]
 

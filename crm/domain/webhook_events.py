@@ -2,7 +2,10 @@
 
 Every built-in process emits an event at each of its outcomes
 (``crm.domain.process_outcomes``): the type is ``<process>.<outcome>``
-(``ticket.breached``, ``renewal.lapsed``, ``approval.approved``). An endpoint
+(``ticket.breached``, ``renewal.lapsed``, ``approval.approved``); and at its
+milestones on the way (``MILESTONES``: ``ticket.warning``,
+``approval.requested``, ``renewal.reminded``, ``lead.routed``, an automation
+run's ``automation.enrolled`` and how it ended). An endpoint
 subscribes to types or to patterns: ``ticket.*`` (every ticket event) or
 ``*`` (everything).
 
@@ -36,11 +39,60 @@ _JSON_TYPES: dict[str, dict[str, Any]] = {
     "map": {"type": "object"},
 }
 
-#: ``type`` -> (process, outcome, the fields of its data and their types).
+_COMMON = {"process_id": "string", "customer_id": "string"}
+_AUTOMATION = {
+    **_COMMON,
+    "automation_id": "string",
+    "version": "int",
+    "object": "string",
+    "record_id": "string",
+}
+_AUTOMATION_END = {**_AUTOMATION, "outcome": "string"}
+
+#: The milestones processes emit on their way (``ProcessSteps._emit``), besides their
+#: outcomes: ``type`` -> the fields of its data and their types.
+MILESTONES: dict[str, dict[str, str]] = {
+    "ticket.warning": {
+        **_COMMON,
+        "clock": "string",
+        "due_at": "timestamp",
+        "priority": "string",
+        "assignee_id": "string",
+    },
+    "ticket.escalated": {**_COMMON, "clock": "string", "level": "string", "escalated_to": "string"},
+    "approval.requested": {
+        **_COMMON,
+        "subject": "string",
+        "requester_id": "string",
+        "approver_id": "string",
+        "decide_by": "timestamp",
+    },
+    "renewal.reminded": {
+        **_COMMON,
+        "days_before": "int",
+        "renewal_date": "timestamp",
+        "term": "int",
+    },
+    "lead.routed": {**_COMMON, "owner_id": "string", "territory": "string", "reason": "string"},
+    "automation.enrolled": _AUTOMATION,
+    "automation.completed": _AUTOMATION_END,
+    "automation.goal_met": _AUTOMATION_END,
+    "automation.cancelled": _AUTOMATION_END,
+    "automation.step_failed": {**_AUTOMATION_END, "step": "string", "reason": "string"},
+}
+
+#: ``type`` -> (process, what happened, the fields of its data and their types): every
+#: process's outcomes (``crm.domain.process_outcomes``) and its milestones.
 EVENT_TYPES: dict[str, tuple[str, str, dict[str, str]]] = {
-    f"{entry.process}.{outcome}": (entry.process, outcome, dict(entry.fields))
-    for entry in OUTCOME_OBJECTS.values()
-    for outcome in entry.outcomes
+    **{
+        f"{entry.process}.{outcome}": (entry.process, outcome, dict(entry.fields))
+        for entry in OUTCOME_OBJECTS.values()
+        for outcome in entry.outcomes
+    },
+    **{
+        name: (name.partition(".")[0], name.partition(".")[2], fields)
+        for name, fields in MILESTONES.items()
+    },
 }
 PROCESSES = frozenset(process for process, _, _ in EVENT_TYPES.values())
 #: Everything an endpoint may subscribe to: each type, each ``<process>.*``, and ``*``.
@@ -93,7 +145,7 @@ def event_catalogue() -> dict[str, Any]:
         catalogue[event_type] = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": event_type,
-            "description": f"The {process} process ended as, or reached, {outcome!r}. "
+            "description": f"The {process} process reached {outcome!r}. "
             f"Personal fields ({', '.join(sorted(PERSONAL_FIELDS & set(fields)))}) "
             "are sent only to endpoints with personal_data.",
             "type": "object",

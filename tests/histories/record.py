@@ -601,6 +601,12 @@ SCENARIOS: dict[str, Scenario] = {
     "renewal-lapsed-outcome-offered": renewal_lapsed,
     "lead-routed-outcome-offered": lead_routed,
     "automation-discount-approved": automation_discount_approved,
+    # Recorded after the webhook-events patch: each process emits its milestones.
+    "sla-escalated-webhook-events": sla_escalated,
+    "approval-decided-webhook-events": approval_decided,
+    "renewal-lapsed-webhook-events": renewal_lapsed,
+    "lead-routed-webhook-events": lead_routed,
+    "automation-deal-escalated-webhook-events": automation_deal_escalated,
     "webhooks-retried-delivered": webhooks_retried_delivered,
     "webhooks-endpoint-gone": webhooks_endpoint_gone,
 }

@@ -19,8 +19,10 @@ from standardwebhooks.webhooks import Webhook
 from temporalio.client import WorkflowHandle
 
 from activities.webhook_delivery import emit_event
+from crm.automations.validation import parse_definition
 from crm.platform.codec import new_codec_key
 from crm.platform.settings import Settings
+from crm.policy import Policy
 from crm.store.models import WebhookEndpoint
 from crm.store.webhooks import (
     Emitted,
@@ -29,7 +31,7 @@ from crm.store.webhooks import (
     endpoint_of,
     rotate_secret,
 )
-from tests.support.automations import mail_about
+from tests.support.automations import mail_about, new_record_id, record_event, start_run
 from tests.support.receivers import Planned, Receiver, running_receiver
 from tests.support.stack import Stack
 from workflows.webhook_types import DispatchSummary, dispatch_id
@@ -248,3 +250,41 @@ async def test_an_endpoint_with_personal_data_gets_it_and_one_not_subscribed_get
     [request] = app.received
     assert request.path == "/personal"
     assert json.loads(request.body)["data"]["contact_email"] == "ann@example.com"
+
+
+async def test_an_automation_run_emits_its_enrolment_and_its_end_as_milestone_events(
+    stack: Stack, receiver: tuple[Receiver, str]
+) -> None:
+    app, base_url = receiver
+    row, secret = await endpoint(stack, f"{base_url}/automations", ["automation.*"])
+    definition = parse_definition(
+        {
+            "id": "quick-note",
+            "name": "Note won deals",
+            "object": "deal",
+            "fields": {"won": "bool"},
+            "trigger": {"types": ["updated"], "condition": "record.won"},
+            "steps": [
+                {"id": "note", "set": {"noted": "true"}},
+                {"id": "done", "end": {"outcome": "noted"}},
+            ],
+        },
+        Policy(),
+    )
+    record_id = new_record_id("d")
+    now = await stack.env.get_current_time()
+    event = record_event(definition, record_id, "updated", {"won": True}, at=now)
+
+    run = await start_run(stack.client, stack.task_queue, definition, event)
+    assert (await run.result()).outcome == "noted"
+    await dispatched(stack, row.endpoint_id)
+
+    bodies = [Webhook(secret).verify(r.body, r.headers) for r in app.received]
+    assert sorted(body["type"] for body in bodies) == [
+        "automation.completed",
+        "automation.enrolled",
+    ]
+    [ended] = [body for body in bodies if body["type"] == "automation.completed"]
+    assert ended["data"] | {"automation_id": "quick-note", "outcome": "noted"} == ended["data"]
+    assert ended["data"]["record_id"] == record_id
+    assert ended["data"]["process_id"] == run.id
