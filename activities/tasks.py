@@ -7,9 +7,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from crm.automations.templates import UserTemplateError, render_task_texts
+from crm.platform.dispatch import wake_endpoints
 from crm.store.db import Database, insert_once
 from crm.store.models import AuditEntry, Task, as_utc
-from crm.store.task_completion import close_open_tasks
+from crm.store.task_completion import close_open_tasks, task_event
+from crm.store.webhooks import emit
 from workflows.contracts import CLOSE_TASKS, CREATE_TASK, CloseTasksRequest, TaskRef, TaskRequest
 
 
@@ -47,8 +49,9 @@ class TaskActivities:
             assignment_key=request.assignment_key,
         )
 
-        def create(session: Session) -> tuple[Task, bool]:
+        def create(session: Session) -> tuple[Task, bool, list[str]]:
             task, created = insert_once(session, task_row)
+            endpoints = emit(session, task_event(task, "created"))
             audit = AuditEntry(
                 key=request.key,
                 process_id=request.process_id,
@@ -56,10 +59,12 @@ class TaskActivities:
                 detail={"task_id": task.id, "assignee_id": task.assignee_id},
             )
             insert_once(session, audit)
-            return task, created
+            return task, created, endpoints
 
-        task, created = await self._database.run(create)
+        task, created, endpoints = await self._database.run(create)
         assert task.id is not None
+        if endpoints:  # a retry emits the same event again, and wakes them again
+            await wake_endpoints(activity.client(), activity.info().task_queue, endpoints)
         activity.logger.info(
             "task %s %s for %s", task.id, "created" if created else "found", task.assignee_id
         )

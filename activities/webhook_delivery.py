@@ -40,6 +40,7 @@ from activities.outbound import (
     signing_key,
 )
 from crm.domain.webhook_events import payload
+from crm.platform.dispatch import wake_endpoints
 from crm.store.db import Database
 from crm.store.models import as_utc
 from crm.store.webhooks import (
@@ -55,11 +56,8 @@ from crm.store.webhooks import (
 from workflows.contracts import EMIT_EVENT, MilestoneEmitted, MilestoneEvent
 from workflows.webhook_types import (
     DELIVER_DUE,
-    WAKE,
     DeliveryRound,
-    DispatchInput,
     RoundResult,
-    dispatch_id,
 )
 
 #: Deliveries one round takes at most.
@@ -74,14 +72,7 @@ async def emit_event(client: Client, database: Database, task_queue: str, event:
     """Store ``event`` and its deliveries, and wake each endpoint's dispatcher; how many
     endpoints it goes to. Safe to repeat."""
     endpoints = await database.run(lambda session: emit(session, event))
-    for endpoint_id in endpoints:
-        await client.start_workflow(
-            "WebhookDispatch",
-            DispatchInput(endpoint_id),
-            id=dispatch_id(endpoint_id),
-            task_queue=task_queue,
-            start_signal=WAKE,
-        )
+    await wake_endpoints(client, task_queue, endpoints)
     return len(endpoints)
 
 
@@ -110,10 +101,8 @@ class WebhookActivities:
         *,
         operator_email: str | None = None,
         concurrency: int = 20,
-        task_queue: str = "crmflow",
     ) -> None:
         self._database = database
-        self._task_queue = task_queue
         self._codec_keys = codec_keys
         self._outbound = outbound
         self._operator_email = operator_email
@@ -131,7 +120,8 @@ class WebhookActivities:
             occurred_at=event.occurred_at,
             data=event.data,
         )
-        count = await emit_event(activity.client(), self._database, self._task_queue, emitted)
+        queue = activity.info().task_queue  # the dispatchers run where this worker polls
+        count = await emit_event(activity.client(), self._database, queue, emitted)
         return MilestoneEmitted(endpoints=count)
 
     @activity.defn(name=DELIVER_DUE)

@@ -37,11 +37,13 @@ from activities.sla import SlaActivities
 from activities.tasks import TaskActivities
 from activities.usage import UsageActivities
 from activities.webhook_delivery import WebhookActivities
+from crm.platform.dispatch import wake_endpoints
 from crm.platform.logs import configure_logging
 from crm.platform.settings import Settings, get_settings
-from crm.platform.temporal import connect
+from crm.platform.temporal import TemporalUnavailable, connect
 from crm.policy import Policy, load_policy
 from crm.store.db import Database
+from crm.store.webhooks import endpoints_with_pending
 from processes import workflows as registered_workflows
 
 log = logging.getLogger("crmflow.worker")
@@ -147,7 +149,6 @@ def build_activities(settings: Settings, policy: Policy, database: Database) -> 
         settings.secret_keys,
         outbound,
         operator_email=settings.operator_email,
-        task_queue=settings.task_queue,
     )
     activities += [webhooks.deliver_due, webhooks.emit_milestone]
     activities.append(ProcessStartActivities(database, policy, settings.task_queue).start_process)
@@ -201,6 +202,11 @@ async def run_worker(settings: Settings) -> None:
                 settings.temporal_namespace,
                 "in the sandbox" if settings.worker_sandbox else "without the sandbox",
             )
+            waiting = await endpoints_with_pending(database)
+            try:  # deliveries whose wake was lost (Temporal was away) are taken now
+                await wake_endpoints(client, settings.task_queue, waiting)
+            except TemporalUnavailable as err:
+                log.warning("cannot wake %d webhook endpoints: %s", len(waiting), err)
             await stop.wait()
             log.info("worker stopping")
     finally:

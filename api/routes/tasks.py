@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -10,10 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
 from api.auth import ServiceOrSupport, Support
-from api.deps import DatabaseDep
+from api.deps import ContextDep, DatabaseDep
 from api.problems import Problem
+from crm.platform.dispatch import wake_endpoints
+from crm.platform.temporal import TemporalUnavailable
 from crm.store.models import Task, as_utc
-from crm.store.task_completion import complete_task
+from crm.store.task_completion import completed
+
+log = logging.getLogger("crmflow.api")
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
@@ -89,7 +94,7 @@ async def list_tasks(
 
 @router.post("/{task_id}/complete", response_model=TaskView)
 async def complete(
-    database: DatabaseDep,
+    context: ContextDep,
     principal: ServiceOrSupport,
     task_id: Annotated[int, Path(ge=1, le=2**31 - 1)],  # tasks.id is a 32-bit integer
     completion: TaskCompletion | None = None,
@@ -103,11 +108,15 @@ async def complete(
     """
     completion = completion or TaskCompletion()
     by = completion.completed_by or principal.staff_id or principal.id
-    task = await database.run(
-        lambda session: complete_task(
-            session, task_id, by, completion.note, tenant=principal.tenant
-        )
+    task, endpoints = await context.database.run(
+        lambda session: completed(session, task_id, by, completion.note, tenant=principal.tenant)
     )
     if task is None:
         raise Problem(404, "task-not-found", "Task not found", f"no task {task_id}")
+    if endpoints:
+        try:
+            client = await context.temporal.client()
+            await wake_endpoints(client, context.settings.task_queue, endpoints)
+        except (Problem, TemporalUnavailable) as err:  # done is done: the deliveries wait
+            log.warning("task %s done; its webhook deliveries wait for a wake: %s", task_id, err)
     return TaskView.of(task)

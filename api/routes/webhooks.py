@@ -18,15 +18,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
-from temporalio.service import RPCError
 
 from api.auth import Admin
 from api.deps import AppContext, ContextDep, DatabaseDep
 from api.problems import Problem, invalid_input
 from crm.domain.webhook_events import SUBSCRIBABLE, event_catalogue, pattern_problem
+from crm.platform.dispatch import wake_endpoints
 from crm.platform.principals import Principal
 from crm.platform.sealing import SealingUnavailable
-from crm.platform.temporal import TemporalUnavailable
 from crm.platform.urls import address_problem, url_problem
 from crm.store.db import Database
 from crm.store.models import WebhookEndpoint, as_utc
@@ -41,7 +40,6 @@ from crm.store.webhooks import (
     rotate_secret,
     update_endpoint,
 )
-from workflows.webhook_types import WAKE, DispatchInput, dispatch_id
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
@@ -354,16 +352,7 @@ async def _wake(context: AppContext, endpoint_id: str) -> None:
     """Start or wake the endpoint's dispatch workflow; 503 when Temporal is away (the
     deliveries stay pending, and the next event or a repeat wakes it)."""
     client = await context.temporal.client()
-    try:
-        await client.start_workflow(
-            "WebhookDispatch",
-            DispatchInput(endpoint_id),
-            id=dispatch_id(endpoint_id),
-            task_queue=context.settings.task_queue,
-            start_signal=WAKE,
-        )
-    except RPCError as err:
-        raise TemporalUnavailable(err.message) from err
+    await wake_endpoints(client, context.settings.task_queue, [endpoint_id])
 
 
 def _check_address(url: str, context: AppContext) -> None:

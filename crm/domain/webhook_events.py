@@ -5,7 +5,8 @@ Every built-in process emits an event at each of its outcomes
 (``ticket.breached``, ``renewal.lapsed``, ``approval.approved``); and at its
 milestones on the way (``MILESTONES``: ``ticket.warning``,
 ``approval.requested``, ``renewal.reminded``, ``lead.routed``, an automation
-run's ``automation.enrolled`` and how it ended). An endpoint
+run's ``automation.enrolled`` and how it ended, a task's ``task.created`` and
+``task.completed`` (by a person)). An endpoint
 subscribes to types or to patterns: ``ticket.*`` (every ticket event) or
 ``*`` (everything).
 
@@ -26,8 +27,9 @@ from typing import Any
 
 from crm.domain.process_outcomes import OUTCOME_OBJECTS
 
-#: The fields that identify a person, sent only to endpoints configured to get them.
-PERSONAL_FIELDS = frozenset({"contact_name", "contact_email", "email", "name"})
+#: The fields that identify a person (a task's title names whom to call), sent only to
+#: endpoints configured to get them.
+PERSONAL_FIELDS = frozenset({"contact_name", "contact_email", "email", "name", "title"})
 
 _JSON_TYPES: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},
@@ -48,6 +50,14 @@ _AUTOMATION = {
     "record_id": "string",
 }
 _AUTOMATION_END = {**_AUTOMATION, "outcome": "string"}
+_TASK = {
+    **_COMMON,
+    "task_id": "int",
+    "kind": "string",
+    "title": "string",
+    "assignee_id": "string",
+    "due_at": "timestamp",
+}
 
 #: The milestones processes emit on their way (``ProcessSteps._emit``), besides their
 #: outcomes: ``type`` -> the fields of its data and their types.
@@ -74,6 +84,8 @@ MILESTONES: dict[str, dict[str, str]] = {
         "term": "int",
     },
     "lead.routed": {**_COMMON, "owner_id": "string", "territory": "string", "reason": "string"},
+    "task.created": _TASK,
+    "task.completed": {**_TASK, "completed_by": "string"},
     "automation.enrolled": _AUTOMATION,
     "automation.completed": _AUTOMATION_END,
     "automation.goal_met": _AUTOMATION_END,

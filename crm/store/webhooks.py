@@ -394,6 +394,17 @@ def _next_due(session: Session, endpoint_id: str) -> datetime | None:
     return as_utc(due) if due is not None else None
 
 
+async def endpoints_with_pending(database: Database) -> list[str]:
+    """The enabled endpoints (of every tenant) with pending deliveries."""
+    statement = (
+        select(WebhookDelivery.endpoint_id)
+        .join(WebhookEndpoint, col(WebhookEndpoint.endpoint_id) == col(WebhookDelivery.endpoint_id))
+        .where(WebhookDelivery.state == "pending", col(WebhookEndpoint.enabled).is_(True))
+        .distinct()
+    )
+    return list(await database.all(statement))
+
+
 async def next_due(database: Database, endpoint_id: str) -> datetime | None:
     """When the endpoint's next pending delivery is due; None when none is pending."""
     return await database.run(lambda s: _next_due(s, endpoint_id), write=False)

@@ -22,6 +22,7 @@ from crm.platform.settings import Settings
 from crm.store.db import Database
 from crm.store.webhooks import Emitted
 from tests.api.conftest import KeyedClient
+from tests.api.test_onboardings import new_customer
 from tests.conftest import eventually
 from tests.support.receivers import Receiver, running_receiver
 
@@ -200,3 +201,33 @@ async def test_an_address_inside_the_network_is_refused_on_submit(
     [error] = answer.json()["errors"]
     assert error["loc"] == ["body", "url"]
     assert "inside the network" in error["msg"]
+
+
+async def test_a_task_created_by_a_process_and_completed_by_a_person_are_both_delivered(
+    as_key: KeyedClient, api: httpx.AsyncClient, receiver: tuple[Receiver, str]
+) -> None:
+    app, base_url = receiver
+    created = await create(as_key("admin"), f"{base_url}/tasks", event_types=["task.*"])
+    customer = new_customer()
+    process_id = (await api.post("/v1/onboardings", json=customer)).json()["process_id"]
+
+    async def kickoff_tasks() -> list[dict[str, Any]]:
+        listed = await api.get("/v1/tasks", params={"process_id": process_id})
+        tasks: list[dict[str, Any]] = listed.json()
+        return tasks
+
+    [kickoff] = await eventually(kickoff_tasks, lambda tasks: len(tasks) == 1)
+    done = await api.post(f"/v1/tasks/{kickoff['id']}/complete", json={"completed_by": "csm-x"})
+    assert done.status_code == 200
+
+    async def bodies() -> list[dict[str, Any]]:
+        webhook = Webhook(str(created["secret"]))
+        return [webhook.verify(r.body, r.headers) for r in app.received if r.path == "/tasks"]
+
+    received = await eventually(bodies, lambda found: len(found) == 2)
+    by_type = {body["type"]: body["data"] for body in received}
+    assert set(by_type) == {"task.created", "task.completed"}
+    assert by_type["task.completed"]["task_id"] == kickoff["id"]
+    assert by_type["task.completed"]["completed_by"] == "csm-x"
+    assert by_type["task.created"]["process_id"] == process_id
+    assert "title" not in by_type["task.created"], "a title may name a person"
