@@ -31,8 +31,10 @@ from crm.store.webhooks import (
     endpoint_of,
     rotate_secret,
 )
+from tests.conftest import eventually
 from tests.support.automations import mail_about, new_record_id, record_event, start_run
 from tests.support.receivers import Planned, Receiver, running_receiver
+from tests.support.servers import TcpProxy
 from tests.support.stack import Stack
 from workflows.webhook_types import DispatchSummary, dispatch_id
 
@@ -141,6 +143,51 @@ async def test_events_emitted_while_the_receiver_is_down_are_all_delivered_once_
     logs = await deliveries_of(stack.database, row.endpoint_id, limit=500)
     assert {log.delivery.state for log in logs} == {"delivered"}
     assert [a.status for a in logs[0].attempts] == [503, 500, 200]
+
+
+async def test_events_emitted_while_nothing_listens_are_delivered_once_the_receiver_is_up(
+    stack: Stack, receiver: tuple[Receiver, str]
+) -> None:
+    app, base_url = receiver
+    proxy = TcpProxy("127.0.0.1", int(base_url.rsplit(":", 1)[1]))  # closed: connection refused
+    row, _ = await endpoint(stack, f"http://127.0.0.1:{proxy.port}/hooks")
+
+    await emit_breaches(stack, 200)
+
+    async def refused_once() -> list[int]:
+        logs = await deliveries_of(stack.database, row.endpoint_id, limit=500)
+        return [len(log.attempts) for log in logs]
+
+    await eventually(refused_once, lambda counts: len(counts) == 200 and min(counts) >= 1)
+    await proxy.restore()
+    try:
+        summary = await dispatched(stack, row.endpoint_id)
+    finally:
+        await proxy.cut()
+
+    assert summary.delivered == 200
+    assert len(app.by_id()) == 200 and len(app.received) == 200, "each once, none lost"
+    logs = await deliveries_of(stack.database, row.endpoint_id, limit=500)
+    assert all([a.status for a in log.attempts] == [None, 200] for log in logs)
+    assert "cannot reach" in str(logs[0].attempts[0].error)
+
+
+async def test_an_endpoint_slower_than_the_timeout_is_retried(
+    idle_stack: Stack, receiver: tuple[Receiver, str]
+) -> None:
+    app, base_url = receiver
+    app.planned["/slow"] = [Planned(200, stall_seconds=3)]
+    row, _ = await endpoint(idle_stack, f"{base_url}/slow")
+
+    async with idle_stack.worker(outbound_timeout_seconds=1):
+        await emit_breaches(idle_stack, 1)
+        summary = await dispatched(idle_stack, row.endpoint_id)
+
+    assert summary.delivered == 1
+    [log] = await deliveries_of(idle_stack.database, row.endpoint_id)
+    first, second = log.attempts
+    assert (first.status, second.status) == (None, 200)
+    assert "within 1 s" in str(first.error)
 
 
 async def test_a_429_is_retried_no_sooner_than_its_retry_after(
