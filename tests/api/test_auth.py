@@ -32,6 +32,9 @@ def onboarding_body() -> dict[str, Any]:
 
 
 #: (method, path, body, roles allowed). A route missing here is a route nobody checked.
+#: An endpoint id of the right shape that no endpoint has.
+NO_ENDPOINT = "ep_" + "0" * 20
+
 ROUTES: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/onboardings", onboarding_body, {"service"}),
     ("GET", "/v1/processes/onboarding-nobody", None, {"service", "support"}),
@@ -63,6 +66,15 @@ ROUTES: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/automations/preview", {"definition": {}, "record": {}}, {"admin"}),
     ("POST", "/v1/automations/auth/preview", {"record": {}}, {"admin", "support"}),
     ("POST", "/v1/records/events", {"event_id": "auth"}, {"service"}),
+    ("GET", "/v1/webhooks", None, {"admin"}),
+    ("POST", "/v1/webhooks", {"url": "https://hooks.example.com", "event_types": ["*"]}, {"admin"}),
+    ("GET", "/v1/webhooks/event-types", None, {"admin"}),
+    ("GET", f"/v1/webhooks/{NO_ENDPOINT}", None, {"admin"}),
+    ("PATCH", f"/v1/webhooks/{NO_ENDPOINT}", {"enabled": False}, {"admin"}),
+    ("DELETE", f"/v1/webhooks/{NO_ENDPOINT}", None, {"admin"}),
+    ("POST", f"/v1/webhooks/{NO_ENDPOINT}/rotate-secret", {}, {"admin"}),
+    ("GET", f"/v1/webhooks/{NO_ENDPOINT}/deliveries", None, {"admin"}),
+    ("POST", f"/v1/webhooks/{NO_ENDPOINT}/redeliver", {}, {"admin"}),
 ]
 
 
@@ -84,7 +96,13 @@ def _template(path: str) -> str:
     names["subscriptions"] = "{subscription_id}"
     names["tasks"] = "{task_id}"
     names["automations"] = "{automation_id}"
-    fixed = {"schema", "validate", "preview"}  # /v1/automations/schema is no automation's id
+    names["webhooks"] = "{endpoint_id}"
+    fixed = {
+        "schema",
+        "validate",
+        "preview",
+        "event-types",
+    }  # /v1/automations/schema is no automation's id
     return "/".join(
         names[parts[i - 1]]
         if i > 0 and parts[i - 1] in names and part not in fixed | {""}
