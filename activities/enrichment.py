@@ -191,8 +191,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> time
     if value is None or not value.strip():
         return DEFAULT_RETRY_AFTER
     value = value.strip()
-    if value.isdigit():
-        delay = timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit():
+        delay = timedelta(seconds=int(value[:9]))  # past 300 s, more digits change nothing
     else:
         try:
             retry_at = parsedate_to_datetime(value)

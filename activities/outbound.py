@@ -37,7 +37,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from crm.platform.urls import refused_address, url_problem
+from crm.platform.urls import allowed, refused_address, url_problem
 
 SECRET_PREFIX = "whsec_"
 
@@ -122,17 +122,17 @@ class Outbound:
     def __init__(self, *, allowed_hosts: Sequence[str] = (), timeout_seconds: float = 10.0) -> None:
         """Let ``allowed_hosts`` resolve inside the network; bound each request, connecting
         to reading the answer's status, by ``timeout_seconds``."""
-        self._allowed = {host.lower() for host in allowed_hosts}
+        self._allowed = tuple(allowed_hosts)
         self.timeout_seconds = timeout_seconds
 
     @asynccontextmanager
     async def session(self, url: URL) -> AsyncIterator[aiohttp.ClientSession]:
         """A session that connects only to the vetted addresses of ``url``'s host (kept
         alive across the requests made in it). Raises DestinationRefused or Unreachable."""
-        assert url.host is not None
+        assert url.raw_host is not None
         addresses = await self._vetted_addresses(url)
-        connector = aiohttp.TCPConnector(
-            resolver=_VettedResolver(url.host, addresses), use_dns_cache=False
+        connector = aiohttp.TCPConnector(  # aiohttp resolves the host as DNS writes it
+            resolver=_VettedResolver(url.raw_host, addresses), use_dns_cache=False
         )
         timeout = aiohttp.ClientTimeout(
             total=self.timeout_seconds, connect=min(5.0, self.timeout_seconds)
@@ -158,7 +158,7 @@ class Outbound:
         return Answer(status, retry_after, (time.perf_counter() - started) * 1000)
 
     async def _vetted_addresses(self, url: URL) -> list[ResolveResult]:
-        host = url.host
+        host = url.raw_host
         assert host is not None and url.port is not None
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
@@ -166,10 +166,13 @@ class Outbound:
             )
         except OSError as error:
             raise Unreachable(f"cannot resolve {host}: {error}") from None
+        except (UnicodeError, ValueError):
+            raise DestinationRefused(f"{host} is not a host name DNS can look up") from None
+        exempt = allowed(self._allowed, host, url.port)
         addresses: list[ResolveResult] = []
         for family, _, proto, _, sockaddr in infos:
             address = str(sockaddr[0])
-            if host.lower() not in self._allowed and refused_address(address):
+            if not exempt and refused_address(address):
                 where = f"{host} resolves to {address}," if address != host else host + " is"
                 raise DestinationRefused(f"{where} an address inside the network")
             addresses.append(

@@ -42,7 +42,7 @@ from activities.outbound import (
 from crm.domain.webhook_events import payload
 from crm.platform.dispatch import wake_endpoints
 from crm.store.db import Database
-from crm.store.models import as_utc
+from crm.store.models import as_utc, utcnow
 from crm.store.webhooks import (
     Attempted,
     Due,
@@ -81,11 +81,11 @@ def retry_after(value: str | None, now: datetime) -> timedelta | None:
     if value is None or not value.strip():
         return None
     value = value.strip()
-    if value.isdigit():
-        return min(timedelta(seconds=int(value)), MAX_RETRY_AFTER)
+    if value.isascii() and value.isdigit():
+        return min(timedelta(seconds=int(value[:9])), MAX_RETRY_AFTER)  # 9 digits: years
     try:
         delay = parsedate_to_datetime(value) - now
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return min(max(delay, timedelta(0)), MAX_RETRY_AFTER)
 
@@ -126,22 +126,33 @@ class WebhookActivities:
 
     @activity.defn(name=DELIVER_DUE)
     async def deliver_due(self, request: DeliveryRound) -> RoundResult:
-        """Attempt the endpoint's deliveries due at ``request.now``; what the round did."""
-        now = request.now
-        endpoint, due = await due_deliveries(self._database, request.endpoint_id, now, ROUND_SIZE)
-        if endpoint is None or not endpoint.enabled:
-            reason = "deleted" if endpoint is None else endpoint.disabled_reason or "disabled"
-            return RoundResult(stopped=True, disabled_reason=reason)
-        if not due:
-            state = await record_round(self._database, request.endpoint_id, [], now)
-            return RoundResult(next_due=state.next_due, url=endpoint.url)
-        keys = [signing_key(s) for s in signing_secrets(endpoint, now, self._codec_keys)]
+        """Attempt the endpoint's deliveries due at ``request.now`` (or now, for a round
+        retried later than it was scheduled); what the round did."""
         beating = asyncio.create_task(_heartbeat_every(HEARTBEAT_EVERY))
         try:
-            results = await self._attempt_all(endpoint.url, endpoint.personal_data, keys, due, now)
+            return await self._round(request.endpoint_id, max(request.now, utcnow()))
         finally:
             beating.cancel()
-        state = await record_round(self._database, request.endpoint_id, results, now)
+
+    async def _round(self, endpoint_id: str, now: datetime) -> RoundResult:
+        endpoint, due = await due_deliveries(self._database, endpoint_id, now, ROUND_SIZE)
+        if endpoint is None or not endpoint.enabled:
+            if endpoint is None:
+                return RoundResult(stopped=True, disabled_reason="deleted")
+            reason = endpoint.disabled_reason  # None: an admin disabled it
+            return RoundResult(
+                stopped=True,
+                disabled_reason=reason or "disabled",
+                disabled_at=as_utc(endpoint.updated_at) if reason else None,
+                url=endpoint.url,
+                tell=self._operator_email if reason else None,
+            )
+        if not due:
+            state = await record_round(self._database, endpoint_id, [], now)
+            return RoundResult(next_due=state.next_due, url=endpoint.url)
+        keys = [signing_key(s) for s in signing_secrets(endpoint, now, self._codec_keys)]
+        results = await self._attempt_all(endpoint.url, endpoint.personal_data, keys, due, now)
+        state = await record_round(self._database, endpoint_id, results, now)
         counts = {kind: sum(r.result == kind for r in results) for kind in ("delivered", "retry")}
         return RoundResult(
             delivered=counts["delivered"],
@@ -151,6 +162,7 @@ class WebhookActivities:
             next_due=state.next_due,
             stopped=state.disabled_reason is not None,
             disabled_reason=state.disabled_reason,
+            disabled_at=now if state.disabled_reason else None,
             url=endpoint.url,
             tell=self._operator_email if state.disabled_reason else None,
         )
@@ -165,7 +177,11 @@ class WebhookActivities:
 
                 async def attempt(item: Due) -> Attempted:
                     async with gate:
-                        return await self._attempt(session, url, personal, keys, item, now)
+                        try:
+                            return await self._attempt(session, url, personal, keys, item, now)
+                        except Exception as error:  # one delivery's failure, not the round's
+                            activity.logger.exception("delivery %s failed", item.delivery.key)
+                            return _retry_or_fail(item, now, None, 0.0, type(error).__name__)
 
                 return list(await asyncio.gather(*(attempt(item) for item in due)))
         except DestinationRefused as refused:
@@ -234,7 +250,7 @@ def _retry_or_fail(
 ) -> Attempted:
     delivery = item.delivery
     first = as_utc(delivery.first_attempt_at) if delivery.first_attempt_at else now
-    retry_at = next_retry(first, delivery.attempts + 1, now)
+    retry_at = next_retry(first, delivery.attempts - (delivery.attempts_before or 0) + 1, now)
     if retry_at is not None and asked is not None:
         retry_at = max(retry_at, now + asked)
     result = "retry" if retry_at is not None else "failed"

@@ -190,8 +190,9 @@ def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
         "CRMFLOW_SMTP_HOST": sink.host,
         "CRMFLOW_SMTP_PORT": str(sink.port),
         "CRMFLOW_ENRICHMENT_URL": f"http://{provider.host}:{provider.port}",
-        # The webhook sink listens inside the network, where outbound calls are refused.
-        "CRMFLOW_OUTBOUND_ALLOWED_HOSTS": json.dumps([webhook_sink.host]),
+        # The webhook sink listens inside the network, where outbound calls are refused:
+        # its host and port only (not the API or Temporal on the same host) are let through.
+        "CRMFLOW_OUTBOUND_ALLOWED_HOSTS": json.dumps([f"{webhook_sink.host}:{webhook_sink.port}"]),
         "CRMFLOW_OPERATOR_EMAIL": config.operator_email,
         "CRMFLOW_API_HOST": config.api.host,
         "CRMFLOW_API_PORT": str(config.api.port),

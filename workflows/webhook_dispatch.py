@@ -57,7 +57,9 @@ class WebhookDispatchWorkflow:
     @workflow.run
     async def run(self, request: DispatchInput) -> DispatchSummary:
         summary = DispatchSummary()
-        while summary.rounds < ROUNDS_PER_RUN:
+        while (
+            summary.rounds < ROUNDS_PER_RUN and not workflow.info().is_continue_as_new_suggested()
+        ):
             self._woken = False
             done: RoundResult = await workflow.execute_activity(
                 DELIVER_DUE,
@@ -70,6 +72,8 @@ class WebhookDispatchWorkflow:
             summary.rounds += 1
             summary.delivered += done.delivered
             summary.failed += done.failed
+            if done.stopped and self._woken:  # enabled again meanwhile, perhaps: look again
+                continue
             if done.stopped:
                 summary.stopped = done.disabled_reason
                 if done.tell is not None and done.disabled_reason is not None:
@@ -102,10 +106,11 @@ class WebhookDispatchWorkflow:
             workflow.logger.warning("cannot tell %s about %s: %s", done.tell, endpoint_id, err)
 
     async def _email_operator(self, endpoint_id: str, to: str, done: RoundResult) -> None:
+        disabled_at = done.disabled_at or workflow.now()  # one email per disabling
         await workflow.execute_activity(
             SEND_EMAIL,
             EmailRequest(
-                key=f"{workflow.info().workflow_id}/disabled/{workflow.now().isoformat()}",
+                key=f"{workflow.info().workflow_id}/disabled/{disabled_at.isoformat()}",
                 process_id=workflow.info().workflow_id,
                 to=to,
                 template="webhook_disabled",

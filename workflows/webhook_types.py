@@ -34,8 +34,8 @@ class RoundResult:
     ``more`` says due deliveries were left for the next round; ``next_due``
     is the next pending delivery's time (None: none is pending);
     ``disabled_reason`` is set when the round disabled the endpoint, or it
-    was disabled or deleted already (``stopped``); ``tell`` the operator's
-    address to email about it.
+    was disabled or deleted already (``stopped``), ``disabled_at`` when crmflow
+    disabled it; ``tell`` the operator's address to email about it.
     """
 
     delivered: int = 0
@@ -45,6 +45,7 @@ class RoundResult:
     next_due: datetime | None = None
     stopped: bool = False
     disabled_reason: str | None = None
+    disabled_at: datetime | None = None
     url: str = ""
     tell: str | None = None
 

@@ -36,6 +36,7 @@ from crm.store.webhooks import (
     deliveries_of,
     endpoint_of,
     endpoints_of,
+    next_due,
     redeliver,
     rotate_secret,
     update_endpoint,
@@ -213,7 +214,7 @@ class Redelivery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    delivery_id: int | None = Field(default=None, ge=1)
+    delivery_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     since: datetime | None = None
 
 
@@ -315,7 +316,9 @@ async def deliveries(
 ) -> list[DeliveryView]:
     """The endpoint's deliveries, newest first, with their attempts."""
     await _endpoint(database, principal, endpoint_id)
-    logs = await deliveries_of(database, endpoint_id, state=state, since=since, limit=limit)
+    logs = await deliveries_of(
+        database, endpoint_id, state=state, since=_utc(since, "since"), limit=limit
+    )
     return [DeliveryView.of(log) for log in logs]
 
 
@@ -334,9 +337,12 @@ async def send_again(
             f"enable {endpoint_id} first (PATCH enabled: true): {row.disabled_reason or ''}",
         )
     count = await redeliver(
-        context.database, endpoint_id, delivery_id=body.delivery_id, since=body.since
+        context.database,
+        endpoint_id,
+        delivery_id=body.delivery_id,
+        since=_utc(body.since, "since"),
     )
-    if count:
+    if await next_due(context.database, endpoint_id) is not None:  # a repeat after a 503 too
         await _wake(context, endpoint_id)
     return Redelivered(redelivered=count)
 
@@ -353,6 +359,16 @@ async def _wake(context: AppContext, endpoint_id: str) -> None:
     deliveries stay pending, and the next event or a repeat wakes it)."""
     client = await context.temporal.client()
     await wake_endpoints(client, context.settings.task_queue, [endpoint_id])
+
+
+def _utc(at: datetime | None, field: str) -> datetime | None:
+    """``at`` in UTC (a time without an offset is taken as UTC); 422 for one out of range."""
+    if at is None:
+        return None
+    try:
+        return as_utc(at)
+    except OverflowError:
+        raise invalid_input(field, "a time within the years 1 to 9999 in UTC") from None
 
 
 def _check_address(url: str, context: AppContext) -> None:

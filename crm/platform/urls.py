@@ -10,28 +10,61 @@ on submit too (``address_problem``).
 from __future__ import annotations
 
 import ipaddress
+import re
+from collections.abc import Iterable
 
 from yarl import URL
 
+_NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
+
 
 def url_problem(url: str) -> str | None:
-    """Why crmflow does not call ``url``; None for an http(s) URL with a host, no credentials."""
+    """Why crmflow does not call ``url``; None for an http(s) URL with a host name (one DNS
+    can encode) or a dotted IPv4 address, and no credentials."""
     try:
         parsed = URL(url)
-    except ValueError:
-        parsed = URL()
-    if parsed.scheme not in ("http", "https") or not parsed.host or not parsed.is_absolute():
+        host = parsed.host
+        raw_host = parsed.raw_host
+    except (ValueError, UnicodeError):
+        return "an http:// or https:// URL with a host"
+    if parsed.scheme not in ("http", "https") or not host or not parsed.is_absolute():
         return "an http:// or https:// URL with a host"
     if parsed.user is not None or parsed.password is not None:
         return "no credentials in the URL: deliveries are signed instead"
+    if not _is_address(host):
+        labels = (raw_host or "").removesuffix(".").split(".")
+        if any(not label or len(label) > 63 for label in labels) or len(raw_host or "") > 253:
+            return f"{host} is not a host name DNS can look up"
+        if all(_NUMERIC_LABEL.match(label) for label in labels):
+            return f"write the address {host} as four decimal numbers (a.b.c.d)"
     return None
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def allowed(allowed_hosts: Iterable[str], host: str, port: int | None) -> bool:
+    """Whether ``host`` (on ``port``) is allowlisted: an entry ``host`` allows every port,
+    ``host:port`` that one."""
+    entries = {entry.lower() for entry in allowed_hosts}
+    return host.lower() in entries or f"{host.lower()}:{port}" in entries
+
+
 def refused_address(address: str) -> bool:
-    """Whether ``address`` is inside the network or not a unicast public address."""
+    """Whether ``address`` is inside the network or not a unicast public address (an IPv6
+    address carrying an IPv4 one, mapped, 6to4 or Teredo, is judged by that one too)."""
     ip = ipaddress.ip_address(address.partition("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+        if ip.is_site_local or any(v4 is not None and refused_address(str(v4)) for v4 in embedded):
+            return True
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
     return (
         not ip.is_global
         or ip.is_private
@@ -47,11 +80,10 @@ def address_problem(url: str, allowed_hosts: list[str]) -> str | None:
     """Why ``url``, whose host is an IP address, may not be called: the address is inside
     the network and not allowed; None for a host name (resolved at call time) or a public
     address."""
-    host = URL(url).host or ""
-    try:
-        ipaddress.ip_address(host.partition("%")[0])
-    except ValueError:
+    parsed = URL(url)
+    host = parsed.host or ""
+    if not _is_address(host):
         return None
-    if host.lower() in {allowed.lower() for allowed in allowed_hosts} or not refused_address(host):
+    if allowed(allowed_hosts, host, parsed.port) or not refused_address(host):
         return None
     return f"{host} is an address inside the network"

@@ -366,8 +366,8 @@ class WebhookEvent(SQLModel, table=True):
     __tablename__ = "webhook_events"
 
     id: int | None = Field(default=None, primary_key=True)
-    key: str = Field(unique=True, max_length=400)
-    event_id: str = Field(max_length=300)
+    key: str = Field(unique=True, max_length=700)
+    event_id: str = Field(max_length=600)
     tenant: str = Field(default=NO_TENANT, max_length=100)
     type: str = Field(max_length=100)
     process_id: str = Field(max_length=300)
@@ -388,15 +388,19 @@ class WebhookDelivery(SQLModel, table=True):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         Index("ix_webhook_deliveries_due", "endpoint_id", "state", "next_attempt_at"),
+        Index("ix_webhook_deliveries_log", "endpoint_id", "id"),
+        Index("ix_webhook_deliveries_state", "state", "endpoint_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    key: str = Field(unique=True, max_length=400)
+    key: str = Field(unique=True, max_length=800)
     endpoint_id: str = Field(max_length=40)
-    event_key: str = Field(max_length=400)
-    message_id: str = Field(max_length=400)
+    event_key: str = Field(max_length=700)
+    message_id: str = Field(max_length=100)
     state: str = Field(default="pending", max_length=20)
     attempts: int = 0
+    #: ``attempts`` when it was last redelivered: the back-off starts again from there.
+    attempts_before: int | None = None
     next_attempt_at: datetime | None = no_time_yet()
     first_attempt_at: datetime | None = no_time_yet()
     last_attempt_at: datetime | None = no_time_yet()
@@ -413,7 +417,7 @@ class WebhookAttempt(SQLModel, table=True):
     __tablename__ = "webhook_attempts"
 
     id: int | None = Field(default=None, primary_key=True)
-    delivery_key: str = Field(max_length=400, index=True)
+    delivery_key: str = Field(max_length=800, index=True)
     attempt: int
     at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     status: int | None = None

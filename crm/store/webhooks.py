@@ -374,6 +374,9 @@ async def record_round(
             endpoint.enabled, endpoint.disabled_reason = False, disabled
             endpoint.updated_at = now
             _fail_pending(session, endpoint_id, f"the endpoint was disabled: {disabled}")
+        session.flush()
+        if failed and endpoint.enabled and not _retrying(session, endpoint_id):
+            endpoint.failing_since = None  # what failed was given up: no run of failures left
         session.add(endpoint)
         session.flush()
         return EndpointState(
@@ -382,6 +385,22 @@ async def record_round(
         )
 
     return await database.run(record)
+
+
+def _retrying(session: Session, endpoint_id: str) -> bool:
+    """Whether a pending delivery of the endpoint has failed at least once."""
+    return (
+        session.exec(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.endpoint_id == endpoint_id,
+                WebhookDelivery.state == "pending",
+                col(WebhookDelivery.first_attempt_at).is_not(None),
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def _next_due(session: Session, endpoint_id: str) -> datetime | None:
@@ -486,7 +505,7 @@ async def redeliver(
         rows = session.exec(query).all()
         for delivery in rows:
             delivery.state, delivery.next_attempt_at = "pending", now
-            delivery.first_attempt_at = None
+            delivery.first_attempt_at, delivery.attempts_before = None, delivery.attempts
             session.add(delivery)
         return len(rows)
 

@@ -336,5 +336,5 @@ def test_the_dev_stack_runs_the_sink_and_lets_the_worker_and_api_reach_it(
         for variable, value in services[name].env.items():
             monkeypatch.setenv(variable, value)
         settings = Settings()
-        assert settings.outbound_allowed_hosts == ["127.0.0.1"]
+        assert settings.outbound_allowed_hosts == ["127.0.0.1:8125"]
         assert settings.operator_email == "ops@example.com"
