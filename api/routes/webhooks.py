@@ -47,9 +47,13 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 EndpointId = Annotated[str, Path(pattern=r"^ep_[0-9a-f]{20}$")]
 MAX_EVENT_TYPES = 50
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_TOP_LABEL = r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_HOST = rf"(?:(?:{_LABEL}\.){{0,20}}{_TOP_LABEL}|(?:{_OCTET}\.){{3}}{_OCTET})"
 _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
-#: An http(s) URL with a host name or IPv4 address and no credentials.
-URL_PATTERN = rf"^https?://{_LABEL}(?:\.{_LABEL}){{0,20}}(?::{_PORT})?(?:[/?#][^\s]*)?$"
+#: An http(s) URL with a host name (its last label begins with a letter) or a dotted IPv4
+#: address, and no credentials; the API checks more (``crm.platform.urls``).
+URL_PATTERN = rf"^https?://{_HOST}(?::{_PORT})?(?:[/?#][^\s]*)?$"
 #: What an endpoint may subscribe to: an event type, ``<process>.*``, or ``*``.
 EventPattern = Annotated[str, WithJsonSchema({"type": "string", "enum": SUBSCRIBABLE})]
 

@@ -11,7 +11,9 @@ An automation definition's schema gives its shape; what its CEL and templates
 mean, which staff and steps it names, is checked on submit (422 with a
 pointer per mistake, tests/unit/test_automation_validation.py), so a
 definition generated as valid becomes a shipped example under the generated id.
-Cases generated as invalid are left as they are.
+A webhook URL whose host is an address inside the network is refused on submit
+(422 on ``url``, tests/api/test_webhooks.py); a generated one becomes a public
+URL. Cases generated as invalid are left as they are.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 import schemathesis
 import yaml
 from schemathesis import Case, HookContext
+
+from crm.platform.urls import address_problem
 
 
 def _instant(value: Any) -> datetime | None:
@@ -61,6 +65,9 @@ def map_case(context: HookContext, case: Case[Any]) -> Case[Any]:
     if not isinstance(body, dict):
         return case
     now = datetime.now(UTC)
+    url = body.get("url")
+    if case.path.startswith("/v1/webhooks") and isinstance(url, str) and address_problem(url, []):
+        body["url"] = "https://hooks.example.com/crmflow"
     if case.method.upper() == "POST" and case.path == "/v1/automations/preview":
         body["definition"] = _valid_definition(body.get("definition"))
     if case.method.upper() == "POST" and case.path == "/v1/renewals":
