@@ -329,10 +329,19 @@ async def record_round(
         ).one()
         disabled: str | None = None
         succeeded = failed = False
+        keys = [result.delivery_key for result in results]
+        deliveries = (
+            {
+                row.key: row
+                for row in session.exec(
+                    select(WebhookDelivery).where(col(WebhookDelivery.key).in_(keys))
+                ).all()
+            }
+            if keys
+            else {}
+        )
         for result in results:
-            delivery = session.exec(
-                select(WebhookDelivery).where(WebhookDelivery.key == result.delivery_key)
-            ).one()
+            delivery = deliveries[result.delivery_key]
             delivery.attempts += 1
             delivery.first_attempt_at = delivery.first_attempt_at or result.at
             delivery.last_attempt_at = result.at

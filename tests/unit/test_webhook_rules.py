@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from crm.domain.webhook_events import (
     subscribes,
 )
 from crm.platform.codec import CodecKeyError, new_codec_key
+from crm.platform.dispatch import _Coalesced
 from crm.platform.sealing import SealingUnavailable, seal, unseal
 from crm.platform.urls import address_problem, url_problem
 from crm.store.webhooks import GIVE_UP_AFTER, new_secret, next_retry
@@ -144,3 +146,27 @@ def test_an_address_host_inside_the_network_is_refused_unless_allowed() -> None:
     assert address_problem("http://127.0.0.1:8025/h", ["127.0.0.1"]) is None
     assert address_problem("https://93.184.215.14/h", []) is None
     assert address_problem("https://hooks.example.com/h", []) is None  # resolved at call time
+
+
+async def test_wakes_of_one_endpoint_coalesce_and_each_caller_gets_one_begun_after_it_asked() -> (
+    None
+):
+    wakes, sent = _Coalesced(), 0
+    began: list[int] = []
+    asked_at: dict[int, int] = {}
+
+    async def caller(number: int) -> None:
+        asked_at[number] = len(began)
+
+        async def send() -> None:
+            nonlocal sent
+            began.append(number)
+            await asyncio.sleep(0.01)
+            sent += 1
+
+        await wakes.wake("ep", send)
+        assert len(began) > asked_at[number], "a wake that began after it asked"
+
+    await asyncio.gather(*(caller(number) for number in range(20)))
+
+    assert sent <= 2, f"{sent} signals for 20 events"
