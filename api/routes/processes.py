@@ -1,21 +1,26 @@
-"""``/v1/processes/{process_id}``: read a process, send it events, cancel it.
+"""``/v1/processes/{process_id}``: read a process and its audit trail, send it events,
+cancel it.
 
 The module keeps evaluated annotations: the events route's body is the union
 of the registered events, made for the policy when the app is built.
 """
 
-from typing import Any
+import base64
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import col, select
 from temporalio.service import RPCError
 
 from api.auth import Service, ServiceOrSupport, Support
-from api.deps import PolicyDep, TemporalDep
+from api.deps import DatabaseDep, PolicyDep, TemporalDep
 from api.events import check_event, event_body_type
 from api.problems import Problem
 from api.runs import ProcessView, describe_process, ensure_running, view_process
 from crm.policy import Policy
+from crm.store.models import AuditEntry, as_utc
 from processes import PROCESSES, process_named
 from workflows.common import PROCESS
 
@@ -35,11 +40,57 @@ class CancelRequest(BaseModel):
     reason: str = Field(default="cancelled through the API", max_length=500)
 
 
+class AuditStep(BaseModel):
+    """One step of a process's audit trail: what it did, with what, when."""
+
+    step: str
+    detail: dict[str, Any]
+    recorded_at: datetime
+
+
+class AuditPage(BaseModel):
+    """Steps in the order they were recorded; ``next_page_token`` fetches the rest."""
+
+    process_id: str
+    steps: list[AuditStep]
+    next_page_token: str | None
+
+
 class CancelAccepted(BaseModel):
     """Cancellation was requested; the process records it and ends."""
 
     process_id: str
     status: str = "cancel_requested"
+
+
+def _token(last_id: int) -> str:
+    """An opaque page token: where the next page begins."""
+    return base64.urlsafe_b64encode(f"a{last_id}".encode()).decode()
+
+
+def _after(page_token: str | None) -> int:
+    """The id a page token continues after; 422 on ``page_token`` for one not ours."""
+    if page_token is None:
+        return 0
+    try:
+        decoded = base64.urlsafe_b64decode(page_token.encode()).decode()
+    except (ValueError, UnicodeError):
+        decoded = ""
+    if not (decoded.startswith("a") and decoded[1:].isdigit() and len(decoded) < 12):
+        raise Problem(
+            422,
+            "validation-error",
+            "Invalid request",
+            "page_token: not a token this API gave",
+            errors=[
+                {
+                    "loc": ["query", "page_token"],
+                    "msg": "not a token this API gave",
+                    "type": "value_error",
+                }
+            ],
+        )
+    return int(decoded[1:])
 
 
 def processes_router(policy: Policy) -> APIRouter:
@@ -53,6 +104,36 @@ def processes_router(policy: Policy) -> APIRouter:
     ) -> ProcessView:
         """Status of a process and its ``state``: stage, what it waits for, due times, steps."""
         return await view_process(client, process_id, principal)
+
+    @router.get("/{process_id}/audit", response_model=AuditPage)
+    async def get_audit(
+        process_id: str,
+        client: TemporalDep,
+        database: DatabaseDep,
+        principal: ServiceOrSupport,
+        page_token: Annotated[str | None, Query(max_length=40)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> AuditPage:
+        """Every step the process recorded, across its runs (continued as new, renewal
+        terms), oldest first; a page of ``limit`` at a time."""
+        await describe_process(client, process_id, principal)  # 404 unless the caller's
+        after = _after(page_token)
+        rows = await database.all(
+            select(AuditEntry)
+            .where(AuditEntry.process_id == process_id, col(AuditEntry.id) > after)
+            .order_by(col(AuditEntry.id))
+            .limit(limit + 1)
+        )
+        page = rows[:limit]
+        last = page[-1].id if len(rows) > limit and page else None
+        return AuditPage(
+            process_id=process_id,
+            steps=[
+                AuditStep(step=r.step, detail=r.detail, recorded_at=as_utc(r.recorded_at))
+                for r in page
+            ],
+            next_page_token=_token(last) if last is not None else None,
+        )
 
     @router.post(
         "/{process_id}/events",

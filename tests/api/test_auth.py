@@ -38,6 +38,7 @@ NO_ENDPOINT = "ep_" + "0" * 20
 ROUTES: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/onboardings", onboarding_body, {"service"}),
     ("GET", "/v1/processes/onboarding-nobody", None, {"service", "support"}),
+    ("GET", "/v1/processes/onboarding-nobody/audit", None, {"service", "support"}),
     ("POST", "/v1/processes/onboarding-nobody/events", {"type": "first_value"}, {"service"}),
     ("POST", "/v1/processes/onboarding-nobody/cancel", {}, {"support"}),
     ("GET", "/v1/tasks", None, {"support"}),
