@@ -14,7 +14,7 @@ same deliveries again with the same ``webhook-id``, which a receiver dedupes.
 What an answer means: 2xx delivered; 410 the endpoint is gone (it is
 disabled, its pending deliveries fail); 429 and 503 retry after their
 ``Retry-After`` (at least the back-off); any other status, a timeout or a
-refused connection retries with the back-off of ``crm.store.webhooks`` for up
+refused connection retries with the back-off of ``crm.store.webhook_deliveries`` for up
 to three days; a URL that resolves inside the network fails and disables the
 endpoint.
 """
@@ -43,20 +43,14 @@ from crm.domain.webhook_events import payload
 from crm.platform.dispatch import wake_endpoints
 from crm.store.db import Database
 from crm.store.models import as_utc, utcnow
-from crm.store.webhooks import (
-    Attempted,
-    Due,
-    Emitted,
-    due_deliveries,
-    emit,
-    next_retry,
-    record_round,
-    signing_secrets,
-)
-from workflows.contracts import EMIT_EVENT, MilestoneEmitted, MilestoneEvent
+from crm.store.webhook_deliveries import Attempted, Due, due_deliveries, next_retry, record_round
+from crm.store.webhooks import Emitted, emit, signing_secrets
 from workflows.webhook_types import (
     DELIVER_DUE,
+    EMIT_EVENT,
     DeliveryRound,
+    MilestoneEmitted,
+    MilestoneEvent,
     RoundResult,
 )
 

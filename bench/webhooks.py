@@ -71,7 +71,8 @@ from crm.platform.codec import new_codec_key
 from crm.platform.settings import Settings
 from crm.platform.temporal import connect
 from crm.store.db import Database
-from crm.store.webhooks import Emitted, create_endpoint, deliveries_of, emit, new_secret
+from crm.store.webhook_deliveries import deliveries_of
+from crm.store.webhooks import Emitted, create_endpoint, emit, new_secret
 from workflows.webhook_types import WAKE, DispatchInput, RoundResult, dispatch_id
 
 #: The tenant whose endpoints the fan-out goes to, and the one the latency is measured on.

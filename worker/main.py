@@ -43,7 +43,7 @@ from crm.platform.settings import Settings, get_settings
 from crm.platform.temporal import TemporalUnavailable, connect
 from crm.policy import Policy, load_policy
 from crm.store.db import Database
-from crm.store.webhooks import endpoints_with_pending
+from crm.store.webhook_deliveries import endpoints_with_pending
 from processes import workflows as registered_workflows
 
 log = logging.getLogger("crmflow.worker")

@@ -35,7 +35,6 @@ ANALYSE_USAGE = "analyse_usage"
 SAVE_LEAD = "save_lead"
 ADD_TO_MARKETING_LIST = "add_to_marketing_list"
 OFFER_OUTCOME = "offer_outcome"
-EMIT_EVENT = "emit_event"
 
 
 def step_key(process_id: str, step: str) -> str:
@@ -335,23 +334,3 @@ class OutcomeOffered:
     enrolled: list[str] = field(default_factory=list)
     delivered: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-
-
-@dataclass
-class MilestoneEvent:
-    """A milestone a process reached, emitted once per ``event_id`` to the webhook endpoints
-    of its tenant subscribed to ``type`` (``crm.domain.webhook_events``)."""
-
-    event_id: str
-    type: str
-    process_id: str
-    occurred_at: datetime
-    data: dict[str, Any] = field(default_factory=dict)
-    tenant: str | None = None
-
-
-@dataclass
-class MilestoneEmitted:
-    """How many endpoints the event goes to."""
-
-    endpoints: int

@@ -21,7 +21,6 @@ from workflows.contracts import (
     ASSIGN_OWNER,
     CLOSE_TASKS,
     CREATE_TASK,
-    EMIT_EVENT,
     ENRICH_COMPANY,
     LOOK_UP_STAFF,
     NOTIFY_STAFF,
@@ -37,8 +36,6 @@ from workflows.contracts import (
     EmailReceipt,
     EmailRequest,
     EnrichmentRequest,
-    MilestoneEmitted,
-    MilestoneEvent,
     NotificationRequest,
     OutcomeEvent,
     OutcomeOffered,
@@ -56,6 +53,7 @@ from workflows.retries import (
     OFFER_RETRY,
     RECORD_RETRY,
 )
+from workflows.webhook_types import EMIT_EVENT, MilestoneEmitted, MilestoneEvent
 
 #: Runs begun before it do not offer their outcomes to automations.
 OUTCOME_EVENTS = "outcome-events"

@@ -1,10 +1,13 @@
-"""What the webhook dispatch workflow and its activity exchange."""
+"""What processes emit to webhooks, and what the dispatch workflow and its activity exchange."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 #: The activity that attempts an endpoint's due deliveries (``activities.webhook_delivery``).
 DELIVER_DUE = "deliver_due"
+#: The activity that emits a process's milestone event (``ProcessSteps._emit``).
+EMIT_EVENT = "emit_event"
 #: The signal that tells a dispatch workflow new deliveries are due.
 WAKE = "wake"
 
@@ -58,3 +61,23 @@ class DispatchSummary:
     delivered: int = 0
     failed: int = 0
     stopped: str | None = None
+
+
+@dataclass
+class MilestoneEvent:
+    """A milestone a process reached, emitted once per ``event_id`` to the webhook endpoints
+    of its tenant subscribed to ``type`` (``crm.domain.webhook_events``)."""
+
+    event_id: str
+    type: str
+    process_id: str
+    occurred_at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+    tenant: str | None = None
+
+
+@dataclass
+class MilestoneEmitted:
+    """How many endpoints the event goes to."""
+
+    endpoints: int

@@ -62,7 +62,6 @@ from workflows.automation_types import (
 from workflows.contracts import (
     ASSIGN_OWNER,
     CREATE_TASK,
-    EMIT_EVENT,
     LOOK_UP_STAFF,
     RECORD_STEP,
     RELEASE_ASSIGNMENT,
@@ -72,14 +71,13 @@ from workflows.contracts import (
     AuditRecord,
     EmailReceipt,
     EmailRequest,
-    MilestoneEmitted,
-    MilestoneEvent,
     ReleaseRequest,
     StaffContact,
     StaffLookup,
     TaskRef,
     TaskRequest,
 )
+from workflows.webhook_types import EMIT_EVENT, MilestoneEmitted, MilestoneEvent
 
 #: How far a preview looks ahead unless told otherwise.
 DEFAULT_HORIZON = timedelta(days=90)

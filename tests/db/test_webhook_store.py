@@ -6,19 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 from crm.platform.codec import new_codec_key
 from crm.store.db import Database
-from crm.store.webhooks import (
+from crm.store.webhook_deliveries import (
     Attempted,
-    Emitted,
-    create_endpoint,
     deliveries_of,
     due_deliveries,
-    emit,
-    endpoint_of,
     endpoints_with_pending,
     record_round,
     redeliver,
-    update_endpoint,
 )
+from crm.store.webhooks import Emitted, create_endpoint, emit, endpoint_of, update_endpoint
 from tests.db.test_database import db  # noqa: F401  (the fixture: each test on both databases)
 
 KEYS = new_codec_key("store-1")

@@ -27,7 +27,8 @@ from temporalio.testing import WorkflowEnvironment
 from activities.webhook_delivery import emit_event
 from crm.platform.codec import new_codec_key
 from crm.store.db import Database
-from crm.store.webhooks import Emitted, create_endpoint, deliveries_of
+from crm.store.webhook_deliveries import deliveries_of
+from crm.store.webhooks import Emitted, create_endpoint
 from tests.integration.test_worker_crash import worker_process
 from tests.support.receivers import Planned, Receiver, running_receiver
 

@@ -21,7 +21,8 @@ from crm.platform.codec import CodecKeyError, new_codec_key
 from crm.platform.dispatch import _Coalesced
 from crm.platform.sealing import SealingUnavailable, seal, unseal
 from crm.platform.urls import address_problem, url_problem
-from crm.store.webhooks import GIVE_UP_AFTER, new_secret, next_retry
+from crm.store.webhook_deliveries import GIVE_UP_AFTER, next_retry
+from crm.store.webhooks import new_secret
 
 NOW = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 

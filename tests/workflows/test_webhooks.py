@@ -24,13 +24,8 @@ from crm.platform.codec import new_codec_key
 from crm.platform.settings import Settings
 from crm.policy import Policy
 from crm.store.models import WebhookEndpoint
-from crm.store.webhooks import (
-    Emitted,
-    create_endpoint,
-    deliveries_of,
-    endpoint_of,
-    rotate_secret,
-)
+from crm.store.webhook_deliveries import deliveries_of
+from crm.store.webhooks import Emitted, create_endpoint, endpoint_of, rotate_secret
 from tests.conftest import eventually
 from tests.support.automations import mail_about, new_record_id, record_event, start_run
 from tests.support.receivers import Planned, Receiver, running_receiver
