@@ -53,3 +53,7 @@ HTTP_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
     non_retryable_error_types=["HttpRefused", "UrlRefused", "HttpNotConfigured"],
 )
+#: A round is retried through database and worker outages, without end: nothing is lost.
+ROUND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)

@@ -18,8 +18,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
+
+from workflows.retries import ROUND_RETRY
 
 with workflow.unsafe.imports_passed_through():
     from workflows.contracts import SEND_EMAIL, EmailReceipt, EmailRequest
@@ -38,10 +39,6 @@ PROCESS_NAME = "webhooks"
 IDLE = timedelta(hours=1)
 #: Rounds before the run continues as new.
 ROUNDS_PER_RUN = 500
-#: A round is retried through database and worker outages, without end: nothing is lost.
-ROUND_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
-)
 
 
 @workflow.defn(name="WebhookDispatch")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from crm.platform.codec import new_codec_key
 from crm.store.db import Database
+from crm.store.models import WebhookEndpoint
 from crm.store.webhook_deliveries import (
     Attempted,
     deliveries_of,
@@ -20,6 +21,24 @@ from tests.db.test_database import db  # noqa: F401  (the fixture: each test on 
 KEYS = new_codec_key("store-1")
 
 
+async def endpoint(
+    db: Database,  # noqa: F811
+    url: str,
+    event_types: list[str],
+    *,
+    tenant: str | None = None,
+) -> tuple[WebhookEndpoint, str]:
+    return await create_endpoint(
+        db,
+        tenant,
+        url=url,
+        event_types=event_types,
+        personal_data=False,
+        enabled=True,
+        codec_keys=KEYS,
+    )
+
+
 def event(number: int) -> Emitted:
     at = datetime.now(UTC)
     return Emitted(None, f"e-{number}", "renewal.lapsed", f"renewal-{number}", at, {"n": number})
@@ -28,33 +47,9 @@ def event(number: int) -> Emitted:
 async def test_an_event_is_stored_once_with_one_delivery_per_subscribed_endpoint(
     db: Database,  # noqa: F811
 ) -> None:
-    renewals, _ = await create_endpoint(
-        db,
-        None,
-        url="https://a.example.com",
-        event_types=["renewal.*"],
-        personal_data=False,
-        enabled=True,
-        codec_keys=KEYS,
-    )
-    await create_endpoint(
-        db,
-        None,
-        url="https://b.example.com",
-        event_types=["ticket.*"],
-        personal_data=False,
-        enabled=True,
-        codec_keys=KEYS,
-    )
-    await create_endpoint(
-        db,
-        "other",
-        url="https://c.example.com",
-        event_types=["*"],
-        personal_data=False,
-        enabled=True,
-        codec_keys=KEYS,
-    )
+    renewals, _ = await endpoint(db, "https://a.example.com", ["renewal.*"])
+    await endpoint(db, "https://b.example.com", ["ticket.*"])
+    await endpoint(db, "https://c.example.com", ["*"], tenant="other")
 
     first = await db.run(lambda s: emit(s, event(1)))
     again = await db.run(lambda s: emit(s, event(1)))
@@ -68,16 +63,8 @@ async def test_an_event_is_stored_once_with_one_delivery_per_subscribed_endpoint
 async def test_a_delivery_given_up_ends_the_run_of_failures_so_one_later_failure_disables_nothing(
     db: Database,  # noqa: F811
 ) -> None:
-    endpoint, _ = await create_endpoint(
-        db,
-        None,
-        url="https://a.example.com",
-        event_types=["*"],
-        personal_data=False,
-        enabled=True,
-        codec_keys=KEYS,
-    )
-    ep = endpoint.endpoint_id
+    created, _ = await endpoint(db, "https://a.example.com", ["*"])
+    ep = created.endpoint_id
     await db.run(lambda s: emit(s, event(1)))
     T0 = datetime.now(UTC) + timedelta(minutes=1)  # the test's first instant
     _, [due] = await due_deliveries(db, ep, T0 + timedelta(seconds=1), 10)
