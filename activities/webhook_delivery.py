@@ -43,7 +43,14 @@ from crm.domain.webhook_events import payload
 from crm.platform.dispatch import wake_endpoints
 from crm.store.db import Database
 from crm.store.models import as_utc, utcnow
-from crm.store.webhook_deliveries import Attempted, Due, due_deliveries, next_retry, record_round
+from crm.store.webhook_deliveries import (
+    Attempted,
+    Due,
+    due_deliveries,
+    next_due,
+    next_retry,
+    record_round,
+)
 from crm.store.webhooks import Emitted, emit, signing_secrets
 from workflows.webhook_types import (
     DELIVER_DUE,
@@ -142,8 +149,9 @@ class WebhookActivities:
                 tell=self._operator_email if reason else None,
             )
         if not due:
-            state = await record_round(self._database, endpoint_id, [], now)
-            return RoundResult(next_due=state.next_due, url=endpoint.url)
+            return RoundResult(
+                next_due=await next_due(self._database, endpoint_id), url=endpoint.url
+            )
         keys = [signing_key(s) for s in signing_secrets(endpoint, now, self._codec_keys)]
         results = await self._attempt_all(endpoint.url, endpoint.personal_data, keys, due, now)
         state = await record_round(self._database, endpoint_id, results, now)
