@@ -1,0 +1,39 @@
+"""Serving the console: its pages, its security headers and how it refuses.
+
+``install_console(app)`` adds the pages under ``/console``, the security
+headers, and the handlers that send a visitor without a session to sign in
+and show a refusal as a page rather than as problem+json.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+
+from api.console.pages import router
+from api.console.rendering import page
+from api.console.security import CONSOLE_PATH, ConsoleHeaders, ConsoleRefused, SignInRequired
+
+_TITLES = {401: "Sign in again", 403: "Not allowed", 404: "Not found", 422: "Check the form"}
+
+
+def install_console(app: FastAPI) -> None:
+    """Serve the console under ``/console`` on ``app``."""
+    app.include_router(router)
+    app.add_middleware(ConsoleHeaders)
+
+    @app.exception_handler(SignInRequired)
+    async def sign_in_first(request: Request, exc: SignInRequired) -> Response:
+        target = f"{CONSOLE_PATH}/sign-in?{urlencode({'next': exc.next_path})}"
+        return RedirectResponse(target, status_code=303)
+
+    @app.exception_handler(ConsoleRefused)
+    async def refused(request: Request, exc: ConsoleRefused) -> Response:
+        return page(
+            "refused.html",
+            status_code=exc.status,
+            title=_TITLES.get(exc.status, "Refused"),
+            message=exc.message,
+        )

@@ -1,0 +1,53 @@
+"""The console's server-drawn charts and its cell formats."""
+
+from __future__ import annotations
+
+import re
+from xml.etree import ElementTree
+
+from api.console.charts import Series, bar_chart
+from api.console.rendering import cell, duration, environment
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def test_a_chart_draws_one_bar_per_period_and_series_with_a_readable_title() -> None:
+    svg = bar_chart(
+        "SLA", ["2026-11-02", "2026-11-09"], [Series("met", [3, 5]), Series("breached", [1, 0])]
+    )
+
+    root = ElementTree.fromstring(svg)
+    bars = [rect for rect in root.iter(f"{SVG}rect") if rect.find(f"{SVG}title") is not None]
+    assert len(bars) == 4
+    titles = [bar.findtext(f"{SVG}title") for bar in bars]
+    assert "met, 2026-11-09: 5" in titles and "breached, 2026-11-02: 1" in titles
+    tallest = max(bars, key=lambda bar: float(bar.get("height", "0")))
+    assert tallest.findtext(f"{SVG}title") == "met, 2026-11-09: 5"
+    assert float(bars[3].get("height", "-1")) == 0.0  # breached 0 in the second week
+
+
+def test_an_empty_range_says_so_instead_of_drawing_nothing() -> None:
+    assert "Nothing in this range" in bar_chart("SLA", [], [])
+    assert "Nothing in this range" in bar_chart("SLA", ["2026-11-02"], [Series("met", [0])])
+
+
+def test_labels_are_text_not_markup() -> None:
+    svg = bar_chart("<b>x</b>", ["<script>"], [Series("<img src=x>", [1])])
+
+    ElementTree.fromstring(svg)  # still well-formed
+    assert "<script>" not in svg and "<img" not in svg and "<b>" not in svg
+
+
+def test_cells_read_in_their_units() -> None:
+    assert cell(1234, "count") == "1,234"
+    assert cell(97.456, "percent") == "97.5%"
+    assert cell(None, "percent") == "—"
+    assert cell(12345.5, "money") == "12,345.50"
+    assert cell(3 * 3600 + 20 * 60 + 5, "seconds") == "3h 20m"
+    assert duration(2 * 86400 + 3 * 3600) == "2d 3h"
+    assert duration(0) == "0s"
+
+
+def test_templates_escape_what_they_show() -> None:
+    html = environment.from_string("<p>{{ value }}</p>").render(value="<script>alert(1)</script>")
+    assert re.fullmatch(r"<p>&lt;script&gt;alert\(1\)&lt;/script&gt;</p>", html)
