@@ -5,14 +5,19 @@ The outcome goes in as a record event on ``crmflow.<process>``
 of record's events, so it is taken once per event id: a retried attempt gets
 the first attempt's answer and enrols nobody twice. It is also emitted, first,
 as the webhook event ``<process>.<outcome>`` to the tenant's subscribed
-endpoints (``activities.webhook_delivery``): stored, and their dispatchers
+endpoints (``activities.webhook_delivery``): stored with its fact for the
+reports (with when the run began, read from Temporal), and their dispatchers
 woken; the delivery itself never holds the process up.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from temporalio import activity
+from temporalio.client import WorkflowExecutionDescription
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from activities.webhook_delivery import emit_event
 from crm.automations.record_events import EventRefused, EventSettings, take_record_event
@@ -52,6 +57,8 @@ class OutcomeActivities:
             process_id=str(outcome.record.get("process_id") or activity.info().workflow_id),
             occurred_at=outcome.occurred_at,
             data=outcome.record,
+            record_id=outcome.record_id,
+            started_at=await run_started_at(),
         )
         await emit_event(activity.client(), self._database, self._task_queue, emitted)
         try:
@@ -67,3 +74,26 @@ class OutcomeActivities:
             delivered=list(answer["delivered"]),
             errors=[f"{error['automation_id']}: {error['message']}" for error in answer["errors"]],
         )
+
+
+async def describe_current_run() -> WorkflowExecutionDescription:
+    """Temporal's description of the run this activity works for (its start, its memo).
+
+    Raises temporalio.service.RPCError when Temporal cannot answer, RuntimeError for an
+    activity that works for no workflow.
+    """
+    info = activity.info()
+    if info.workflow_id is None:
+        raise RuntimeError("the activity works for no workflow")
+    handle = activity.client().get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
+    return await handle.describe()
+
+
+async def run_started_at() -> datetime | None:
+    """When the run this activity works for began (a renewal's term: its own run); None when
+    Temporal cannot say, which only leaves the reports without the run's duration."""
+    try:
+        return (await describe_current_run()).start_time
+    except (RPCError, RuntimeError):
+        activity.logger.warning("the run's start is unknown", exc_info=True)
+        return None

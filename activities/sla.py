@@ -1,8 +1,8 @@
 """Activities the ticket SLA process needs beyond email and tasks.
 
 Looking up who to escalate to, notifying staff in the app, and recording how
-a ticket's SLA ended. Writes are keyed by ``{process_id}/{step}`` and safe to
-retry.
+a ticket's SLA ended (for the SLA report too). Writes are keyed by
+``{process_id}/{step}`` and safe to retry.
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.process_outcomes import describe_current_run
 from crm.policy import Policy
+from crm.reports.facts import sla_contribution
+from crm.reports.rollups import add_to_rollups
 from crm.store.db import Database, insert_once
 from crm.store.models import AuditEntry, Notification, SlaOutcome, as_utc, utcnow
 from workflows.contracts import (
@@ -56,7 +59,11 @@ class SlaActivities:
 
     @activity.defn(name=RECORD_SLA_OUTCOME)
     async def record_sla_outcome(self, record: SlaOutcomeRecord) -> bool:
-        """Store how a ticket's SLA ended, and audit it; False when already recorded."""
+        """Store how a ticket's SLA ended, under the run's tenant (its memo), add it to the
+        SLA report and audit it; False when already recorded. Raises RPCError (retried)
+        when Temporal cannot tell the run's tenant."""
+        memo_tenant = await (await describe_current_run()).memo_value("tenant", None)
+        tenant = str(memo_tenant) if memo_tenant is not None else None
         clocks = {
             clock.clock: {
                 "status": clock.status,
@@ -71,6 +78,7 @@ class SlaActivities:
         resolution = by_name.get("resolution")
         outcome = SlaOutcome(
             key=record.key,
+            tenant=tenant,
             process_id=record.process_id,
             ticket_id=record.ticket_id,
             customer_id=record.customer_id,
@@ -94,7 +102,9 @@ class SlaActivities:
         )
 
         def store(session: Session) -> bool:
-            _, created = insert_once(session, outcome)
+            stored, created = insert_once(session, outcome)
+            if created:
+                add_to_rollups(session, sla_contribution(stored))
             insert_once(session, audit)
             return created
 

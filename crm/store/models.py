@@ -7,10 +7,10 @@ of writing a second one. Timestamps are stored in UTC.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Date, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from crm.domain.calendar import as_utc as as_utc  # the models' callers read their dates with it
@@ -171,6 +171,9 @@ class SlaOutcome(SQLModel, table=True):
     __tablename__ = "sla_outcomes"
 
     id: int | None = Field(default=None, primary_key=True)
+    #: The ticket run's tenant (its memo); None for a run of no tenant, and for every
+    #: outcome stored before the column was.
+    tenant: str | None = Field(default=None, max_length=100, index=True)
     key: str = Field(unique=True, max_length=300)
     process_id: str = Field(index=True, max_length=200)
     ticket_id: str = Field(index=True, max_length=100)
@@ -423,3 +426,70 @@ class WebhookAttempt(SQLModel, table=True):
     status: int | None = None
     latency_ms: float
     error: str | None = Field(default=None, max_length=500)
+
+
+class ProcessOutcome(SQLModel, table=True):
+    """One outcome or milestone event of a process, once per ``key`` (``{tenant}/{event_id}``).
+
+    The fact table the reports are built from: written with the webhook event
+    of the same id, in its transaction (``crm.reports.facts``). ``outcome`` is
+    what happened (``activated``, ``renewed``, ``routed``, ``goal_met``); the
+    typed columns are the dimensions reports group by, ``detail`` the rest of
+    the event's data. ``started_at`` is when the run (a renewal's term) began,
+    when known.
+    """
+
+    __tablename__ = "process_outcomes"
+    __table_args__ = (
+        Index("ix_process_outcomes_tenant_process_at", "tenant", "process", "occurred_at"),
+        Index("ix_process_outcomes_process_id", "process_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=700)
+    tenant: str = Field(default=NO_TENANT, max_length=100)
+    process: str = Field(max_length=30)
+    process_id: str = Field(max_length=300)
+    record_id: str = Field(max_length=300)
+    customer_id: str | None = Field(default=None, max_length=100)
+    outcome: str = Field(max_length=50)
+    occurred_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    started_at: datetime | None = no_time_yet()
+    plan: str | None = Field(default=None, max_length=50)
+    owner_id: str | None = Field(default=None, max_length=100)
+    priority: str | None = Field(default=None, max_length=20)
+    tier: str | None = Field(default=None, max_length=50)
+    score: int | None = None
+    grade: str | None = Field(default=None, max_length=10)
+    annual_value: float | None = None
+    automation_id: str | None = Field(default=None, max_length=100)
+    automation_version: int | None = None
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ReportRollup(SQLModel, table=True):
+    """What one UTC day added to one report, for one group (``dimension`` = ``value``).
+
+    ``dimension`` is empty for the row of the whole day. ``counts`` are sums
+    (outcomes, money), ``histograms`` the durations in log-scale buckets
+    (``crm.reports.rollups``): a report over any range reads a row per day and
+    group, however many outcomes the days had.
+    """
+
+    __tablename__ = "report_rollups"
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant", "report", "dimension", "day", "value", name="uq_report_rollups_group_day"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(default=NO_TENANT, max_length=100)
+    report: str = Field(max_length=30)
+    dimension: str = Field(default="", max_length=30)
+    day: date = Field(sa_column=Column(Date, nullable=False))
+    value: str = Field(default="", max_length=300)
+    counts: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    histograms: dict[str, dict[str, int]] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )

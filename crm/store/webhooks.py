@@ -1,8 +1,9 @@
 """Webhook endpoints and the events emitted to them, in the database.
 
-An event is stored once per ``(tenant, event_id)`` and gets one delivery row
-per endpoint of its tenant subscribed to its type (the outbox): emitting is a
-local transaction, so it never waits on a receiver. What becomes of the
+An event is stored once per ``(tenant, event_id)``, with its fact for the
+reports, and gets one delivery row per endpoint of its tenant subscribed to
+its type (the outbox): emitting is a local transaction, so it never waits on
+a receiver. What becomes of the
 deliveries (rounds, retries, the log) is ``crm.store.webhook_deliveries``.
 """
 
@@ -19,6 +20,7 @@ from sqlmodel import Session, col, select
 
 from crm.domain.webhook_events import subscribes
 from crm.platform.sealing import seal, unseal
+from crm.reports.facts import record_fact
 from crm.store.db import Database, insert_once
 from crm.store.models import (
     NO_TENANT,
@@ -187,12 +189,18 @@ class Emitted:
     process_id: str
     occurred_at: datetime
     data: dict[str, Any]
+    #: The record the outcome is about (a customer, ticket, subscription, lead), when known.
+    record_id: str | None = None
+    #: When the run (a renewal's term) that emits it began, when known.
+    started_at: datetime | None = None
 
 
 def emit(session: Session, event: Emitted) -> list[str]:
-    """Store ``event`` (once per id) and a pending delivery to each subscribed, enabled
-    endpoint of its tenant; the ids of those endpoints. A repeat adds only what is missing."""
+    """Store ``event`` (once per id), its fact for the reports (``crm.reports.facts``) and a
+    pending delivery to each subscribed, enabled endpoint of its tenant; the ids of those
+    endpoints. A repeat adds only what is missing."""
     tenant = _tenant(event.tenant)
+    record_fact(session, event)
     stored, _ = insert_once(
         session,
         WebhookEvent(
