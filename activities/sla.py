@@ -13,8 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.process_outcomes import describe_current_run
 from crm.policy import Policy
-from crm.reports.facts import sla_contribution
-from crm.reports.rollups import add_to_rollups
+from crm.reports.facts import store_sla_outcome
 from crm.store.db import Database, insert_once
 from crm.store.models import AuditEntry, Notification, SlaOutcome, as_utc, utcnow
 from workflows.contracts import (
@@ -102,9 +101,7 @@ class SlaActivities:
         )
 
         def store(session: Session) -> bool:
-            stored, created = insert_once(session, outcome)
-            if created:
-                add_to_rollups(session, sla_contribution(stored))
+            created = store_sla_outcome(session, outcome)
             insert_once(session, audit)
             return created
 

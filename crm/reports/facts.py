@@ -182,6 +182,15 @@ _CONTRIBUTIONS: dict[str, Callable[[ProcessOutcome], Built]] = {
 }
 
 
+def store_sla_outcome(session: Session, outcome: SlaOutcome) -> bool:
+    """Store a ticket's SLA outcome once per key and add it to the ``sla`` report; False
+    when it was stored before (and added then)."""
+    stored, created = insert_once(session, outcome)
+    if created:
+        add_to_rollups(session, sla_contribution(stored))
+    return created
+
+
 def sla_contribution(outcome: SlaOutcome) -> Contribution:
     """What a ticket's SLA outcome adds to the ``sla`` report: the ticket, each clock met or
     breached and the business time it used, its escalations by level."""

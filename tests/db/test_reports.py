@@ -1,0 +1,376 @@
+"""The reports over known outcomes, on SQLite and PostgreSQL: counts, rates and medians
+per period and group, totals, tenants, ranges, CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from crm.reports import REPORTS, ReportQuery, ReportTable, report_csv
+from crm.reports.facts import store_sla_outcome
+from crm.reports.rollups import PERCENTILE_ERROR
+from crm.store.db import Database
+from crm.store.models import ProcessOutcome, SlaOutcome
+from crm.store.webhooks import Emitted, emit
+from tests.db.test_database import db  # noqa: F401  (the fixture: each test on both databases)
+
+MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+_ids = itertools.count(1)
+
+
+def event(
+    event_type: str,
+    at: datetime,
+    *,
+    tenant: str | None = None,
+    started_at: datetime | None = None,
+    event_id: str | None = None,
+    **data: Any,
+) -> Emitted:
+    number = next(_ids)
+    return Emitted(
+        tenant=tenant,
+        event_id=event_id or f"process-{number}/offer_outcome@run-{number}",
+        type=event_type,
+        process_id=f"process-{number}",
+        occurred_at=at,
+        data={"process_id": f"process-{number}", "customer_id": f"c-{number}", **data},
+        started_at=started_at,
+    )
+
+
+def ticket(
+    at: datetime,
+    *,
+    priority: str = "high",
+    tier: str | None = "gold",
+    assignee: str = "agent-ana",
+    first: tuple[str, float] = ("met", 600),
+    resolution: tuple[str, float] = ("met", 7200),
+    escalations: tuple[str, ...] = (),
+    tenant: str | None = None,
+) -> SlaOutcome:
+    number = next(_ids)
+    return SlaOutcome(
+        key=f"ticket-t{number}/sla_outcome",
+        tenant=tenant,
+        process_id=f"ticket-t{number}",
+        ticket_id=f"t{number}",
+        customer_id="c-1",
+        priority=priority,
+        tier=tier,
+        assignee_id=assignee,
+        outcome="breached" if "breached" in (first[0], resolution[0]) else "met",
+        first_response=first[0],
+        resolution=resolution[0],
+        first_response_used_seconds=first[1],
+        resolution_used_seconds=resolution[1],
+        escalations=[{"clock": "resolution", "level": level} for level in escalations],
+        ended_at=at,
+    )
+
+
+async def emit_all(database: Database, *events: Emitted) -> None:
+    for one in events:
+        await database.run(lambda session, one=one: emit(session, one))
+
+
+async def store_tickets(database: Database, *tickets: SlaOutcome) -> None:
+    for one in tickets:
+        await database.run(lambda session, one=one: store_sla_outcome(session, one))
+
+
+async def report(
+    database: Database,
+    name: str,
+    *,
+    tenant: str | None = None,
+    days: int = 14,
+    period: str = "week",
+    by: str | None = None,
+) -> ReportTable:
+    start = MONDAY.replace(hour=0)
+    query = ReportQuery(start, start + timedelta(days=days), period, by)  # type: ignore[arg-type]
+    return await REPORTS[name].run(database, tenant, query)
+
+
+def near(value: float | None, exact: float) -> bool:
+    return value is not None and abs(value - exact) <= exact * PERCENTILE_ERROR + 1
+
+
+async def test_sla_report_counts_each_clock_and_its_compliance_per_week(
+    db: Database,  # noqa: F811
+) -> None:
+    await store_tickets(
+        db,
+        ticket(MONDAY, first=("met", 600), resolution=("met", 3600)),
+        ticket(MONDAY + timedelta(hours=1), first=("met", 1200), resolution=("met", 7200)),
+        ticket(
+            MONDAY + timedelta(days=2),
+            first=("breached", 4000),
+            resolution=("breached", 90000),
+            escalations=("warning", "breach", "manager"),
+        ),
+        ticket(MONDAY + timedelta(days=8), first=("met", 300), resolution=("cancelled", 10)),
+    )
+
+    table = await report(db, "sla")
+
+    first_week, second_week = table.rows
+    assert [row["period"] for row in table.rows] == ["2026-03-02", "2026-03-09"]
+    assert first_week["tickets"] == 3
+    assert (first_week["first_response_met"], first_week["first_response_breached"]) == (2, 1)
+    assert first_week["first_response_compliance"] == 66.7
+    assert first_week["resolution_compliance"] == 66.7
+    assert near(first_week["first_response_median"], 1200)
+    assert near(first_week["first_response_p90"], 4000)
+    assert near(first_week["resolution_median"], 7200)
+    assert first_week["escalations_warning"] == 1
+    assert first_week["escalations_manager"] == 1
+    assert second_week["tickets"] == 1
+    assert second_week["resolution_met"] + second_week["resolution_breached"] == 0
+    assert second_week["resolution_compliance"] is None  # no resolution clock ended
+    assert second_week["resolution_median"] is None
+    assert table.totals["tickets"] == 4
+    assert table.totals["first_response_compliance"] == 75.0
+    assert near(table.totals["first_response_median"], 600)
+
+
+async def test_sla_report_by_priority_has_a_row_per_week_and_priority(
+    db: Database,  # noqa: F811
+) -> None:
+    await store_tickets(
+        db,
+        ticket(MONDAY, priority="urgent", first=("breached", 900)),
+        ticket(MONDAY, priority="urgent", first=("met", 100)),
+        ticket(MONDAY, priority="low"),
+        ticket(MONDAY + timedelta(days=7), priority="low"),
+    )
+
+    table = await report(db, "sla", by="priority")
+
+    assert [c.key for c in table.columns[:2]] == ["period", "priority"]
+    assert [(r["period"], r["priority"], r["tickets"]) for r in table.rows] == [
+        ("2026-03-02", "low", 1),
+        ("2026-03-02", "urgent", 2),
+        ("2026-03-09", "low", 1),
+    ]
+    assert table.rows[1]["first_response_compliance"] == 50.0
+    assert table.totals["tickets"] == 4
+
+
+async def test_onboarding_report_rates_activation_and_times_it_from_the_runs_start(
+    db: Database,  # noqa: F811
+) -> None:
+    start = MONDAY - timedelta(days=10)
+    await emit_all(
+        db,
+        event(
+            "onboarding.activated",
+            MONDAY,
+            started_at=start,
+            plan="growth",
+            csm_id="csm-ana",
+            nudges_sent=1,
+        ),
+        event(
+            "onboarding.activated",
+            MONDAY + timedelta(days=1),
+            started_at=start,
+            plan="starter",
+            csm_id="csm-bo",
+            nudges_sent=2,
+        ),
+        event("onboarding.activated", MONDAY + timedelta(days=2), plan="growth", csm_id="csm-ana"),
+        event("onboarding.stalled", MONDAY + timedelta(days=3), plan="growth", csm_id="csm-ana"),
+        event("onboarding.cancelled", MONDAY + timedelta(days=20), plan="growth"),
+    )
+
+    table = await report(db, "onboarding", days=30, period="month")
+    by_plan = await report(db, "onboarding", days=30, period="month", by="plan")
+
+    (march,) = table.rows
+    assert march["period"] == "2026-03-01"
+    assert (march["activated"], march["stalled"], march["cancelled"]) == (3, 1, 1)
+    assert march["activation_rate"] == 60.0
+    assert march["nudges_before_activation"] == 3
+    # Ten and eleven days from the runs' starts; the third run's start is unknown.
+    assert near(march["time_to_activation_median"], 10 * 86400)
+    assert {r["plan"]: r["activated"] for r in by_plan.rows} == {"growth": 2, "starter": 1}
+    assert {r["plan"]: r["activation_rate"] for r in by_plan.rows} == {
+        "growth": 50.0,
+        "starter": 100.0,
+    }
+
+
+async def test_renewals_report_sums_the_value_renewed_and_lapsed_per_owner(
+    db: Database,  # noqa: F811
+) -> None:
+    owner = {"plan": "growth", "owner_id": "am-kim"}
+    await emit_all(
+        db,
+        event("renewal.renewed", MONDAY, annual_value=1200.5, **owner),
+        event("renewal.auto_renewed", MONDAY, annual_value=800, **owner),
+        event("renewal.lapsed", MONDAY, annual_value=500, plan="starter", owner_id="am-lee"),
+        event("renewal.cancelled", MONDAY, annual_value=900, **owner),
+        event("renewal.reminded", MONDAY, days_before=30, term=1),
+    )
+
+    table = await report(db, "renewals")
+    by_owner = await report(db, "renewals", by="owner")
+
+    assert table.totals | {} == {
+        "renewed": 1,
+        "auto_renewed": 1,
+        "lapsed": 1,
+        "cancelled": 1,
+        "renewal_rate": 66.7,
+        "value_renewed": 2000.5,
+        "value_lapsed": 500.0,
+        "reminders": 1,
+    }
+    rows = {r["owner"]: r for r in by_owner.rows}
+    assert rows["am-kim"]["value_renewed"] == 2000.5
+    assert rows["am-lee"]["value_lapsed"] == 500.0
+    assert rows[""]["reminders"] == 1  # a reminder does not say whose renewal it is
+
+
+async def test_leads_report_shows_outcomes_by_score_band(
+    db: Database,  # noqa: F811
+) -> None:
+    await emit_all(
+        db,
+        event("lead.routed", MONDAY, owner_id="rep-1"),
+        event("lead.routed", MONDAY, owner_id="rep-2"),
+        event("lead.qualified", MONDAY, score=80, grade="A", owner_id="rep-1"),
+        event("lead.nurture", MONDAY, score=40, grade="C", owner_id="rep-2"),
+        event("lead.unresponsive", MONDAY, score=85, grade="A", owner_id="rep-1"),
+    )
+
+    by_grade = await report(db, "leads", by="grade")
+    by_owner = await report(db, "leads", by="owner")
+
+    grades = {r["grade"]: r for r in by_grade.rows}
+    assert (grades["A"]["qualified"], grades["A"]["unresponsive"]) == (1, 1)
+    assert grades["A"]["qualified_rate"] == 50.0
+    assert grades["C"]["nurture"] == 1
+    assert grades[""]["routed"] == 2  # routing happens before the lead is graded
+    assert {r["owner"]: r["routed"] for r in by_owner.rows} == {"rep-1": 1, "rep-2": 1}
+    assert by_grade.totals["qualified_rate"] == round(100 / 3, 1)
+
+
+async def test_automations_report_counts_each_end_per_version(
+    db: Database,  # noqa: F811
+) -> None:
+    run = {"automation_id": "rescue", "object": "crmflow.onboarding", "record_id": "c-1"}
+    await emit_all(
+        db,
+        event("automation.enrolled", MONDAY, version=1, **run),
+        event("automation.enrolled", MONDAY, version=2, **run),
+        event("automation.goal_met", MONDAY, version=1, outcome="goal_met", **run),
+        event("automation.step_failed", MONDAY, version=2, outcome="failed", step="s", **run),
+    )
+
+    table = await report(db, "automations", by="version")
+
+    rows = {r["version"]: r for r in table.rows}
+    assert (rows["rescue v1"]["enrolled"], rows["rescue v1"]["goal_met"]) == (1, 1)
+    assert (rows["rescue v2"]["enrolled"], rows["rescue v2"]["step_failed"]) == (1, 1)
+    assert table.totals["goal_rate"] == 50.0
+
+
+async def test_a_tenant_sees_only_its_own_outcomes(
+    db: Database,  # noqa: F811
+) -> None:
+    await emit_all(
+        db,
+        event("onboarding.activated", MONDAY, tenant="acme", plan="growth"),
+        event("onboarding.stalled", MONDAY, tenant="globex", plan="growth"),
+        event("onboarding.cancelled", MONDAY, plan="growth"),
+    )
+    await store_tickets(db, ticket(MONDAY, tenant="acme"), ticket(MONDAY))
+
+    acme = await report(db, "onboarding", tenant="acme")
+    none = await report(db, "onboarding")
+
+    assert (acme.totals["activated"], acme.totals["stalled"], acme.totals["cancelled"]) == (1, 0, 0)
+    assert (none.totals["activated"], none.totals["cancelled"]) == (0, 1)
+    assert (await report(db, "sla", tenant="acme")).totals["tickets"] == 1
+    assert (await report(db, "sla", tenant="globex")).totals["tickets"] == 0
+    assert (await report(db, "sla")).totals["tickets"] == 1
+
+
+async def test_a_repeated_event_counts_once_and_is_one_fact(
+    db: Database,  # noqa: F811
+) -> None:
+    once = event("renewal.renewed", MONDAY, annual_value=100, plan="growth", owner_id="am-kim")
+    await emit_all(db, once, once)
+    same_ticket = ticket(MONDAY)
+    await store_tickets(db, same_ticket, same_ticket.model_copy())
+
+    facts = await db.all(select(ProcessOutcome))
+
+    assert [(f.process, f.outcome, f.plan, f.owner_id, f.annual_value) for f in facts] == [
+        ("renewal", "renewed", "growth", "am-kim", 100.0)
+    ]
+    assert (await report(db, "renewals")).totals["value_renewed"] == 100.0
+    assert (await report(db, "sla")).totals["tickets"] == 1
+
+
+async def test_only_the_days_of_the_range_count(
+    db: Database,  # noqa: F811
+) -> None:
+    await emit_all(
+        db,
+        event("lead.qualified", MONDAY - timedelta(hours=10), grade="A"),
+        event("lead.qualified", MONDAY, grade="A"),
+        event("lead.qualified", MONDAY + timedelta(days=7), grade="A"),
+    )
+
+    table = await report(db, "leads", days=7)
+
+    assert [(r["period"], r["qualified"]) for r in table.rows] == [("2026-03-02", 1)]
+    assert table.totals["qualified"] == 1
+
+
+async def test_an_empty_range_has_every_period_with_nothing_in_it(
+    db: Database,  # noqa: F811
+) -> None:
+    table = await report(db, "sla", days=21)
+
+    assert [(r["period"], r["tickets"]) for r in table.rows] == [
+        ("2026-03-02", 0),
+        ("2026-03-09", 0),
+        ("2026-03-16", 0),
+    ]
+    assert table.totals["first_response_median"] is None
+
+
+async def test_an_unknown_dimension_or_a_backwards_range_is_refused(
+    db: Database,  # noqa: F811
+) -> None:
+    with pytest.raises(ValueError, match="by: one of priority, tier, assignee"):
+        await report(db, "sla", by="plan")
+    with pytest.raises(ValueError, match="end must be after start"):
+        await report(db, "sla", days=-1)
+
+
+async def test_the_csv_has_the_labels_the_rows_and_the_totals(
+    db: Database,  # noqa: F811
+) -> None:
+    await emit_all(db, event("lead.qualified", MONDAY, grade="A", owner_id="=cmd|' /C calc'!A0"))
+
+    table = await report(db, "leads", days=7, by="owner")
+    lines = list(csv.reader(io.StringIO(report_csv(table))))
+
+    assert lines[0][:3] == ["Period", "Owner", "Routed"]
+    assert lines[1][:2] == ["2026-03-02", "'=cmd|' /C calc'!A0"]  # no formula in a spreadsheet
+    assert lines[1][lines[0].index("Qualified")] == "1"
+    assert lines[-1][0] == "total"
+    assert lines[-1][lines[0].index("Qualified rate")] == "100.0"
