@@ -21,9 +21,11 @@ from api.metrics import install_metrics
 from api.problems import PROBLEM_RESPONSES, document_problems, install_problem_handlers
 from api.routes import (
     approvals,
+    attention,
     automation_preview,
     automations,
     codec,
+    customers,
     health,
     records,
     tasks,
@@ -93,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health.router,
         start_router(policy),
         processes_router(policy),
+        customers.router,
+        attention.router,
         tasks.router,
         approvals.router,
         usage.router,

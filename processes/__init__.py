@@ -17,7 +17,14 @@ from processes.registry import ProcessDescriptor
 from processes.renewals import RENEWAL
 from processes.tickets import SLA
 from workflows.automation import AutomationWorkflow
-from workflows.common import AUTOMATION_ID, AUTOMATION_VERSION, PROCESS, RECORD_ID, STAGE
+from workflows.common import (
+    AUTOMATION_ID,
+    AUTOMATION_VERSION,
+    PROCESS,
+    RECORD_ID,
+    STAGE,
+    TENANT,
+)
 from workflows.webhook_dispatch import WebhookDispatchWorkflow
 
 PROCESSES: tuple[ProcessDescriptor, ...] = (ONBOARDING, SLA, RENEWAL, LEAD, APPROVAL)
@@ -42,6 +49,7 @@ def search_attributes() -> list[SearchAttributeKey[str]]:
     """The custom search attributes the runs set, which every Temporal server must know."""
     keys = {key.name: key for process in PROCESSES for key in process.search_attributes}
     keys |= {
-        key.name: key for key in (PROCESS, STAGE, AUTOMATION_ID, AUTOMATION_VERSION, RECORD_ID)
+        key.name: key
+        for key in (PROCESS, STAGE, AUTOMATION_ID, AUTOMATION_VERSION, RECORD_ID, TENANT)
     }
     return list(keys.values())

@@ -15,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from crm.platform.temporal import TemporalUnavailable
 from processes.registry import ProcessDescriptor, ProcessStart
-from workflows.common import CUSTOMER_ID, PROCESS, STAGE
+from workflows.common import CUSTOMER_ID, PROCESS, STAGE, TENANT
 
 
 class ProcessStarted(BaseModel):
@@ -81,6 +81,7 @@ async def start_process(
                     SearchAttributePair(CUSTOMER_ID, start.customer_id),
                     SearchAttributePair(STAGE, start.stage),
                     *start.search_attributes,
+                    *([SearchAttributePair(TENANT, tenant)] if tenant else []),
                 ]
             ),
             static_summary=start.summary,

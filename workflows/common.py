@@ -16,6 +16,8 @@ APPROVAL_ASSIGNEE = SearchAttributeKey.for_keyword("ApprovalAssignee")
 AUTOMATION_ID = SearchAttributeKey.for_keyword("AutomationId")
 AUTOMATION_VERSION = SearchAttributeKey.for_keyword("AutomationVersion")
 RECORD_ID = SearchAttributeKey.for_keyword("RecordId")
+#: The tenant whose run it is, on the runs of a tenant (the memo's ``tenant`` says the same).
+TENANT = SearchAttributeKey.for_keyword("CrmTenant")
 
 #: Custom search attributes every Temporal server running crmflow must know.
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
@@ -28,6 +30,7 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
     AUTOMATION_ID,
     AUTOMATION_VERSION,
     RECORD_ID,
+    TENANT,
 )
 
 

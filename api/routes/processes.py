@@ -1,13 +1,12 @@
-"""``/v1/processes/{process_id}``: read a process and its audit trail, send it events,
+"""``/v1/processes``: list runs; read a process and its audit trail, send it events,
 cancel it.
 
 The module keeps evaluated annotations: the events route's body is the union
 of the registered events, made for the policy when the app is built.
 """
 
-import base64
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,14 +14,21 @@ from sqlmodel import col, select
 from temporalio.service import RPCError
 
 from api.auth import Service, ServiceOrSupport, Support
-from api.deps import DatabaseDep, PolicyDep, TemporalDep
+from api.deps import ContextDep, DatabaseDep, PolicyDep, TemporalDep
 from api.events import check_event, event_body_type
+from api.page_tokens import id_after, id_token
 from api.problems import Problem
+from api.run_list import MAX_RUNS_PAGE, RunFilters, RunPage, list_runs
 from api.runs import ProcessView, describe_process, ensure_running, view_process
+from api.visibility import PROCESS_PATTERN, VALUE_PATTERN
 from crm.policy import Policy
 from crm.store.models import AuditEntry, as_utc
 from processes import PROCESSES, process_named
 from workflows.common import PROCESS
+
+RunStatus = Literal[
+    "running", "completed", "failed", "cancelled", "terminated", "timed_out", "continued_as_new"
+]
 
 
 class EventAccepted(BaseModel):
@@ -63,40 +69,37 @@ class CancelAccepted(BaseModel):
     status: str = "cancel_requested"
 
 
-def _token(last_id: int) -> str:
-    """An opaque page token: where the next page begins."""
-    return base64.urlsafe_b64encode(f"a{last_id}".encode()).decode()
-
-
-def _after(page_token: str | None) -> int:
-    """The id a page token continues after; 422 on ``page_token`` for one not ours."""
-    if page_token is None:
-        return 0
-    try:
-        decoded = base64.urlsafe_b64decode(page_token.encode()).decode()
-    except (ValueError, UnicodeError):
-        decoded = ""
-    if not (decoded.startswith("a") and decoded[1:].isdigit() and len(decoded) < 12):
-        raise Problem(
-            422,
-            "validation-error",
-            "Invalid request",
-            "page_token: not a token this API gave",
-            errors=[
-                {
-                    "loc": ["query", "page_token"],
-                    "msg": "not a token this API gave",
-                    "type": "value_error",
-                }
-            ],
-        )
-    return int(decoded[1:])
-
-
 def processes_router(policy: Policy) -> APIRouter:
     """The routes of ``/v1/processes``, with the events ``policy`` lets processes take."""
     router = APIRouter(prefix="/v1/processes", tags=["processes"])
     event_body: Any = event_body_type(policy)
+
+    @router.get("", response_model=RunPage)
+    async def get_runs(
+        client: TemporalDep,
+        context: ContextDep,
+        principal: ServiceOrSupport,
+        process: Annotated[str | None, Query(pattern=PROCESS_PATTERN)] = None,
+        stage: Annotated[str | None, Query(pattern=VALUE_PATTERN)] = None,
+        customer_id: Annotated[str | None, Query(pattern=VALUE_PATTERN)] = None,
+        status: Annotated[RunStatus | None, Query()] = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        page_token: Annotated[str | None, Query(max_length=1000)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_RUNS_PAGE)] = 50,
+    ) -> RunPage:
+        """Runs from Temporal's visibility store that meet every filter given: running
+        ones first, newest started first, then closed ones, latest closed first; a page
+        of ``limit`` at a time (``page_token`` from the previous page, same filters)."""
+        filters = RunFilters(
+            process=process,
+            stage=stage,
+            customer_id=customer_id,
+            status=status,
+            started_after=started_after,
+            started_before=started_before,
+        )
+        return await list_runs(client, context.settings, principal, filters, page_token, limit)
 
     @router.get("/{process_id}", response_model=ProcessView)
     async def get_process(
@@ -117,7 +120,7 @@ def processes_router(policy: Policy) -> APIRouter:
         """Every step the process recorded, across its runs (continued as new, renewal
         terms), oldest first; a page of ``limit`` at a time."""
         await describe_process(client, process_id, principal)  # 404 unless the caller's
-        after = _after(page_token)
+        after = id_after(page_token)
         rows = await database.all(
             select(AuditEntry)
             .where(AuditEntry.process_id == process_id, col(AuditEntry.id) > after)
@@ -132,7 +135,7 @@ def processes_router(policy: Policy) -> APIRouter:
                 AuditStep(step=r.step, detail=r.detail, recorded_at=as_utc(r.recorded_at))
                 for r in page
             ],
-            next_page_token=_token(last) if last is not None else None,
+            next_page_token=id_token(last) if last is not None else None,
         )
 
     @router.post(

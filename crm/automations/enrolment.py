@@ -23,7 +23,7 @@ from crm.domain.automation import AutomationDefinition
 from crm.domain.calendar import CalendarSpec
 from crm.platform.temporal import TemporalUnavailable
 from workflows.automation_types import AutomationInput, RecordEvent, automation_run_id
-from workflows.common import AUTOMATION_ID, AUTOMATION_VERSION, PROCESS, RECORD_ID, STAGE
+from workflows.common import AUTOMATION_ID, AUTOMATION_VERSION, PROCESS, RECORD_ID, STAGE, TENANT
 
 #: The workflow type of automation runs (``workflows.automation.AutomationWorkflow``).
 AUTOMATION_WORKFLOW = "AutomationWorkflow"
@@ -70,7 +70,8 @@ class EnrollingVersion:
 
     def search_attributes(self, record_id: str) -> TypedSearchAttributes:
         """What makes ``record_id``'s run findable: ``CrmProcess='automation'``, the
-        automation, its version, the record and the first ``CrmStage``."""
+        automation, its version, the record, the first ``CrmStage`` and a tenant's
+        ``CrmTenant``."""
         return TypedSearchAttributes(
             [
                 SearchAttributePair(PROCESS, "automation"),
@@ -78,6 +79,7 @@ class EnrollingVersion:
                 SearchAttributePair(AUTOMATION_VERSION, str(self.version)),
                 SearchAttributePair(RECORD_ID, record_id),
                 SearchAttributePair(STAGE, "enrolled"),
+                *([SearchAttributePair(TENANT, self.tenant)] if self.tenant else []),
             ]
         )
 

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     #: codec keys' form; the codec keys when unset.
     sealing_keys: str | None = Field(default=None, repr=False)
     task_queue: str = "crmflow"
+    #: The Temporal Web UI, to which the runs list links each run.
+    temporal_ui_url: str = "http://127.0.0.1:8233"
 
     database_url: str = "sqlite:///.crmflow/crm.db"
 

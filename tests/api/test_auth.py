@@ -39,6 +39,9 @@ ROUTES: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/onboardings", onboarding_body, {"service"}),
     ("GET", "/v1/processes/onboarding-nobody", None, {"service", "support"}),
     ("GET", "/v1/processes/onboarding-nobody/audit", None, {"service", "support"}),
+    ("GET", "/v1/processes", None, {"service", "support"}),
+    ("GET", "/v1/customers/c-auth/timeline", None, {"service", "support"}),
+    ("GET", "/v1/attention", None, {"admin", "support"}),
     ("POST", "/v1/processes/onboarding-nobody/events", {"type": "first_value"}, {"service"}),
     ("POST", "/v1/processes/onboarding-nobody/cancel", {}, {"support"}),
     ("GET", "/v1/tasks", None, {"support"}),
@@ -96,6 +99,7 @@ def _template(path: str) -> str:
     names = {"processes": "{process_id}", "approvals": "{approval_id}"}
     names["subscriptions"] = "{subscription_id}"
     names["tasks"] = "{task_id}"
+    names["customers"] = "{customer_id}"
     names["automations"] = "{automation_id}"
     names["webhooks"] = "{endpoint_id}"
     fixed = {
