@@ -28,6 +28,7 @@ from api.routes import (
     customers,
     health,
     records,
+    reports,
     tasks,
     usage,
     webhooks,
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         automations.router,
         records.router,
         webhooks.router,
+        reports.router,
         codec.router,
     ):
         app.include_router(router)

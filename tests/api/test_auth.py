@@ -13,6 +13,7 @@ import pytest
 
 from api.main import create_app
 from crm.platform.settings import Settings
+from crm.reports import REPORTS
 from tests.api.conftest import bearer
 from tests.conftest import eventually
 from tests.support.servers import run_asgi_server
@@ -79,6 +80,8 @@ ROUTES: list[tuple[str, str, Any, set[str]]] = [
     ("POST", f"/v1/webhooks/{NO_ENDPOINT}/rotate-secret", {}, {"admin"}),
     ("GET", f"/v1/webhooks/{NO_ENDPOINT}/deliveries", None, {"admin"}),
     ("POST", f"/v1/webhooks/{NO_ENDPOINT}/redeliver", {}, {"admin"}),
+    ("GET", "/v1/reports", None, {"admin", "support"}),
+    *(("GET", f"/v1/reports/{name}", None, {"admin", "support"}) for name in REPORTS),
 ]
 
 
