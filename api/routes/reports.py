@@ -8,11 +8,12 @@ own outcomes only (a principal of no tenant, those of no tenant).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from api.auth import AdminOrSupport
 from api.deps import DatabaseDep
@@ -25,6 +26,18 @@ MAX_RANGE = timedelta(days=3 * 365 + 1)
 DEFAULT_RANGE = timedelta(weeks=12)
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_day(value: Any) -> Any:
+    """Only ``YYYY-MM-DD``: pydantic would also take a number as days since 1970."""
+    if isinstance(value, str) and not _ISO_DAY.fullmatch(value):
+        raise ValueError("a date as YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_iso_day)]
 
 
 class ReportInfo(BaseModel):
@@ -92,10 +105,10 @@ def _report_route(spec: ReportSpec) -> None:
         database: DatabaseDep,
         principal: AdminOrSupport,
         start: Annotated[
-            date | None, Query(description="First day counted (UTC). Default: 12 weeks before end.")
+            Day | None, Query(description="First day counted (UTC). Default: 12 weeks before end.")
         ] = None,
         end: Annotated[
-            date | None, Query(description="Day after the last day counted. Default: tomorrow.")
+            Day | None, Query(description="Day after the last day counted. Default: tomorrow.")
         ] = None,
         period: Annotated[Literal["week", "month"], Query()] = "week",
         by: str | None = None,  # annotated below: the report's own dimensions

@@ -13,8 +13,10 @@ pointer per mistake, tests/unit/test_automation_validation.py), so a
 definition generated as valid becomes a shipped example under the generated id.
 A webhook URL whose host is an address inside the network is refused on submit
 (422 on ``url``, tests/api/test_webhooks.py); a generated one becomes a public
-URL. A page token is one the API gave, which no generated one is: it is left
-out. Cases generated as invalid are left as they are.
+URL. A report's range ends after it starts and spans at most three years (422
+on ``end``, tests/api/test_reports.py): a generated one that does not becomes
+one that does. A page token is one the API gave, which no generated one is: it
+is left out. Cases generated as invalid are left as they are.
 """
 
 from __future__ import annotations
@@ -52,6 +54,18 @@ def _valid_definition(generated: Any) -> dict[str, Any]:
     return {**EXAMPLE, "id": chosen if valid_id else EXAMPLE["id"]}
 
 
+def _report_range(query: dict[str, Any]) -> dict[str, Any]:
+    """A report's range that ends after it starts, within three years."""
+    try:
+        start = datetime.fromisoformat(str(query["start"])).date()
+        end = datetime.fromisoformat(str(query["end"])).date()
+    except (KeyError, ValueError):
+        start = end = None
+    if start is None or end is None or not timedelta(0) < end - start <= timedelta(days=1000):
+        return {**query, "start": "2026-01-05", "end": "2026-04-06"}
+    return query
+
+
 @schemathesis.hook
 def map_case(context: HookContext, case: Case[Any]) -> Case[Any]:
     body = case.body
@@ -59,6 +73,8 @@ def map_case(context: HookContext, case: Case[Any]) -> Case[Any]:
         return case
     if case.query and "page_token" in case.query:
         case.query = {name: value for name, value in case.query.items() if name != "page_token"}
+    if case.path.startswith("/v1/reports/"):
+        case.query = _report_range(case.query or {})
     if case.method.upper() == "POST" and case.path in (
         "/v1/automations",
         "/v1/automations/validate",
