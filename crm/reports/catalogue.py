@@ -2,8 +2,9 @@
 
 Each is a list of columns computed from a group's summed counts and merged
 duration histograms (``crm.reports.rollups``), so one runner serves them
-all: it reads the days of the range for the chosen dimension, sums them per
-period and group, and once more for the totals. Rates are percentages with
+all: it reads the months, weeks and days that cover the range for the
+chosen dimension, sums them per period and group, and once more for the
+totals. Rates are percentages with
 one decimal (None with nothing to divide by); medians and p90s are read from
 the histograms, within ``PERCENTILE_ERROR``.
 """
@@ -19,8 +20,7 @@ from sqlmodel import Session
 
 from crm.reports.rollups import (
     WHOLE,
-    merge_counts,
-    merge_histogram,
+    cover,
     percentile,
     read_rollups,
 )
@@ -45,9 +45,12 @@ class Group:
     histograms: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def add(self, counts: dict[str, float], histograms: dict[str, dict[str, int]]) -> None:
-        self.counts = merge_counts(self.counts, counts)
+        for name, amount in counts.items():
+            self.counts[name] = self.counts.get(name, 0) + amount
         for name, histogram in histograms.items():
-            self.histograms[name] = merge_histogram(self.histograms.get(name, {}), histogram)
+            summed = self.histograms.setdefault(name, {})
+            for bucket, amount in histogram.items():
+                summed[bucket] = summed.get(bucket, 0) + amount
 
     def count(self, name: str) -> float:
         return self.counts.get(name, 0)
@@ -106,9 +109,10 @@ class Report:
         first, after = query.days()
         owner = tenant if tenant is not None else NO_TENANT
         dimension = query.by or WHOLE
+        spans = cover(first, after, query.period)
 
         def read(session: Session) -> list[tuple[date, str, Any, Any]]:
-            return read_rollups(session, owner, self.name, dimension, first, after)
+            return read_rollups(session, owner, self.name, dimension, spans)
 
         groups: dict[tuple[date, str], Group] = {}
         if query.by is None:

@@ -1,26 +1,30 @@
-"""Daily roll-ups of the reports: what each UTC day added, per group, read instead of the facts.
+"""Roll-ups of the reports: what each UTC day, week and month added, per group.
 
 A fact (an outcome, an SLA outcome) adds its counts and durations to one row
-per group it belongs to (the whole day, and one per dimension of its report)
-in the transaction that stores it, so a report over a year reads at most a
-row per day and group, however many outcomes there were. Durations go into
-log-scale buckets, ``BUCKETS_PER_DOUBLING`` per doubling: a median or p90
-read from them is within ``PERCENTILE_ERROR`` of the exact one.
+per grain (its day, its week, its month) and group it belongs to (the whole
+report, and one per dimension) in the transaction that stores it. A report
+reads the fewest rows that cover its range without crossing its periods
+(``cover``): a year by month is twelve month rows per group, however many
+outcomes there were. Durations go into log-scale buckets,
+``BUCKETS_PER_DOUBLING`` per doubling: a median or p90 read from them is
+within ``PERCENTILE_ERROR`` of the exact one.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 from sqlmodel import select as select_rows
 
+from crm.reports.shape import Period, period_of
 from crm.store.models import ReportRollup
 
 #: Buckets per doubling of a duration; a bucket is ``2 ** (1 / 16)`` (4.4%) wide.
@@ -28,8 +32,10 @@ BUCKETS_PER_DOUBLING = 16
 #: The most a percentile read from the buckets (their geometric middle) is off by.
 PERCENTILE_ERROR = 2 ** (0.5 / BUCKETS_PER_DOUBLING) - 1
 
-#: The dimension of a day's row for the whole report.
+#: The dimension of the rows of the whole report.
 WHOLE = ""
+#: The spans a fact is summed into; a row's ``day`` is the first day of its span.
+GRAINS = ("day", "week", "month")
 
 
 #: The bucket of every duration under a second.
@@ -72,14 +78,16 @@ def add_to_rollups(session: Session, contribution: Contribution) -> None:
     groups = sorted([(WHOLE, ""), *contribution.groups.items()])
     connection = session.connection()
     insert = _INSERTS[connection.dialect.name](ReportRollup.__table__)  # type: ignore[attr-defined]
-    for dimension, value in groups:
-        where = _group(contribution, dimension, value)
+    for (dimension, value), grain in itertools.product(groups, GRAINS):
+        first = _span_start(contribution.day, grain)
+        where = _span(contribution, dimension, value, grain, first)
         connection.execute(
             insert.values(
                 tenant=contribution.tenant,
                 report=contribution.report,
                 dimension=dimension,
-                day=contribution.day,
+                grain=grain,
+                day=first,
                 value=value,
                 counts={},
                 histograms={},
@@ -98,12 +106,21 @@ def add_to_rollups(session: Session, contribution: Contribution) -> None:
     session.flush()
 
 
-def _group(contribution: Contribution, dimension: str, value: str) -> list[Any]:
+def _span_start(day: date, grain: str) -> date:
+    if grain == "week":
+        return period_of(day, "week")
+    return period_of(day, "month") if grain == "month" else day
+
+
+def _span(
+    contribution: Contribution, dimension: str, value: str, grain: str, first: date
+) -> list[Any]:
     return [
         col(ReportRollup.tenant) == contribution.tenant,
         col(ReportRollup.report) == contribution.report,
         col(ReportRollup.dimension) == dimension,
-        col(ReportRollup.day) == contribution.day,
+        col(ReportRollup.grain) == grain,
+        col(ReportRollup.day) == first,
         col(ReportRollup.value) == value,
     ]
 
@@ -139,19 +156,57 @@ def percentile(histogram: Mapping[str, int], fraction: float) -> float | None:
     raise AssertionError("unreachable: the ranks add up to the total")
 
 
+def cover(first: date, after: date, period: Period) -> list[tuple[str, date]]:
+    """The fewest (grain, first day) spans that cover the days ``[first, after)`` exactly,
+    none crossing a period: whole months (for periods of a month), whole weeks (inside
+    one month, unless the periods are weeks), and days for the rest."""
+    spans = []
+    day = first
+    while day < after:
+        month, next_month = day.replace(day=1), _next_month(day)
+        week_end = day + timedelta(days=7)
+        if period == "month" and day == month and next_month <= after:
+            spans.append(("month", day))
+            day = next_month
+        elif (
+            day.weekday() == 0
+            and week_end <= after
+            and (period == "week" or week_end <= next_month)
+        ):
+            spans.append(("week", day))
+            day = week_end
+        else:
+            spans.append(("day", day))
+            day += timedelta(days=1)
+    return spans
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
 def read_rollups(
-    session: Session, tenant: str, report: str, dimension: str, start: date, end: date
+    session: Session, tenant: str, report: str, dimension: str, spans: list[tuple[str, date]]
 ) -> list[tuple[date, str, dict[str, float], dict[str, dict[str, int]]]]:
-    """The report's rows for ``dimension`` from day ``start`` up to ``end`` (excluded):
-    (day, value, counts, histograms), in no particular order."""
+    """The report's rows for ``dimension`` over ``spans`` (``cover``): (first day of the
+    span, value, counts, histograms), in no particular order."""
     table = ReportRollup.__table__  # type: ignore[attr-defined]
+    by_grain: dict[str, list[date]] = {}
+    for grain, first in spans:
+        by_grain.setdefault(grain, []).append(first)
+    if not by_grain:
+        return []
     rows = session.connection().execute(
         select(table.c.day, table.c.value, table.c.counts, table.c.histograms).where(
             table.c.tenant == tenant,
             table.c.report == report,
             table.c.dimension == dimension,
-            table.c.day >= start,
-            table.c.day < end,
+            or_(
+                *(
+                    and_(table.c.grain == grain, table.c.day.in_(days))
+                    for grain, days in by_grain.items()
+                )
+            ),
         )
     )
     return [(day, value, counts, histograms) for day, value, counts, histograms in rows]

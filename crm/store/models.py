@@ -468,18 +468,25 @@ class ProcessOutcome(SQLModel, table=True):
 
 
 class ReportRollup(SQLModel, table=True):
-    """What one UTC day added to one report, for one group (``dimension`` = ``value``).
+    """What one UTC day, week or month (``grain``, beginning on ``day``) added to one
+    report, for one group (``dimension`` = ``value``).
 
-    ``dimension`` is empty for the row of the whole day. ``counts`` are sums
-    (outcomes, money), ``histograms`` the durations in log-scale buckets
-    (``crm.reports.rollups``): a report over any range reads a row per day and
-    group, however many outcomes the days had.
+    ``dimension`` is empty for the rows of the whole report. ``counts`` are
+    sums (outcomes, money), ``histograms`` the durations in log-scale buckets
+    (``crm.reports.rollups``): a report reads a row per month, week or day of
+    its range and group, however many outcomes they had.
     """
 
     __tablename__ = "report_rollups"
     __table_args__ = (
         UniqueConstraint(
-            "tenant", "report", "dimension", "day", "value", name="uq_report_rollups_group_day"
+            "tenant",
+            "report",
+            "dimension",
+            "grain",
+            "day",
+            "value",
+            name="uq_report_rollups_group_span",
         ),
     )
 
@@ -487,6 +494,7 @@ class ReportRollup(SQLModel, table=True):
     tenant: str = Field(default=NO_TENANT, max_length=100)
     report: str = Field(max_length=30)
     dimension: str = Field(default="", max_length=30)
+    grain: str = Field(default="day", max_length=5)
     day: date = Field(sa_column=Column(Date, nullable=False))
     value: str = Field(default="", max_length=300)
     counts: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from crm.reports import REPORTS, ReportQuery, ReportTable, report_csv
 from crm.reports.facts import store_sla_outcome
-from crm.reports.rollups import PERCENTILE_ERROR
+from crm.reports.rollups import PERCENTILE_ERROR, cover
 from crm.store.db import Database
 from crm.store.models import ProcessOutcome, SlaOutcome
 from crm.store.webhooks import Emitted, emit
@@ -374,3 +374,50 @@ async def test_the_csv_has_the_labels_the_rows_and_the_totals(
     assert lines[1][lines[0].index("Qualified")] == "1"
     assert lines[-1][0] == "total"
     assert lines[-1][lines[0].index("Qualified rate")] == "100.0"
+
+
+async def test_whole_months_and_weeks_count_the_same_as_their_days(
+    db: Database,  # noqa: F811
+) -> None:
+    await emit_all(
+        db,
+        *(
+            event("lead.qualified", datetime(2026, 3, 1, tzinfo=UTC) + timedelta(days=n), grade="A")
+            for n in range(0, 61, 3)
+        ),
+    )
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    spec = REPORTS["leads"]
+
+    months = await spec.run(db, None, ReportQuery(start, start + timedelta(days=61), "month"))
+    weeks = await spec.run(db, None, ReportQuery(start, start + timedelta(days=61), "week"))
+    ragged = await spec.run(
+        db, None, ReportQuery(start + timedelta(days=2), start + timedelta(days=40), "month")
+    )
+
+    assert [(r["period"], r["qualified"]) for r in months.rows] == [
+        ("2026-03-01", 11),
+        ("2026-04-01", 10),
+    ]
+    assert sum(r["qualified"] for r in weeks.rows) == 21
+    assert weeks.rows[0]["period"] == "2026-02-23"  # the week of March 1st, a Sunday
+    assert [(r["period"], r["qualified"]) for r in ragged.rows] == [
+        ("2026-03-01", 10),
+        ("2026-04-01", 3),
+    ]
+
+
+def test_a_range_is_covered_by_whole_months_weeks_and_days_never_across_a_period() -> None:
+    spans = cover(date(2026, 3, 1), date(2026, 5, 1), "month")
+    weekly = cover(date(2026, 3, 1), date(2026, 4, 6), "week")
+    ragged = cover(date(2026, 3, 28), date(2026, 4, 14), "month")
+
+    assert spans == [("month", date(2026, 3, 1)), ("month", date(2026, 4, 1))]
+    assert weekly[0] == ("day", date(2026, 3, 1))
+    assert weekly[1:] == [("week", date(2026, 3, d)) for d in (2, 9, 16, 23, 30)]
+    assert ragged == [
+        *(("day", date(2026, 3, d)) for d in range(28, 32)),
+        *(("day", date(2026, 4, d)) for d in range(1, 6)),
+        ("week", date(2026, 4, 6)),
+        ("day", date(2026, 4, 13)),
+    ]
