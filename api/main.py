@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api.auth import Authenticator, StartRateLimiter
 from api.automation_documents import document_automation_schema
+from api.console.app import install_console
 from api.deps import AppContext, TemporalConnection
 from api.limits import BodySizeLimit
 from api.metrics import install_metrics
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         codec.router,
     ):
         app.include_router(router)
+    install_console(app)
     return app
 
 

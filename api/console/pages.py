@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import ValidationError
 
+from api.attention import needs_attention
 from api.console.charts import Series, bar_chart
 from api.console.rendering import STATIC, page
 from api.console.security import (
@@ -32,10 +33,11 @@ from api.console.security import (
 )
 from api.deps import ContextDep, DatabaseDep, TemporalDep
 from api.problems import Problem
-from api.run_list import RunFilters, customer_timeline, list_runs, needs_attention, web_ui_url
+from api.run_list import RunFilters, customer_timeline, list_runs
 from api.runs import describe_process, ensure_running
+from api.visibility import web_ui_url
+from crm.reports import REPORTS, ReportQuery, ReportTable, report_csv
 from crm.store.console_sessions import SESSION_LIFETIME, SignedIn, close_session, open_session
-from crm.store.reports import REPORTS, ReportQuery, ReportTable, report_csv
 from processes import PROCESSES
 
 #: The roles that may use the console's pages.
@@ -71,10 +73,7 @@ async def home(session: SessionDep) -> RedirectResponse:
 
 @router.get("/sign-in")
 async def sign_in_form(request: Request, next: str | None = None) -> Response:
-    token = secrets.token_urlsafe(24)
-    response = page("sign_in.html", title="Sign in", sign_in_token=token, next_path=safe_next(next))
-    _set_cookie(request, response, SIGN_IN_COOKIE, token, f"{CONSOLE_PATH}/sign-in", 600)
-    return response
+    return _sign_in_page(request, next)
 
 
 @router.post("/sign-in")
@@ -87,30 +86,21 @@ async def sign_in(request: Request, database: DatabaseDep) -> Response:
         )
     principal = await request.app.state.authenticator.verify(form.get("key", "").strip())
     if principal is None:
-        token = secrets.token_urlsafe(24)
-        response = page(
-            "sign_in.html",
-            status_code=401,
-            title="Sign in",
-            sign_in_token=token,
-            next_path=safe_next(form.get("next")),
-            error="That key or token is unknown, revoked or expired.",
-        )
-        _set_cookie(request, response, SIGN_IN_COOKIE, token, f"{CONSOLE_PATH}/sign-in", 600)
-        return response
+        error = "That key or token is unknown, revoked or expired."
+        return _sign_in_page(request, form.get("next"), error)
     require_role(principal, *CONSOLE_ROLES)
     token, _ = await open_session(database, principal)
-    response = RedirectResponse(safe_next(form.get("next")), status_code=303)
+    signed_in = RedirectResponse(safe_next(form.get("next")), status_code=303)
     _set_cookie(
         request,
-        response,
+        signed_in,
         SESSION_COOKIE,
         token,
         CONSOLE_PATH,
         int(SESSION_LIFETIME.total_seconds()),
     )
-    response.delete_cookie(SIGN_IN_COOKIE, path=f"{CONSOLE_PATH}/sign-in")
-    return response
+    signed_in.delete_cookie(SIGN_IN_COOKIE, path=f"{CONSOLE_PATH}/sign-in")
+    return signed_in
 
 
 @router.post("/sign-out")
@@ -339,6 +329,21 @@ def _message(err: Exception) -> str:
         first = err.errors()[0]
         return f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"
     return str(err)
+
+
+def _sign_in_page(request: Request, next_path: str | None, error: str | None = None) -> Response:
+    """The sign-in form, with a fresh double-submit token in a cookie of its own."""
+    token = secrets.token_urlsafe(24)
+    response = page(
+        "sign_in.html",
+        status_code=401 if error else 200,
+        title="Sign in",
+        sign_in_token=token,
+        next_path=safe_next(next_path),
+        error=error,
+    )
+    _set_cookie(request, response, SIGN_IN_COOKIE, token, f"{CONSOLE_PATH}/sign-in", 600)
+    return response
 
 
 def _set_cookie(

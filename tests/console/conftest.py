@@ -74,3 +74,14 @@ async def snapshot(page: Page, name: str) -> None:
     """Keep a screenshot of the whole page as a test artefact."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+async def browser_phone(browser: Browser) -> AsyncIterator[Page]:
+    """A page in a phone-sized context (390 x 844, touch)."""
+    made = await browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    made.set_default_timeout(15_000)
+    yield await made.new_page()
+    await made.close()
