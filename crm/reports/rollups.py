@@ -27,8 +27,8 @@ from sqlmodel import select as select_rows
 from crm.reports.shape import Period, period_of
 from crm.store.models import ReportRollup
 
-#: Buckets per doubling of a duration; a bucket is ``2 ** (1 / 16)`` (4.4%) wide.
-BUCKETS_PER_DOUBLING = 16
+#: Buckets per doubling of a duration; a bucket is ``2 ** (1 / 8)`` (9%) wide.
+BUCKETS_PER_DOUBLING = 8
 #: The most a percentile read from the buckets (their geometric middle) is off by.
 PERCENTILE_ERROR = 2 ** (0.5 / BUCKETS_PER_DOUBLING) - 1
 

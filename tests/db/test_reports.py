@@ -4,13 +4,14 @@ per period and group, totals, tenants, ranges, CSV."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import itertools
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from crm.reports import REPORTS, ReportQuery, ReportTable, report_csv
 from crm.reports.facts import store_sla_outcome
@@ -78,12 +79,20 @@ def ticket(
 
 async def emit_all(database: Database, *events: Emitted) -> None:
     for one in events:
-        await database.run(lambda session, one=one: emit(session, one))
+        await database.run(functools.partial(_emit, event=one))
+
+
+def _emit(session: Session, event: Emitted) -> None:
+    emit(session, event)
 
 
 async def store_tickets(database: Database, *tickets: SlaOutcome) -> None:
     for one in tickets:
-        await database.run(lambda session, one=one: store_sla_outcome(session, one))
+        await database.run(functools.partial(_store, outcome=one))
+
+
+def _store(session: Session, outcome: SlaOutcome) -> None:
+    store_sla_outcome(session, outcome)
 
 
 async def report(
@@ -212,7 +221,7 @@ async def test_onboarding_report_rates_activation_and_times_it_from_the_runs_sta
 async def test_renewals_report_sums_the_value_renewed_and_lapsed_per_owner(
     db: Database,  # noqa: F811
 ) -> None:
-    owner = {"plan": "growth", "owner_id": "am-kim"}
+    owner: dict[str, Any] = {"plan": "growth", "owner_id": "am-kim"}
     await emit_all(
         db,
         event("renewal.renewed", MONDAY, annual_value=1200.5, **owner),
@@ -268,7 +277,11 @@ async def test_leads_report_shows_outcomes_by_score_band(
 async def test_automations_report_counts_each_end_per_version(
     db: Database,  # noqa: F811
 ) -> None:
-    run = {"automation_id": "rescue", "object": "crmflow.onboarding", "record_id": "c-1"}
+    run: dict[str, Any] = {
+        "automation_id": "rescue",
+        "object": "crmflow.onboarding",
+        "record_id": "c-1",
+    }
     await emit_all(
         db,
         event("automation.enrolled", MONDAY, version=1, **run),
