@@ -11,6 +11,7 @@
     crmflow codec-key ID        print a new payload encryption key for CRMFLOW_CODEC_KEYS
     crmflow api-key create|list|revoke   manage API keys in the database
     crmflow processes           the registered processes: ids, start routes, events
+    crmflow rollout status|ramp|current|drained   move runs to a new worker version
     crmflow automation validate|apply|list|activate|pause|archive|preview   (through the API)
 
 Every part reads its settings from ``CRMFLOW_*`` environment variables.
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from crm.platform.principals import ROLES
-from devstack import automation_cli
+from devstack import automation_cli, rollout_cli
 
 DEFAULT_MAILDIR = Path(".crmflow/mail")
 DEFAULT_STATE = Path(".crmflow")
@@ -84,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     key = commands.add_parser("codec-key", help="print a new payload encryption key")
     key.add_argument("key_id", help="a name for the key, e.g. 2026-11")
     automation_cli.add_parser(commands)
+    rollout_cli.add_parser(commands)
     return parser
 
 
@@ -129,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_processes()
     elif args.command == "automation":
         return automation_cli.run(args)
+    elif args.command == "rollout":
+        return rollout_cli.run(args)
     elif args.command == "codec-key":
         from crm.platform.codec import new_codec_key
 

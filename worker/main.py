@@ -2,12 +2,15 @@
 
 Run it with ``crmflow worker``; scale out by running more of them on the same
 task queue. It stops on SIGINT or SIGTERM after letting running activities
-finish (``CRMFLOW_WORKER_GRACEFUL_SHUTDOWN_SECONDS``).
+finish (``CRMFLOW_WORKER_GRACEFUL_SHUTDOWN_SECONDS``). With a deployment name
+and build id it polls as that version of the deployment (Worker Versioning,
+``crm.platform.deployments``) and can stop by itself once its version has drained.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import pkgutil
 import signal
@@ -18,8 +21,14 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.common import VersioningBehavior
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker import (
+    UnsandboxedWorkflowRunner,
+    Worker,
+    WorkerDeploymentConfig,
+    WorkflowRunner,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows
@@ -37,6 +46,7 @@ from activities.sla import SlaActivities
 from activities.tasks import TaskActivities
 from activities.usage import UsageActivities
 from activities.webhook_delivery import WebhookActivities
+from crm.platform.deployments import RolloutError, version_state, worker_version
 from crm.platform.dispatch import wake_endpoints
 from crm.platform.logs import configure_logging
 from crm.platform.settings import Settings, get_settings
@@ -45,6 +55,7 @@ from crm.policy import Policy, load_policy
 from crm.store.db import Database
 from crm.store.webhook_deliveries import endpoints_with_pending
 from processes import workflows as registered_workflows
+from worker.health import serving_probes
 
 log = logging.getLogger("crmflow.worker")
 
@@ -167,6 +178,7 @@ async def running_worker(
 ) -> AsyncIterator[Worker]:
     """A worker polling ``settings.task_queue`` for as long as the context is open."""
     built = build_activities(settings, policy, database)
+    version = worker_version(settings)
     worker = Worker(
         client,
         task_queue=settings.task_queue,
@@ -175,6 +187,15 @@ async def running_worker(
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         workflow_runner=workflow_runner(settings),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
+        # Each process declares its versioning behaviour in its @workflow.defn; one that
+        # does not is pinned: its runs finish on the code they started on.
+        deployment_config=WorkerDeploymentConfig(
+            version=version,
+            use_worker_versioning=True,
+            default_versioning_behavior=VersioningBehavior.PINNED,
+        )
+        if version
+        else None,
     )
     try:
         async with worker:
@@ -193,15 +214,27 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    version = worker_version(settings)
     try:
-        async with running_worker(client, settings, policy, database):
+        async with contextlib.AsyncExitStack() as serving:
+            await serving.enter_async_context(running_worker(client, settings, policy, database))
+            if settings.worker_health_address:
+                await serving.enter_async_context(
+                    serving_probes(settings.worker_health_address, client, database)
+                )
             log.info(
-                "worker polling %s on %s/%s, workflows %s",
+                "worker polling %s on %s/%s, version %s, workflows %s",
                 settings.task_queue,
                 settings.temporal_address,
                 settings.temporal_namespace,
+                f"{version.deployment_name}:{version.build_id}" if version else "unversioned",
                 "in the sandbox" if settings.worker_sandbox else "without the sandbox",
             )
+            if version and settings.worker_exit_when_drained:
+                watch = asyncio.create_task(
+                    _stop_when_drained(client, settings, stop), name="drain-watch"
+                )
+                serving.callback(watch.cancel)
             waiting = await endpoints_with_pending(database)
             try:  # deliveries whose wake was lost (Temporal was away) are taken now
                 await wake_endpoints(client, settings.task_queue, waiting)
@@ -211,6 +244,23 @@ async def run_worker(settings: Settings) -> None:
             log.info("worker stopping")
     finally:
         await database.dispose()
+
+
+async def _stop_when_drained(client: Client, settings: Settings, stop: asyncio.Event) -> None:
+    """Set ``stop`` once this worker's version has drained; checks every
+    ``CRMFLOW_WORKER_DRAIN_CHECK_SECONDS`` and logs (never raises) when a check fails."""
+    version = worker_version(settings)
+    assert version is not None
+    while not stop.is_set():
+        await asyncio.sleep(settings.worker_drain_check_seconds)
+        try:
+            state = await version_state(client, version)
+        except RolloutError as err:
+            log.warning("cannot tell whether this version has drained: %s", err)
+            continue
+        if state.drained:
+            log.info("version %s has drained; the worker stops", state.describe())
+            stop.set()
 
 
 def _runtime(settings: Settings) -> Runtime | None:

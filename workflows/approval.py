@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.retries import RECORD_RETRY
@@ -53,7 +54,7 @@ PROCESS_NAME = "approval"
 CLOSE_TASKS_PATCH = "close-approval-tasks"
 
 
-@workflow.defn
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class ApprovalWorkflow(ProcessSteps):
     """One approval request; see the module docstring for the chain and its timeouts."""
 

@@ -27,7 +27,11 @@ from datetime import timedelta
 from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    VersioningBehavior,
+)
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -84,7 +88,7 @@ class StepFailed(Exception):
     """A step cannot be taken on this record's data; the run ends as ``failed``."""
 
 
-@workflow.defn
+@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class AutomationWorkflow(ProcessSteps):
     """One record's run of one automation version; see the module docstring."""
 

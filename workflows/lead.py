@@ -31,6 +31,7 @@ import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
@@ -67,7 +68,7 @@ PROCESS_NAME = "lead"
 FREE_REP_ON_CANCEL = "free-rep-on-cancel"
 
 
-@workflow.defn
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class LeadWorkflow(ProcessSteps):
     """One lead's qualification; see the module docstring for the process."""
 

@@ -23,6 +23,7 @@ import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.retries import RECORD_RETRY
@@ -51,7 +52,7 @@ PROCESS_NAME = "onboarding"
 QUIET_FIRST_PHASE = "quiet-first-phase"
 
 
-@workflow.defn
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class OnboardingWorkflow(ProcessSteps):
     """One customer's onboarding; see the module docstring for the schedule."""
 

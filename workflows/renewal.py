@@ -20,6 +20,7 @@ import dataclasses
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -74,7 +75,7 @@ REFUSE_UNUSABLE_TERMS = "refuse-unusable-terms"
 TENANT_APPROVAL_IDS = "tenant-approval-ids"
 
 
-@workflow.defn
+@workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class RenewalWorkflow(ProcessSteps):
     """One subscription term; see the module docstring for the schedule."""
 

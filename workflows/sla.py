@@ -8,6 +8,7 @@ import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import sla_messages as messages
@@ -38,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
 PROCESS_NAME = "sla"
 
 
-@workflow.defn
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class TicketSlaWorkflow(ProcessSteps):
     """One ticket's SLA; see the module docstring for the process."""
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError
 
 from workflows.retries import ROUND_RETRY
@@ -41,7 +42,7 @@ IDLE = timedelta(hours=1)
 ROUNDS_PER_RUN = 500
 
 
-@workflow.defn(name="WebhookDispatch")
+@workflow.defn(name="WebhookDispatch", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class WebhookDispatchWorkflow:
     def __init__(self) -> None:
         self._woken = False

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     start_rate_per_second: float = Field(default=200.0, gt=0)
     start_burst: int = Field(default=400, ge=1)
+    #: How many API processes share the start rate: each allows ``1/api_replicas`` of the
+    #: rate and the burst, so a principal never starts more than the rate in all.
+    api_replicas: int = Field(default=1, ge=1)
     max_request_bytes: int = Field(default=65536, ge=1024)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -82,6 +85,17 @@ class Settings(BaseSettings):
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
     worker_sandbox: bool = False
     worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
+    #: Worker Versioning: the worker deployment and the build id of this worker's code. Both
+    #: set, the worker polls as that version; neither, it polls unversioned (the name alone
+    #: is the deployment ``crmflow rollout`` acts on).
+    worker_deployment_name: str | None = None
+    worker_build_id: str | None = None
+    #: Where the worker answers ``/healthz`` and ``/readyz`` (empty: off).
+    worker_health_address: str | None = None
+    #: A versioned worker stops by itself once its version has drained (no longer current
+    #: or ramping, and no running workflow pinned to it).
+    worker_exit_when_drained: bool = False
+    worker_drain_check_seconds: float = Field(default=30.0, gt=0)
 
     @property
     def secret_keys(self) -> str | None:
