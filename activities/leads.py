@@ -9,7 +9,8 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 
 from crm.store.db import Database, insert_once, upsert
-from crm.store.models import Lead, MarketingListEntry
+from crm.store.models import EmailSuppression, Lead, MarketingListEntry
+from crm.store.suppressions import suppress, suppression_of
 from workflows.contracts import (
     ADD_TO_MARKETING_LIST,
     SAVE_LEAD,
@@ -32,15 +33,28 @@ class LeadActivities:
     async def save_lead(self, record: LeadRecord) -> LeadSaved:
         """Create the lead's record or overwrite it with ``record`` (idempotent).
 
-        The answer says whether the address is on the do-not-email list: this
-        or any other lead with the same address unsubscribed or bounced.
+        A lead that unsubscribed or bounced puts its address on the suppression
+        list (marketing, or all mail for a bounce). The answer says whether the
+        address may not be emailed: this or any other lead with the same address
+        unsubscribed or bounced, or the address is suppressed for marketing mail
+        (a one-click unsubscribe, a complaint, a bounce reported by the relay).
         """
         email: Any = func.lower(col(Lead.email))
 
         lead = Lead.model_validate(_fields(record))
 
-        def save(session: Session) -> list[Lead]:
+        def save(session: Session) -> tuple[list[Lead], EmailSuppression | None]:
             upsert(session, lead)
+            if not record.email_valid or record.status == "bounced":
+                suppress(session, record.email, "all", "lead_bounced", process_id=record.process_id)
+            elif record.status == "unsubscribed":
+                suppress(
+                    session,
+                    record.email,
+                    "marketing",
+                    "lead_unsubscribed",
+                    process_id=record.process_id,
+                )
             blocked = session.exec(
                 select(Lead).where(
                     email == record.email.strip().lower(),
@@ -50,10 +64,12 @@ class LeadActivities:
                     ),
                 )
             )
-            return list(blocked.all())
+            return list(blocked.all()), suppression_of(session, record.email, "marketing")
 
-        blocked = await self._database.run(save)
+        blocked, held = await self._database.run(save)
         reasons = sorted({"bounced" if not row.email_valid else row.status for row in blocked})
+        if held is not None:
+            reasons.append("bounced" if held.category == "all" else "unsubscribed")
         return LeadSaved(
             lead_id=record.lead_id,
             status=record.status,

@@ -1,4 +1,4 @@
-"""A process email as a MIME message: plain text, a few headers.
+"""A process email as a MIME message: plain text or text and HTML alternatives, a few headers.
 
 The values are crmflow's own (a validated address, a one-line subject, a
 rendered body), so they are stored as they are, not parsed: an
@@ -14,9 +14,10 @@ SMTP policy: CRLF line ends, and no ``>From`` mangling of the body.
 from __future__ import annotations
 
 import email.policy
+import hashlib
 from email.charset import QP, Charset
 from email.header import Header
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.utils import formataddr, parseaddr
 
 #: UTF-8 bodies as quoted-printable: readable in the raw message, safe over 7-bit relays.
@@ -66,6 +67,41 @@ def plain_text_message(
         else:
             message[name] = Header(value, "utf-8", header_name=name).encode()
     return message
+
+
+def alternative_message(
+    *, sender: str, recipient: str, subject: str, text: str, html: str, headers: dict[str, str]
+) -> EmailMessage:
+    """A multipart/alternative message (the text part first, the HTML part preferred) from
+    ``sender`` to ``recipient`` with ``headers`` added.
+
+    Raises ValueError for a header value that is not one line of text.
+    """
+    fields = {"From": sender, "To": recipient, "Subject": subject, **headers}
+    for name, value in fields.items():
+        if not _one_line(value):
+            raise ValueError(f"the {name} header must be one line of text: {value!r}")
+    message = EmailMessage(policy=email.policy.compat32)
+    for name, value in fields.items():
+        if value.isascii() or name in ADDRESS_HEADERS:
+            message[name] = value
+        else:
+            message[name] = Header(value, "utf-8", header_name=name).encode()
+    message["MIME-Version"] = "1.0"
+    message.set_type("multipart/alternative")
+    if "Message-ID" in headers:  # every attempt at one email writes the same bytes
+        digest = hashlib.sha256(headers["Message-ID"].encode()).hexdigest()[:32]
+        message.set_boundary(f"=_alt_{digest}")
+    message.set_payload([_part(text, "plain"), _part(html, "html")])
+    return message
+
+
+def _part(body: str, subtype: str) -> Message:
+    part = Message(policy=email.policy.compat32)
+    plain = body.isascii() and all(len(line) <= MAX_PLAIN_LINE for line in body.splitlines())
+    part.set_payload(body, "us-ascii" if plain else _UTF8_BODY)
+    part.set_type(f"text/{subtype}")
+    return part
 
 
 def _one_line(value: str) -> bool:

@@ -128,7 +128,14 @@ def build_activities(settings: Settings, policy: Policy, database: Database) -> 
         starttls=settings.smtp_starttls,
         timeout_seconds=settings.smtp_timeout_seconds,
     )
-    email = EmailActivities(database, mailer, sender=settings.mail_from)
+    email = EmailActivities(
+        database,
+        mailer,
+        sender=settings.mail_from,
+        layout=policy.email,
+        public_url=settings.public_url,
+        link_secret=settings.email_link_secret,
+    )
     enrichment = EnrichmentActivities(
         settings.enrichment_url,
         api_key=settings.enrichment_api_key,

@@ -213,6 +213,7 @@ class AutomationWorkflow(ProcessSteps):
                     context=self._template_values(),
                     subject=step.email.subject,
                     body=step.email.body,
+                    category=step.email.email_class(),
                 ),
                 within=timedelta(days=1),
             )

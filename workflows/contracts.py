@@ -135,7 +135,9 @@ class EmailRequest:
 
     With ``subject`` and ``body`` (a user's templates, an automation's), those
     are rendered in Jinja's sandbox instead and ``template`` only names the
-    email in the outbox.
+    email in the outbox. ``category`` (``transactional`` or ``marketing``)
+    classes the email; without it the template's class holds (a user's
+    template: transactional).
     """
 
     key: str
@@ -145,6 +147,7 @@ class EmailRequest:
     context: dict[str, Any] = field(default_factory=dict)
     subject: str | None = None
     body: str | None = None
+    category: str | None = None
 
 
 @dataclass

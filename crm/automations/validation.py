@@ -22,7 +22,9 @@ with the JSON pointer of its place (``/steps/3/wait/until``):
   ``subject`` a string) when evaluated on a sample record with a value of
   every declared field's type. A type error on a branch the sample does not
   take is found at run time, where it fails that step visibly;
-- templates: each parses in Jinja's sandbox and uses only those names;
+- templates: each parses in Jinja's sandbox and uses only those names, and an
+  email renders on the sample record into both parts of the policy's layout
+  under Gmail's clipping size;
 - the graph: every step reachable from the first, no loop without a wait or
   an approval (it would spin), no wait or approval longer than ``MAX_WAIT``.
 """
@@ -40,7 +42,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from crm.automations.templates import UserTemplateError, template_fields, template_names
+from crm.automations.templates import (
+    UserTemplateError,
+    render_user_template,
+    template_fields,
+    template_names,
+)
 from crm.domain.automation import (
     ACTIONS,
     DURATION_UNITS,
@@ -49,6 +56,7 @@ from crm.domain.automation import (
     RECORD_EVENT_TYPES,
     AutomationDefinition,
     Duration,
+    EmailStep,
     EventMatch,
     HttpStep,
     Person,
@@ -68,6 +76,7 @@ from crm.domain.expressions import (
     referenced_names,
 )
 from crm.domain.process_outcomes import OutcomeObject, outcome_object
+from crm.mail.layout import GMAIL_CLIP_BYTES, FooterLinks, compose
 from crm.platform.urls import url_problem
 from crm.policy import Policy
 from processes import PROCESSES
@@ -280,8 +289,11 @@ class _Checker:
             yield from self._step_ref(f"{where}/next", step.next)
         if step.email is not None:
             yield from self._person(f"{where}/email/to", step.email.to, "email")
-            yield from self._template(f"{where}/email/subject", step.email.subject)
-            yield from self._template(f"{where}/email/body", step.email.body)
+            problems = [
+                *self._template(f"{where}/email/subject", step.email.subject),
+                *self._template(f"{where}/email/body", step.email.body),
+            ]
+            yield from problems or self._email_renders(f"{where}/email", step.email)
         elif step.task is not None:
             yield from self._person(f"{where}/task/assignee", step.task.assignee, "task")
             yield from self._template(f"{where}/task/title", step.task.title)
@@ -450,6 +462,27 @@ class _Checker:
                 yield FieldProblem(where, f"{scope}.{name}: {self._unknown_field(name)}")
             elif scope == "vars" and name not in self._variables:
                 yield FieldProblem(where, f"variable {name!r} is set by no step")
+
+    def _email_renders(self, where: str, email: EmailStep) -> Iterator[FieldProblem]:
+        """The email renders on the sample record, into both parts of the policy's layout."""
+        try:
+            subject = " ".join(render_user_template(email.subject, self._names).split())
+        except UserTemplateError as err:
+            yield FieldProblem(f"{where}/subject", f"template on a sample record: {err}")
+            return
+        try:
+            body = render_user_template(email.body, self._names)
+        except UserTemplateError as err:
+            yield FieldProblem(f"{where}/body", f"template on a sample record: {err}")
+            return
+        links = FooterLinks("https://crm.example.com/email/unsubscribe/sample")
+        parts = compose(subject, body, self._policy.email, links)
+        size = len(parts.html.encode()) + len(parts.text.encode())
+        if size > GMAIL_CLIP_BYTES:
+            yield FieldProblem(
+                f"{where}/body",
+                f"{size} bytes on a sample record; Gmail clips above {GMAIL_CLIP_BYTES}",
+            )
 
     def _expression(self, where: str, source: str, kind: str | None) -> Iterator[FieldProblem]:
         try:

@@ -34,6 +34,7 @@ annotations``.
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from crm.domain.calendar import BusinessCalendar
 
@@ -127,13 +128,25 @@ class Person:
 
 @dataclass
 class EmailStep:
-    """Send an email rendered from ``subject`` and ``body`` to ``to``."""
+    """Send an email rendered from ``subject`` and ``body`` to ``to``.
+
+    ``category`` is ``marketing`` (one-click unsubscribe, held back from an
+    address that unsubscribed) or ``transactional``; without it, an email to an
+    address in a record field is marketing and one to staff transactional.
+    """
 
     __pydantic_config__ = _STRICT_KEYS
 
     to: Person
     subject: str
     body: str
+    category: Literal["marketing", "transactional"] | None = None
+
+    def email_class(self) -> str:
+        """The class the email goes out as."""
+        if self.category is not None:
+            return self.category
+        return "marketing" if self.to.field is not None and not self.to.manager else "transactional"
 
 
 @dataclass

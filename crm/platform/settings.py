@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 10.0
     mail_from: str = "crmflow <noreply@crmflow.localhost>"
+    #: Where people reach the API from outside: the base of the links in emails (unsubscribe).
+    public_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^/\s]+(/\S*)?$")
+    #: The secret that signs unsubscribe links; without it one made once and kept in the
+    #: database signs them.
+    email_link_secret: str | None = Field(default=None, repr=False)
+    #: The SMTP sink's Maildir the console's virtual inbox shows (the dev stack's).
+    mail_sink_dir: Path | None = Path(".crmflow/mail")
 
     enrichment_url: str = "http://127.0.0.1:8100"
     enrichment_api_key: str | None = None

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from crm.domain.calendar import BusinessCalendar, CalendarError, CalendarSpec
 from crm.domain.schedules import OnboardingSchedule, schedule_days_problem
+from crm.mail.layout import EmailPolicy
 from crm.policy.leads import LeadPolicy
 from crm.policy.sla import SlaPolicy
 
@@ -272,6 +273,8 @@ class Policy(BaseModel):
     renewal: RenewalPolicy = Field(default_factory=RenewalPolicy)
     sla: SlaPolicy = Field(default_factory=SlaPolicy)
     leads: LeadPolicy = Field(default_factory=LeadPolicy)
+    #: The sender in every email's layout: name, postal address, logo, how long links work.
+    email: EmailPolicy = Field(default_factory=EmailPolicy)
     #: The business calendars automations count business time in, by name.
     calendars: dict[str, CalendarPolicy] = Field(
         default_factory=lambda: {"default": CalendarPolicy()}
@@ -348,12 +351,14 @@ class Policy(BaseModel):
 
 
 def load_policy(path: Path | None) -> Policy:
-    """Read and validate the policy file, or the defaults when ``path`` is None.
+    """Read and validate the policy file, or the defaults when ``path`` is None, and render
+    every shipped email template with sample data in the policy's email layout.
 
-    Raises PolicyError with the file name and every invalid field.
+    Raises PolicyError with the file name and every invalid field, or naming each email
+    template that does not render.
     """
     if path is None:
-        return Policy()
+        return _with_templates_checked(Policy())
     try:
         raw: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as err:
@@ -361,6 +366,17 @@ def load_policy(path: Path | None) -> Policy:
     if not isinstance(raw, dict):
         raise PolicyError(f"policy file {path} must hold a mapping at the top level")
     try:
-        return Policy.model_validate(raw)
+        policy = Policy.model_validate(raw)
     except ValidationError as err:
         raise PolicyError(f"invalid policy file {path}:\n{err}") from err
+    return _with_templates_checked(policy)
+
+
+def _with_templates_checked(policy: Policy) -> Policy:
+    from crm.mail.catalogue import check_shipped_templates  # renders with activities' files
+
+    try:
+        check_shipped_templates(policy.email)
+    except ValueError as err:
+        raise PolicyError(str(err)) from err
+    return policy

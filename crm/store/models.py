@@ -501,3 +501,31 @@ class ReportRollup(SQLModel, table=True):
     histograms: dict[str, dict[str, int]] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False)
     )
+
+
+class EmailSuppression(SQLModel, table=True):
+    """An address no email of ``category`` goes to: ``marketing`` (an unsubscribe, a
+    complaint, a lead that unsubscribed) or ``all`` (a hard bounce: the address does not
+    exist). ``key`` is ``{category}:{address}``: the first reason is kept."""
+
+    __tablename__ = "email_suppressions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=340)
+    address: str = Field(index=True, max_length=320)
+    category: str = Field(max_length=20)
+    reason: str = Field(max_length=40)
+    process_id: str | None = Field(default=None, max_length=200)
+    message_id: str | None = Field(default=None, max_length=300)
+    created_at: datetime = created_now()
+
+
+class EmailLinkKey(SQLModel, table=True):
+    """The secret that signs the unsubscribe links in emails when the settings name none;
+    made once, shared by every worker and API through the database."""
+
+    __tablename__ = "email_link_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=40)
+    secret: str = Field(max_length=100)
