@@ -16,6 +16,7 @@ from processes.onboarding import ONBOARDING
 from processes.registry import ProcessDescriptor
 from processes.renewals import RENEWAL
 from processes.tickets import SLA
+from workflows.attention_watch import AttentionWatchWorkflow
 from workflows.automation import AutomationWorkflow
 from workflows.common import (
     AUTOMATION_ID,
@@ -36,12 +37,13 @@ def process_named(name: str | None) -> ProcessDescriptor | None:
 
 
 def workflows() -> list[type]:
-    """The workflow classes a worker registers: the processes', the automations' and the
-    webhook deliveries'."""
+    """The workflow classes a worker registers: the processes', the automations', the
+    webhook deliveries' and the attention watch's."""
     return [
         *(process.workflow for process in PROCESSES),
         AutomationWorkflow,
         WebhookDispatchWorkflow,
+        AttentionWatchWorkflow,
     ]
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import RPCError
 from temporalio.worker import (
     UnsandboxedWorkflowRunner,
     Worker,
@@ -33,6 +34,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 import workflows
 from activities.assignment import AssignmentActivities
+from activities.attention import AttentionActivities
 from activities.email import EmailActivities
 from activities.enrichment import EnrichmentActivities
 from activities.http_calls import HttpCallActivities
@@ -56,6 +58,7 @@ from crm.store.db import Database
 from crm.store.webhook_deliveries import endpoints_with_pending
 from processes import workflows as registered_workflows
 from worker.health import serving_probes
+from worker.schedules import keep_attention_schedule
 
 log = logging.getLogger("crmflow.worker")
 
@@ -176,6 +179,7 @@ def build_activities(settings: Settings, policy: Policy, database: Database) -> 
         timeout_seconds=settings.outbound_timeout_seconds,
     )
     activities.append(http_calls.call_http)
+    activities.append(AttentionActivities(database, settings).check_attention)
     return BuiltActivities(activities, mailer, enrichment)
 
 
@@ -247,6 +251,10 @@ async def run_worker(settings: Settings) -> None:
                 await wake_endpoints(client, settings.task_queue, waiting)
             except TemporalUnavailable as err:
                 log.warning("cannot wake %d webhook endpoints: %s", len(waiting), err)
+            try:
+                await keep_attention_schedule(client, settings)
+            except RPCError as err:
+                log.warning("cannot keep the attention watch's schedule: %s", err)
             await stop.wait()
             log.info("worker stopping")
     finally:

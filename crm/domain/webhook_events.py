@@ -6,7 +6,8 @@ Every built-in process emits an event at each of its outcomes
 milestones on the way (``MILESTONES``: ``ticket.warning``,
 ``approval.requested``, ``renewal.reminded``, ``lead.routed``, an automation
 run's ``automation.enrolled`` and how it ended, a task's ``task.created`` and
-``task.completed`` (by a person)). An endpoint
+``task.completed`` (by a person)), and the attention watch's ``attention.raised``
+when an item joins the needs-attention list. An endpoint
 subscribes to types or to patterns: ``ticket.*`` (every ticket event) or
 ``*`` (everything).
 
@@ -91,6 +92,14 @@ MILESTONES: dict[str, dict[str, str]] = {
     "automation.goal_met": _AUTOMATION_END,
     "automation.cancelled": _AUTOMATION_END,
     "automation.step_failed": {**_AUTOMATION_END, "step": "string", "reason": "string"},
+    "attention.raised": {
+        "process_id": "string",
+        "kind": "string",
+        "subject": "string",
+        "problem": "string",
+        "since": "timestamp",
+        "actions": "list",
+    },
 }
 
 #: ``type`` -> (process, what happened, the fields of its data and their types): every

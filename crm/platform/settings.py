@@ -64,8 +64,11 @@ class Settings(BaseSettings):
     outbound_allowed_hosts: list[str] = Field(default_factory=list)
     #: The bound of one outbound request (connecting is bounded by 5 s of it).
     outbound_timeout_seconds: float = Field(default=10.0, gt=0)
-    #: Who is emailed when a webhook endpoint is disabled (a 410, three days of failures).
+    #: Who is emailed when a webhook endpoint is disabled (a 410, three days of failures)
+    #: and when the needs-attention list grows.
     operator_email: str | None = None
+    #: How often the attention watch's schedule looks for new attention items (0: never).
+    attention_check_minutes: int = Field(default=15, ge=0, le=1440)
 
     policy_file: Path | None = None
 

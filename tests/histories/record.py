@@ -21,7 +21,7 @@ import contextlib
 import sys
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
@@ -43,7 +43,7 @@ from crm.policy import Policy
 from crm.policy.sla import SlaPolicy, SlaTierOverride
 from crm.store.automations import change_state, normalized, save_version
 from crm.store.db import Database
-from crm.store.models import UsageReport
+from crm.store.models import Task, UsageReport
 from crm.store.webhooks import Emitted, create_endpoint
 from devstack.enrichment_provider import create_provider_app
 from devstack.mailsink import MailSink
@@ -67,9 +67,11 @@ from tests.support.sla import send_event as send_ticket_event
 from worker.main import running_worker
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import ApprovalDecision, approval_id
+from workflows.attention_types import AttentionWatch
+from workflows.attention_watch import AttentionWatchWorkflow
 from workflows.automation import AutomationWorkflow
 from workflows.automation_types import automation_run_id
-from workflows.common import ProcessEvent
+from workflows.common import SEARCH_ATTRIBUTES, ProcessEvent
 from workflows.lead import LeadWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.onboarding_types import OnboardingInput
@@ -565,6 +567,32 @@ async def webhooks_endpoint_gone(rec: Recording) -> Handle:
     return await _dispatch(rec, [410], 1)
 
 
+# The attention watch
+
+
+async def attention_raised(rec: Recording) -> Handle:
+    """One overdue task: the watch raises it and emails the operator."""
+    now = await rec.env.get_current_time()
+    overdue = Task(
+        key="onboarding-c-late/kickoff",
+        process_id="onboarding-c-late",
+        customer_id="c-late",
+        assignee_id="csm-ana",
+        kind="kickoff",
+        title="Kickoff call",
+        due_at=now - timedelta(hours=2),
+    )
+    await rec.database.run(lambda session: session.add(overdue))
+    handle = await rec.client.start_workflow(
+        AttentionWatchWorkflow.run,
+        AttentionWatch(operator_email="ops@example.com"),
+        id="attention-watch-record",
+        task_queue=rec.task_queue,
+    )
+    await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "onboarding-activated": onboarding_activated,
     "onboarding-stalled": onboarding_stalled,
@@ -609,12 +637,15 @@ SCENARIOS: dict[str, Scenario] = {
     "automation-deal-escalated-webhook-events": automation_deal_escalated,
     "webhooks-retried-delivered": webhooks_retried_delivered,
     "webhooks-endpoint-gone": webhooks_endpoint_gone,
+    "attention-raised": attention_raised,
 }
 
 #: Settings a scenario changes: the SMTP relay is down for the whole run.
 RELAY_DOWN = {"lead-cancelled-after-routing"}
 #: Scenarios run by a worker that holds a term's outcome write (outcome_held).
 HELD_OUTCOME = {"renewal-cancelled-as-it-renews"}
+#: Scenarios that read the visibility store, which only a dev server has.
+ON_DEV_SERVER = {"attention-raised"}
 
 
 async def record(names: list[str]) -> None:
@@ -643,12 +674,28 @@ async def record(names: list[str]) -> None:
             await database.dispose()
 
 
+@contextlib.asynccontextmanager
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server of its own (real time), with crmflow's search attributes."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        ui=False,
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
 async def _record_one(name: str, settings: Settings, database: Database) -> None:
     """Run ``name`` on a server of its own: a run one scenario leaves behind (a renewal's
     next term) cannot hold the clock of the next."""
     if name in RELAY_DOWN:
         settings = settings.model_copy(update={"smtp_port": free_port()})
-    async with time_skipping_server() as env, contextlib.AsyncExitStack() as stack:
+    server = dev_server() if name in ON_DEV_SERVER else time_skipping_server()
+    async with server as env, contextlib.AsyncExitStack() as stack:
         recording = Recording(env, settings.task_queue, database, RECORDING_POLICY)
         if name in HELD_OUTCOME:
             recording.held = await stack.enter_async_context(

@@ -22,7 +22,16 @@ HISTORIES = sorted((Path(__file__).parents[1] / "histories").glob("*.json"))
 
 #: Every process the worker runs (and the webhooks' dispatch); each needs recordings of
 #: its main paths.
-PROCESSES = {"onboarding", "sla", "approval", "renewal", "lead", "automation", "webhooks"}
+PROCESSES = {
+    "onboarding",
+    "sla",
+    "approval",
+    "renewal",
+    "lead",
+    "automation",
+    "webhooks",
+    "attention",
+}
 
 
 def test_every_process_has_recorded_histories() -> None:
