@@ -21,6 +21,7 @@ from workflows.contracts import (
     NOTIFY_STAFF,
     RECORD_SLA_OUTCOME,
     NotificationRequest,
+    SlaClockOutcome,
     SlaOutcomeRecord,
     StaffContact,
     StaffLookup,
@@ -69,6 +70,8 @@ class SlaActivities:
                 "target_seconds": clock.target_seconds,
                 "used_seconds": clock.used_seconds,
                 "levels_reached": list(clock.levels_reached),
+                "breaches": _breaches(clock),
+                "cycles": clock.cycles if clock.cycles is not None else 1,
             }
             for clock in record.clocks
         }
@@ -106,6 +109,13 @@ class SlaActivities:
             return created
 
         return await self._database.run(store)
+
+
+def _breaches(clock: SlaClockOutcome) -> int:
+    """How often ``clock`` breached; a run before SLA policies breached at most once."""
+    if clock.breaches is not None:
+        return clock.breaches
+    return 1 if clock.status == "breached" else 0
 
 
 def staff_contact(policy: Policy, staff_id: str) -> StaffContact:

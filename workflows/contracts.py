@@ -242,13 +242,16 @@ class NotificationRequest:
 
 @dataclass
 class SlaClockOutcome:
-    """How one SLA clock of a ticket ended."""
+    """How one SLA clock of a ticket ended; ``breaches`` and ``cycles`` are counted by runs
+    under SLA policies (a next reply can breach more than once), None from runs before."""
 
     clock: str
     status: str
     target_seconds: float
     used_seconds: float
     levels_reached: list[str] = field(default_factory=list)
+    breaches: int | None = None
+    cycles: int | None = None
 
 
 @dataclass

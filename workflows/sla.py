@@ -1,11 +1,13 @@
-"""Support-ticket SLA (``sla-{ticket_id}``): assign the ticket, run its first-response and
-resolution clocks in the customer's business time (``TicketClocks``), warn the assignee at
-75 % of a target, escalate to the team lead at the breach (reassigning when the policy says
-so) and to the manager at 150 %, and record the outcome. Its texts are ``sla_messages``."""
+"""Support-ticket SLA (``sla-{ticket_id}``): assign the ticket, run the clocks its SLA policy
+names (first response, next reply, periodic update, resolution; ``PolicyClocks``) in the
+business time of its group or customer, act on each level of each clock's escalation ladder
+(notify the assignee, notify and task a role, reassign), and record the outcome per clock.
+Runs begun before SLA policies (``SLA_POLICIES``) keep the two clocks and the 75 / 100 / 150 %
+ladder of their terms (``TicketClocks``). Its texts are ``sla_messages``."""
 
 import asyncio
 import contextlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import VersioningBehavior
@@ -17,9 +19,10 @@ from workflows.steps import ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
     from crm.domain.calendar import BusinessCalendar
-    from crm.domain.sla import BREACH, MANAGER, WARNING, SlaClock
+    from crm.domain.policy_clocks import PolicyClocks
+    from crm.domain.sla_policies import BREACHED, REASSIGN, SKIPPED, LevelAction
     from crm.domain.ticket_clocks import TicketClocks
-    from workflows.common import SLA_STATE, TICKET_PRIORITY, ProcessEvent, ProcessState, event_data
+    from workflows.common import SLA_STATE, TICKET_PRIORITY, ProcessEvent, ProcessState
     from workflows.contracts import (
         RECORD_SLA_OUTCOME,
         Assignment,
@@ -27,16 +30,13 @@ with workflow.unsafe.imports_passed_through():
         SlaOutcomeRecord,
         StaffContact,
     )
-    from workflows.sla_types import (
-        EVENT_DATA,
-        EVENT_TYPES,
-        PriorityChanged,
-        StatusChanged,
-        TicketInput,
-        TicketSlaResult,
-    )
+    from workflows.sla_events import apply_event
+    from workflows.sla_types import TicketInput, TicketSlaResult
 
 PROCESS_NAME = "sla"
+
+#: Tickets started with SLA policies run them; runs begun before keep their terms' two clocks.
+SLA_POLICIES = "sla-policies"
 
 
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
@@ -48,13 +48,17 @@ class TicketSlaWorkflow(ProcessSteps):
         super().__init__(process=PROCESS_NAME, customer_id=ticket.customer_id)
         self._ticket = ticket
         self._problems = ticket.problems()
-        self._sla = TicketClocks(
+        self._sla: TicketClocks | PolicyClocks = TicketClocks(
             ticket.terms, ticket.priority, created_at=ticket.created_at, now=workflow.now()
         )
+        if ticket.policies and not self._problems and workflow.patched(SLA_POLICIES):
+            self._sla = PolicyClocks(
+                ticket.policies, ticket.fields(), created_at=ticket.created_at, now=workflow.now()
+            )
         self._changed = False
         self._assignee: Assignment | None = None
         self._lead: StaffContact | None = None
-        self._reassigned = False
+        self._moved_to: set[str] = set()
         self._events: list[ProcessEvent] = []
         self._events_recorded = 0
         self._shown_sla_state = ""
@@ -93,7 +97,11 @@ class TicketSlaWorkflow(ProcessSteps):
     def event(self, event: ProcessEvent) -> None:
         """Apply a ticket event (``EVENT_DATA``) to the clocks at the moment it arrives; other
         events, data that does not fit and events after the end are noted and ignored."""
-        ignored = self._apply(event, workflow.now())
+        ignored = (
+            "the ticket input is invalid"
+            if self._problems
+            else apply_event(self._sla, event, workflow.now())
+        )
         if ignored:
             workflow.logger.warning("ticket SLA ignores event %r: %s", event.type, ignored)
             self._show_step(f"ignored:{event.type}", ignored)
@@ -146,82 +154,78 @@ class TicketSlaWorkflow(ProcessSteps):
     async def _escalate_levels_reached(self) -> None:
         """Act on every level a clock has reached since the last look, lowest first."""
         now = workflow.now()
-        for clock in self._sla.clocks.values():
-            reached = self._sla.reach_levels(clock.name, now)
-            if reached.warning_overtaken:
-                self._show_step(f"{clock.name}_warning", "skipped: breached at the same time")
-            for level in reached.levels:
-                if level == WARNING:
-                    await self._warn_assignee(clock)
-                elif level == BREACH:
-                    await self._escalate_to_team_lead(clock)
-                elif level == MANAGER:
-                    await self._escalate_to_manager(clock)
+        for clock in self._sla.clock_names():
+            for action in self._sla.due_actions(clock, now):
+                await self._take(action)
 
-    async def _warn_assignee(self, clock: SlaClock) -> None:
-        assignee = self._assignee_or_fail()
-        step = f"{clock.name}_warning"
-        alert = self._alert(clock, clock.due(1.0) or workflow.now())
-        await self._send_email(step, messages.warning_email(alert, assignee))
-        await self._notify_staff(step, assignee.assignee_id, messages.warning_notice(alert))
-        self._sla.record_escalation(clock.name, WARNING, assignee.assignee_id)
-        await self._emit(
-            "ticket.warning",
-            {
-                "clock": clock.name,
-                "due_at": (clock.due(1.0) or workflow.now()).isoformat(),
-                "priority": self._sla.priority,
-                "assignee_id": assignee.assignee_id,
-            },
-            step=step,
-        )
-
-    async def _escalate_to_team_lead(self, clock: SlaClock) -> None:
-        lead = await self._team_lead()
-        step = f"{clock.name}_breach"
-        due = self._sla.breach_due(clock.name, workflow.now())
-        reassigned_to = await self._reassign_if_policy_says(step)
-        await self._send_email(
-            step, messages.breach_email(self._alert(clock, due), lead, reassigned_to)
-        )
-        # Built after the email: a priority changed meanwhile shows in the task.
-        await self._create_task(step, messages.breach_task(self._alert(clock, due), lead))
-        self._sla.record_escalation(clock.name, BREACH, lead.staff_id)
-        await self._offer_outcome(
-            "breached", self._ticket.ticket_id, self._outcome_record(), step=step
-        )
-
-    async def _escalate_to_manager(self, clock: SlaClock) -> None:
-        lead = await self._team_lead()
-        step = f"{clock.name}_manager"
-        if lead.manager_id is None:
-            self._show_step(step, f"not sent: team lead {lead.staff_id} has no manager")
+    async def _take(self, action: LevelAction) -> None:
+        """Do what a clock's level asks: note a level the breach overtook, offer a breach to
+        automations, move the ticket, or tell someone (email, the assignee's in-app notice,
+        a task), then emit the level's milestone."""
+        if action.action == SKIPPED:
+            self._show_step(action.step, "skipped: breached at the same time")
             return
-        manager = await self._look_up_staff(lead.manager_id)
-        alert = self._alert(clock, self._sla.breach_due(clock.name, workflow.now()))
-        await self._send_email(step, messages.manager_email(alert, lead, manager))
-        await self._create_task(step, messages.manager_task(alert, lead, manager))
-        self._sla.record_escalation(clock.name, MANAGER, manager.staff_id)
-        await self._emit(
-            "ticket.escalated",
-            {"clock": clock.name, "level": "manager", "escalated_to": manager.staff_id},
-            step=step,
-        )
+        if action.action == BREACHED:
+            record = self._outcome_record()
+            await self._offer_outcome("breached", self._ticket.ticket_id, record, step=action.step)
+            return
+        if action.action == REASSIGN:
+            if await self._reassign(action):
+                self._sla.record_action(action, self._assignee_or_fail().assignee_id)
+            return
+        recipient = await self._recipient(action)
+        if recipient is None:
+            return
+        moved_to = await self._reassign(action)
+        alert = self._alert(action)
+        lead = self._lead
+        email = messages.level_email(alert, recipient, action, lead=lead, reassigned_to=moved_to)
+        await self._send_email(action.step, email)
+        if action.role is None:
+            notice = messages.warning_notice(alert)
+            await self._notify_staff(action.step, recipient.staff_id, notice)
+        if action.task:  # built after the email: a priority changed meanwhile shows in the task
+            task = messages.level_task(self._alert(action), recipient, action, self._lead)
+            await self._create_task(action.step, task)
+        self._sla.record_action(action, recipient.staff_id)
+        if action.emit:
+            data = messages.milestone(action, recipient, self._sla.priority)
+            await self._emit(action.emit, data, step=action.step)
 
-    async def _reassign_if_policy_says(self, step: str) -> str | None:
-        pool = self._ticket.terms.reassign_pool
-        if pool is None or self._reassigned:
+    async def _recipient(self, action: LevelAction) -> StaffContact | None:
+        """Whom a level tells: the assignee, their team lead, or the lead's manager (None,
+        and noted, when the lead has no manager)."""
+        if action.role is None:
+            assignee = self._assignee_or_fail()
+            return StaffContact(
+                assignee.assignee_id,
+                assignee.assignee_name,
+                assignee.assignee_email,
+                assignee.manager_id,
+            )
+        lead = await self._team_lead()
+        if action.role != "manager":
+            return lead
+        if lead.manager_id is None:
+            self._show_step(action.step, f"not sent: team lead {lead.staff_id} has no manager")
             return None
-        self._reassigned = True
-        previous = self._assignee_or_fail()
+        return await self._look_up_staff(lead.manager_id)
+
+    async def _reassign(self, action: LevelAction) -> str | None:
+        """Move the ticket to the pool ``action.group``, once per pool; the new assignee's
+        name, or None when it stays."""
+        pool = action.group
+        if pool is None or pool in self._moved_to:
+            return None
+        self._moved_to.add(pool)
+        previous, step = self._assignee_or_fail(), action.reassign_step
         await self._release(previous)
-        self._assignee = new = await self._assign("reassign", pool)
-        self._show_step("reassign", f"{previous.assignee_id} -> {new.assignee_id}")
+        self._assignee = new = await self._assign(step, pool)
+        self._show_step(step, f"{previous.assignee_id} -> {new.assignee_id}")
         await self._audit_step(
-            "reassign", {"from": previous.assignee_id, "to": new.assignee_id, "after": step}
+            step, {"from": previous.assignee_id, "to": new.assignee_id, "after": action.step}
         )
-        notice = messages.reassigned_notice(self._ticket)
-        await self._notify_staff("reassign", new.assignee_id, notice)
+        await self._notify_staff(step, new.assignee_id, messages.reassigned_notice(self._ticket))
         return new.assignee_name
 
     async def _finish(self) -> None:
@@ -246,7 +250,7 @@ class TicketSlaWorkflow(ProcessSteps):
 
     def _outcome_record(self) -> dict[str, object]:
         """The ticket as automations on ``crmflow.ticket`` see it."""
-        breached = [clock.name for clock in self._sla.clocks.values() if BREACH in clock.reached]
+        breached = self._sla.breached_clocks()
         return {
             "subject": self._ticket.subject,
             "priority": self._sla.priority,
@@ -257,33 +261,6 @@ class TicketSlaWorkflow(ProcessSteps):
         }
 
     # Events and the visible state.
-
-    def _apply(self, event: ProcessEvent, now: datetime) -> str:
-        """Apply ``event`` at ``now``; the reason it was ignored, or "" if applied."""
-        if self._sla.outcome is not None:
-            return f"the ticket is already {self._sla.outcome}"
-        if self._problems:
-            return "the ticket input is invalid"
-        if event.type not in EVENT_DATA:
-            return f"not a ticket event; accepted: {list(EVENT_TYPES)}"
-        data_type = EVENT_DATA[event.type]
-        try:
-            data = None if data_type is None else event_data(data_type, event)
-        except (TypeError, ValueError) as err:
-            cause = f" ({err.__cause__})" if err.__cause__ else ""
-            return f"data does not fit {event.type}: {err}{cause}"
-        try:
-            if isinstance(data, StatusChanged):
-                self._sla.set_status(data.status, now)
-            elif isinstance(data, PriorityChanged):
-                self._sla.change_priority(data.priority, now)
-            elif event.type == "agent_replied":
-                self._sla.reply(now)
-            elif event.type in ("resolved", "closed"):
-                self._sla.end(event.type, now)
-        except ValueError as err:  # a priority the ticket's terms do not know
-            return str(err)
-        return ""
 
     def _show_live_state(self) -> None:
         """Keep the search attributes, stage and UI details in step with the clocks."""
@@ -335,9 +312,9 @@ class TicketSlaWorkflow(ProcessSteps):
             self._lead = await self._look_up_staff(assignee.manager_id)
         return self._lead
 
-    def _alert(self, clock: SlaClock, due: datetime) -> messages.ClockAlert:
-        """What an escalation tells of ``clock``, due at ``due``, as of now."""
-        facts = self._sla.email_facts(clock.name, due, workflow.now())
+    def _alert(self, action: LevelAction) -> messages.ClockAlert:
+        """What an escalation tells of the clock ``action`` concerns, as of now."""
+        facts = self._sla.email_facts(action.clock, action.due, workflow.now())
         return messages.ClockAlert(self._ticket, self._assignee_or_fail().assignee_name, facts)
 
     async def _send_email(self, step: str, email: messages.Email) -> None:

@@ -8,6 +8,7 @@ workflow is a few calls and each text can be read, and tested, on its own.
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from crm.domain.sla_policies import LevelAction
 from workflows.common import ProcessEvent
 from workflows.contracts import Assignment, EmailRequest, StaffContact
 from workflows.sla_types import TicketInput
@@ -93,15 +94,68 @@ def manager_email(alert: ClockAlert, lead: StaffContact, manager: StaffContact) 
     return Email("sla_escalation", manager.email, context)
 
 
-def manager_task(alert: ClockAlert, lead: StaffContact, manager: StaffContact) -> Task:
-    """The manager's task for a clock at the manager level (a percentage of its target)."""
-    percent = round(alert.ticket.terms.manager_at * 100)
+def manager_task(
+    alert: ClockAlert, lead: StaffContact, manager: StaffContact, percent: int | None = None
+) -> Task:
+    """The manager's task for a clock at the manager level (``percent`` of its target; by
+    default the terms' ``manager_at``)."""
+    if percent is None:
+        percent = round(alert.ticket.terms.manager_at * 100)
     return Task(
         manager.staff_id,
         f"SLA escalation: ticket {alert.ticket.ticket_id} {alert.facts['clock_label']} "
         f"at {percent}%",
         f"Team lead {lead.name} was notified at the breach.",
     )
+
+
+def level_email(
+    alert: ClockAlert,
+    recipient: StaffContact,
+    action: LevelAction,
+    *,
+    lead: StaffContact | None,
+    reassigned_to: str | None,
+) -> Email:
+    """The email of a ladder level: a warning before the breach (to whomever it goes), the
+    manager's escalation naming the team lead, else the breach naming any new assignee."""
+    if action.before_breach:
+        return Email("sla_warning", recipient.email, alert.context(recipient_name=recipient.name))
+    if action.role == "manager" and lead is not None:
+        return manager_email(alert, lead, recipient)
+    return breach_email(alert, recipient, reassigned_to)
+
+
+def level_task(
+    alert: ClockAlert, recipient: StaffContact, action: LevelAction, lead: StaffContact | None
+) -> Task:
+    """The task of a ladder level: a reminder before the breach, the manager's escalation,
+    else the breach's follow-up."""
+    facts = alert.facts
+    if action.before_breach:
+        return Task(
+            recipient.staff_id,
+            f"SLA reminder: ticket {alert.ticket.ticket_id} {facts['clock_label']} "
+            f"due {facts['due_local']}",
+            f'{facts["priority"]} ticket "{alert.ticket.subject}" has used '
+            f"{facts['percent_used']}% of its target.",
+        )
+    if action.role == "manager" and lead is not None:
+        return manager_task(alert, lead, recipient, action.percent)
+    return breach_task(alert, recipient)
+
+
+def milestone(action: LevelAction, recipient: StaffContact, priority: str) -> dict[str, object]:
+    """The data of the milestone a level emits: ``ticket.warning`` names the due time and
+    the assignee, ``ticket.escalated`` the level and whom it reached."""
+    if action.emit == "ticket.warning":
+        return {
+            "clock": action.clock,
+            "due_at": action.due.isoformat(),
+            "priority": priority,
+            "assignee_id": recipient.staff_id,
+        }
+    return {"clock": action.clock, "level": action.level, "escalated_to": recipient.staff_id}
 
 
 def event_note(event: ProcessEvent) -> str:

@@ -10,18 +10,23 @@ from datetime import datetime
 from typing import Any, Literal
 
 from crm.domain.sla import SlaTerms
+from crm.domain.sla_policies import SlaPolicyBook, TicketFields
 from crm.domain.ticket_clocks import OPEN, PENDING_CUSTOMER
 from workflows.contracts import SlaClockOutcome
 
 __all__ = [
     "EVENT_DATA",
     "EVENT_TYPES",
+    "LEGACY_EVENT_DATA",
     "OPEN",
     "PENDING_CUSTOMER",
+    "AgentReplied",
+    "FieldsChanged",
     "PriorityChanged",
     "StatusChanged",
     "TicketInput",
     "TicketSlaResult",
+    "TicketStatusChanged",
     "sla_id",
 ]
 
@@ -45,15 +50,67 @@ class PriorityChanged:
             raise ValueError("priority must not be empty")
 
 
-#: The events a ticket SLA accepts, each with the dataclass its data decodes to (None: no data).
+@dataclass
+class AgentReplied:
+    """The data of ``agent_replied``: a public reply (the default) stops the first-response
+    and next-reply clocks and restarts the periodic update; an internal note stops none."""
+
+    public: bool = True
+
+
+@dataclass
+class TicketStatusChanged:
+    """The data of ``status_changed`` for a ticket under SLA policies: ``pending`` and
+    ``on_hold`` pause the clocks whose policy says so, ``open`` resumes them, ``solved``
+    ends the SLA; ``pending_customer`` is read as ``pending``."""
+
+    status: Literal["open", "pending", "on_hold", "solved", "pending_customer"]
+
+
+@dataclass
+class FieldsChanged:
+    """The data of ``fields_changed``: the ticket fields that changed (the rest stay); the
+    ticket is matched to its policy again. Raises ValueError when nothing changed."""
+
+    priority: str | None = None
+    tier: str | None = None
+    group: str | None = None
+    type: str | None = None
+    tags: list[str] | None = None
+    organization: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.changes():
+            raise ValueError("fields_changed names no field")
+        if self.priority is not None and not self.priority.strip():
+            raise ValueError("priority must not be empty")
+
+    def changes(self) -> dict[str, Any]:
+        """The fields given, by name."""
+        return {name: value for name, value in vars(self).items() if value is not None}
+
+
+#: The events a ticket SLA under policies accepts, each with the dataclass its data decodes
+#: to (None: no data); the API takes these.
 EVENT_DATA: dict[str, type | None] = {
+    "customer_replied": None,
+    "agent_replied": AgentReplied,
+    "status_changed": TicketStatusChanged,
+    "fields_changed": FieldsChanged,
+    "priority_changed": PriorityChanged,
+    "resolved": None,
+    "closed": None,
+}
+EVENT_TYPES: tuple[str, ...] = tuple(EVENT_DATA)
+
+#: The events runs begun before SLA policies (``TicketClocks``) accept.
+LEGACY_EVENT_DATA: dict[str, type | None] = {
     "agent_replied": None,
     "status_changed": StatusChanged,
     "priority_changed": PriorityChanged,
     "resolved": None,
     "closed": None,
 }
-EVENT_TYPES: tuple[str, ...] = tuple(EVENT_DATA)
 
 
 @dataclass
@@ -70,15 +127,34 @@ class TicketInput:
     created_at: datetime | None = None
     tier: str | None = None
     skills: list[str] = field(default_factory=list)
+    #: The SLA policies the ticket runs under; runs begun without run on ``terms`` alone.
+    policies: SlaPolicyBook | None = None
+    group: str | None = None
+    type: str | None = None
+    tags: list[str] = field(default_factory=list)
+    organization: str | None = None
 
     def problems(self) -> list[str]:
-        """Why the ticket cannot run: a missing id or priority, terms that cannot time it."""
+        """Why the ticket cannot run: a missing id or priority, terms or policies that
+        cannot time it."""
         missing = [
             f"{name} is required"
             for name in ("ticket_id", "customer_id", "priority")
             if not str(getattr(self, name)).strip()
         ]
-        return [*missing, *self.terms.problems_for(self.priority)]
+        policies = self.policies.problems() if self.policies is not None else []
+        return [*missing, *self.terms.problems_for(self.priority), *policies]
+
+    def fields(self) -> TicketFields:
+        """The fields SLA policies match the ticket on."""
+        return TicketFields(
+            priority=self.priority,
+            tier=self.tier,
+            group=self.group,
+            type=self.type,
+            tags=list(self.tags),
+            organization=self.organization,
+        )
 
 
 @dataclass

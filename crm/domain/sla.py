@@ -36,7 +36,12 @@ FIRST_RESPONSE = "first_response"
 RESOLUTION = "resolution"
 CLOCKS: tuple[str, ...] = (FIRST_RESPONSE, RESOLUTION)
 #: The clocks as emails, tasks and timer summaries name them.
-CLOCK_LABELS = {FIRST_RESPONSE: "first response", RESOLUTION: "resolution"}
+CLOCK_LABELS = {
+    FIRST_RESPONSE: "first response",
+    "next_reply": "next reply",
+    "periodic_update": "periodic update",
+    RESOLUTION: "resolution",
+}
 
 WARNING = "warning"
 BREACH = "breach"
@@ -188,9 +193,17 @@ class SlaClock:
         None for a paused or stopped clock. For a fraction already used, the
         instant the clock last (re)started.
         """
+        return self.due_after(self.threshold(fraction))
+
+    def due_after(self, used: timedelta) -> datetime | None:
+        """When the clock will have used ``used`` of business time, if it keeps running.
+
+        None for a paused or stopped clock; for time already used, the instant
+        the clock last (re)started.
+        """
         if self.running_since is None:
             return None
-        left = max(self.threshold(fraction) - self.used, _ZERO)
+        left = max(used - self.used, _ZERO)
         return self.calendar.add(self.running_since, left)
 
     def reached_at(self, fraction: float, now: datetime) -> bool:

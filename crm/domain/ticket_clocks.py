@@ -7,7 +7,7 @@ to it, sleeps until the deadline it names and acts on the levels it reports.
 Every method takes the time as an argument; none reads a clock.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,11 +17,19 @@ from crm.domain.sla import (
     CLOCKS,
     FIRST_RESPONSE,
     LEVELS,
+    MANAGER,
     WARNING,
     SlaClock,
     SlaTerms,
     format_business_time,
     format_local_time,
+)
+from crm.domain.sla_policies import (
+    BREACHED,
+    NOTIFY_ASSIGNEE,
+    NOTIFY_ROLE,
+    SKIPPED,
+    LevelAction,
 )
 
 __all__ = ["OPEN", "PENDING_CUSTOMER", "LevelsReached", "TicketClocks"]
@@ -130,6 +138,48 @@ class TicketClocks:
             reached.remove(WARNING)
             return LevelsReached(reached, warning_overtaken=True)
         return LevelsReached(reached)
+
+    def clock_names(self) -> list[str]:
+        return list(self.clocks)
+
+    def due_actions(self, clock: str, now: datetime) -> list[LevelAction]:
+        """The levels ``clock`` reached by ``now`` (``reach_levels``) as the actions these
+        terms take: warn the assignee; at the breach tell the team lead with a task (moving
+        the ticket to ``reassign_pool``) and offer the breach; tell the manager with a task.
+        Raises KeyError for a clock the ticket does not have."""
+        reached = self.reach_levels(clock, now)
+        timed = self.clocks[clock]
+        actions = []
+        if reached.warning_overtaken:
+            actions.append(LevelAction(clock, WARNING, f"{clock}_warning", SKIPPED, now))
+        for level in reached.levels:
+            step = f"{clock}_{level}"
+            if level == WARNING:
+                due = timed.due(1.0) or now
+                warn = LevelAction(clock, level, step, NOTIFY_ASSIGNEE, due, before_breach=True)
+                actions.append(replace(warn, emit="ticket.warning"))
+                continue
+            due = self.breach_due(clock, now)
+            if level == BREACH:
+                group = self.terms.reassign_pool
+                lead = LevelAction(clock, level, step, NOTIFY_ROLE, due, "team_lead", True, group)
+                actions += [lead, LevelAction(clock, level, step, BREACHED, due)]
+            elif level == MANAGER:
+                percent = round(self.terms.manager_at * 100)
+                manager = LevelAction(clock, level, step, NOTIFY_ROLE, due, "manager", True)
+                actions.append(replace(manager, percent=percent, emit="ticket.escalated"))
+        return actions
+
+    def record_action(self, action: LevelAction, to: str) -> None:
+        """``record_escalation`` of the level ``action`` acted on."""
+        self.record_escalation(action.clock, action.level, to)
+
+    def breached_clocks(self) -> list[str]:
+        return [clock.name for clock in self.clocks.values() if BREACH in clock.reached]
+
+    @property
+    def timezone(self) -> str:
+        return self.terms.calendar.timezone
 
     def record_escalation(self, clock: str, level: str, to: str) -> None:
         """Note that ``to`` was told ``clock`` reached ``level``, as of when it did; raises

@@ -19,9 +19,24 @@ Defaults (the ``sla:`` section may override any of them)::
         enterprise:
           reassign_pool: support-senior
           targets: {normal: {first_response: 4h}}
+      calendars:               # business hours of support groups (default: the customer's)
+        manila: {timezone: Asia/Manila, hours: {mon: "08:00-18:00", ...}, holidays: []}
+      policies:                # in order, first match wins; none matched: the rules above
+        - name: vip
+          when: {tags: [vip]}  # priority, tier, group, type, tags (any of), organization
+          around_the_clock: [urgent]
+          clocks:              # first_response, next_reply, periodic_update, resolution
+            next_reply:
+              targets: {urgent: 30m, high: 2h}   # priorities left out run no such clock
+              pause_on: [pending, on_hold]       # the default
+              ladder:
+                - {name: reminder, at: -10m, action: notify_assignee}
+                - {name: breach, at: 100%, action: notify_role, role: team_lead}
+                - {name: senior, at: +1h, action: reassign, group: support-senior}
 
 Durations are business time, written ``90m``, ``4h``, ``1h30m``, ``45s`` or as
-a number of seconds.
+a number of seconds. A ladder level is ``at`` a percentage of the target or an
+offset of business time before (``-``) or after (``+``) it.
 """
 
 from __future__ import annotations
@@ -34,6 +49,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from crm.domain.calendar import BusinessCalendar, CalendarError, CalendarSpec
 from crm.domain.sla import SlaTargets, SlaTerms
+from crm.domain.sla_policies import (
+    ClockPolicy,
+    EscalationLevel,
+    SlaPolicyBook,
+    TicketConditions,
+    TicketSlaPolicy,
+    terms_policy,
+)
 
 PRIORITIES: tuple[str, ...] = ("urgent", "high", "normal", "low")
 
@@ -174,11 +197,139 @@ class SlaRules(BaseModel):
         )
 
 
+_AT = re.compile(r"^(?:(\d+(?:\.\d+)?)%|([+-])(.+))$")
+
+
+def parse_level_at(value: object) -> object:
+    """Read a level's ``at``: ``"75%"`` as a percentage, ``"-15m"``/``"+1h"`` as an offset
+    in business time from the target; anything else is returned for pydantic to reject."""
+    match = _AT.match(value.replace(" ", "")) if isinstance(value, str) else None
+    if match is None:
+        return value
+    percent, sign, duration = match.groups()
+    if percent is not None:
+        return {"percent": float(percent)}
+    parsed = parse_duration(duration)
+    if not isinstance(parsed, timedelta):
+        return value
+    return {"offset": parsed.total_seconds() * (-1 if sign == "-" else 1)}
+
+
+class LevelSpec(BaseModel):
+    """One level of a clock's escalation ladder in the policy file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")
+    at: Annotated[dict[str, float], BeforeValidator(parse_level_at)]
+    action: str = "notify_assignee"
+    role: str | None = None
+    task: bool = True
+    group: str | None = None
+
+    def level(self) -> EscalationLevel:
+        return EscalationLevel(
+            self.name,
+            self.action,
+            percent=self.at.get("percent"),
+            offset_seconds=self.at.get("offset"),
+            role=self.role,
+            task=self.task,
+            group=self.group,
+        )
+
+    @model_validator(mode="after")
+    def _runs(self) -> LevelSpec:
+        if problems := self.level().problems():
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class ClockSpec(BaseModel):
+    """One clock of an SLA policy in the policy file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    targets: dict[str, Duration]
+    pause_on: list[str] = Field(default_factory=lambda: ["pending", "on_hold"])
+    ladder: list[LevelSpec] = Field(default_factory=list)
+
+    def clock(self, name: str) -> ClockPolicy:
+        return ClockPolicy(
+            name,
+            {priority: target.total_seconds() for priority, target in self.targets.items()},
+            pause_on=list(self.pause_on),
+            ladder=[level.level() for level in self.ladder],
+        )
+
+
+class Conditions(BaseModel):
+    """What a ticket must be for a policy to apply; each field lists the values it may have."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    priority: list[str] = Field(default_factory=list)
+    tier: list[str] = Field(default_factory=list)
+    group: list[str] = Field(default_factory=list)
+    type: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    organization: list[str] = Field(default_factory=list)
+
+
+class PolicySpec(BaseModel):
+    """An SLA policy in the policy file: its name, conditions and clocks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=60)
+    when: Conditions = Field(default_factory=Conditions)
+    around_the_clock: list[str] = Field(default_factory=list)
+    clocks: dict[str, ClockSpec]
+
+    def policy(self) -> TicketSlaPolicy:
+        return TicketSlaPolicy(
+            self.name,
+            [spec.clock(name) for name, spec in self.clocks.items()],
+            conditions=TicketConditions(**self.when.model_dump()),
+            around_the_clock=list(self.around_the_clock),
+        )
+
+    @model_validator(mode="after")
+    def _runs(self) -> PolicySpec:
+        if problems := self.policy().problems():
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class GroupCalendar(BaseModel):
+    """The business hours of a support group: its own time zone, hours and holidays."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str
+    hours: dict[str, str] = Field(default_factory=_weekday_hours)
+    holidays: list[str] = Field(default_factory=list)
+
+    def spec(self) -> CalendarSpec:
+        return CalendarSpec(self.timezone, dict(self.hours), list(self.holidays))
+
+    @model_validator(mode="after")
+    def _is_a_calendar(self) -> GroupCalendar:
+        try:
+            BusinessCalendar.from_spec(self.spec())
+        except CalendarError as err:
+            raise ValueError(str(err)) from err
+        return self
+
+
 class SlaPolicy(SlaRules):
-    """The ``sla:`` section of the policy file: default rules, time zone and tier overrides."""
+    """The ``sla:`` section of the policy file: default rules, time zone, tier overrides, the
+    support groups' calendars and the SLA policies matched before the default rules."""
 
     timezone: str = "UTC"
     tiers: dict[str, SlaTierOverride] = Field(default_factory=dict)
+    calendars: dict[str, GroupCalendar] = Field(default_factory=dict)
+    policies: list[PolicySpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _tiers_valid(self) -> SlaPolicy:
@@ -188,7 +339,28 @@ class SlaPolicy(SlaRules):
             raise ValueError(str(err)) from err
         for tier in self.tiers:
             self.rules_for(tier)
+        names = [policy.name for policy in self.policies]
+        if len(set(names)) != len(names):
+            raise ValueError("policies: names must be unique")
+        for policy in self.policies:
+            unknown = {p for c in policy.clocks.values() for p in c.targets} - set(self.targets)
+            unknown |= set(policy.when.priority) - set(self.targets)
+            if unknown:
+                raise ValueError(
+                    f"policies[{policy.name!r}]: unknown priorities {sorted(unknown)}; "
+                    f"known: {list(self.targets)}"
+                )
         return self
+
+    def book(self, terms: SlaTerms) -> SlaPolicyBook:
+        """The SLA policies a ticket under ``terms`` (its tier's, in its customer's zone) runs
+        with: the policies in order, the terms as the default, the groups' calendars."""
+        return SlaPolicyBook(
+            default=terms_policy(terms),
+            policies=[spec.policy() for spec in self.policies],
+            calendars={group: calendar.spec() for group, calendar in self.calendars.items()},
+            calendar=terms.calendar,
+        )
 
     @property
     def priorities(self) -> tuple[str, ...]:
@@ -234,4 +406,11 @@ class SlaPolicy(SlaRules):
         pools = {r.pool for r in rules}
         if reassign:
             pools |= {r.reassign_pool for r in rules if r.reassign_pool is not None}
+            pools |= {
+                level.group
+                for policy in self.policies
+                for clock in policy.clocks.values()
+                for level in clock.ladder
+                if level.group is not None
+            }
         return pools

@@ -30,9 +30,13 @@ from workflows.common import ProcessEvent, event_data
 from workflows.sla_types import (
     EVENT_DATA,
     EVENT_TYPES,
+    LEGACY_EVENT_DATA,
+    AgentReplied,
+    FieldsChanged,
     PriorityChanged,
     StatusChanged,
     TicketInput,
+    TicketStatusChanged,
 )
 
 HOUR = 3600
@@ -319,6 +323,15 @@ def test_every_ticket_event_declares_the_data_it_carries() -> None:
     assert {
         "agent_replied": None,
         "status_changed": StatusChanged,
+        "priority_changed": PriorityChanged,
+        "resolved": None,
+        "closed": None,
+    } == LEGACY_EVENT_DATA
+    assert {
+        "customer_replied": None,
+        "agent_replied": AgentReplied,
+        "status_changed": TicketStatusChanged,
+        "fields_changed": FieldsChanged,
         "priority_changed": PriorityChanged,
         "resolved": None,
         "closed": None,
