@@ -59,6 +59,18 @@ class TicketCreate(BaseModel):
     skills: list[Skill] = Field(
         default_factory=list, description="Skills the assignee should have, e.g. billing."
     )
+    group: Skill | None = Field(
+        default=None,
+        description="The support group; its business calendar (policy `sla.calendars`) "
+        "times the clocks, and SLA policies may match on it.",
+    )
+    type: Skill | None = Field(
+        default=None, description="The ticket's type (incident, question...), for SLA policies."
+    )
+    tags: list[Skill] = Field(default_factory=list, description="Tags, for SLA policies.")
+    organization: Skill | None = Field(
+        default=None, description="The requester's organization, for SLA policies."
+    )
 
 
 def _tiers(policy: Policy) -> list[str]:
@@ -125,6 +137,11 @@ async def build(body: TicketCreate, context: StartContext) -> ProcessStart:
         created_at=created_at,
         tier=tier,
         skills=list(body.skills),
+        policies=sla.book(terms),
+        group=body.group,
+        type=body.type,
+        tags=list(body.tags),
+        organization=body.organization,
     )
     return ProcessStart(
         business_key=body.ticket_id,
@@ -140,17 +157,26 @@ async def build(body: TicketCreate, context: StartContext) -> ProcessStart:
 
 #: What each event does to the ticket's clocks, for the OpenAPI document.
 EVENT_DESCRIPTIONS = {
-    "agent_replied": "Stops the first-response clock.",
-    "status_changed": f"{PENDING_CUSTOMER!r} pauses both clocks, {OPEN!r} resumes them.",
+    "customer_replied": "The customer wrote: starts a next-reply clock unless one runs.",
+    "agent_replied": "A public reply (`public`, default true) stops the first-response and "
+    "next-reply clocks and restarts the periodic update; an internal note stops none.",
+    "status_changed": "`pending` and `on_hold` pause the clocks whose policy says so "
+    f"({PENDING_CUSTOMER!r} is read as `pending`), {OPEN!r} resumes them, `solved` ends the SLA.",
+    "fields_changed": "Changed ticket fields (priority, tier, group, type, tags, organization): "
+    "the SLA policy is matched again and the clocks retimed from the business time used.",
     "priority_changed": "Recomputes the targets from the business time already used.",
-    "resolved": "Stops the resolution clock; the SLA ends.",
-    "closed": "Stops the resolution clock; the SLA ends.",
+    "resolved": "Stops every clock; the SLA ends.",
+    "closed": "Stops every clock; the SLA ends.",
 }
 
 
 def events(policy: Policy) -> list[EventType]:
     """What a helpdesk tells a ticket's SLA; a new priority is one of the policy's."""
-    fields = {"priority_changed": {"priority": one_of(policy.sla.priorities)}}
+    priority = one_of(policy.sla.priorities)
+    fields = {
+        "priority_changed": {"priority": priority},
+        "fields_changed": {"priority": priority | None},
+    }
     return declare_events(EVENT_DATA, EVENT_DESCRIPTIONS, fields)
 
 

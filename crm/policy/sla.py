@@ -322,6 +322,10 @@ class GroupCalendar(BaseModel):
         return self
 
 
+#: The fields of the ``sla:`` section that are not rules of a tier.
+_NOT_RULES = {"timezone", "tiers", "calendars", "policies"}
+
+
 class SlaPolicy(SlaRules):
     """The ``sla:`` section of the policy file: default rules, time zone, tier overrides, the
     support groups' calendars and the SLA policies matched before the default rules."""
@@ -374,9 +378,7 @@ class SlaPolicy(SlaRules):
         naming the tier when its overrides make the rules invalid.
         """
         override = self.tiers.get(tier) if tier is not None else None
-        base = SlaRules.model_validate(
-            self.model_dump(exclude={"timezone", "tiers"}, exclude_none=False)
-        )
+        base = SlaRules.model_validate(self.model_dump(exclude=_NOT_RULES, exclude_none=False))
         if override is None:
             return base
         merged: dict[str, Any] = base.model_dump()

@@ -150,7 +150,12 @@ class Report:
         return ReportSpec(self.name, self.title, self.dimensions, self.run)
 
 
-_CLOCKS = ("first_response", "resolution")
+_CLOCKS = {
+    "first_response": "First response",
+    "next_reply": "Next reply",
+    "periodic_update": "Periodic update",
+    "resolution": "Resolution",
+}
 
 SLA = Report(
     "sla",
@@ -160,10 +165,11 @@ SLA = Report(
         count("tickets", "Tickets"),
         *(
             column
-            for clock, name in zip(_CLOCKS, ("First response", "Resolution"), strict=True)
+            for clock, name in _CLOCKS.items()
             for column in (
                 count(f"{clock}_met", f"{name} met"),
                 count(f"{clock}_breached", f"{name} breached"),
+                count(f"{clock}_breaches", f"{name} breaches"),
                 rate(
                     f"{clock}_compliance",
                     f"{name} compliance",

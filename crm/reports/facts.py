@@ -191,18 +191,33 @@ def store_sla_outcome(session: Session, outcome: SlaOutcome) -> bool:
     return created
 
 
+#: The clocks of SLA policies besides first response and resolution, read from ``clocks``.
+_CYCLE_CLOCKS = ("next_reply", "periodic_update")
+
+
 def sla_contribution(outcome: SlaOutcome) -> Contribution:
     """What a ticket's SLA outcome adds to the ``sla`` report: the ticket, each clock met or
-    breached and the business time it used, its escalations by level."""
+    breached, the business time it used and how often it breached (a next reply may breach
+    more than once), its escalations by level."""
     counts: dict[str, float] = {"tickets": 1}
     durations: dict[str, float] = {}
-    for clock, status, used in (
+    clocks = [
         ("first_response", outcome.first_response, outcome.first_response_used_seconds),
         ("resolution", outcome.resolution, outcome.resolution_used_seconds),
-    ):
+    ]
+    for name in _CYCLE_CLOCKS:
+        clock = outcome.clocks.get(name)
+        if isinstance(clock, dict):
+            clocks.append((name, str(clock.get("status")), _number(clock.get("used_seconds")) or 0))
+    for clock, status, used in clocks:
         if status in ("met", "breached"):
             counts[f"{clock}_{status}"] = 1
             durations[f"{clock}_seconds"] = used
+            recorded = outcome.clocks.get(clock, {}).get("breaches")
+            breaches = _number(recorded) if recorded is not None else None
+            counts[f"{clock}_breaches"] = (
+                breaches if breaches is not None else (1 if status == "breached" else 0)
+            )
     for escalation in outcome.escalations:
         name = f"escalations_{escalation.get('level')}"
         counts[name] = counts.get(name, 0) + 1

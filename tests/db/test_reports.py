@@ -151,6 +151,29 @@ async def test_sla_report_counts_each_clock_and_its_compliance_per_week(
     assert near(table.totals["first_response_median"], 600)
 
 
+async def test_sla_report_shows_next_reply_and_periodic_update_clocks_and_their_breaches(
+    db: Database,  # noqa: F811
+) -> None:
+    under_policies = ticket(MONDAY, first=("met", 600), resolution=("met", 7200))
+    under_policies.clocks = {
+        "next_reply": {"status": "breached", "used_seconds": 10500, "breaches": 2, "cycles": 3},
+        "periodic_update": {"status": "met", "used_seconds": 5400, "breaches": 0, "cycles": 2},
+        "first_response": {"status": "met", "used_seconds": 600, "breaches": 0, "cycles": 1},
+    }
+    before_policies = ticket(MONDAY, first=("breached", 4000), resolution=("met", 3600))
+    await store_tickets(db, under_policies, before_policies)
+
+    totals = (await report(db, "sla")).totals
+
+    assert (totals["next_reply_met"], totals["next_reply_breached"]) == (0, 1)
+    assert totals["next_reply_breaches"] == 2
+    assert totals["next_reply_compliance"] == 0.0
+    assert near(totals["next_reply_median"], 10500)
+    assert (totals["periodic_update_met"], totals["periodic_update_breaches"]) == (1, 0)
+    assert totals["first_response_breaches"] == 1  # a run before policies breached once
+    assert totals["resolution_compliance"] == 100.0
+
+
 async def test_sla_report_by_priority_has_a_row_per_week_and_priority(
     db: Database,  # noqa: F811
 ) -> None:

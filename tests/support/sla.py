@@ -44,10 +44,15 @@ def ticket_input(
     timezone: str = STOCKHOLM,
     policy: Policy | None = None,
     tier: str | None = None,
+    with_policies: bool = False,
     **overrides: Any,
 ) -> TicketInput:
-    """A ticket of customer ``c-1`` with the SLA terms of ``policy`` (default policy)."""
-    terms = (policy or Policy()).sla.rules_for(tier).terms(timezone)
+    """A ticket of customer ``c-1`` with the SLA terms of ``policy`` (default policy), and
+    its SLA policies ``with_policies`` (as the API starts tickets now)."""
+    sla = (policy or Policy()).sla
+    terms = sla.rules_for(tier).terms(timezone)
+    if with_policies:
+        overrides.setdefault("policies", sla.book(terms))
     fields: dict[str, Any] = {
         "ticket_id": new_ticket_id(),
         "customer_id": "c-1",

@@ -1,0 +1,250 @@
+"""Tickets under SLA policies on the time-skipping server, with the real worker and activities.
+
+Each ticket opens on a Monday 09:00 in Stockholm (business hours 09:00-17:00)
+under a policy the test writes as the policy file would: a next-reply clock
+restarted by each customer reply, a periodic update that breaches, a
+four-level ladder, and a ticket re-matched to the Manila team's policy when
+its group changes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Any
+
+import pytest
+
+from crm.policy import Policy
+from crm.policy.sla import SlaPolicy
+from tests.support.sla import (
+    STOCKHOLM,
+    TicketHandle,
+    assert_close,
+    escalation_times,
+    local,
+    mail_of,
+    next_local,
+    on_day,
+    outcome_of,
+    send_event,
+    sleep_until,
+    start_ticket,
+    state_of,
+    tasks_of,
+    ticket_input,
+)
+from tests.support.stack import Stack
+
+LEAD = ["sam.lindqvist@example.com"]
+ASSIGNEE = ["ivy.chen@example.com"]
+SENIOR = "support-senior"
+
+
+def policies(*specs: dict[str, Any], **calendars: dict[str, Any]) -> Policy:
+    """The default policy with the SLA ``policies`` and group ``calendars`` given."""
+    return Policy(sla=SlaPolicy.model_validate({"policies": specs, "calendars": calendars}))
+
+
+def breach_to_lead(name: str = "breach") -> dict[str, Any]:
+    return {"name": name, "at": "100%", "action": "notify_role", "role": "team_lead"}
+
+
+async def open_ticket(stack: Stack, policy: Policy, **fields: Any) -> tuple[TicketHandle, datetime]:
+    monday = next_local(await stack.env.get_current_time(), "mon", time(9), STOCKHOLM)
+    await sleep_until(stack.env, monday)
+    ticket = ticket_input(
+        created_at=monday, timezone=STOCKHOLM, policy=policy, with_policies=True, **fields
+    )
+    return await start_ticket(stack.client, stack.task_queue, ticket), monday
+
+
+def at(monday: datetime, hour: int, minute: int = 0) -> datetime:
+    return on_day(monday, 0, time(hour, minute), STOCKHOLM)
+
+
+def steps_of(stack: Stack, process_id: str) -> list[tuple[str | None, list[str]]]:
+    return [(m.header("X-Crmflow-Step"), m.recipients) for m in mail_of(stack.maildir, process_id)]
+
+
+async def test_a_next_reply_clock_restarted_three_times_breaches_twice(stack: Stack) -> None:
+    chat = {
+        "name": "chat",
+        "when": {"tags": ["chat"]},
+        "clocks": {
+            "first_response": {"targets": {"normal": "1h"}},
+            "next_reply": {"targets": {"normal": "1h"}, "ladder": [breach_to_lead()]},
+            "resolution": {"targets": {"normal": "24h"}},
+        },
+    }
+    handle, monday = await open_ticket(stack, policies(chat), tags=["chat"])
+    replies = [  # (customer writes, agent answers): within the hour, 5 and 20 minutes late
+        ((10, 0), (10, 30)),
+        ((11, 0), (12, 5)),
+        ((13, 0), (14, 20)),
+    ]
+    await sleep_until(stack.env, at(monday, 9, 20))
+    await send_event(handle, "agent_replied", public=True)
+    for asked, answered in replies:
+        await sleep_until(stack.env, at(monday, *asked))
+        await send_event(handle, "customer_replied")
+        await send_event(handle, "agent_replied", public=False)  # a note answers nobody
+        await sleep_until(stack.env, at(monday, *answered))
+        await send_event(handle, "agent_replied")
+
+    state = await state_of(handle)
+    assert state.details["policy"] == "chat"
+    fired = escalation_times(state)
+    assert_close(fired["next_reply_breach"], at(monday, 14))  # the last cycle's
+    assert [(e["cycle"], e["to"]) for e in state.details["escalations"]] == [
+        (2, "lead-sam"),
+        (3, "lead-sam"),
+    ]
+    assert steps_of(stack, handle.id) == [
+        ("email_next_reply_2_breach", LEAD),
+        ("email_next_reply_3_breach", LEAD),
+    ]
+    assert [t.kind for t in await tasks_of(stack.database, handle.id)] == [
+        "sla_next_reply_2_breach",
+        "sla_next_reply_3_breach",
+    ]
+
+    await send_event(handle, "resolved")
+    result = await handle.result()
+    clocks = {c.clock: c for c in result.clocks}
+    assert (clocks["next_reply"].breaches, clocks["next_reply"].cycles) == (2, 3)
+    assert clocks["next_reply"].used_seconds == pytest.approx((30 + 65 + 80) * 60, abs=5)
+    assert (clocks["first_response"].status, clocks["resolution"].status) == ("met", "met")
+    outcome = await outcome_of(stack.database, handle.id)
+    assert outcome is not None
+    assert outcome.clocks["next_reply"]["breaches"] == 2
+    assert outcome.clocks["next_reply"]["status"] == "breached"
+
+
+async def test_a_silent_ticket_breaches_its_periodic_update_after_a_reminder(
+    stack: Stack,
+) -> None:
+    updates = {
+        "name": "updates",
+        "clocks": {
+            "periodic_update": {
+                "targets": {"normal": "2h"},
+                "ladder": [
+                    {"name": "reminder", "at": "-30m", "action": "notify_assignee"},
+                    breach_to_lead(),
+                ],
+            },
+            "resolution": {"targets": {"normal": "24h"}},
+        },
+    }
+    handle, monday = await open_ticket(stack, policies(updates))
+    await sleep_until(stack.env, at(monday, 9, 15))
+    await send_event(handle, "agent_replied")
+    await sleep_until(stack.env, at(monday, 10, 30))
+    await send_event(handle, "agent_replied")  # restarts: due 12:30
+    due = (await state_of(handle)).due
+    assert_close(due["periodic_update_breach"], at(monday, 12, 30), within=1)
+    assert_close(due["periodic_update_reminder"], at(monday, 12), within=1)
+
+    await sleep_until(stack.env, at(monday, 12, 31))
+    state = await state_of(handle)
+    fired = escalation_times(state)
+    assert_close(fired["periodic_update_reminder"], at(monday, 12))
+    assert_close(fired["periodic_update_breach"], at(monday, 12, 30))
+    assert state.details["sla_state"] == "breached"
+    assert steps_of(stack, handle.id) == [
+        ("email_periodic_update_2_reminder", ASSIGNEE),
+        ("email_periodic_update_2_breach", LEAD),
+    ]
+    await send_event(handle, "status_changed", status="solved")
+    result = await handle.result()
+    assert result.outcome == "solved"
+    assert {c.clock: c.breaches for c in result.clocks} == {"periodic_update": 1, "resolution": 0}
+
+
+async def test_a_four_level_ladder_reminds_escalates_reassigns_and_reaches_the_manager(
+    stack: Stack,
+) -> None:
+    ladder = {
+        "name": "ladder",
+        "clocks": {
+            "resolution": {
+                "targets": {"normal": "4h"},
+                "ladder": [
+                    {"name": "reminder", "at": "-1h", "action": "notify_assignee"},
+                    breach_to_lead(),
+                    {
+                        "name": "senior",
+                        "at": "+1h",
+                        "action": "reassign",
+                        "group": "support-senior",
+                    },
+                    {"name": "manager", "at": "150%", "action": "notify_role", "role": "manager"},
+                ],
+            }
+        },
+    }
+    handle, monday = await open_ticket(stack, policies(ladder))
+    await sleep_until(stack.env, at(monday, 15, 1))
+    state = await state_of(handle)
+    fired = escalation_times(state)
+    for level, hour in (("reminder", 12), ("breach", 13), ("senior", 14), ("manager", 15)):
+        assert_close(fired[f"resolution_{level}"], at(monday, hour))
+    assert state.details["assignee_id"] == "agent-kai"  # moved to the senior pool at 14:00
+    assert [e["to"] for e in state.details["escalations"]] == [
+        "agent-ivy",
+        "lead-sam",
+        "agent-kai",
+        "mgr-hana",
+    ]
+    assert steps_of(stack, handle.id) == [
+        ("email_resolution_reminder", ASSIGNEE),
+        ("email_resolution_breach", LEAD),
+        ("email_resolution_manager", ["hana.berg@example.com"]),
+    ]
+    assert [(t.assignee_id, t.kind) for t in await tasks_of(stack.database, handle.id)] == [
+        ("lead-sam", "sla_resolution_breach"),
+        ("mgr-hana", "sla_resolution_manager"),
+    ]
+    await send_event(handle, "resolved")
+    result = await handle.result()
+    assert result.clocks[0].levels_reached == ["reminder", "breach", "senior", "manager"]
+
+
+async def test_a_ticket_moved_to_the_manila_group_is_rematched_and_timed_in_manila(
+    stack: Stack,
+) -> None:
+    manila = {
+        "name": "manila",
+        "when": {"group": ["manila"]},
+        "clocks": {
+            "first_response": {"targets": {"normal": "2h"}, "ladder": [breach_to_lead()]},
+            "resolution": {"targets": {"normal": "8h"}},
+        },
+    }
+    hours = {day: "08:00-20:00" for day in ("mon", "tue", "wed", "thu", "fri")}
+    policy = policies(manila, manila={"timezone": "Asia/Manila", "hours": hours})
+    handle, monday = await open_ticket(stack, policy, group="stockholm")
+    before = await state_of(handle)
+    assert before.details["policy"] == "default"
+    assert before.due["first_response_breach"] == at(monday, 17)
+
+    # At 10:00 here (17:00 in Manila) the ticket moves: an hour used of two, and the last
+    # hour runs in Manila's business hours, to 18:00 there.
+    await sleep_until(stack.env, at(monday, 10))
+    await send_event(handle, "fields_changed", group="manila")
+    after = await state_of(handle)
+    assert (after.details["policy"], after.details["timezone"]) == ("manila", "Asia/Manila")
+    assert_close(after.due["first_response_breach"], at(monday, 11), within=1)
+    assert after.details["clocks"]["first_response"]["used_seconds"] == pytest.approx(3600, 1)
+
+    await sleep_until(stack.env, at(monday, 11, 1))
+    mail = mail_of(stack.maildir, handle.id)
+    assert [m.header("X-Crmflow-Step") for m in mail] == ["email_first_response_breach"]
+    due_in_manila = local(at(monday, 11), "Asia/Manila").strftime("%H:%M PST")
+    assert due_in_manila in mail[0].body  # Philippine time, as the team reads it
+    await send_event(handle, "resolved")
+    result = await handle.result()
+    assert {c.clock: c.target_seconds for c in result.clocks} == {
+        "first_response": 2 * 3600,
+        "resolution": 8 * 3600,
+    }
