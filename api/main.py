@@ -28,6 +28,7 @@ from api.routes import (
     codec,
     customers,
     health,
+    mail,
     records,
     reports,
     tasks,
@@ -106,6 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         automations.router,
         records.router,
         webhooks.router,
+        mail.router,
+        mail.links_router,
         reports.router,
         codec.router,
     ):

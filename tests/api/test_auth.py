@@ -81,6 +81,7 @@ ROUTES: list[tuple[str, str, Any, set[str]]] = [
     ("GET", f"/v1/webhooks/{NO_ENDPOINT}/deliveries", None, {"admin"}),
     ("POST", f"/v1/webhooks/{NO_ENDPOINT}/redeliver", {}, {"admin"}),
     ("GET", "/v1/reports", None, {"admin", "support"}),
+    ("POST", "/v1/email/events", {"type": "delivered", "message_id": "<no@x.io>"}, {"service"}),
     *(("GET", f"/v1/reports/{name}", None, {"admin", "support"}) for name in REPORTS),
 ]
 
