@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
+from api.console.mail import router as mail_router
 from api.console.pages import router
 from api.console.rendering import page
 from api.console.security import CONSOLE_PATH, ConsoleHeaders, ConsoleRefused, SignInRequired
@@ -22,6 +23,7 @@ _TITLES = {401: "Sign in again", 403: "Not allowed", 404: "Not found", 422: "Che
 def install_console(app: FastAPI) -> None:
     """Serve the console under ``/console`` on ``app``."""
     app.include_router(router)
+    app.include_router(mail_router)
     app.add_middleware(ConsoleHeaders)
 
     @app.exception_handler(SignInRequired)
