@@ -7,6 +7,7 @@
     crmflow enrichment-provider the local enrichment provider
     crmflow webhook-sink        the local webhook receiver
     crmflow mail [N|ID]         list the sink's messages, or show one
+    crmflow mail --html N       a message's HTML part on stdout, its checks on stderr
     crmflow webhooks            list the webhook deliveries the webhook sink received
     crmflow codec-key ID        print a new payload encryption key for CRMFLOW_CODEC_KEYS
     crmflow api-key create|list|revoke   manage API keys in the database
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     mail.add_argument("message", nargs="?", help="number in the list, or Message-ID")
     mail.add_argument("--to", help="only messages to this address")
     mail.add_argument("--maildir", type=Path, default=DEFAULT_MAILDIR)
+    mail.add_argument("--html", action="store_true", help="print its HTML part, checks to stderr")
 
     webhooks = commands.add_parser("webhooks", help="list the deliveries the webhook sink got")
     webhooks.add_argument("--path", help="only deliveries to this path, e.g. /hooks/crm")
@@ -145,7 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             ref: str | int = int(args.message) if args.message.isdigit() else args.message
             try:
-                print_mail(args.maildir, ref)
+                if args.html:
+                    from devstack.mail_html import print_mail_html
+
+                    print_mail_html(args.maildir, ref)
+                else:
+                    print_mail(args.maildir, ref)
             except KeyError as err:
                 print(f"crmflow mail: {err.args[0]}", file=sys.stderr)
                 return 1
