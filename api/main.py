@@ -28,6 +28,7 @@ from api.routes import (
     codec,
     customers,
     health,
+    inbox,
     mail,
     records,
     reports,
@@ -81,7 +82,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         responses=PROBLEM_RESPONSES,
     )
-    app.state.start_limiter = StartRateLimiter(settings.start_rate_per_second, settings.start_burst)
+    # Each of the API's replicas takes its share of a principal's start rate.
+    app.state.start_limiter = StartRateLimiter(
+        settings.start_rate_per_second / settings.api_replicas,
+        max(1, settings.start_burst // settings.api_replicas),
+    )
     install_problem_handlers(app)
     document_problems(app)
     document_automation_schema(app)
@@ -101,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         customers.router,
         attention.router,
         tasks.router,
+        inbox.router,
         approvals.router,
         usage.router,
         automation_preview.router,

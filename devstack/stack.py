@@ -1,8 +1,9 @@
 """``crmflow dev``: start, supervise and stop the local stack described in temporal-dev.yml.
 
-The stack is six processes: the Temporal CLI dev server (file-backed, with
-the Web UI and crmflow's search attributes), the SMTP sink, the enrichment
-provider, the webhook sink, the worker and the API. They start in that order,
+The stack is the Temporal CLI dev server (file-backed, with the Web UI and
+crmflow's search attributes), the SMTP sink, the enrichment provider, the
+webhook sink, the worker(s) and the API process(es) (``worker.replicas`` and
+``api.replicas``, each replica on the next port). They start in that order,
 each once the one before it accepts connections. A process that exits on its
 own is restarted with a growing delay. SIGINT (Ctrl-C) or SIGTERM stops them
 in reverse order, so the worker and the API finish their work before the
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from crm.platform.codec import new_codec_key
 from crm.platform.principals import Role, load_api_keys_file, new_api_key, write_api_keys_file
@@ -90,11 +91,21 @@ class WebhookSinkSection(_Section):
 class ApiSection(_Section):
     host: str = "127.0.0.1"
     port: int = 8000
+    #: API processes; replica ``i`` (from 0) listens on ``port + i``.
+    replicas: int = Field(default=1, ge=1, le=16)
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.port + i for i in range(self.replicas)]
 
 
 class WorkerSection(_Section):
     task_queue: str = "crmflow"
+    #: Worker processes on the task queue; replica ``i`` (from 0) serves its metrics on
+    #: ``metrics_port + i`` and its probes on ``health_port + i``.
+    replicas: int = Field(default=1, ge=1, le=16)
     metrics_port: int | None = 9464
+    health_port: int | None = None
 
 
 class DevStackConfig(_Section):
@@ -113,6 +124,36 @@ class DevStackConfig(_Section):
     operator_email: str = "ops@example.com"
     policy_file: str | None = None
     encrypt_payloads: bool = True
+
+    @model_validator(mode="after")
+    def _ports_apart(self) -> DevStackConfig:
+        ports = self.listening_ports()
+        taken: dict[int, str] = {}
+        for name, port in ports:
+            if port in taken:
+                raise ValueError(f"{name} and {taken[port]} both use port {port}")
+            taken[port] = name
+        return self
+
+    def listening_ports(self) -> list[tuple[str, int]]:
+        """Every port the stack listens on, by the setting it comes from."""
+        ports = [("temporal.address", self.temporal.port)]
+        if self.temporal.ui_port is not None:
+            ports.append(("temporal.ui_port", self.temporal.ui_port))
+        ports += [
+            ("smtp_sink.port", self.smtp_sink.port),
+            ("enrichment_provider.port", self.enrichment_provider.port),
+            ("webhook_sink.port", self.webhook_sink.port),
+        ]
+        ports += [(f"api.port (replica {i + 1})", p) for i, p in enumerate(self.api.ports)]
+        for setting in ("metrics_port", "health_port"):
+            first = getattr(self.worker, setting)
+            if first is not None:
+                ports += [
+                    (f"worker.{setting} (replica {i + 1})", first + i)
+                    for i in range(self.worker.replicas)
+                ]
+        return ports
 
 
 def load_config(path: Path) -> DevStackConfig:
@@ -183,6 +224,7 @@ def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
     provider = config.enrichment_provider
     webhook_sink = config.webhook_sink
     app_env = {
+        "CRMFLOW_API_REPLICAS": str(config.api.replicas),
         "CRMFLOW_TEMPORAL_ADDRESS": temporal.address,
         "CRMFLOW_TEMPORAL_NAMESPACE": temporal.namespace,
         "CRMFLOW_TASK_QUEUE": config.worker.task_queue,
@@ -197,9 +239,6 @@ def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
         "CRMFLOW_API_HOST": config.api.host,
         "CRMFLOW_API_PORT": str(config.api.port),
     }
-    app_env["CRMFLOW_WORKER_METRICS_ADDRESS"] = (
-        f"127.0.0.1:{config.worker.metrics_port}" if config.worker.metrics_port else ""
-    )
     app_env["CRMFLOW_API_KEYS_FILE"] = str(state / "api-keys.yml")
     if config.encrypt_payloads:
         app_env["CRMFLOW_CODEC_KEYS"] = dev_codec_keys(state)
@@ -260,9 +299,43 @@ def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
             (webhook_sink.host, webhook_sink.port),
             sink_env,
         ),
-        Service("worker", [*crmflow, "worker"], (temporal.host, temporal.port), app_env),
-        Service("api", [*crmflow, "api"], (config.api.host, config.api.port), app_env),
+        *_worker_services(config, crmflow, app_env),
+        *(
+            Service(
+                _replica("api", i),
+                [*crmflow, "api"],
+                (config.api.host, port),
+                {**app_env, "CRMFLOW_API_PORT": str(port)},
+            )
+            for i, port in enumerate(config.api.ports)
+        ),
     ]
+
+
+def _replica(name: str, index: int) -> str:
+    return name if index == 0 else f"{name}-{index + 1}"
+
+
+def _worker_services(
+    config: DevStackConfig, crmflow: list[str], app_env: dict[str, str]
+) -> list[Service]:
+    """One service per worker replica, each with metrics and probes on ports of its own."""
+    worker = config.worker
+    temporal = config.temporal
+    services = []
+    for i in range(worker.replicas):
+        env = {
+            **app_env,
+            "CRMFLOW_WORKER_METRICS_ADDRESS": (
+                f"127.0.0.1:{worker.metrics_port + i}" if worker.metrics_port else ""
+            ),
+            "CRMFLOW_WORKER_HEALTH_ADDRESS": (
+                f"127.0.0.1:{worker.health_port + i}" if worker.health_port else ""
+            ),
+        }
+        ready_at = (temporal.host, temporal.port)
+        services.append(Service(_replica("worker", i), [*crmflow, "worker"], ready_at, env))
+    return services
 
 
 def dev_codec_keys(state: Path) -> str:
@@ -376,6 +449,10 @@ class _Running:
             self.process.wait()
 
 
+def _is_worker(service: Service) -> bool:
+    return service.name == "worker" or service.name.startswith("worker-")
+
+
 def wait_for_port(address: tuple[str, int], timeout: float, alive: Callable[[], bool]) -> bool:
     """Poll until ``address`` accepts a TCP connection; False on timeout or when not ``alive``."""
     deadline = time.monotonic() + timeout
@@ -426,7 +503,7 @@ class DevStack:
             self._check_port_free(service)
             running = _Running(service, self.root, self.say)
             self._running.append(running)
-            if service.name == "worker":
+            if _is_worker(service):
                 continue  # it connects out; nothing to wait for
             if not wait_for_port(service.ready_at, STARTUP_TIMEOUT_SECONDS, self._alive(running)):
                 if self._stop.is_set():
@@ -440,7 +517,7 @@ class DevStack:
         return lambda: running.process.poll() is None and not self._stop.is_set()
 
     def _check_port_free(self, service: Service) -> None:
-        if service.name == "worker":
+        if _is_worker(service):
             return
         try:
             with socket.create_connection(service.ready_at, timeout=0.5):
@@ -464,8 +541,15 @@ class DevStack:
         if temporal.ui_port is not None:
             lines.append(f"  Web UI      http://{temporal.host}:{temporal.ui_port}")
         lines += [
-            f"  API         http://{api.host}:{api.port}/docs "
-            f"(metrics at http://{api.host}:{api.port}/metrics)",
+            f"  API         http://{api.host}:{port}/docs (metrics at http://{api.host}:{port}/metrics)"
+            for port in api.ports
+        ]
+        if self.config.worker.replicas > 1:
+            lines.append(
+                f"  Workers     {self.config.worker.replicas} on task queue "
+                f"{self.config.worker.task_queue}"
+            )
+        lines += [
             f"  SMTP sink   {self.config.smtp_sink.host}:{self.config.smtp_sink.port} "
             "(read it with: crmflow mail)",
             f"  Webhooks    http://{self.config.webhook_sink.host}:{self.config.webhook_sink.port}"

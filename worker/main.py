@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from temporalio import workflow
+from temporalio.bridge.proto.workflow_activation import WorkflowActivation
+from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -28,6 +31,8 @@ from temporalio.worker import (
     UnsandboxedWorkflowRunner,
     Worker,
     WorkerDeploymentConfig,
+    WorkflowInstance,
+    WorkflowInstanceDetails,
     WorkflowRunner,
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -90,6 +95,51 @@ SANDBOXED_RUNNER = SandboxedWorkflowRunner(
 )
 
 
+class UnversionedWorkflowRunner(WorkflowRunner):
+    """Runs workflows with ``runner`` but reports no versioning behaviour to the server.
+
+    Each workflow declares its behaviour (pinned, auto-upgrade) for versioned workers; the
+    SDK sends it with every workflow task, and the server refuses a task that carries one
+    from a worker without a deployment version ("versioning behavior cannot be specified
+    without deployment options"). An unversioned worker drops it, so the same workflow
+    classes run on both kinds of worker.
+    """
+
+    def __init__(self, runner: WorkflowRunner) -> None:
+        self.runner = runner
+
+    def prepare_workflow(self, defn: workflow._Definition) -> None:
+        self.runner.prepare_workflow(defn)
+
+    def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
+        return _WithoutVersioningBehavior(self.runner.create_instance(det))
+
+    def set_worker_level_failure_exception_types(
+        self, types: Sequence[type[BaseException]]
+    ) -> None:
+        self.runner.set_worker_level_failure_exception_types(types)
+
+
+class _WithoutVersioningBehavior(WorkflowInstance):
+    def __init__(self, instance: WorkflowInstance) -> None:
+        self._instance = instance
+
+    def activate(self, act: WorkflowActivation) -> WorkflowActivationCompletion:
+        completion = self._instance.activate(act)
+        if completion.HasField("successful"):
+            completion.successful.versioning_behavior = VersioningBehavior.UNSPECIFIED.value
+        return completion
+
+    def get_serialization_context(self, command_info: Any) -> Any:
+        return self._instance.get_serialization_context(command_info)
+
+    def get_external_store_context(self, command_info: Any) -> Any:
+        return self._instance.get_external_store_context(command_info)
+
+    def get_info(self) -> workflow.Info:
+        return self._instance.get_info()
+
+
 def workflow_runner(settings: Settings) -> WorkflowRunner:
     """The sandbox when ``CRMFLOW_WORKER_SANDBOX`` is set, else workflows run as plain code.
 
@@ -101,7 +151,8 @@ def workflow_runner(settings: Settings) -> WorkflowRunner:
     the workflow tests and the replays of every recorded history run the
     workflow modules inside ``SANDBOXED_RUNNER``.
     """
-    return SANDBOXED_RUNNER if settings.worker_sandbox else UnsandboxedWorkflowRunner()
+    runner = SANDBOXED_RUNNER if settings.worker_sandbox else UnsandboxedWorkflowRunner()
+    return runner if worker_version(settings) else UnversionedWorkflowRunner(runner)
 
 
 @dataclass

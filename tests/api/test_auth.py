@@ -46,8 +46,11 @@ ROUTES: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/processes/onboarding-nobody/events", {"type": "first_value"}, {"service"}),
     ("POST", "/v1/processes/onboarding-nobody/cancel", {}, {"support"}),
     ("GET", "/v1/tasks", None, {"support"}),
-    ("POST", "/v1/tasks/1/complete", {}, {"service", "support"}),
-    ("GET", "/readyz", None, {"service", "support", "approver", "admin"}),
+    ("POST", "/v1/tasks/1/complete", {}, {"service", "support", "approver"}),
+    ("POST", "/v1/tasks/1/reassign", {"to": "csm-ben"}, {"support", "approver"}),
+    ("GET", "/v1/inbox", None, {"approver"}),
+    ("POST", "/v1/notifications/1/read", None, {"approver"}),
+    ("POST", "/v1/approvals/approval-nobody/recall", {}, {"approver"}),
     ("GET", "/metrics", None, {"support"}),
     ("POST", "/codec/decode", {"payloads": []}, {"support"}),
     ("POST", "/codec/encode", {"payloads": []}, {"support"}),
@@ -92,7 +95,7 @@ def test_the_role_table_covers_every_route_of_the_api() -> None:
         (method.upper(), path)
         for path, operations in spec["paths"].items()
         for method in operations
-        if path != "/healthz"
+        if path not in ("/healthz", "/readyz")
     }
     covered = {(method, _template(path)) for method, path, _, _ in ROUTES}
     assert documented - covered == set()
@@ -103,6 +106,7 @@ def _template(path: str) -> str:
     names = {"processes": "{process_id}", "approvals": "{approval_id}"}
     names["subscriptions"] = "{subscription_id}"
     names["tasks"] = "{task_id}"
+    names["notifications"] = "{notification_id}"
     names["customers"] = "{customer_id}"
     names["automations"] = "{automation_id}"
     names["webhooks"] = "{endpoint_id}"
@@ -160,7 +164,7 @@ async def test_each_role_gets_exactly_the_routes_it_needs(
 
 
 @pytest.mark.parametrize(("method", "path", "body"), [r[:3] for r in ROUTES])
-async def test_every_route_but_healthz_needs_credentials(
+async def test_every_route_but_the_probes_needs_credentials(
     anonymous: httpx.AsyncClient, method: str, path: str, body: Any
 ) -> None:
     for headers in ({}, bearer("crm_0123456789ab_" + "x" * 43), {"X-Api-Key": "nonsense"}):
@@ -324,3 +328,35 @@ async def test_starts_are_rate_limited_per_principal(jwt_api: str) -> None:
         assert int(limited.headers["retry-after"]) >= 1
         other = await client.post("/v1/onboardings", json=onboarding_body(), headers=second)
         assert other.status_code != 429
+
+
+async def test_probes_answer_without_a_key_and_name_no_address(api_settings: Settings) -> None:
+    unreachable = api_settings.model_copy(update={"temporal_address": "127.0.0.1:9"})
+    with run_asgi_server(create_app(unreachable)) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            assert (await client.get("/healthz")).json() == {"status": "ok"}
+            ready = await client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"] == {"temporal": "unavailable", "database": "ok"}
+    assert ready.json()["detail"] == "temporal: unavailable"
+    assert "127.0.0.1" not in ready.text and "9" not in ready.json()["detail"]
+
+
+async def test_replicas_share_a_principals_start_rate(
+    api_settings: Settings, api_keys: dict[str, str]
+) -> None:
+    shared = api_settings.model_copy(
+        update={"start_rate_per_second": 0.01, "start_burst": 4, "api_replicas": 2}
+    )
+    key = bearer(api_keys["service"])
+    answers: list[int] = []
+    with run_asgi_server(create_app(shared)) as one, run_asgi_server(create_app(shared)) as two:
+        for base_url in (one, two):
+            async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+                for _ in range(3):
+                    started = await client.post(
+                        "/v1/onboardings", json=onboarding_body(), headers=key
+                    )
+                    answers.append(started.status_code)
+    # A burst of 4 in all: two starts on each replica, the third refused on each.
+    assert [answer == 429 for answer in answers] == [False, False, True, False, False, True]
