@@ -222,6 +222,118 @@ async def sla_paused_met(rec: Recording) -> Handle:
     return handle
 
 
+# Ticket SLA under SLA policies (the sla-policies patch)
+
+#: The SLA policies the recorded tickets run under: a chat policy with a next-reply clock and
+#: periodic updates, and a Manila team policy with a four-level resolution ladder.
+SLA_POLICIES = Policy(
+    sla=SlaPolicy.model_validate(
+        {
+            "calendars": {"manila": {"timezone": "Asia/Manila"}},
+            "policies": [
+                {
+                    "name": "chat",
+                    "when": {"tags": ["chat"]},
+                    "clocks": {
+                        "first_response": {"targets": {"normal": "1h", "high": "30m"}},
+                        "next_reply": {
+                            "targets": {"normal": "1h", "high": "30m"},
+                            "ladder": [
+                                {"name": "reminder", "at": "-10m"},
+                                {
+                                    "name": "breach",
+                                    "at": "100%",
+                                    "action": "notify_role",
+                                    "role": "team_lead",
+                                },
+                            ],
+                        },
+                        "periodic_update": {"targets": {"normal": "3h", "high": "2h"}},
+                        "resolution": {"targets": {"normal": "24h", "high": "8h"}},
+                    },
+                },
+                {
+                    "name": "manila",
+                    "when": {"group": ["manila"]},
+                    "clocks": {
+                        "resolution": {
+                            "targets": {"normal": "4h"},
+                            "ladder": [
+                                {"name": "reminder", "at": "-1h"},
+                                {
+                                    "name": "breach",
+                                    "at": "100%",
+                                    "action": "notify_role",
+                                    "role": "team_lead",
+                                },
+                                {
+                                    "name": "senior",
+                                    "at": "+1h",
+                                    "action": "reassign",
+                                    "group": "support-senior",
+                                },
+                                {
+                                    "name": "manager",
+                                    "at": "150%",
+                                    "action": "notify_role",
+                                    "role": "manager",
+                                },
+                            ],
+                        }
+                    },
+                },
+            ],
+        }
+    )
+)
+
+
+async def _start_policy_ticket(rec: Recording, **fields: Any) -> tuple[Handle, Any]:
+    monday = next_local(await rec.env.get_current_time(), "mon", time(9), STOCKHOLM)
+    await sleep_until(rec.env, monday)
+    ticket = ticket_input(
+        created_at=monday, timezone=STOCKHOLM, policy=SLA_POLICIES, with_policies=True, **fields
+    )
+    return await start_ticket(rec.client, rec.task_queue, ticket), monday
+
+
+async def sla_policies_next_reply(rec: Recording) -> Handle:
+    """A chat ticket: answered, three customer replies (one answered late, a reminder and a
+    breach), an internal note, a raised priority, on hold over lunch, solved."""
+    handle, monday = await _start_policy_ticket(rec, tags=["chat"])
+    timeline: list[tuple[tuple[int, int], str, dict[str, Any]]] = [
+        ((9, 20), "agent_replied", {}),
+        ((10, 0), "customer_replied", {}),
+        ((10, 30), "agent_replied", {}),
+        ((11, 0), "customer_replied", {}),
+        ((11, 10), "agent_replied", {"public": False}),
+        ((12, 15), "agent_replied", {}),
+        ((12, 30), "fields_changed", {"priority": "high"}),
+        ((12, 40), "status_changed", {"status": "on_hold"}),
+        ((13, 30), "status_changed", {"status": "open"}),
+        ((13, 40), "customer_replied", {}),
+        ((14, 5), "agent_replied", {}),  # 5 minutes after the reminder
+        ((14, 30), "status_changed", {"status": "solved"}),
+    ]
+    for (hour, minute), name, data in timeline:
+        await sleep_until(rec.env, on_day(monday, 0, time(hour, minute), STOCKHOLM))
+        await send_ticket_event(handle, name, **data)
+    await handle.result()
+    return handle
+
+
+async def sla_policies_ladder_regrouped(rec: Recording) -> Handle:
+    """A ticket moved to the Manila team at 10:00 (re-matched, timed in Manila): its four
+    resolution levels remind, escalate, reassign and reach the manager; then resolved."""
+    handle, monday = await _start_policy_ticket(rec, group="stockholm")
+    await sleep_until(rec.env, on_day(monday, 0, time(10), STOCKHOLM))
+    await send_ticket_event(handle, "fields_changed", group="manila")
+    await sleep_until(rec.env, on_day(monday, 1, time(9), STOCKHOLM))
+    await send_ticket_event(handle, "resolved")
+    await handle.result()
+    return handle
+
+
 # Approval
 
 
@@ -635,6 +747,9 @@ SCENARIOS: dict[str, Scenario] = {
     "renewal-lapsed-webhook-events": renewal_lapsed,
     "lead-routed-webhook-events": lead_routed,
     "automation-deal-escalated-webhook-events": automation_deal_escalated,
+    # Recorded after the sla-policies patch: tickets under SLA policies.
+    "sla-policies-next-reply": sla_policies_next_reply,
+    "sla-policies-ladder-regrouped": sla_policies_ladder_regrouped,
     "webhooks-retried-delivered": webhooks_retried_delivered,
     "webhooks-endpoint-gone": webhooks_endpoint_gone,
     "attention-raised": attention_raised,
