@@ -47,7 +47,7 @@ async def test_a_hard_bounce_suppresses_the_address_and_lands_in_the_senders_aud
     assert (await service.post("/v1/email/events", json=delivered)).json()["suppressed"] is False
 
     audit = await api.get(f"/v1/processes/{process_id}/audit")
-    entries = {entry["step"]: entry for entry in audit.json()["entries"]}
+    entries = {entry["step"]: entry for entry in audit.json()["steps"]}
     assert entries["email_hard_bounce:lead_first_touch"]["detail"]["detail"] == "550 5.1.1"
     assert "email_delivered:lead_first_touch" in entries
 
