@@ -29,6 +29,14 @@ sla:
     express:
       targets:
         urgent: {first_response: 2s, resolution: 60s, around_the_clock: true}
+  calendars:
+    manila: {timezone: Asia/Manila}
+  policies:
+    - name: chat
+      when: {tags: [chat]}
+      clocks:
+        next_reply: {targets: {urgent: 1h, high: 2h}}
+        resolution: {targets: {urgent: 8h, high: 8h}}
 """
 
 
@@ -141,6 +149,53 @@ async def test_ticket_through_the_api_warns_breaches_and_escalates_by_email(
     assert (outcome.first_response, outcome.resolution) == ("breached", "met")
     closed = await api.post(f"/v1/processes/{process_id}/events", json={"type": "resolved"})
     assert closed.status_code == 409
+
+
+async def test_a_ticket_under_an_sla_policy_takes_replies_statuses_and_field_changes(
+    api: httpx.AsyncClient,
+) -> None:
+    ticket = new_ticket(tier=None, tags=["chat"], group="manila", organization="acme")
+    created = await api.post("/v1/tickets", json=ticket)
+    assert created.status_code == 201, created.text
+    process_id = created.json()["process_id"]
+    for event in (
+        {"type": "agent_replied", "data": {"public": True}},
+        {"type": "customer_replied"},
+        {"type": "agent_replied", "data": {"public": False}},
+        {"type": "status_changed", "data": {"status": "on_hold"}},
+        {"type": "fields_changed", "data": {"priority": "high", "tags": ["chat", "vip"]}},
+    ):
+        accepted = await api.post(f"/v1/processes/{process_id}/events", json=event)
+        assert accepted.status_code == 202, accepted.text
+    for refused in (
+        {"type": "fields_changed", "data": {}},
+        {"type": "fields_changed", "data": {"priority": "critical"}},
+        {"type": "status_changed", "data": {"status": "closed"}},
+    ):
+        response = await api.post(f"/v1/processes/{process_id}/events", json=refused)
+        assert response.status_code == 422, (refused, response.text)
+        assert response.headers["content-type"] == PROBLEM_JSON
+
+    state = (
+        await eventually(
+            lambda: view(api, process_id),
+            lambda v: any(s["step"] == "event:fields_changed" for s in v["state"]["steps"]),
+        )
+    )["state"]
+    details = state["details"]
+    assert (details["policy"], details["group"], details["timezone"]) == (
+        "chat",
+        "manila",
+        "Asia/Manila",
+    )
+    assert (details["priority"], details["status"], details["sla_state"]) == (
+        "high",
+        "on_hold",
+        "paused",
+    )
+    assert details["clocks"]["next_reply"]["state"] == "paused"
+    assert details["clocks"]["next_reply"]["target"] == "2h"
+    await api.post(f"/v1/processes/{process_id}/events", json={"type": "resolved"})
 
 
 @pytest.mark.parametrize(

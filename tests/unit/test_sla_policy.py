@@ -79,3 +79,109 @@ def test_an_invalid_sla_policy_stops_start_up_with_a_clear_error(
     with pytest.raises(PolicyError, match="invalid policy file") as error:
         load_policy(path)
     assert message in str(error.value)
+
+
+SLA_POLICIES_FILE = """\
+sla:
+  calendars:
+    manila: {timezone: Asia/Manila, holidays: ["2026-04-09"]}
+  policies:
+    - name: vip
+      when: {tags: [vip], organization: [acme]}
+      around_the_clock: [urgent]
+      clocks:
+        next_reply:
+          targets: {urgent: 30m, high: 2h}
+          pause_on: [pending]
+          ladder:
+            - {name: reminder, at: -10m}
+            - {name: breach, at: 100%, action: notify_role, role: team_lead, task: false}
+            - {name: senior, at: +1h30m, action: reassign, group: support-senior}
+"""
+
+
+def test_sla_policies_and_group_calendars_load_from_the_policy_file(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yml"
+    path.write_text(SLA_POLICIES_FILE, encoding="utf-8")
+    sla = load_policy(path).sla
+    book = sla.book(sla.rules_for(None).terms("Europe/Stockholm"))
+    vip = book.policies[0]
+    assert (vip.name, vip.conditions.tags, vip.around_the_clock) == ("vip", ["vip"], ["urgent"])
+    clock = vip.clocks[0]
+    assert (clock.name, clock.targets, clock.pause_on) == (
+        "next_reply",
+        {"urgent": 1800.0, "high": 7200.0},
+        ["pending"],
+    )
+    assert [(lv.name, lv.percent, lv.offset_seconds, lv.action) for lv in clock.ladder] == [
+        ("reminder", None, -600.0, "notify_assignee"),
+        ("breach", 100.0, None, "notify_role"),
+        ("senior", None, 5400.0, "reassign"),
+    ]
+    assert clock.ladder[1].task is False
+    assert book.calendars["manila"].timezone == "Asia/Manila"
+    assert book.default.name == "default"
+    assert [c.name for c in book.default.clocks] == ["first_response", "resolution"]
+    assert "support-senior" in sla.pools()
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ({"name": "p", "clocks": {"lunch": {"targets": {"high": "1h"}}}}, "not one of"),
+        ({"name": "p", "clocks": {"next_reply": {"targets": {"vip": "1h"}}}}, "unknown priorit"),
+        (
+            {
+                "name": "p",
+                "clocks": {
+                    "resolution": {
+                        "targets": {"high": "1h"},
+                        "ladder": [{"name": "x", "at": "soon"}],
+                    }
+                },
+            },
+            "at",
+        ),
+        (
+            {
+                "name": "p",
+                "clocks": {
+                    "resolution": {
+                        "targets": {"high": "1h"},
+                        "ladder": [{"name": "x", "at": "50%", "action": "notify_role"}],
+                    }
+                },
+            },
+            "needs a role",
+        ),
+        (
+            {
+                "name": "p",
+                "clocks": {
+                    "resolution": {
+                        "targets": {"high": "1h"},
+                        "ladder": [{"name": "x", "at": "+1h", "action": "reassign"}],
+                    }
+                },
+            },
+            "needs a group",
+        ),
+        (
+            {
+                "name": "p",
+                "clocks": {"resolution": {"targets": {"high": "1h"}, "pause_on": ["solved"]}},
+            },
+            "cannot pause on",
+        ),
+    ],
+)
+def test_an_sla_policy_that_cannot_run_is_refused_naming_the_problem(
+    policy: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        SlaPolicy.model_validate({"policies": [policy]})
+
+
+def test_a_group_calendar_must_be_a_calendar() -> None:
+    with pytest.raises(ValueError, match="Mars/Olympus"):
+        SlaPolicy.model_validate({"calendars": {"mars": {"timezone": "Mars/Olympus"}}})
