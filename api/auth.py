@@ -157,6 +157,20 @@ def requires(*roles: str) -> Callable[..., Awaitable[Principal]]:
     return check
 
 
+def requires_staff_or(*roles: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency admitting staff members (principals with a ``staff_id``) and principals
+    with any of ``roles``; 403 problem otherwise."""
+
+    async def check(
+        principal: Annotated[Principal, Depends(current_principal)],
+    ) -> Principal:
+        if principal.staff_id is None and not principal.has_any(*roles):
+            raise _forbidden(principal, ("a staff member's key", *roles))
+        return principal
+
+    return check
+
+
 def _forbidden(principal: Principal, roles: tuple[str, ...]) -> Problem:
     return Problem(
         403,
@@ -175,6 +189,9 @@ Approver = Annotated[Principal, Depends(requires("approver"))]
 ApproverOrSupport = Annotated[Principal, Depends(requires("approver", "support"))]
 Admin = Annotated[Principal, Depends(requires("admin"))]
 AdminOrSupport = Annotated[Principal, Depends(requires("admin", "support"))]
+StaffMember = Annotated[Principal, Depends(requires_staff_or())]
+StaffOrSupport = Annotated[Principal, Depends(requires_staff_or("support"))]
+StaffServiceOrSupport = Annotated[Principal, Depends(requires_staff_or("service", "support"))]
 
 
 class StartRateLimiter:

@@ -53,6 +53,7 @@ from workflows.retries import (
     OFFER_RETRY,
     RECORD_RETRY,
 )
+from workflows.task_types import TASK_CHANGED, TaskChange
 from workflows.webhook_types import EMIT_EVENT, MilestoneEmitted, MilestoneEvent
 
 #: Runs begun before it do not offer their outcomes to automations.
@@ -81,6 +82,16 @@ class ProcessSteps:
         self._state = ProcessState(
             process=process, process_id=self._process_id, customer_id=customer_id, stage="starting"
         )
+
+    @workflow.signal(name=TASK_CHANGED)
+    def _on_task_changed(self, change: TaskChange) -> None:
+        """A person completed or reassigned one of this run's tasks: shown in ``state``."""
+        detail = f"{change.change} by {change.by}"
+        if change.change == "reassigned":
+            detail += f" to {change.assignee_id}"
+        if change.note:
+            detail += f": {change.note}"
+        self._show_step(f"task:{change.kind}:{change.change}", detail)
 
     def _publish_process(self, customer_id: str, stage: str) -> None:
         """Make the run findable: ``CrmProcess``, ``CustomerId`` and its first ``CrmStage``."""

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
+from api.console.inbox import router as inbox_router
 from api.console.mail import router as mail_router
 from api.console.pages import router
 from api.console.rendering import page
@@ -24,6 +25,7 @@ def install_console(app: FastAPI) -> None:
     """Serve the console under ``/console`` on ``app``."""
     app.include_router(router)
     app.include_router(mail_router)
+    app.include_router(inbox_router)
     app.add_middleware(ConsoleHeaders)
 
     @app.exception_handler(SignInRequired)

@@ -40,7 +40,7 @@ from crm.reports import REPORTS, ReportQuery, ReportTable, report_csv
 from crm.store.console_sessions import SESSION_LIFETIME, SignedIn, close_session, open_session
 from processes import PROCESSES
 
-#: The roles that may use the console's pages.
+#: The roles that may use the console's pages besides "My work" (any staff member's).
 CONSOLE_ROLES = ("support", "admin")
 STATUSES = ("running", "completed", "failed", "cancelled", "terminated", "timed_out")
 #: How far back a report looks when no range is given.
@@ -67,7 +67,11 @@ async def stylesheet() -> FileResponse:
 
 @router.get("")
 async def home(session: SessionDep) -> RedirectResponse:
-    require_role(session.principal, *CONSOLE_ROLES)
+    """Staff members start at their work; support staff and admins at the runs."""
+    principal = session.principal
+    if principal.staff_id is not None and not principal.has_any(*CONSOLE_ROLES):
+        return RedirectResponse(f"{CONSOLE_PATH}/inbox", status_code=303)
+    require_role(principal, *CONSOLE_ROLES)
     return RedirectResponse(f"{CONSOLE_PATH}/runs", status_code=303)
 
 
@@ -88,7 +92,8 @@ async def sign_in(request: Request, database: DatabaseDep) -> Response:
     if principal is None:
         error = "That key or token is unknown, revoked or expired."
         return _sign_in_page(request, form.get("next"), error)
-    require_role(principal, *CONSOLE_ROLES)
+    if principal.staff_id is None:  # staff members have their work; others need a role
+        require_role(principal, *CONSOLE_ROLES)
     token, _ = await open_session(database, principal)
     signed_in = RedirectResponse(safe_next(form.get("next")), status_code=303)
     _set_cookie(

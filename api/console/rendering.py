@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -24,6 +25,13 @@ def when(value: datetime | None) -> str:
     if value is None:
         return ""
     return as_utc(value).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def in_zone(value: datetime | None, zone: str) -> str:
+    """A time in the IANA zone ``zone``: ``Mon 07 Dec 2026, 09:00``; empty for None."""
+    if value is None:
+        return ""
+    return as_utc(value).astimezone(ZoneInfo(zone)).strftime("%a %d %b %Y, %H:%M")
 
 
 def duration(seconds: float) -> str:
@@ -60,6 +68,7 @@ environment = Environment(
 )
 environment.filters["when"] = when
 environment.filters["cell"] = cell
+environment.filters["in_zone"] = in_zone
 
 
 def page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:

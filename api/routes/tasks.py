@@ -1,8 +1,7 @@
-"""``/v1/tasks``: the tasks processes created for people, and marking one done."""
+"""``/v1/tasks``: the tasks processes created for people, completing one, handing one over."""
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -10,15 +9,10 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
-from api.auth import ServiceOrSupport, Support
+from api.auth import StaffOrSupport, StaffServiceOrSupport, Support
 from api.deps import ContextDep, DatabaseDep
-from api.problems import Problem
-from crm.platform.dispatch import wake_endpoints
-from crm.platform.temporal import TemporalUnavailable
+from api.task_actions import complete_task_as, reassign_task_as
 from crm.store.models import Task, as_utc
-from crm.store.task_completion import completed
-
-log = logging.getLogger("crmflow.api")
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
@@ -66,6 +60,15 @@ class TaskCompletion(BaseModel):
     note: str = Field(default="", max_length=2000)
 
 
+class TaskHandover(BaseModel):
+    """To whom the task goes, and why (kept in the audit trail and the notification)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+    note: str = Field(default="", max_length=2000)
+
+
 @router.get("", response_model=list[TaskView])
 async def list_tasks(
     database: DatabaseDep,
@@ -95,7 +98,7 @@ async def list_tasks(
 @router.post("/{task_id}/complete", response_model=TaskView)
 async def complete(
     context: ContextDep,
-    principal: ServiceOrSupport,
+    principal: StaffServiceOrSupport,
     task_id: Annotated[int, Path(ge=1, le=2**31 - 1)],  # tasks.id is a 32-bit integer
     completion: TaskCompletion | None = None,
 ) -> TaskView:
@@ -103,20 +106,29 @@ async def complete(
 
     ``completed_by`` defaults to the caller's staff id, else its principal id.
     A task that is the work of an assignment (a lead's ``call_lead`` task) ends
-    it, so the assignee's open load drops. A principal of a tenant completes
-    only that tenant's tasks; any other id is a 404.
+    it, so the assignee's open load drops; the process that created the task is
+    told. Services and support staff complete any task of their tenant, a staff
+    member their own and, as a manager, their team's; any other id is a 404.
     """
     completion = completion or TaskCompletion()
-    by = completion.completed_by or principal.staff_id or principal.id
-    task, endpoints = await context.database.run(
-        lambda session: completed(session, task_id, by, completion.note, tenant=principal.tenant)
+    task = await complete_task_as(
+        context, principal, task_id, completion.note, completion.completed_by
     )
-    if task is None:
-        raise Problem(404, "task-not-found", "Task not found", f"no task {task_id}")
-    if endpoints:
-        try:
-            client = await context.temporal.client()
-            await wake_endpoints(client, context.settings.task_queue, endpoints)
-        except (Problem, TemporalUnavailable) as err:  # done is done: the deliveries wait
-            log.warning("task %s done; its webhook deliveries wait for a wake: %s", task_id, err)
+    return TaskView.of(task)
+
+
+@router.post("/{task_id}/reassign", response_model=TaskView)
+async def reassign(
+    context: ContextDep,
+    principal: StaffOrSupport,
+    task_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    handover: TaskHandover,
+) -> TaskView:
+    """Hand an open task to a colleague of its assignee (a member of one of their pools,
+    their team or their manager): the assignment's load moves with it, the new assignee
+    is notified, the audit trail and the process hear who did it. Support staff hand over
+    any task of their tenant, a staff member their own and their team's; 404 for any
+    other task, 409 for a done one, 422 on ``to`` for someone the assignee does not work
+    with."""
+    task = await reassign_task_as(context, principal, task_id, handover.to, handover.note)
     return TaskView.of(task)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crm.domain.calendar import BusinessCalendar, CalendarError, CalendarSpec
 from crm.domain.schedules import OnboardingSchedule, schedule_days_problem
@@ -38,6 +39,17 @@ class StaffMember(BaseModel):
     skills: tuple[str, ...] = ()
     #: Who may decide this person's approvals in their stead.
     delegate_id: str | None = None
+    #: Where they work: their inbox and daily digest show times in this IANA zone.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown time zone {value!r}") from err
+        return value
 
 
 class CalendarPolicy(BaseModel):

@@ -23,7 +23,7 @@ def api_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """One key per role (the approver decides as mgr-hana), plus ``caller`` with
     service and support, ``tenant-a``/``tenant-b`` service+support keys,
     ``admin-a``/``admin-b`` admin keys of those tenants and
-    ``approver:<staff id>`` keys for fin-olga, fin-ravi and csm-ben."""
+    ``approver:<staff id>`` keys for fin-olga, fin-ravi and the CSMs."""
     made = {
         "service": new_api_key("svc-test", ("service",)),
         "support": new_api_key("support-test", ("support",)),
@@ -39,7 +39,7 @@ def api_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         ),
         **{
             f"approver:{staff}": new_api_key(f"approver-{staff}", ("approver",), staff_id=staff)
-            for staff in ("fin-olga", "fin-ravi", "csm-ben")
+            for staff in ("fin-olga", "fin-ravi", "csm-ana", "csm-ben", "csm-cleo", "csm-dev")
         },
     }
     path = tmp_path_factory.mktemp("keys") / "api-keys.yml"

@@ -1,0 +1,111 @@
+"""People acting on tasks: completing one with a note, handing one to a colleague.
+
+Support staff act on any task of their tenant; a staff member (a principal
+with a ``staff_id``) on their own tasks and, as a manager, on their team's.
+A task is handed only to a colleague of its assignee (``crm.policy.teams``).
+The process that created the task hears of it (``task_changed`` signal) and
+shows it in its ``state``; a process that has ended is not told, and a
+failure to tell it never undoes what the person did. The API routes and the
+console both call these.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlmodel import Session
+from temporalio.service import RPCError
+
+from api.deps import AppContext
+from api.problems import Problem, invalid_input
+from crm.platform.dispatch import wake_endpoints
+from crm.platform.principals import Principal
+from crm.platform.temporal import TemporalUnavailable
+from crm.policy import Policy
+from crm.policy.teams import colleagues_of, team_of
+from crm.store.models import Task
+from crm.store.people_work import reassign_task
+from crm.store.task_completion import completed
+from workflows.task_types import TASK_CHANGED, TaskChange
+
+log = logging.getLogger("crmflow.api")
+
+
+def may_act_on(policy: Policy, principal: Principal, task: Task) -> bool:
+    """Whether ``principal`` may complete or hand over ``task``: support and services
+    always (within their tenant), a staff member for their own and their team's tasks."""
+    if principal.has_any("support", "service"):
+        return True
+    staff = principal.staff_id
+    return staff is not None and (
+        task.assignee_id == staff or task.assignee_id in team_of(policy, staff)
+    )
+
+
+async def complete_task_as(
+    context: AppContext, principal: Principal, task_id: int, note: str, by: str | None = None
+) -> Task:
+    """Mark the task done by ``by`` (default: the caller's staff id, else its id) and tell
+    its process. Raises Problem 404 when there is no such task for the caller (another
+    tenant's, or not theirs to act on)."""
+    by = by or principal.staff_id or principal.id
+
+    def complete(session: Session) -> tuple[Task | None, list[str], bool]:
+        task = session.get(Task, task_id)
+        if task is None or not may_act_on(context.policy, principal, task):
+            return None, [], False
+        was_open = task.status == "open"
+        done, endpoints = completed(session, task_id, by, note, tenant=principal.tenant)
+        return done, endpoints, was_open
+
+    task, endpoints, newly_done = await context.database.run(complete)
+    if task is None:
+        raise _no_task(task_id)
+    if newly_done:
+        change = TaskChange(task.id or 0, task.kind, "done", by, task.assignee_id, note)
+        await _tell(context, task, endpoints, change)
+    return task
+
+
+async def reassign_task_as(
+    context: AppContext, principal: Principal, task_id: int, to: str, note: str
+) -> Task:
+    """Hand the open task to ``to``, a colleague of its assignee, and tell its process.
+    Raises Problem 404 when there is no such task for the caller, 422 on ``to`` when it
+    names nobody its assignee works with, 409 when the task is done."""
+    by = principal.staff_id or principal.id
+
+    def reassign(session: Session) -> tuple[Task | None, bool]:
+        task = session.get(Task, task_id)
+        if task is None or not may_act_on(context.policy, principal, task):
+            return None, False
+        if task.status != "open":
+            raise Problem(409, "task-done", "Task is done", f"task {task_id} is already done")
+        if to != task.assignee_id and to not in colleagues_of(context.policy, task.assignee_id):
+            raise invalid_input("to", f"{to!r} is not in a pool or team of {task.assignee_id!r}")
+        was = task.assignee_id
+        return reassign_task(session, task_id, to, by, note, principal.tenant), was != to
+
+    task, changed = await context.database.run(reassign)
+    if task is None:
+        raise _no_task(task_id)
+    if changed:
+        change = TaskChange(task.id or 0, task.kind, "reassigned", by, to, note)
+        await _tell(context, task, [], change)
+    return task
+
+
+def _no_task(task_id: int) -> Problem:
+    return Problem(404, "task-not-found", "Task not found", f"no task {task_id}")
+
+
+async def _tell(context: AppContext, task: Task, endpoints: list[str], change: TaskChange) -> None:
+    """Tell the task's process, and wake the webhook endpoints its event goes to."""
+    try:
+        client = await context.temporal.client()
+        if endpoints:
+            await wake_endpoints(client, context.settings.task_queue, endpoints)
+        await client.get_workflow_handle(task.process_id).signal(TASK_CHANGED, change)
+    except (RPCError, Problem, TemporalUnavailable) as err:  # ended, or Temporal away
+        what = f"task {task.id} {change.change}"
+        log.info("%s; process %s not told: %s", what, task.process_id, err)

@@ -1,0 +1,91 @@
+"""People's work: the open tasks of a person or a team, handing a task over, notifications.
+
+Handing a task over moves it, and the assignment it is the work of (so the
+open load moves with it), to another person, notifies them and writes who
+did it to the process's audit trail, in one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from crm.store.models import Assignment, AuditEntry, Notification, Task, utcnow
+
+#: The most open tasks, and notifications, one inbox lists.
+INBOX_LIMIT = 200
+
+
+def open_tasks_of(session: Session, staff_ids: Sequence[str], tenant: str | None) -> list[Task]:
+    """The open tasks assigned to ``staff_ids``, the longest overdue first; only
+    ``tenant``'s for a principal of a tenant."""
+    statement = select(Task).where(Task.status == "open", col(Task.assignee_id).in_(staff_ids))
+    if tenant is not None:
+        statement = statement.where(Task.tenant == tenant)
+    return list(session.exec(statement.order_by(col(Task.due_at)).limit(INBOX_LIMIT)).all())
+
+
+def reassign_task(
+    session: Session, task_id: int, to: str, by: str, note: str, tenant: str | None
+) -> Task | None:
+    """Hand open task ``task_id`` to ``to``: its assignment follows, ``to`` is notified and
+    the audit trail says who did it; the task (unchanged when it is done or already
+    ``to``'s), None when there is none (or not ``tenant``'s)."""
+    task = session.get(Task, task_id, with_for_update=True)
+    if task is None or (tenant is not None and task.tenant != tenant):
+        return None
+    if task.status != "open" or task.assignee_id == to:
+        return task
+    was = task.assignee_id
+    task.assignee_id = to
+    session.add(task)
+    if task.assignment_key:
+        session.exec(
+            update(Assignment)
+            .where(col(Assignment.key) == task.assignment_key, col(Assignment.active))
+            .values(assignee_id=to)
+        )
+    action = uuid.uuid4().hex[:12]
+    session.add(
+        AuditEntry(
+            key=f"{task.key}:reassigned:{action}",
+            process_id=task.process_id,
+            step=f"task_reassigned:{task.kind}",
+            detail={"task_id": task.id, "from": was, "to": to, "by": by, "note": note},
+        )
+    )
+    session.add(
+        Notification(
+            key=f"{task.key}:reassigned:{action}",
+            process_id=task.process_id,
+            staff_id=to,
+            kind="task_reassigned",
+            message=f"{by} handed you the task {task.title!r}" + (f": {note}" if note else ""),
+        )
+    )
+    return task
+
+
+def notifications_of(session: Session, staff_id: str) -> list[Notification]:
+    """``staff_id``'s notifications: unread first, newest first within each."""
+    statement = (
+        select(Notification)
+        .where(Notification.staff_id == staff_id)
+        .order_by(col(Notification.read_at).is_not(None), col(Notification.id).desc())
+        .limit(INBOX_LIMIT)
+    )
+    return list(session.exec(statement).all())
+
+
+def mark_read(session: Session, staff_id: str, notification_id: int) -> Notification | None:
+    """Mark ``staff_id``'s notification read (once); None when it is not theirs."""
+    row = session.get(Notification, notification_id)
+    if row is None or row.staff_id != staff_id:
+        return None
+    if row.read_at is None:
+        row.read_at = utcnow()
+        session.add(row)
+    return row
