@@ -178,8 +178,7 @@ class TicketSlaWorkflow(ProcessSteps):
             return
         moved_to = await self._reassign(action)
         alert = self._alert(action)
-        lead = self._lead
-        email = messages.level_email(alert, recipient, action, lead=lead, reassigned_to=moved_to)
+        email = messages.level_email(alert, recipient, action, self._lead, moved_to)
         await self._send_email(action.step, email)
         if action.role is None:
             notice = messages.warning_notice(alert)
@@ -196,13 +195,7 @@ class TicketSlaWorkflow(ProcessSteps):
         """Whom a level tells: the assignee, their team lead, or the lead's manager (None,
         and noted, when the lead has no manager)."""
         if action.role is None:
-            assignee = self._assignee_or_fail()
-            return StaffContact(
-                assignee.assignee_id,
-                assignee.assignee_name,
-                assignee.assignee_email,
-                assignee.manager_id,
-            )
+            return messages.contact_of(self._assignee_or_fail())
         lead = await self._team_lead()
         if action.role != "manager":
             return lead
@@ -250,15 +243,9 @@ class TicketSlaWorkflow(ProcessSteps):
 
     def _outcome_record(self) -> dict[str, object]:
         """The ticket as automations on ``crmflow.ticket`` see it."""
+        assignee_id = self._assignee.assignee_id if self._assignee else ""
         breached = self._sla.breached_clocks()
-        return {
-            "subject": self._ticket.subject,
-            "priority": self._sla.priority,
-            "tier": self._ticket.tier or "",
-            "assignee_id": self._assignee.assignee_id if self._assignee else "",
-            "breached": bool(breached),
-            "breached_clocks": breached,
-        }
+        return messages.automation_record(self._ticket, self._sla.priority, assignee_id, breached)
 
     # Events and the visible state.
 

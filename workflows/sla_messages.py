@@ -113,7 +113,6 @@ def level_email(
     alert: ClockAlert,
     recipient: StaffContact,
     action: LevelAction,
-    *,
     lead: StaffContact | None,
     reassigned_to: str | None,
 ) -> Email:
@@ -156,6 +155,27 @@ def milestone(action: LevelAction, recipient: StaffContact, priority: str) -> di
             "assignee_id": recipient.staff_id,
         }
     return {"clock": action.clock, "level": action.level, "escalated_to": recipient.staff_id}
+
+
+def contact_of(assignee: Assignment) -> StaffContact:
+    """The assignee as a level's recipient."""
+    return StaffContact(
+        assignee.assignee_id, assignee.assignee_name, assignee.assignee_email, assignee.manager_id
+    )
+
+
+def automation_record(
+    ticket: TicketInput, priority: str, assignee_id: str, breached: list[str]
+) -> dict[str, object]:
+    """The ticket as automations on ``crmflow.ticket`` see its outcome or breach."""
+    return {
+        "subject": ticket.subject,
+        "priority": priority,
+        "tier": ticket.tier or "",
+        "assignee_id": assignee_id,
+        "breached": bool(breached),
+        "breached_clocks": breached,
+    }
 
 
 def event_note(event: ProcessEvent) -> str:

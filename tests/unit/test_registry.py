@@ -57,5 +57,5 @@ def test_crmflow_processes_lists_each_process_its_start_route_and_events(
     assert "onboarding-<key>  Customer onboarding  (OnboardingWorkflow, POST /v1/onboardings)" in (
         listed
     )
-    assert "event status_changed data: StatusChanged" in listed
+    assert "event status_changed data: TicketStatusChanged" in listed
     assert "approval-<key>  Approval  (ApprovalWorkflow, started by processes)" in listed
