@@ -26,6 +26,7 @@ from workflows.common import (
     STAGE,
     TENANT,
 )
+from workflows.digest import DailyDigestWorkflow
 from workflows.webhook_dispatch import WebhookDispatchWorkflow
 
 PROCESSES: tuple[ProcessDescriptor, ...] = (ONBOARDING, SLA, RENEWAL, LEAD, APPROVAL)
@@ -38,12 +39,13 @@ def process_named(name: str | None) -> ProcessDescriptor | None:
 
 def workflows() -> list[type]:
     """The workflow classes a worker registers: the processes', the automations', the
-    webhook deliveries' and the attention watch's."""
+    webhook deliveries', the attention watch's and the daily digests'."""
     return [
         *(process.workflow for process in PROCESSES),
         AutomationWorkflow,
         WebhookDispatchWorkflow,
         AttentionWatchWorkflow,
+        DailyDigestWorkflow,
     ]
 
 

@@ -40,6 +40,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 import workflows
 from activities.assignment import AssignmentActivities
 from activities.attention import AttentionActivities
+from activities.digest import DigestActivities
 from activities.email import EmailActivities
 from activities.enrichment import EnrichmentActivities
 from activities.http_calls import HttpCallActivities
@@ -63,7 +64,7 @@ from crm.store.db import Database
 from crm.store.webhook_deliveries import endpoints_with_pending
 from processes import workflows as registered_workflows
 from worker.health import serving_probes
-from worker.schedules import keep_attention_schedule
+from worker.schedules import keep_attention_schedule, keep_daily_digests
 
 log = logging.getLogger("crmflow.worker")
 
@@ -231,6 +232,7 @@ def build_activities(settings: Settings, policy: Policy, database: Database) -> 
     )
     activities.append(http_calls.call_http)
     activities.append(AttentionActivities(database, settings).check_attention)
+    activities.append(DigestActivities(database, policy).gather_digest)
     return BuiltActivities(activities, mailer, enrichment)
 
 
@@ -304,8 +306,9 @@ async def run_worker(settings: Settings) -> None:
                 log.warning("cannot wake %d webhook endpoints: %s", len(waiting), err)
             try:
                 await keep_attention_schedule(client, settings)
+                await keep_daily_digests(client, settings, policy)
             except RPCError as err:
-                log.warning("cannot keep the attention watch's schedule: %s", err)
+                log.warning("cannot keep the attention watch or the daily digests: %s", err)
             await stop.wait()
             log.info("worker stopping")
     finally:

@@ -1,4 +1,5 @@
-"""The Temporal Schedules a worker keeps: the attention watch's.
+"""What a worker keeps running besides the processes: the attention watch's Temporal
+Schedule and each staff member's daily digest.
 
 ``keep_attention_schedule`` creates the schedule that starts
 ``AttentionWatchWorkflow`` every ``attention_check_minutes`` on the worker's
@@ -24,10 +25,14 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from crm.platform.settings import Settings
+from crm.policy import Policy
 from workflows.attention_types import ATTENTION_WATCH, AttentionWatch
+from workflows.digest import DailyDigestWorkflow
+from workflows.digest_types import DigestInput
 
 
 def attention_schedule_id(task_queue: str) -> str:
@@ -77,3 +82,25 @@ async def keep_attention_schedule(client: Client, settings: Settings) -> None:
             return ScheduleUpdate(schedule=wanted)
 
         await handle.update(replace)
+
+
+def digest_id(staff_id: str, task_queue: str) -> str:
+    """The id of ``staff_id``'s daily digest run for the workers of ``task_queue``."""
+    return f"digest-{staff_id}-{task_queue}"
+
+
+async def keep_daily_digests(client: Client, settings: Settings, policy: Policy) -> None:
+    """Start the daily digest of every staff member of ``policy`` whose digest is not
+    running yet, at ``daily_digest_at`` in their zone (a running one learns a changed zone
+    each morning); none when ``daily_digest_at`` is None. Raises RPCError when Temporal
+    refuses or cannot be reached."""
+    if settings.daily_digest_at is None:
+        return
+    for member in policy.staff:
+        await client.start_workflow(
+            DailyDigestWorkflow.run,
+            DigestInput(member.id, member.timezone, settings.daily_digest_at),
+            id=digest_id(member.id, settings.task_queue),
+            task_queue=settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )

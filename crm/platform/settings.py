@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     operator_email: str | None = None
     #: How often the attention watch's schedule looks for new attention items (0: never).
     attention_check_minutes: int = Field(default=15, ge=0, le=1440)
+    #: When each staff member's daily digest goes out, ``HH:MM`` in their own time zone;
+    #: None: no digests.
+    daily_digest_at: str | None = Field(default="08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
 
     policy_file: Path | None = None
 

@@ -44,6 +44,7 @@ from crm.policy.sla import SlaPolicy, SlaTierOverride
 from crm.store.automations import change_state, normalized, save_version
 from crm.store.db import Database
 from crm.store.models import Task, UsageReport
+from crm.store.task_completion import complete_task
 from crm.store.webhooks import Emitted, create_endpoint
 from devstack.enrichment_provider import create_provider_app
 from devstack.mailsink import MailSink
@@ -72,6 +73,8 @@ from workflows.attention_watch import AttentionWatchWorkflow
 from workflows.automation import AutomationWorkflow
 from workflows.automation_types import automation_run_id
 from workflows.common import SEARCH_ATTRIBUTES, ProcessEvent
+from workflows.digest import DailyDigestWorkflow
+from workflows.digest_types import DigestInput
 from workflows.lead import LeadWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.onboarding_types import OnboardingInput
@@ -705,6 +708,31 @@ async def attention_raised(rec: Recording) -> Handle:
     return handle
 
 
+async def digest_mornings(rec: Recording) -> Handle:
+    """Two mornings of csm-ana's digest: one with an open task, one after it was done."""
+    now = await rec.env.get_current_time()
+    task = Task(
+        key="onboarding-c-digest/kickoff",
+        process_id="onboarding-c-digest",
+        customer_id="c-digest",
+        assignee_id="csm-ana",
+        kind="kickoff",
+        title="Kickoff call",
+        due_at=now + timedelta(days=3),
+    )
+    await rec.database.run(lambda session: session.add(task))
+    handle = await rec.client.start_workflow(
+        DailyDigestWorkflow.run,
+        DigestInput("csm-ana", "Europe/Stockholm", "08:00"),
+        id="digest-csm-ana-record",
+        task_queue=rec.task_queue,
+    )
+    await rec.env.sleep(timedelta(days=1))
+    await rec.database.run(lambda session: complete_task(session, task.id or 0, "csm-ana"))
+    await rec.env.sleep(timedelta(days=1))
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "onboarding-activated": onboarding_activated,
     "onboarding-stalled": onboarding_stalled,
@@ -753,6 +781,7 @@ SCENARIOS: dict[str, Scenario] = {
     "webhooks-retried-delivered": webhooks_retried_delivered,
     "webhooks-endpoint-gone": webhooks_endpoint_gone,
     "attention-raised": attention_raised,
+    "digest-mornings": digest_mornings,
 }
 
 #: Settings a scenario changes: the SMTP relay is down for the whole run.

@@ -31,6 +31,7 @@ PROCESSES = {
     "automation",
     "webhooks",
     "attention",
+    "digest",
 }
 
 
