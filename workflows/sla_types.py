@@ -70,7 +70,8 @@ class TicketStatusChanged:
 @dataclass
 class FieldsChanged:
     """The data of ``fields_changed``: the ticket fields that changed (the rest stay); the
-    ticket is matched to its policy again. Raises ValueError when nothing changed."""
+    ticket is matched to its policy again (none given: the same match, nothing changes).
+    Raises ValueError for an empty priority."""
 
     priority: str | None = None
     tier: str | None = None
@@ -80,8 +81,6 @@ class FieldsChanged:
     organization: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.changes():
-            raise ValueError("fields_changed names no field")
         if self.priority is not None and not self.priority.strip():
             raise ValueError("priority must not be empty")
 

@@ -168,8 +168,8 @@ async def test_a_ticket_under_an_sla_policy_takes_replies_statuses_and_field_cha
         accepted = await api.post(f"/v1/processes/{process_id}/events", json=event)
         assert accepted.status_code == 202, accepted.text
     for refused in (
-        {"type": "fields_changed", "data": {}},
         {"type": "fields_changed", "data": {"priority": "critical"}},
+        {"type": "fields_changed", "data": {"priority": "high", "tags": "vip"}},
         {"type": "status_changed", "data": {"status": "closed"}},
     ):
         response = await api.post(f"/v1/processes/{process_id}/events", json=refused)
