@@ -16,8 +16,6 @@ an offset in business time before (negative) or after the target, with its
 action.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
