@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 
 from api.auth import Authenticator, StartRateLimiter
 from api.automation_documents import document_automation_schema
@@ -92,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     document_automation_schema(app)
     install_metrics(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    # Report tables and console pages run to tens of KB; the hot small answers stay as they are.
+    app.add_middleware(GZipMiddleware, minimum_size=4096)
     app.add_middleware(
         CORSMiddleware,  # the Web UI calls the codec server from its own origin
         allow_origins=list(settings.ui_origins),
