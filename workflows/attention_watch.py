@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 
 with workflow.unsafe.imports_passed_through():
     from workflows.attention_types import (
@@ -39,7 +40,7 @@ OPERATOR_EMAIL_BODY = (
 )
 
 
-@workflow.defn(name=ATTENTION_WATCH)
+@workflow.defn(name=ATTENTION_WATCH, versioning_behavior=VersioningBehavior.PINNED)
 class AttentionWatchWorkflow:
     """One look at the needs-attention list, and an email about what is new."""
 

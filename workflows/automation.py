@@ -23,7 +23,7 @@ new, so a run that lasts years keeps a short history.
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from temporalio import workflow
@@ -218,7 +218,9 @@ class AutomationWorkflow(ProcessSteps):
                 within=timedelta(days=1),
             )
         elif step.task is not None:
-            await self._create_task(step)
+            task_id = await self._create_task(step)
+            if step.task.wait_for_done is not None:
+                return await self._wait_for_done(step, task_id, following)
         elif step.wait is not None:
             return await self._wait(step, following)
         elif step.branch is not None:
@@ -238,12 +240,13 @@ class AutomationWorkflow(ProcessSteps):
             return await self._call_http(step, following)
         return following
 
-    async def _create_task(self, step: Step) -> None:
+    async def _create_task(self, step: Step) -> int:
+        """Create the step's task; its id."""
         task = step.task
         assert task is not None
         assignee, assignment_key = await self._assignee(step.id, task.assignee)
         try:
-            await self._task(
+            created = await self._task(
                 f"{self._steps_taken}-{step.id}",
                 customer_id=self._run.record_id,
                 assignee_id=assignee,
@@ -256,6 +259,20 @@ class AutomationWorkflow(ProcessSteps):
             )
         except ActivityError as err:
             raise StepFailed(carry_on_reason(err)) from None
+        return created.task_id
+
+    async def _wait_for_done(self, step: Step, task_id: int, following: str | None) -> str | None:
+        """Wait for a person to complete task ``task_id`` (or the goal); at the step's
+        ``wait_for_done`` go on at its ``on_timeout``."""
+        task = step.task
+        assert task is not None and task.wait_for_done is not None
+        until = task.wait_for_done.after(workflow.now(), self._calendar)
+        self._show_waiting(step, f"task {task_id} done", until)
+        if not await self._until(step, until, lambda: task_id in self._tasks_done):
+            self._show_step(f"wait:{step.id}", "task not done in time")
+            return task.on_timeout or following
+        self._show_step(f"wait:{step.id}", "goal met" if self._goal_met else "task done")
+        return following
 
     async def _wait(self, step: Step, following: str | None) -> str | None:
         wait = step.wait
@@ -268,6 +285,23 @@ class AutomationWorkflow(ProcessSteps):
         else:
             assert wait.timeout is not None
             until, what = wait.timeout.after(now, self._calendar), "a record event"
+        self._show_waiting(step, what, until)
+        self._awaiting, self._arrived = (step if wait.event is not None else None), False
+        if wait.event is not None and self._came_early(step) and workflow.patched(EARLY_EVENTS):
+            self._arrived = True
+        self._since_wait = []
+        try:
+            if not await self._until(step, until, lambda: self._arrived):
+                self._show_step(f"wait:{step.id}", "timed out" if wait.event else "done")
+                return (wait.on_timeout or following) if wait.event is not None else following
+        finally:
+            self._awaiting = None
+            self._since_wait = []
+        self._show_step(f"wait:{step.id}", "goal met" if self._goal_met else "event arrived")
+        return following
+
+    def _show_waiting(self, step: Step, what: str, until: datetime) -> None:
+        """Show in ``state``, ``CrmStage`` and the UI that ``step`` waits for ``what``."""
         self._state.due[step.id] = until
         self._state.waiting_for = [what]
         self._show_step(f"waiting:{step.id}", f"{what} until {until.isoformat()}")
@@ -275,26 +309,21 @@ class AutomationWorkflow(ProcessSteps):
         workflow.set_current_details(
             f"Step {step.id}: waiting for {what} until {until:%Y-%m-%d %H:%M} UTC."
         )
-        self._awaiting, self._arrived = (step if wait.event is not None else None), False
-        if wait.event is not None and self._came_early(step) and workflow.patched(EARLY_EVENTS):
-            self._arrived = True
-        self._since_wait = []
+
+    async def _until(self, step: Step, until: datetime, ready: Callable[[], bool]) -> bool:
+        """Wait for ``ready`` (or the goal): True when it came first, False at ``until``."""
         try:
             await workflow.wait_condition(
-                lambda: self._arrived or self._goal_met,
-                timeout=max(until - now, timedelta(0)),
-                timeout_summary=f"{step.id}: {what}",
+                lambda: ready() or self._goal_met,
+                timeout=max(until - workflow.now(), timedelta(0)),
+                timeout_summary=f"{step.id}: {self._state.waiting_for[0]}",
             )
         except TimeoutError:
-            self._show_step(f"wait:{step.id}", "timed out" if wait.event else "done")
-            return (wait.on_timeout or following) if wait.event is not None else following
+            return False
         finally:
-            self._awaiting = None
-            self._since_wait = []
             self._state.waiting_for = []
             self._state.due.pop(step.id, None)
-        self._show_step(f"wait:{step.id}", "goal met" if self._goal_met else "event arrived")
-        return following
+        return True
 
     async def _start_process(self, step: Step) -> None:
         start = step.start

@@ -12,6 +12,7 @@ years keeps a short history.
 from datetime import time, timedelta
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
@@ -43,7 +44,7 @@ DIGEST_BODY = (
 )
 
 
-@workflow.defn(name=DAILY_DIGEST)
+@workflow.defn(name=DAILY_DIGEST, versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class DailyDigestWorkflow:
     """A staff member's mornings: sleep until ``at`` in their zone, then email their work."""
 

@@ -82,6 +82,8 @@ class ProcessSteps:
         self._state = ProcessState(
             process=process, process_id=self._process_id, customer_id=customer_id, stage="starting"
         )
+        #: The ids of this run's tasks a person completed (``task_changed``).
+        self._tasks_done: set[int] = set()
 
     @workflow.signal(name=TASK_CHANGED)
     def _on_task_changed(self, change: TaskChange) -> None:
@@ -92,6 +94,8 @@ class ProcessSteps:
         if change.note:
             detail += f": {change.note}"
         self._show_step(f"task:{change.kind}:{change.change}", detail)
+        if change.change == "done":
+            self._tasks_done.add(change.task_id)
 
     def _publish_process(self, customer_id: str, stage: str) -> None:
         """Make the run findable: ``CrmProcess``, ``CustomerId`` and its first ``CrmStage``."""

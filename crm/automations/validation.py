@@ -299,6 +299,16 @@ class _Checker:
             yield from self._template(f"{where}/task/title", step.task.title)
             yield from self._template(f"{where}/task/detail", step.task.detail)
             yield from self._duration(f"{where}/task/due", step.task.due, limit=False)
+            if step.task.wait_for_done is not None:
+                yield from self._duration(
+                    f"{where}/task/wait_for_done", step.task.wait_for_done, limit=True
+                )
+            if step.task.on_timeout is not None:
+                if step.task.wait_for_done is None:
+                    yield FieldProblem(
+                        f"{where}/task/on_timeout", "on_timeout belongs to a task waited for"
+                    )
+                yield from self._step_ref(f"{where}/task/on_timeout", step.task.on_timeout)
         elif step.wait is not None:
             yield from self._wait(f"{where}/wait", step)
         elif step.branch is not None:

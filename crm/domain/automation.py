@@ -151,7 +151,12 @@ class EmailStep:
 
 @dataclass
 class TaskStep:
-    """Create a task for ``assignee``, due ``due`` after the step runs."""
+    """Create a task for ``assignee``, due ``due`` after the step runs.
+
+    With ``wait_for_done`` the run waits for a person to complete it that long at most,
+    then goes on at ``on_timeout`` (default: the next step); done in time, it goes on at
+    ``next``.
+    """
 
     __pydantic_config__ = _STRICT_KEYS
 
@@ -159,6 +164,8 @@ class TaskStep:
     title: str
     due: Duration
     detail: str = ""
+    wait_for_done: Duration | None = None
+    on_timeout: str | None = None
 
 
 @dataclass
@@ -319,8 +326,10 @@ class Step:
 
     @property
     def waits(self) -> bool:
-        """Whether the step lets time pass (a wait, an approval): a loop through it cannot spin."""
-        return self.wait is not None or self.approval is not None
+        """Whether the step lets time pass (a wait, an approval, a task waited for): a loop
+        through it cannot spin."""
+        waited_task = self.task is not None and self.task.wait_for_done is not None
+        return self.wait is not None or self.approval is not None or waited_task
 
 
 @dataclass
@@ -380,6 +389,8 @@ class AutomationDefinition:
             return [case.next for case in step.branch.cases] + [step.branch.otherwise or default]
         if step.wait is not None and step.wait.event is not None:
             return [default, step.wait.on_timeout or default]
+        if step.task is not None and step.task.wait_for_done is not None:
+            return [default, step.task.on_timeout or default]
         if step.approval is not None:
             approval = step.approval
             return [default, approval.on_rejected or default, approval.on_expired or default]

@@ -1,0 +1,64 @@
+"""An automation's task step that waits for a person to complete the task, on the
+time-skipping server: done in time it goes on, not done it takes ``on_timeout``."""
+
+from __future__ import annotations
+
+from crm.store.task_completion import complete_task
+from tests.conftest import eventually
+from tests.support.automations import (
+    example,
+    mail_about,
+    new_record_id,
+    record_event,
+    start_run,
+    tasks_for_record,
+)
+from tests.support.stack import Stack
+from workflows.task_types import TASK_CHANGED, TaskChange
+
+
+def hot_lead(lead_id: str) -> dict[str, object]:
+    return {"name": f"Lead {lead_id}", "rating": "hot", "owner_id": "rep-eva"}
+
+
+async def test_a_call_done_in_time_ends_the_run_as_called(stack: Stack) -> None:
+    definition = example("hot-lead-call")
+    lead_id = new_record_id("l")
+    now = await stack.env.get_current_time()
+    event = record_event(
+        definition, lead_id, "updated", hot_lead(lead_id), {"rating": "warm"}, at=now
+    )
+    handle = await start_run(stack.client, stack.task_queue, definition, event)
+    [task] = await eventually(
+        lambda: tasks_for_record(stack.database, lead_id), lambda tasks: len(tasks) == 1
+    )
+
+    await stack.database.run(lambda session: complete_task(session, task.id or 0, "rep-eva"))
+    await handle.signal(
+        TASK_CHANGED, TaskChange(task.id or 0, task.kind, "done", "rep-eva", "rep-eva", "called")
+    )
+    result = await handle.result()
+
+    assert result.outcome == "called"
+    assert mail_about(stack.maildir, "mia.torres@example.com", f"Lead {lead_id}") == []
+
+
+async def test_a_call_not_done_in_a_business_day_tells_the_manager(stack: Stack) -> None:
+    definition = example("hot-lead-call")
+    lead_id = new_record_id("l")
+    now = await stack.env.get_current_time()
+    event = record_event(
+        definition, lead_id, "updated", hot_lead(lead_id), {"rating": "warm"}, at=now
+    )
+    handle = await start_run(stack.client, stack.task_queue, definition, event)
+
+    result = await handle.result()
+
+    assert result.outcome == "not_called"
+    [told] = mail_about(stack.maildir, "mia.torres@example.com", f"Lead {lead_id}")
+    assert told.subject == f"Lead {lead_id} is hot and nobody called"
+    state = await handle.query("state")
+    assert any(
+        step["step"] == "wait:call" and step["detail"] == "task not done in time"
+        for step in state["steps"]
+    )
