@@ -78,7 +78,7 @@ async def inbox(session: SessionDep, context: ContextDep) -> Response:
         )
     return page(
         "mail_inbox.html",
-        **_common(session, "Inbox"),
+        **_common(session, "Mail"),
         rows=rows,
         maildir=str(maildir) if maildir else None,
         present=bool(maildir and maildir.is_dir()),

@@ -106,4 +106,4 @@ async def test_an_unknown_message_is_not_found_and_the_nav_marks_the_inbox(
     await tab.goto(f"{api_url}/console/mail/1.nothing-here")
     await expect(tab.locator("main")).to_contain_text("no such message")
     await tab.goto(f"{api_url}/console/mail")
-    await expect(tab.locator("nav a[aria-current=page]")).to_have_text("Inbox")
+    await expect(tab.locator("nav a[aria-current=page]")).to_have_text("Mail")
