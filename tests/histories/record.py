@@ -49,7 +49,7 @@ from crm.store.webhooks import Emitted, create_endpoint
 from devstack.enrichment_provider import create_provider_app
 from devstack.mailsink import MailSink
 from tests.conftest import eventually
-from tests.support.automations import example, record_event, start_run
+from tests.support.automations import example, record_event, start_run, tasks_for_record
 from tests.support.lead import lead_input, start_lead, zone_at_local_hour
 from tests.support.lead import send_event as send_lead_event
 from tests.support.receivers import Planned, running_receiver
@@ -80,6 +80,7 @@ from workflows.onboarding import OnboardingWorkflow
 from workflows.onboarding_types import OnboardingInput
 from workflows.renewal import RenewalWorkflow
 from workflows.renewal_types import renewal_id
+from workflows.task_types import TASK_CHANGED, TaskChange
 from workflows.webhook_types import dispatch_id
 
 HISTORIES = Path(__file__).parent
@@ -599,6 +600,23 @@ async def automation_csat_failed(rec: Recording) -> Handle:
     return handle
 
 
+async def automation_hot_lead_called(rec: Recording) -> Handle:
+    """hot-lead-call: the owner completes the call task in time (a person, then the signal)."""
+    definition = example("hot-lead-call", rec.policy)
+    lead = {"name": "Lead L-1", "rating": "hot", "owner_id": "rep-eva"}
+    now = await rec.env.get_current_time()
+    event = record_event(definition, "l-1", "updated", lead, {"rating": "warm"}, at=now)
+    handle = await start_run(rec.client, rec.task_queue, definition, event, rec.policy)
+    [task] = await eventually(
+        lambda: tasks_for_record(rec.database, "l-1"), lambda tasks: len(tasks) == 1
+    )
+    await rec.database.run(lambda session: complete_task(session, task.id or 0, "rep-eva"))
+    change = TaskChange(task.id or 0, task.kind, "done", "rep-eva", "rep-eva", "called")
+    await handle.signal(TASK_CHANGED, change)
+    await handle.result()
+    return handle
+
+
 async def automation_discount_approved(rec: Recording) -> Handle:
     """big-deal-discount-approval: the owner's manager approves, the onboarding starts."""
     definition = example("big-deal-discount-approval", rec.policy)
@@ -782,6 +800,7 @@ SCENARIOS: dict[str, Scenario] = {
     "webhooks-endpoint-gone": webhooks_endpoint_gone,
     "attention-raised": attention_raised,
     "digest-mornings": digest_mornings,
+    "automation-hot-lead-called": automation_hot_lead_called,
 }
 
 #: Settings a scenario changes: the SMTP relay is down for the whole run.
