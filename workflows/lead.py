@@ -36,7 +36,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 from temporalio.workflow import ActivityCancellationType
 
 from workflows.retries import RECORD_RETRY
-from workflows.steps import ProcessSteps
+from workflows.steps import REPORT_MILESTONES, ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
     from crm.domain.lead_scoring import LeadScore, score_lead
@@ -154,6 +154,12 @@ class LeadWorkflow(ProcessSteps):
             )
             return self._dossier.do_not_email
         await self._email_lead("first_touch", "lead_first_touch", {})
+        if "first_touch" in self._dossier.emails_sent:
+            since_arrival = (workflow.now() - self._started).total_seconds()
+            contact = {"channel": "email", "seconds_since_arrival": since_arrival}
+            await self._emit(
+                "lead.first_contacted", contact, step="first_contacted", since=REPORT_MILESTONES
+            )
         if not self._dossier.events.heard_back():
             await self._save("contacted")
         for follow_up in follow_ups(self._terms):  # day 2, 5 and 10 by default
@@ -232,7 +238,9 @@ class LeadWorkflow(ProcessSteps):
         await self._audit_step(
             "outcome", {"outcome": outcome, "score": score.points, "grade": score.grade}
         )
-        await self._offer_outcome(outcome, self._dossier.lead.lead_id, self._outcome_record())
+        await self._offer_outcome(
+            outcome, self._dossier.lead.lead_id, self._dossier.outcome_record()
+        )
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _close_as_cancelled(self) -> None:
@@ -242,19 +250,9 @@ class LeadWorkflow(ProcessSteps):
         await self._audit_step("outcome", {"outcome": "cancelled", "reason": reason})
         if self._dossier.territory is not None and workflow.patched(FREE_REP_ON_CANCEL):
             await self._free_rep(reason)
-        await self._offer_outcome("cancelled", self._dossier.lead.lead_id, self._outcome_record())
-
-    def _outcome_record(self) -> dict[str, object]:
-        """The lead as automations on ``crmflow.lead`` see it."""
-        lead, score = self._dossier.lead, self._dossier.scores[-1] if self._dossier.scores else None
-        return {
-            "email": lead.email,
-            "name": lead.name,
-            "company": lead.company or "",
-            "score": score.points if score is not None else 0,
-            "grade": score.grade if score is not None else "",
-            "owner_id": self._dossier.owner_id or "",
-        }
+        await self._offer_outcome(
+            "cancelled", self._dossier.lead.lead_id, self._dossier.outcome_record()
+        )
 
     async def _free_rep(self, reason: str) -> None:
         """The cancelled lead is no longer the rep's: close its call task, end the assignment.

@@ -184,6 +184,18 @@ class LeadDossier:
             "task_id": task_id,
         }
 
+    def outcome_record(self) -> dict[str, object]:
+        """The lead as automations on ``crmflow.lead`` see it."""
+        score = self.scores[-1] if self.scores else None
+        return {
+            "email": self.lead.email,
+            "name": self.lead.name,
+            "company": self.lead.company or "",
+            "score": score.points if score is not None else 0,
+            "grade": score.grade if score is not None else "",
+            "owner_id": self.owner_id or "",
+        }
+
     def result(self, outcome: str) -> LeadResult:
         """How the run ended: ``outcome``, the first grade and the last score."""
         last = self.scores[-1]

@@ -27,7 +27,7 @@ from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows.retries import RECORD_RETRY
-from workflows.steps import ProcessSteps
+from workflows.steps import REPORT_MILESTONES, ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
     from crm.domain.calendar import BusinessCalendar
@@ -112,6 +112,12 @@ class OnboardingWorkflow(ProcessSteps):
         self._reached[event.type] = workflow.now()
         self._show_step(f"milestone:{event.type}")
         await self._audit_step(f"milestone:{event.type}", {"data": event.data})
+        since_start = self._reached[event.type] - workflow.info().start_time
+        await self._emit_report_milestone(
+            "onboarding.milestone_reached",
+            {"milestone": event.type, "seconds_since_start": since_start.total_seconds()},
+            step=f"milestone_{event.type}",
+        )
 
     @workflow.query
     def state(self) -> ProcessState:
@@ -149,6 +155,7 @@ class OnboardingWorkflow(ProcessSteps):
         )
         self._show_step("assign_csm", self._csm.assignee_id)
         await self._save_customer("onboarding")
+        await self._emit_report_milestone("onboarding.started", {}, step="started")
 
     async def _create_kickoff_task(self) -> None:
         calendar = BusinessCalendar.from_spec(self._schedule.calendar)
@@ -229,6 +236,12 @@ class OnboardingWorkflow(ProcessSteps):
         }
 
     # Helpers: each a single activity call or a change of the visible state.
+
+    async def _emit_report_milestone(self, kind: str, data: dict[str, object], step: str) -> None:
+        """Emit ``kind`` with the plan and CSM the reports group it by (REPORT_MILESTONES)."""
+        csm_id = self._csm.assignee_id if self._csm is not None else ""
+        data = {"plan": self._customer.plan, "csm_id": csm_id, **data}
+        await self._emit(kind, data, step=step, since=REPORT_MILESTONES)
 
     def _set_step_stage(self, stage: str) -> None:
         """A first-phase step: searchable only in runs begun before QUIET_FIRST_PHASE."""

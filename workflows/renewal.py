@@ -30,7 +30,7 @@ from temporalio.exceptions import (
 
 from workflows.approval import ApprovalWorkflow
 from workflows.retries import RECORD_RETRY
-from workflows.steps import ProcessSteps
+from workflows.steps import REPORT_MILESTONES, ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
     from crm.domain.renewal_plan import (
@@ -88,6 +88,7 @@ class RenewalWorkflow(ProcessSteps):
         self._plan = term.renewal_plan()
         self._usage: UsageSummary | None = None
         self._upsell: str | None = None
+        self._offered_plan: str | None = None
         self._upsell_task: asyncio.Task[None] | None = None
         self._approval_id: str | None = None
         self._decision: str | None = None
@@ -106,6 +107,7 @@ class RenewalWorkflow(ProcessSteps):
                 await self.event(event)
             if term.renewed_from is not None and self._decision != "cancelled":
                 await self._confirm_renewal_unless_cancelled(term.renewed_from)
+            await self._emit_term("renewal.term_started", "term_started")
             outcome = await self._follow_term()
             if outcome == RENEWAL_DATE:  # nobody decided before the date
                 outcome = "auto_renewed" if term.auto_renew else "lapsed"
@@ -146,7 +148,12 @@ class RenewalWorkflow(ProcessSteps):
             if isinstance(data, Renewed):
                 self._plan.sign(data.changes())
             self._show_step(f"event:{event.type}")
-        await self._audit_step(f"event_{self._events}_{event.type}", {"data": event.data})
+        step = f"event_{self._events}_{event.type}"
+        await self._audit_step(step, {"data": event.data})
+        if isinstance(data, RenewalDateChanged):
+            await self._emit_term("renewal.date_changed", step, previous_date=previous.isoformat())
+        elif isinstance(data, Renewed) and data.plan and data.plan == self._offered_plan:
+            await self._emit_term("renewal.upsell_accepted", step, offered_plan=data.plan)
 
     async def _late_event(self, event: ProcessEvent, ended_as: str) -> None:
         """An event after the term's outcome, while a renewed term turns into the next one: a
@@ -261,8 +268,10 @@ class RenewalWorkflow(ProcessSteps):
             self._term, offer, usage, workflow.now(), self._plan.renewal_date
         )
         await self._create_task(follow_up)
-        self._upsell = "offered"
+        self._upsell, self._offered_plan = "offered", offer.offered_plan
         await self._audit_step("upsell", {"outcome": "offered", "plan": offer.offered_plan})
+        details = {"offered_plan": offer.offered_plan, "discount_percent": offer.discount_percent}
+        await self._emit_term("renewal.upsell_offered", "upsell_offered", **details)
 
     async def _approve_discount(
         self, offer: UpsellTerms, usage: UsageSummary
@@ -328,17 +337,12 @@ class RenewalWorkflow(ProcessSteps):
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     def _outcome_record(self) -> dict[str, object]:
-        """The term as automations on ``crmflow.renewal`` see it."""
-        term = self._term
-        return {
-            "company_name": term.company_name,
-            "contact_email": term.contact_email,
-            "plan": term.plan,
-            "annual_value": term.annual_value,
-            "owner_id": term.owner.staff_id,
-            "renewal_date": self._plan.renewal_date.isoformat(),
-            "term": term.term,
-        }
+        return messages.outcome_record(self._term, self._plan)
+
+    async def _emit_term(self, kind: str, step: str, **extra: object) -> None:
+        """Emit the term's milestone ``kind`` for the reports (REPORT_MILESTONES)."""
+        data = messages.term_event(self._term, self._plan, **extra)
+        await self._emit(kind, data, step=step, since=REPORT_MILESTONES)
 
     # Waiting, reading events, and the helpers: each a single activity call.
 

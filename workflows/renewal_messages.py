@@ -242,3 +242,30 @@ def term_details(
         "upsell": upsell,
         "approval_id": approval_id,
     }
+
+
+def outcome_record(term: RenewalInput, plan: RenewalPlan) -> dict[str, object]:
+    """The term as automations on ``crmflow.renewal`` see it."""
+    return {
+        "company_name": term.company_name,
+        "contact_email": term.contact_email,
+        "plan": term.plan,
+        "annual_value": term.annual_value,
+        "owner_id": term.owner.staff_id,
+        "renewal_date": plan.renewal_date.isoformat(),
+        "term": term.term,
+    }
+
+
+def term_event(term: RenewalInput, plan: RenewalPlan, **extra: object) -> dict[str, object]:
+    """The data of a term's milestone for the reports (``renewal.term_started``,
+    ``.date_changed``, ``.upsell_offered``, ``.upsell_accepted``): the term, its date, plan,
+    value and owner, and ``extra``."""
+    return {
+        "term": term.term,
+        "renewal_date": plan.renewal_date.isoformat(),
+        "plan": term.plan,
+        "annual_value": term.annual_value,
+        "owner_id": term.owner.staff_id,
+        **extra,
+    }

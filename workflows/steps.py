@@ -62,6 +62,11 @@ OUTCOME_EVENTS = "outcome-events"
 #: Runs begun before it emit no milestone events to webhooks (their outcomes still are).
 WEBHOOK_EVENTS = "webhook-events"
 
+#: Runs begun before it emit none of the milestones the reports need besides the webhook
+#: events before (``onboarding.started``, ``.milestone_reached``, ``renewal.term_started``,
+#: ``.date_changed``, ``.upsell_offered``, ``.upsell_accepted``, ``lead.first_contacted``).
+REPORT_MILESTONES = "report-milestones"
+
 #: How long a run tries to offer its outcome before it notes the failure and ends anyway.
 OFFER_WITHIN = timedelta(minutes=30)
 
@@ -339,15 +344,20 @@ class ProcessSteps:
         runs = offered.enrolled + offered.delivered
         self._show_step(f"offered:{step}", f"{outcome}: {', '.join(runs) or 'no automation'}")
 
-    async def _emit(self, event_type: str, data: dict[str, Any], *, step: str) -> None:
+    async def _emit(
+        self, event_type: str, data: dict[str, Any], *, step: str, since: str | None = None
+    ) -> None:
         """Emit the milestone ``event_type`` (``crm.domain.webhook_events``) to the tenant's
         webhook endpoints, once per ``step``: the event is stored and its deliveries queued;
         delivering is not the run's concern.
 
         The run does not depend on it: an emission that fails for ``OFFER_WITHIN`` is
         noted (``state`` and the audit trail as ``emit_failed:<step>``) and the run goes
-        on. Runs begun before ``WEBHOOK_EVENTS`` emit nothing.
+        on. Runs begun before ``WEBHOOK_EVENTS``, or before the patch ``since`` that
+        brought this milestone, emit nothing.
         """
+        if since is not None and not workflow.patched(since):
+            return
         if not workflow.patched(WEBHOOK_EVENTS):
             return
         event = MilestoneEvent(

@@ -4,8 +4,10 @@ Every built-in process emits an event at each of its outcomes
 (``crm.domain.process_outcomes``): the type is ``<process>.<outcome>``
 (``ticket.breached``, ``renewal.lapsed``, ``approval.approved``); and at its
 milestones on the way (``MILESTONES``: ``ticket.warning``,
-``approval.requested``, ``renewal.reminded``, ``lead.routed``, an automation
-run's ``automation.enrolled`` and how it ended, a task's ``task.created`` and
+``approval.requested``, ``renewal.reminded``, ``lead.routed``, the milestones the
+reports count (``onboarding.started``, ``.milestone_reached``, ``renewal.term_started``,
+``.date_changed``, ``.upsell_offered``, ``.upsell_accepted``, ``lead.first_contacted``),
+an automation run's ``automation.enrolled`` and how it ended, a task's ``task.created`` and
 ``task.completed`` (by a person)), and the attention watch's ``attention.raised``
 when an item joins the needs-attention list. An endpoint
 subscribes to types or to patterns: ``ticket.*`` (every ticket event) or
@@ -43,6 +45,15 @@ _JSON_TYPES: dict[str, dict[str, Any]] = {
 }
 
 _COMMON = {"process_id": "string", "customer_id": "string"}
+_ONBOARDING = {**_COMMON, "plan": "string", "csm_id": "string"}
+_TERM = {
+    **_COMMON,
+    "term": "int",
+    "renewal_date": "timestamp",
+    "plan": "string",
+    "annual_value": "double",
+    "owner_id": "string",
+}
 _AUTOMATION = {
     **_COMMON,
     "automation_id": "string",
@@ -78,6 +89,16 @@ MILESTONES: dict[str, dict[str, str]] = {
         "approver_id": "string",
         "decide_by": "timestamp",
     },
+    "onboarding.started": _ONBOARDING,
+    "onboarding.milestone_reached": {
+        **_ONBOARDING,
+        "milestone": "string",
+        "seconds_since_start": "double",
+    },
+    "renewal.term_started": _TERM,
+    "renewal.date_changed": {**_TERM, "previous_date": "timestamp"},
+    "renewal.upsell_offered": {**_TERM, "offered_plan": "string", "discount_percent": "double"},
+    "renewal.upsell_accepted": {**_TERM, "offered_plan": "string"},
     "renewal.reminded": {
         **_COMMON,
         "days_before": "int",
@@ -85,6 +106,7 @@ MILESTONES: dict[str, dict[str, str]] = {
         "term": "int",
     },
     "lead.routed": {**_COMMON, "owner_id": "string", "territory": "string", "reason": "string"},
+    "lead.first_contacted": {**_COMMON, "channel": "string", "seconds_since_arrival": "double"},
     "task.created": _TASK,
     "task.completed": {**_TASK, "completed_by": "string"},
     "automation.enrolled": _AUTOMATION,

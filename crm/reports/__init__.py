@@ -7,6 +7,21 @@ stored. ``shape`` is what every report is asked and answers.
 """
 
 from crm.reports.catalogue import REPORTS
-from crm.reports.shape import ReportColumn, ReportQuery, ReportSpec, ReportTable, report_csv
+from crm.reports.shape import (
+    ReportColumn,
+    ReportFigure,
+    ReportQuery,
+    ReportSpec,
+    ReportTable,
+    report_csv,
+)
 
-__all__ = ["REPORTS", "ReportColumn", "ReportQuery", "ReportSpec", "ReportTable", "report_csv"]
+__all__ = [
+    "REPORTS",
+    "ReportColumn",
+    "ReportFigure",
+    "ReportQuery",
+    "ReportSpec",
+    "ReportTable",
+    "report_csv",
+]

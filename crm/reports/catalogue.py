@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlmodel import Session
 
+from crm.domain.schedules import OnboardingSchedule
 from crm.reports.rollups import (
     WHOLE,
     cover,
@@ -26,6 +27,7 @@ from crm.reports.rollups import (
 )
 from crm.reports.shape import (
     ReportColumn,
+    ReportFigure,
     ReportQuery,
     ReportSpec,
     ReportTable,
@@ -33,8 +35,12 @@ from crm.reports.shape import (
     period_of,
     periods_between,
 )
+from crm.reports.terms import DUE_WITHIN, open_terms_due
 from crm.store.db import Database
 from crm.store.models import NO_TENANT
+
+#: A report's figures that look ahead from a day: (session, tenant, day) -> figures.
+Outlook = Callable[[Session, str, date], list[ReportFigure]]
 
 
 @dataclass
@@ -100,6 +106,7 @@ class Report:
     title: str
     dimensions: tuple[str, ...]
     columns: tuple[Column, ...]
+    outlook: Outlook | None = None
 
     async def run(self, database: Database, tenant: str | None, query: ReportQuery) -> ReportTable:
         """The report for ``tenant`` (None: of no tenant) over ``query``; raises ValueError for
@@ -113,6 +120,12 @@ class Report:
 
         def read(session: Session) -> list[tuple[date, str, Any, Any]]:
             return read_rollups(session, owner, self.name, dimension, spans)
+
+        outlook: list[ReportFigure] = []
+        if self.outlook is not None:
+            look = self.outlook
+            today = query.as_of or datetime.now(UTC).date()
+            outlook = await database.run(lambda session: look(session, owner, today), write=False)
 
         groups: dict[tuple[date, str], Group] = {}
         if query.by is None:
@@ -141,6 +154,7 @@ class Report:
             + [ReportColumn(key=c.key, label=c.label, unit=c.unit) for c in self.columns],
             rows=rows,
             totals=self._values(totals),
+            outlook=outlook,
         )
 
     def _values(self, group: Group) -> dict[str, Any]:
@@ -188,11 +202,16 @@ SLA = Report(
 
 _ONBOARDING_ENDS = ("activated", "stalled", "cancelled")
 
+#: The milestones whose median time from the start the onboarding report shows: the default
+#: schedule's (a policy's own milestones are counted, but not shown).
+MILESTONES = tuple(OnboardingSchedule().milestones)
+
 ONBOARDING = Report(
     "onboarding",
     "Onboarding",
     ("plan", "owner"),
     (
+        count("started", "Started"),
         count("activated", "Activated"),
         count("stalled", "Stalled"),
         count("cancelled", "Cancelled"),
@@ -203,17 +222,51 @@ ONBOARDING = Report(
             "time_to_activation",
             0.5,
         ),
+        *(
+            quantile(
+                f"time_to_{milestone}_median",
+                f"Median time to {milestone.replace('_', ' ')}",
+                f"time_to_{milestone}",
+                0.5,
+            )
+            for milestone in MILESTONES
+        ),
         count("nudges_before_activation", "Nudges before activation"),
     ),
 )
 
 _RENEWED = ("renewed", "auto_renewed")
 
+
+def renewals_due(session: Session, tenant: str, today: date) -> list[ReportFigure]:
+    """The open terms due in the next 90 days and their annual value."""
+    terms, value = open_terms_due(session, tenant, today)
+    days = DUE_WITHIN.days
+    return [
+        ReportFigure(
+            key="due_next_90_days",
+            label=f"Open terms due in the next {days} days",
+            unit="count",
+            value=terms,
+            as_of=today,
+        ),
+        ReportFigure(
+            key="value_due_next_90_days",
+            label=f"Annual value due in the next {days} days",
+            unit="money",
+            value=round(value, 2),
+            as_of=today,
+        ),
+    ]
+
+
 RENEWALS = Report(
     "renewals",
     "Renewals",
     ("plan", "owner"),
     (
+        count("due", "Due"),
+        money("value_due", "Annual value due"),
         count("renewed", "Renewed"),
         count("auto_renewed", "Auto-renewed"),
         count("lapsed", "Lapsed"),
@@ -222,7 +275,11 @@ RENEWALS = Report(
         money("value_renewed", "Annual value renewed"),
         money("value_lapsed", "Annual value lapsed"),
         count("reminders", "Reminders sent"),
+        count("upsells_offered", "Upsell offers"),
+        count("upsells_accepted", "Upsells accepted"),
+        rate("upsell_acceptance", "Upsell acceptance", ("upsells_accepted",), ("upsells_offered",)),
     ),
+    renewals_due,
 )
 
 _LEAD_ENDS = ("qualified", "nurture", "unresponsive", "unsubscribed", "bounced", "cancelled")
@@ -235,6 +292,13 @@ LEADS = Report(
         count("routed", "Routed"),
         *(count(outcome, outcome.capitalize()) for outcome in _LEAD_ENDS),
         rate("qualified_rate", "Qualified rate", ("qualified",), _LEAD_ENDS),
+        count("first_contacted", "First contacted"),
+        quantile(
+            "time_to_first_contact_median",
+            "Median time to first contact",
+            "time_to_first_contact",
+            0.5,
+        ),
     ),
 )
 

@@ -4,8 +4,10 @@ Every event a process emits (its outcomes, ``<process>.<outcome>``, and its
 milestones, ``lead.routed``, ``renewal.reminded``, ``automation.enrolled``,
 ...; not task events) becomes one ``ProcessOutcome`` row in the transaction
 that stores the webhook event, and adds to the daily roll-ups of the report
-it concerns (``REPORT_OF``). A ticket's SLA outcome (``sla_outcomes``) adds to
-the ``sla`` report the same way. A repeated event adds nothing.
+it concerns (``REPORT_OF``); a renewal's facts also keep its term
+(``crm.reports.terms``), due on its renewal date. A ticket's SLA outcome
+(``sla_outcomes``) adds to the ``sla`` report the same way. A repeated event
+adds nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlmodel import Session
 
 from crm.domain.webhook_events import PERSONAL_FIELDS
 from crm.reports.rollups import Contribution, add_to_rollups
+from crm.reports.terms import follow_term
 from crm.store.db import insert_once
 from crm.store.models import NO_TENANT, ProcessOutcome, SlaOutcome, as_utc
 
@@ -62,6 +65,8 @@ def record_fact(session: Session, event: Emitted) -> ProcessOutcome | None:
         contribution = contribution_of(stored)
         if contribution is not None:
             add_to_rollups(session, contribution)
+        for more in follow_term(session, stored):
+            add_to_rollups(session, more)
     return stored
 
 
@@ -130,6 +135,16 @@ Built = tuple[dict[str, float], dict[str, float], Mapping[str, str]]
 
 def _onboarding(fact: ProcessOutcome) -> Built:
     groups = {"plan": fact.plan or "", "owner": fact.owner_id or ""}
+    if fact.outcome == "started":
+        return {"started": 1}, {}, groups
+    if fact.outcome == "milestone_reached":
+        milestone, seconds = (
+            fact.detail.get("milestone"),
+            _number(fact.detail.get("seconds_since_start")),
+        )
+        if not milestone or seconds is None:
+            return {}, {}, groups
+        return {f"reached_{milestone}": 1}, {f"time_to_{milestone}": seconds}, groups
     if fact.outcome not in ("activated", "stalled", "cancelled"):
         return {}, {}, groups
     counts: dict[str, float] = {fact.outcome: 1}
@@ -151,6 +166,8 @@ def _renewal(fact: ProcessOutcome) -> Built:
         "auto_renewed": {"auto_renewed": 1, "value_renewed": value},
         "lapsed": {"lapsed": 1, "value_lapsed": value},
         "cancelled": {"cancelled": 1},
+        "upsell_offered": {"upsells_offered": 1},
+        "upsell_accepted": {"upsells_accepted": 1},
     }
     return by_outcome.get(fact.outcome, {}), {}, groups
 
@@ -162,6 +179,9 @@ def _lead(fact: ProcessOutcome) -> Built:
     groups = {"owner": fact.owner_id or "", "grade": fact.grade or ""}
     if fact.outcome in (*_LEAD_OUTCOMES, "cancelled"):
         return {fact.outcome: 1}, {}, groups
+    seconds = _number(fact.detail.get("seconds_since_arrival"))
+    if fact.outcome == "first_contacted" and seconds is not None:
+        return {"first_contacted": 1}, {"time_to_first_contact": seconds}, groups
     return {}, {}, groups
 
 

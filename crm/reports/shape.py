@@ -32,6 +32,8 @@ class ReportQuery:
     end: datetime
     period: Period = "week"
     by: str | None = None
+    #: The day a forward-looking figure counts from (``ReportTable.outlook``); default today.
+    as_of: date | None = None
 
     def days(self) -> tuple[date, date]:
         """The first day counted and the day after the last; raises ValueError for a range
@@ -54,6 +56,17 @@ class ReportColumn(BaseModel):
     unit: Unit
 
 
+class ReportFigure(BaseModel):
+    """A figure of a report that looks ahead from today rather than back over the range
+    (the renewals' value due in the next 90 days)."""
+
+    key: str
+    label: str
+    unit: Unit
+    value: Any
+    as_of: date
+
+
 class ReportTable(BaseModel):
     """A report's answer: a row per period (and group, with ``by``), oldest first, and the
     totals over the whole range. The first columns are ``period`` and, with ``by``, the
@@ -66,6 +79,7 @@ class ReportTable(BaseModel):
     columns: list[ReportColumn]
     rows: list[dict[str, Any]]
     totals: dict[str, Any]
+    outlook: list[ReportFigure] = []
 
 
 @dataclass(frozen=True)

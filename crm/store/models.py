@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Date, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Date, DateTime, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from crm.domain.calendar import as_utc as as_utc  # the models' callers read their dates with it
@@ -465,6 +465,43 @@ class ProcessOutcome(SQLModel, table=True):
     automation_id: str | None = Field(default=None, max_length=100)
     automation_version: int | None = None
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class RenewalTerm(SQLModel, table=True):
+    """One term of a subscription for the renewals report, once per ``key``
+    (``{tenant}/{process_id}/term{term}``).
+
+    Kept from the term's events (``crm.reports.terms``): ``renewal.term_started``
+    opens it, ``renewal.date_changed`` moves its ``renewal_date``, its outcome
+    ends it (``outcome``, ``ended_at``); an outcome of a term never opened
+    (a run begun before the ``report-milestones`` patch) stores it ended. The
+    open terms due soon are read through ``ix_renewal_terms_open_due``, which
+    holds open terms only.
+    """
+
+    __tablename__ = "renewal_terms"
+    __table_args__ = (
+        Index(
+            "ix_renewal_terms_open_due",
+            "tenant",
+            "renewal_date",
+            postgresql_include=["annual_value"],
+            postgresql_where=text("ended_at IS NULL"),
+            sqlite_where=text("ended_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=700)
+    tenant: str = Field(default=NO_TENANT, max_length=100)
+    process_id: str = Field(max_length=300)
+    term: int
+    renewal_date: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    annual_value: float = 0.0
+    plan: str | None = Field(default=None, max_length=50)
+    owner_id: str | None = Field(default=None, max_length=100)
+    outcome: str | None = Field(default=None, max_length=50)
+    ended_at: datetime | None = no_time_yet()
 
 
 class ReportRollup(SQLModel, table=True):

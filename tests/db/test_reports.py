@@ -17,7 +17,7 @@ from crm.reports import REPORTS, ReportQuery, ReportTable, report_csv
 from crm.reports.facts import store_sla_outcome
 from crm.reports.rollups import PERCENTILE_ERROR, cover
 from crm.store.db import Database
-from crm.store.models import ProcessOutcome, SlaOutcome
+from crm.store.models import ProcessOutcome, RenewalTerm, SlaOutcome
 from crm.store.webhooks import Emitted, emit
 from tests.db.test_database import db  # noqa: F401  (the fixture: each test on both databases)
 
@@ -241,6 +241,18 @@ async def test_onboarding_report_rates_activation_and_times_it_from_the_runs_sta
     }
 
 
+_OUTCOME_COLUMNS = (
+    "renewed",
+    "auto_renewed",
+    "lapsed",
+    "cancelled",
+    "renewal_rate",
+    "value_renewed",
+    "value_lapsed",
+    "reminders",
+)
+
+
 async def test_renewals_report_sums_the_value_renewed_and_lapsed_per_owner(
     db: Database,  # noqa: F811
 ) -> None:
@@ -257,7 +269,7 @@ async def test_renewals_report_sums_the_value_renewed_and_lapsed_per_owner(
     table = await report(db, "renewals")
     by_owner = await report(db, "renewals", by="owner")
 
-    assert table.totals | {} == {
+    assert {key: table.totals[key] for key in _OUTCOME_COLUMNS} == {
         "renewed": 1,
         "auto_renewed": 1,
         "lapsed": 1,
@@ -457,3 +469,206 @@ def test_a_range_is_covered_by_whole_months_weeks_and_days_never_across_a_period
         ("week", date(2026, 4, 6)),
         ("day", date(2026, 4, 13)),
     ]
+
+
+def of_process(
+    event_type: str, process_id: str, at: datetime, *, tenant: str | None = None, **data: Any
+) -> Emitted:
+    """An event of one run (``process_id``), as its emissions carry it."""
+    number = next(_ids)
+    return Emitted(
+        tenant=tenant,
+        event_id=f"{process_id}/emit_{number}@run",
+        type=event_type,
+        process_id=process_id,
+        occurred_at=at,
+        data={"process_id": process_id, "customer_id": "c-1", **data},
+    )
+
+
+async def test_onboarding_report_counts_starts_and_the_median_time_to_each_milestone(
+    db: Database,  # noqa: F811
+) -> None:
+    growth: dict[str, Any] = {"plan": "growth", "csm_id": "csm-ana"}
+    await emit_all(
+        db,
+        event("onboarding.started", MONDAY, **growth),
+        event("onboarding.started", MONDAY, **growth),
+        event("onboarding.started", MONDAY + timedelta(days=1), plan="starter", csm_id="csm-bo"),
+        *(
+            event(
+                "onboarding.milestone_reached",
+                MONDAY + timedelta(days=2),
+                milestone=milestone,
+                seconds_since_start=seconds,
+                **growth,
+            )
+            for milestone, seconds in (
+                ("account_configured", 3600),
+                ("account_configured", 7200),
+                ("account_configured", 86400),
+                ("first_value", 3 * 86400),
+            )
+        ),
+        event("onboarding.activated", MONDAY + timedelta(days=3), **growth),
+    )
+
+    table = await report(db, "onboarding")
+    by_owner = await report(db, "onboarding", by="owner")
+
+    totals = table.totals
+    assert (totals["started"], totals["activated"]) == (3, 1)
+    assert near(totals["time_to_account_configured_median"], 7200)
+    assert near(totals["time_to_first_value_median"], 3 * 86400)
+    assert {r["owner"]: r["started"] for r in by_owner.rows} == {"csm-ana": 2, "csm-bo": 1}
+    labels = [c.label for c in table.columns]
+    assert "Median time to account configured" in labels
+    assert "Median time to first value" in labels
+
+
+async def test_renewals_report_counts_terms_due_on_their_renewal_date_and_upsells(
+    db: Database,  # noqa: F811
+) -> None:
+    term: dict[str, Any] = {"term": 1, "plan": "growth", "owner_id": "am-kim"}
+    due_first_week = (MONDAY + timedelta(days=3)).isoformat()
+    due_second_week = (MONDAY + timedelta(days=9)).isoformat()
+    await emit_all(
+        db,
+        # Started long before: counted as due on the renewal date, not when it started.
+        of_process(
+            "renewal.term_started",
+            "renewal-s1",
+            MONDAY - timedelta(days=300),
+            renewal_date=due_first_week,
+            annual_value=1000,
+            **term,
+        ),
+        of_process(
+            "renewal.term_started",
+            "renewal-s2",
+            MONDAY - timedelta(days=300),
+            renewal_date=due_first_week,
+            annual_value=500,
+            **term,
+        ),
+        # Moved into the second week: it leaves the first.
+        of_process(
+            "renewal.date_changed",
+            "renewal-s2",
+            MONDAY - timedelta(days=30),
+            renewal_date=due_second_week,
+            previous_date=due_first_week,
+            annual_value=500,
+            **term,
+        ),
+        of_process(
+            "renewal.upsell_offered",
+            "renewal-s1",
+            MONDAY,
+            renewal_date=due_first_week,
+            offered_plan="enterprise",
+            annual_value=1000,
+            **term,
+        ),
+        of_process(
+            "renewal.upsell_offered",
+            "renewal-s2",
+            MONDAY,
+            renewal_date=due_second_week,
+            offered_plan="enterprise",
+            annual_value=500,
+            **term,
+        ),
+        of_process(
+            "renewal.upsell_accepted",
+            "renewal-s1",
+            MONDAY + timedelta(days=1),
+            renewal_date=due_first_week,
+            offered_plan="enterprise",
+            annual_value=1000,
+            **term,
+        ),
+    )
+
+    table = await report(db, "renewals")
+
+    first_week, second_week = table.rows
+    assert (first_week["due"], first_week["value_due"]) == (1, 1000.0)
+    assert (second_week["due"], second_week["value_due"]) == (1, 500.0)
+    assert (first_week["upsells_offered"], first_week["upsells_accepted"]) == (2, 1)
+    assert table.totals["upsell_acceptance"] == 50.0
+    assert (table.totals["due"], table.totals["value_due"]) == (2, 1500.0)
+
+
+async def test_value_due_in_the_next_90_days_counts_open_terms_of_the_tenant_only(
+    db: Database,  # noqa: F811
+) -> None:
+    today = MONDAY.date()
+    started = MONDAY - timedelta(days=200)
+
+    def term_started(process_id: str, days_ahead: int, value: float, **more: Any) -> Emitted:
+        renewal_date = (MONDAY + timedelta(days=days_ahead)).isoformat()
+        return of_process(
+            "renewal.term_started",
+            process_id,
+            started,
+            term=1,
+            renewal_date=renewal_date,
+            annual_value=value,
+            plan="growth",
+            **more,
+        )
+
+    await emit_all(
+        db,
+        term_started("renewal-open", 10, 1000),
+        term_started("renewal-last-day", 89, 250.5),
+        term_started("renewal-too-late", 90, 9000),
+        term_started("renewal-past", -1, 9000),
+        term_started("renewal-renewed", 20, 9000),
+        term_started("renewal-moved-out", 30, 9000),
+        term_started("renewal-acme", 10, 9000, tenant="acme"),
+        of_process(
+            "renewal.renewed", "renewal-renewed", MONDAY - timedelta(days=1), term=1, plan="growth"
+        ),
+        of_process(
+            "renewal.date_changed",
+            "renewal-moved-out",
+            MONDAY - timedelta(days=1),
+            term=1,
+            renewal_date=(MONDAY + timedelta(days=120)).isoformat(),
+        ),
+        # An outcome of a term opened before the report-milestones patch: stored as ended.
+        of_process("renewal.lapsed", "renewal-old-run", MONDAY, term=3, plan="growth"),
+    )
+    start = MONDAY.replace(hour=0)
+    query = ReportQuery(start, start + timedelta(days=7), as_of=today)
+
+    outlook = {f.key: f for f in (await REPORTS["renewals"].run(db, None, query)).outlook}
+    acme = {f.key: f.value for f in (await REPORTS["renewals"].run(db, "acme", query)).outlook}
+
+    assert outlook["due_next_90_days"].value == 2
+    assert outlook["value_due_next_90_days"].value == 1250.5
+    assert outlook["value_due_next_90_days"].as_of == today
+    assert acme == {"due_next_90_days": 1, "value_due_next_90_days": 9000.0}
+    terms = await db.all(select(RenewalTerm).where(RenewalTerm.process_id == "renewal-old-run"))
+    assert [(t.term, t.outcome) for t in terms] == [(3, "lapsed")]
+
+
+async def test_leads_report_shows_the_median_time_to_first_contact(
+    db: Database,  # noqa: F811
+) -> None:
+    await emit_all(
+        db,
+        *(
+            event("lead.first_contacted", MONDAY, channel="email", seconds_since_arrival=seconds)
+            for seconds in (60, 600, 3600)
+        ),
+        event("lead.routed", MONDAY, owner_id="rep-1"),
+    )
+
+    totals = (await report(db, "leads")).totals
+
+    assert totals["first_contacted"] == 3
+    assert near(totals["time_to_first_contact_median"], 600)
+    assert totals["routed"] == 1
