@@ -425,6 +425,21 @@ async def renewal_lapsed(rec: Recording) -> Handle:
     return handle
 
 
+async def renewal_upsell_accepted(rec: Recording) -> Handle:
+    """A starter term offered growth at the 60-day analysis (no approval for its 10%), then
+    renewed on growth: the upsell accepted. The recorded history is the first term's; the
+    second term is terminated."""
+    now = await rec.env.get_current_time()
+    term = renewal_input(now + days(70), policy=rec.policy, plan="starter", auto_renew=False)
+    await report_usage(rec.database, term.subscription_id, used=90, included=100, at=now)
+    handle = await _start_renewal(rec, term)
+    await rec.env.sleep(days(12))  # past the 60-day mark: the offer is out
+    await handle.signal(RenewalWorkflow.event, ProcessEvent("renewed", {"plan": "growth"}))
+    await next_run_id(handle)
+    await rec.client.get_workflow_handle(handle.id).terminate("recorded the first term")
+    return rec.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
+
+
 async def renewal_signed_second_term(rec: Recording) -> Handle:
     """The second term of a subscription signed on a bigger plan: it confirms the renewal,
     then the customer cancels. The recorded history is the second term's."""
@@ -801,6 +816,11 @@ SCENARIOS: dict[str, Scenario] = {
     "attention-raised": attention_raised,
     "digest-mornings": digest_mornings,
     "automation-hot-lead-called": automation_hot_lead_called,
+    # Recorded after the report-milestones patch: the milestones the reports count.
+    "onboarding-activated-report-milestones": onboarding_activated,
+    "renewal-lapsed-report-milestones": renewal_lapsed,
+    "renewal-upsell-accepted-report-milestones": renewal_upsell_accepted,
+    "lead-routed-report-milestones": lead_routed,
 }
 
 #: Settings a scenario changes: the SMTP relay is down for the whole run.
