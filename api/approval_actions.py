@@ -17,7 +17,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -110,19 +115,7 @@ async def decide_approval(
     the current approver or delegate, 409 already decided or expired, 404 no such approval,
     503 Temporal away."""
     caller = staff_id_of(principal)
-    description = await describe_process(client, approval_id)
-    if description.typed_search_attributes.get(PROCESS) != "approval":
-        raise Problem(
-            404, "approval-not-found", "Approval not found", f"no approval {approval_id!r}"
-        )
-    handle = client.get_workflow_handle(approval_id, run_id=description.run_id)
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        raise Problem(
-            409,
-            "approval-decided",
-            "Approval already decided",
-            f"approval {approval_id!r} is {status_name(description.status)}",
-        )
+    handle = await _pending(client, approval_id)
     try:
         result = await handle.execute_update(
             "decide",
@@ -155,6 +148,23 @@ async def recall_approval(
     ``withdrawn`` with ``reason``. Raises Problem 403 when ``principal``'s staff member did
     not request it, 409 when it is no longer pending, 404 no such approval."""
     caller = staff_id_of(principal)
+    handle = await _pending(client, approval_id, principal)
+    view = await _view(client, approval_id)
+    if view is None or view.requester_id != caller:
+        raise Problem(
+            403,
+            "not-requester",
+            "Not the requester",
+            f"only the requester may recall approval {approval_id!r}",
+        )
+    await handle.cancel(reason=f"recalled by {caller}" + (f": {reason}" if reason else ""))
+
+
+async def _pending(
+    client: Client, approval_id: str, principal: Principal | None = None
+) -> WorkflowHandle[Any, Any]:
+    """The running approval ``approval_id`` (of ``principal``'s tenant, when given). Raises
+    Problem 404 when there is none, 409 when it is no longer pending."""
     description = await describe_process(client, approval_id, principal)
     if description.typed_search_attributes.get(PROCESS) != "approval":
         raise Problem(
@@ -167,16 +177,7 @@ async def recall_approval(
             "Approval already decided",
             f"approval {approval_id!r} is {status_name(description.status)}",
         )
-    view = await _view(client, approval_id)
-    if view is None or view.requester_id != caller:
-        raise Problem(
-            403,
-            "not-requester",
-            "Not the requester",
-            f"only the requester may recall approval {approval_id!r}",
-        )
-    handle = client.get_workflow_handle(approval_id, run_id=description.run_id)
-    await handle.cancel(reason=f"recalled by {caller}" + (f": {reason}" if reason else ""))
+    return client.get_workflow_handle(approval_id, run_id=description.run_id)
 
 
 async def _running_approvals(client: Client, query: str) -> list[ApprovalView]:

@@ -9,7 +9,8 @@ same message, shown on the page.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import RedirectResponse
@@ -59,11 +60,9 @@ async def complete(
     request: Request, task_id: TaskId, session: SessionDep, client: TemporalDep, context: ContextDep
 ) -> Response:
     form = await _checked_form(request, session)
-    try:
-        await complete_task_as(context, session.principal, task_id, form.get("note", "")[:2000])
-    except Problem as err:
-        return await _inbox_page(session, client, context, error=err)
-    return _done("completed")
+    note = form.get("note", "")[:2000]
+    action = complete_task_as(context, session.principal, task_id, note)
+    return await _acted(action, "completed", session, client, context)
 
 
 @router.post("/tasks/{task_id}/reassign")
@@ -71,13 +70,9 @@ async def reassign(
     request: Request, task_id: TaskId, session: SessionDep, client: TemporalDep, context: ContextDep
 ) -> Response:
     form = await _checked_form(request, session)
-    try:
-        await reassign_task_as(
-            context, session.principal, task_id, form.get("to", ""), form.get("note", "")[:2000]
-        )
-    except Problem as err:
-        return await _inbox_page(session, client, context, error=err)
-    return _done("reassigned")
+    to, note = form.get("to", ""), form.get("note", "")[:2000]
+    action = reassign_task_as(context, session.principal, task_id, to, note)
+    return await _acted(action, "reassigned", session, client, context)
 
 
 @router.post("/approvals/{approval_id}/decide")
@@ -90,19 +85,14 @@ async def decide(
 ) -> Response:
     form = await _checked_form(request, session)
     decision = form.get("decision", "")
-    try:
-        if decision not in ("approve", "reject"):
-            raise Problem(422, "validation-error", "Invalid decision", "choose approve or reject")
-        await decide_approval(
-            client,
-            session.principal,
-            approval_id,
-            "approve" if decision == "approve" else "reject",
-            form.get("comment", "")[:2000],
-        )
-    except Problem as err:
-        return await _inbox_page(session, client, context, error=err)
-    return _done("approved" if decision == "approve" else "rejected")
+    if decision not in ("approve", "reject"):
+        refused = Problem(422, "validation-error", "Invalid decision", "choose approve or reject")
+        return await _inbox_page(session, client, context, error=refused)
+    comment = form.get("comment", "")[:2000]
+    verdict: Literal["approve", "reject"] = "approve" if decision == "approve" else "reject"
+    action = decide_approval(client, session.principal, approval_id, verdict, comment)
+    done = "approved" if verdict == "approve" else "rejected"
+    return await _acted(action, done, session, client, context)
 
 
 @router.post("/approvals/{approval_id}/recall")
@@ -114,11 +104,8 @@ async def recall(
     context: ContextDep,
 ) -> Response:
     form = await _checked_form(request, session)
-    try:
-        await recall_approval(client, session.principal, approval_id, form.get("reason", "")[:500])
-    except Problem as err:
-        return await _inbox_page(session, client, context, error=err)
-    return _done("recalled")
+    action = recall_approval(client, session.principal, approval_id, form.get("reason", "")[:500])
+    return await _acted(action, "recalled", session, client, context)
 
 
 @router.post("/notifications/{notification_id}/read")
@@ -133,6 +120,21 @@ async def read(
     staff = session.principal.staff_id or ""
     await context.database.run(lambda db: mark_read(db, staff, notification_id))
     return _done("read")
+
+
+async def _acted(
+    action: Awaitable[object],
+    done: str,
+    session: SignedIn,
+    client: TemporalDep,
+    context: ContextDep,
+) -> Response:
+    """Do ``action``: back to the page saying ``done``, or the page saying why it was refused."""
+    try:
+        await action
+    except Problem as err:
+        return await _inbox_page(session, client, context, error=err)
+    return _done(done)
 
 
 async def _checked_form(request: Request, session: SignedIn) -> dict[str, str]:
