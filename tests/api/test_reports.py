@@ -55,7 +55,8 @@ async def test_a_report_shows_the_callers_tenant_its_own_outcomes(
 
     assert tenant_a.status_code == 200, tenant_a.text
     table = tenant_a.json()
-    assert [c["key"] for c in table["columns"][:3]] == ["period", "renewed", "auto_renewed"]
+    assert [c["key"] for c in table["columns"][:4]] == ["period", "due", "value_due", "renewed"]
+    assert [f["key"] for f in table["outlook"]] == ["due_next_90_days", "value_due_next_90_days"]
     assert [row["period"] for row in table["rows"]] == ["2026-03-02", "2026-03-09"]
     assert (table["totals"]["value_renewed"], table["totals"]["value_lapsed"]) == (1000.0, 250.0)
     assert [(r["period"], r["plan"], r["lapsed"]) for r in by_plan.json()["rows"]] == [
@@ -84,7 +85,7 @@ async def test_a_report_comes_as_csv_for_accept_or_format(
         'attachment; filename="renewals-2026-03-02-2026-03-16-week.csv"'
     )
     lines = list(csv.reader(io.StringIO(accepted.text)))
-    assert lines[0][:3] == ["Period", "Renewed", "Auto-renewed"]
+    assert lines[0][:4] == ["Period", "Due", "Annual value due", "Renewed"]
     assert [line[0] for line in lines[1:]] == ["2026-03-02", "2026-03-09", "total"]
     assert asked.text == accepted.text
 

@@ -62,6 +62,15 @@ async def seed_outcomes(database: Database) -> None:
         event("onboarding.stalled", week_two, tenant="a", plan="starter"),
         event("renewal.renewed", MONDAY, tenant="a", annual_value=1200.0, plan="growth"),
         event("renewal.lapsed", week_two, tenant="a", annual_value=800.0, plan="growth"),
+        event(
+            "renewal.term_started",
+            MONDAY,
+            tenant="a",
+            term=1,
+            renewal_date=(datetime.now(UTC) + timedelta(days=30)).isoformat(),
+            annual_value=5000.0,
+            plan="growth",
+        ),
         event("lead.routed", MONDAY, tenant="a", grade="A"),
         event("lead.qualified", week_two, tenant="a", grade="A"),
         event(
@@ -108,6 +117,8 @@ async def test_each_report_shows_the_seeded_numbers_for_the_users_tenant(
     assert await cells(tab, "plan") == ["growth", "growth"]
     assert await total(tab, "value_renewed") == "1,200.00"
     assert await total(tab, "value_lapsed") == "800.00"
+    outlook = tab.locator(".outlook [data-key=value_due_next_90_days] dd")
+    assert await outlook.inner_text() == "5,000.00"  # the open term renewing in 30 days
     await snapshot(tab, "report-renewals")
 
     await tab.goto(f"{api_url}/console/reports/leads?{RANGE}")
