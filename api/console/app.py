@@ -16,6 +16,7 @@ from api.console.inbox import router as inbox_router
 from api.console.mail import router as mail_router
 from api.console.pages import router
 from api.console.rendering import page
+from api.console.reports import router as reports_router
 from api.console.security import CONSOLE_PATH, ConsoleHeaders, ConsoleRefused, SignInRequired
 
 _TITLES = {401: "Sign in again", 403: "Not allowed", 404: "Not found", 422: "Check the form"}
@@ -24,6 +25,7 @@ _TITLES = {401: "Sign in again", 403: "Not allowed", 404: "Not found", 422: "Che
 def install_console(app: FastAPI) -> None:
     """Serve the console under ``/console`` on ``app``."""
     app.include_router(router)
+    app.include_router(reports_router)
     app.include_router(mail_router)
     app.include_router(inbox_router)
     app.add_middleware(ConsoleHeaders)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import RedirectResponse
 
 from api.approval_actions import decide_approval, recall_approval
-from api.console.rendering import page
+from api.console.rendering import page, page_context
 from api.console.security import (
     CONSOLE_PATH,
     ConsoleRefused,
@@ -161,10 +161,7 @@ async def _inbox_page(
     return page(
         "inbox.html",
         status_code=error.status if error else 200,
-        user=session.principal,
-        csrf_token=session.csrf_token,
-        section="inbox",
-        title="My work",
+        **page_context(session, "inbox", "My work"),
         work=work,
         flash=flash,
         error=(error.detail or error.title) if error else None,

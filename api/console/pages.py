@@ -1,14 +1,14 @@
-"""The console's pages: sign-in, runs, a customer's timeline, reports, what needs attention.
+"""The console's pages: sign-in, runs, a customer's timeline, what needs attention.
 
 Pages are rendered on the server from the same functions the JSON API
-answers with (``api.run_list``, ``crm.store.reports``), so the console shows
+answers with (``api.run_list``, ``api.attention``), so the console shows
 what the API would and sees only the signed-in user's tenant.
 """
 
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -17,10 +17,10 @@ from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import ValidationError
 
 from api.attention import needs_attention
-from api.console.charts import Series, bar_chart
-from api.console.rendering import STATIC, page
+from api.console.rendering import STATIC, page, page_context
 from api.console.security import (
     CONSOLE_PATH,
+    CONSOLE_ROLES,
     SESSION_COOKIE,
     SIGN_IN_COOKIE,
     ConsoleRefused,
@@ -36,28 +36,12 @@ from api.problems import Problem
 from api.run_list import RunFilters, customer_timeline, list_runs
 from api.runs import describe_process, ensure_running
 from api.visibility import web_ui_url
-from crm.reports import REPORTS, ReportQuery, ReportTable, report_csv
-from crm.store.console_sessions import SESSION_LIFETIME, SignedIn, close_session, open_session
+from crm.store.console_sessions import SESSION_LIFETIME, close_session, open_session
 from processes import PROCESSES
 
-#: The roles that may use the console's pages besides "My work" (any staff member's).
-CONSOLE_ROLES = ("support", "admin")
 STATUSES = ("running", "completed", "failed", "cancelled", "terminated", "timed_out")
-#: How far back a report looks when no range is given.
-DEFAULT_RANGE = timedelta(weeks=12)
-#: The widest report range the console asks for.
-MAX_RANGE = timedelta(days=3 * 366)
 
 router = APIRouter(prefix=CONSOLE_PATH, include_in_schema=False)
-
-
-def _common(session: SignedIn, section: str, title: str) -> dict[str, Any]:
-    return {
-        "user": session.principal,
-        "csrf_token": session.csrf_token,
-        "section": section,
-        "title": title,
-    }
 
 
 @router.get("/static/console.css")
@@ -150,7 +134,7 @@ async def runs(
     return page(
         "runs.html",
         status_code=422 if error else 200,
-        **_common(session, "runs", "Runs"),
+        **page_context(session, "runs", "Runs"),
         runs=listed,
         filters=values,
         started_after=started_after,
@@ -179,53 +163,10 @@ async def timeline(
         next_url = f"{request.url.path}?{urlencode({'page_token': found.next_page_token})}"
     return page(
         "timeline.html",
-        **_common(session, "runs", f"Customer {customer_id}"),
+        **page_context(session, "runs", f"Customer {customer_id}"),
         customer_id=customer_id,
         entries=found.entries,
         next_url=next_url,
-    )
-
-
-@router.get("/reports")
-async def report_index(session: SessionDep) -> Response:
-    require_role(session.principal, *CONSOLE_ROLES)
-    return page(
-        "reports.html", **_common(session, "reports", "Reports"), reports=list(REPORTS.values())
-    )
-
-
-@router.get("/reports/{name}.csv")
-async def report_download(
-    request: Request, name: str, session: SessionDep, database: DatabaseDep
-) -> Response:
-    require_role(session.principal, *CONSOLE_ROLES)
-    query, start, end = _report_query(name, request)
-    table = await REPORTS[name].run(database, session.principal.tenant, query)
-    return Response(
-        report_csv(table),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}-{start}-{end}.csv"'},
-    )
-
-
-@router.get("/reports/{name}")
-async def report(
-    request: Request, name: str, session: SessionDep, database: DatabaseDep
-) -> Response:
-    require_role(session.principal, *CONSOLE_ROLES)
-    query, start, end = _report_query(name, request)
-    table = await REPORTS[name].run(database, session.principal.tenant, query)
-    csv_query = {k: v for k, v in request.query_params.items() if v}
-    return page(
-        "report.html",
-        **_common(session, "reports", table.title),
-        spec=REPORTS[name],
-        table=table,
-        start=start,
-        end=end,
-        chart=bar_chart(table.title, *_chart_series(table)),
-        csv_url=f"{CONSOLE_PATH}/reports/{name}.csv?{urlencode(csv_query)}",
-        error=None,
     )
 
 
@@ -242,7 +183,7 @@ async def attention(
     done = request.query_params.get("cancelled")
     return page(
         "attention.html",
-        **_common(session, "attention", "Needs attention"),
+        **page_context(session, "attention", "Needs attention"),
         items=items,
         web_ui=lambda process_id: web_ui_url(context.settings, process_id),
         flash=f"Cancellation of {done} requested." if done else None,
@@ -264,60 +205,6 @@ async def cancel(
     return RedirectResponse(
         f"{CONSOLE_PATH}/attention?{urlencode({'cancelled': process_id})}", status_code=303
     )
-
-
-def _report_query(name: str, request: Request) -> tuple[ReportQuery, str, str]:
-    """The report's query from the page's parameters; ConsoleRefused 404/422 when they
-    name no report or do not make a range."""
-    spec = REPORTS.get(name)
-    if spec is None:
-        raise ConsoleRefused(404, f"There is no report {name!r}.")
-    params = request.query_params
-    today = datetime.now(UTC).date()
-    try:
-        end = _day(params["end"], "end") if params.get("end") else today
-        start = _day(params["start"], "start") if params.get("start") else end - DEFAULT_RANGE
-    except Problem as err:
-        raise ConsoleRefused(422, _message(err)) from err
-    period = params.get("period") or "week"
-    by = params.get("by") or None
-    if period not in ("week", "month"):
-        raise ConsoleRefused(422, "Per: choose week or month.")
-    if by is not None and by not in spec.dimensions:
-        raise ConsoleRefused(
-            422, f"Grouped by: {spec.title} groups by {', '.join(spec.dimensions)}."
-        )
-    if end < start:
-        raise ConsoleRefused(422, "To: the range ends before it begins.")
-    if end - start > MAX_RANGE:
-        raise ConsoleRefused(422, "From: a report covers at most three years.")
-    query = ReportQuery(
-        start=datetime(start.year, start.month, start.day, tzinfo=UTC),
-        end=datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1),
-        period=period,  # type: ignore[arg-type]  # checked above
-        by=by,
-    )
-    return query, start.isoformat(), end.isoformat()
-
-
-def _chart_series(table: ReportTable) -> tuple[list[str], list[Series]]:
-    """The report's counts per period (summed over groups), at most four of them."""
-    counts = [
-        column
-        for column in table.columns
-        if column.unit == "count" and column.key not in ("period", table.by)
-    ][:4]
-    periods: list[str] = []
-    for row in table.rows:
-        if str(row["period"]) not in periods:
-            periods.append(str(row["period"]))
-    series = []
-    for column in counts:
-        values = [0.0] * len(periods)
-        for row in table.rows:
-            values[periods.index(str(row["period"]))] += float(row.get(column.key) or 0)
-        series.append(Series(column.label, values))
-    return periods, series
 
 
 def _day(value: str, field: str) -> date:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from crm.store.console_sessions import SignedIn
 from crm.store.models import as_utc
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -69,6 +70,16 @@ environment = Environment(
 environment.filters["when"] = when
 environment.filters["cell"] = cell
 environment.filters["in_zone"] = in_zone
+
+
+def page_context(session: SignedIn, section: str, title: str) -> dict[str, Any]:
+    """What every signed-in page shows: who, their CSRF token, where they are."""
+    return {
+        "user": session.principal,
+        "csrf_token": session.csrf_token,
+        "section": section,
+        "title": title,
+    }
 
 
 def page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -25,6 +25,8 @@ from crm.store.console_sessions import SignedIn, session_of
 SESSION_COOKIE = "crmflow_session"
 SIGN_IN_COOKIE = "crmflow_sign_in"
 CONSOLE_PATH = "/console"
+#: The roles that may use the console's pages besides "My work" (any staff member's).
+CONSOLE_ROLES = ("support", "admin")
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
