@@ -2,22 +2,23 @@
 
 A term's facts keep one ``RenewalTerm`` row: ``renewal.term_started`` opens it
 and adds the term to the ``due`` and ``value_due`` counts of its renewal
-date's day (``due_contribution``), ``renewal.date_changed`` moves it there from
-its old day, and the term's outcome ends it. ``open_terms_due`` sums the open
-terms whose renewal date falls in the coming days through an index that holds
-open terms only, so its cost follows the terms due, not the terms stored.
+date's day in the renewals roll-ups (``due_contribution``), and to the
+``open_due`` and ``open_value_due`` counts; ``renewal.date_changed`` moves
+both to the new day; the term's outcome ends it and takes it back from the
+open counts. ``open_terms_due`` sums the open counts of the roll-ups that cover
+the coming days (a few week and day rows, through their unique index), so its
+cost follows the days, not the terms stored.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlmodel import Session, col
 from sqlmodel import select as select_rows
 
-from crm.reports.rollups import Contribution
+from crm.reports.rollups import WHOLE, Contribution, cover, read_rollups
 from crm.store.db import insert_once
 from crm.store.models import ProcessOutcome, RenewalTerm, as_utc
 
@@ -57,38 +58,35 @@ def follow_term(session: Session, fact: ProcessOutcome) -> list[Contribution]:
             return []
         ending.outcome, ending.ended_at = fact.outcome, ended_at
         session.add(ending)
+        return [due_contribution(ending, -1, still_due=False)]
     return []
 
 
-def due_contribution(row: RenewalTerm, sign: int) -> Contribution:
-    """A term due on its renewal date's day (``sign`` -1 takes it back from that day)."""
+def due_contribution(row: RenewalTerm, sign: int, *, still_due: bool = True) -> Contribution:
+    """An open term due on its renewal date's day (``sign`` -1 takes it back from that
+    day); with ``still_due`` False, only its being open is taken back (it ended)."""
+    value = sign * row.annual_value
+    counts: dict[str, float] = {"open_due": sign, "open_value_due": value}
+    if still_due:
+        counts |= {"due": sign, "value_due": value}
     return Contribution(
         report="renewals",
         tenant=row.tenant,
         day=as_utc(row.renewal_date).date(),
         groups={"plan": row.plan or "", "owner": row.owner_id or ""},
-        counts={"due": sign, "value_due": sign * row.annual_value},
+        counts=counts,
     )
 
 
 def open_terms_due(session: Session, tenant: str, today: date) -> tuple[int, float]:
     """How many open terms of ``tenant`` renew in ``[today, today + DUE_WITHIN)``, and
-    their annual value."""
-    table = RenewalTerm.__table__  # type: ignore[attr-defined]
-    first = datetime.combine(today, time(), UTC)
-    count, value = (
-        session.connection()
-        .execute(
-            select(func.count(), func.coalesce(func.sum(table.c.annual_value), 0.0)).where(
-                table.c.tenant == tenant,
-                table.c.ended_at.is_(None),
-                table.c.renewal_date >= first,
-                table.c.renewal_date < first + DUE_WITHIN,
-            )
-        )
-        .one()
-    )
-    return int(count), float(value)
+    their annual value: the open counts of the roll-ups that cover those days."""
+    spans = cover(today, today + DUE_WITHIN, "week")
+    terms, value = 0.0, 0.0
+    for _, _, counts, _ in read_rollups(session, tenant, "renewals", WHOLE, spans):
+        terms += counts.get("open_due", 0)
+        value += counts.get("open_value_due", 0)
+    return round(terms), value
 
 
 def _term_row(key: str, fact: ProcessOutcome, term: int) -> RenewalTerm:

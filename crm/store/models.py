@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Date, DateTime, Index, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Date, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from crm.domain.calendar import as_utc as as_utc  # the models' callers read their dates with it
@@ -474,22 +474,11 @@ class RenewalTerm(SQLModel, table=True):
     Kept from the term's events (``crm.reports.terms``): ``renewal.term_started``
     opens it, ``renewal.date_changed`` moves its ``renewal_date``, its outcome
     ends it (``outcome``, ``ended_at``); an outcome of a term never opened
-    (a run begun before the ``report-milestones`` patch) stores it ended. The
-    open terms due soon are read through ``ix_renewal_terms_open_due``, which
-    holds open terms only.
+    (a run begun before the ``report-milestones`` patch) stores it ended. What
+    is due, and still open, per day is summed in the renewals roll-ups.
     """
 
     __tablename__ = "renewal_terms"
-    __table_args__ = (
-        Index(
-            "ix_renewal_terms_open_due",
-            "tenant",
-            "renewal_date",
-            postgresql_include=["annual_value"],
-            postgresql_where=text("ended_at IS NULL"),
-            sqlite_where=text("ended_at IS NULL"),
-        ),
-    )
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(unique=True, max_length=700)
