@@ -5,7 +5,8 @@
 
 For each size, a scratch schema in the local PostgreSQL (dropped after) is
 filled by COPY with ``audit`` audit entries, ``sla`` SLA outcomes,
-``renewals`` renewal outcomes and ``others`` each of onboarding, lead and
+``renewals`` renewal outcomes (and as many renewal terms, renewing up to a
+year after the end, open from then on) and ``others`` each of onboarding, lead and
 automation outcomes, spread over the two years before 2026-01-01, a tenth of
 them of another tenant; the roll-ups (per day, week and month) are summed from the same facts
 as the activities would have written them. Then every report is run
@@ -38,12 +39,15 @@ from crm.reports import REPORTS, ReportQuery
 from crm.reports.facts import contribution_of, sla_contribution
 from crm.reports.rollups import Contribution, bucket_of, merge_counts, merge_histogram
 from crm.reports.shape import period_of
+from crm.reports.terms import due_contribution
 from crm.store.db import Database
-from crm.store.models import NO_TENANT, ProcessOutcome, SlaOutcome
+from crm.store.models import NO_TENANT, ProcessOutcome, RenewalTerm, SlaOutcome
 
 END = datetime(2026, 1, 1, tzinfo=UTC)
 SPAN = timedelta(days=730)
 OTHER_TENANT = "other"
+#: The day the renewals' outlook counts from: the open terms due in the 90 days after END.
+TODAY = END.date()
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,27 @@ def process_outcomes(sizes: Sizes, rng: random.Random) -> Iterator[ProcessOutcom
                 automation_version=rng.randrange(1, 4) if process == "automation" else None,
                 detail={"nudges_sent": rng.randrange(3)},
             )
+
+
+def renewal_terms(count: int, rng: random.Random) -> Iterator[RenewalTerm]:
+    """A term per renewal, renewing from two years before ``END`` to one after; those due
+    before ``END`` have ended (a few days around it either way), the rest are open."""
+    for number in range(count):
+        renewal_date = _at(rng) + timedelta(days=365 * rng.random())
+        ended = renewal_date < END - timedelta(days=rng.uniform(-5, 5))
+        tenant = _tenant(rng)
+        yield RenewalTerm(
+            key=f"{tenant}/renewal-{number}/term1",
+            tenant=tenant,
+            process_id=f"renewal-{number}",
+            term=1,
+            renewal_date=renewal_date,
+            annual_value=round(rng.uniform(500, 50000), 2),
+            plan=rng.choice(("starter", "growth", "enterprise")),
+            owner_id=f"owner-{rng.randrange(15)}",
+            outcome="renewed" if ended else None,
+            ended_at=renewal_date if ended else None,
+        )
 
 
 def summed(contributions: Iterable[Contribution]) -> list[tuple[Any, ...]]:
@@ -241,8 +266,32 @@ def seed(schema: str, sizes: Sizes, seed_value: int) -> None:
                 for f in facts
             ),
         )
+        terms = list(renewal_terms(sizes.renewals, rng))
+        _copy(
+            connection,
+            "renewal_terms",
+            "key, tenant, process_id, term, renewal_date, annual_value, plan, owner_id, "
+            "outcome, ended_at",
+            (
+                (
+                    t.key,
+                    t.tenant,
+                    t.process_id,
+                    t.term,
+                    t.renewal_date,
+                    t.annual_value,
+                    t.plan,
+                    t.owner_id,
+                    t.outcome,
+                    t.ended_at,
+                )
+                for t in terms
+            ),
+        )
         contributions = [sla_contribution(t) for t in tickets]
         contributions += [c for f in facts if (c := contribution_of(f)) is not None]
+        contributions += [due_contribution(t, 1) for t in terms]
+        contributions += [due_contribution(t, -1, still_due=False) for t in terms if t.ended_at]
         rollups = _copy(
             connection,
             "report_rollups",
@@ -268,12 +317,12 @@ async def time_reports(schema: str, rounds: int) -> dict[str, list[float]]:
     timings: dict[str, list[float]] = {name: [] for name in REPORTS}
     try:
         for spec in REPORTS.values():  # a first run of each warms the pool and the caches
-            await spec.run(database, None, ReportQuery(END - timedelta(days=7), END))
+            await spec.run(database, None, ReportQuery(END - timedelta(days=7), END, as_of=TODAY))
         for _ in range(rounds):
             for name, spec in REPORTS.items():
                 for _label, days, period, grouped in queries():
                     by = spec.dimensions[0] if grouped else None
-                    query = ReportQuery(END - timedelta(days=days), END, period, by)  # type: ignore[arg-type]
+                    query = ReportQuery(END - timedelta(days=days), END, period, by, TODAY)  # type: ignore[arg-type]
                     began = time.perf_counter()
                     await spec.run(database, None, query)
                     timings[name].append((time.perf_counter() - began) * 1000)
