@@ -23,7 +23,7 @@ def ticket_body() -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("event", "field"),
     [
-        ({"type": "status_changed", "data": {"status": "on_hold"}}, "data.status"),
+        ({"type": "status_changed", "data": {"status": "archived"}}, "data.status"),
         ({"type": "status_changed", "data": {}}, "data.status"),
         ({"type": "priority_changed", "data": {"priority": "critical"}}, "data.priority"),
     ],

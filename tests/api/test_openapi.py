@@ -78,7 +78,13 @@ def test_the_events_body_is_one_schema_per_event_of_every_registered_process(
     assert {"account_configured", "status_changed", "renewed", "replied"} <= every_event
 
     status = resolve(spec, members["status_changed"]["properties"]["data"])
-    assert enum_of(spec, status["properties"]["status"]) == ["open", "pending_customer"]
+    assert enum_of(spec, status["properties"]["status"]) == [
+        "open",
+        "pending",
+        "on_hold",
+        "solved",
+        "pending_customer",  # the old name of pending, still taken
+    ]
     assert status["required"] == ["status"]
     priority = resolve(spec, members["priority_changed"]["properties"]["data"])
     assert enum_of(spec, priority["properties"]["priority"]) == list(policy.sla.priorities)
@@ -88,7 +94,10 @@ def test_the_events_body_is_one_schema_per_event_of_every_registered_process(
 
 def test_the_events_route_names_the_events_of_each_process(spec: dict[str, Any]) -> None:
     description = spec["paths"]["/v1/processes/{process_id}/events"]["post"]["description"]
-    assert "Support-ticket SLA (`sla-...`): `agent_replied`, `status_changed`" in description
+    assert (
+        "Support-ticket SLA (`sla-...`): `customer_replied`, `agent_replied`, `status_changed`, "
+        "`fields_changed`" in description
+    )
     assert "Customer onboarding (`onboarding-...`): `account_configured`, `first_value`" in (
         description
     )
