@@ -1,4 +1,5 @@
-"""A staff member's inbox: their open tasks (and their team's, for a manager), the
+"""A staff member's inbox: their open tasks (and their team's, for a manager; and those
+waiting in their pools for a member to claim), the
 approvals waiting on them or on those they deputise for, the approvals they asked for,
 and their notifications, unread first.
 
@@ -22,6 +23,7 @@ from crm.policy.teams import colleagues_of, team_of
 from crm.store.db import Database
 from crm.store.models import Notification, Task, as_utc, utcnow
 from crm.store.people_work import notifications_of, open_tasks_of
+from workflows.task_types import pool_assignee
 
 
 class InboxTask(BaseModel):
@@ -58,6 +60,8 @@ class Inbox(BaseModel):
     timezone: str
     tasks: list[InboxTask]
     team_tasks: list[InboxTask]
+    #: Tasks waiting in their pools for a member to claim them.
+    pool_tasks: list[InboxTask]
     approvals: list[ApprovalView]
     requested: list[ApprovalView]
     notifications: list[InboxNotification]
@@ -72,12 +76,15 @@ async def inbox_of(
     team = team_of(policy, staff)
     now = utcnow()
 
-    def read(session: Session) -> tuple[list[Task], list[Task], list[Notification]]:
+    pools = [pool_assignee(name) for name, members in policy.pools.items() if staff in members]
+
+    def read(session: Session) -> tuple[list[Task], list[Task], list[Task], list[Notification]]:
         mine = open_tasks_of(session, [staff], principal.tenant)
         theirs = open_tasks_of(session, team, principal.tenant) if team else []
-        return mine, theirs, notifications_of(session, staff)
+        unclaimed = open_tasks_of(session, pools, principal.tenant) if pools else []
+        return mine, theirs, unclaimed, notifications_of(session, staff)
 
-    (mine, theirs, notes), approvals, requested = await asyncio.gather(
+    (mine, theirs, unclaimed, notes), approvals, requested = await asyncio.gather(
         database.run(read, write=False),
         pending_approvals(client, policy, principal),
         requested_approvals(client, principal),
@@ -88,6 +95,7 @@ async def inbox_of(
         timezone=zone,
         tasks=[_task(task, policy, now, zone) for task in mine],
         team_tasks=[_task(task, policy, now, zone) for task in theirs],
+        pool_tasks=[_task(task, policy, now, zone) for task in unclaimed],
         approvals=approvals,
         requested=requested,
         notifications=[

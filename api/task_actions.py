@@ -1,4 +1,5 @@
-"""People acting on tasks: completing one with a note, handing one to a colleague.
+"""People acting on tasks: completing one with a note, handing one to a colleague, claiming
+one waiting in a pool.
 
 Support staff act on any task of their tenant; a staff member (a principal
 with a ``staff_id``) on their own tasks and, as a manager, on their team's.
@@ -24,9 +25,9 @@ from crm.platform.temporal import TemporalUnavailable
 from crm.policy import Policy
 from crm.policy.teams import colleagues_of, team_of
 from crm.store.models import Task
-from crm.store.people_work import reassign_task
+from crm.store.people_work import claim_task, claimed_from, reassign_task
 from crm.store.task_completion import completed
-from workflows.task_types import TASK_CHANGED, TaskChange
+from workflows.task_types import TASK_CHANGED, TaskChange, pool_assignee
 
 log = logging.getLogger("crmflow.api")
 
@@ -92,6 +93,35 @@ async def reassign_task_as(
     if changed:
         change = TaskChange(task.id or 0, task.kind, "reassigned", by, to, note)
         await _tell(context, task, [], change)
+    return task
+
+
+async def claim_task_as(context: AppContext, principal: Principal, task_id: int) -> Task:
+    """Take the task waiting in one of the caller's pools, and tell its process. Raises
+    Problem 403 for a principal of no staff id, 404 when there is no such task in a pool of
+    theirs, 409 when another member claimed it first."""
+    staff = principal.staff_id
+    if staff is None:
+        raise Problem(403, "forbidden", "Not allowed", f"{principal.id} is no staff member")
+    pools = [name for name, members in context.policy.pools.items() if staff in members]
+
+    def claim(session: Session) -> Task | None:
+        task = session.get(Task, task_id)
+        if task is None or (principal.tenant is not None and task.tenant != principal.tenant):
+            return None
+        pool = next((p for p in pools if task.assignee_id == pool_assignee(p)), None)
+        if pool is None:  # claimed already: by a member of one of the caller's pools?
+            return task if claimed_from(session, task) in pools else None
+        return claim_task(session, task_id, pool, staff, principal.tenant)
+
+    task = await context.database.run(claim)
+    if task is None:
+        raise _no_task(task_id)
+    if task.assignee_id != staff:
+        raise Problem(
+            409, "task-claimed", "Task already claimed", f"{task.assignee_id} claimed it first"
+        )
+    await _tell(context, task, [], TaskChange(task.id or 0, task.kind, "claimed", staff, staff))
     return task
 
 

@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.common import APPROVAL_ASSIGNEE, CUSTOMER_ID, PROCESS, STAGE
     from workflows.contracts import StaffContact
+    from workflows.task_types import pool_assignee
 
 PROCESS_NAME = "automation"
 
@@ -288,6 +289,8 @@ class AutomationSteps(ProcessSteps):
         return (await self._contact(staff_id)).email
 
     async def _assignee(self, step_id: str, person: Person) -> tuple[str, str | None]:
+        if person.pool is not None and person.claim:  # nobody's until a member claims it
+            return pool_assignee(person.pool), None
         if person.pool is not None:
             try:
                 assignment = await self._assign_owner(

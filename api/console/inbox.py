@@ -27,7 +27,7 @@ from api.console.security import (
 from api.deps import ContextDep, TemporalDep
 from api.inbox import inbox_of
 from api.problems import Problem
-from api.task_actions import complete_task_as, reassign_task_as
+from api.task_actions import claim_task_as, complete_task_as, reassign_task_as
 from crm.store.console_sessions import SignedIn
 from crm.store.people_work import mark_read
 
@@ -37,6 +37,7 @@ router = APIRouter(prefix=CONSOLE_PATH, include_in_schema=False)
 DONE = {
     "completed": "Task completed.",
     "reassigned": "Task handed over.",
+    "claimed": "Task claimed: it is yours.",
     "approved": "Approved.",
     "rejected": "Rejected.",
     "recalled": "Approval recalled.",
@@ -63,6 +64,15 @@ async def complete(
     note = form.get("note", "")[:2000]
     action = complete_task_as(context, session.principal, task_id, note)
     return await _acted(action, "completed", session, client, context)
+
+
+@router.post("/tasks/{task_id}/claim")
+async def claim(
+    request: Request, task_id: TaskId, session: SessionDep, client: TemporalDep, context: ContextDep
+) -> Response:
+    await _checked_form(request, session)
+    action = claim_task_as(context, session.principal, task_id)
+    return await _acted(action, "claimed", session, client, context)
 
 
 @router.post("/tasks/{task_id}/reassign")

@@ -1,4 +1,5 @@
-"""``/v1/tasks``: the tasks processes created for people, completing one, handing one over."""
+"""``/v1/tasks``: the tasks processes created for people, completing, handing over and
+claiming one."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
-from api.auth import StaffOrSupport, StaffServiceOrSupport, Support
+from api.auth import StaffMember, StaffOrSupport, StaffServiceOrSupport, Support
 from api.deps import ContextDep, DatabaseDep
-from api.task_actions import complete_task_as, reassign_task_as
+from api.task_actions import claim_task_as, complete_task_as, reassign_task_as
 from crm.store.models import Task, as_utc
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -115,6 +116,18 @@ async def complete(
         context, principal, task_id, completion.note, completion.completed_by
     )
     return TaskView.of(task)
+
+
+@router.post("/{task_id}/claim", response_model=TaskView)
+async def claim(
+    context: ContextDep,
+    principal: StaffMember,
+    task_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+) -> TaskView:
+    """Take a task waiting in one of the caller's pools: it becomes theirs, the audit trail
+    and the process hear it; 404 for a task in no pool of theirs, 409 when another member
+    claimed it first."""
+    return TaskView.of(await claim_task_as(context, principal, task_id))
 
 
 @router.post("/{task_id}/reassign", response_model=TaskView)

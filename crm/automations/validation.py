@@ -450,6 +450,8 @@ class _Checker:
                 )
             if person.manager:
                 yield FieldProblem(f"{where}/manager", "a pool has no manager")
+        elif person.claim:
+            yield FieldProblem(f"{where}/claim", "only a pool's task is claimed")
         if person.field is not None and person.field not in self._definition.fields:
             yield FieldProblem(f"{where}/field", self._unknown_field(person.field))
         if person.owner and self._definition.owner_field not in self._definition.fields:

@@ -102,7 +102,8 @@ class Person:
 
     ``owner`` is the staff member in the record's owner field; ``field`` names a
     record field holding an email address (emails) or a staff id (tasks, approvals);
-    ``pool`` (tasks) picks its least-loaded member. ``manager`` goes one up, to
+    ``pool`` (tasks) picks its least-loaded member, or with ``claim`` leaves the
+    task unassigned in the pool for a member to claim. ``manager`` goes one up, to
     the manager of that staff member.
     """
 
@@ -113,6 +114,7 @@ class Person:
     field: str | None = None
     pool: str | None = None
     manager: bool = False
+    claim: bool = False
 
     def describe(self) -> str:
         if self.owner:
@@ -120,7 +122,7 @@ class Person:
         elif self.staff:
             who = self.staff
         elif self.pool:
-            who = f"pool {self.pool}"
+            who = f"pool {self.pool}" + (", to claim" if self.claim else "")
         else:
             who = f"record.{self.field}"
         return f"manager of {who}" if self.manager else who

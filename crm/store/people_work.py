@@ -1,4 +1,5 @@
-"""People's work: the open tasks of a person or a team, handing a task over, notifications.
+"""People's work: the open tasks of a person, a team or a pool, handing a task over, claiming
+one from a pool, notifications.
 
 Handing a task over moves it, and the assignment it is the work of (so the
 open load moves with it), to another person, notifies them and writes who
@@ -14,6 +15,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from crm.store.models import Assignment, AuditEntry, Notification, Task, utcnow
+from workflows.task_types import pool_assignee
 
 #: The most open tasks, and notifications, one inbox lists.
 INBOX_LIMIT = 200
@@ -67,6 +69,38 @@ def reassign_task(
         )
     )
     return task
+
+
+def claim_task(
+    session: Session, task_id: int, pool: str, staff_id: str, tenant: str | None
+) -> Task | None:
+    """Give ``staff_id`` the task waiting in ``pool`` for a member to claim, and audit it;
+    the task as it stands (someone else's when another member was first), None when there
+    is no such task of ``tenant``'s."""
+    task = session.get(Task, task_id, with_for_update=True)
+    if task is None or (tenant is not None and task.tenant != tenant):
+        return None
+    if task.status != "open" or task.assignee_id != pool_assignee(pool):
+        return task
+    task.assignee_id = staff_id
+    session.add(task)
+    session.add(
+        AuditEntry(
+            key=f"{task.key}:claimed",
+            process_id=task.process_id,
+            step=f"task_claimed:{task.kind}",
+            detail={"task_id": task.id, "pool": pool, "by": staff_id},
+        )
+    )
+    return task
+
+
+def claimed_from(session: Session, task: Task) -> str | None:
+    """The pool ``task`` was claimed from, if it was."""
+    claimed = session.exec(
+        select(AuditEntry).where(AuditEntry.key == f"{task.key}:claimed")
+    ).first()
+    return str(claimed.detail.get("pool")) if claimed is not None else None
 
 
 def notifications_of(session: Session, staff_id: str) -> list[Notification]:

@@ -48,6 +48,7 @@ ROUTES: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/v1/tasks", None, {"support"}),
     ("POST", "/v1/tasks/1/complete", {}, {"service", "support", "approver"}),
     ("POST", "/v1/tasks/1/reassign", {"to": "csm-ben"}, {"support", "approver"}),
+    ("POST", "/v1/tasks/1/claim", None, {"approver"}),
     ("GET", "/v1/inbox", None, {"approver"}),
     ("POST", "/v1/notifications/1/read", None, {"approver"}),
     ("POST", "/v1/approvals/approval-nobody/recall", {}, {"approver"}),

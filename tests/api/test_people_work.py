@@ -13,12 +13,13 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 
 from crm.platform.settings import Settings
 from crm.store.db import Database
-from crm.store.models import Assignment, Notification, Task
+from crm.store.models import Assignment, AuditEntry, Notification, Task
 from tests.api.conftest import KeyedClient
 from tests.conftest import eventually
 from tests.support.renewal import approval_input, approver
 from workflows.approval import ApprovalWorkflow
 from workflows.approval_types import approval_id
+from workflows.task_types import pool_assignee
 
 
 def staff_key(staff: str) -> str:
@@ -184,3 +185,28 @@ async def test_the_inbox_is_a_staff_members(as_key: KeyedClient, api: httpx.Asyn
     answer = await api.get("/v1/inbox")  # service + support, no staff id
 
     assert answer.status_code == 403
+
+
+async def test_a_pool_task_goes_to_the_member_who_claims_it_first(
+    as_key: KeyedClient, database: Database
+) -> None:
+    task = await a_task(database, pool_assignee("csm-smb"))
+    ben, ana, dev = (as_key(staff_key(s)) for s in ("csm-ben", "csm-ana", "csm-dev"))
+    waiting = (await ben.get("/v1/inbox")).json()
+
+    outsider = await dev.post(f"/v1/tasks/{task.id}/claim")  # csm-enterprise only
+    claimed = await ben.post(f"/v1/tasks/{task.id}/claim")
+    late = await ana.post(f"/v1/tasks/{task.id}/claim")
+    done = await ben.post(f"/v1/tasks/{task.id}/complete", json={"note": "called"})
+
+    assert task.id in [t["id"] for t in waiting["pool_tasks"]]
+    assert outsider.status_code == 404
+    assert claimed.status_code == 200 and claimed.json()["assignee_id"] == "csm-ben"
+    assert late.status_code == 409 and "csm-ben claimed it first" in late.json()["detail"]
+    assert done.status_code == 200
+
+    def steps(session: Any) -> list[str]:
+        rows = session.exec(select(AuditEntry).where(AuditEntry.process_id == task.process_id))
+        return [row.step for row in rows]
+
+    assert await database.run(steps) == ["task_claimed:call_lead", "task_done:call_lead"]

@@ -4,17 +4,21 @@ handing over tasks, notifications; refusals shown on the page."""
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
 from playwright.async_api import Page, expect
 
+from crm.store.db import Database
+from crm.store.models import Task
 from devstack.mailsink import read_messages
 from tests.api.conftest import KeyedClient
 from tests.api.test_onboardings import new_customer
 from tests.api.test_renewals_and_approvals import renewal_body
 from tests.conftest import eventually
 from tests.console.conftest import SignIn, snapshot
+from workflows.task_types import pool_assignee
 
 
 async def kickoff_task(caller: httpx.AsyncClient, process_id: str) -> dict[str, object]:
@@ -175,3 +179,27 @@ async def test_the_wrong_approver_is_refused_on_the_page(
 
 async def _async(value: object) -> object:
     return value
+
+
+async def test_a_pool_task_is_claimed_from_my_work(
+    tab: Page, sign_in: SignIn, database: Database
+) -> None:
+    waiting = Task(
+        key=f"lead-l-{uuid.uuid4().hex[:8]}/call",
+        process_id="lead-l-claim",
+        customer_id="l-claim",
+        assignee_id=pool_assignee("csm-smb"),
+        kind="call",
+        title=f"Call back {uuid.uuid4().hex[:6]}",
+        due_at=datetime.now(UTC) + timedelta(hours=4),
+    )
+    await database.run(lambda session: session.add(waiting))
+    await sign_in(tab, staff_key("csm-cleo"))
+
+    card = tab.locator("ul.pool-tasks li", has_text=waiting.title)
+    await expect(card).to_be_visible()
+    await card.get_by_role("button", name="Claim").click()
+
+    await expect(tab.get_by_role("status")).to_have_text("Task claimed: it is yours.")
+    await expect(tab.locator("ul.tasks li", has_text=waiting.title)).to_be_visible()
+    await expect(tab.locator("ul.pool-tasks li", has_text=waiting.title)).to_have_count(0)

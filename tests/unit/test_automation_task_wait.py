@@ -1,4 +1,4 @@
-"""Validating a task step that waits for its task to be done."""
+"""Validating a task step that waits for its task to be done, or waits in a pool to be claimed."""
 
 from __future__ import annotations
 
@@ -53,3 +53,13 @@ def test_a_loop_through_a_waited_task_does_not_spin() -> None:
     definition = parse_definition(doc, POLICY)
 
     assert definition.step("call").task is not None
+
+
+def test_a_task_left_in_a_pool_is_claimed_and_only_a_pools_is() -> None:
+    definition = parse_definition(with_task(assignee={"pool": "csm-smb", "claim": True}), POLICY)
+    call = definition.step("call")
+    assert call.task is not None and call.task.assignee.describe() == "pool csm-smb, to claim"
+
+    assert problems(with_task(assignee={"owner": True, "claim": True})) == [
+        ("/steps/0/task/assignee/claim", "only a pool's task is claimed")
+    ]

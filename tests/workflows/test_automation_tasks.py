@@ -3,9 +3,15 @@ time-skipping server: done in time it goes on, not done it takes ``on_timeout``.
 
 from __future__ import annotations
 
+import yaml
+
+from crm.automations.validation import parse_definition
+from crm.policy import Policy
+from crm.store.people_work import claim_task
 from crm.store.task_completion import complete_task
 from tests.conftest import eventually
 from tests.support.automations import (
+    EXAMPLES,
     example,
     mail_about,
     new_record_id,
@@ -14,7 +20,7 @@ from tests.support.automations import (
     tasks_for_record,
 )
 from tests.support.stack import Stack
-from workflows.task_types import TASK_CHANGED, TaskChange
+from workflows.task_types import TASK_CHANGED, TaskChange, pool_assignee
 
 
 def hot_lead(lead_id: str) -> dict[str, object]:
@@ -62,3 +68,30 @@ async def test_a_call_not_done_in_a_business_day_tells_the_manager(stack: Stack)
         step["step"] == "wait:call" and step["detail"] == "task not done in time"
         for step in state["steps"]
     )
+
+
+async def test_a_task_left_in_a_pool_waits_there_until_a_member_claims_it(stack: Stack) -> None:
+    document = yaml.safe_load((EXAMPLES / "hot-lead-call.yaml").read_text())
+    document["steps"][0]["task"]["assignee"] = {"pool": "sales-emea", "claim": True}
+    definition = parse_definition(document, Policy())
+    lead_id = new_record_id("l")
+    now = await stack.env.get_current_time()
+    event = record_event(
+        definition, lead_id, "updated", hot_lead(lead_id), {"rating": "warm"}, at=now
+    )
+    handle = await start_run(stack.client, stack.task_queue, definition, event)
+    [task] = await eventually(
+        lambda: tasks_for_record(stack.database, lead_id), lambda tasks: len(tasks) == 1
+    )
+    assert task.assignee_id == pool_assignee("sales-emea")
+
+    claimed = await stack.database.run(
+        lambda session: claim_task(session, task.id or 0, "sales-emea", "rep-finn", None)
+    )
+    await stack.database.run(lambda session: complete_task(session, task.id or 0, "rep-finn"))
+    await handle.signal(
+        TASK_CHANGED, TaskChange(task.id or 0, task.kind, "done", "rep-finn", "rep-finn")
+    )
+
+    assert claimed is not None and claimed.assignee_id == "rep-finn"
+    assert (await handle.result()).outcome == "called"
