@@ -19,6 +19,7 @@ from crm.store.db import Database
 from crm.store.models import Notification, Task, as_utc
 from crm.store.people_work import open_tasks_of
 from workflows.digest_types import GATHER_DIGEST, DigestContent, DigestRequest
+from workflows.task_types import APPROVAL_TASKS
 
 #: The most tasks a digest lists one by one; the counts cover the rest.
 LISTED = 20
@@ -27,17 +28,20 @@ LISTED = 20
 class DigestActivities:
     """Gathers digests with the worker's database and policy."""
 
-    def __init__(self, database: Database, policy: Policy) -> None:
+    def __init__(self, database: Database, policy: Policy, digest_at: str | None) -> None:
+        """``digest_at``: the time of day digests go out (``CRMFLOW_DAILY_DIGEST_AT``; None:
+        no digests)."""
         self._database = database
         self._policy = policy
+        self._digest_at = digest_at
 
     @activity.defn(name=GATHER_DIGEST)
     async def gather_digest(self, request: DigestRequest) -> DigestContent:
-        """What is waiting on ``request.staff_id`` now; no email when they are not in the
-        policy."""
+        """What is waiting on ``request.staff_id`` now, and the zone and time of their next
+        digest; ``stop`` when they left the policy or digests are off."""
         member = next((m for m in self._policy.staff if m.id == request.staff_id), None)
-        if member is None:
-            return DigestContent(email=None, name=request.staff_id)
+        if member is None or self._digest_at is None:
+            return DigestContent(email=None, name=request.staff_id, stop=True)
         now = as_utc(request.at)
         zone = ZoneInfo(member.timezone)
 
@@ -62,16 +66,13 @@ class DigestActivities:
             email=member.email,
             name=member.name,
             timezone=member.timezone,
+            at=self._digest_at,
             open_tasks=len(tasks),
             overdue_tasks=len(overdue),
             approvals=len(approvals),
             unread=unread,
             lines=lines,
         )
-
-
-#: The kinds of task an approval step gives its approver begin with it.
-APPROVAL_TASKS = "approval_"
 
 
 def _task_line(task: Task, now: datetime, zone: ZoneInfo) -> str:

@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.problems import Problem
 from api.runs import StateUnanswered, describe_process, query_state, status_name
+from api.visibility import visible_to
 from crm.platform.principals import Principal
 from crm.policy import Policy
 from workflows.approval_types import ApprovalDecision, ApprovalResult
@@ -90,7 +91,7 @@ async def pending_approvals(
         on_behalf_of = [m.id for m in policy.staff if m.delegate_id == caller]
         assignees = ", ".join(f"'{staff}'" for staff in [caller, *on_behalf_of])
         query += f" AND {APPROVAL_ASSIGNEE.name} IN ({assignees})"
-    views = await _running_approvals(client, query)
+    views = await _running_approvals(client, query, principal)
     if caller is None:
         return views
     return [view for view in views if caller in (view.current_approver, view.delegate)]
@@ -101,7 +102,8 @@ async def requested_approvals(client: Client, principal: Principal) -> list[Appr
     Raises Problem 403 for a principal of no staff id, 503 when Temporal is away."""
     caller = staff_id_of(principal)
     query = f"{PROCESS.name} = 'approval' AND ExecutionStatus = 'Running'"
-    return [view for view in await _running_approvals(client, query) if view.requester_id == caller]
+    views = await _running_approvals(client, query, principal)
+    return [view for view in views if view.requester_id == caller]
 
 
 async def decide_approval(
@@ -115,7 +117,7 @@ async def decide_approval(
     the current approver or delegate, 409 already decided or expired, 404 no such approval,
     503 Temporal away."""
     caller = staff_id_of(principal)
-    handle = await _pending(client, approval_id)
+    handle = await _pending(client, approval_id, principal)
     try:
         result = await handle.execute_update(
             "decide",
@@ -180,11 +182,17 @@ async def _pending(
     return client.get_workflow_handle(approval_id, run_id=description.run_id)
 
 
-async def _running_approvals(client: Client, query: str) -> list[ApprovalView]:
+async def _running_approvals(
+    client: Client, query: str, principal: Principal
+) -> list[ApprovalView]:
+    """The running approvals ``query`` finds that ``principal``'s tenant may see (by the
+    run's memo: approvals started by a renewal or an automation carry no ``CrmTenant``), at
+    most ``MAX_PENDING``."""
     try:
-        ids = [e.id async for e in client.list_workflows(query, limit=MAX_PENDING)]
+        found = [e async for e in client.list_workflows(query, limit=MAX_PENDING)]
     except RPCError as err:
         raise Problem(503, "temporal-unavailable", "Temporal is unavailable", err.message) from err
+    ids = [execution.id for execution in found if await visible_to(execution, principal)]
     return [v for v in await asyncio.gather(*(_view(client, i) for i in ids)) if v is not None]
 
 

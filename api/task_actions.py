@@ -27,14 +27,22 @@ from crm.policy.teams import colleagues_of, team_of
 from crm.store.models import Task
 from crm.store.people_work import claim_task, claimed_from, reassign_task
 from crm.store.task_completion import completed
-from workflows.task_types import TASK_CHANGED, TaskChange, pool_assignee
+from workflows.task_types import APPROVAL_TASKS, TASK_CHANGED, TaskChange, pool_assignee
 
 log = logging.getLogger("crmflow.api")
 
 
 def may_act_on(policy: Policy, principal: Principal, task: Task) -> bool:
     """Whether ``principal`` may complete or hand over ``task``: support and services
-    always (within their tenant), a staff member for their own and their team's tasks."""
+    always (within their tenant), a staff member for their own and their team's tasks.
+    Raises Problem 409 for an approval's task: it ends with the decision, not by hand."""
+    if task.kind.startswith(APPROVAL_TASKS):
+        raise Problem(
+            409,
+            "approval-task",
+            "Decide the approval",
+            f"task {task.id} ends when its approval is decided: approve or reject it instead",
+        )
     if principal.has_any("support", "service"):
         return True
     staff = principal.staff_id
@@ -49,10 +57,12 @@ async def complete_task_as(
     """Mark the task done by ``by`` (default: the caller's staff id, else its id) and tell
     its process. Raises Problem 404 when there is no such task for the caller (another
     tenant's, or not theirs to act on)."""
+    if by is not None and not principal.has_any("service", "support"):
+        raise invalid_input("completed_by", "only services and support name who did the work")
     by = by or principal.staff_id or principal.id
 
     def complete(session: Session) -> tuple[Task | None, list[str], bool]:
-        task = session.get(Task, task_id)
+        task = _locked(session, task_id, principal)
         if task is None or not may_act_on(context.policy, principal, task):
             return None, [], False
         was_open = task.status == "open"
@@ -77,7 +87,7 @@ async def reassign_task_as(
     by = principal.staff_id or principal.id
 
     def reassign(session: Session) -> tuple[Task | None, bool]:
-        task = session.get(Task, task_id)
+        task = _locked(session, task_id, principal)
         if task is None or not may_act_on(context.policy, principal, task):
             return None, False
         if task.status != "open":
@@ -106,8 +116,8 @@ async def claim_task_as(context: AppContext, principal: Principal, task_id: int)
     pools = [name for name, members in context.policy.pools.items() if staff in members]
 
     def claim(session: Session) -> Task | None:
-        task = session.get(Task, task_id)
-        if task is None or (principal.tenant is not None and task.tenant != principal.tenant):
+        task = _locked(session, task_id, principal)
+        if task is None:
             return None
         pool = next((p for p in pools if task.assignee_id == pool_assignee(p)), None)
         if pool is None:  # claimed already: by a member of one of the caller's pools?
@@ -125,17 +135,35 @@ async def claim_task_as(context: AppContext, principal: Principal, task_id: int)
     return task
 
 
+def _locked(session: Session, task_id: int, principal: Principal) -> Task | None:
+    """Task ``task_id``, locked until the transaction ends and read afresh (PostgreSQL; SQLite's
+    writes take turns), so two people acting at once act one after the other; None when
+    there is none of ``principal``'s tenant."""
+    task = session.get(Task, task_id, with_for_update=True, populate_existing=True)
+    if task is None or (principal.tenant is not None and task.tenant != principal.tenant):
+        return None
+    return task
+
+
 def _no_task(task_id: int) -> Problem:
     return Problem(404, "task-not-found", "Task not found", f"no task {task_id}")
 
 
 async def _tell(context: AppContext, task: Task, endpoints: list[str], change: TaskChange) -> None:
-    """Tell the task's process, and wake the webhook endpoints its event goes to."""
+    """Tell the task's process (first: a run may wait for it), then wake the webhook
+    endpoints its event goes to; neither failing undoes what the person did."""
+    what = f"task {task.id} {change.change}"
     try:
         client = await context.temporal.client()
-        if endpoints:
-            await wake_endpoints(client, context.settings.task_queue, endpoints)
+    except (Problem, TemporalUnavailable) as err:
+        log.warning("%s; process %s not told: %s", what, task.process_id, err)
+        return
+    try:
         await client.get_workflow_handle(task.process_id).signal(TASK_CHANGED, change)
-    except (RPCError, Problem, TemporalUnavailable) as err:  # ended, or Temporal away
-        what = f"task {task.id} {change.change}"
+    except RPCError as err:  # the run has ended, or Temporal is away
         log.info("%s; process %s not told: %s", what, task.process_id, err)
+    if endpoints:
+        try:
+            await wake_endpoints(client, context.settings.task_queue, endpoints)
+        except (RPCError, TemporalUnavailable) as err:  # the deliveries wait for a wake
+            log.warning("%s; its webhook deliveries wait for a wake: %s", what, err)

@@ -232,7 +232,7 @@ def build_activities(settings: Settings, policy: Policy, database: Database) -> 
     )
     activities.append(http_calls.call_http)
     activities.append(AttentionActivities(database, settings).check_attention)
-    activities.append(DigestActivities(database, policy).gather_digest)
+    activities.append(DigestActivities(database, policy, settings.daily_digest_at).gather_digest)
     return BuiltActivities(activities, mailer, enrichment)
 
 

@@ -2,10 +2,12 @@
 
 One run per staff member sleeps until the next ``at`` o'clock in their zone
 (08:00 on the wall, winter and summer: ``crm.domain.daily``; the zone the
-policy gives them, learned afresh each morning), gathers what is
+policy gives them and the time the settings give, learned afresh each
+morning), gathers what is
 waiting on them (``gather_digest``) and emails it, once per local day (the
 email's key is the run's id and the day), only when there is something to
-say. After a month of mornings it continues as new, so a run that lives for
+say. It ends when the staff member leaves the policy or digests are turned
+off. After a month of mornings it continues as new, so a run that lives for
 years keeps a short history.
 """
 
@@ -58,16 +60,23 @@ class DailyDigestWorkflow:
             )
             day = local_date(due, digest.timezone).isoformat()
             try:
-                digest.timezone = await self._morning(digest, day)
+                content = await self._morning(digest, day)
             except ActivityError as err:  # tomorrow's digest still comes
                 if is_cancelled_exception(err):
                     raise
                 workflow.logger.warning("no digest for %s on %s: %s", digest.staff_id, day, err)
+                continue
+            if content.stop:
+                return
+            digest.timezone = content.timezone
+            if content.at is not None and content.at != digest.at:
+                digest.at, at = content.at, time.fromisoformat(content.at)
         workflow.continue_as_new(digest)
 
-    async def _morning(self, digest: DigestInput, day: str) -> str:
-        """Gather the day's work and email it, if there is any; the staff member's zone now
-        (the policy may have moved them)."""
+    async def _morning(self, digest: DigestInput, day: str) -> DigestContent:
+        """Gather the day's work and email it, if there is any; what was gathered, with the
+        staff member's zone and digest time now (the policy or the settings may have moved
+        them, or ended their digests)."""
         content: DigestContent = await workflow.execute_activity(
             GATHER_DIGEST,
             DigestRequest(staff_id=digest.staff_id, day=day, at=workflow.now()),
@@ -77,8 +86,8 @@ class DailyDigestWorkflow:
             retry_policy=RECORD_RETRY,
             summary=f"gather {digest.staff_id}'s work",
         )
-        if not (content.email and content.lines):
-            return content.timezone
+        if not (content.email and content.lines) or content.stop:
+            return content
         await workflow.execute_activity(
             SEND_EMAIL,
             EmailRequest(
@@ -103,4 +112,4 @@ class DailyDigestWorkflow:
             retry_policy=EMAIL_RETRY,
             summary="email the digest",
         )
-        return content.timezone
+        return content

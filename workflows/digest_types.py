@@ -36,6 +36,10 @@ class DigestContent:
     name: str
     #: The staff member's zone in the policy now: the next morning is counted in it.
     timezone: str = "UTC"
+    #: The time of day digests go out at now (None: as before).
+    at: str | None = None
+    #: No more digests: the staff member left the policy, or digests were turned off.
+    stop: bool = False
     open_tasks: int = 0
     overdue_tasks: int = 0
     approvals: int = 0

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 #: The signal every process takes when a person completes, reassigns or claims one of its
 #: tasks.
 TASK_CHANGED = "task_changed"
+#: The kinds of task an approval step gives its approver begin with it (``approval_<step>``).
+APPROVAL_TASKS = "approval_"
 #: What a task waiting in a pool for a member to claim it has for its assignee.
 POOL_PREFIX = "pool:"
 

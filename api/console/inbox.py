@@ -23,6 +23,7 @@ from api.console.security import (
     SessionDep,
     check_csrf,
     read_form,
+    require_role,
 )
 from api.deps import ContextDep, TemporalDep
 from api.inbox import inbox_of
@@ -94,6 +95,7 @@ async def decide(
     context: ContextDep,
 ) -> Response:
     form = await _checked_form(request, session)
+    require_role(session.principal, "approver")  # as POST /v1/approvals/{id}/decision
     decision = form.get("decision", "")
     if decision not in ("approve", "reject"):
         refused = Problem(422, "validation-error", "Invalid decision", "choose approve or reject")

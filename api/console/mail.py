@@ -30,6 +30,7 @@ from api.console.security import (
 )
 from api.deps import ContextDep
 from crm.mail.checks import SpamScore, message_checks, part_text, spam_scores
+from crm.platform.principals import Principal
 from devstack.mailsink import (
     ENVELOPE_FROM_HEADER,
     ENVELOPE_TO_HEADER,
@@ -49,6 +50,18 @@ MESSAGE_HTML_POLICY = (
 )
 _KEY = re.compile(r"^[A-Za-z0-9._:,=-]{1,200}$")
 _ROLES = ("support", "admin")
+
+
+def _may_read_mail(principal: Principal) -> None:
+    """The sink holds every tenant's mail: support or admin staff of no tenant read it.
+    Raises ConsoleRefused 403 otherwise."""
+    require_role(principal, *_ROLES)
+    if principal.tenant is not None:
+        raise ConsoleRefused(
+            403, "The test mailbox holds every tenant's mail: it is not a tenant's."
+        )
+
+
 _NOT_SHOWN = {"content-transfer-encoding"}
 #: SpamAssassin's verdict per Maildir key: a message in the sink never changes.
 _spam_cache: dict[str, SpamScore | None] = {}
@@ -61,7 +74,7 @@ _SINK_HEADERS = tuple(
 @router.get("")
 async def inbox(session: SessionDep, context: ContextDep) -> Response:
     """Every message the sink holds, newest first, with its class and failing checks."""
-    require_role(session.principal, *_ROLES)
+    _may_read_mail(session.principal)
     maildir = context.settings.mail_sink_dir
     messages = _messages(maildir)
     rows = []
@@ -88,7 +101,7 @@ async def inbox(session: SessionDep, context: ContextDep) -> Response:
 @router.get("/{key}")
 async def message(key: str, session: SessionDep, context: ContextDep) -> Response:
     """One message: its HTML framed, its text part, its headers and its checks."""
-    require_role(session.principal, *_ROLES)
+    _may_read_mail(session.principal)
     stored, raw = _find(context.settings.mail_sink_dir, key)
     if key not in _spam_cache:
         scores = await asyncio.to_thread(spam_scores, [raw])
@@ -117,7 +130,7 @@ async def message(key: str, session: SessionDep, context: ContextDep) -> Respons
 @router.get("/{key}/html")
 async def message_html(key: str, session: SessionDep, context: ContextDep) -> Response:
     """The message's HTML part, sandboxed by its own Content-Security-Policy."""
-    require_role(session.principal, *_ROLES)
+    _may_read_mail(session.principal)
     stored, _ = _find(context.settings.mail_sink_dir, key)
     response = HTMLResponse(stored.html or "<p>This message has no HTML part.</p>")
     response.headers["content-security-policy"] = MESSAGE_HTML_POLICY

@@ -125,12 +125,18 @@ def report_csv(table: ReportTable) -> str:
     return out.getvalue()
 
 
+#: What a spreadsheet takes a cell beginning with for a formula (OWASP's CSV injection list).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     text = str(value)
     # A cell a spreadsheet would run as a formula is quoted as text.
-    return "'" + text if text[:1] in ("=", "+", "-", "@") and not _number(text) else text
+    return (
+        "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _number(text) else text
+    )
 
 
 def _number(text: str) -> bool:

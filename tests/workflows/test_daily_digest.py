@@ -89,3 +89,16 @@ async def test_the_digest_comes_at_eight_on_the_wall_across_dst_and_only_with_wo
         "Your work for 2027-03-28: 1 open task(s), 1 overdue",
     ]
     assert "OVERDUE since Sat 27 Mar 13:00" in next(m.body for m in mails if "03-28" in m.subject)
+
+
+async def test_a_digest_ends_when_its_staff_member_leaves_the_policy(idle_stack: Stack) -> None:
+    async with idle_stack.worker():
+        handle = await idle_stack.client.start_workflow(
+            DailyDigestWorkflow.run,
+            DigestInput("csm-who-left", "Europe/Stockholm", "08:00"),
+            id=f"digest-test-{uuid.uuid4().hex[:8]}",
+            task_queue=idle_stack.task_queue,
+        )
+        await handle.result()  # the time-skipping server runs on to the first morning
+
+    assert len(await gathered_at(handle)) == 1
