@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 import jwt
@@ -55,6 +56,11 @@ class Authenticator:
         if self._settings.jwt_key:
             return self._verify_jwt(token)
         return None
+
+    async def key_is_live(self, key_id: str) -> bool:
+        """Whether API key ``key_id`` exists and is not revoked (as of ``KEY_CACHE_SECONDS``
+        ago at most)."""
+        return await self._record(key_id) is not None
 
     async def _record(self, key_id: str) -> ApiKeyRecord | None:
         if key_id in self._file_keys:
@@ -106,6 +112,16 @@ class Authenticator:
             staff_id=claims.get("staff_id"),
             tenant=tenant,
         )
+
+
+def token_expiry(token: str) -> datetime | None:
+    """When a JWT that was verified expires (its ``exp``); None for anything else."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    expiry = claims.get("exp")
+    return datetime.fromtimestamp(expiry, UTC) if isinstance(expiry, int | float) else None
 
 
 def presented_token(request: Request) -> str | None:

@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import ValidationError
 
 from api.attention import needs_attention
+from api.auth import token_expiry
 from api.console.rendering import STATIC, page, page_context
 from api.console.security import (
     CONSOLE_PATH,
@@ -36,6 +37,7 @@ from api.problems import Problem
 from api.run_list import RunFilters, customer_timeline, list_runs
 from api.runs import describe_process, ensure_running
 from api.visibility import web_ui_url
+from crm.platform.principals import key_id_of
 from crm.store.console_sessions import SESSION_LIFETIME, close_session, open_session
 from processes import PROCESSES
 
@@ -72,13 +74,16 @@ async def sign_in(request: Request, database: DatabaseDep) -> Response:
         raise ConsoleRefused(
             403, "The sign-in form's security token is missing or stale: reload the page."
         )
-    principal = await request.app.state.authenticator.verify(form.get("key", "").strip())
+    presented = form.get("key", "").strip()
+    principal = await request.app.state.authenticator.verify(presented)
     if principal is None:
         error = "That key or token is unknown, revoked or expired."
         return _sign_in_page(request, form.get("next"), error)
     if principal.staff_id is None:  # staff members have their work; others need a role
         require_role(principal, *CONSOLE_ROLES)
-    token, _ = await open_session(database, principal)
+    key_id = key_id_of(presented)
+    until = None if key_id is not None else token_expiry(presented)
+    token, _ = await open_session(database, principal, key_id=key_id, until=until)
     signed_in = RedirectResponse(safe_next(form.get("next")), status_code=303)
     _set_cookie(
         request,

@@ -18,9 +18,10 @@ from urllib.parse import parse_qs
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.auth import Authenticator
 from api.deps import DatabaseDep
 from crm.platform.principals import Principal
-from crm.store.console_sessions import SignedIn, session_of
+from crm.store.console_sessions import SignedIn, close_session, session_of
 
 SESSION_COOKIE = "crmflow_session"
 SIGN_IN_COOKIE = "crmflow_sign_in"
@@ -95,9 +96,15 @@ async def read_form(request: Request) -> dict[str, str]:
 
 
 async def signed_in(request: Request, database: DatabaseDep) -> SignedIn:
-    """The request's live session; raises SignInRequired when there is none."""
+    """The request's live session; raises SignInRequired when there is none, or when the
+    API key it was signed in with has been revoked (the session ends)."""
     token = request.cookies.get(SESSION_COOKIE)
     found = await session_of(database, token) if token else None
+    if found is not None and found.key_id is not None:
+        authenticator: Authenticator = request.app.state.authenticator
+        if not await authenticator.key_is_live(found.key_id):
+            await close_session(database, token or "")
+            found = None
     if found is None:
         raise SignInRequired(request.url.path)
     return found

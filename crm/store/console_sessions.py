@@ -1,8 +1,10 @@
 """Console sign-in sessions: an API key (or JWT) exchanged for a cookie.
 
 The cookie holds a random token; only its SHA-256 is stored, with the
-principal the key identified and the session's CSRF token, so a copy of the
-database signs nobody in. Sessions live in the database, not in one API
+principal the key identified, the key's id (a revoked key ends its sessions)
+and the session's CSRF token, so a copy of the database signs nobody in. A
+session signed in with a token ends when the token expires, if that is
+sooner than ``SESSION_LIFETIME``. Sessions live in the database, not in one API
 process, so every API replica honours them and signing out ends them
 everywhere.
 """
@@ -35,6 +37,8 @@ class ConsoleSession(SQLModel, table=True):
     roles: list[str] = Field(sa_column=Column(JSON, nullable=False))
     staff_id: str | None = Field(default=None, max_length=100)
     tenant: str | None = Field(default=None, max_length=100)
+    #: The API key signed in with (None: a JWT): a revoked key ends the session.
+    key_id: str | None = Field(default=None, max_length=32)
     csrf_token: str = Field(max_length=64)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
@@ -50,26 +54,39 @@ class SignedIn:
 
     principal: Principal
     csrf_token: str
+    key_id: str | None = None
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def open_session(database: Database, principal: Principal) -> tuple[str, SignedIn]:
-    """Start a session for ``principal``; the cookie's token and the session.
+async def open_session(
+    database: Database,
+    principal: Principal,
+    *,
+    key_id: str | None = None,
+    until: datetime | None = None,
+) -> tuple[str, SignedIn]:
+    """Start a session for ``principal``, signed in with API key ``key_id`` (None: a token
+    that expires ``until``); the cookie's token and the session. It lasts
+    ``SESSION_LIFETIME``, or until the token expires if that is sooner.
 
     Expired sessions are swept in the same transaction.
     """
     token = secrets.token_urlsafe(32)
+    expires_at = utcnow() + SESSION_LIFETIME
+    if until is not None:
+        expires_at = min(expires_at, as_utc(until))
     row = ConsoleSession(
         token_sha256=_digest(token),
         principal=principal.id,
         roles=sorted(principal.roles),
         staff_id=principal.staff_id,
         tenant=principal.tenant,
+        key_id=key_id,
         csrf_token=secrets.token_urlsafe(24),
-        expires_at=utcnow() + SESSION_LIFETIME,
+        expires_at=expires_at,
     )
 
     def store(session: Session) -> None:
@@ -77,7 +94,7 @@ async def open_session(database: Database, principal: Principal) -> tuple[str, S
         session.add(row)
 
     await database.run(store)
-    return token, SignedIn(principal, row.csrf_token)
+    return token, SignedIn(principal, row.csrf_token, key_id)
 
 
 async def session_of(database: Database, token: str) -> SignedIn | None:
@@ -92,7 +109,7 @@ async def session_of(database: Database, token: str) -> SignedIn | None:
         staff_id=row.staff_id,
         tenant=row.tenant,
     )
-    return SignedIn(principal, row.csrf_token)
+    return SignedIn(principal, row.csrf_token, row.key_id)
 
 
 async def close_session(database: Database, token: str) -> None:

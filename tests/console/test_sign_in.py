@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import httpx
+import jwt
+import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
+from api import auth
+from api.auth import token_expiry
+from crm.platform.principals import key_id_of
+from crm.store.db import Database
+from crm.store.keystore import create_key, revoke_key
 from tests.console.conftest import SignIn, snapshot
 
 
@@ -101,3 +109,29 @@ async def test_signing_out_ends_the_session(api_url: str, tab: Page, sign_in: Si
             "/console/runs", headers={"cookie": f"crmflow_session={cookie['value']}"}
         )
     assert answer.status_code == 303
+
+
+async def test_revoking_the_key_ends_its_console_session(
+    api_url: str, tab: Page, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "KEY_CACHE_SECONDS", 0.0)  # the API re-reads keys at once
+    key = await create_key(database, "support-sam", ("support",))
+    await tab.goto(f"{api_url}/console/sign-in")
+    await tab.fill("#key", key)
+    await tab.click("button[type=submit]")
+    await expect(tab.get_by_role("heading", name="Runs")).to_be_visible()
+
+    key_id = key_id_of(key)
+    assert key_id is not None
+    await revoke_key(database, key_id)
+    await tab.goto(f"{api_url}/console/reports")
+
+    await expect(tab).to_have_url(re.compile(r"/console/sign-in\?next="))
+
+
+def test_a_session_signed_in_with_a_token_ends_when_the_token_does() -> None:
+    expiry = datetime(2030, 1, 1, tzinfo=UTC)
+    token = jwt.encode({"sub": "ann", "exp": expiry}, "k" * 32, algorithm="HS256")
+
+    assert token_expiry(token) == expiry
+    assert token_expiry("crm_abc_def") is None
