@@ -53,7 +53,7 @@ def reassign_task(
     action = uuid.uuid4().hex[:12]
     session.add(
         AuditEntry(
-            key=f"{task.key}:reassigned:{action}",
+            key=_action_key(task, f"reassigned:{action}"),
             process_id=task.process_id,
             step=f"task_reassigned:{task.kind}",
             detail={"task_id": task.id, "from": was, "to": to, "by": by, "note": note},
@@ -61,7 +61,7 @@ def reassign_task(
     )
     session.add(
         Notification(
-            key=f"{task.key}:reassigned:{action}",
+            key=_action_key(task, f"reassigned:{action}"),
             process_id=task.process_id,
             staff_id=to,
             kind="task_reassigned",
@@ -86,7 +86,7 @@ def claim_task(
     session.add(task)
     session.add(
         AuditEntry(
-            key=f"{task.key}:claimed",
+            key=_action_key(task, "claimed"),
             process_id=task.process_id,
             step=f"task_claimed:{task.kind}",
             detail={"task_id": task.id, "pool": pool, "by": staff_id},
@@ -97,10 +97,15 @@ def claim_task(
 
 def claimed_from(session: Session, task: Task) -> str | None:
     """The pool ``task`` was claimed from, if it was."""
-    claimed = session.exec(
-        select(AuditEntry).where(AuditEntry.key == f"{task.key}:claimed")
-    ).first()
+    key = _action_key(task, "claimed")
+    claimed = session.exec(select(AuditEntry).where(AuditEntry.key == key)).first()
     return str(claimed.detail.get("pool")) if claimed is not None else None
+
+
+def _action_key(task: Task, what: str) -> str:
+    """The key of an audit entry or notification about a person's action on ``task``: within
+    the keys' 300 characters whatever the task's own key (process ids are at most 200)."""
+    return f"{task.process_id}/task-{task.id}:{what}"
 
 
 def notifications_of(session: Session, staff_id: str) -> list[Notification]:
