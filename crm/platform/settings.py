@@ -11,21 +11,31 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     """Every setting of crmflow; see the README for the table of variables."""
 
-    model_config = SettingsConfigDict(env_prefix="CRMFLOW_", extra="ignore")
+    # The input is every CRMFLOW_ variable, keys included: errors name the variable only.
+    model_config = SettingsConfigDict(
+        env_prefix="CRMFLOW_", extra="ignore", hide_input_in_errors=True
+    )
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
-    temporal_tls: bool = False
+    #: None: TLS when any of the TLS files, the server name or an API key is set.
+    temporal_tls: bool | None = None
+    #: The root CA (PEM) the server's certificate is checked against instead of the system's.
+    temporal_tls_ca: Path | None = None
+    #: The name the server's certificate carries, and the SNI sent, when it is not the
+    #: host of ``temporal_address``.
+    temporal_tls_server_name: str | None = None
+    #: The client certificate and its key (PEM) for mTLS: both or neither.
     temporal_tls_cert: Path | None = None
     temporal_tls_key: Path | None = None
-    temporal_api_key: str | None = None
+    temporal_api_key: str | None = Field(default=None, repr=False)
     codec_keys: str | None = Field(default=None, repr=False)
     #: The keys that seal secrets stored in the database (webhook signing secrets), in the
     #: codec keys' form; the codec keys when unset.
@@ -109,6 +119,48 @@ class Settings(BaseSettings):
     #: or ramping, and no running workflow pinned to it).
     worker_exit_when_drained: bool = False
     worker_drain_check_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _temporal_tls_is_usable(self) -> Settings:
+        """A process fails at start-up, naming the variable, rather than at its first call."""
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            given, missing = ("CERT", "KEY") if self.temporal_tls_key is None else ("KEY", "CERT")
+            raise ValueError(
+                f"CRMFLOW_TEMPORAL_TLS_{given} is set but CRMFLOW_TEMPORAL_TLS_{missing} is "
+                "not: a client certificate (mTLS) needs both"
+            )
+        if self.temporal_tls is False and self.temporal_tls_options_set:
+            raise ValueError(
+                "CRMFLOW_TEMPORAL_TLS is false but a TLS CA, server name or client "
+                "certificate is set"
+            )
+        for variable, path, marker in (
+            ("CRMFLOW_TEMPORAL_TLS_CA", self.temporal_tls_ca, b"-----BEGIN CERTIFICATE-----"),
+            ("CRMFLOW_TEMPORAL_TLS_CERT", self.temporal_tls_cert, b"-----BEGIN CERTIFICATE-----"),
+            ("CRMFLOW_TEMPORAL_TLS_KEY", self.temporal_tls_key, b"PRIVATE KEY-----"),
+        ):
+            if path is None:
+                continue
+            try:
+                content = path.read_bytes()
+            except OSError as err:
+                raise ValueError(f"{variable}: cannot read {path}: {err.strerror}") from err
+            if marker not in content:
+                kind = "private key" if variable.endswith("KEY") else "certificate"
+                raise ValueError(f"{variable}: {path} holds no PEM {kind}")
+        return self
+
+    @property
+    def temporal_tls_options_set(self) -> bool:
+        """Whether a TLS CA, server name or client certificate is configured."""
+        return any(
+            (
+                self.temporal_tls_ca,
+                self.temporal_tls_server_name,
+                self.temporal_tls_cert,
+                self.temporal_tls_key,
+            )
+        )
 
     @property
     def secret_keys(self) -> str | None:
