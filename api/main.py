@@ -134,6 +134,8 @@ def main() -> None:
         create_app(settings),
         host=settings.api_host,
         port=settings.api_port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.api_forwarded_allow_ips,
         log_config=None,
         access_log=False,  # paths can hold secrets (the UI's codec key); metrics count requests
     )

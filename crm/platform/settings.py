@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=65536, ge=1024)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    #: The proxies (addresses, comma-separated, or "*") whose X-Forwarded-Proto and -For the
+    #: API believes: behind a TLS-terminating load balancer, name it so the console's cookie
+    #: is sent as Secure.
+    api_forwarded_allow_ips: str = "127.0.0.1"
     ui_origins: list[str] = Field(
         default_factory=lambda: ["http://127.0.0.1:8233", "http://localhost:8233"]
     )
