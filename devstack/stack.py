@@ -544,6 +544,9 @@ class DevStack:
             f"  API         http://{api.host}:{port}/docs (metrics at http://{api.host}:{port}/metrics)"
             for port in api.ports
         ]
+        lines.append(
+            f"  Console     http://{api.host}:{api.port}/console (sign in with the support key)"
+        )
         if self.config.worker.replicas > 1:
             lines.append(
                 f"  Workers     {self.config.worker.replicas} on task queue "
