@@ -23,23 +23,40 @@ own due time are counted apart, not as late.
     python bench/tickets.py --count 1000
     python bench/tickets.py --count 200 --api http://127.0.0.1:18000 \
         --keys-file /tmp/s/state/dev-api-keys.yml --maildir /tmp/s/state/mail
+
+``--four-clocks`` (issue 20) starts a stack of its own per round (file-backed dev
+server, SMTP sink, API, worker) with a policy file that gives urgent tickets all
+four clocks around the clock, opens the tickets over ``--spread`` seconds, sends
+each an agent and a customer reply, and reports how late each warning and breach
+was done (its notification or task row) after its due instant, per kind and
+overall, with the worker's peak RSS and the CPU each process used. ``--worker-env``
+compares worker settings, rounds alternating:
+
+    python -m bench.tickets --four-clocks --count 1000 --rounds 2 \
+        --worker-env "" --worker-env CRMFLOW_WORKER_MAX_CONCURRENT_ACTIVITIES=200
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import sqlite3
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 WARNING_AFTER = timedelta(minutes=45)  # 75 % of the urgent one-hour first response
 
@@ -77,14 +94,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=1000, help="tickets to open")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     parser.add_argument(
-        "--warn-in", type=float, default=150.0, help="seconds from the start to the first warning"
+        "--warn-in",
+        type=float,
+        default=None,
+        help="seconds from the start to the first warning (150; --four-clocks: 65)",
     )
-    parser.add_argument("--spread", type=float, default=30.0, help="seconds the warnings span")
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=None,
+        help="seconds the first warnings span (30; --four-clocks: 240)",
+    )
     parser.add_argument("--worker-pid", type=int, default=None, help="default: found in /proc")
     parser.add_argument("--maildir", type=Path, default=Path(".crmflow/mail"))
     parser.add_argument("--keep-open", action="store_true", help="leave the tickets running")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    return parser.parse_args(argv)
+    four = parser.add_argument_group("four clocks (issue 20): a stack of its own per round")
+    four.add_argument(
+        "--four-clocks", action="store_true", help="run the four-clock SLA policy bench"
+    )
+    four.add_argument("--rounds", type=int, default=1, help="rounds per worker variant")
+    four.add_argument(
+        "--worker-env",
+        action="append",
+        default=None,
+        metavar="K=V,K=V",
+        help="a worker variant's settings (repeat to compare; rounds alternate)",
+    )
+    four.add_argument("--grace", type=float, default=60.0, help="seconds to wait for late actions")
+    args = parser.parse_args(argv)
+    if args.warn_in is None:
+        args.warn_in = 65.0 if args.four_clocks else 150.0
+    if args.spread is None:
+        args.spread = 240.0 if args.four_clocks else 30.0
+    return args
 
 
 async def main(args: argparse.Namespace) -> Report:
@@ -317,8 +360,401 @@ def percentiles(values: list[float], points: tuple[int, ...]) -> dict[str, float
     return {f"p{p}": round(ordered[-1] if p == 100 else cuts[p - 1], 3) for p in points}
 
 
+# Four clocks under an SLA policy (issue 20): ``--four-clocks``.
+
+#: Business-time targets of the bench's policy in seconds, around the clock. Each ticket's
+#: instants, from its first-response warning: breach +20 s; the agent's and the customer's
+#: reply at +30 s start the periodic update (warning +90 s, breach +110 s) and the next
+#: reply (+120 s, +150 s); resolution warns at +135 s and breaches at +200 s.
+FOUR_CLOCK_TARGETS = {
+    "first_response": 80.0,
+    "next_reply": 120.0,
+    "periodic_update": 80.0,
+    "resolution": 260.0,
+}
+WARNING_SHARE = 0.75
+REPLIES_AFTER_WARNING = timedelta(seconds=30)
+LEVELS = ("warning", "breach")
+ACTION_KINDS = tuple(f"{clock}_{level}" for clock in FOUR_CLOCK_TARGETS for level in LEVELS)
+#: What shows that an action was taken: the warning's in-app notification, the breach's
+#: task for the team lead; both come after the action's email.
+DONE_ROW = {"warning": "notify", "breach": "task"}
+
+
+def four_clock_policy() -> dict[str, Any]:
+    """The policy file's ``sla:`` section: urgent tickets tagged ``bench`` run all four
+    clocks around the clock, each warning the assignee at 75 % and telling the team lead
+    (email and task) at the breach."""
+    ladder = [
+        {"name": "warning", "at": f"{WARNING_SHARE:.0%}", "action": "notify_assignee"},
+        {"name": "breach", "at": "100%", "action": "notify_role", "role": "team_lead"},
+    ]
+    clocks = {
+        clock: {"targets": {"urgent": f"{seconds:g}s"}, "ladder": [dict(level) for level in ladder]}
+        for clock, seconds in FOUR_CLOCK_TARGETS.items()
+    }
+    policy = {
+        "name": "bench-four-clocks",
+        "when": {"tags": ["bench"]},
+        "around_the_clock": ["urgent"],
+        "clocks": clocks,
+    }
+    return {"sla": {"policies": [policy]}}
+
+
+@dataclass
+class PolicyTicket:
+    """A bench ticket under the four-clock policy: when each action is due, and when its
+    look (the run seeing the level reached), email and final row happened."""
+
+    ticket_id: str
+    created_at: datetime
+    replies_at: datetime
+    status: int | None = None
+    started_at: datetime | None = None
+    due: dict[str, datetime] = field(default_factory=dict)
+    looked: dict[str, datetime] = field(default_factory=dict)
+    emailed: dict[str, datetime] = field(default_factory=dict)
+    done: dict[str, datetime] = field(default_factory=dict)
+
+    @property
+    def process_id(self) -> str:
+        return f"sla-{self.ticket_id}"
+
+    def set_due(self, clock: str, breach: datetime) -> None:
+        """Both levels of ``clock`` from its breach instant (24x7: business = wall time)."""
+        before = timedelta(seconds=FOUR_CLOCK_TARGETS[clock] * (1 - WARNING_SHARE))
+        self.due[f"{clock}_warning"] = breach - before
+        self.due[f"{clock}_breach"] = breach
+
+
+def four_clock_tickets(
+    count: int, run: str, first_due: datetime, spread: float
+) -> list[PolicyTicket]:
+    """``count`` tickets whose first-response warnings fall due from ``first_due`` on,
+    spread evenly over ``spread`` seconds: each is opened its warning's 60 s before (a
+    ``created_at`` in the future would count from the start instead)."""
+    warn_after = timedelta(seconds=FOUR_CLOCK_TARGETS["first_response"] * WARNING_SHARE)
+    tickets = []
+    for index in range(count):
+        anchor = first_due + timedelta(seconds=spread * index / max(count, 1))
+        tickets.append(
+            PolicyTicket(
+                ticket_id=f"bench-{run}-{index:05d}",
+                created_at=anchor - warn_after,
+                replies_at=anchor + REPLIES_AFTER_WARNING,
+            )
+        )
+    return tickets
+
+
+@contextlib.contextmanager
+def four_clock_stack(
+    state: Path, worker_env: dict[str, str]
+) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    """A file-backed dev server, SMTP sink, ``crmflow api`` and ``crmflow worker`` reading
+    the four-clock policy file; yields the API's URL, a service key and the worker."""
+    from bench.harness import (
+        api_server,
+        bench_api_key,
+        crmflow_env,
+        free_port,
+        process,
+        temporal_server,
+        wait_for_port,
+        worker,
+    )
+
+    policy_file = state / "policy.yml"
+    policy_file.write_text(yaml.safe_dump(four_clock_policy(), sort_keys=False), encoding="utf-8")
+    smtp_port = free_port()
+    with contextlib.ExitStack() as stack:
+        address = stack.enter_context(temporal_server(state / "temporal.db"))
+        sink = ["smtp-sink", "--port", str(smtp_port), "--maildir", f"{state}/mail"]
+        stack.enter_context(process([sys.executable, "-m", "devstack.cli", *sink]))
+        wait_for_port(smtp_port)
+        key = bench_api_key(state)
+        env = crmflow_env(
+            address,
+            f"bench-tickets-{uuid.uuid4().hex[:8]}",
+            state,
+            CRMFLOW_SMTP_PORT=str(smtp_port),
+            CRMFLOW_POLICY_FILE=str(policy_file),
+            CRMFLOW_MAIL_SINK_DIR=str(state / "mail"),
+        )
+        url = stack.enter_context(api_server(env))
+        yield url, key, stack.enter_context(worker({**env, **worker_env}))
+
+
+async def four_clock_round(args: argparse.Namespace, worker_env: dict[str, str]) -> dict[str, Any]:
+    """One round on a fresh stack: open the tickets, reply on schedule, wait for every
+    action, and read when each happened; the round's figures."""
+    from bench.harness import child_cpu_seconds, cpu_used_since
+
+    figures: dict[str, Any] = {"load_before": load_average()}
+    with tempfile.TemporaryDirectory(prefix="crmflow-bench-tickets-") as scratch:
+        state = Path(scratch)
+        with four_clock_stack(state, worker_env) as (url, key, worker_process):
+            await asyncio.sleep(3)  # let the worker start polling
+            cpu_before = child_cpu_seconds()
+            run = uuid.uuid4().hex[:8]
+            start = datetime.now(UTC)
+            tickets: list[PolicyTicket] = four_clock_tickets(
+                args.count, run, start + timedelta(seconds=args.warn_in), args.spread
+            )
+            headers = {"Authorization": f"Bearer {key}"}
+            limits = httpx.Limits(
+                max_connections=args.concurrency, max_keepalive_connections=args.concurrency
+            )
+            rss = RssWatch(worker_process.pid)
+            async with httpx.AsyncClient(
+                base_url=url, headers=headers, limits=limits, timeout=60
+            ) as api:
+                watching = asyncio.create_task(rss.watch())
+                elapsed = await open_policy_tickets(api, tickets, args.concurrency)
+                figures["opening_seconds"] = round(elapsed, 1)
+                figures["start_failures"] = sum(1 for t in tickets if t.status not in (200, 201))
+                await reply_on_schedule(api, tickets, args.concurrency)
+                last_due = max(due for t in tickets for due in t.due.values())
+                await asyncio.sleep(max((last_due - datetime.now(UTC)).total_seconds(), 0) + 2)
+                await wait_for_actions(state / "crm.db", tickets, within=args.grace)
+                figures["cpu_s"] = cpu_used_since(cpu_before)
+                figures["load_after"] = load_average()
+                watching.cancel()
+                figures["worker_rss_mib_parked"] = rss.parked
+                figures["worker_rss_mib_peak"] = rss.peak()
+                await read_looks(api, tickets)
+    figures.update(four_clock_lateness(tickets))
+    return figures
+
+
+async def open_policy_tickets(
+    api: httpx.AsyncClient, tickets: list[PolicyTicket], concurrency: int
+) -> float:
+    """POST each ticket (urgent, tagged ``bench``) at its ``created_at``, ``concurrency`` at
+    most at a time; the seconds from the first to the last."""
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def open_one(ticket: PolicyTicket) -> None:
+        await asyncio.sleep(max((ticket.created_at - datetime.now(UTC)).total_seconds(), 0))
+        async with semaphore:
+            response = await api.post(
+                "/v1/tickets",
+                json={
+                    "ticket_id": ticket.ticket_id,
+                    "customer_id": "c-bench",
+                    "subject": "Benchmark ticket",
+                    "priority": "urgent",
+                    "tags": ["bench"],
+                    "created_at": ticket.created_at.isoformat(),
+                    "timezone": "Europe/Stockholm",
+                },
+            )
+        ticket.status = response.status_code
+        ticket.started_at = datetime.now(UTC)
+        if response.status_code not in (200, 201):
+            print(f"{ticket.ticket_id}: {response.status_code} {response.text}", flush=True)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(open_one(ticket) for ticket in tickets))
+    return time.perf_counter() - began
+
+
+async def reply_on_schedule(
+    api: httpx.AsyncClient, tickets: list[PolicyTicket], concurrency: int
+) -> None:
+    """At each ticket's ``replies_at``: a public agent reply (the periodic update starts),
+    then a customer reply (the next reply starts); then the ticket's state tells when its
+    clocks breach (next reply, periodic update) and when it was opened (the other two)."""
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def reply(ticket: PolicyTicket) -> None:
+        await asyncio.sleep(max((ticket.replies_at - datetime.now(UTC)).total_seconds(), 0))
+        path = f"/v1/processes/{ticket.process_id}/events"
+        async with semaphore:
+            await api.post(path, json={"type": "agent_replied", "data": {"public": True}})
+            await api.post(path, json={"type": "customer_replied"})
+            for _ in range(10):
+                body = await view(api, ticket.ticket_id) or {}
+                details = (body.get("state") or {}).get("details", {})
+                clocks = details.get("clocks", {})
+                dues = {c: clocks.get(c, {}).get("due") for c in ("next_reply", "periodic_update")}
+                if all(dues.values()) and details.get("opened_at"):
+                    for clock, due in dues.items():
+                        ticket.set_due(clock, datetime.fromisoformat(str(due)))
+                    opened = datetime.fromisoformat(details["opened_at"])
+                    for clock in ("first_response", "resolution"):
+                        target = timedelta(seconds=FOUR_CLOCK_TARGETS[clock])
+                        ticket.set_due(clock, opened + target)
+                    return
+                await asyncio.sleep(0.5)
+        print(f"{ticket.ticket_id}: no next-reply or periodic-update due time", flush=True)
+
+    await asyncio.gather(*(reply(t) for t in tickets if t.status in (200, 201)))
+
+
+async def wait_for_actions(database: Path, tickets: list[PolicyTicket], within: float) -> None:
+    """Read each action's email and final row (notification, task) from the CRM database
+    until every due action has them, or ``within`` seconds have passed."""
+    by_process = {t.process_id: t for t in tickets}
+    expected = sum(len(t.due) for t in tickets)
+    stop_at = time.monotonic() + within
+    while True:
+        rows = read_rows(database)
+        for process_id, kind, step, created_at in rows:
+            ticket = by_process.get(process_id)
+            if ticket is None:
+                continue
+            if kind == "email":
+                ticket.emailed[step] = created_at
+            elif DONE_ROW.get(step.rsplit("_", 1)[-1]) == kind:
+                ticket.done[step] = created_at
+        done = sum(len(t.done) for t in tickets)
+        if done >= expected or time.monotonic() > stop_at:
+            return
+        await asyncio.sleep(2)
+
+
+def read_rows(database: Path) -> list[tuple[str, str, str, datetime]]:
+    """``(process_id, kind, step, created_at)`` of the bench's emails, notifications and
+    tasks; ``step`` from the row's idempotency key (``{process_id}/{kind}_{step}``)."""
+    rows = []
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        for kind, table in (
+            ("email", "outbound_emails"),
+            ("notify", "notifications"),
+            ("task", "tasks"),
+        ):
+            for process_id, key, created_at in db.execute(
+                f"SELECT process_id, key, created_at FROM {table} "
+                "WHERE process_id LIKE 'sla-bench-%'"
+            ):
+                step = key.rsplit("/", 1)[-1].removeprefix(f"{kind}_")
+                rows.append((process_id, kind, step, as_utc(created_at)))
+    return rows
+
+
+async def read_looks(api: httpx.AsyncClient, tickets: list[PolicyTicket]) -> None:
+    """When each run saw each level reached (``at`` of its escalations in ``state``)."""
+    semaphore = asyncio.Semaphore(16)
+
+    async def read(ticket: PolicyTicket) -> None:
+        async with semaphore:
+            body = await view(api, ticket.ticket_id)
+        for escalation in (
+            ((body or {}).get("state") or {}).get("details", {}).get("escalations", [])
+        ):
+            step = f"{escalation['clock']}_{escalation['level']}"
+            ticket.looked[step] = datetime.fromisoformat(escalation["at"])
+
+    await asyncio.gather(*(read(t) for t in tickets if t.status in (200, 201)))
+
+
+def four_clock_lateness(tickets: list[PolicyTicket]) -> dict[str, Any]:
+    """Lateness in seconds of every action (its final row after its due instant), p50 / p99
+    / max per kind and overall; the look and the email, overall, to tell where it went."""
+    punctual = [t for t in tickets if t.started_at and t.started_at < min(t.due.values())]
+    figures: dict[str, Any] = {
+        "tickets_started_late": len(tickets) - len(punctual),
+        "actions_due": sum(len(t.due) for t in punctual),
+        "actions_done": sum(len(t.done.keys() & t.due.keys()) for t in punctual),
+    }
+    every: dict[str, list[float]] = {"looked": [], "emailed": [], "done": []}
+    for kind in ACTION_KINDS:
+        lateness = late(punctual, kind, "done")
+        figures[f"done_{kind}"] = percentiles(lateness, (50, 99, 100)) if lateness else None
+        for part in every:
+            every[part] += late(punctual, kind, part)
+    for part, values in every.items():
+        figures[f"{part}_all"] = percentiles(values, (50, 99, 100)) if values else None
+    return figures
+
+
+def late(tickets: list[PolicyTicket], kind: str, part: str) -> list[float]:
+    """Seconds from each ticket's ``kind`` due instant to its ``part`` (looked, emailed, done)."""
+    return [
+        (getattr(t, part)[kind] - t.due[kind]).total_seconds()
+        for t in tickets
+        if kind in t.due and kind in getattr(t, part)
+    ]
+
+
+class RssWatch:
+    """The worker's resident memory: once all tickets are parked, and its peak (VmHWM)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.parked: float | None = None
+
+    async def watch(self) -> None:
+        await asyncio.sleep(60)
+        self.parked = rss_mib(self.pid)
+
+    def peak(self) -> float | None:
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        except OSError:
+            return None
+        return None
+
+
+def as_utc(value: str | datetime) -> datetime:
+    """A stored timestamp (SQLite keeps them without a zone: UTC) as an aware datetime."""
+    instant = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def four_clocks(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``--rounds`` rounds per ``--worker-env`` variant, alternating; prints each round and
+    the medians with their ranges."""
+    variants = [parse_env(spec) for spec in (args.worker_env or [""])]
+    results: dict[str, list[dict[str, Any]]] = {}
+    for round_number in range(1, args.rounds + 1):
+        for name, env in variants:
+            print(f"round {round_number}, worker {name}", flush=True)
+            figures = asyncio.run(four_clock_round(args, env))
+            for key, value in figures.items():
+                print(f"  {key}: {value}", flush=True)
+            results.setdefault(name, []).append(figures)
+    for name, rounds in results.items():
+        print(f"\n{name}: {len(rounds)} round(s), medians (range)", flush=True)
+        for key in rounds[0]:
+            print(f"  {key}: {summarise([r[key] for r in rounds])}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
+    return [r for rounds in results.values() for r in rounds]
+
+
+def parse_env(spec: str) -> tuple[str, dict[str, str]]:
+    """``"K=V,K2=V2"`` as a variant's name and its worker environment (empty: defaults)."""
+    pairs = [item.split("=", 1) for item in spec.split(",") if item]
+    return (spec or "defaults"), {key: value for key, value in pairs}
+
+
+def summarise(values: list[Any]) -> str:
+    """The median and range of numbers or of percentile dicts, else the values."""
+    if all(isinstance(v, int | float) for v in values):
+        return f"{statistics.median(values):g} ({min(values):g}-{max(values):g})"
+    if all(isinstance(v, dict) for v in values):
+        return ", ".join(
+            f"{point} {statistics.median(v[point] for v in values):.3f}"
+            f" ({min(v[point] for v in values):.3f}-{max(v[point] for v in values):.3f})"
+            for point in values[0]
+        )
+    return " | ".join(str(v) for v in values)
+
+
 if __name__ == "__main__":
     arguments = parse_args()
     if arguments.count < 1:
         sys.exit("--count must be at least 1")
-    asyncio.run(main(arguments))
+    if arguments.four_clocks:
+        four_clocks(arguments)
+    else:
+        asyncio.run(main(arguments))
