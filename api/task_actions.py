@@ -18,7 +18,7 @@ from sqlmodel import Session
 from temporalio.service import RPCError
 
 from api.deps import AppContext
-from api.problems import Problem, invalid_input
+from api.problems import Problem
 from crm.platform.dispatch import wake_endpoints
 from crm.platform.principals import Principal
 from crm.platform.temporal import TemporalUnavailable
@@ -56,9 +56,16 @@ async def complete_task_as(
 ) -> Task:
     """Mark the task done by ``by`` (default: the caller's staff id, else its id) and tell
     its process. Raises Problem 404 when there is no such task for the caller (another
-    tenant's, or not theirs to act on)."""
+    tenant's, or not theirs to act on), 403 when a staff member names someone else as
+    ``by``, 409 for an approval's task."""
     if by is not None and not principal.has_any("service", "support"):
-        raise invalid_input("completed_by", "only services and support name who did the work")
+        raise Problem(
+            403,
+            "forbidden",
+            "Not allowed",
+            "completed_by: only services and support name who did the work; "
+            "a staff member completes as themselves",
+        )
     by = by or principal.staff_id or principal.id
 
     def complete(session: Session) -> tuple[Task | None, list[str], bool]:
@@ -82,8 +89,8 @@ async def reassign_task_as(
     context: AppContext, principal: Principal, task_id: int, to: str, note: str
 ) -> Task:
     """Hand the open task to ``to``, a colleague of its assignee, and tell its process.
-    Raises Problem 404 when there is no such task for the caller, 422 on ``to`` when it
-    names nobody its assignee works with, 409 when the task is done."""
+    Raises Problem 404 when there is no such task for the caller, 409 when the task is
+    done or (pointing at ``to``) ``to`` is nobody its assignee works with."""
     by = principal.staff_id or principal.id
 
     def reassign(session: Session) -> tuple[Task | None, bool]:
@@ -93,7 +100,15 @@ async def reassign_task_as(
         if task.status != "open":
             raise Problem(409, "task-done", "Task is done", f"task {task_id} is already done")
         if to != task.assignee_id and to not in colleagues_of(context.policy, task.assignee_id):
-            raise invalid_input("to", f"{to!r} is not in a pool or team of {task.assignee_id!r}")
+            # 409: whom a task may go to follows from whose it is now, not from the request
+            message = f"{to!r} is not in a pool or team of {task.assignee_id!r}"
+            raise Problem(
+                409,
+                "not-a-colleague",
+                "Not a colleague",
+                f"to: {message}",
+                errors=[{"loc": ["body", "to"], "msg": message, "type": "value_error"}],
+            )
         was = task.assignee_id
         return reassign_task(session, task_id, to, by, note, principal.tenant), was != to
 

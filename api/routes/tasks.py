@@ -141,7 +141,7 @@ async def reassign(
     their team or their manager): the assignment's load moves with it, the new assignee
     is notified, the audit trail and the process hear who did it. Support staff hand over
     any task of their tenant, a staff member their own and their team's; 404 for any
-    other task, 409 for a done one, 422 on ``to`` for someone the assignee does not work
+    other task, 409 for a done one or (on ``to``) for someone the assignee does not work
     with."""
     task = await reassign_task_as(context, principal, task_id, handover.to, handover.note)
     return TaskView.of(task)

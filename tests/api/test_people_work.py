@@ -96,7 +96,7 @@ async def test_a_handed_over_task_takes_its_assignment_and_tells_the_new_assigne
     )
     again = await ana.post(f"/v1/tasks/{task.id}/reassign", json={"to": "csm-cleo"})
 
-    assert outsider.status_code == 422
+    assert outsider.status_code == 409
     assert outsider.json()["errors"][0]["loc"] == ["body", "to"]
     assert handed.status_code == 200 and handed.json()["assignee_id"] == "csm-ben"
     assert again.status_code == 404, "no longer Ana's task"
@@ -210,3 +210,16 @@ async def test_a_pool_task_goes_to_the_member_who_claims_it_first(
         return [row.step for row in rows]
 
     assert await database.run(steps) == ["task_claimed:call_lead", "task_done:call_lead"]
+
+
+async def test_a_staff_member_completes_as_themselves(
+    as_key: KeyedClient, database: Database
+) -> None:
+    task = await a_task(database, "csm-ana")
+
+    named = await as_key(staff_key("csm-ana")).post(
+        f"/v1/tasks/{task.id}/complete", json={"completed_by": "csm-ben"}
+    )
+
+    assert named.status_code == 403
+    assert "completes as themselves" in named.json()["detail"]
