@@ -29,10 +29,12 @@ server, SMTP sink, API, worker) with a policy file that gives urgent tickets all
 four clocks around the clock, opens the tickets over ``--spread`` seconds, sends
 each an agent and a customer reply, and reports how late each warning and breach
 was done (its notification or task row) after its due instant, per kind and
-overall, with the worker's peak RSS and the CPU each process used. ``--worker-env``
-compares worker settings, rounds alternating:
+overall, the most actions due in any 10 s (per second), the workers' peak RSS, the
+CPU each process used, the workers' SDK counters (workflow tasks, activities, cache)
+and the events of a sample of runs by type. ``--workers`` and ``--worker-env``
+compare worker processes and settings, rounds alternating:
 
-    python -m bench.tickets --four-clocks --count 1000 --rounds 2 \
+    python -m bench.tickets --four-clocks --count 1000 --rounds 2 --workers 1 2 \
         --worker-env "" --worker-env CRMFLOW_WORKER_MAX_CONCURRENT_ACTIVITIES=200
 """
 
@@ -57,6 +59,7 @@ from typing import Any
 
 import httpx
 import yaml
+from temporalio.api.enums.v1 import EventType
 
 WARNING_AFTER = timedelta(minutes=45)  # 75 % of the urgent one-hour first response
 
@@ -120,6 +123,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         metavar="K=V,K=V",
         help="a worker variant's settings (repeat to compare; rounds alternate)",
+    )
+    four.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="worker processes on the task queue (several: one variant each)",
     )
     four.add_argument("--grace", type=float, default=60.0, help="seconds to wait for late actions")
     args = parser.parse_args(argv)
@@ -448,12 +458,23 @@ def four_clock_tickets(
     return tickets
 
 
+@dataclass
+class FourClockStack:
+    """The API's URL, a service key, the worker, its Prometheus metrics and the server."""
+
+    url: str
+    key: str
+    workers: list[subprocess.Popen[bytes]]
+    metrics: list[str]
+    temporal_address: str
+
+
 @contextlib.contextmanager
 def four_clock_stack(
-    state: Path, worker_env: dict[str, str]
-) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
-    """A file-backed dev server, SMTP sink, ``crmflow api`` and ``crmflow worker`` reading
-    the four-clock policy file; yields the API's URL, a service key and the worker."""
+    state: Path, worker_env: dict[str, str], workers: int
+) -> Iterator[FourClockStack]:
+    """A file-backed dev server, SMTP sink, ``crmflow api`` and ``workers`` ``crmflow
+    worker`` processes on one task queue, reading the four-clock policy file."""
     from bench.harness import (
         api_server,
         bench_api_key,
@@ -483,10 +504,19 @@ def four_clock_stack(
             CRMFLOW_MAIL_SINK_DIR=str(state / "mail"),
         )
         url = stack.enter_context(api_server(env))
-        yield url, key, stack.enter_context(worker({**env, **worker_env}))
+        metrics = [f"127.0.0.1:{free_port()}" for _ in range(workers)]
+        processes = [
+            stack.enter_context(
+                worker({**env, "CRMFLOW_WORKER_METRICS_ADDRESS": where, **worker_env})
+            )
+            for where in metrics
+        ]
+        yield FourClockStack(url, key, processes, [f"http://{m}/metrics" for m in metrics], address)
 
 
-async def four_clock_round(args: argparse.Namespace, worker_env: dict[str, str]) -> dict[str, Any]:
+async def four_clock_round(
+    args: argparse.Namespace, worker_env: dict[str, str], workers: int
+) -> dict[str, Any]:
     """One round on a fresh stack: open the tickets, reply on schedule, wait for every
     action, and read when each happened; the round's figures."""
     from bench.harness import child_cpu_seconds, cpu_used_since
@@ -494,7 +524,7 @@ async def four_clock_round(args: argparse.Namespace, worker_env: dict[str, str])
     figures: dict[str, Any] = {"load_before": load_average()}
     with tempfile.TemporaryDirectory(prefix="crmflow-bench-tickets-") as scratch:
         state = Path(scratch)
-        with four_clock_stack(state, worker_env) as (url, key, worker_process):
+        with four_clock_stack(state, worker_env, workers) as stack:
             await asyncio.sleep(3)  # let the worker start polling
             cpu_before = child_cpu_seconds()
             run = uuid.uuid4().hex[:8]
@@ -502,13 +532,13 @@ async def four_clock_round(args: argparse.Namespace, worker_env: dict[str, str])
             tickets: list[PolicyTicket] = four_clock_tickets(
                 args.count, run, start + timedelta(seconds=args.warn_in), args.spread
             )
-            headers = {"Authorization": f"Bearer {key}"}
+            headers = {"Authorization": f"Bearer {stack.key}"}
             limits = httpx.Limits(
                 max_connections=args.concurrency, max_keepalive_connections=args.concurrency
             )
-            rss = RssWatch(worker_process.pid)
+            rss = RssWatch([w.pid for w in stack.workers])
             async with httpx.AsyncClient(
-                base_url=url, headers=headers, limits=limits, timeout=60
+                base_url=stack.url, headers=headers, limits=limits, timeout=60
             ) as api:
                 watching = asyncio.create_task(rss.watch())
                 elapsed = await open_policy_tickets(api, tickets, args.concurrency)
@@ -523,7 +553,9 @@ async def four_clock_round(args: argparse.Namespace, worker_env: dict[str, str])
                 watching.cancel()
                 figures["worker_rss_mib_parked"] = rss.parked
                 figures["worker_rss_mib_peak"] = rss.peak()
+                figures["worker_counters"] = await worker_counters(api, stack.metrics)
                 await read_looks(api, tickets)
+                figures["history_sample"] = await history_sample(stack.temporal_address, tickets)
     figures.update(four_clock_lateness(tickets))
     return figures
 
@@ -658,6 +690,7 @@ def four_clock_lateness(tickets: list[PolicyTicket]) -> dict[str, Any]:
         "tickets_started_late": len(tickets) - len(punctual),
         "actions_due": sum(len(t.due) for t in punctual),
         "actions_done": sum(len(t.done.keys() & t.due.keys()) for t in punctual),
+        "due_per_second_peak": peak_rate([due for t in punctual for due in t.due.values()]),
     }
     every: dict[str, list[float]] = {"looked": [], "emailed": [], "done": []}
     for kind in ACTION_KINDS:
@@ -670,6 +703,17 @@ def four_clock_lateness(tickets: list[PolicyTicket]) -> dict[str, Any]:
     return figures
 
 
+def peak_rate(instants: list[datetime], window: float = 10.0) -> float:
+    """The most instants falling in any ``window`` seconds, per second."""
+    times = sorted(instant.timestamp() for instant in instants)
+    most, start = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] > window:
+            start += 1
+        most = max(most, end - start + 1)
+    return round(most / window, 1)
+
+
 def late(tickets: list[PolicyTicket], kind: str, part: str) -> list[float]:
     """Seconds from each ticket's ``kind`` due instant to its ``part`` (looked, emailed, done)."""
     return [
@@ -679,25 +723,70 @@ def late(tickets: list[PolicyTicket], kind: str, part: str) -> list[float]:
     ]
 
 
-class RssWatch:
-    """The worker's resident memory: once all tickets are parked, and its peak (VmHWM)."""
+#: The worker's SDK counters a round reports: its workflow and activity tasks, and how its
+#: cache of workflow runs fared (a miss replays the run's whole history).
+WORKER_COUNTERS = (
+    "temporal_workflow_task_execution_latency_seconds_count",
+    "temporal_workflow_task_replay_latency_seconds_count",
+    "temporal_activity_execution_latency_seconds_count",
+    "temporal_sticky_cache_hit_total",
+    "temporal_sticky_cache_miss_total",
+    "temporal_sticky_cache_total_forced_eviction_total",
+)
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+
+async def worker_counters(api: httpx.AsyncClient, metrics: list[str]) -> dict[str, float]:
+    """``WORKER_COUNTERS`` from the workers' Prometheus endpoints, summed over their labels
+    and the workers."""
+    text = "\n".join([(await api.get(url)).text for url in metrics])
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in WORKER_COUNTERS:
+            short = name.removeprefix("temporal_").removesuffix("_total")
+            totals[short] = totals.get(short, 0.0) + float(line.rsplit(" ", 1)[-1])
+    return totals
+
+
+async def history_sample(
+    address: str, tickets: list[PolicyTicket], size: int = 20
+) -> dict[str, float]:
+    """Events per ticket run by type, averaged over ``size`` runs spread over the round."""
+    from temporalio.client import Client
+
+    client = await Client.connect(address)
+    sample = tickets[:: max(len(tickets) // size, 1)][:size]
+    counts: dict[str, int] = {}
+    for ticket in sample:
+        history = await client.get_workflow_handle(ticket.process_id).fetch_history()
+        for event in history.events:
+            name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
+            counts[name] = counts.get(name, 0) + 1
+    counts["all"] = sum(counts.values())
+    return {name: round(count / len(sample), 1) for name, count in sorted(counts.items())}
+
+
+class RssWatch:
+    """The workers' resident memory, added up: once all tickets are parked, and the sum of
+    their peaks (VmHWM)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
         self.parked: float | None = None
 
     async def watch(self) -> None:
         await asyncio.sleep(60)
-        self.parked = rss_mib(self.pid)
+        self.parked = round(sum(rss_mib(pid) or 0.0 for pid in self.pids), 1)
 
     def peak(self) -> float | None:
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-        except OSError:
-            return None
-        return None
+        total = 0.0
+        for pid in self.pids:
+            try:
+                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+            except OSError:
+                return None
+            total += sum(int(line.split()[1]) / 1024 for line in lines if line.startswith("VmHWM:"))
+        return round(total, 1)
 
 
 def as_utc(value: str | datetime) -> datetime:
@@ -711,14 +800,18 @@ def load_average() -> str:
 
 
 def four_clocks(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """``--rounds`` rounds per ``--worker-env`` variant, alternating; prints each round and
-    the medians with their ranges."""
-    variants = [parse_env(spec) for spec in (args.worker_env or [""])]
+    """``--rounds`` rounds per variant (``--workers`` x ``--worker-env``), alternating;
+    prints each round and the medians with their ranges."""
+    variants = [
+        (f"{workers} worker(s), {name}", env, workers)
+        for name, env in (parse_env(spec) for spec in (args.worker_env or [""]))
+        for workers in args.workers
+    ]
     results: dict[str, list[dict[str, Any]]] = {}
     for round_number in range(1, args.rounds + 1):
-        for name, env in variants:
-            print(f"round {round_number}, worker {name}", flush=True)
-            figures = asyncio.run(four_clock_round(args, env))
+        for name, env, workers in variants:
+            print(f"round {round_number}, {name}", flush=True)
+            figures = asyncio.run(four_clock_round(args, env, workers))
             for key, value in figures.items():
                 print(f"  {key}: {value}", flush=True)
             results.setdefault(name, []).append(figures)

@@ -249,6 +249,7 @@ async def running_worker(
         workflows=list(WORKFLOWS),
         activities=built.functions,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_cached_workflows=settings.worker_max_cached_workflows,
         workflow_runner=workflow_runner(settings),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
         # Each process declares its versioning behaviour in its @workflow.defn; one that

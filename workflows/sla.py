@@ -38,6 +38,10 @@ PROCESS_NAME = "sla"
 #: Tickets started with SLA policies run them; runs begun before keep their terms' two clocks.
 SLA_POLICIES = "sla-policies"
 
+#: Tickets started with it take their steps as local activities (``ProcessSteps._execute``):
+#: a level's email, notice, task and milestone in the workflow task that reached it.
+SLA_LOCAL_STEPS = "sla-local-steps"
+
 
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class TicketSlaWorkflow(ProcessSteps):
@@ -55,6 +59,7 @@ class TicketSlaWorkflow(ProcessSteps):
             self._sla = PolicyClocks(
                 ticket.policies, ticket.fields(), created_at=ticket.created_at, now=workflow.now()
             )
+        self._local_steps = workflow.patched(SLA_LOCAL_STEPS)
         self._changed = False
         self._assignee: Assignment | None = None
         self._lead: StaffContact | None = None
@@ -329,7 +334,7 @@ class TicketSlaWorkflow(ProcessSteps):
 
     async def _record_outcome(self, outcome: str) -> None:
         now = workflow.now()
-        await workflow.execute_activity(
+        await self._execute(
             RECORD_SLA_OUTCOME,
             SlaOutcomeRecord(
                 key=self._key("sla_outcome"),

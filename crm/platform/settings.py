@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
+    #: Workflow runs a worker keeps in memory between their tasks; a run evicted from it is
+    #: replayed from its whole history at its next task.
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)
     worker_sandbox: bool = False
     worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
     #: Worker Versioning: the worker deployment and the build id of this worker's code. Both

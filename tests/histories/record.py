@@ -821,6 +821,10 @@ SCENARIOS: dict[str, Scenario] = {
     "renewal-lapsed-report-milestones": renewal_lapsed,
     "renewal-upsell-accepted-report-milestones": renewal_upsell_accepted,
     "lead-routed-report-milestones": lead_routed,
+    # Recorded after the sla-local-steps patch: a ticket's steps are local activities.
+    "sla-escalated-local-steps": sla_escalated,
+    "sla-policies-next-reply-local-steps": sla_policies_next_reply,
+    "sla-policies-ladder-regrouped-local-steps": sla_policies_ladder_regrouped,
 }
 
 #: Settings a scenario changes: the SMTP relay is down for the whole run.

@@ -9,10 +9,13 @@ its group changes.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, time
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 
 from crm.policy import Policy
 from crm.policy.sla import SlaPolicy
@@ -38,6 +41,8 @@ from tests.support.stack import Stack
 LEAD = ["sam.lindqvist@example.com"]
 ASSIGNEE = ["ivy.chen@example.com"]
 SENIOR = "support-senior"
+#: The marker the SDK records a local activity's result under.
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 
 def policies(*specs: dict[str, Any], **calendars: dict[str, Any]) -> Policy:
@@ -159,6 +164,53 @@ async def test_a_silent_ticket_breaches_its_periodic_update_after_a_reminder(
     result = await handle.result()
     assert result.outcome == "solved"
     assert {c.clock: c.breaches for c in result.clocks} == {"periodic_update": 1, "resolution": 0}
+
+
+def local_activities_after(events: list[HistoryEvent], index: int) -> tuple[list[str], int]:
+    """The local activities recorded from ``events[index]`` on, up to the next timer, and
+    how many workflow tasks completed among them."""
+    names, tasks, seen = [], 0, 0
+    for event in events[index + 1 :]:
+        if event.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+            break
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            seen += 1
+        if event.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER:
+            data = event.marker_recorded_event_attributes.details["data"].payloads[0].data
+            names.append(json.loads(data)["activity_type"])
+            tasks = seen
+    return names, tasks
+
+
+async def test_a_level_takes_its_steps_in_the_workflow_task_that_reached_it(stack: Stack) -> None:
+    """Under the sla-local-steps patch, steps are local activities: the warning's email,
+    notice and milestone are recorded by the one workflow task after its timer fired, and
+    the run schedules no activity task on the queue."""
+    quick = {
+        "name": "quick",
+        "clocks": {
+            "first_response": {
+                "targets": {"normal": "1h"},
+                "ladder": [{"name": "warning", "at": "75%", "action": "notify_assignee"}],
+            },
+        },
+    }
+    handle, monday = await open_ticket(stack, policies(quick))
+    await sleep_until(stack.env, at(monday, 9, 50))
+    assert_close(
+        escalation_times(await state_of(handle))["first_response_warning"], at(monday, 9, 45)
+    )
+    events = list((await handle.fetch_history()).events)
+    scheduled = [e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    assert scheduled == []
+    fired = next(
+        i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED
+    )
+    assert local_activities_after(events, fired) == (
+        ["send_email", "notify_staff", "emit_event"],
+        1,
+    )
+    assert steps_of(stack, handle.id) == [("email_first_response_warning", ASSIGNEE)]
 
 
 async def test_a_four_level_ladder_reminds_escalates_reassigns_and_reaches_the_manager(
