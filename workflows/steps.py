@@ -127,18 +127,10 @@ class ProcessSteps:
         email, notice, task and milestone) costs the server one workflow task instead of
         one per step.
         """
-        if self._local_steps:
-            return await workflow.execute_local_activity(
-                activity,
-                arg,
-                result_type=result_type,
-                start_to_close_timeout=start_to_close_timeout,
-                schedule_to_close_timeout=schedule_to_close_timeout,
-                retry_policy=retry_policy,
-                summary=summary,
-                cancellation_type=cancellation_type,
-            )
-        return await workflow.execute_activity(
+        execute = (
+            workflow.execute_local_activity if self._local_steps else workflow.execute_activity
+        )
+        return await execute(
             activity,
             arg,
             result_type=result_type,
