@@ -131,6 +131,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[1],
         help="worker processes on the task queue (several: one variant each)",
     )
+    four.add_argument(
+        "--stretch",
+        type=float,
+        default=1.0,
+        help="make the clocks' targets this many times longer (fewer actions due at once)",
+    )
     four.add_argument("--grace", type=float, default=60.0, help="seconds to wait for late actions")
     args = parser.parse_args(argv)
     if args.warn_in is None:
@@ -384,6 +390,17 @@ FOUR_CLOCK_TARGETS = {
 }
 WARNING_SHARE = 0.75
 REPLIES_AFTER_WARNING = timedelta(seconds=30)
+
+
+def stretch_schedule(factor: float) -> None:
+    """Make every target and the replies' delay ``factor`` times longer (``--stretch``):
+    the same tickets and actions over a longer time, fewer falling due at once."""
+    global REPLIES_AFTER_WARNING
+    for clock, seconds in FOUR_CLOCK_TARGETS.items():
+        FOUR_CLOCK_TARGETS[clock] = seconds * factor
+    REPLIES_AFTER_WARNING = REPLIES_AFTER_WARNING * factor
+
+
 LEVELS = ("warning", "breach")
 ACTION_KINDS = tuple(f"{clock}_{level}" for clock in FOUR_CLOCK_TARGETS for level in LEVELS)
 #: What shows that an action was taken: the warning's in-app notification, the breach's
@@ -442,8 +459,9 @@ def four_clock_tickets(
     count: int, run: str, first_due: datetime, spread: float
 ) -> list[PolicyTicket]:
     """``count`` tickets whose first-response warnings fall due from ``first_due`` on,
-    spread evenly over ``spread`` seconds: each is opened its warning's 60 s before (a
-    ``created_at`` in the future would count from the start instead)."""
+    spread evenly over ``spread`` seconds: each is opened its warning's 75 % of the first
+    response target before (60 s unstretched; a ``created_at`` in the future would count
+    from the start instead)."""
     warn_after = timedelta(seconds=FOUR_CLOCK_TARGETS["first_response"] * WARNING_SHARE)
     tickets = []
     for index in range(count):
@@ -802,6 +820,7 @@ def load_average() -> str:
 def four_clocks(args: argparse.Namespace) -> list[dict[str, Any]]:
     """``--rounds`` rounds per variant (``--workers`` x ``--worker-env``), alternating;
     prints each round and the medians with their ranges."""
+    stretch_schedule(args.stretch)
     variants = [
         (f"{workers} worker(s), {name}", env, workers)
         for name, env in (parse_env(spec) for spec in (args.worker_env or [""]))
