@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
+from typing import NoReturn
 
 from temporalio.common import WorkerDeploymentVersion
 
@@ -51,13 +53,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     drained.add_argument("--wait", type=float, default=0, help="seconds to wait for it")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run a ``crmflow rollout`` command; returns the exit code (1 when Temporal refuses)."""
+def run(args: argparse.Namespace) -> NoReturn:
+    """Run a ``crmflow rollout`` command and exit with its code (1 when Temporal refuses).
+
+    The process ends with ``os._exit`` once its output is flushed: the SDK's native
+    client threads, torn down by the interpreter's own exit, once crashed the command
+    (SIGSEGV) after it had done its work and printed the result.
+    """
     try:
-        return asyncio.run(_run(args))
+        code = asyncio.run(_run(args))
     except RolloutError as err:
         print(f"crmflow rollout: {err}", file=sys.stderr)
-        return 1
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def _run(args: argparse.Namespace) -> int:
