@@ -20,7 +20,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from crm.platform.settings import get_settings
-from worker.main import workflow_runner
+from worker.runners import workflow_runner
 from workflows.contracts import (
     ASSIGN_OWNER,
     CREATE_TASK,

@@ -30,7 +30,8 @@ from crm.store.db import Database
 from crm.store.models import AuditEntry, Task, UsageReport
 from devstack.mailsink import StoredMessage, read_messages
 from processes.renewals import build_renewal_input
-from worker.main import SANDBOXED_RUNNER, WORKFLOWS, build_activities
+from worker.main import WORKFLOWS, build_activities
+from worker.runners import SANDBOXED_RUNNER
 from workflows.approval_types import ApprovalInput, Approver
 from workflows.contracts import RECORD_STEP, AuditRecord
 from workflows.renewal_types import RenewalInput

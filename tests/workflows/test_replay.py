@@ -16,7 +16,8 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunner
 
-from worker.main import SANDBOXED_RUNNER, WORKFLOWS
+from worker.main import WORKFLOWS
+from worker.runners import SANDBOXED_RUNNER
 
 HISTORIES = sorted((Path(__file__).parents[1] / "histories").glob("*.json"))
 

@@ -15,7 +15,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from tests.conftest import eventually
-from worker.main import SANDBOXED_RUNNER, WORKFLOWS
+from worker.main import WORKFLOWS
+from worker.runners import SANDBOXED_RUNNER
 
 
 async def test_a_workflow_reading_the_wall_clock_fails_its_task_in_the_tests_sandbox(
