@@ -69,7 +69,9 @@ class ApprovalWorkflow(ProcessSteps):
 
     @workflow.run
     async def run(self, request: ApprovalInput) -> ApprovalResult:
-        _validate(request)
+        if problems := request.problems():
+            message = "invalid approval input: " + "; ".join(problems)
+            raise ApplicationError(message, type="InvalidInput", non_retryable=True)
         self._publish_process(request.customer_id, "awaiting_decision")
         try:
             for index, approver in enumerate(request.chain):
@@ -343,22 +345,3 @@ def _result_view(result: ApprovalResult | None) -> dict[str, Any] | None:
         "decided_at": result.decided_at.isoformat(),
         "comment": result.comment,
     }
-
-
-def _validate(request: ApprovalInput) -> None:
-    problems = [
-        f"{name} is required"
-        for name in ("subject_id", "subject", "requester_id")
-        if not str(getattr(request, name)).strip()
-    ]
-    if not request.chain:
-        problems.append("chain must name at least one approver")
-    for approver in request.chain:
-        if approver.timeout_seconds < 1:
-            problems.append(f"approver {approver.approver_id!r}: timeout_seconds must be >= 1")
-    if problems:
-        raise ApplicationError(
-            "invalid approval input: " + "; ".join(problems),
-            type="InvalidInput",
-            non_retryable=True,
-        )

@@ -34,6 +34,20 @@ class ApprovalInput:
     customer_id: str = ""
     details: dict[str, Any] = field(default_factory=dict)
 
+    def problems(self) -> list[str]:
+        """Why the request cannot run: a missing name, no approver, a timeout under 1 s."""
+        problems = [
+            f"{name} is required"
+            for name in ("subject_id", "subject", "requester_id")
+            if not str(getattr(self, name)).strip()
+        ]
+        if not self.chain:
+            problems.append("chain must name at least one approver")
+        for approver in self.chain:
+            if approver.timeout_seconds < 1:
+                problems.append(f"approver {approver.approver_id!r}: timeout_seconds must be >= 1")
+        return problems
+
 
 @dataclass
 class ApprovalDecision:
