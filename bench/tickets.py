@@ -222,6 +222,26 @@ async def main(args: argparse.Namespace) -> Report:
     return report
 
 
+async def post_ticket(
+    api: httpx.AsyncClient, ticket_id: str, created_at: datetime, tags: list[str] | None = None
+) -> int:
+    """``POST /v1/tickets`` for an urgent bench ticket; the status code (a failure printed)."""
+    body: dict[str, Any] = {
+        "ticket_id": ticket_id,
+        "customer_id": "c-bench",
+        "subject": "Benchmark ticket",
+        "priority": "urgent",
+        "created_at": created_at.isoformat(),
+        "timezone": "Europe/Stockholm",
+    }
+    if tags:
+        body["tags"] = tags
+    response = await api.post("/v1/tickets", json=body)
+    if response.status_code not in (200, 201):
+        print(f"{ticket_id}: {response.status_code} {response.text}", flush=True)
+    return response.status_code
+
+
 async def open_tickets(api: httpx.AsyncClient, tickets: list[Ticket], concurrency: int) -> float:
     """POST every ticket, ``concurrency`` at a time; the elapsed wall time in seconds."""
     queue: asyncio.Queue[Ticket] = asyncio.Queue()
@@ -231,21 +251,9 @@ async def open_tickets(api: httpx.AsyncClient, tickets: list[Ticket], concurrenc
     async def opener() -> None:
         while not queue.empty():
             ticket = queue.get_nowait()
-            response = await api.post(
-                "/v1/tickets",
-                json={
-                    "ticket_id": ticket.ticket_id,
-                    "customer_id": "c-bench",
-                    "subject": "Benchmark ticket",
-                    "priority": "urgent",
-                    "created_at": (ticket.warning_due - WARNING_AFTER).isoformat(),
-                    "timezone": "Europe/Stockholm",
-                },
-            )
-            ticket.status = response.status_code
+            created_at = ticket.warning_due - WARNING_AFTER
+            ticket.status = await post_ticket(api, ticket.ticket_id, created_at)
             ticket.started_at = datetime.now(UTC)
-            if response.status_code not in (200, 201):
-                print(f"{ticket.ticket_id}: {response.status_code} {response.text}", flush=True)
 
     began = time.perf_counter()
     await asyncio.gather(*(opener() for _ in range(concurrency)))
@@ -588,22 +596,8 @@ async def open_policy_tickets(
     async def open_one(ticket: PolicyTicket) -> None:
         await asyncio.sleep(max((ticket.created_at - datetime.now(UTC)).total_seconds(), 0))
         async with semaphore:
-            response = await api.post(
-                "/v1/tickets",
-                json={
-                    "ticket_id": ticket.ticket_id,
-                    "customer_id": "c-bench",
-                    "subject": "Benchmark ticket",
-                    "priority": "urgent",
-                    "tags": ["bench"],
-                    "created_at": ticket.created_at.isoformat(),
-                    "timezone": "Europe/Stockholm",
-                },
-            )
-        ticket.status = response.status_code
+            ticket.status = await post_ticket(api, ticket.ticket_id, ticket.created_at, ["bench"])
         ticket.started_at = datetime.now(UTC)
-        if response.status_code not in (200, 201):
-            print(f"{ticket.ticket_id}: {response.status_code} {response.text}", flush=True)
 
     began = time.perf_counter()
     await asyncio.gather(*(open_one(ticket) for ticket in tickets))
