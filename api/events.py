@@ -4,8 +4,9 @@
 union on ``type`` of every registered event, each with its data model (the
 dataclass the workflow decodes, with the policy's values as enums), so the
 OpenAPI document says what each event carries. ``check_event`` refuses an
-event the run's process does not take, and data its dataclass refuses, with
-the same decoding the workflow applies.
+event the run's process does not take, data its dataclass refuses (with the
+same decoding the workflow applies) and an ``occurred_at`` in the future; an
+event without one happened when the API received it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections import defaultdict
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 
 from api.problems import Problem, invalid_input
 from crm.policy import Policy
@@ -28,6 +30,20 @@ class AnyData(BaseModel):
     """Data of an event that carries none of its own; other fields are recorded as given."""
 
     model_config = ConfigDict(extra="allow")
+
+
+#: How far ahead of the API's clock an ``occurred_at`` may be (the sender's clock may run
+#: a little fast); later is a 422.
+CLOCK_SKEW = timedelta(seconds=60)
+
+OCCURRED_AT = Field(
+    default=None,
+    description="When it happened in the system of record (a reply's or a status change's "
+    "own timestamp), with its offset; default: when crmflow received the event. A ticket's "
+    "SLA clocks count from it, so an event delivered late still starts or stops them on "
+    "time; one earlier than what the run has already acted on counts from that instead. "
+    f"At most {CLOCK_SKEW.seconds} s ahead of crmflow's clock.",
+)
 
 
 def event_body_type(policy: Policy) -> Any:
@@ -55,20 +71,29 @@ def event_body_type(policy: Policy) -> Any:
                 ),
                 type=(one_of([name]), Field(description="What happened.")),
                 data=(data_model, ... if needs_data else Field(default_factory=data_model)),
+                occurred_at=(AwareDatetime | None, OCCURRED_AT),
             )
         )
     return Annotated[typing.Union[tuple(members)], Field(discriminator="type")]  # noqa: UP007
 
 
 def check_event(
-    process: ProcessDescriptor | None, name: str, data: dict[str, Any], policy: Policy
+    process: ProcessDescriptor | None,
+    name: str,
+    data: dict[str, Any],
+    policy: Policy,
+    *,
+    occurred_at: datetime | None,
+    received_at: datetime,
 ) -> ProcessEvent:
-    """The event ``name`` with ``data`` (as sent) to signal to a run of ``process``.
+    """The event ``name`` with ``data`` (as sent) to signal to a run of ``process``, which
+    happened at ``occurred_at`` (None: at ``received_at``).
 
     The body has been validated against the union already. Raises Problem 409
     for an event of another process's vocabulary (the body is valid; the run
-    is not one that takes it) and Problem 422 naming ``data`` for data its own
-    dataclass refuses, decoded as the workflow will.
+    is not one that takes it), Problem 422 naming ``data`` for data its own
+    dataclass refuses, decoded as the workflow will, and naming ``occurred_at``
+    for an instant more than ``CLOCK_SKEW`` after ``received_at``.
     """
     accepted = process.event_types(policy) if process is not None else {}
     if name not in accepted:
@@ -79,7 +104,13 @@ def check_event(
             f"a {process.name if process else 'process'} run does not take {name!r}; "
             f"it takes {list(accepted)}",
         )
-    event = ProcessEvent(type=name, data=data)
+    if occurred_at is not None and occurred_at > received_at + CLOCK_SKEW:
+        raise invalid_input(
+            "occurred_at",
+            f"{occurred_at.isoformat()} is in the future (crmflow's clock says "
+            f"{received_at.isoformat(timespec='seconds')})",
+        )
+    event = ProcessEvent(type=name, data=data, occurred_at=occurred_at or received_at)
     data_type = accepted[name].data
     if data_type is not None:
         try:

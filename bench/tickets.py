@@ -362,13 +362,14 @@ def find_worker_pid() -> int | None:
     return None
 
 
-def rss_mib(pid: int | None) -> float | None:
-    """Resident memory of ``pid`` in MiB (VmRSS), or None if unknown."""
+def rss_mib(pid: int | None, field: str = "VmRSS") -> float | None:
+    """Resident memory of ``pid`` in MiB (``VmRSS``, or its peak ``VmHWM``), or None if
+    unknown."""
     if pid is None:
         return None
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         return None
@@ -608,16 +609,19 @@ async def reply_on_schedule(
     api: httpx.AsyncClient, tickets: list[PolicyTicket], concurrency: int
 ) -> None:
     """At each ticket's ``replies_at``: a public agent reply (the periodic update starts),
-    then a customer reply (the next reply starts); then the ticket's state tells when its
-    clocks breach (next reply, periodic update) and when it was opened (the other two)."""
+    then a customer reply (the next reply starts), both stamped ``replies_at`` however late
+    they are posted; then the ticket's state tells when its clocks breach (next reply,
+    periodic update) and when it was opened (the other two)."""
     semaphore = asyncio.Semaphore(concurrency)
 
     async def reply(ticket: PolicyTicket) -> None:
         await asyncio.sleep(max((ticket.replies_at - datetime.now(UTC)).total_seconds(), 0))
         path = f"/v1/processes/{ticket.process_id}/events"
         async with semaphore:
-            await api.post(path, json={"type": "agent_replied", "data": {"public": True}})
-            await api.post(path, json={"type": "customer_replied"})
+            when = ticket.replies_at.isoformat()  # as a helpdesk stamps them: late or not
+            agent = {"type": "agent_replied", "data": {"public": True}, "occurred_at": when}
+            await api.post(path, json=agent)
+            await api.post(path, json={"type": "customer_replied", "occurred_at": when})
             for _ in range(10):
                 body = await view(api, ticket.ticket_id) or {}
                 details = (body.get("state") or {}).get("details", {})
@@ -735,15 +739,17 @@ def late(tickets: list[PolicyTicket], kind: str, part: str) -> list[float]:
     ]
 
 
-#: The worker's SDK counters a round reports: its workflow and activity tasks, and how its
-#: cache of workflow runs fared (a miss replays the run's whole history).
+#: The workers' SDK counters a round reports (without their ``temporal_`` prefix, ``_total``
+#: suffix and a histogram's unit): workflow tasks run and replayed, activities and local
+#: activities, and how the cache of workflow runs fared (a miss replays the whole history).
 WORKER_COUNTERS = (
-    "temporal_workflow_task_execution_latency_seconds_count",
-    "temporal_workflow_task_replay_latency_seconds_count",
-    "temporal_activity_execution_latency_seconds_count",
-    "temporal_sticky_cache_hit_total",
-    "temporal_sticky_cache_miss_total",
-    "temporal_sticky_cache_total_forced_eviction_total",
+    "workflow_task_execution_latency_count",
+    "workflow_task_replay_latency_count",
+    "activity_execution_latency_count",
+    "local_activity_total",
+    "sticky_cache_hit",
+    "sticky_cache_miss",
+    "sticky_cache_total_forced_eviction",
 )
 
 
@@ -753,9 +759,9 @@ async def worker_counters(api: httpx.AsyncClient, metrics: list[str]) -> dict[st
     text = "\n".join([(await api.get(url)).text for url in metrics])
     totals: dict[str, float] = {}
     for line in text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in WORKER_COUNTERS:
-            short = name.removeprefix("temporal_").removesuffix("_total")
+        name = line.split("{", 1)[0].split(" ", 1)[0].removeprefix("temporal_")
+        short = name.removesuffix("_total").replace("_seconds_count", "_count")
+        if short in WORKER_COUNTERS:
             totals[short] = totals.get(short, 0.0) + float(line.rsplit(" ", 1)[-1])
     return totals
 
@@ -791,14 +797,8 @@ class RssWatch:
         self.parked = round(sum(rss_mib(pid) or 0.0 for pid in self.pids), 1)
 
     def peak(self) -> float | None:
-        total = 0.0
-        for pid in self.pids:
-            try:
-                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-            except OSError:
-                return None
-            total += sum(int(line.split()[1]) / 1024 for line in lines if line.startswith("VmHWM:"))
-        return round(total, 1)
+        peaks = [rss_mib(pid, "VmHWM") for pid in self.pids]
+        return None if None in peaks else round(sum(p or 0.0 for p in peaks), 1)
 
 
 def as_utc(value: str | datetime) -> datetime:

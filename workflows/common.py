@@ -36,10 +36,16 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[str], ...] = (
 
 @dataclass
 class ProcessEvent:
-    """A business event sent to a running process (``type`` names what happened)."""
+    """A business event sent to a running process (``type`` names what happened).
+
+    ``occurred_at`` is when it happened in the system of record (the API sets the instant
+    it received the event when the sender gives none); a ticket's SLA clocks count from it,
+    not from when the run got to the signal. None on events sent before it existed.
+    """
 
     type: str
     data: dict[str, Any] = field(default_factory=dict)
+    occurred_at: datetime | None = None
 
 
 EventData = TypeVar("EventData")

@@ -7,7 +7,7 @@ ladder of their terms (``TicketClocks``). Its texts are ``sla_messages``."""
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import VersioningBehavior
@@ -42,6 +42,10 @@ SLA_POLICIES = "sla-policies"
 #: a level's email, notice, task and milestone in the workflow task that reached it.
 SLA_LOCAL_STEPS = "sla-local-steps"
 
+#: Tickets started with it apply an event at its ``occurred_at`` (``_event_instant``); runs
+#: begun before apply each when they get to its signal.
+SLA_EVENT_TIMES = "sla-event-times"
+
 
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class TicketSlaWorkflow(ProcessSteps):
@@ -60,6 +64,9 @@ class TicketSlaWorkflow(ProcessSteps):
                 ticket.policies, ticket.fields(), created_at=ticket.created_at, now=workflow.now()
             )
         self._local_steps = workflow.patched(SLA_LOCAL_STEPS)
+        self._event_times = workflow.patched(SLA_EVENT_TIMES)
+        #: The latest instant the clocks were given (an event's or a look's); none earlier.
+        self._clocks_at = workflow.now()
         self._changed = False
         self._assignee: Assignment | None = None
         self._lead: StaffContact | None = None
@@ -100,13 +107,14 @@ class TicketSlaWorkflow(ProcessSteps):
 
     @workflow.signal
     def event(self, event: ProcessEvent) -> None:
-        """Apply a ticket event (``EVENT_DATA``) to the clocks at the moment it arrives; other
-        events, data that does not fit and events after the end are noted and ignored."""
+        """Apply a ticket event (``EVENT_DATA``) to the clocks at the instant it happened
+        (``_event_instant``); other events, data that does not fit and events after the end
+        are noted and ignored."""
+        at = self._event_instant(event)
         ignored = (
-            "the ticket input is invalid"
-            if self._problems
-            else apply_event(self._sla, event, workflow.now())
+            "the ticket input is invalid" if self._problems else apply_event(self._sla, event, at)
         )
+        self._clocks_at = at
         if ignored:
             workflow.logger.warning("ticket SLA ignores event %r: %s", event.type, ignored)
             self._show_step(f"ignored:{event.type}", ignored)
@@ -156,9 +164,21 @@ class TicketSlaWorkflow(ProcessSteps):
                 )
         await self._record_new_events()
 
+    def _event_instant(self, event: ProcessEvent) -> datetime:
+        """When ``event`` counts for the clocks: when it happened, but neither after the
+        signal reached the run nor before what the clocks were last given (a level already
+        acted on stays acted on). Runs begun before ``SLA_EVENT_TIMES``: when it reached."""
+        now = workflow.now()
+        if not self._event_times or event.occurred_at is None:
+            return now
+        occurred = event.occurred_at
+        if occurred.tzinfo is None:  # a signal sent around the API, without an offset
+            occurred = occurred.replace(tzinfo=UTC)
+        return min(max(occurred, self._clocks_at), now)
+
     async def _escalate_levels_reached(self) -> None:
         """Act on every level a clock has reached since the last look, lowest first."""
-        now = workflow.now()
+        now = self._clocks_at = workflow.now()
         for clock in self._sla.clock_names():
             for action in self._sla.due_actions(clock, now):
                 await self._take(action)
@@ -328,9 +348,10 @@ class TicketSlaWorkflow(ProcessSteps):
         while self._events_recorded < len(self._events):
             event = self._events[self._events_recorded]
             self._events_recorded += 1
-            await self._audit_step(
-                f"event_{self._events_recorded}:{event.type}", {"data": dict(event.data)}
-            )
+            detail: dict[str, object] = {"data": dict(event.data)}
+            if event.occurred_at is not None:
+                detail["occurred_at"] = event.occurred_at.isoformat()
+            await self._audit_step(f"event_{self._events_recorded}:{event.type}", detail)
 
     async def _record_outcome(self, outcome: str) -> None:
         now = workflow.now()

@@ -5,7 +5,7 @@ The module keeps evaluated annotations: the events route's body is the union
 of the registered events, made for the policy when the app is built.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
@@ -152,10 +152,18 @@ def processes_router(policy: Policy) -> APIRouter:
         policy: PolicyDep,
         principal: Service,
     ) -> EventAccepted:
+        received_at = datetime.now(UTC)
         description = await describe_process(client, process_id, principal)
         process = process_named(description.typed_search_attributes.get(PROCESS))
         sent = (await request.json()).get("data", {})  # as sent: the workflow reads it so
-        event = check_event(process, body.type, sent, policy)
+        event = check_event(
+            process,
+            body.type,
+            sent,
+            policy,
+            occurred_at=body.occurred_at,
+            received_at=received_at,
+        )
         ensure_running(description)
         handle = client.get_workflow_handle(process_id, run_id=description.run_id)
         try:

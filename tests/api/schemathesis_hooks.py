@@ -2,9 +2,10 @@
 
 The OpenAPI document states every other rule the API applies (enums from the
 policy, patterns, bounds), so schemathesis' positive-data check holds the API
-to it. Three depend on the clock or on the CRM records: a renewal's date must
+to it. Four depend on the clock or on the CRM records: a renewal's date must
 be in the future, a renewal needs a contact when the customer has no record,
-and a ticket cannot have been opened in the future. The API refuses those
+a ticket cannot have been opened in the future, and an event cannot have
+happened in it. The API refuses those
 with a 422 naming the field (tests/api prove it); here a case generated as
 valid is made to meet them, so the check still fails on any other refusal.
 An automation definition's schema gives its shape; what its CEL and templates
@@ -99,4 +100,8 @@ def map_case(context: HookContext, case: Case[Any]) -> Case[Any]:
         created_at = _instant(body.get("created_at"))
         if created_at is not None and created_at > now:
             body["created_at"] = now.isoformat()
+    if case.method.upper() == "POST" and case.path.endswith("/events"):
+        occurred_at = _instant(body.get("occurred_at"))
+        if occurred_at is not None and occurred_at > now:
+            body["occurred_at"] = now.isoformat()
     return case

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -75,3 +78,36 @@ async def test_renewed_with_unusable_terms_is_a_422(api: httpx.AsyncClient) -> N
         assert field in response.json()["detail"]
     signed = {"type": "renewed", "data": {"plan": "enterprise", "annual_value": 30000}}
     assert (await api.post(f"/v1/processes/{process_id}/events", json=signed)).status_code == 202
+
+
+async def test_an_event_happened_when_it_says_or_when_received_but_never_in_the_future(
+    api: httpx.AsyncClient,
+) -> None:
+    started = await api.post("/v1/tickets", json=ticket_body())
+    assert started.status_code == 201, started.text
+    events = f"/v1/processes/{started.json()['process_id']}/events"
+    ahead = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    for occurred_at in (ahead, "2026-12-06T10:00:00"):  # the future; no offset
+        response = await api.post(
+            events, json={"type": "customer_replied", "occurred_at": occurred_at}
+        )
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "occurred_at" in json.dumps(response.json())
+
+    before = datetime.now(UTC)
+    earlier = before - timedelta(minutes=3)
+    sent = {"type": "agent_replied", "data": {"public": True}, "occurred_at": earlier.isoformat()}
+    assert (await api.post(events, json=sent)).status_code == 202
+    assert (await api.post(events, json={"type": "customer_replied"})).status_code == 202
+    after = datetime.now(UTC)
+
+    audit = f"/v1/processes/{started.json()['process_id']}/audit"
+    for _ in range(50):
+        steps = {s["step"]: s["detail"] for s in (await api.get(audit)).json()["steps"]}
+        if "event_2:customer_replied" in steps:
+            break
+        await asyncio.sleep(0.1)
+    assert datetime.fromisoformat(steps["event_1:agent_replied"]["occurred_at"]) == earlier
+    received = datetime.fromisoformat(steps["event_2:customer_replied"]["occurred_at"])
+    assert before <= received <= after

@@ -326,6 +326,27 @@ async def sla_policies_next_reply(rec: Recording) -> Handle:
     return handle
 
 
+async def sla_policies_late_events(rec: Recording) -> Handle:
+    """A chat ticket whose helpdesk delivers events late: the customer's 10:00 reply at
+    10:40 (its clock due at 11:00), the agent's 10:55 answer at 11:30, after the breach was
+    acted on (counted from it); a reply on time; resolved."""
+    handle, monday = await _start_policy_ticket(rec, tags=["chat"])
+    timeline: list[tuple[tuple[int, int], tuple[int, int], str]] = [
+        ((9, 20), (9, 20), "agent_replied"),
+        ((10, 0), (10, 40), "customer_replied"),
+        ((10, 55), (11, 30), "agent_replied"),
+        ((12, 0), (12, 0), "customer_replied"),
+        ((12, 10), (12, 12), "agent_replied"),
+        ((13, 0), (13, 0), "resolved"),
+    ]
+    for happened, delivered, name in timeline:
+        await sleep_until(rec.env, on_day(monday, 0, time(*delivered), STOCKHOLM))
+        occurred_at = on_day(monday, 0, time(*happened), STOCKHOLM)
+        await send_ticket_event(handle, name, occurred_at=occurred_at)
+    await handle.result()
+    return handle
+
+
 async def sla_policies_ladder_regrouped(rec: Recording) -> Handle:
     """A ticket moved to the Manila team at 10:00 (re-matched, timed in Manila): its four
     resolution levels remind, escalate, reassign and reach the manager; then resolved."""
@@ -825,6 +846,8 @@ SCENARIOS: dict[str, Scenario] = {
     "sla-escalated-local-steps": sla_escalated,
     "sla-policies-next-reply-local-steps": sla_policies_next_reply,
     "sla-policies-ladder-regrouped-local-steps": sla_policies_ladder_regrouped,
+    # Recorded after the sla-event-times patch: events count from their occurred_at.
+    "sla-policies-late-events": sla_policies_late_events,
 }
 
 #: Settings a scenario changes: the SMTP relay is down for the whole run.

@@ -73,9 +73,13 @@ async def start_ticket(client: Client, task_queue: str, ticket: TicketInput) -> 
     )
 
 
-async def send_event(handle: TicketHandle, event_type: str, **data: Any) -> None:
-    """Send a ticket event (``agent_replied``, ``status_changed``...) to the run."""
-    await handle.signal(TicketSlaWorkflow.event, ProcessEvent(type=event_type, data=data))
+async def send_event(
+    handle: TicketHandle, event_type: str, *, occurred_at: datetime | None = None, **data: Any
+) -> None:
+    """Send a ticket event (``agent_replied``, ``status_changed``...) to the run, as having
+    happened at ``occurred_at`` (None: when the run gets to it)."""
+    event = ProcessEvent(type=event_type, data=data, occurred_at=occurred_at)
+    await handle.signal(TicketSlaWorkflow.event, event)
 
 
 async def state_of(handle: TicketHandle) -> ProcessState:

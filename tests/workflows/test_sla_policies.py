@@ -125,6 +125,36 @@ async def test_a_next_reply_clock_restarted_three_times_breaches_twice(stack: St
     assert outcome.clocks["next_reply"]["status"] == "breached"
 
 
+async def test_an_event_delivered_late_counts_from_when_it_happened(stack: Stack) -> None:
+    chat = {
+        "name": "chat",
+        "clocks": {
+            "first_response": {"targets": {"normal": "1h"}},
+            "next_reply": {"targets": {"normal": "1h"}, "ladder": [breach_to_lead()]},
+        },
+    }
+    handle, monday = await open_ticket(stack, policies(chat))
+    await sleep_until(stack.env, at(monday, 9, 20))
+    await send_event(handle, "agent_replied", occurred_at=at(monday, 9, 20))
+    await sleep_until(stack.env, at(monday, 10, 40))  # the helpdesk delivers 40 minutes late
+    await send_event(handle, "customer_replied", occurred_at=at(monday, 10))
+    state = await state_of(handle)
+    assert datetime.fromisoformat(state.details["clocks"]["next_reply"]["due"]) == at(monday, 11)
+
+    await sleep_until(stack.env, at(monday, 11, 30))
+    # The agent answered at 10:55; the run acted on the breach at 11:00 before hearing of
+    # it, so the answer counts from 11:00, not from when it reached the run.
+    await send_event(handle, "agent_replied", occurred_at=at(monday, 10, 55))
+    state = await state_of(handle)
+    assert_close(escalation_times(state)["next_reply_breach"], at(monday, 11))
+    assert steps_of(stack, handle.id) == [("email_next_reply_breach", LEAD)]
+
+    await send_event(handle, "resolved")
+    clocks = {c.clock: c for c in (await handle.result()).clocks}
+    assert clocks["next_reply"].used_seconds == pytest.approx(60 * 60, abs=5)
+    assert (clocks["next_reply"].breaches, clocks["first_response"].status) == (1, "met")
+
+
 async def test_a_silent_ticket_breaches_its_periodic_update_after_a_reminder(
     stack: Stack,
 ) -> None:
