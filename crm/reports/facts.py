@@ -62,11 +62,8 @@ def record_fact(session: Session, event: Emitted) -> ProcessOutcome | None:
     fact = fact_of(event)
     stored, created = insert_once(session, fact)
     if created:
-        contribution = contribution_of(stored)
-        if contribution is not None:
-            add_to_rollups(session, contribution)
-        for more in follow_term(session, stored):
-            add_to_rollups(session, more)
+        own = contribution_of(stored)
+        add_to_rollups(session, *([] if own is None else [own]), *follow_term(session, stored))
     return stored
 
 

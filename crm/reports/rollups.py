@@ -71,16 +71,26 @@ class Contribution:
     durations: dict[str, float] = field(default_factory=dict)
 
 
-def add_to_rollups(session: Session, contribution: Contribution) -> None:
-    """Add ``contribution`` to its day's rows (created when missing), under a row lock on
-    PostgreSQL; the rows are taken in one order, so two writers never deadlock."""
-    histograms = {name: bucket_of(value) for name, value in contribution.durations.items()}
-    groups = sorted([(WHOLE, ""), *contribution.groups.items()])
+def add_to_rollups(session: Session, *contributions: Contribution) -> None:
+    """Add each of ``contributions`` (one transaction's) to its day's rows, created when
+    missing, under a row lock on PostgreSQL. Every row is taken in one order across them
+    (``_row_order``): two writers share no order-dependent lock, so they never deadlock,
+    not even one moving a renewal from one day to another while one moves another renewal
+    back."""
+    rows = sorted(
+        (
+            (contribution, dimension, value, grain)
+            for contribution in contributions
+            for (dimension, value), grain in itertools.product(
+                [(WHOLE, ""), *contribution.groups.items()], GRAINS
+            )
+        ),
+        key=_row_order,
+    )
     connection = session.connection()
     insert = _INSERTS[connection.dialect.name](ReportRollup.__table__)  # type: ignore[attr-defined]
-    for (dimension, value), grain in itertools.product(groups, GRAINS):
+    for contribution, dimension, value, grain in rows:
         first = _span_start(contribution.day, grain)
-        where = _span(contribution, dimension, value, grain, first)
         connection.execute(
             insert.values(
                 tenant=contribution.tenant,
@@ -93,17 +103,25 @@ def add_to_rollups(session: Session, contribution: Contribution) -> None:
                 histograms={},
             ).on_conflict_do_nothing()
         )
+        where = _span(contribution, dimension, value, grain, first)
         row = session.exec(select_rows(ReportRollup).where(*where).with_for_update()).one()
         row.counts = merge_counts(row.counts, contribution.counts)
         row.histograms = {
             **row.histograms,
             **{
-                name: merge_histogram(row.histograms.get(name, {}), {str(bucket): 1})
-                for name, bucket in histograms.items()
+                name: merge_histogram(row.histograms.get(name, {}), {str(bucket_of(seconds)): 1})
+                for name, seconds in contribution.durations.items()
             },
         }
         session.add(row)
     session.flush()
+
+
+def _row_order(row: tuple[Contribution, str, str, str]) -> tuple[str, str, str, date, str, str]:
+    """A roll-up row's place in the one order every writer takes them in: its unique key."""
+    contribution, dimension, value, grain = row
+    first = _span_start(contribution.day, grain)
+    return (contribution.tenant, contribution.report, grain, first, dimension, value)
 
 
 def _span_start(day: date, grain: str) -> date:

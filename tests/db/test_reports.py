@@ -3,21 +3,25 @@ per period and group, totals, tenants, ranges, CSV."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import functools
 import io
 import itertools
+import threading
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sqlalchemy_events
 from sqlmodel import Session, select
 
 from crm.reports import REPORTS, ReportQuery, ReportTable, report_csv
 from crm.reports.facts import store_sla_outcome
-from crm.reports.rollups import PERCENTILE_ERROR, cover
+from crm.reports.rollups import PERCENTILE_ERROR, Contribution, add_to_rollups, cover
 from crm.store.db import Database
-from crm.store.models import ProcessOutcome, RenewalTerm, SlaOutcome
+from crm.store.models import ProcessOutcome, RenewalTerm, ReportRollup, SlaOutcome
 from crm.store.webhooks import Emitted, emit
 from tests.db.test_database import db  # noqa: F401  (the fixture: each test on both databases)
 
@@ -672,3 +676,40 @@ async def test_leads_report_shows_the_median_time_to_first_contact(
     assert totals["first_contacted"] == 3
     assert near(totals["time_to_first_contact_median"], 600)
     assert totals["routed"] == 1
+
+
+async def test_writers_moving_renewal_dates_in_opposite_directions_do_not_deadlock(
+    db: Database,  # noqa: F811
+) -> None:
+    """One writer moves a renewal from March to April while another moves one back; each
+    takes its first roll-up row and waits (up to a second) for the other to take its own
+    before going on. Were each to take its rows in its own order, PostgreSQL would find
+    them waiting on each other and abort one."""
+    march, april = date(2026, 3, 2), date(2026, 4, 6)
+
+    def moved(away: date, to: date) -> list[Contribution]:
+        return [
+            Contribution("renewals", "acme", away, {"owner_id": "am-kim"}, counts={"due": -1}),
+            Contribution("renewals", "acme", to, {"owner_id": "am-kim"}, counts={"due": 1}),
+        ]
+
+    both_locked = threading.Barrier(2, timeout=1)
+    taken = threading.local()
+
+    def after_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FOR UPDATE" in statement and not getattr(taken, "first", False):
+            taken.first = True
+            with contextlib.suppress(threading.BrokenBarrierError):  # the other one waits
+                both_locked.wait()
+
+    sqlalchemy_events.listen(db.engine, "after_cursor_execute", after_execute)
+    try:
+        await asyncio.gather(
+            db.run(lambda session: add_to_rollups(session, *moved(march, april))),
+            db.run(lambda session: add_to_rollups(session, *moved(april, march))),
+        )
+    finally:
+        sqlalchemy_events.remove(db.engine, "after_cursor_execute", after_execute)
+    rows = await db.all(select(ReportRollup).where(ReportRollup.tenant == "acme"))
+    assert len(rows) == 2 * 2 * 3  # two days; the whole report and the owner; three grains
+    assert {row.counts["due"] for row in rows} == {0}
