@@ -12,7 +12,15 @@ from crm.store.db import Database, insert_once
 from crm.store.models import AuditEntry, Task, as_utc
 from crm.store.task_completion import close_open_tasks, task_event
 from crm.store.webhooks import emit
-from workflows.contracts import CLOSE_TASKS, CREATE_TASK, CloseTasksRequest, TaskRef, TaskRequest
+from workflows.contracts import (
+    CLOSE_TASKS,
+    CREATE_TASK,
+    TASK_STATUS,
+    CloseTasksRequest,
+    TaskQuery,
+    TaskRef,
+    TaskRequest,
+)
 
 
 class TaskActivities:
@@ -69,6 +77,17 @@ class TaskActivities:
             "task %s %s for %s", task.id, "created" if created else "found", task.assignee_id
         )
         return TaskRef(task_id=task.id, key=task.key, created=created)
+
+    @activity.defn(name=TASK_STATUS)
+    async def task_status(self, query: TaskQuery) -> str:
+        """The status of the run's task ``query.task_id`` (``open``, ``done``...);
+        ``missing`` when no task of that run has the id. Only reads."""
+        task = await self._database.run(
+            lambda session: session.get(Task, query.task_id), write=False
+        )
+        if task is None or task.process_id != query.process_id:
+            return "missing"
+        return task.status
 
     @activity.defn(name=CLOSE_TASKS)
     async def close_tasks(self, request: CloseTasksRequest) -> int:

@@ -108,6 +108,7 @@ def build_activities(settings: Settings, policy: Policy, database: Database) -> 
         records.upsert_customer,
         tasks.create_task,
         tasks.close_tasks,
+        tasks.task_status,
         assignment.assign_owner,
         assignment.release_assignment,
         email.send_email,

@@ -62,6 +62,11 @@ with workflow.unsafe.imports_passed_through():
 #: waited only for events after the wait began.
 EARLY_EVENTS = "early-events-count"
 
+#: From this patch on, a task step's wait that times out first reads the task: one a
+#: person completed while the run could not be told (Temporal away when the API signalled)
+#: counts as done; runs that timed out before it took ``on_timeout``.
+TASK_DONE_RECHECK = "task-done-recheck"
+
 
 @workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class AutomationWorkflow(AutomationSteps):
@@ -227,6 +232,10 @@ class AutomationWorkflow(AutomationSteps):
         until = task.wait_for_done.after(workflow.now(), self._calendar)
         self._show_waiting(step, f"task {task_id} done", until)
         if not await self._until(step, until, lambda: task_id in self._tasks_done):
+            if workflow.patched(TASK_DONE_RECHECK) and await self._task_done(task_id):
+                self._tasks_done.add(task_id)
+                self._show_step(f"wait:{step.id}", "task done (the run was not told)")
+                return following
             self._show_step(f"wait:{step.id}", "task not done in time")
             return task.on_timeout or following
         self._show_step(f"wait:{step.id}", "goal met" if self._goal_met else "task done")

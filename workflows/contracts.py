@@ -25,6 +25,7 @@ ASSIGN_OWNER = "assign_owner"
 RELEASE_ASSIGNMENT = "release_assignment"
 CREATE_TASK = "create_task"
 CLOSE_TASKS = "close_tasks"
+TASK_STATUS = "task_status"
 SEND_EMAIL = "send_email"
 RECORD_STEP = "record_step"
 UPSERT_CUSTOMER = "upsert_customer"
@@ -118,6 +119,14 @@ class CloseTasksRequest:
 
     process_id: str
     resolution: str
+
+
+@dataclass
+class TaskQuery:
+    """A run's own task, by id: what ``task_status`` reads."""
+
+    process_id: str
+    task_id: int
 
 
 @dataclass

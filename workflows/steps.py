@@ -29,6 +29,7 @@ from workflows.contracts import (
     RECORD_STEP,
     RELEASE_ASSIGNMENT,
     SEND_EMAIL,
+    TASK_STATUS,
     Assignment,
     AssignmentRequest,
     AuditRecord,
@@ -43,6 +44,7 @@ from workflows.contracts import (
     ReleaseRequest,
     StaffContact,
     StaffLookup,
+    TaskQuery,
     TaskRef,
     TaskRequest,
     step_key,
@@ -206,6 +208,19 @@ class ProcessSteps:
         )
         self._show_step(f"task:{step}", f"task {task.task_id} for {assignee_id}")
         return task
+
+    async def _task_done(self, task_id: int) -> bool:
+        """Whether the run's task ``task_id`` is done in the CRM database (a person may have
+        completed it while the run could not be told)."""
+        status: str = await self._execute(
+            TASK_STATUS,
+            TaskQuery(process_id=self._process_id, task_id=task_id),
+            result_type=str,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=LOOKUP_RETRY,
+            summary=f"is task {task_id} done?",
+        )
+        return status == "done"
 
     async def _close_tasks(self, resolution: str, summary: str) -> None:
         """Mark the run's open tasks done; assignments that were their work end with them."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sys
 import tempfile
 import uuid
@@ -653,6 +654,23 @@ async def automation_hot_lead_called(rec: Recording) -> Handle:
     return handle
 
 
+async def automation_hot_lead_untold(rec: Recording, *, called: bool) -> Handle:
+    """hot-lead-call after the task-done-recheck patch, the run never told of the task:
+    done by a person (read at the timeout: called) or not (the manager is told)."""
+    definition = example("hot-lead-call", rec.policy)
+    lead = {"name": "Lead L-2", "rating": "hot", "owner_id": "rep-eva"}
+    now = await rec.env.get_current_time()
+    event = record_event(definition, "l-2", "updated", lead, {"rating": "warm"}, at=now)
+    handle = await start_run(rec.client, rec.task_queue, definition, event, rec.policy)
+    [task] = await eventually(
+        lambda: tasks_for_record(rec.database, "l-2"), lambda tasks: len(tasks) == 1
+    )
+    if called:
+        await rec.database.run(lambda session: complete_task(session, task.id or 0, "rep-eva"))
+    await handle.result()
+    return handle
+
+
 async def automation_discount_approved(rec: Recording) -> Handle:
     """big-deal-discount-approval: the owner's manager approves, the onboarding starts."""
     definition = example("big-deal-discount-approval", rec.policy)
@@ -848,6 +866,11 @@ SCENARIOS: dict[str, Scenario] = {
     "sla-policies-ladder-regrouped-local-steps": sla_policies_ladder_regrouped,
     # Recorded after the sla-event-times patch: events count from their occurred_at.
     "sla-policies-late-events": sla_policies_late_events,
+    # Recorded after the task-done-recheck patch: a timed-out task wait reads the task.
+    "automation-hot-lead-called-untold": functools.partial(automation_hot_lead_untold, called=True),
+    "automation-hot-lead-not-called-recheck": functools.partial(
+        automation_hot_lead_untold, called=False
+    ),
 }
 
 #: Settings a scenario changes: the SMTP relay is down for the whole run.

@@ -70,6 +70,31 @@ async def test_a_call_not_done_in_a_business_day_tells_the_manager(stack: Stack)
     )
 
 
+async def test_a_call_done_while_the_run_could_not_be_told_counts_as_done(stack: Stack) -> None:
+    definition = example("hot-lead-call")
+    lead_id = new_record_id("l")
+    now = await stack.env.get_current_time()
+    event = record_event(
+        definition, lead_id, "updated", hot_lead(lead_id), {"rating": "warm"}, at=now
+    )
+    handle = await start_run(stack.client, stack.task_queue, definition, event)
+    [task] = await eventually(
+        lambda: tasks_for_record(stack.database, lead_id), lambda tasks: len(tasks) == 1
+    )
+
+    # The API completed it, but Temporal was away when it went to signal the run.
+    await stack.database.run(lambda session: complete_task(session, task.id or 0, "rep-eva"))
+    result = await handle.result()
+
+    assert result.outcome == "called"
+    assert mail_about(stack.maildir, "mia.torres@example.com", f"Lead {lead_id}") == []
+    state = await handle.query("state")
+    assert any(
+        step["step"] == "wait:call" and step["detail"] == "task done (the run was not told)"
+        for step in state["steps"]
+    )
+
+
 async def test_a_task_left_in_a_pool_waits_there_until_a_member_claims_it(stack: Stack) -> None:
     document = yaml.safe_load((EXAMPLES / "hot-lead-call.yaml").read_text())
     document["steps"][0]["task"]["assignee"] = {"pool": "sales-emea", "claim": True}
