@@ -588,6 +588,7 @@ async def four_clock_round(
                 figures["worker_counters"] = await worker_counters(api, stack.metrics)
                 figures["clocks_due_elsewhere"] = await read_looks(api, tickets)
                 figures["history_sample"] = await history_sample(stack.temporal_address, tickets)
+                figures["failed_runs"] = await failed_runs(stack.temporal_address)
     figures.update(four_clock_lateness(tickets))
     return figures
 
@@ -782,6 +783,22 @@ async def history_sample(
     return {name: round(count / len(sample), 1) for name, count in sorted(counts.items())}
 
 
+async def failed_runs(address: str, limit: int = 5) -> dict[str, int]:
+    """The round's failed runs by failure message (at most ``limit`` histories read)."""
+    from temporalio.client import Client
+
+    client = await Client.connect(address)
+    messages: dict[str, int] = {}
+    async for run in client.list_workflows('ExecutionStatus = "Failed"', limit=limit):
+        history = await client.get_workflow_handle(run.id, run_id=run.run_id).fetch_history()
+        failed = history.events[-1].workflow_execution_failed_event_attributes.failure
+        message = (
+            f"{failed.message} ({failed.cause.message})" if failed.cause.message else failed.message
+        )
+        messages[message[:200]] = messages.get(message[:200], 0) + 1
+    return messages
+
+
 class RssWatch:
     """The workers' resident memory, added up: once all tickets are parked, and the sum of
     their peaks (VmHWM)."""
@@ -845,7 +862,9 @@ def summarise(values: list[Any]) -> str:
     """The median and range of numbers or of percentile dicts, else the values."""
     if all(isinstance(v, int | float) for v in values):
         return f"{statistics.median(values):g} ({min(values):g}-{max(values):g})"
-    if all(isinstance(v, dict) for v in values):
+    if all(isinstance(v, dict) and v.keys() == values[0].keys() for v in values) and all(
+        isinstance(n, int | float) for v in values for n in v.values()
+    ):
         return ", ".join(
             f"{point} {statistics.median(v[point] for v in values):.3f}"
             f" ({min(v[point] for v in values):.3f}-{max(v[point] for v in values):.3f})"
