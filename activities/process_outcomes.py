@@ -40,8 +40,10 @@ class OutcomeActivities:
     @activity.defn(name=OFFER_OUTCOME)
     async def offer_outcome(self, outcome: OutcomeEvent) -> OutcomeOffered:
         """Enrol the records of the automations the outcome triggers and tell the runs that
-        listen; the runs it reached. Raises EventRefused (final) when the event id was
-        taken for another event; a retry after the event was taken answers the same."""
+        listen; the runs it reached. A repeat of the event id answers what the first did,
+        whatever its body: the id names the run and the step, and a workflow task that
+        offered it as a local activity and was retried builds it again at a later instant.
+        Raises EventInProgress (retried) while an earlier attempt is still at it."""
         event = RecordEvent(
             event_id=outcome.event_id,
             object=PROCESS_OBJECT_PREFIX + outcome.process,
@@ -63,7 +65,7 @@ class OutcomeActivities:
         await emit_event(activity.client(), self._database, self._task_queue, emitted)
         try:
             answer = await take_record_event(
-                activity.client(), self._settings, outcome.tenant, event
+                activity.client(), self._settings, outcome.tenant, event, id_names_the_event=True
             )
         except EventRefused as err:
             if err.kind == "event-in-progress":  # an earlier attempt is still at it: retry

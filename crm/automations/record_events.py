@@ -86,9 +86,19 @@ def _combined(event_id: str, offers: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def take_record_event(
-    client: Client, settings: EventSettings, tenant: str | None, event: RecordEvent
+    client: Client,
+    settings: EventSettings,
+    tenant: str | None,
+    event: RecordEvent,
+    *,
+    id_names_the_event: bool = False,
 ) -> dict[str, Any]:
     """Take ``event`` for ``tenant`` once, and answer what it did (the stored answer of a repeat).
+
+    With ``id_names_the_event`` a repeat of the id is the same event whatever its body (a
+    process's outcome: the id names the run and the step, and a workflow task that ran the
+    offer again before it was recorded builds it at a later instant); otherwise a body
+    unlike the first is refused.
 
     Raises EventRefused when ``event.event_id`` was used for another event, or
     when the first request with it is still at work after ``ANSWER_WAIT_SECONDS``;
@@ -104,7 +114,7 @@ async def take_record_event(
         )
         receipt_id = claim.receipt.id
         assert receipt_id is not None
-        if claim.receipt.body_sha256 != fingerprint:
+        if claim.receipt.body_sha256 != fingerprint and not id_names_the_event:
             raise EventRefused(
                 "event-id-reused",
                 "Event id used for another event",

@@ -10,15 +10,18 @@ its group changes.
 from __future__ import annotations
 
 import json
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 
+from crm.automations.record_events import EventSettings, take_record_event
+from crm.domain.process_outcomes import PROCESS_OBJECT_PREFIX
 from crm.policy import Policy
 from crm.policy.sla import SlaPolicy
+from crm.store.suppressions import suppress
 from tests.support.sla import (
     STOCKHOLM,
     TicketHandle,
@@ -37,6 +40,7 @@ from tests.support.sla import (
     ticket_input,
 )
 from tests.support.stack import Stack
+from workflows.automation_types import RecordEvent
 
 LEAD = ["sam.lindqvist@example.com"]
 ASSIGNEE = ["ivy.chen@example.com"]
@@ -330,3 +334,53 @@ async def test_a_ticket_moved_to_the_manila_group_is_rematched_and_timed_in_mani
         "first_response": 2 * 3600,
         "resolution": 8 * 3600,
     }
+
+
+async def test_a_breach_offered_again_after_a_retried_workflow_task_is_the_same_event(
+    stack: Stack,
+) -> None:
+    """A local activity runs inside its workflow task: when that task times out after the
+    breach was offered, the next attempt offers it again at a later ``workflow.now()``. The
+    offer is the same event (its id names the run and the step), not an id reused."""
+    strict = {"name": "strict", "clocks": {"first_response": {"targets": {"normal": "1h"}}}}
+    handle, monday = await open_ticket(stack, policies(strict))
+    run_id = (await handle.describe()).run_id
+    earlier_attempt = RecordEvent(
+        event_id=f"{handle.id}/offer_first_response_breach@{run_id}",
+        object=PROCESS_OBJECT_PREFIX + "sla",
+        record_id=handle.id.removeprefix("sla-"),
+        type="breached",
+        occurred_at=at(monday, 10) - timedelta(seconds=12),
+        record={"process_id": handle.id},
+    )
+    settings = EventSettings(stack.database, stack.policy, stack.task_queue)
+    await take_record_event(stack.client, settings, None, earlier_attempt)
+
+    await sleep_until(stack.env, at(monday, 10, 30))
+    offered = {s.step: s.detail for s in (await state_of(handle)).steps}
+    assert not offered["offered:first_response_breach"].startswith("not offered")
+    await send_event(handle, "resolved")
+    clocks = {c.clock: c for c in (await handle.result()).clocks}
+    assert (clocks["first_response"].status, clocks["first_response"].breaches) == ("breached", 1)
+
+
+async def test_a_breach_email_to_a_bounced_address_is_noted_and_the_ticket_goes_on(
+    stack: Stack,
+) -> None:
+    strict = {
+        "name": "strict",
+        "clocks": {"first_response": {"targets": {"normal": "1h"}, "ladder": [breach_to_lead()]}},
+    }
+    handle, monday = await open_ticket(stack, policies(strict))
+    await stack.database.run(lambda session: suppress(session, LEAD[0], "all", "hard_bounce"))
+
+    await sleep_until(stack.env, at(monday, 10, 30))
+    steps = {s.step: s.detail for s in (await state_of(handle)).steps}
+    assert steps["email:first_response_breach"].startswith("not sent: ")
+    assert "suppressed" in steps["email:first_response_breach"]
+    assert [t.kind for t in await tasks_of(stack.database, handle.id)] == [
+        "sla_first_response_breach"
+    ]
+    await send_event(handle, "resolved")
+    clocks = {c.clock: c for c in (await handle.result()).clocks}
+    assert (clocks["first_response"].status, clocks["first_response"].breaches) == ("breached", 1)
