@@ -637,16 +637,22 @@ async def automation_csat_failed(rec: Recording) -> Handle:
     return handle
 
 
-async def automation_hot_lead_called(rec: Recording) -> Handle:
-    """hot-lead-call: the owner completes the call task in time (a person, then the signal)."""
+async def _hot_lead_call(rec: Recording, lead_id: str) -> tuple[Handle, Task]:
+    """A hot-lead-call run for ``lead_id``, and the call task it gave the owner."""
     definition = example("hot-lead-call", rec.policy)
-    lead = {"name": "Lead L-1", "rating": "hot", "owner_id": "rep-eva"}
+    lead = {"name": f"Lead {lead_id.upper()}", "rating": "hot", "owner_id": "rep-eva"}
     now = await rec.env.get_current_time()
-    event = record_event(definition, "l-1", "updated", lead, {"rating": "warm"}, at=now)
+    event = record_event(definition, lead_id, "updated", lead, {"rating": "warm"}, at=now)
     handle = await start_run(rec.client, rec.task_queue, definition, event, rec.policy)
     [task] = await eventually(
-        lambda: tasks_for_record(rec.database, "l-1"), lambda tasks: len(tasks) == 1
+        lambda: tasks_for_record(rec.database, lead_id), lambda tasks: len(tasks) == 1
     )
+    return handle, task
+
+
+async def automation_hot_lead_called(rec: Recording) -> Handle:
+    """hot-lead-call: the owner completes the call task in time (a person, then the signal)."""
+    handle, task = await _hot_lead_call(rec, "l-1")
     await rec.database.run(lambda session: complete_task(session, task.id or 0, "rep-eva"))
     change = TaskChange(task.id or 0, task.kind, "done", "rep-eva", "rep-eva", "called")
     await handle.signal(TASK_CHANGED, change)
@@ -657,14 +663,7 @@ async def automation_hot_lead_called(rec: Recording) -> Handle:
 async def automation_hot_lead_untold(rec: Recording, *, called: bool) -> Handle:
     """hot-lead-call after the task-done-recheck patch, the run never told of the task:
     done by a person (read at the timeout: called) or not (the manager is told)."""
-    definition = example("hot-lead-call", rec.policy)
-    lead = {"name": "Lead L-2", "rating": "hot", "owner_id": "rep-eva"}
-    now = await rec.env.get_current_time()
-    event = record_event(definition, "l-2", "updated", lead, {"rating": "warm"}, at=now)
-    handle = await start_run(rec.client, rec.task_queue, definition, event, rec.policy)
-    [task] = await eventually(
-        lambda: tasks_for_record(rec.database, "l-2"), lambda tasks: len(tasks) == 1
-    )
+    handle, task = await _hot_lead_call(rec, "l-2")
     if called:
         await rec.database.run(lambda session: complete_task(session, task.id or 0, "rep-eva"))
     await handle.result()
