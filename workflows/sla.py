@@ -46,6 +46,10 @@ SLA_LOCAL_STEPS = "sla-local-steps"
 #: begun before apply each when they get to its signal.
 SLA_EVENT_TIMES = "sla-event-times"
 
+#: Tickets started with it start a level's steps together (``_tell_at_once``); runs begun
+#: before take them one after another.
+SLA_LEVEL_AT_ONCE = "sla-level-at-once"
+
 
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class TicketSlaWorkflow(ProcessSteps):
@@ -65,6 +69,7 @@ class TicketSlaWorkflow(ProcessSteps):
             )
         self._local_steps = workflow.patched(SLA_LOCAL_STEPS)
         self._event_times = workflow.patched(SLA_EVENT_TIMES)
+        self._level_at_once = workflow.patched(SLA_LEVEL_AT_ONCE)
         #: The latest instant the clocks were given (an event's or a look's); none earlier.
         self._clocks_at = workflow.now()
         self._changed = False
@@ -204,6 +209,9 @@ class TicketSlaWorkflow(ProcessSteps):
         moved_to = await self._reassign(action)
         alert = self._alert(action)
         email = messages.level_email(alert, recipient, action, self._lead, moved_to)
+        if self._level_at_once:
+            await self._tell_at_once(action, recipient, alert, email)
+            return
         await self._send_email(action.step, email)
         if action.role is None:
             notice = messages.warning_notice(alert)
@@ -215,6 +223,29 @@ class TicketSlaWorkflow(ProcessSteps):
         if action.emit:
             data = messages.milestone(action, recipient, self._sla.priority)
             await self._emit(action.emit, data, step=action.step)
+
+    async def _tell_at_once(
+        self,
+        action: LevelAction,
+        recipient: StaffContact,
+        alert: messages.ClockAlert,
+        email: messages.Email,
+    ) -> None:
+        """A level's email, notice or task, and milestone, started together: one workflow
+        task schedules them, the worker runs them side by side, and the level is done when
+        the slowest is (rather than after each in turn)."""
+        steps = [self._send_email(action.step, email)]
+        if action.role is None:
+            notice = messages.warning_notice(alert)
+            steps.append(self._notify_staff(action.step, recipient.staff_id, notice))
+        if action.task:
+            task = messages.level_task(alert, recipient, action, self._lead)
+            steps.append(self._create_task(action.step, task))
+        self._sla.record_action(action, recipient.staff_id)
+        if action.emit:
+            data = messages.milestone(action, recipient, self._sla.priority)
+            steps.append(self._emit(action.emit, data, step=action.step))
+        await asyncio.gather(*steps)
 
     async def _recipient(self, action: LevelAction) -> StaffContact | None:
         """Whom a level tells: the assignee, their team lead, or the lead's manager (None,

@@ -865,6 +865,9 @@ SCENARIOS: dict[str, Scenario] = {
     "sla-policies-ladder-regrouped-local-steps": sla_policies_ladder_regrouped,
     # Recorded after the sla-event-times patch: events count from their occurred_at.
     "sla-policies-late-events": sla_policies_late_events,
+    # Recorded after the sla-level-at-once patch: a level's steps start together.
+    "sla-policies-next-reply-level-at-once": sla_policies_next_reply,
+    "sla-policies-ladder-regrouped-level-at-once": sla_policies_ladder_regrouped,
     # Recorded after the task-done-recheck patch: a timed-out task wait reads the task.
     "automation-hot-lead-called-untold": functools.partial(automation_hot_lead_untold, called=True),
     "automation-hot-lead-not-called-recheck": functools.partial(
