@@ -448,6 +448,8 @@ class PolicyTicket:
     replies_at: datetime
     status: int | None = None
     started_at: datetime | None = None
+    #: When the API had taken both replies (``replies_at`` is when they happened).
+    replied_at: datetime | None = None
     due: dict[str, datetime] = field(default_factory=dict)
     looked: dict[str, datetime] = field(default_factory=dict)
     emailed: dict[str, datetime] = field(default_factory=dict)
@@ -629,6 +631,7 @@ async def reply_on_schedule(
                 response = await api.post(path, json=event)
                 if response.status_code != 202:
                     print(f"{ticket.ticket_id}: {event['type']}: {response.status_code}")
+        ticket.replied_at = datetime.now(UTC)
 
     await asyncio.gather(*(reply(t) for t in tickets if t.status in (200, 201)))
 
@@ -707,6 +710,8 @@ def four_clock_lateness(tickets: list[PolicyTicket]) -> dict[str, Any]:
         "actions_done": sum(len(t.done.keys() & t.due.keys()) for t in punctual),
         "due_per_second_peak": peak_rate([due for t in punctual for due in t.due.values()]),
     }
+    taken = [(t.replied_at - t.replies_at).total_seconds() for t in punctual if t.replied_at]
+    figures["replies_taken_late"] = percentiles(taken, (50, 99, 100)) if taken else None
     every: dict[str, list[float]] = {"looked": [], "emailed": [], "done": []}
     for kind in ACTION_KINDS:
         lateness = late(punctual, kind, "done")
