@@ -107,7 +107,15 @@ def _connect_failure(settings: Settings, tls: TLSConfig | bool, cause: str, hint
 
 #: How the SDK's transport reports a connection the server closed, before or after the
 #: handshake (an mTLS server without a client certificate, a TLS server spoken plain to).
-_CLOSED_BY_THE_SERVER = ("CertificateRequired", "close_notify", "UnexpectedEof", "broken pipe")
+#: Under TLS 1.3 the client may send its first request before the server's refusal
+#: arrives, and then sees the connection reset.
+_CLOSED_BY_THE_SERVER = (
+    "CertificateRequired",
+    "close_notify",
+    "UnexpectedEof",
+    "broken pipe",
+    "ConnectionReset",
+)
 
 
 def _hint(settings: Settings, tls: TLSConfig | bool, error: str) -> str:
