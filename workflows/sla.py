@@ -7,7 +7,7 @@ ladder of their terms (``TicketClocks``). Its texts are ``sla_messages``."""
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import VersioningBehavior
@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
         SlaOutcomeRecord,
         StaffContact,
     )
-    from workflows.sla_events import apply_event
+    from workflows.sla_events import apply_event, event_instant
     from workflows.sla_types import TicketInput, TicketSlaResult
 
 PROCESS_NAME = "sla"
@@ -42,8 +42,8 @@ SLA_POLICIES = "sla-policies"
 #: a level's email, notice, task and milestone in the workflow task that reached it.
 SLA_LOCAL_STEPS = "sla-local-steps"
 
-#: Tickets started with it apply an event at its ``occurred_at`` (``_event_instant``); runs
-#: begun before apply each when they get to its signal.
+#: Tickets started with it apply an event at its ``occurred_at`` (``event_instant``); runs begun
+#: before apply each when they get to its signal.
 SLA_EVENT_TIMES = "sla-event-times"
 
 #: Tickets started with it start a level's steps together (``_tell_at_once``); runs begun
@@ -113,9 +113,10 @@ class TicketSlaWorkflow(ProcessSteps):
     @workflow.signal
     def event(self, event: ProcessEvent) -> None:
         """Apply a ticket event (``EVENT_DATA``) to the clocks at the instant it happened
-        (``_event_instant``); other events, data that does not fit and events after the end
-        are noted and ignored."""
-        at = self._event_instant(event)
+        (``event_instant``); other events, data that does not fit and events after the end are
+        noted and ignored."""
+        now = workflow.now()
+        at = event_instant(event.occurred_at, self._clocks_at, now) if self._event_times else now
         ignored = (
             "the ticket input is invalid" if self._problems else apply_event(self._sla, event, at)
         )
@@ -168,18 +169,6 @@ class TicketSlaWorkflow(ProcessSteps):
                     timeout_summary=deadline[1] if deadline else None,
                 )
         await self._record_new_events()
-
-    def _event_instant(self, event: ProcessEvent) -> datetime:
-        """When ``event`` counts for the clocks: when it happened, but neither after the
-        signal reached the run nor before what the clocks were last given (a level already
-        acted on stays acted on). Runs begun before ``SLA_EVENT_TIMES``: when it reached."""
-        now = workflow.now()
-        if not self._event_times or event.occurred_at is None:
-            return now
-        occurred = event.occurred_at
-        if occurred.tzinfo is None:  # a signal sent around the API, without an offset
-            occurred = occurred.replace(tzinfo=UTC)
-        return min(max(occurred, self._clocks_at), now)
 
     async def _escalate_levels_reached(self) -> None:
         """Act on every level a clock has reached since the last look, lowest first."""

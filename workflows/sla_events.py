@@ -6,7 +6,7 @@ exactly as they did. Pure: the workflow's signal handler calls ``apply_event``
 with ``workflow.now()``.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from crm.domain.policy_clocks import PolicyClocks
 from crm.domain.ticket_clocks import TicketClocks
@@ -22,6 +22,18 @@ from workflows.sla_types import (
 )
 
 Clocks = TicketClocks | PolicyClocks
+
+
+def event_instant(occurred_at: datetime | None, floor: datetime, now: datetime) -> datetime:
+    """When an event counts for the clocks: when it happened (``occurred_at``; an instant
+    without an offset is UTC), but neither after ``now``, when it reached the run, nor
+    before ``floor``, the latest instant the clocks were given (a level already acted on
+    stays acted on); ``now`` when it does not say."""
+    if occurred_at is None:
+        return now
+    if occurred_at.tzinfo is None:  # a signal sent around the API, without an offset
+        occurred_at = occurred_at.replace(tzinfo=UTC)
+    return min(max(occurred_at, floor), now)
 
 
 def apply_event(clocks: Clocks, event: ProcessEvent, now: datetime) -> str:

@@ -79,7 +79,7 @@ def add_to_rollups(session: Session, *contributions: Contribution) -> None:
     back."""
     rows = sorted(
         (
-            (contribution, dimension, value, grain)
+            (contribution, dimension, value, grain, _span_start(contribution.day, grain))
             for contribution in contributions
             for (dimension, value), grain in itertools.product(
                 [(WHOLE, ""), *contribution.groups.items()], GRAINS
@@ -89,8 +89,7 @@ def add_to_rollups(session: Session, *contributions: Contribution) -> None:
     )
     connection = session.connection()
     insert = _INSERTS[connection.dialect.name](ReportRollup.__table__)  # type: ignore[attr-defined]
-    for contribution, dimension, value, grain in rows:
-        first = _span_start(contribution.day, grain)
+    for contribution, dimension, value, grain, first in rows:
         connection.execute(
             insert.values(
                 tenant=contribution.tenant,
@@ -117,10 +116,11 @@ def add_to_rollups(session: Session, *contributions: Contribution) -> None:
     session.flush()
 
 
-def _row_order(row: tuple[Contribution, str, str, str]) -> tuple[str, str, str, date, str, str]:
+def _row_order(
+    row: tuple[Contribution, str, str, str, date],
+) -> tuple[str, str, str, date, str, str]:
     """A roll-up row's place in the one order every writer takes them in: its unique key."""
-    contribution, dimension, value, grain = row
-    first = _span_start(contribution.day, grain)
+    contribution, dimension, value, grain, first = row
     return (contribution.tenant, contribution.report, grain, first, dimension, value)
 
 
