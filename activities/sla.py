@@ -1,8 +1,9 @@
 """Activities the ticket SLA process needs beyond email and tasks.
 
-Looking up who to escalate to, notifying staff in the app, and recording how
-a ticket's SLA ended (for the SLA report too). Writes are keyed by
-``{process_id}/{step}`` and safe to retry.
+Looking up who to escalate to, notifying staff in the app, writing what an escalation
+level leaves behind (notice, task, milestone) in one transaction, and recording how a
+ticket's SLA ended (for the SLA report too). Writes are keyed by ``{process_id}/{step}``
+and safe to retry.
 """
 
 from __future__ import annotations
@@ -12,19 +13,27 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.process_outcomes import describe_current_run
+from activities.tasks import store_task, task_of
+from activities.webhook_delivery import emitted_of
+from crm.platform.dispatch import wake_endpoints
 from crm.policy import Policy
 from crm.reports.facts import store_sla_outcome
 from crm.store.db import Database, insert_once
 from crm.store.models import AuditEntry, Notification, SlaOutcome, as_utc, utcnow
+from crm.store.webhooks import emit
 from workflows.contracts import (
     LOOK_UP_STAFF,
     NOTIFY_STAFF,
+    RECORD_LEVEL,
     RECORD_SLA_OUTCOME,
+    LevelRecorded,
+    LevelRecords,
     NotificationRequest,
     SlaClockOutcome,
     SlaOutcomeRecord,
     StaffContact,
     StaffLookup,
+    TaskRef,
 )
 
 
@@ -47,15 +56,37 @@ class SlaActivities:
     @activity.defn(name=NOTIFY_STAFF)
     async def notify_staff(self, request: NotificationRequest) -> bool:
         """Store an in-app notification once per key; False when it already existed."""
-        notification = Notification(
-            key=request.key,
-            process_id=request.process_id,
-            staff_id=request.staff_id,
-            kind=request.kind,
-            message=request.message,
-        )
+        notification = notification_of(request)
         _, created = await self._database.run(lambda session: insert_once(session, notification))
         return created
+
+    @activity.defn(name=RECORD_LEVEL)
+    async def record_level(self, records: LevelRecords) -> LevelRecorded:
+        """Store a level's notice, task (with its ``task.created`` event and audit entry) and
+        milestone event in one transaction, each once, then wake the webhook endpoints their
+        events go to. A retry finds what the first attempt stored and wakes them again."""
+        notification = (
+            None if records.notification is None else notification_of(records.notification)
+        )
+        task_row = None if records.task is None else task_of(records.task)
+        milestone = None if records.milestone is None else emitted_of(records.milestone)
+
+        def store(session: Session) -> tuple[TaskRef | None, list[str]]:
+            if notification is not None:
+                insert_once(session, notification)
+            ref: TaskRef | None = None
+            endpoints: list[str] = []
+            if task_row is not None:
+                task, created, endpoints = store_task(session, task_row)
+                assert task.id is not None
+                ref = TaskRef(task_id=task.id, key=task.key, created=created)
+            milestone_endpoints = [] if milestone is None else emit(session, milestone)
+            return ref, endpoints + milestone_endpoints
+
+        ref, endpoints = await self._database.run(store)
+        if endpoints:  # a retry stores nothing again, and wakes them again
+            await wake_endpoints(activity.client(), activity.info().task_queue, endpoints)
+        return LevelRecorded(task=ref, endpoints=len(set(endpoints)))
 
     @activity.defn(name=RECORD_SLA_OUTCOME)
     async def record_sla_outcome(self, record: SlaOutcomeRecord) -> bool:
@@ -116,6 +147,17 @@ def _breaches(clock: SlaClockOutcome) -> int:
     if clock.breaches is not None:
         return clock.breaches
     return 1 if clock.status == "breached" else 0
+
+
+def notification_of(request: NotificationRequest) -> Notification:
+    """The in-app notification ``request`` asks for."""
+    return Notification(
+        key=request.key,
+        process_id=request.process_id,
+        staff_id=request.staff_id,
+        kind=request.kind,
+        message=request.message,
+    )
 
 
 def staff_contact(policy: Policy, staff_id: str) -> StaffContact:

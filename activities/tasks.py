@@ -36,40 +36,10 @@ class TaskActivities:
         A request with ``template_values`` has a user's templates for its title
         and detail; one that cannot render fails, non-retryable (``InvalidInput``).
         """
-        title, detail = request.title, request.detail
-        if request.template_values is not None:
-            try:
-                title, detail = render_task_texts(title, detail, request.template_values)
-            except UserTemplateError as err:
-                raise ApplicationError(
-                    f"task {request.key}: {err}", type="InvalidInput", non_retryable=True
-                ) from err
-        task_row = Task(
-            key=request.key,
-            process_id=request.process_id,
-            customer_id=request.customer_id,
-            assignee_id=request.assignee_id,
-            kind=request.kind,
-            title=title[:300],
-            detail=detail,
-            due_at=as_utc(request.due_at),
-            tenant=request.tenant,
-            assignment_key=request.assignment_key,
+        task_row = task_of(request)
+        task, created, endpoints = await self._database.run(
+            lambda session: store_task(session, task_row)
         )
-
-        def create(session: Session) -> tuple[Task, bool, list[str]]:
-            task, created = insert_once(session, task_row)
-            endpoints = emit(session, task_event(task, "created"))
-            audit = AuditEntry(
-                key=request.key,
-                process_id=request.process_id,
-                step=f"task:{request.kind}",
-                detail={"task_id": task.id, "assignee_id": task.assignee_id},
-            )
-            insert_once(session, audit)
-            return task, created, endpoints
-
-        task, created, endpoints = await self._database.run(create)
         assert task.id is not None
         if endpoints:  # a retry emits the same event again, and wakes them again
             await wake_endpoints(activity.client(), activity.info().task_queue, endpoints)
@@ -102,3 +72,44 @@ class TaskActivities:
             "closed %d open task(s) of %s: %s", closed, request.process_id, request.resolution
         )
         return closed
+
+
+def task_of(request: TaskRequest) -> Task:
+    """The task row ``request`` asks for. A request with ``template_values`` has a user's
+    templates for its title and detail; one that cannot render fails, non-retryable
+    (``InvalidInput``)."""
+    title, detail = request.title, request.detail
+    if request.template_values is not None:
+        try:
+            title, detail = render_task_texts(title, detail, request.template_values)
+        except UserTemplateError as err:
+            raise ApplicationError(
+                f"task {request.key}: {err}", type="InvalidInput", non_retryable=True
+            ) from err
+    return Task(
+        key=request.key,
+        process_id=request.process_id,
+        customer_id=request.customer_id,
+        assignee_id=request.assignee_id,
+        kind=request.kind,
+        title=title[:300],
+        detail=detail,
+        due_at=as_utc(request.due_at),
+        tenant=request.tenant,
+        assignment_key=request.assignment_key,
+    )
+
+
+def store_task(session: Session, task_row: Task) -> tuple[Task, bool, list[str]]:
+    """Store ``task_row`` once per key, emit its ``task.created`` event and audit it; the
+    stored task, whether it is new, and the endpoints the event goes to (to wake)."""
+    task, created = insert_once(session, task_row)
+    endpoints = emit(session, task_event(task, "created"))
+    audit = AuditEntry(
+        key=task.key,
+        process_id=task.process_id,
+        step=f"task:{task.kind}",
+        detail={"task_id": task.id, "assignee_id": task.assignee_id},
+    )
+    insert_once(session, audit)
+    return task, created, endpoints

@@ -77,6 +77,18 @@ async def emit_event(client: Client, database: Database, task_queue: str, event:
     return len(endpoints)
 
 
+def emitted_of(event: MilestoneEvent) -> Emitted:
+    """The event a process's milestone emits."""
+    return Emitted(
+        tenant=event.tenant,
+        event_id=event.event_id,
+        type=event.type,
+        process_id=event.process_id,
+        occurred_at=event.occurred_at,
+        data=event.data,
+    )
+
+
 def retry_after(value: str | None, now: datetime) -> timedelta | None:
     """The delay a ``Retry-After`` asks for (seconds or an HTTP date), capped; None if none."""
     if value is None or not value.strip():
@@ -113,16 +125,8 @@ class WebhookActivities:
     async def emit_milestone(self, event: MilestoneEvent) -> MilestoneEmitted:
         """Store a process's milestone event and wake its endpoints' dispatchers; safe to
         retry (the event is stored once per id)."""
-        emitted = Emitted(
-            tenant=event.tenant,
-            event_id=event.event_id,
-            type=event.type,
-            process_id=event.process_id,
-            occurred_at=event.occurred_at,
-            data=event.data,
-        )
         queue = activity.info().task_queue  # the dispatchers run where this worker polls
-        count = await emit_event(activity.client(), self._database, queue, emitted)
+        count = await emit_event(activity.client(), self._database, queue, emitted_of(event))
         return MilestoneEmitted(endpoints=count)
 
     @activity.defn(name=DELIVER_DUE)

@@ -116,7 +116,7 @@ def build_activities(settings: Settings, policy: Policy, database: Database) -> 
         UsageActivities(database).analyse_usage,
     ]
     sla = SlaActivities(database, policy)
-    activities += [sla.look_up_staff, sla.notify_staff, sla.record_sla_outcome]
+    activities += [sla.look_up_staff, sla.notify_staff, sla.record_level, sla.record_sla_outcome]
     leads = LeadActivities(database)
     activities += [leads.save_lead, leads.add_to_marketing_list]
     activities.append(OutcomeActivities(database, policy, settings.task_queue).offer_outcome)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from workflows.webhook_types import MilestoneEvent
+
 ENRICH_COMPANY = "enrich_company"
 ASSIGN_OWNER = "assign_owner"
 RELEASE_ASSIGNMENT = "release_assignment"
@@ -31,6 +33,7 @@ RECORD_STEP = "record_step"
 UPSERT_CUSTOMER = "upsert_customer"
 LOOK_UP_STAFF = "look_up_staff"
 NOTIFY_STAFF = "notify_staff"
+RECORD_LEVEL = "record_level"
 RECORD_SLA_OUTCOME = "record_sla_outcome"
 ANALYSE_USAGE = "analyse_usage"
 SAVE_LEAD = "save_lead"
@@ -247,6 +250,26 @@ class NotificationRequest:
     staff_id: str
     kind: str
     message: str
+
+
+@dataclass
+class LevelRecords:
+    """What one level of an SLA escalation ladder writes, in one transaction: the
+    assignee's in-app notice, a role's task, the level's milestone event; each optional,
+    each stored once per its key (or event id)."""
+
+    notification: NotificationRequest | None = None
+    task: TaskRequest | None = None
+    milestone: MilestoneEvent | None = None
+
+
+@dataclass
+class LevelRecorded:
+    """The level's task as stored (None without one), and how many webhook endpoints its
+    milestone goes to."""
+
+    task: TaskRef | None = None
+    endpoints: int = 0
 
 
 @dataclass

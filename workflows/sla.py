@@ -8,6 +8,7 @@ ladder of their terms (``TicketClocks``). Its texts are ``sla_messages``."""
 import asyncio
 import contextlib
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import VersioningBehavior
@@ -24,11 +25,15 @@ with workflow.unsafe.imports_passed_through():
     from crm.domain.ticket_clocks import TicketClocks
     from workflows.common import SLA_STATE, TICKET_PRIORITY, ProcessEvent, ProcessState
     from workflows.contracts import (
+        RECORD_LEVEL,
         RECORD_SLA_OUTCOME,
         Assignment,
+        LevelRecorded,
+        LevelRecords,
         SlaClockOutcome,
         SlaOutcomeRecord,
         StaffContact,
+        TaskRequest,
     )
     from workflows.sla_events import apply_event, event_instant
     from workflows.sla_types import TicketInput, TicketSlaResult
@@ -50,6 +55,16 @@ SLA_EVENT_TIMES = "sla-event-times"
 #: before take them one after another.
 SLA_LEVEL_AT_ONCE = "sla-level-at-once"
 
+#: Tickets started with it keep the clocks' floor (``_clocks_at``) at the last event or level
+#: acted on, so an event delivered late counts from its ``occurred_at`` however often the
+#: run looked at the clocks meanwhile; runs begun before raise the floor at every look.
+SLA_FLOOR_AT_LEVELS = "sla-floor-at-levels"
+
+#: Tickets started with it write a level's notice or task and milestone in one local
+#: activity and one transaction (``_record_level``), beside its email; runs begun before
+#: take one local activity for each.
+SLA_LEVEL_RECORDS = "sla-level-records"
+
 
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class TicketSlaWorkflow(ProcessSteps):
@@ -70,7 +85,10 @@ class TicketSlaWorkflow(ProcessSteps):
         self._local_steps = workflow.patched(SLA_LOCAL_STEPS)
         self._event_times = workflow.patched(SLA_EVENT_TIMES)
         self._level_at_once = workflow.patched(SLA_LEVEL_AT_ONCE)
-        #: The latest instant the clocks were given (an event's or a look's); none earlier.
+        self._level_records = workflow.patched(SLA_LEVEL_RECORDS)
+        self._floor_at_levels = workflow.patched(SLA_FLOOR_AT_LEVELS)
+        #: The floor of an event's instant: the latest event's, or the latest look that
+        #: reached a level (any look, for runs begun before ``SLA_FLOOR_AT_LEVELS``).
         self._clocks_at = workflow.now()
         self._changed = False
         self._assignee: Assignment | None = None
@@ -171,10 +189,16 @@ class TicketSlaWorkflow(ProcessSteps):
         await self._record_new_events()
 
     async def _escalate_levels_reached(self) -> None:
-        """Act on every level a clock has reached since the last look, lowest first."""
-        now = self._clocks_at = workflow.now()
+        """Act on every level a clock has reached since the last look, lowest first; what
+        is acted on stays acted on (the floor rises to now)."""
+        now = workflow.now()
+        if not self._floor_at_levels:
+            self._clocks_at = now
         for clock in self._sla.clock_names():
-            for action in self._sla.due_actions(clock, now):
+            actions = self._sla.due_actions(clock, now)
+            if actions:
+                self._clocks_at = now
+            for action in actions:
                 await self._take(action)
 
     async def _take(self, action: LevelAction) -> None:
@@ -223,6 +247,11 @@ class TicketSlaWorkflow(ProcessSteps):
         """A level's email, notice or task, and milestone, started together: one workflow
         task schedules them, the worker runs them side by side, and the level is done when
         the slowest is (rather than after each in turn)."""
+        if self._level_records:
+            await asyncio.gather(
+                self._send_email(action.step, email), self._record_level(action, recipient, alert)
+            )
+            return
         steps = [self._send_email(action.step, email)]
         if action.role is None:
             notice = messages.warning_notice(alert)
@@ -235,6 +264,37 @@ class TicketSlaWorkflow(ProcessSteps):
             data = messages.milestone(action, recipient, self._sla.priority)
             steps.append(self._emit(action.emit, data, step=action.step))
         await asyncio.gather(*steps)
+
+    async def _record_level(
+        self, action: LevelAction, recipient: StaffContact, alert: messages.ClockAlert
+    ) -> None:
+        """A level's notice (to the assignee) or task (for a role), and its milestone, written
+        by one local activity in one transaction."""
+        records = LevelRecords()
+        if action.role is None:
+            notice = messages.warning_notice(alert)
+            records.notification = self._notification(action.step, recipient.staff_id, notice)
+        if action.task:
+            task = messages.level_task(alert, recipient, action, self._lead)
+            records.task = self._level_task(action.step, task)
+        self._sla.record_action(action, recipient.staff_id)
+        if action.emit:
+            data = messages.milestone(action, recipient, self._sla.priority)
+            records.milestone = self._milestone(action.emit, data, step=action.step)
+        recorded: LevelRecorded = await self._execute(
+            RECORD_LEVEL,
+            records,
+            result_type=LevelRecorded,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RECORD_RETRY,
+            summary=f"record {action.step}",
+        )
+        if records.notification is not None:
+            self._show_step(f"notify:{action.step}", recipient.staff_id)
+        if recorded.task is not None:
+            self._show_step(
+                f"task:{action.step}", f"task {recorded.task.task_id} for {recipient.staff_id}"
+            )
 
     async def _recipient(self, action: LevelAction) -> StaffContact | None:
         """Whom a level tells: the assignee, their team lead, or the lead's manager (None,
@@ -354,15 +414,21 @@ class TicketSlaWorkflow(ProcessSteps):
         await self._email(step, request, within=timedelta(hours=1))
 
     async def _create_task(self, step: str, task: messages.Task) -> None:
-        await self._task(
-            step,
-            customer_id=self._ticket.customer_id,
-            assignee_id=task.assignee_id,
-            kind=f"sla_{step}",
-            title=task.title,
-            due=BusinessCalendar.around_the_clock().add(workflow.now(), timedelta(hours=1)),
-            detail=task.detail,
-        )
+        await self._task(step, **self._level_task_fields(step, task))
+
+    def _level_task(self, step: str, task: messages.Task) -> TaskRequest:
+        return self._task_request(step, **self._level_task_fields(step, task))
+
+    def _level_task_fields(self, step: str, task: messages.Task) -> dict[str, Any]:
+        """A level's task: for ``task.assignee_id``, due in an hour around the clock."""
+        return {
+            "customer_id": self._ticket.customer_id,
+            "assignee_id": task.assignee_id,
+            "kind": f"sla_{step}",
+            "title": task.title,
+            "due": BusinessCalendar.around_the_clock().add(workflow.now(), timedelta(hours=1)),
+            "detail": task.detail,
+        }
 
     async def _record_new_events(self) -> None:
         while self._events_recorded < len(self._events):

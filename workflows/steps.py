@@ -206,21 +206,20 @@ class ProcessSteps:
         when the task is done. With ``template_values``, ``title`` and ``detail`` are a
         user's templates, rendered with them by the activity.
         """
+        request = self._task_request(
+            step,
+            customer_id=customer_id,
+            assignee_id=assignee_id,
+            kind=kind,
+            title=title,
+            due=due,
+            detail=detail,
+            assignment_key=assignment_key,
+            template_values=template_values,
+        )
         task: TaskRef = await self._execute(
             CREATE_TASK,
-            TaskRequest(
-                key=self._key(f"task_{step}"),
-                process_id=self._process_id,
-                customer_id=customer_id,
-                assignee_id=assignee_id,
-                kind=kind,
-                title=title,
-                due_at=due,
-                detail=detail,
-                tenant=self._tenant(),
-                assignment_key=assignment_key,
-                template_values=template_values,
-            ),
+            request,
             result_type=TaskRef,
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RECORD_RETRY,
@@ -229,6 +228,34 @@ class ProcessSteps:
         )
         self._show_step(f"task:{step}", f"task {task.task_id} for {assignee_id}")
         return task
+
+    def _task_request(
+        self,
+        step: str,
+        *,
+        customer_id: str,
+        assignee_id: str,
+        kind: str,
+        title: str,
+        due: datetime,
+        detail: str,
+        assignment_key: str | None = None,
+        template_values: dict[str, Any] | None = None,
+    ) -> TaskRequest:
+        """The task of ``step`` for ``assignee_id``, under the run's tenant (see ``_task``)."""
+        return TaskRequest(
+            key=self._key(f"task_{step}"),
+            process_id=self._process_id,
+            customer_id=customer_id,
+            assignee_id=assignee_id,
+            kind=kind,
+            title=title,
+            due_at=due,
+            detail=detail,
+            tenant=self._tenant(),
+            assignment_key=assignment_key,
+            template_values=template_values,
+        )
 
     async def _task_done(self, task_id: int) -> bool:
         """Whether the run's task ``task_id`` is done in the CRM database (a person may have
@@ -311,18 +338,22 @@ class ProcessSteps:
         note it as ``notify:<step>``."""
         await self._execute(
             NOTIFY_STAFF,
-            NotificationRequest(
-                key=self._key(f"notify_{step}"),
-                process_id=self._process_id,
-                staff_id=staff_id,
-                kind=f"{self._state.process}_{step}",
-                message=message,
-            ),
+            self._notification(step, staff_id, message),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RECORD_RETRY,
             summary=f"notify {staff_id}: {step}",
         )
         self._show_step(f"notify:{step}", staff_id)
+
+    def _notification(self, step: str, staff_id: str, message: str) -> NotificationRequest:
+        """The in-app notice of ``step`` for ``staff_id`` (kind ``<process>_<step>``)."""
+        return NotificationRequest(
+            key=self._key(f"notify_{step}"),
+            process_id=self._process_id,
+            staff_id=staff_id,
+            kind=f"{self._state.process}_{step}",
+            message=message,
+        )
 
     async def _look_up_company(self, domain: str) -> CompanyProfile | None:
         """The enrichment provider's profile of ``domain``; None, noted as partial
@@ -431,18 +462,9 @@ class ProcessSteps:
         on. Runs begun before ``WEBHOOK_EVENTS``, or before the patch ``since`` that
         brought this milestone, emit nothing.
         """
-        if since is not None and not workflow.patched(since):
+        event = self._milestone(event_type, data, step=step, since=since)
+        if event is None:
             return
-        if not workflow.patched(WEBHOOK_EVENTS):
-            return
-        event = MilestoneEvent(
-            event_id=f"{self._key(f'emit_{step}')}@{workflow.info().run_id}",
-            type=event_type,
-            process_id=self._process_id,
-            occurred_at=workflow.now(),
-            data={"process_id": self._process_id, "customer_id": self._state.customer_id, **data},
-            tenant=self._tenant(),
-        )
         try:
             await self._execute(
                 EMIT_EVENT,
@@ -457,6 +479,24 @@ class ProcessSteps:
             reason = carry_on_reason(err)
             self._show_step(f"emitted:{step}", f"not emitted: {reason}")
             await self._audit_step(f"emit_failed:{step}", {"type": event_type, "reason": reason})
+
+    def _milestone(
+        self, event_type: str, data: dict[str, Any], *, step: str, since: str | None = None
+    ) -> MilestoneEvent | None:
+        """The milestone event of ``step`` (see ``_emit``); None for a run begun before
+        ``WEBHOOK_EVENTS`` or before the patch ``since``."""
+        if since is not None and not workflow.patched(since):
+            return None
+        if not workflow.patched(WEBHOOK_EVENTS):
+            return None
+        return MilestoneEvent(
+            event_id=f"{self._key(f'emit_{step}')}@{workflow.info().run_id}",
+            type=event_type,
+            process_id=self._process_id,
+            occurred_at=workflow.now(),
+            data={"process_id": self._process_id, "customer_id": self._state.customer_id, **data},
+            tenant=self._tenant(),
+        )
 
     def _set_stage(self, stage: str, *, searchable: bool = True) -> None:
         """Show ``stage`` in ``state``, and as ``CrmStage`` unless it is not ``searchable``.

@@ -25,11 +25,12 @@ from temporalio.worker import Worker
 
 from activities.email import EmailActivities, message_id_for
 from activities.mailer import SmtpMailer
+from activities.sla import SlaActivities
 from activities.tasks import TaskActivities
 from crm.platform.settings import Settings
 from crm.policy import Policy
 from crm.store.db import Database
-from crm.store.models import OutboundEmail, Task
+from crm.store.models import Notification, OutboundEmail, Task, WebhookEvent
 from devstack.mailsink import MailSink, read_messages
 from tests.support.onboarding import (
     OnboardingHandle,
@@ -51,11 +52,14 @@ from workflows.contracts import (
     SEND_EMAIL,
     EmailReceipt,
     EmailRequest,
+    LevelRecords,
+    NotificationRequest,
     TaskRef,
     TaskRequest,
     step_key,
 )
 from workflows.onboarding import OnboardingWorkflow
+from workflows.webhook_types import MilestoneEvent
 
 ResultT = TypeVar("ResultT")
 
@@ -149,6 +153,48 @@ async def test_create_task_twice_with_one_key_creates_one_task(database: Databas
     assert [(e.step, e.detail) for e in audit] == [
         ("task:kickoff", {"task_id": first.task_id, "assignee_id": "csm-ben"})
     ]
+
+
+async def test_a_level_recorded_twice_stores_its_notice_task_and_milestone_once(
+    database: Database, policy: Policy
+) -> None:
+    sla = SlaActivities(database, policy)
+    task = task_request(kind="sla_breach")
+    records = LevelRecords(
+        notification=NotificationRequest(
+            key=step_key(task.process_id, "notify_breach"),
+            process_id=task.process_id,
+            staff_id="csm-ben",
+            kind="sla_breach",
+            message="Ticket breached",
+        ),
+        task=task,
+        milestone=MilestoneEvent(
+            event_id=f"{step_key(task.process_id, 'emit_breach')}@run-1",
+            type="ticket.escalated",
+            process_id=task.process_id,
+            occurred_at=datetime(2030, 1, 3, 16, tzinfo=UTC),
+            data={"process_id": task.process_id, "clock": "resolution"},
+        ),
+    )
+
+    first = await ActivityEnvironment().run(sla.record_level, records)
+    retried = await ActivityEnvironment().run(sla.record_level, records)
+
+    assert first.task is not None and retried.task is not None
+    assert retried.task.task_id == first.task.task_id
+    assert (first.task.created, retried.task.created) == (True, False)
+    assert (first.endpoints, retried.endpoints) == (0, 0)
+    [notice] = await database.all(
+        select(Notification).where(Notification.process_id == task.process_id)
+    )
+    assert (notice.staff_id, notice.kind) == ("csm-ben", "sla_breach")
+    events = await database.all(
+        select(WebhookEvent).where(WebhookEvent.process_id == task.process_id)
+    )
+    assert sorted(e.type for e in events) == ["task.created", "ticket.escalated"]
+    audit = await audit_trail(database, task.process_id)
+    assert [e.step for e in audit] == ["task:sla_breach"]
 
 
 async def test_steps_of_one_process_are_not_mistaken_for_each_other(

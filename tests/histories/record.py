@@ -868,6 +868,12 @@ SCENARIOS: dict[str, Scenario] = {
     # Recorded after the sla-level-at-once patch: a level's steps start together.
     "sla-policies-next-reply-level-at-once": sla_policies_next_reply,
     "sla-policies-ladder-regrouped-level-at-once": sla_policies_ladder_regrouped,
+    # Recorded after the sla-level-records and sla-floor-at-levels patches: a level's notice
+    # or task and milestone are one local activity beside its email; a look that reaches no
+    # level leaves the floor of late events where it was.
+    "sla-policies-next-reply-level-records": sla_policies_next_reply,
+    "sla-policies-ladder-regrouped-level-records": sla_policies_ladder_regrouped,
+    "sla-policies-late-events-floor-at-levels": sla_policies_late_events,
     # Recorded after the task-done-recheck patch: a timed-out task wait reads the task.
     "automation-hot-lead-called-untold": functools.partial(automation_hot_lead_untold, called=True),
     "automation-hot-lead-not-called-recheck": functools.partial(

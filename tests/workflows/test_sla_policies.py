@@ -14,6 +14,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 import pytest
+from sqlmodel import select
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 
@@ -21,6 +22,7 @@ from crm.automations.record_events import EventSettings, take_record_event
 from crm.domain.process_outcomes import PROCESS_OBJECT_PREFIX
 from crm.policy import Policy
 from crm.policy.sla import SlaPolicy
+from crm.store.models import WebhookEvent
 from crm.store.suppressions import suppress
 from tests.support.sla import (
     STOCKHOLM,
@@ -30,6 +32,7 @@ from tests.support.sla import (
     local,
     mail_of,
     next_local,
+    notifications_of,
     on_day,
     outcome_of,
     send_event,
@@ -159,6 +162,30 @@ async def test_an_event_delivered_late_counts_from_when_it_happened(stack: Stack
     assert (clocks["next_reply"].breaches, clocks["first_response"].status) == (1, "met")
 
 
+async def test_replies_delivered_late_together_both_count_from_when_they_happened(
+    stack: Stack,
+) -> None:
+    """The helpdesk delivers an agent reply and a customer reply of 10:00 at 10:20 and
+    10:25. The run looks at its clocks after the first (nothing reached), and that look
+    does not move when the second counts from."""
+    chat = {
+        "name": "chat",
+        "clocks": {
+            "first_response": {"targets": {"normal": "2h"}},
+            "next_reply": {"targets": {"normal": "1h"}, "ladder": [breach_to_lead()]},
+        },
+    }
+    handle, monday = await open_ticket(stack, policies(chat))
+    await sleep_until(stack.env, at(monday, 10, 20))
+    await send_event(handle, "agent_replied", occurred_at=at(monday, 10))
+    await sleep_until(stack.env, at(monday, 10, 25))
+    await send_event(handle, "customer_replied", occurred_at=at(monday, 10))
+    state = await state_of(handle)
+    assert datetime.fromisoformat(state.details["clocks"]["next_reply"]["due"]) == at(monday, 11)
+    await sleep_until(stack.env, at(monday, 11, 5))
+    assert_close(escalation_times(await state_of(handle))["next_reply_breach"], at(monday, 11))
+
+
 async def test_a_silent_ticket_breaches_its_periodic_update_after_a_reminder(
     stack: Stack,
 ) -> None:
@@ -220,7 +247,8 @@ async def test_a_level_takes_its_steps_in_the_workflow_task_that_reached_it(stac
     """Under the sla-local-steps patch, steps are local activities: the warning's email,
     notice and milestone are recorded by the one workflow task after its timer fired, and
     the run schedules no activity task on the queue. Under sla-level-at-once they start
-    together, so their markers come in the order they finished."""
+    together; under sla-level-records the notice and milestone are one local activity,
+    written in one transaction beside the email."""
     quick = {
         "name": "quick",
         "clocks": {
@@ -232,9 +260,8 @@ async def test_a_level_takes_its_steps_in_the_workflow_task_that_reached_it(stac
     }
     handle, monday = await open_ticket(stack, policies(quick))
     await sleep_until(stack.env, at(monday, 9, 50))
-    assert_close(
-        escalation_times(await state_of(handle))["first_response_warning"], at(monday, 9, 45)
-    )
+    state = await state_of(handle)
+    assert_close(escalation_times(state)["first_response_warning"], at(monday, 9, 45))
     events = list((await handle.fetch_history()).events)
     scheduled = [e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
     assert scheduled == []
@@ -242,8 +269,15 @@ async def test_a_level_takes_its_steps_in_the_workflow_task_that_reached_it(stac
         i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED
     )
     names, workflow_tasks = local_activities_after(events, fired)
-    assert (sorted(names), workflow_tasks) == (["emit_event", "notify_staff", "send_email"], 1)
+    assert (sorted(names), workflow_tasks) == (["record_level", "send_email"], 1)
     assert steps_of(stack, handle.id) == [("email_first_response_warning", ASSIGNEE)]
+    notices = await notifications_of(stack.database, handle.id)
+    assignee = state.details["assignee_id"]
+    assert [(n.kind, n.staff_id) for n in notices] == [("sla_first_response_warning", assignee)]
+    milestones = await stack.database.all(
+        select(WebhookEvent).where(WebhookEvent.process_id == handle.id)
+    )
+    assert [m.type for m in milestones] == ["ticket.warning"]
 
 
 async def test_a_four_level_ladder_reminds_escalates_reassigns_and_reaches_the_manager(
