@@ -269,7 +269,8 @@ class TicketSlaWorkflow(ProcessSteps):
         self, action: LevelAction, recipient: StaffContact, alert: messages.ClockAlert
     ) -> None:
         """A level's notice (to the assignee) or task (for a role), and its milestone, written
-        by one local activity in one transaction."""
+        by one local activity in one transaction, retried until written (an emission the run
+        did without for ``OFFER_WITHIN`` before is now as durable as the task beside it)."""
         records = LevelRecords()
         if action.role is None:
             notice = messages.warning_notice(alert)
