@@ -163,7 +163,10 @@ async def test_events_emitted_while_nothing_listens_are_delivered_once_the_recei
     assert summary.delivered == 200
     assert len(app.by_id()) == 200 and len(app.received) == 200, "each once, none lost"
     logs = await deliveries_of(stack.database, row.endpoint_id, limit=500)
-    assert all([a.status for a in log.attempts] == [None, 200] for log in logs)
+    # Refused until the proxy opened (a second refusal when the 200 refusals took longer
+    # than the 5 s back-off on a loaded machine), then delivered once.
+    statuses = [[a.status for a in log.attempts] for log in logs]
+    assert all(s[-1] == 200 and s[:-1] and set(s[:-1]) == {None} for s in statuses), statuses
     assert "cannot reach" in str(logs[0].attempts[0].error)
 
 
