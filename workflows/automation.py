@@ -209,8 +209,9 @@ class AutomationWorkflow(AutomationSteps):
         assert task is not None
         assignee, assignment_key = await self._assignee(step.id, task.assignee)
         try:
-            created = await self._task(
-                f"{self._steps_taken}-{step.id}",
+            name = f"{self._steps_taken}-{step.id}"
+            request = self._task_request(
+                name,
                 customer_id=self._run.record_id,
                 assignee_id=assignee,
                 kind=step.id[:50],
@@ -220,6 +221,7 @@ class AutomationWorkflow(AutomationSteps):
                 assignment_key=assignment_key,
                 template_values=self._template_values(),
             )
+            created = await self._task(name, request)
         except ActivityError as err:
             raise StepFailed(carry_on_reason(err)) from None
         return created.task_id

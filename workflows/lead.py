@@ -311,7 +311,7 @@ class LeadWorkflow(ProcessSteps):
     ) -> TaskRef:
         score = self._dossier.scores[-1]
         company = self._dossier.company_name
-        return await self._task(
+        request = self._task_request(
             "call_lead",
             customer_id=self._lead.lead_id,
             assignee_id=rep.assignee_id,
@@ -320,8 +320,8 @@ class LeadWorkflow(ProcessSteps):
             due=due,
             detail=f"Routed on {reason}; score {score.points} ({score.grade}).",
             assignment_key=rep.key,
-            cancellation_type=cancellation,
         )
+        return await self._task("call_lead", request, cancellation_type=cancellation)
 
     async def _send_email(
         self, step: str, to: str, template: str, context: dict[str, object]

@@ -268,7 +268,7 @@ class OnboardingWorkflow(ProcessSteps):
         return all(m in self._reached for m in self._schedule.milestones)
 
     async def _create_task(self, kind: str, title: str, due: datetime, detail: str) -> TaskRef:
-        return await self._task(
+        request = self._task_request(
             kind,
             customer_id=self._customer.customer_id,
             assignee_id=self._csm_or_fail().assignee_id,
@@ -277,6 +277,7 @@ class OnboardingWorkflow(ProcessSteps):
             due=due,
             detail=detail,
         )
+        return await self._task(kind, request)
 
     async def _send_email(
         self, step: str, context: dict[str, object], template: str | None = None

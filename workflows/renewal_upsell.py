@@ -134,7 +134,7 @@ class RenewalUpsell(ProcessSteps):
 
     async def _create_task(self, task: messages.Task) -> TaskRef:
         assignee_id = task.assignee.staff_id
-        return await self._task(
+        request = self._task_request(
             task.kind,
             customer_id=self._term.customer_id,
             assignee_id=assignee_id,
@@ -142,5 +142,5 @@ class RenewalUpsell(ProcessSteps):
             title=task.title,
             due=task.due,
             detail=task.detail,
-            summary=f"task {task.kind} for {assignee_id}",
         )
+        return await self._task(task.kind, request, summary=f"task {task.kind} for {assignee_id}")

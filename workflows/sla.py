@@ -8,7 +8,6 @@ ladder of their terms (``TicketClocks``). Its texts are ``sla_messages``."""
 import asyncio
 import contextlib
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import VersioningBehavior
@@ -415,21 +414,19 @@ class TicketSlaWorkflow(ProcessSteps):
         await self._email(step, request, within=timedelta(hours=1))
 
     async def _create_task(self, step: str, task: messages.Task) -> None:
-        await self._task(step, **self._level_task_fields(step, task))
+        await self._task(step, self._level_task(step, task))
 
     def _level_task(self, step: str, task: messages.Task) -> TaskRequest:
-        return self._task_request(step, **self._level_task_fields(step, task))
-
-    def _level_task_fields(self, step: str, task: messages.Task) -> dict[str, Any]:
         """A level's task: for ``task.assignee_id``, due in an hour around the clock."""
-        return {
-            "customer_id": self._ticket.customer_id,
-            "assignee_id": task.assignee_id,
-            "kind": f"sla_{step}",
-            "title": task.title,
-            "due": BusinessCalendar.around_the_clock().add(workflow.now(), timedelta(hours=1)),
-            "detail": task.detail,
-        }
+        return self._task_request(
+            step,
+            customer_id=self._ticket.customer_id,
+            assignee_id=task.assignee_id,
+            kind=f"sla_{step}",
+            title=task.title,
+            due=BusinessCalendar.around_the_clock().add(workflow.now(), timedelta(hours=1)),
+            detail=task.detail,
+        )
 
     async def _record_new_events(self) -> None:
         while self._events_recorded < len(self._events):

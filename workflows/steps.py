@@ -187,36 +187,13 @@ class ProcessSteps:
     async def _task(
         self,
         step: str,
+        request: TaskRequest,
         *,
-        customer_id: str,
-        assignee_id: str,
-        kind: str,
-        title: str,
-        due: datetime,
-        detail: str,
         summary: str | None = None,
-        assignment_key: str | None = None,
-        template_values: dict[str, Any] | None = None,
         cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
     ) -> TaskRef:
-        """Create the task of ``step`` for ``assignee_id``, once whatever the retries.
-
-        The task belongs to the run's tenant and is noted as ``task:<step>``.
-        With ``assignment_key``, it is the work of that assignment, which ends
-        when the task is done. With ``template_values``, ``title`` and ``detail`` are a
-        user's templates, rendered with them by the activity.
-        """
-        request = self._task_request(
-            step,
-            customer_id=customer_id,
-            assignee_id=assignee_id,
-            kind=kind,
-            title=title,
-            due=due,
-            detail=detail,
-            assignment_key=assignment_key,
-            template_values=template_values,
-        )
+        """Create the task of ``step`` (``_task_request``), once whatever the retries; it is
+        noted as ``task:<step>``."""
         task: TaskRef = await self._execute(
             CREATE_TASK,
             request,
@@ -226,7 +203,7 @@ class ProcessSteps:
             summary=summary or f"task {step}",
             cancellation_type=cancellation_type,
         )
-        self._show_step(f"task:{step}", f"task {task.task_id} for {assignee_id}")
+        self._show_step(f"task:{step}", f"task {task.task_id} for {request.assignee_id}")
         return task
 
     def _task_request(
@@ -242,7 +219,10 @@ class ProcessSteps:
         assignment_key: str | None = None,
         template_values: dict[str, Any] | None = None,
     ) -> TaskRequest:
-        """The task of ``step`` for ``assignee_id``, under the run's tenant (see ``_task``)."""
+        """The task of ``step`` for ``assignee_id``, under the run's tenant. With
+        ``assignment_key``, it is the work of that assignment, which ends when the task is
+        done. With ``template_values``, ``title`` and ``detail`` are a user's templates,
+        rendered with them by the activity."""
         return TaskRequest(
             key=self._key(f"task_{step}"),
             process_id=self._process_id,
