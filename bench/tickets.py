@@ -589,6 +589,7 @@ async def four_clock_round(
                 figures["worker_counters"] = await worker_counters(api, stack.metrics)
                 await read_looks(api, tickets)
                 figures["history_sample"] = await history_sample(stack.temporal_address, tickets)
+                figures["late_looks"] = await late_looks_explained(stack.temporal_address, tickets)
                 figures["failed_runs"] = await failed_runs(stack.temporal_address)
     figures.update(four_clock_lateness(tickets))
     return figures
@@ -776,6 +777,114 @@ async def history_sample(
             counts[name] = counts.get(name, 0) + 1
     counts["all"] = sum(counts.values())
     return {name: round(count / len(sample), 1) for name, count in sorted(counts.items())}
+
+
+#: The history events that schedule a workflow task (what woke the run).
+WAKERS = {
+    EventType.EVENT_TYPE_TIMER_FIRED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED,
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+}
+
+
+async def late_looks_explained(
+    address: str, tickets: list[PolicyTicket], over: float = 0.5, most: int = 40
+) -> dict[str, Any]:
+    """Where the time of the latest looks went (``most`` of those more than ``over`` s after
+    their due instant), read from each run's history: the workflow task the look happened in,
+    what woke it (a timer, a signal), and in seconds after the due instant when its timer
+    fired (``fired``) and the task was scheduled (``scheduled``); then how long the task
+    waited for a worker (``queued``) and ran before the look (``in_task``). A timer's part
+    splits in two: the instant the run's timer was set for (its start plus its duration;
+    ``set_for``, after the due instant, with how long the workflow task that set it ran,
+    ``setting_task``) and how long after that instant the server fired it
+    (``fired_after_set_for``). Medians and maxima; the runs' failed or timed-out workflow
+    tasks counted."""
+    from temporalio.client import Client
+
+    looks = sorted(
+        (
+            ((t.looked[kind] - t.due[kind]).total_seconds(), t, kind)
+            for t in tickets
+            for kind in t.looked.keys() & t.due.keys()
+        ),
+        key=lambda look: look[0],
+    )
+    looks = [look for look in looks if look[0] > over][-most:]
+    if not looks:
+        return {}
+    client = await Client.connect(address)
+    parts: dict[str, list[float]] = {
+        name: []
+        for name in (
+            "set_for",
+            "setting_task",
+            "fired_after_set_for",
+            "fired",
+            "scheduled",
+            "queued",
+            "in_task",
+        )
+    }
+    woken_by: dict[str, int] = {}
+    for _, ticket, kind in looks:
+        history = await client.get_workflow_handle(ticket.process_id).fetch_history()
+        events = {event.event_id: event for event in history.events}
+        at = {i: e.event_time.ToDatetime(tzinfo=UTC) for i, e in events.items()}
+        due, looked = ticket.due[kind], ticket.looked[kind]
+        started = max(
+            i
+            for i, e in events.items()
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+            and at[i] <= looked + timedelta(milliseconds=1)
+        )
+        scheduled = events[started].workflow_task_started_event_attributes.scheduled_event_id
+        previous = max(
+            (
+                i
+                for i, e in events.items()
+                if i < scheduled and e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+            ),
+            default=0,
+        )
+        wakers = [
+            events[i] for i in range(previous + 1, scheduled) if events[i].event_type in WAKERS
+        ]
+        for event in wakers:
+            name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
+            woken_by[name] = woken_by.get(name, 0) + 1
+        fired = [e for e in wakers if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED]
+        if fired:
+            parts["fired"].append((at[fired[0].event_id] - due).total_seconds())
+            set_by = events[fired[0].timer_fired_event_attributes.started_event_id]
+            timer = set_by.timer_started_event_attributes
+            set_for = at[set_by.event_id] + timer.start_to_fire_timeout.ToTimedelta()
+            parts["set_for"].append((set_for - due).total_seconds())
+            parts["fired_after_set_for"].append((at[fired[0].event_id] - set_for).total_seconds())
+            completed = events[timer.workflow_task_completed_event_id]
+            task_started = completed.workflow_task_completed_event_attributes.started_event_id
+            parts["setting_task"].append(
+                (at[completed.event_id] - at[task_started]).total_seconds()
+            )
+        parts["scheduled"].append((at[scheduled] - due).total_seconds())
+        parts["queued"].append((at[started] - at[scheduled]).total_seconds())
+        parts["in_task"].append((looked - at[started]).total_seconds())
+        for event in history.events:
+            if event.event_type in (
+                EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+                EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+            ):
+                name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
+                woken_by[f"run_had_{name}"] = woken_by.get(f"run_had_{name}", 0) + 1
+    figures: dict[str, Any] = {"looks": len(looks), "woken_by": woken_by}
+    for part, values in parts.items():
+        if values:
+            figures[part] = percentiles(values, (50, 100))
+    return figures
 
 
 async def failed_runs(address: str, limit: int = 5) -> dict[str, int]:
