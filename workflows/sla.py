@@ -65,6 +65,15 @@ SLA_FLOOR_AT_LEVELS = "sla-floor-at-levels"
 SLA_LEVEL_RECORDS = "sla-level-records"
 
 
+#: Tickets started with it wake ``REARM_MARGIN`` before their first deadline and set its
+#: timer again: a timer counts from when the server records it, at the end of the workflow
+#: task that set it, not from ``workflow.now()``, and a run's first task (its opening, with
+#: the assignment) can end seconds after its ``now`` on a busy worker, so a timer set there
+#: fires that much late. The timer set again comes from a task that does nothing else.
+SLA_FIRST_WAIT_REARMED = "sla-first-wait-rearmed"
+REARM_MARGIN = timedelta(seconds=10)
+
+
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class TicketSlaWorkflow(ProcessSteps):
     """One ticket's SLA; see the module docstring for the process."""
@@ -86,6 +95,7 @@ class TicketSlaWorkflow(ProcessSteps):
         self._level_at_once = workflow.patched(SLA_LEVEL_AT_ONCE)
         self._level_records = workflow.patched(SLA_LEVEL_RECORDS)
         self._floor_at_levels = workflow.patched(SLA_FLOOR_AT_LEVELS)
+        self._rearm_first_wait = workflow.patched(SLA_FIRST_WAIT_REARMED)
         #: The floor of an event's instant: the latest event's, or the latest look that
         #: reached a level (any look, for runs begun before ``SLA_FLOOR_AT_LEVELS``).
         self._clocks_at = workflow.now()
@@ -169,6 +179,7 @@ class TicketSlaWorkflow(ProcessSteps):
         await self._audit_step("assign", {"assignee_id": self._assignee.assignee_id})
 
     async def _watch_clocks_until_resolved(self) -> None:
+        rearm = self._rearm_first_wait
         while self._sla.outcome is None:
             self._changed = False
             self._show_live_state()
@@ -179,11 +190,14 @@ class TicketSlaWorkflow(ProcessSteps):
             timeout = None if deadline is None else deadline[0] - workflow.now()
             if timeout is not None and timeout <= timedelta(0):
                 continue
+            summary = deadline[1] if deadline else None
+            if rearm and timeout is not None and timeout > 2 * REARM_MARGIN:
+                timeout -= REARM_MARGIN  # then set again, from a task that does nothing else
+                summary = f"{summary}, set again {REARM_MARGIN.seconds} s before"
+            rearm = False
             with contextlib.suppress(TimeoutError):  # a deadline came: look at the clocks
                 await workflow.wait_condition(
-                    lambda: self._changed,
-                    timeout=timeout,
-                    timeout_summary=deadline[1] if deadline else None,
+                    lambda: self._changed, timeout=timeout, timeout_summary=summary
                 )
         await self._record_new_events()
 

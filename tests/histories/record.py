@@ -327,6 +327,20 @@ async def sla_policies_next_reply(rec: Recording) -> Handle:
     return handle
 
 
+async def sla_policies_first_response_breached(rec: Recording) -> Handle:
+    """A chat ticket nobody answers until its first response has breached: answered at
+    10:30, solved at 10:45."""
+    handle, monday = await _start_policy_ticket(rec, tags=["chat"])
+    for (hour, minute), name, data in (
+        ((10, 30), "agent_replied", {}),
+        ((10, 45), "status_changed", {"status": "solved"}),
+    ):
+        await sleep_until(rec.env, on_day(monday, 0, time(hour, minute), STOCKHOLM))
+        await send_ticket_event(handle, name, **data)
+    await handle.result()
+    return handle
+
+
 async def sla_policies_late_events(rec: Recording) -> Handle:
     """A chat ticket whose helpdesk delivers events late: the customer's 10:00 reply at
     10:40 (its clock due at 11:00), the agent's 10:55 answer at 11:30, after the breach was
@@ -874,6 +888,13 @@ SCENARIOS: dict[str, Scenario] = {
     "sla-policies-next-reply-level-records": sla_policies_next_reply,
     "sla-policies-ladder-regrouped-level-records": sla_policies_ladder_regrouped,
     "sla-policies-late-events-floor-at-levels": sla_policies_late_events,
+    # Recorded after the sla-first-wait-rearmed patch: the first deadline's timer is set
+    # again 10 s before it, from a task that does nothing else.
+    "sla-policies-next-reply-first-wait-rearmed": sla_policies_next_reply,
+    "sla-policies-ladder-regrouped-first-wait-rearmed": sla_policies_ladder_regrouped,
+    "sla-policies-first-response-breached-first-wait-rearmed": (
+        sla_policies_first_response_breached
+    ),
     # Recorded after the task-done-recheck patch: a timed-out task wait reads the task.
     "automation-hot-lead-called-untold": functools.partial(automation_hot_lead_untold, called=True),
     "automation-hot-lead-not-called-recheck": functools.partial(

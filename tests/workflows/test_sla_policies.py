@@ -10,7 +10,7 @@ its group changes.
 from __future__ import annotations
 
 import json
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -243,29 +243,66 @@ def local_activities_after(events: list[HistoryEvent], index: int) -> tuple[list
     return names, tasks
 
 
+#: A first-response clock that warns the assignee at 75 % of an hour.
+QUICK = {
+    "name": "quick",
+    "clocks": {
+        "first_response": {
+            "targets": {"normal": "1h"},
+            "ladder": [{"name": "warning", "at": "75%", "action": "notify_assignee"}],
+        },
+    },
+}
+
+
+def timers_of(events: list[HistoryEvent]) -> list[tuple[int, datetime]]:
+    """Each timer's started event's index and the instant it was set for (its start plus
+    its duration: a timer counts from when the server records it)."""
+    return [
+        (
+            index,
+            event.event_time.ToDatetime(tzinfo=UTC)
+            + event.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta(),
+        )
+        for index, event in enumerate(events)
+        if event.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    ]
+
+
+async def test_the_first_deadline_is_set_again_from_a_task_that_does_nothing_else(
+    stack: Stack,
+) -> None:
+    """Under sla-first-wait-rearmed, the run's opening task (which assigns the ticket) sets
+    its timer for 10 s before the first deadline; the task that timer wakes runs no step
+    and sets the timer of the deadline itself, so how long the opening task ran after its
+    ``now`` does not make the warning late."""
+    handle, monday = await open_ticket(stack, policies(QUICK))
+    await sleep_until(stack.env, at(monday, 9, 50))
+    events = list((await handle.fetch_history()).events)
+    (opening, early), (again, on_time) = timers_of(events)[:2]
+    assert_close(early, at(monday, 9, 45) - timedelta(seconds=10), within=1)
+    assert_close(on_time, at(monday, 9, 45), within=1)
+    assert local_activities_after(events, opening) == ([], 0), "the wake runs no step"
+    names, _ = local_activities_after(events, again)
+    assert sorted(names) == ["record_level", "send_email"], "the deadline's task takes the steps"
+    fired = escalation_times(await state_of(handle))
+    assert_close(fired["first_response_warning"], at(monday, 9, 45))
+
+
 async def test_a_level_takes_its_steps_in_the_workflow_task_that_reached_it(stack: Stack) -> None:
     """Under the sla-local-steps patch, steps are local activities: the warning's email,
     notice and milestone are recorded by the one workflow task after its timer fired, and
     the run schedules no activity task on the queue. Under sla-level-at-once they start
     together; under sla-level-records the notice and milestone are one local activity,
     written in one transaction beside the email."""
-    quick = {
-        "name": "quick",
-        "clocks": {
-            "first_response": {
-                "targets": {"normal": "1h"},
-                "ladder": [{"name": "warning", "at": "75%", "action": "notify_assignee"}],
-            },
-        },
-    }
-    handle, monday = await open_ticket(stack, policies(quick))
+    handle, monday = await open_ticket(stack, policies(QUICK))
     await sleep_until(stack.env, at(monday, 9, 50))
     state = await state_of(handle)
     assert_close(escalation_times(state)["first_response_warning"], at(monday, 9, 45))
     events = list((await handle.fetch_history()).events)
     scheduled = [e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
     assert scheduled == []
-    fired = next(
+    fired = max(  # the timer of the warning (the run's first wakes 10 s before it)
         i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED
     )
     names, workflow_tasks = local_activities_after(events, fired)
