@@ -60,6 +60,7 @@ from typing import Any
 import httpx
 import yaml
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 
 WARNING_AFTER = timedelta(minutes=45)  # 75 % of the urgent one-hour first response
 
@@ -761,6 +762,11 @@ async def worker_counters(api: httpx.AsyncClient, metrics: list[str]) -> dict[st
     return totals
 
 
+def event_name(event: HistoryEvent) -> str:
+    """``timer_fired`` for ``EVENT_TYPE_TIMER_FIRED``."""
+    return EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
+
+
 async def history_sample(
     address: str, tickets: list[PolicyTicket], size: int = 20
 ) -> dict[str, float]:
@@ -773,7 +779,7 @@ async def history_sample(
     for ticket in sample:
         history = await client.get_workflow_handle(ticket.process_id).fetch_history()
         for event in history.events:
-            name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
+            name = event_name(event)
             counts[name] = counts.get(name, 0) + 1
     counts["all"] = sum(counts.values())
     return {name: round(count / len(sample), 1) for name, count in sorted(counts.items())}
@@ -855,7 +861,7 @@ async def late_looks_explained(
             events[i] for i in range(previous + 1, scheduled) if events[i].event_type in WAKERS
         ]
         for event in wakers:
-            name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
+            name = event_name(event)
             woken_by[name] = woken_by.get(name, 0) + 1
         fired = [e for e in wakers if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED]
         if fired:
@@ -878,7 +884,7 @@ async def late_looks_explained(
                 EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
                 EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
             ):
-                name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
+                name = event_name(event)
                 woken_by[f"run_had_{name}"] = woken_by.get(f"run_had_{name}", 0) + 1
     figures: dict[str, Any] = {"looks": len(looks), "woken_by": woken_by}
     for part, values in parts.items():

@@ -229,12 +229,6 @@ class TicketSlaWorkflow(SlaLevelSteps):
             await self._release(self._assignee)
         await self._offer_outcome("cancelled", self._ticket.ticket_id, self._outcome_record())
 
-    def _outcome_record(self) -> dict[str, object]:
-        """The ticket as automations on ``crmflow.ticket`` see it."""
-        assignee_id = self._assignee.assignee_id if self._assignee else ""
-        breached = self._sla.breached_clocks()
-        return messages.automation_record(self._ticket, self._sla.priority, assignee_id, breached)
-
     # Events and the visible state.
 
     def _show_live_state(self) -> None:

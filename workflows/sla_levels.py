@@ -41,8 +41,10 @@ class SlaLevelSteps(ProcessSteps):
     _level_records: bool
 
     def _outcome_record(self) -> dict[str, object]:
-        """The ticket as automations see it, offered with a breach (``TicketSlaWorkflow``)."""
-        raise NotImplementedError
+        """The ticket as automations on ``crmflow.ticket`` see it."""
+        assignee_id = self._assignee.assignee_id if self._assignee else ""
+        breached = self._sla.breached_clocks()
+        return messages.automation_record(self._ticket, self._sla.priority, assignee_id, breached)
 
     async def _take(self, action: LevelAction) -> None:
         """Do what a clock's level asks: note a level the breach overtook, offer a breach to
