@@ -1,14 +1,17 @@
 """The activities that emit webhook events and deliver them, signed, to their endpoints.
 
 ``emit_event`` (behind the ``emit_milestone`` activity and ``offer_outcome``)
-stores an event and its deliveries (``crm.store.webhooks``) and wakes the
-dispatch workflow of each endpoint it reached (signal-with-start,
-``workflows.webhook_dispatch``). ``deliver_due`` makes one round of an
-endpoint's due deliveries: each is POSTed through ``activities.outbound``
-(signed with every current secret, under the delivery's ``webhook-id``, the
-same on every attempt), at most ``concurrency`` at once on one keep-alive
-session, and the round's results are written back in one transaction. A
-worker that dies mid-round has written nothing: the retried round sends the
+stores an event and its deliveries (``crm.store.emissions``: events emitted
+at once share a transaction) and wakes the dispatch workflow of each endpoint
+it reached that no drain holds (signal-with-start, ``workflows.
+webhook_dispatch``). ``deliver_due`` drains an endpoint: under its lease
+(``crm.store.webhook_deliveries``) it makes rounds of the due deliveries, and
+of those emitted while it runs, until none has come for ``LINGER``. Each is
+POSTed through ``activities.outbound`` (signed with every current secret,
+under the delivery's ``webhook-id``, the same on every attempt), at most
+``concurrency`` at once on one keep-alive session kept for the drain, and
+each round's results are written back in one transaction. A worker that dies
+mid-round has written nothing of that round: the retried activity sends the
 same deliveries again with the same ``webhook-id``, which a receiver dedupes.
 
 What an answer means: 2xx delivered; 410 the endpoint is gone (it is
@@ -22,7 +25,10 @@ endpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
@@ -42,16 +48,17 @@ from activities.outbound import (
 from crm.domain.webhook_events import payload
 from crm.platform.dispatch import wake_endpoints
 from crm.store.db import Database
-from crm.store.models import as_utc, utcnow
+from crm.store.emissions import store_event
+from crm.store.models import WebhookEndpoint, as_utc, utcnow
 from crm.store.webhook_deliveries import (
     Attempted,
     Due,
     due_deliveries,
-    next_due,
     next_retry,
     record_round,
+    release,
 )
-from crm.store.webhooks import Emitted, emit, signing_secrets
+from crm.store.webhooks import Emitted, signing_secrets
 from workflows.webhook_types import (
     DELIVER_DUE,
     EMIT_EVENT,
@@ -63,6 +70,9 @@ from workflows.webhook_types import (
 
 #: Deliveries one round takes at most.
 ROUND_SIZE = 200
+#: How long a drain looks for more deliveries after the last it found, and how often it
+#: looks; the longest one drain runs.
+LINGER, POLL, DRAIN_FOR = 0.25, 0.02, 60.0
 #: How often a round tells Temporal it is alive (the workflow's heartbeat timeout is 30 s).
 HEARTBEAT_EVERY = 5.0
 #: The longest a ``Retry-After`` may push a retry.
@@ -70,11 +80,11 @@ MAX_RETRY_AFTER = timedelta(hours=6)
 
 
 async def emit_event(client: Client, database: Database, task_queue: str, event: Emitted) -> int:
-    """Store ``event`` and its deliveries, and wake each endpoint's dispatcher; how many
-    endpoints it goes to. Safe to repeat."""
-    endpoints = await database.run(lambda session: emit(session, event))
-    await wake_endpoints(client, task_queue, endpoints)
-    return len(endpoints)
+    """Store ``event`` and its deliveries, and wake each endpoint's dispatcher that is not
+    draining already; how many endpoints it goes to. Safe to repeat."""
+    stored = await store_event(database, event)
+    await wake_endpoints(client, task_queue, stored.to_wake)
+    return len(stored.endpoints)
 
 
 def emitted_of(event: MilestoneEvent) -> Emitted:
@@ -131,33 +141,86 @@ class WebhookActivities:
 
     @activity.defn(name=DELIVER_DUE)
     async def deliver_due(self, request: DeliveryRound) -> RoundResult:
-        """Attempt the endpoint's deliveries due at ``request.now`` (or now, for a round
-        retried later than it was scheduled); what the round did."""
+        """Drain the endpoint: attempt its deliveries due at ``request.now`` (or now, for a
+        round retried later than it was scheduled) and those that come due while it runs;
+        what it did."""
         beating = asyncio.create_task(_heartbeat_every(HEARTBEAT_EVERY))
         try:
-            return await self._round(request.endpoint_id, max(request.now, utcnow()))
+            return await self._drain(request.endpoint_id, max(request.now, utcnow()))
         finally:
             beating.cancel()
 
-    async def _round(self, endpoint_id: str, now: datetime) -> RoundResult:
-        endpoint, due = await due_deliveries(self._database, endpoint_id, now, ROUND_SIZE)
+    async def _drain(self, endpoint_id: str, start: datetime) -> RoundResult:
+        """Rounds of the endpoint's due deliveries under its lease (``crm.store.
+        webhook_deliveries``), one session kept across them, until none has come due for
+        ``LINGER`` or ``DRAIN_FOR`` has passed."""
+        began = time.monotonic()
+
+        def now() -> datetime:  # the workflow's clock, run on
+            return start + timedelta(seconds=time.monotonic() - began)
+
+        endpoint, due = await due_deliveries(
+            self._database, endpoint_id, start, ROUND_SIZE, claim=True
+        )
         if endpoint is None or not endpoint.enabled:
-            if endpoint is None:
-                return RoundResult(stopped=True, disabled_reason="deleted")
-            reason = endpoint.disabled_reason  # None: an admin disabled it
-            return RoundResult(
-                stopped=True,
-                disabled_reason=reason or "disabled",
-                disabled_at=as_utc(endpoint.updated_at) if reason else None,
-                url=endpoint.url,
-                tell=self._operator_email if reason else None,
-            )
-        if not due:
-            return RoundResult(
-                next_due=await next_due(self._database, endpoint_id), url=endpoint.url
-            )
+            return self._stopped(endpoint)
+        drained = RoundResult(url=endpoint.url)
+        found_at = began  # when a look last found deliveries
+        sender: Sender | None = None
+        async with contextlib.AsyncExitStack() as held:
+            while True:
+                if due:
+                    found_at = time.monotonic()
+                    sender = sender or await _sender(held, self._outbound, endpoint.url)
+                    done = await self._round(endpoint, sender, due, now())
+                    drained = _added(drained, done)
+                    if done.stopped:
+                        return drained
+                    if time.monotonic() - began >= DRAIN_FOR:
+                        return replace(drained, more=True)
+                endpoint, due = await due_deliveries(self._database, endpoint_id, now(), ROUND_SIZE)
+                if endpoint is None or not endpoint.enabled:
+                    return self._stopped(endpoint, drained)
+                if due and endpoint.url == drained.url:
+                    continue
+                if due:  # its URL changed: the next drain connects to the new one
+                    return replace(drained, more=True)
+                if time.monotonic() - found_at < LINGER:  # more may be on their way
+                    await asyncio.sleep(POLL)
+                    continue
+                next_at = await release(self._database, endpoint_id)
+                if next_at is None or next_at > now():
+                    return replace(drained, more=False, next_due=next_at)
+                endpoint, due = await due_deliveries(
+                    self._database, endpoint_id, now(), ROUND_SIZE, claim=True
+                )  # stored as the lease ended, unwoken
+                if endpoint is None or not endpoint.enabled:
+                    return self._stopped(endpoint, drained)
+
+    def _stopped(
+        self, endpoint: WebhookEndpoint | None, drained: RoundResult | None = None
+    ) -> RoundResult:
+        """The result of a drain that found its endpoint deleted or disabled."""
+        drained = drained or RoundResult()
+        if endpoint is None:
+            return replace(drained, stopped=True, disabled_reason="deleted")
+        reason = endpoint.disabled_reason  # None: an admin disabled it
+        return replace(
+            drained,
+            stopped=True,
+            disabled_reason=reason or "disabled",
+            disabled_at=as_utc(endpoint.updated_at) if reason else None,
+            url=endpoint.url,
+            tell=self._operator_email if reason else None,
+        )
+
+    async def _round(
+        self, endpoint: WebhookEndpoint, sender: Sender, due: list[Due], now: datetime
+    ) -> RoundResult:
+        """Attempt ``due`` and record the results."""
+        endpoint_id = endpoint.endpoint_id
         keys = [signing_key(s) for s in signing_secrets(endpoint, now, self._codec_keys)]
-        results = await self._attempt_all(endpoint.url, endpoint.personal_data, keys, due, now)
+        results = await self._attempt_all(sender, endpoint.personal_data, keys, due, now)
         state = await record_round(self._database, endpoint_id, results, now)
         counts = {kind: sum(r.result == kind for r in results) for kind in ("delivered", "retry")}
         return RoundResult(
@@ -174,26 +237,24 @@ class WebhookActivities:
         )
 
     async def _attempt_all(
-        self, url_text: str, personal: bool, keys: list[bytes], due: list[Due], now: datetime
+        self, sender: Sender, personal: bool, keys: list[bytes], due: list[Due], now: datetime
     ) -> list[Attempted]:
-        try:
-            url = checked_url(url_text)
-            async with self._outbound.session(url) as session:
-                gate = asyncio.Semaphore(self._concurrency)
+        if isinstance(sender, DestinationRefused):
+            return [_unanswered(item, now, str(sender), "refused") for item in due]
+        if isinstance(sender, Unreachable):  # the name did not resolve: every one retries
+            return [_retry_or_fail(item, now, None, 0.0, str(sender)) for item in due]
+        session, url = sender
+        gate = asyncio.Semaphore(self._concurrency)
 
-                async def attempt(item: Due) -> Attempted:
-                    async with gate:
-                        try:
-                            return await self._attempt(session, url, personal, keys, item, now)
-                        except Exception as error:  # one delivery's failure, not the round's
-                            activity.logger.exception("delivery %s failed", item.delivery.key)
-                            return _retry_or_fail(item, now, None, 0.0, type(error).__name__)
+        async def attempt(item: Due) -> Attempted:
+            async with gate:
+                try:
+                    return await self._attempt(session, url, personal, keys, item, now)
+                except Exception as error:  # one delivery's failure, not the round's
+                    activity.logger.exception("delivery %s failed", item.delivery.key)
+                    return _retry_or_fail(item, now, None, 0.0, type(error).__name__)
 
-                return list(await asyncio.gather(*(attempt(item) for item in due)))
-        except DestinationRefused as refused:
-            return [_unanswered(item, now, str(refused), "refused") for item in due]
-        except Unreachable as unreachable:  # the name did not resolve: every one retries
-            return [_retry_or_fail(item, now, None, 0.0, str(unreachable)) for item in due]
+        return list(await asyncio.gather(*(attempt(item) for item in due)))
 
     async def _attempt(
         self,
@@ -234,6 +295,30 @@ class WebhookActivities:
         return _retry_or_fail(
             item, now, answer.status, answer.latency_ms, f"answered {answer.status}", asked
         )
+
+
+#: Where a drain's deliveries go: a session to the endpoint's vetted addresses and its URL,
+#: or why none could be opened.
+Sender = tuple[aiohttp.ClientSession, URL] | DestinationRefused | Unreachable
+
+
+async def _sender(held: contextlib.AsyncExitStack, outbound: Outbound, url_text: str) -> Sender:
+    """A session to ``url_text``, kept open by ``held``; or why there is none."""
+    try:
+        url = checked_url(url_text)
+        return await held.enter_async_context(outbound.session(url)), url
+    except (DestinationRefused, Unreachable) as cannot:
+        return cannot
+
+
+def _added(drained: RoundResult, done: RoundResult) -> RoundResult:
+    """``drained`` with a round's counts added, and what the round says is next."""
+    return replace(
+        done,
+        delivered=drained.delivered + done.delivered,
+        retrying=drained.retrying + done.retrying,
+        failed=drained.failed + done.failed,
+    )
 
 
 async def _heartbeat_every(seconds: float) -> None:

@@ -71,8 +71,9 @@ from crm.platform.codec import new_codec_key
 from crm.platform.settings import Settings
 from crm.platform.temporal import connect
 from crm.store.db import Database
+from crm.store.emissions import store_event
 from crm.store.webhook_deliveries import deliveries_of
-from crm.store.webhooks import Emitted, create_endpoint, emit, new_secret
+from crm.store.webhooks import Emitted, create_endpoint, new_secret
 from workflows.webhook_types import WAKE, DispatchInput, RoundResult, dispatch_id
 
 #: The tenant whose endpoints the fan-out goes to, and the one the latency is measured on.
@@ -502,7 +503,7 @@ async def breakdown(
     await stack.receiver.forget()
     cpu = stack.cpu()
     began = time.monotonic()
-    await drain(count, concurrency, lambda i: stack.database.run(lambda s: emit(s, events[i])))
+    await drain(count, concurrency, lambda i: store_event(stack.database, events[i]))
     stored_per_second = count / (time.monotonic() - began)
     store_cpu = cpu_since(cpu, stack.cpu())
     await asyncio.sleep(1.0)

@@ -264,6 +264,22 @@ def insert_once(session: Session, row: RowT) -> tuple[RowT, bool]:
     return existing, False
 
 
+def insert_all_once(session: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> None:
+    """Insert each of ``rows`` (column values, the same columns in each) unless a row with
+    its ``key`` exists: one ``INSERT ... ON CONFLICT (key) DO NOTHING`` for them all, with
+    the columns' defaults of the database only (``created_now`` has none: give it)."""
+    if not rows:
+        return
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    connection = session.connection()
+    statement = (
+        _dialect(connection.dialect.name)
+        .insert(table)
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    connection.execute(statement, rows)
+
+
 def upsert(session: Session, row: SQLModel) -> None:
     """Insert ``row``, or overwrite every column of the row with its primary key.
 

@@ -342,6 +342,8 @@ class WebhookEndpoint(SQLModel, table=True):
     signs until ``previous_secret_expires_at``. ``failing_since`` is the first
     failed attempt of the current run of failures (None after a success);
     ``disabled_reason`` says why delivery stopped when it was not the admin.
+    ``draining_until`` is the lease of a running drain (``activities.
+    webhook_delivery``): until then it takes what is emitted, unwoken.
     """
 
     __tablename__ = "webhook_endpoints"
@@ -361,6 +363,7 @@ class WebhookEndpoint(SQLModel, table=True):
     created_at: datetime = created_now()
     updated_at: datetime = created_now()
     deleted_at: datetime | None = no_time_yet()
+    draining_until: datetime | None = no_time_yet()
 
 
 class WebhookEvent(SQLModel, table=True):

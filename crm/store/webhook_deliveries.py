@@ -5,6 +5,15 @@ due deliveries (``due_deliveries``), and each round's results are written
 back in one transaction (``record_round``) with the delivery log's figures:
 status, latency, the next attempt (``next_retry``), and whether the endpoint
 is disabled.
+
+A drain (the rounds of one ``deliver_due`` activity) holds a lease on its
+endpoint, ``draining_until``: its first take claims it, each round's record
+renews it, and ``release`` ends it. While it holds, whoever emits an event
+for the endpoint leaves the drain to take it instead of waking the dispatch
+workflow (``crm.store.webhooks.undrained``). ``release`` clears the lease and
+reads what is due in one transaction, and an emission reads the lease in the
+transaction that stores its deliveries, so a delivery is either seen by the
+drain's last look or its emitter sees no lease and wakes the workflow.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import Connection, Table, bindparam, func, insert, update
 from sqlmodel import Session, col, select
 
 from crm.store.db import Database
@@ -28,6 +38,9 @@ from crm.store.webhooks import fail_pending
 #: How long after a delivery's first attempt it is given up, and how long an
 #: endpoint may fail without a success before it is disabled.
 GIVE_UP_AFTER = timedelta(days=3)
+#: How long a drain's lease lasts unless its next round renews it: a worker that died
+#: mid-drain holds back wakes for at most this long (its activity is retried sooner).
+LEASE = timedelta(seconds=30)
 #: The delays between a delivery's attempts: the n-th retry waits the n-th (then the last).
 BACK_OFF: tuple[timedelta, ...] = (
     timedelta(seconds=5),
@@ -49,10 +62,10 @@ class Due:
 
 
 async def due_deliveries(
-    database: Database, endpoint_id: str, now: datetime, limit: int
+    database: Database, endpoint_id: str, now: datetime, limit: int, *, claim: bool = False
 ) -> tuple[WebhookEndpoint | None, list[Due]]:
     """The endpoint (None once deleted) and its pending deliveries due at ``now``, oldest
-    first."""
+    first; with ``claim``, the endpoint's drain lease is taken (``LEASE`` from now)."""
 
     def read(session: Session) -> tuple[WebhookEndpoint | None, list[Due]]:
         endpoint = session.exec(
@@ -63,6 +76,9 @@ async def due_deliveries(
         ).first()
         if endpoint is None or not endpoint.enabled:
             return endpoint, []
+        if claim:
+            endpoint.draining_until = utcnow() + LEASE
+            session.add(endpoint)
         rows = session.exec(
             select(WebhookDelivery, WebhookEvent)
             .join(WebhookEvent, col(WebhookEvent.key) == col(WebhookDelivery.event_key))
@@ -76,7 +92,25 @@ async def due_deliveries(
         ).all()
         return endpoint, [Due(delivery, event) for delivery, event in rows]
 
-    return await database.run(read, write=False)
+    return await database.run(read, write=claim)
+
+
+async def release(database: Database, endpoint_id: str) -> datetime | None:
+    """End the endpoint's drain lease; when its next pending delivery is due (None: none
+    is). A delivery due by then was stored before the lease ended, unwoken: take it."""
+
+    def end(session: Session) -> datetime | None:
+        endpoint = session.exec(
+            select(WebhookEndpoint).where(WebhookEndpoint.endpoint_id == endpoint_id)
+        ).first()
+        if endpoint is None:
+            return None
+        endpoint.draining_until = None
+        session.add(endpoint)
+        session.flush()  # the row is locked (PostgreSQL) before what is due is read
+        return _next_due(session, endpoint_id)
+
+    return await database.run(end)
 
 
 @dataclass(frozen=True)
@@ -122,50 +156,48 @@ async def record_round(
         ).one()
         disabled: str | None = None
         succeeded = failed = False
-        keys = [result.delivery_key for result in results]
-        deliveries = (
-            {
-                row.key: row
-                for row in session.exec(
-                    select(WebhookDelivery).where(col(WebhookDelivery.key).in_(keys))
-                ).all()
-            }
-            if keys
-            else {}
-        )
+        connection = session.connection()
+        attempts_of = _attempts_of(connection, [result.delivery_key for result in results])
+        changes, attempts = [], []
         for result in results:
-            delivery = deliveries[result.delivery_key]
-            delivery.attempts += 1
-            delivery.first_attempt_at = delivery.first_attempt_at or result.at
-            delivery.last_attempt_at = result.at
-            delivery.last_status = result.status
-            delivery.last_latency_ms = result.latency_ms
-            delivery.last_error = result.error
+            number = attempts_of[result.delivery_key] + 1
+            state, next_at = "pending", result.retry_at
             if result.result == "delivered":
-                delivery.state, delivery.delivered_at = "delivered", result.at
-                delivery.next_attempt_at = None
-                succeeded = True
-            elif result.result == "retry" and result.retry_at is not None:
-                delivery.next_attempt_at = result.retry_at
-                failed = True
-            else:
-                delivery.state, delivery.next_attempt_at = "failed", None
-                failed = True
+                state, next_at, succeeded = "delivered", None, True
+            elif result.result != "retry" or result.retry_at is None:
+                state, next_at, failed = "failed", None, True
                 if result.result == "gone":
                     disabled = f"the endpoint answered 410 Gone at {result.at.isoformat()}"
                 elif result.result == "refused":
                     disabled = result.error
-            session.add(delivery)
-            session.add(
-                WebhookAttempt(
-                    delivery_key=result.delivery_key,
-                    attempt=delivery.attempts,
-                    at=result.at,
-                    status=result.status,
-                    latency_ms=result.latency_ms,
-                    error=result.error,
-                )
+            else:
+                failed = True
+            changes.append(
+                {
+                    "the_key": result.delivery_key,
+                    "attempts": number,
+                    "at": result.at,
+                    "status": result.status,
+                    "latency_ms": result.latency_ms,
+                    "error": result.error,
+                    "state": state,
+                    "next_at": next_at,
+                    "delivered_at": result.at if state == "delivered" else None,
+                }
             )
+            attempts.append(
+                {
+                    "delivery_key": result.delivery_key,
+                    "attempt": number,
+                    "at": result.at,
+                    "status": result.status,
+                    "latency_ms": result.latency_ms,
+                    "error": result.error,
+                }
+            )
+        if changes:
+            connection.execute(_RECORD_ATTEMPT, changes)
+            connection.execute(insert(_ATTEMPTS), attempts)
         if succeeded:
             endpoint.failing_since = None
         elif failed:
@@ -179,6 +211,8 @@ async def record_round(
         session.flush()
         if failed and endpoint.enabled and not _retrying(session, endpoint_id):
             endpoint.failing_since = None  # what failed was given up: no run of failures left
+        if endpoint.enabled:
+            endpoint.draining_until = utcnow() + LEASE
         session.add(endpoint)
         session.flush()
         return EndpointState(
@@ -187,6 +221,39 @@ async def record_round(
         )
 
     return await database.run(record)
+
+
+_DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+_ATTEMPTS: Table = WebhookAttempt.__table__  # type: ignore[attr-defined]
+#: One delivery's attempt written to it (executed for each of a round's).
+_AT = _DELIVERIES.c.last_attempt_at.type
+_RECORD_ATTEMPT = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.key == bindparam("the_key"))
+    .values(
+        attempts=bindparam("attempts"),
+        first_attempt_at=func.coalesce(_DELIVERIES.c.first_attempt_at, bindparam("at", type_=_AT)),
+        last_attempt_at=bindparam("at", type_=_AT),
+        last_status=bindparam("status"),
+        last_latency_ms=bindparam("latency_ms"),
+        last_error=bindparam("error"),
+        state=bindparam("state"),
+        next_attempt_at=bindparam("next_at", type_=_AT),
+        delivered_at=func.coalesce(
+            bindparam("delivered_at", type_=_AT), _DELIVERIES.c.delivered_at
+        ),
+    )
+)
+
+
+def _attempts_of(connection: Connection, keys: list[str]) -> dict[str, int]:
+    """How many attempts each of the deliveries ``keys`` has had."""
+    if not keys:
+        return {}
+    rows = connection.execute(
+        select(_DELIVERIES.c.key, _DELIVERIES.c.attempts).where(_DELIVERIES.c.key.in_(keys))
+    )
+    return {key: attempts for key, attempts in rows}
 
 
 def _retrying(session: Session, endpoint_id: str) -> bool:

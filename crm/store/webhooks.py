@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from crm.domain.webhook_events import subscribes
 from crm.platform.sealing import seal, unseal
 from crm.reports.facts import record_fact
-from crm.store.db import Database, insert_once
+from crm.store.db import Database, insert_all_once
 from crm.store.models import (
     NO_TENANT,
     WebhookDelivery,
@@ -201,41 +201,69 @@ def emit(session: Session, event: Emitted) -> list[str]:
     endpoints. A repeat adds only what is missing."""
     tenant = _tenant(event.tenant)
     record_fact(session, event)
-    stored, _ = insert_once(
+    key = f"{tenant}/{event.event_id}"
+    insert_all_once(
         session,
-        WebhookEvent(
-            key=f"{tenant}/{event.event_id}",
-            event_id=event.event_id,
-            tenant=tenant,
-            type=event.type,
-            process_id=event.process_id,
-            occurred_at=event.occurred_at,
-            data=event.data,
-        ),
+        WebhookEvent,
+        [
+            {
+                "key": key,
+                "event_id": event.event_id,
+                "tenant": tenant,
+                "type": event.type,
+                "process_id": event.process_id,
+                "occurred_at": event.occurred_at,
+                "data": event.data,
+                "created_at": utcnow(),
+            }
+        ],
     )
-    endpoints = session.exec(
-        select(WebhookEndpoint).where(
-            WebhookEndpoint.tenant == tenant,
-            col(WebhookEndpoint.enabled).is_(True),
-            col(WebhookEndpoint.deleted_at).is_(None),
-        )
-    ).all()
-    reached = []
-    for endpoint in endpoints:
-        if not subscribes(endpoint.event_types, stored.type):
-            continue
-        insert_once(
-            session,
-            WebhookDelivery(
-                key=f"{endpoint.endpoint_id}/{stored.key}",
-                endpoint_id=endpoint.endpoint_id,
-                event_key=stored.key,
-                message_id=message_id(endpoint.endpoint_id, stored.key),
-                next_attempt_at=utcnow(),
-            ),
-        )
-        reached.append(endpoint.endpoint_id)
+    reached = [
+        endpoint_id
+        for endpoint_id, event_types in session.exec(
+            select(WebhookEndpoint.endpoint_id, WebhookEndpoint.event_types).where(
+                WebhookEndpoint.tenant == tenant,
+                col(WebhookEndpoint.enabled).is_(True),
+                col(WebhookEndpoint.deleted_at).is_(None),
+            )
+        ).all()
+        if subscribes(list(event_types), event.type)
+    ]
+    now = utcnow()
+    insert_all_once(
+        session,
+        WebhookDelivery,
+        [
+            {
+                "key": f"{endpoint_id}/{key}",
+                "endpoint_id": endpoint_id,
+                "event_key": key,
+                "message_id": message_id(endpoint_id, key),
+                "state": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for endpoint_id in reached
+        ],
+    )
     return reached
+
+
+def undrained(session: Session, endpoint_ids: list[str]) -> list[str]:
+    """Those of ``endpoint_ids`` no drain holds a lease on (``crm.store.
+    webhook_deliveries``): their dispatch workflows must be woken. Read in the
+    transaction that stored their deliveries, after it, and with the endpoints' rows
+    share-locked (PostgreSQL), so a drain that lets go meanwhile is seen letting go."""
+    if not endpoint_ids:
+        return []
+    now = utcnow()
+    leases = session.exec(
+        select(WebhookEndpoint.endpoint_id, WebhookEndpoint.draining_until)
+        .where(col(WebhookEndpoint.endpoint_id).in_(endpoint_ids))
+        .with_for_update(read=True)
+    ).all()
+    return [endpoint_id for endpoint_id, until in leases if until is None or as_utc(until) <= now]
 
 
 def fail_pending(session: Session, endpoint_id: str, reason: str) -> None:

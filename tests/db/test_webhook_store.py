@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, select
 
 from crm.platform.codec import new_codec_key
 from crm.store.db import Database
+from crm.store.emissions import Stored, store_event
 from crm.store.models import WebhookEndpoint
 from crm.store.webhook_deliveries import (
     Attempted,
@@ -14,6 +20,7 @@ from crm.store.webhook_deliveries import (
     endpoints_with_pending,
     record_round,
     redeliver,
+    release,
 )
 from crm.store.webhooks import Emitted, create_endpoint, emit, endpoint_of, update_endpoint
 from tests.db.test_database import db  # noqa: F401  (the fixture: each test on both databases)
@@ -89,3 +96,65 @@ async def test_a_delivery_given_up_ends_the_run_of_failures_so_one_later_failure
     assert stored is not None and stored.enabled and stored.failing_since is None
     [log] = await deliveries_of(db, ep)
     assert [a.status for a in log.attempts] == [400, 400, 500]
+
+
+async def test_what_is_stored_while_a_drain_holds_the_lease_wakes_no_one_and_its_release_sees_it(
+    db: Database,  # noqa: F811
+) -> None:
+    hooks, _ = await endpoint(db, "https://a.example.com", ["renewal.*"])
+    assert (await store_event(db, event(1))).to_wake == [hooks.endpoint_id]  # none drains
+
+    _, due = await due_deliveries(db, hooks.endpoint_id, datetime.now(UTC), 10, claim=True)
+    stored = await store_event(db, event(2))
+
+    assert stored == Stored(endpoints=[hooks.endpoint_id], to_wake=[])  # the drain takes it
+    next_due = await release(db, hooks.endpoint_id)
+    assert len(due) == 1 and next_due is not None and next_due <= datetime.now(UTC)
+    assert (await store_event(db, event(3))).to_wake == [hooks.endpoint_id]  # let go
+
+
+async def test_a_lease_its_drain_stopped_renewing_ends_and_emissions_wake_again(
+    db: Database,  # noqa: F811
+) -> None:
+    hooks, _ = await endpoint(db, "https://a.example.com", ["renewal.*"])
+    await due_deliveries(db, hooks.endpoint_id, datetime.now(UTC), 10, claim=True)
+
+    def lapse(session: Session) -> None:  # as if the drain's worker died a lease ago
+        row = session.exec(
+            select(WebhookEndpoint).where(WebhookEndpoint.endpoint_id == hooks.endpoint_id)
+        ).one()
+        row.draining_until = datetime.now(UTC) - timedelta(seconds=1)
+        session.add(row)
+
+    await db.run(lapse)
+    assert (await store_event(db, event(1))).to_wake == [hooks.endpoint_id]
+
+
+async def test_events_emitted_together_share_a_transaction_and_a_bad_one_fails_alone(
+    db: Database,  # noqa: F811
+) -> None:
+    hooks, _ = await endpoint(db, "https://a.example.com", ["renewal.*"])
+    bad = replace(event(5), data={"n": object()})  # not JSON: its insert fails
+    transactions = 0
+    run = db.run
+
+    async def counted(work: Any, *, write: bool = True) -> Any:
+        nonlocal transactions
+        transactions += 1
+        return await run(work, write=write)
+
+    db.run = counted  # type: ignore[method-assign]
+    try:
+        results = await asyncio.gather(
+            *(store_event(db, event(n) if n != 5 else bad) for n in range(10)),
+            return_exceptions=True,
+        )
+    finally:
+        db.run = run  # type: ignore[method-assign]
+
+    failed = [n for n, result in enumerate(results) if isinstance(result, BaseException)]
+    assert failed == [5]
+    logs = await deliveries_of(db, hooks.endpoint_id)
+    assert sorted(log.event.event_id for log in logs) == [f"e-{n}" for n in range(10) if n != 5]
+    # the first alone, the nine queued behind it together, then each of those nine alone
+    assert transactions == 1 + 1 + 9

@@ -1,0 +1,75 @@
+"""The ``deliver_due`` activity as a drain: one activity takes what is emitted while it runs.
+
+Real SQLite and a real HTTP receiver on 127.0.0.1; the activity runs in
+Temporal's ``ActivityEnvironment``, as the worker would run it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities.outbound import Outbound
+from activities.webhook_delivery import LINGER, WebhookActivities
+from crm.platform.codec import new_codec_key
+from crm.store.db import Database
+from crm.store.emissions import store_event
+from crm.store.webhook_deliveries import deliveries_of
+from crm.store.webhooks import Emitted, create_endpoint
+from tests.conftest import eventually
+from tests.support.receivers import Planned, Receiver, running_receiver
+from workflows.webhook_types import DeliveryRound
+
+KEYS = new_codec_key("drain-1")
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    with running_receiver() as running:
+        yield running
+
+
+def lapse(number: int) -> Emitted:
+    return Emitted(
+        None, f"e-{number}", "renewal.lapsed", f"renewal-{number}", datetime.now(UTC), {}
+    )
+
+
+async def test_a_drain_delivers_what_is_emitted_while_it_runs_and_lets_go_when_none_comes(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    app, url = receiver
+    app.planned["/hooks"] = [Planned(200, stall_seconds=0.5)]  # the first round takes a while
+    hooks, _ = await create_endpoint(
+        database,
+        None,
+        url=f"{url}/hooks",
+        event_types=["*"],
+        personal_data=False,
+        enabled=True,
+        codec_keys=KEYS,
+    )
+    await store_event(database, lapse(1))
+    activities = WebhookActivities(database, KEYS, Outbound(allowed_hosts=["127.0.0.1"]))
+    draining = asyncio.create_task(
+        ActivityEnvironment().run(
+            activities.deliver_due, DeliveryRound(hooks.endpoint_id, datetime.now(UTC))
+        )
+    )
+    await eventually(lambda: asyncio.sleep(0, app.received), bool)
+
+    meanwhile = await store_event(database, lapse(2))  # during the first round's POST
+    started = asyncio.get_running_loop().time()
+    done = await draining
+
+    assert meanwhile.to_wake == []  # the running drain holds the endpoint: no wake
+    assert (done.delivered, done.more, done.next_due) == (2, False, None)
+    assert [request.path for request in app.received] == ["/hooks", "/hooks"]
+    assert asyncio.get_running_loop().time() - started >= LINGER  # it looked for more
+    logs = await deliveries_of(database, hooks.endpoint_id)
+    assert {log.delivery.state for log in logs} == {"delivered"}
+    assert (await store_event(database, lapse(3))).to_wake == [hooks.endpoint_id]  # let go
