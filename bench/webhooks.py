@@ -13,7 +13,8 @@ clock, which every process on the machine shares.
 
 1. Fan-out: ``events`` events of one tenant with ``endpoints`` endpoints
    subscribed to every type. crmflow: ``emit_event`` (the event and its
-   deliveries stored, each endpoint's dispatch workflow signalled-with-start)
+   deliveries stored, each endpoint's dispatch workflow signalled-with-start
+   unless a drain is running for it)
    with ``emit-concurrency`` emissions in flight, as a process's activities
    would emit them; timed from the first emission to the arrival of the last
    of ``events x endpoints`` deliveries at the receiver. Plain: the same
@@ -544,6 +545,7 @@ async def run_round(args: argparse.Namespace, number: int) -> RoundFigures:
                 await emit_event(stack.client, stack.database, stack.task_queue, emitted)
             await stack.receiver.wait_for("/crmflow/", WARM_UP * args.endpoints)
             await stack.receiver.forget()
+            await asyncio.sleep(args.settle)  # the warm-up's drains let go, as in steady state
             events = [event("fan", i, FAN_OUT) for i in range(args.events)]
             bodies = [body_of(e) for e in events]
             timed: dict[str, Timed] = {}
