@@ -165,7 +165,7 @@ class WebhookActivities:
         if endpoint is None or not endpoint.enabled:
             return self._stopped(endpoint)
         drained = RoundResult(url=endpoint.url)
-        found_at = began  # when a look last found deliveries
+        found_at = began - LINGER  # when a look last found deliveries (none yet)
         sender: Sender | None = None
         async with contextlib.AsyncExitStack() as held:
             while True:
@@ -189,7 +189,7 @@ class WebhookActivities:
                     await asyncio.sleep(POLL)
                     continue
                 next_at = await release(self._database, endpoint_id)
-                if next_at is None or next_at > now():
+                if next_at is None or next_at > now() or time.monotonic() - began >= DRAIN_FOR:
                     return replace(drained, more=False, next_due=next_at)
                 endpoint, due = await due_deliveries(
                     self._database, endpoint_id, now(), ROUND_SIZE, claim=True
