@@ -251,7 +251,7 @@ class WebhookActivities:
                 try:
                     return await self._attempt(session, url, personal, keys, item, now)
                 except Exception as error:  # one delivery's failure, not the round's
-                    activity.logger.exception("delivery %s failed", item.delivery.key)
+                    activity.logger.exception("delivery %s failed", item.key)
                     return _retry_or_fail(item, now, None, 0.0, type(error).__name__)
 
         return list(await asyncio.gather(*(attempt(item) for item in due)))
@@ -265,32 +265,27 @@ class WebhookActivities:
         item: Due,
         now: datetime,
     ) -> Attempted:
-        event = item.event
         body = json.dumps(
             payload(
-                event.type,
-                event.event_id,
-                event.process_id,
-                as_utc(event.occurred_at),
-                event.data,
+                item.event_type,
+                item.event_id,
+                item.process_id,
+                as_utc(item.occurred_at),
+                item.data,
                 personal_data=personal,
             ),
             separators=(",", ":"),
             default=str,
         ).encode()
-        headers = signed_headers(keys, item.delivery.message_id, body)
+        headers = signed_headers(keys, item.message_id, body)
         try:
             answer = await self._outbound.post(session, url, body, headers)
         except Unreachable as unreachable:
             return _retry_or_fail(item, now, None, 0.0, str(unreachable))
         if 200 <= answer.status < 300:
-            return Attempted(
-                item.delivery.key, now, answer.status, answer.latency_ms, None, "delivered"
-            )
+            return Attempted(item.key, now, answer.status, answer.latency_ms, None, "delivered")
         if answer.status == 410:
-            return Attempted(
-                item.delivery.key, now, 410, answer.latency_ms, "answered 410 Gone", "gone"
-            )
+            return Attempted(item.key, now, 410, answer.latency_ms, "answered 410 Gone", "gone")
         asked = retry_after(answer.retry_after, now) if answer.status in (429, 503) else None
         return _retry_or_fail(
             item, now, answer.status, answer.latency_ms, f"answered {answer.status}", asked
@@ -328,7 +323,7 @@ async def _heartbeat_every(seconds: float) -> None:
 
 
 def _unanswered(item: Due, now: datetime, error: str, result: str) -> Attempted:
-    return Attempted(item.delivery.key, now, None, 0.0, error, result)
+    return Attempted(item.key, now, None, 0.0, error, result)
 
 
 def _retry_or_fail(
@@ -339,10 +334,9 @@ def _retry_or_fail(
     error: str,
     asked: timedelta | None = None,
 ) -> Attempted:
-    delivery = item.delivery
-    first = as_utc(delivery.first_attempt_at) if delivery.first_attempt_at else now
-    retry_at = next_retry(first, delivery.attempts - (delivery.attempts_before or 0) + 1, now)
+    first = as_utc(item.first_attempt_at) if item.first_attempt_at else now
+    retry_at = next_retry(first, item.attempts - (item.attempts_before or 0) + 1, now)
     if retry_at is not None and asked is not None:
         retry_at = max(retry_at, now + asked)
     result = "retry" if retry_at is not None else "failed"
-    return Attempted(delivery.key, now, status, latency_ms, error, result, retry_at)
+    return Attempted(item.key, now, status, latency_ms, error, result, retry_at)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from sqlmodel import Session
 
 from crm.store.db import Database
-from crm.store.webhooks import Emitted, emit, undrained
+from crm.store.webhooks import Emitted, emit_all, undrained
 
 #: The most events one transaction stores.
 MOST_AT_ONCE = 100
@@ -46,7 +46,7 @@ async def store_event(database: Database, event: Emitted) -> Stored:
 
 def store_all(session: Session, events: list[Emitted]) -> list[Stored]:
     """Store ``events`` in ``session``'s transaction; where each goes."""
-    reached = [emit(session, event) for event in events]
+    reached = emit_all(session, events)
     to_wake = set(undrained(session, sorted({e for endpoints in reached for e in endpoints})))
     return [Stored(endpoints, [e for e in endpoints if e in to_wake]) for endpoints in reached]
 

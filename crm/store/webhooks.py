@@ -199,9 +199,16 @@ def emit(session: Session, event: Emitted) -> list[str]:
     """Store ``event`` (once per id), its fact for the reports (``crm.reports.facts``) and a
     pending delivery to each subscribed, enabled endpoint of its tenant; the ids of those
     endpoints. A repeat adds only what is missing."""
-    tenant = _tenant(event.tenant)
-    record_fact(session, event)
-    key = f"{tenant}/{event.event_id}"
+    return emit_all(session, [event])[0]
+
+
+def emit_all(session: Session, events: list[Emitted]) -> list[list[str]]:
+    """``emit`` each of ``events``, with one statement for their events and one for their
+    deliveries; for each, the ids of the endpoints it goes to."""
+    for event in events:
+        record_fact(session, event)
+    now = utcnow()
+    keys = [f"{_tenant(event.tenant)}/{event.event_id}" for event in events]
     insert_all_once(
         session,
         WebhookEvent,
@@ -209,27 +216,25 @@ def emit(session: Session, event: Emitted) -> list[str]:
             {
                 "key": key,
                 "event_id": event.event_id,
-                "tenant": tenant,
+                "tenant": _tenant(event.tenant),
                 "type": event.type,
                 "process_id": event.process_id,
                 "occurred_at": event.occurred_at,
                 "data": event.data,
-                "created_at": utcnow(),
+                "created_at": now,
             }
+            for key, event in zip(keys, events, strict=True)
         ],
     )
+    listening = _listening(session, {_tenant(event.tenant) for event in events})
     reached = [
-        endpoint_id
-        for endpoint_id, event_types in session.exec(
-            select(WebhookEndpoint.endpoint_id, WebhookEndpoint.event_types).where(
-                WebhookEndpoint.tenant == tenant,
-                col(WebhookEndpoint.enabled).is_(True),
-                col(WebhookEndpoint.deleted_at).is_(None),
-            )
-        ).all()
-        if subscribes(list(event_types), event.type)
+        [
+            endpoint_id
+            for endpoint_id, event_types in listening.get(_tenant(event.tenant), [])
+            if subscribes(event_types, event.type)
+        ]
+        for event in events
     ]
-    now = utcnow()
     insert_all_once(
         session,
         WebhookDelivery,
@@ -244,10 +249,27 @@ def emit(session: Session, event: Emitted) -> list[str]:
                 "next_attempt_at": now,
                 "created_at": now,
             }
-            for endpoint_id in reached
+            for key, endpoint_ids in zip(keys, reached, strict=True)
+            for endpoint_id in endpoint_ids
         ],
     )
     return reached
+
+
+def _listening(session: Session, tenants: set[str]) -> dict[str, list[tuple[str, list[str]]]]:
+    """The enabled endpoints of each of ``tenants``, with the event types they take."""
+    listening: dict[str, list[tuple[str, list[str]]]] = {}
+    for tenant, endpoint_id, event_types in session.exec(
+        select(WebhookEndpoint.tenant, WebhookEndpoint.endpoint_id, WebhookEndpoint.event_types)
+        .where(
+            col(WebhookEndpoint.tenant).in_(tenants),
+            col(WebhookEndpoint.enabled).is_(True),
+            col(WebhookEndpoint.deleted_at).is_(None),
+        )
+        .order_by(col(WebhookEndpoint.id))
+    ).all():
+        listening.setdefault(tenant, []).append((endpoint_id, list(event_types)))
+    return listening
 
 
 def undrained(session: Session, endpoint_ids: list[str]) -> list[str]:

@@ -75,7 +75,7 @@ async def test_a_delivery_given_up_ends_the_run_of_failures_so_one_later_failure
     await db.run(lambda s: emit(s, event(1)))
     T0 = datetime.now(UTC) + timedelta(minutes=1)  # the test's first instant
     _, [due] = await due_deliveries(db, ep, T0 + timedelta(seconds=1), 10)
-    key = due.delivery.key
+    key = due.key
 
     await record_round(
         db, ep, [Attempted(key, T0, 400, 1.0, "answered 400", "retry", T0 + timedelta(days=3))], T0
@@ -90,7 +90,7 @@ async def test_a_delivery_given_up_ends_the_run_of_failures_so_one_later_failure
     assert await redeliver(db, ep, since=T0 - timedelta(days=1)) == 1
     later = T0 + timedelta(days=5)
     _, [again] = await due_deliveries(db, ep, later, 10)
-    assert again.delivery.attempts_before == 2
+    assert again.attempts_before == 2
     await record_round(db, ep, [Attempted(key, later, 500, 1.0, "answered 500", "failed")], later)
     stored = await endpoint_of(db, None, ep)
     assert stored is not None and stored.enabled and stored.failing_since is None
