@@ -1,7 +1,8 @@
 """The activity that offers a built-in process's outcome to the tenant's automations.
 
-The outcome goes in as a record event on ``crmflow.<process>``
-(``crm.domain.process_outcomes``) through the same code that takes the system
+The outcome goes in as a record event on ``crmflow.<process>`` (the name the
+process publishes under, ``crm.domain.process_outcomes.published_as``: a
+ticket's for the SLA workflow) through the same code that takes the system
 of record's events, so it is taken once per event id: a retried attempt gets
 the first attempt's answer and enrols nobody twice. It is also emitted, first,
 as the webhook event ``<process>.<outcome>`` to the tenant's subscribed
@@ -21,7 +22,7 @@ from temporalio.service import RPCError
 
 from activities.webhook_delivery import emit_event
 from crm.automations.record_events import EventRefused, EventSettings, take_record_event
-from crm.domain.process_outcomes import PROCESS_OBJECT_PREFIX
+from crm.domain.process_outcomes import PROCESS_OBJECT_PREFIX, published_as
 from crm.policy import Policy
 from crm.store.db import Database
 from crm.store.webhooks import Emitted
@@ -44,9 +45,10 @@ class OutcomeActivities:
         whatever its body: the id names the run and the step, and a workflow task that
         offered it as a local activity and was retried builds it again at a later instant.
         Raises EventInProgress (retried) while an earlier attempt is still at it."""
+        process = published_as(outcome.process)  # the SLA workflow publishes a ticket's
         event = RecordEvent(
             event_id=outcome.event_id,
-            object=PROCESS_OBJECT_PREFIX + outcome.process,
+            object=PROCESS_OBJECT_PREFIX + process,
             record_id=outcome.record_id,
             type=outcome.outcome,
             occurred_at=outcome.occurred_at,
@@ -55,7 +57,7 @@ class OutcomeActivities:
         emitted = Emitted(
             tenant=outcome.tenant,
             event_id=outcome.event_id,
-            type=f"{outcome.process}.{outcome.outcome}",
+            type=f"{process}.{outcome.outcome}",
             process_id=str(outcome.record.get("process_id") or activity.info().workflow_id),
             occurred_at=outcome.occurred_at,
             data=outcome.record,

@@ -113,6 +113,17 @@ OUTCOME_OBJECTS: dict[str, OutcomeObject] = {
 }
 
 
+#: The workflows that publish under another name than their own: the SLA workflow
+#: (``sla-{ticket_id}``, process ``sla``) publishes a ticket's outcomes.
+_PUBLISHES_AS = {"sla": "ticket"}
+
+
+def published_as(process: str) -> str:
+    """The name ``process`` (a workflow's process name) publishes its outcomes under: its
+    object ``crmflow.<name>`` and webhook events ``<name>.<outcome>``."""
+    return _PUBLISHES_AS.get(process, process)
+
+
 def outcome_object(name: str) -> OutcomeObject | None:
     """The process that publishes on object ``name``; None for a CRM object."""
     return OUTCOME_OBJECTS.get(name)

@@ -1,6 +1,7 @@
 """Automations chained on the built-in processes' outcomes, end to end on the time-skipping
 server: an onboarding that stalls enrols its customer in the tenant's automation on
-``crmflow.onboarding``, once, and in no other tenant's."""
+``crmflow.onboarding``, once, and in no other tenant's; a resolved ticket enrols it in the
+automation on ``crmflow.ticket``."""
 
 from __future__ import annotations
 
@@ -20,12 +21,15 @@ from crm.store.automations import change_state, save_version
 from crm.store.db import Database
 from tests.support.automations import EXAMPLES
 from tests.support.onboarding import inbox, onboarding_input, send_event, tasks_of, wait_for_stage
+from tests.support.sla import send_event as send_ticket_event
+from tests.support.sla import start_ticket, ticket_input
 from tests.support.stack import Stack
 from workflows.automation import AutomationWorkflow
 from workflows.automation_types import automation_run_id
 from workflows.contracts import OutcomeEvent
 from workflows.onboarding import OnboardingWorkflow
 from workflows.onboarding_types import OnboardingInput, onboarding_id
+from workflows.sla import TicketSlaWorkflow
 
 RESCUE = "stalled-onboarding-rescue"
 
@@ -132,3 +136,46 @@ async def test_an_outcome_offered_again_enrols_nobody_twice(stack: Stack) -> Non
 
     assert again == first
     assert (await handle.describe()).run_id == first_run  # no second run began
+
+
+async def test_a_resolved_ticket_enrols_it_in_the_automation_on_crmflow_ticket(
+    stack: Stack,
+) -> None:
+    """The SLA workflow (process ``sla``) publishes its outcomes as a ticket's."""
+    document: dict[str, Any] = {
+        "id": "resolved-ticket-follow-up",
+        "name": "Follow up a resolved ticket",
+        "object": "crmflow.ticket",
+        "trigger": {"types": ["resolved"]},
+        "steps": [
+            {
+                "id": "follow_up",
+                "task": {
+                    "assignee": {"field": "assignee_id"},
+                    "title": "Ask how '{{ record.subject }}' went",
+                    "due": {"amount": 1, "unit": "business_days"},
+                },
+            }
+        ],
+    }
+    definition = parse_definition(document, Policy())
+    await stack.database.run(
+        lambda session: (
+            save_version(session, None, definition, document, "test"),
+            change_state(session, None, definition.id, "activate"),
+        )
+    )
+    ticket = ticket_input(priority="high")
+    handle = await start_ticket(stack.client, stack.task_queue, ticket)
+    await send_ticket_event(handle, "agent_replied")
+    await send_ticket_event(handle, "resolved")
+    await handle.result()
+
+    run_id = automation_run_id(definition.id, "crmflow.ticket", ticket.ticket_id, None)
+    state = await handle.query(TicketSlaWorkflow.state)
+    [offered] = [step for step in state.steps if step.step == "offered:outcome"]
+    assert offered.detail == f"resolved: {run_id}"
+    run: WorkflowHandle[Any, Any] = stack.client.get_workflow_handle_for(
+        AutomationWorkflow.run, run_id
+    )
+    assert (await run.result()).outcome == "completed"

@@ -12,9 +12,11 @@ from __future__ import annotations
 from datetime import time, timedelta
 
 import pytest
+from sqlmodel import select
 
 from crm.policy import Policy
 from crm.policy.sla import SlaPolicy, SlaTierOverride
+from crm.store.models import WebhookEvent
 from devstack.mailsink import StoredMessage
 from tests.support.sla import (
     NEW_YORK,
@@ -238,3 +240,7 @@ async def test_resolved_ticket_records_met_and_sends_no_warning(stack: Stack) ->
     assert outcome.resolution_used_seconds == pytest.approx(4 * 3600, abs=5)
     description = await handle.describe()
     assert description.typed_search_attributes.get(SLA_STATE) == "met"
+    emitted = await stack.database.all(
+        select(WebhookEvent.type).where(WebhookEvent.process_id == handle.id)
+    )
+    assert emitted == ["ticket.resolved"]  # what webhooks and automations on tickets take
