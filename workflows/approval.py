@@ -27,8 +27,8 @@ from temporalio import workflow
 from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
+from workflows.activity_steps import ActivitySteps
 from workflows.retries import RECORD_RETRY
-from workflows.steps import ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
     from workflows.approval_types import (
@@ -55,7 +55,7 @@ CLOSE_TASKS_PATCH = "close-approval-tasks"
 
 
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
-class ApprovalWorkflow(ProcessSteps):
+class ApprovalWorkflow(ActivitySteps):
     """One approval request; see the module docstring for the chain and its timeouts."""
 
     @workflow.init

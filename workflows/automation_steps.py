@@ -22,9 +22,10 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 from temporalio.workflow import ChildWorkflowHandle
 
+from workflows.activity_steps import ActivitySteps
 from workflows.approval import ApprovalWorkflow
 from workflows.retries import HTTP_RETRY, START_RETRY
-from workflows.steps import ProcessSteps, carry_on_reason
+from workflows.steps import carry_on_reason
 
 with workflow.unsafe.imports_passed_through():
     from crm.domain.automation import Person, Step
@@ -54,7 +55,7 @@ class StepFailed(Exception):
     """A step cannot be taken on this record's data; the run ends as ``failed``."""
 
 
-class AutomationSteps(ProcessSteps):
+class AutomationSteps(ActivitySteps):
     """The run's definition, record and calendar, and the steps that call out."""
 
     def __init__(self, run: AutomationInput) -> None:

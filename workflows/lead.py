@@ -35,8 +35,8 @@ from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
+from workflows.activity_steps import REPORT_MILESTONES, ActivitySteps
 from workflows.retries import RECORD_RETRY
-from workflows.steps import REPORT_MILESTONES, ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
     from crm.domain.lead_scoring import LeadScore, score_lead
@@ -69,7 +69,7 @@ FREE_REP_ON_CANCEL = "free-rep-on-cancel"
 
 
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
-class LeadWorkflow(ProcessSteps):
+class LeadWorkflow(ActivitySteps):
     """One lead's qualification; see the module docstring for the process."""
 
     @workflow.init

@@ -26,8 +26,8 @@ from temporalio import workflow
 from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
+from workflows.activity_steps import REPORT_MILESTONES, ActivitySteps
 from workflows.retries import RECORD_RETRY
-from workflows.steps import REPORT_MILESTONES, ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
     from crm.domain.calendar import BusinessCalendar
@@ -53,7 +53,7 @@ QUIET_FIRST_PHASE = "quiet-first-phase"
 
 
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
-class OnboardingWorkflow(ProcessSteps):
+class OnboardingWorkflow(ActivitySteps):
     """One customer's onboarding; see the module docstring for the schedule."""
 
     @workflow.init

@@ -17,9 +17,9 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError
 
+from workflows.activity_steps import REPORT_MILESTONES, ActivitySteps
 from workflows.approval import ApprovalWorkflow
 from workflows.retries import RECORD_RETRY
-from workflows.steps import REPORT_MILESTONES, ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
     from crm.domain.renewal_plan import USAGE_ANALYSIS, RenewalPlan
@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
 TENANT_APPROVAL_IDS = "tenant-approval-ids"
 
 
-class RenewalUpsell(ProcessSteps):
+class RenewalUpsell(ActivitySteps):
     """The upsell steps of one term (``RenewalWorkflow`` sets the state they share)."""
 
     _term: RenewalInput

@@ -9,8 +9,8 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from workflows import sla_messages as messages
+from workflows.activity_steps import ActivitySteps
 from workflows.retries import RECORD_RETRY
-from workflows.steps import ProcessSteps
 
 with workflow.unsafe.imports_passed_through():
     from crm.domain.calendar import BusinessCalendar
@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.sla_types import TicketInput
 
 
-class SlaLevelSteps(ProcessSteps):
+class SlaLevelSteps(ActivitySteps):
     """The steps of a clock's level; ``TicketSlaWorkflow`` holds the state they read."""
 
     _ticket: TicketInput

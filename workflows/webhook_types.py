@@ -6,7 +6,7 @@ from typing import Any
 
 #: The activity that attempts an endpoint's due deliveries (``activities.webhook_delivery``).
 DELIVER_DUE = "deliver_due"
-#: The activity that emits a process's milestone event (``ProcessSteps._emit``).
+#: The activity that emits a process's milestone event (``ActivitySteps._emit``).
 EMIT_EVENT = "emit_event"
 #: The signal that tells a dispatch workflow new deliveries are due.
 WAKE = "wake"

@@ -2,7 +2,7 @@
 
 When one of crmflow's own processes ends (and when a ticket breaches a clock
 of its SLA), it offers its outcome to the tenant's automations as an event on
-the object ``crmflow.<process>``, once (``ProcessSteps._offer_outcome``):
+the object ``crmflow.<process>``, once (``ActivitySteps._offer_outcome``):
 its ``type`` is the outcome (``breached`` for a breach), its ``record_id``
 the process's business key and its ``record`` the fields below. An
 automation on that object chains on the process ("when an onboarding

@@ -71,7 +71,7 @@ _TASK = {
     "due_at": "timestamp",
 }
 
-#: The milestones processes emit on their way (``ProcessSteps._emit``), besides their
+#: The milestones processes emit on their way (``ActivitySteps._emit``), besides their
 #: outcomes: ``type`` -> the fields of its data and their types.
 MILESTONES: dict[str, dict[str, str]] = {
     "ticket.warning": {

@@ -51,7 +51,11 @@ async def test_a_workflow_reading_the_wall_clock_fails_its_task_in_the_tests_san
 
 def test_every_workflow_module_is_loaded_inside_the_sandbox() -> None:
     trusted = SANDBOXED_RUNNER.restrictions.passthrough_modules
-    checked = {w.__module__ for w in WORKFLOWS} | {"workflows.steps", "workflows.retries"}
+    checked = {w.__module__ for w in WORKFLOWS} | {
+        "workflows.steps",
+        "workflows.activity_steps",
+        "workflows.retries",
+    }
     for module in checked:
         parts = module.split(".")
         prefixes = {".".join(parts[: i + 1]) for i in range(len(parts))}
