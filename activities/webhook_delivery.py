@@ -70,9 +70,12 @@ from workflows.webhook_types import (
 
 #: Deliveries one round takes at most.
 ROUND_SIZE = 200
-#: How long a drain looks for more deliveries after the last it found, and how often it
-#: looks; the longest one drain runs.
-LINGER, POLL, DRAIN_FOR = 0.25, 0.02, 60.0
+#: How long a drain looks for more deliveries after the last it found.
+LINGER = 0.25
+#: How often it looks meanwhile.
+POLL = 0.02
+#: The longest one drain runs before its workflow starts the next.
+DRAIN_FOR = 60.0
 #: How often a round tells Temporal it is alive (the workflow's heartbeat timeout is 30 s).
 HEARTBEAT_EVERY = 5.0
 #: The longest a ``Retry-After`` may push a retry.
@@ -152,56 +155,53 @@ class WebhookActivities:
 
     async def _drain(self, endpoint_id: str, start: datetime) -> RoundResult:
         """Rounds of the endpoint's due deliveries under its lease (``crm.store.
-        webhook_deliveries``), one session kept across them, until none has come due for
-        ``LINGER`` or ``DRAIN_FOR`` has passed."""
+        webhook_deliveries``), on one session, until none has come due for ``LINGER``, the
+        endpoint stops or changes its URL, or ``DRAIN_FOR`` has passed."""
         began = time.monotonic()
 
-        def now() -> datetime:  # the workflow's clock, run on
+        def now() -> datetime:  # the workflow's time when it asked, on by the drain's own
             return start + timedelta(seconds=time.monotonic() - began)
 
         endpoint, due = await due_deliveries(
             self._database, endpoint_id, start, ROUND_SIZE, claim=True
         )
-        if endpoint is None or not endpoint.enabled:
-            return self._stopped(endpoint)
-        drained = RoundResult(url=endpoint.url)
+        url = endpoint.url if endpoint is not None else ""
+        drained = RoundResult(url=url)
         found_at = began - LINGER  # when a look last found deliveries (none yet)
         sender: Sender | None = None
         async with contextlib.AsyncExitStack() as held:
             while True:
+                if endpoint is None or not endpoint.enabled:
+                    await release(self._database, endpoint_id)
+                    return self._stopped(endpoint, drained)
+                if endpoint.url != url:  # the next drain connects to the new URL
+                    return replace(drained, more=True)
                 if due:
                     found_at = time.monotonic()
-                    sender = sender or await _sender(held, self._outbound, endpoint.url)
+                    if not isinstance(sender, tuple):  # none yet, or the last could not open
+                        sender = await _sender(held, self._outbound, url)
                     done = await self._round(endpoint, sender, due, now())
                     drained = _added(drained, done)
                     if done.stopped:
+                        await release(self._database, endpoint_id)
                         return drained
                     if time.monotonic() - began >= DRAIN_FOR:
                         return replace(drained, more=True)
-                endpoint, due = await due_deliveries(self._database, endpoint_id, now(), ROUND_SIZE)
-                if endpoint is None or not endpoint.enabled:
-                    return self._stopped(endpoint, drained)
-                if due and endpoint.url == drained.url:
+                elif time.monotonic() - found_at >= LINGER:  # none came for a while: let go
+                    next_at = await release(self._database, endpoint_id)
+                    if next_at is None or next_at > now() or time.monotonic() - began >= DRAIN_FOR:
+                        return replace(drained, more=False, next_due=next_at)
+                    await asyncio.sleep(POLL)  # stored as the lease ended, unwoken: claim again
+                    endpoint, due = await due_deliveries(
+                        self._database, endpoint_id, now(), ROUND_SIZE, claim=True
+                    )
                     continue
-                if due:  # its URL changed: the next drain connects to the new one
-                    return replace(drained, more=True)
-                if time.monotonic() - found_at < LINGER:  # more may be on their way
+                else:  # more may be on their way
                     await asyncio.sleep(POLL)
-                    continue
-                next_at = await release(self._database, endpoint_id)
-                if next_at is None or next_at > now() or time.monotonic() - began >= DRAIN_FOR:
-                    return replace(drained, more=False, next_due=next_at)
-                endpoint, due = await due_deliveries(
-                    self._database, endpoint_id, now(), ROUND_SIZE, claim=True
-                )  # stored as the lease ended, unwoken
-                if endpoint is None or not endpoint.enabled:
-                    return self._stopped(endpoint, drained)
+                endpoint, due = await due_deliveries(self._database, endpoint_id, now(), ROUND_SIZE)
 
-    def _stopped(
-        self, endpoint: WebhookEndpoint | None, drained: RoundResult | None = None
-    ) -> RoundResult:
+    def _stopped(self, endpoint: WebhookEndpoint | None, drained: RoundResult) -> RoundResult:
         """The result of a drain that found its endpoint deleted or disabled."""
-        drained = drained or RoundResult()
         if endpoint is None:
             return replace(drained, stopped=True, disabled_reason="deleted")
         reason = endpoint.disabled_reason  # None: an admin disabled it

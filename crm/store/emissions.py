@@ -5,16 +5,19 @@ SQLite writers queue for one lock, each paying for its own begin and commit.
 ``store_event`` queues an event behind the transaction being written, if
 any, and the events queued meanwhile are stored together in the next one:
 a burst of emissions costs a few transactions, and a lone event is stored at
-once. When a shared transaction fails, each of its events is stored alone,
-so one bad event fails only its own caller.
+once. When a shared transaction fails on an event's data, each of its events
+is stored alone, so one bad event fails only its own caller; when the
+database fails it (unreachable, locked too long), every caller hears of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import weakref
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from crm.store.db import Database
@@ -39,8 +42,9 @@ async def store_event(database: Database, event: Emitted) -> Stored:
     queue = _queue_of(database)
     done: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
     queue.waiting.append((event, done))
-    if queue.writer is None:
-        queue.writer = asyncio.create_task(_write(database, queue))
+    if queue.writer is None or queue.writer.done():
+        # A context of its own: what it logs is no one caller's.
+        queue.writer = asyncio.create_task(_write(database, queue), context=contextvars.Context())
     return await done
 
 
@@ -70,11 +74,16 @@ def _queue_of(database: Database) -> _Queue:
 
 
 async def _write(database: Database, queue: _Queue) -> None:
+    batch: list[tuple[Emitted, asyncio.Future[Stored]]] = []
     try:
         while queue.waiting:
             batch = queue.waiting[:MOST_AT_ONCE]
             del queue.waiting[:MOST_AT_ONCE]
             await _store_batch(database, batch)
+    except BaseException:  # cancelled with its loop: no caller waits for ever
+        for _, done in [*batch, *queue.waiting]:
+            done.cancel()
+        raise
     finally:
         queue.writer = None
 
@@ -85,6 +94,10 @@ async def _store_batch(
     events = [event for event, _ in batch]
     try:
         stored = await database.run(lambda session: store_all(session, events))
+    except OperationalError as error:  # the database, not an event: each would fail alike
+        for _, done in batch:
+            _settle(done, error=error)
+        return
     except Exception as error:
         if len(batch) == 1:
             _settle(batch[0][1], error=error)

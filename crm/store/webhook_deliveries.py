@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, update
+from sqlalchemy import Connection, Table, bindparam, case, func, insert, or_, update
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
@@ -41,7 +41,8 @@ from crm.store.webhooks import fail_pending
 #: endpoint may fail without a success before it is disabled.
 GIVE_UP_AFTER = timedelta(days=3)
 #: How long a drain's lease lasts unless its next round renews it: a worker that died
-#: mid-drain holds back wakes for at most this long (its activity is retried sooner).
+#: mid-drain holds back wakes for at most this long (its activity is retried once its
+#: heartbeat times out, as long, and takes what is due).
 LEASE = timedelta(seconds=30)
 #: The delays between a delivery's attempts: the n-th retry waits the n-th (then the last).
 BACK_OFF: tuple[timedelta, ...] = (
@@ -253,6 +254,8 @@ async def record_round(
 
 #: One delivery's attempt written to it (executed for each of a round's).
 _AT = _DELIVERIES.c.last_attempt_at.type
+_PENDING = _DELIVERIES.c.state == "pending"
+_STATE = bindparam("state", type_=_DELIVERIES.c.state.type)
 _RECORD_ATTEMPT = (
     update(_DELIVERIES)
     .where(_DELIVERIES.c.key == bindparam("the_key"))
@@ -263,8 +266,15 @@ _RECORD_ATTEMPT = (
         last_status=bindparam("status"),
         last_latency_ms=bindparam("latency_ms"),
         last_error=bindparam("error"),
-        state=bindparam("state"),
-        next_attempt_at=bindparam("next_at", type_=_AT),
+        # A delivery failed meanwhile (its endpoint deleted or disabled) is not made pending
+        # again by a retry; one that was delivered says so.
+        state=case(
+            (or_(_PENDING, _STATE == "delivered"), _STATE),
+            else_=_DELIVERIES.c.state,
+        ),
+        next_attempt_at=case(
+            (_PENDING, bindparam("next_at", type_=_AT)), else_=_DELIVERIES.c.next_attempt_at
+        ),
         delivered_at=func.coalesce(
             bindparam("delivered_at", type_=_AT), _DELIVERIES.c.delivered_at
         ),

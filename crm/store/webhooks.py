@@ -226,14 +226,19 @@ def emit_all(session: Session, events: list[Emitted]) -> list[list[str]]:
             for key, event in zip(keys, events, strict=True)
         ],
     )
+    stored_types = dict(  # an event stored before keeps the type it was stored with
+        session.exec(
+            select(WebhookEvent.key, WebhookEvent.type).where(col(WebhookEvent.key).in_(keys))
+        ).all()
+    )
     listening = _listening(session, {_tenant(event.tenant) for event in events})
     reached = [
         [
             endpoint_id
             for endpoint_id, event_types in listening.get(_tenant(event.tenant), [])
-            if subscribes(event_types, event.type)
+            if subscribes(event_types, stored_types[key])
         ]
-        for event in events
+        for key, event in zip(keys, events, strict=True)
     ]
     insert_all_once(
         session,

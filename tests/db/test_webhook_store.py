@@ -22,7 +22,14 @@ from crm.store.webhook_deliveries import (
     redeliver,
     release,
 )
-from crm.store.webhooks import Emitted, create_endpoint, emit, endpoint_of, update_endpoint
+from crm.store.webhooks import (
+    Emitted,
+    create_endpoint,
+    delete_endpoint,
+    emit,
+    endpoint_of,
+    update_endpoint,
+)
 from tests.db.test_database import db  # noqa: F401  (the fixture: each test on both databases)
 
 KEYS = new_codec_key("store-1")
@@ -158,3 +165,45 @@ async def test_events_emitted_together_share_a_transaction_and_a_bad_one_fails_a
     assert sorted(log.event.event_id for log in logs) == [f"e-{n}" for n in range(10) if n != 5]
     # the first alone, the nine queued behind it together, then each of those nine alone
     assert transactions == 1 + 1 + 9
+
+
+async def test_a_retry_recorded_after_its_endpoint_was_deleted_leaves_the_delivery_failed(
+    db: Database,  # noqa: F811
+) -> None:
+    hooks, _ = await endpoint(db, "https://a.example.com", ["renewal.*"])
+    await store_event(db, event(1))
+    await store_event(db, event(2))
+    now = datetime.now(UTC)
+    _, [first, second] = await due_deliveries(db, hooks.endpoint_id, now, 10)
+
+    assert await delete_endpoint(db, None, hooks.endpoint_id)  # while the round POSTs
+    later = now + timedelta(seconds=1)
+    await record_round(
+        db,
+        hooks.endpoint_id,
+        [
+            Attempted(first.key, later, 500, 1.0, "answered 500", "retry", later),
+            Attempted(second.key, later, 200, 1.0, None, "delivered"),
+        ],
+        later,
+    )
+
+    logs = {log.delivery.key: log for log in await deliveries_of(db, hooks.endpoint_id)}
+    assert (logs[first.key].delivery.state, logs[first.key].delivery.next_attempt_at) == (
+        "failed",
+        None,
+    )
+    assert logs[second.key].delivery.state == "delivered"  # it was: the log says so
+    assert [len(log.attempts) for log in logs.values()] == [1, 1]
+
+
+async def test_an_event_repeated_under_another_type_goes_where_its_stored_type_goes(
+    db: Database,  # noqa: F811
+) -> None:
+    renewals, _ = await endpoint(db, "https://a.example.com", ["renewal.*"])
+    await endpoint(db, "https://b.example.com", ["ticket.*"])
+    await store_event(db, event(1))  # renewal.lapsed
+
+    again = await store_event(db, replace(event(1), type="ticket.breached"))
+
+    assert again.endpoints == [renewals.endpoint_id]  # its payload says renewal.lapsed
