@@ -140,13 +140,15 @@ class CycleClock:
                 or (level is not None and level.name not in self.current.reached)
             )
         ]
-        due = min(self.breach_due() or now, now)
+        # The breach instant: a level before it says when it falls due, the breach itself
+        # when it fell due (never after this look).
+        due = self.breach_due() or now
         breach_now = any(level is None for _, level in reached)
         actions: list[LevelAction] = []
         for threshold, level in reached:
             if level is None:
                 self.breaches += 1
-                self.breached_at = due
+                self.breached_at = due = min(due, now)
                 actions.append(self._action("breach", BREACHED, due, now, used))
                 continue
             self.current.reached[level.name] = now

@@ -382,3 +382,13 @@ def test_a_breach_falls_due_at_the_exact_second_across_dst_and_holidays(
     assert clock.used_at(due - timedelta(seconds=1)) < timedelta(seconds=target)
     assert look(sla, due - timedelta(seconds=1)) == []
     assert look(sla, due) == [("resolution_breach", BREACHED)]
+
+
+def test_a_warning_names_the_instant_its_clock_breaches_and_the_breach_its_own() -> None:
+    sla = ticket(book(four_clocks()))  # first response: 2 h, warned at 75%
+
+    [warning] = sla.due_actions("first_response", at(1, 40))  # looked at 10 min late
+    assert (warning.step, warning.due) == ("first_response_warning", at(2))
+    lead, breach = sla.due_actions("first_response", at(2, 5))
+    assert (breach.action, breach.due) == (BREACHED, at(2))
+    assert (lead.action, lead.due) == (NOTIFY_ROLE, at(2))
