@@ -56,6 +56,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts import EmailRequest
 
 
+#: From this patch on, a cancelled run records why in its outcome and its
+#: ``automation.cancelled`` event; runs cancelled before it recorded the reason as a failed
+#: step (``failed:<reason>``), which the needs-attention list took for a failure.
+CANCELLED_NOT_FAILED = "automation-cancelled-not-failed"
+
+
 @workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class AutomationWorkflow(AutomationWaits):
     """One record's run of one automation version; see the module docstring."""
@@ -106,7 +112,11 @@ class AutomationWorkflow(AutomationWaits):
         except (asyncio.CancelledError, ActivityError) as err:
             if not is_cancelled_exception(err):
                 raise
-            await self._finish("cancelled", workflow.cancellation_reason() or "cancelled")
+            reason = workflow.cancellation_reason() or "cancelled"
+            if workflow.patched(CANCELLED_NOT_FAILED):
+                await self._finish("cancelled", None, reason=reason)
+            else:
+                await self._finish("cancelled", reason)
             raise
         await self._finish(outcome, failure)
         return AutomationResult(
@@ -209,27 +219,37 @@ class AutomationWorkflow(AutomationWaits):
 
     # The end.
 
-    async def _finish(self, outcome: str, failure: str | None) -> None:
+    async def _finish(
+        self, outcome: str, failure: str | None, *, reason: str | None = None
+    ) -> None:
+        """Record how the run ended: ``failure`` (``<step>: <why>``) for a step that failed,
+        ``reason`` for a cancelled run."""
         self._state.outcome = outcome
         self._set_stage("failed" if outcome == "failed" else outcome)
-        workflow.set_current_details(f"Ended: {outcome}" + (f" ({failure})" if failure else ""))
+        why = failure or reason
+        workflow.set_current_details(f"Ended: {outcome}" + (f" ({why})" if why else ""))
         detail: dict[str, object] = {"outcome": outcome, "steps_taken": self._steps_taken}
+        if reason is not None:
+            detail["reason"] = reason
         if failure is not None:
             step = failure.partition(":")[0]
             self._show_step(f"failed:{step}", failure)
             await self._audit_step(f"failed:{step}", {"reason": failure})
             detail["failure"] = failure
         await self._audit_step("outcome", detail)
-        await self._emit_end(outcome, failure)
+        await self._emit_end(outcome, failure, reason)
         await workflow.wait_condition(workflow.all_handlers_finished)
 
-    async def _emit_end(self, outcome: str, failure: str | None) -> None:
-        """Emit how the run ended: ``automation.step_failed``, ``.goal_met``, ``.cancelled``
-        or ``.completed`` (with the ``end`` step's outcome)."""
+    async def _emit_end(self, outcome: str, failure: str | None, reason: str | None) -> None:
+        """Emit how the run ended: ``automation.step_failed`` (the step and why),
+        ``.goal_met``, ``.cancelled`` (why) or ``.completed`` (with the ``end`` step's
+        outcome)."""
         fields: dict[str, Any] = {**self._run_fields(), "outcome": outcome}
         if failure is not None:
-            step, _, reason = failure.partition(": ")
-            fields |= {"step": step, "reason": reason}
+            step, _, why = failure.partition(": ")
+            fields |= {"step": step, "reason": why}
+        if reason is not None:
+            fields["reason"] = reason
         kind = {"failed": "step_failed", "goal_met": "goal_met", "cancelled": "cancelled"}
         await self._emit(f"automation.{kind.get(outcome, 'completed')}", fields, step="ended")
 

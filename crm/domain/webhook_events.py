@@ -112,7 +112,7 @@ MILESTONES: dict[str, dict[str, str]] = {
     "automation.enrolled": _AUTOMATION,
     "automation.completed": _AUTOMATION_END,
     "automation.goal_met": _AUTOMATION_END,
-    "automation.cancelled": _AUTOMATION_END,
+    "automation.cancelled": {**_AUTOMATION_END, "reason": "string"},
     "automation.step_failed": {**_AUTOMATION_END, "step": "string", "reason": "string"},
     "attention.raised": {
         "process_id": "string",

@@ -617,6 +617,21 @@ async def automation_deal_early_event(rec: Recording) -> Handle:
     return handle
 
 
+async def automation_deal_cancelled(rec: Recording) -> Handle:
+    """deal-won-handoff: cancelled while it waits for the onboarding; why is its outcome's
+    reason, not a failed step (CANCELLED_NOT_FAILED)."""
+    definition = example("deal-won-handoff", rec.policy)
+    deal = {"name": "Initech", "stage": "won", "amount": 48000, "owner_id": "csm-ana"}
+    now = await rec.env.get_current_time()
+    event = record_event(definition, "d-4", "updated", deal, {"stage": "proposal"}, at=now)
+    handle = await start_run(rec.client, rec.task_queue, definition, event, rec.policy)
+    await rec.env.sleep(timedelta(hours=2))
+    await handle.cancel(reason="deal dropped")
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+    return handle
+
+
 async def automation_stale_deal_touched(rec: Recording) -> Handle:
     """stale-deal-nudge: an update restarts the wait (the run continues as new)."""
     definition = example("stale-deal-nudge", rec.policy)
@@ -843,6 +858,7 @@ SCENARIOS: dict[str, Scenario] = {
     "lead-cancelled-after-routing": lead_cancelled_after_routing,
     "automation-deal-escalated": automation_deal_escalated,
     "automation-deal-early-event": automation_deal_early_event,
+    "automation-deal-cancelled": automation_deal_cancelled,
     "automation-stale-deal-touched": automation_stale_deal_touched,
     "automation-csat-failed": automation_csat_failed,
     # Recorded after the outcome-events patch: each process offers its outcome.

@@ -12,8 +12,12 @@ from __future__ import annotations
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+from sqlmodel import select
+from temporalio.client import WorkflowFailureError
+
 from crm.domain.calendar import BusinessCalendar, CalendarSpec
-from crm.store.models import as_utc
+from crm.store.models import WebhookEvent, as_utc
 from tests.support.automations import (
     audit_steps,
     example,
@@ -343,3 +347,36 @@ async def test_an_event_that_came_while_the_steps_before_the_wait_ran_ends_the_w
     steps = [s.step for s in state.steps]
     assert steps.index("event:updated") < steps.index("waiting:wait_for_onboarding")
     assert [t.kind for t in await tasks_for_record(stack.database, deal_id)] == ["handoff"]
+
+
+async def test_a_cancelled_run_records_why_and_is_not_taken_for_a_failed_step(
+    stack: Stack,
+) -> None:
+    definition = example("deal-won-handoff")
+    deal_id = new_record_id("d")
+    now = await stack.env.get_current_time()
+    handle = await start_run(
+        stack.client,
+        stack.task_queue,
+        definition,
+        record_event(definition, deal_id, "updated", won_deal(deal_id), at=now),
+    )
+    await stack.env.sleep(timedelta(hours=2))  # waiting for the onboarding
+
+    await handle.cancel(reason="deal dropped")
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+
+    audited = await audit_steps(stack.database, handle.id)
+    assert audited[-1] == "outcome"
+    assert not [step for step in audited if step.startswith("failed:")]
+    state = await handle.query(AutomationWorkflow.state)
+    assert state.outcome == "cancelled"
+    emitted = await stack.database.all(
+        select(WebhookEvent.data).where(
+            WebhookEvent.process_id == handle.id, WebhookEvent.type == "automation.cancelled"
+        )
+    )
+    assert [(data["outcome"], data["reason"], "step" in data) for data in emitted] == [
+        ("cancelled", "deal dropped", False)
+    ]
