@@ -272,12 +272,7 @@ def insert_all_once(session: Session, model: type[SQLModel], rows: list[dict[str
         return
     table: Table = model.__table__  # type: ignore[attr-defined]
     connection = session.connection()
-    statement = (
-        _dialect(connection.dialect.name)
-        .insert(table)
-        .on_conflict_do_nothing(index_elements=["key"])
-    )
-    connection.execute(statement, rows)
+    connection.execute(_insert_unless_keyed(table, connection.dialect.name), rows)
 
 
 def upsert(session: Session, row: SQLModel) -> None:
@@ -310,12 +305,15 @@ def _upsert_of(table: Table, dialect_name: str) -> Any:
 
 
 @functools.cache
+def _insert_unless_keyed(table: Table, dialect_name: str) -> Any:
+    """``INSERT .. ON CONFLICT (key) DO NOTHING`` for ``table``, built once."""
+    return _dialect(dialect_name).insert(table).on_conflict_do_nothing(index_elements=["key"])
+
+
+@functools.cache
 def _insert_once_of(table: Table, dialect_name: str) -> Any:
-    """``INSERT .. ON CONFLICT (key) DO NOTHING RETURNING id`` for ``table``, built once."""
-    dialect = _dialect(dialect_name)
-    return (
-        dialect.insert(table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
-    )
+    """``_insert_unless_keyed`` ``RETURNING id``, built once."""
+    return _insert_unless_keyed(table, dialect_name).returning(table.c.id)
 
 
 def _dialect(name: str) -> ModuleType:
