@@ -1,10 +1,11 @@
 """The steps several processes take, each one activity: a task, an assignment, a look-up,
-an in-app notice, an email, an outcome offered to automations, a milestone emitted.
+an in-app notice, an email.
 
-``ActivitySteps`` adds them to ``ProcessSteps`` (the audit trail, the stage and how a step's
-activity runs); a process workflow is built on it. Each step is idempotent under a key of
-the run (``ProcessSteps._key``); the ones a run can do without (enrichment, an email, an
-outcome offer, a milestone) note their failure and let the run go on.
+``ActivitySteps`` adds them to ``PublishingSteps`` (outcome offers and milestones, on
+``ProcessSteps``: the audit trail, the stage and how a step's activity runs); a process
+workflow is built on it. Each step is idempotent under a key of the run
+(``ProcessSteps._key``); the ones a run can do without (enrichment, an email) note their
+failure and let the run go on.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from temporalio import workflow
 from temporalio.exceptions import ActivityError
 from temporalio.workflow import ActivityCancellationType
 
@@ -24,7 +24,6 @@ from workflows.contracts import (
     ENRICH_COMPANY,
     LOOK_UP_STAFF,
     NOTIFY_STAFF,
-    OFFER_OUTCOME,
     RELEASE_ASSIGNMENT,
     SEND_EMAIL,
     TASK_STATUS,
@@ -36,8 +35,6 @@ from workflows.contracts import (
     EmailRequest,
     EnrichmentRequest,
     NotificationRequest,
-    OutcomeEvent,
-    OutcomeOffered,
     ReleaseRequest,
     StaffContact,
     StaffLookup,
@@ -45,27 +42,13 @@ from workflows.contracts import (
     TaskRef,
     TaskRequest,
 )
-from workflows.retries import EMAIL_RETRY, ENRICH_RETRY, LOOKUP_RETRY, OFFER_RETRY, RECORD_RETRY
-from workflows.steps import ProcessSteps, carry_on_reason
-from workflows.webhook_types import EMIT_EVENT, MilestoneEmitted, MilestoneEvent
-
-#: Runs begun before it do not offer their outcomes to automations.
-OUTCOME_EVENTS = "outcome-events"
-
-#: Runs begun before it emit no milestone events to webhooks (their outcomes still are).
-WEBHOOK_EVENTS = "webhook-events"
-
-#: Runs begun before it emit none of the milestones the reports need besides the webhook
-#: events before (``onboarding.started``, ``.milestone_reached``, ``renewal.term_started``,
-#: ``.date_changed``, ``.upsell_offered``, ``.upsell_accepted``, ``lead.first_contacted``).
-REPORT_MILESTONES = "report-milestones"
-
-#: How long a run tries to offer its outcome before it notes the failure and ends anyway.
-OFFER_WITHIN = timedelta(minutes=30)
+from workflows.publishing_steps import PublishingSteps
+from workflows.retries import EMAIL_RETRY, ENRICH_RETRY, LOOKUP_RETRY, RECORD_RETRY
+from workflows.steps import carry_on_reason
 
 
-class ActivitySteps(ProcessSteps):
-    """The one-activity steps of a process run, on top of its audit trail and stage."""
+class ActivitySteps(PublishingSteps):
+    """The one-activity steps of a process run, on top of what it publishes."""
 
     async def _task(
         self,
@@ -262,101 +245,9 @@ class ActivitySteps(ProcessSteps):
                 summary=summary or f"email {step}",
             )
         except ActivityError as err:
-            reason = carry_on_reason(err)
-            self._show_step(f"email:{step}", f"not sent: {reason}")
-            await self._audit_step(failure_record or f"email_failed:{step}", {"reason": reason})
+            await self._carry_on(
+                err, f"email:{step}", "not sent", failure_record or f"email_failed:{step}", {}
+            )
             return err
         self._show_step(f"email:{step}", receipt.subject)
         return receipt
-
-    async def _offer_outcome(
-        self, outcome: str, record_id: str, record: dict[str, Any], *, step: str = "outcome"
-    ) -> None:
-        """Offer ``outcome`` of ``record_id`` to the tenant's automations on
-        ``crmflow.<process>``, once, noted as ``offered:<step>``.
-
-        The process does not depend on it: an offer that fails for
-        ``OFFER_WITHIN`` is noted (``state`` and the audit trail as
-        ``offer_failed:<step>``) and the run goes on. A cancellation of the run
-        is re-raised. Runs begun before ``OUTCOME_EVENTS`` offer nothing.
-        """
-        if not workflow.patched(OUTCOME_EVENTS):
-            return
-        event = OutcomeEvent(
-            event_id=f"{self._key(f'offer_{step}')}@{workflow.info().run_id}",
-            process=self._state.process,
-            record_id=record_id,
-            outcome=outcome,
-            occurred_at=workflow.now(),
-            record={
-                "process_id": self._process_id,
-                "customer_id": self._state.customer_id,
-                **record,
-            },
-            tenant=self._tenant(),
-        )
-        try:
-            offered: OutcomeOffered = await self._execute(
-                OFFER_OUTCOME,
-                event,
-                result_type=OutcomeOffered,
-                start_to_close_timeout=timedelta(seconds=60),
-                schedule_to_close_timeout=OFFER_WITHIN,
-                retry_policy=OFFER_RETRY,
-                summary=f"offer {outcome} to automations",
-            )
-        except ActivityError as err:
-            reason = carry_on_reason(err)
-            self._show_step(f"offered:{step}", f"not offered: {reason}")
-            await self._audit_step(f"offer_failed:{step}", {"outcome": outcome, "reason": reason})
-            return
-        runs = offered.enrolled + offered.delivered
-        self._show_step(f"offered:{step}", f"{outcome}: {', '.join(runs) or 'no automation'}")
-
-    async def _emit(
-        self, event_type: str, data: dict[str, Any], *, step: str, since: str | None = None
-    ) -> None:
-        """Emit the milestone ``event_type`` (``crm.domain.webhook_events``) to the tenant's
-        webhook endpoints, once per ``step``: the event is stored and its deliveries queued;
-        delivering is not the run's concern.
-
-        The run does not depend on it: an emission that fails for ``OFFER_WITHIN`` is
-        noted (``state`` and the audit trail as ``emit_failed:<step>``) and the run goes
-        on. Runs begun before ``WEBHOOK_EVENTS``, or before the patch ``since`` that
-        brought this milestone, emit nothing.
-        """
-        event = self._milestone(event_type, data, step=step, since=since)
-        if event is None:
-            return
-        try:
-            await self._execute(
-                EMIT_EVENT,
-                event,
-                result_type=MilestoneEmitted,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=OFFER_WITHIN,
-                retry_policy=RECORD_RETRY,
-                summary=f"emit {event_type}",
-            )
-        except ActivityError as err:
-            reason = carry_on_reason(err)
-            self._show_step(f"emitted:{step}", f"not emitted: {reason}")
-            await self._audit_step(f"emit_failed:{step}", {"type": event_type, "reason": reason})
-
-    def _milestone(
-        self, event_type: str, data: dict[str, Any], *, step: str, since: str | None = None
-    ) -> MilestoneEvent | None:
-        """The milestone event of ``step`` (see ``_emit``); None for a run begun before
-        ``WEBHOOK_EVENTS`` or before the patch ``since``."""
-        if since is not None and not workflow.patched(since):
-            return None
-        if not workflow.patched(WEBHOOK_EVENTS):
-            return None
-        return MilestoneEvent(
-            event_id=f"{self._key(f'emit_{step}')}@{workflow.info().run_id}",
-            type=event_type,
-            process_id=self._process_id,
-            occurred_at=workflow.now(),
-            data={"process_id": self._process_id, "customer_id": self._state.customer_id, **data},
-            tenant=self._tenant(),
-        )

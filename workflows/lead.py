@@ -35,7 +35,8 @@ from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
-from workflows.activity_steps import REPORT_MILESTONES, ActivitySteps
+from workflows.activity_steps import ActivitySteps
+from workflows.publishing_steps import REPORT_MILESTONES
 from workflows.retries import RECORD_RETRY
 
 with workflow.unsafe.imports_passed_through():

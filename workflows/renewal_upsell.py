@@ -17,8 +17,9 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError
 
-from workflows.activity_steps import REPORT_MILESTONES, ActivitySteps
+from workflows.activity_steps import ActivitySteps
 from workflows.approval import ApprovalWorkflow
+from workflows.publishing_steps import REPORT_MILESTONES
 from workflows.retries import RECORD_RETRY
 
 with workflow.unsafe.imports_passed_through():

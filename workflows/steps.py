@@ -5,8 +5,9 @@ shows the steps it took in its ``state`` query (``_show_step``), and writes
 the ones that matter to the durable audit trail (``_audit_step``) under
 idempotency keys derived from its workflow id. A step's activity runs through
 ``_execute``, on the task queue or as a local activity. The steps processes
-share, each one activity (a task, an email, a milestone...), are
-``workflows.activity_steps.ActivitySteps``, built on this.
+share, each one activity, are ``workflows.publishing_steps.PublishingSteps``
+(outcome offers, milestones) and ``workflows.activity_steps.ActivitySteps`` (a
+task, an email...), built on this in that order.
 """
 
 from __future__ import annotations
@@ -114,6 +115,16 @@ class ProcessSteps:
                 activity_id="",
                 retry_state=None,
             ) from err
+
+    async def _carry_on(
+        self, err: ActivityError, shown: str, not_done: str, audited: str, detail: dict[str, object]
+    ) -> None:
+        """Note a step the run goes on without after ``err``: shown as ``shown`` (``<not_done>:
+        <why>``) and audited as ``audited`` (``detail`` and why). A cancellation of the run is
+        re-raised (``carry_on_reason``)."""
+        reason = carry_on_reason(err)
+        self._show_step(shown, f"{not_done}: {reason}")
+        await self._audit_step(audited, {**detail, "reason": reason})
 
     def _publish_process(self, customer_id: str, stage: str) -> None:
         """Make the run findable: ``CrmProcess``, ``CustomerId`` and its first ``CrmStage``."""

@@ -54,6 +54,7 @@ def test_every_workflow_module_is_loaded_inside_the_sandbox() -> None:
     checked = {w.__module__ for w in WORKFLOWS} | {
         "workflows.steps",
         "workflows.activity_steps",
+        "workflows.publishing_steps",
         "workflows.retries",
     }
     for module in checked:
