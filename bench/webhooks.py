@@ -2,10 +2,11 @@
 
     .venv/bin/python -m bench.webhooks [--events 1000] [--endpoints 5] [--rounds 3]
                                        [--emit-concurrency 16] [--latency-events 50]
+                                       [--workers 1]
     .venv/bin/python -m bench.webhooks --quick       # 100 events, 2 endpoints, 1 round
 
-Each round runs on a fresh in-memory Temporal dev server, a fresh ``crmflow
-worker`` and a fresh SQLite file, each a real subprocess as in
+Each round runs on a fresh in-memory Temporal dev server, fresh ``crmflow
+worker`` processes (``--workers``) and a fresh SQLite file, each a real subprocess as in
 ``bench.harness``; the receiver is a subprocess too (this module with
 ``--receiver PORT``): an aiohttp server that reads each body, answers 200 and
 notes, per path, the first arrival of each ``webhook-id`` on the monotonic
@@ -206,12 +207,16 @@ class Stack:
     task_queue: str
     receiver: ReceiverControl
     pids: dict[str, int]
+    workers: list[int]
     fan_out: list[str]
     latency: str
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds so far of the server, the worker, the receiver and this process."""
+        """CPU seconds so far of the server, the workers, the receiver and this process."""
         used = {role: cpu_seconds(pid) for role, pid in self.pids.items()}
+        for number, pid in enumerate(self.workers):
+            used[f"worker {number + 1}"] = cpu_seconds(pid)
+        used["worker"] = sum(cpu_seconds(pid) for pid in self.workers)
         used["server"] = child_cpu_seconds().get("server", 0.0)
         return used
 
@@ -430,8 +435,8 @@ def receiver_process() -> Iterator[tuple[str, int]]:
 
 
 @contextlib.asynccontextmanager
-async def round_stack(state: Path, endpoints: int) -> AsyncIterator[Stack]:
-    """Server, receiver and worker on fresh state; the endpoints created; warmed up."""
+async def round_stack(state: Path, endpoints: int, workers: int) -> AsyncIterator[Stack]:
+    """Server, receiver and ``workers`` workers on fresh state; the endpoints created."""
     task_queue = f"bench-webhooks-{uuid.uuid4().hex[:8]}"
     sealing = new_codec_key("bench-1")
     with contextlib.ExitStack() as processes:
@@ -451,9 +456,12 @@ async def round_stack(state: Path, endpoints: int) -> AsyncIterator[Stack]:
         )
         database = Database.from_url(settings.database_url)
         await database.create_tables()
-        worker = processes.enter_context(
-            process([sys.executable, "-m", "devstack.cli", "worker"], env)
-        )
+        worker_pids = [
+            processes.enter_context(
+                process([sys.executable, "-m", "devstack.cli", "worker"], env)
+            ).pid
+            for _ in range(workers)
+        ]
         client = await connect(settings)
 
         async def endpoint(tenant: str, path: str) -> str:
@@ -475,7 +483,8 @@ async def round_stack(state: Path, endpoints: int) -> AsyncIterator[Stack]:
                 database=database,
                 task_queue=task_queue,
                 receiver=ReceiverControl(control, receiver_url),
-                pids={"worker": worker.pid, "receiver": receiver_pid, "bench": os.getpid()},
+                pids={"receiver": receiver_pid, "bench": os.getpid()},
+                workers=worker_pids,
                 fan_out=fan_out,
                 latency=await endpoint(LATENCY, "/latency/0"),
             )
@@ -539,7 +548,7 @@ class RoundFigures:
 async def run_round(args: argparse.Namespace, number: int) -> RoundFigures:
     expected = args.events * args.endpoints
     with tempfile.TemporaryDirectory() as scratch:
-        async with round_stack(Path(scratch), args.endpoints) as stack:
+        async with round_stack(Path(scratch), args.endpoints, args.workers) as stack:
             warm = [event("warm", i, FAN_OUT) for i in range(WARM_UP)]
             for emitted in warm:
                 await emit_event(stack.client, stack.database, stack.task_queue, emitted)
@@ -584,8 +593,11 @@ def spread(values: list[float], scale: float = 1.0, digits: int = 0) -> str:
 
 
 def cpu_text(cpu: dict[str, float]) -> str:
+    each = [role for role in cpu if role.startswith("worker ")]
+    split = f" ({', '.join(f'{cpu[role]:.1f}' for role in each)})" if len(each) > 1 else ""
     return ", ".join(
-        f"{role} {cpu[role]:.1f} s" for role in ("server", "worker", "receiver", "bench")
+        f"{role} {cpu[role]:.1f} s{split if role == 'worker' else ''}"
+        for role in ("server", "worker", "receiver", "bench")
     )
 
 
@@ -670,6 +682,7 @@ def main() -> None:
     parser.add_argument("--endpoints", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--emit-concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1, help="crmflow worker processes")
     parser.add_argument("--latency-events", type=int, default=50)
     parser.add_argument("--latency-pause", type=float, default=0.2, help="seconds between events")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds between the paths")
