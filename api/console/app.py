@@ -18,6 +18,7 @@ from api.console.pages import router
 from api.console.rendering import page
 from api.console.reports import router as reports_router
 from api.console.security import CONSOLE_PATH, ConsoleHeaders, ConsoleRefused, SignInRequired
+from api.console.webhooks import router as webhooks_router
 
 _TITLES = {401: "Sign in again", 403: "Not allowed", 404: "Not found", 422: "Check the form"}
 
@@ -28,6 +29,7 @@ def install_console(app: FastAPI) -> None:
     app.include_router(reports_router)
     app.include_router(mail_router)
     app.include_router(inbox_router)
+    app.include_router(webhooks_router)
     app.add_middleware(ConsoleHeaders)
 
     @app.exception_handler(SignInRequired)

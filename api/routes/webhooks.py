@@ -21,6 +21,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 from api.auth import Admin
 from api.deps import AppContext, ContextDep, DatabaseDep
 from api.problems import Problem, invalid_input
+from api.webhook_actions import send_failed_again, wake
 from api.webhook_bodies import (
     DeliveryView,
     EndpointChanges,
@@ -32,13 +33,12 @@ from api.webhook_bodies import (
     Rotation,
 )
 from crm.domain.webhook_events import event_catalogue
-from crm.platform.dispatch import wake_endpoints
 from crm.platform.principals import Principal
 from crm.platform.sealing import SealingUnavailable
 from crm.platform.urls import address_problem
 from crm.store.db import Database
 from crm.store.models import WebhookEndpoint, as_utc
-from crm.store.webhook_deliveries import deliveries_of, next_due, redeliver
+from crm.store.webhook_deliveries import deliveries_of
 from crm.store.webhooks import (
     create_endpoint,
     delete_endpoint,
@@ -103,7 +103,7 @@ async def change(
     if row is None:
         raise _not_found(endpoint_id)
     if changes.get("enabled") is True:
-        await _wake(context, endpoint_id)
+        await wake(context, endpoint_id)
     return EndpointView.of(row)
 
 
@@ -160,21 +160,9 @@ async def send_again(
     """Send failed deliveries again (one by ``delivery_id``, or all created ``since``; all
     if neither), each under its own ``webhook-id``, with three more days of retries."""
     row = await _endpoint(context.database, principal, endpoint_id)
-    if not row.enabled:
-        raise Problem(
-            409,
-            "endpoint-disabled",
-            "The endpoint is disabled",
-            f"enable {endpoint_id} first (PATCH enabled: true): {row.disabled_reason or ''}",
-        )
-    count = await redeliver(
-        context.database,
-        endpoint_id,
-        delivery_id=body.delivery_id,
-        since=_utc(body.since, "since"),
+    count = await send_failed_again(
+        context, row, delivery_id=body.delivery_id, since=_utc(body.since, "since")
     )
-    if await next_due(context.database, endpoint_id) is not None:  # a repeat after a 503 too
-        await _wake(context, endpoint_id)
     return Redelivered(redelivered=count)
 
 
@@ -183,13 +171,6 @@ async def _endpoint(database: Database, principal: Principal, endpoint_id: str) 
     if row is None:
         raise _not_found(endpoint_id)
     return row
-
-
-async def _wake(context: AppContext, endpoint_id: str) -> None:
-    """Start or wake the endpoint's dispatch workflow; 503 when Temporal is away (the
-    deliveries stay pending, and the next event or a repeat wakes it)."""
-    client = await context.temporal.client()
-    await wake_endpoints(client, context.settings.task_queue, [endpoint_id])
 
 
 def _utc(at: datetime | None, field: str) -> datetime | None:

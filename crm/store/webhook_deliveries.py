@@ -335,6 +335,48 @@ async def next_due(database: Database, endpoint_id: str) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class EndpointHealth:
+    """An endpoint's log at a glance: its deliveries pending and failed, and its newest."""
+
+    pending: int = 0
+    failed: int = 0
+    newest: WebhookDelivery | None = None
+
+
+async def endpoint_health(database: Database, endpoint_ids: list[str]) -> dict[str, EndpointHealth]:
+    """Each endpoint's ``EndpointHealth`` (every id given has one)."""
+
+    def read(session: Session) -> dict[str, EndpointHealth]:
+        counts: dict[tuple[str, str], int] = {}
+        if endpoint_ids:
+            deliveries = _DELIVERIES.c
+            rows = session.connection().execute(
+                select_columns(deliveries.endpoint_id, deliveries.state, func.count())
+                .where(
+                    deliveries.endpoint_id.in_(endpoint_ids),
+                    deliveries.state.in_(("pending", "failed")),
+                )
+                .group_by(deliveries.endpoint_id, deliveries.state)
+            )
+            counts = {(endpoint_id, state): count for endpoint_id, state, count in rows}
+        return {
+            endpoint_id: EndpointHealth(
+                pending=counts.get((endpoint_id, "pending"), 0),
+                failed=counts.get((endpoint_id, "failed"), 0),
+                newest=session.exec(
+                    select(WebhookDelivery)
+                    .where(WebhookDelivery.endpoint_id == endpoint_id)
+                    .order_by(col(WebhookDelivery.id).desc())
+                    .limit(1)
+                ).first(),
+            )
+            for endpoint_id in endpoint_ids
+        }
+
+    return await database.run(read, write=False)
+
+
+@dataclass(frozen=True)
 class DeliveryLog:
     """A delivery with its event and every attempt, newest delivery first."""
 
