@@ -38,7 +38,7 @@ from workflows.automation_waits import AutomationWaits
 from workflows.steps import carry_on_reason
 
 with workflow.unsafe.imports_passed_through():
-    from crm.domain.automation import Step
+    from crm.domain.automation import Step, customer_of
     from workflows.automation_types import (
         AutomationInput,
         AutomationResult,
@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import (
         AUTOMATION_ID,
         AUTOMATION_VERSION,
+        CUSTOMER_ID,
         PROCESS,
         RECORD_ID,
         STAGE,
@@ -60,6 +61,11 @@ with workflow.unsafe.imports_passed_through():
 #: ``automation.cancelled`` event; runs cancelled before it recorded the reason as a failed
 #: step (``failed:<reason>``), which the needs-attention list took for a failure.
 CANCELLED_NOT_FAILED = "automation-cancelled-not-failed"
+#: From this patch on, a run is for its record's customer (``customer_of``: the record's
+#: ``customer_id``, else the record): its ``CustomerId`` search attribute, so it is on the
+#: customer's timeline, and the customer of its events, tasks and approvals. Runs before it
+#: gave the record's id as their customer.
+RECORD_CUSTOMER = "automation-record-customer"
 
 
 @workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
@@ -74,6 +80,9 @@ class AutomationWorkflow(AutomationWaits):
     @workflow.run
     async def run(self, run: AutomationInput) -> AutomationResult:
         definition = self._definition
+        for_customer = workflow.patched(RECORD_CUSTOMER)
+        if for_customer:
+            self._state.customer_id = customer_of(run.record_id, run.record)
         if run.at_step is None:
             workflow.upsert_search_attributes(
                 [
@@ -83,6 +92,7 @@ class AutomationWorkflow(AutomationWaits):
                     AUTOMATION_VERSION.value_set(str(run.version)),
                     RECORD_ID.value_set(run.record_id),
                 ]
+                + ([CUSTOMER_ID.value_set(self._state.customer_id)] if for_customer else [])
             )
             await self._emit("automation.enrolled", self._run_fields(), step="enrolled")
         step_id: str | None = run.at_step or definition.steps[0].id
@@ -203,7 +213,7 @@ class AutomationWorkflow(AutomationWaits):
             name = f"{self._steps_taken}-{step.id}"
             request = self._task_request(
                 name,
-                customer_id=self._run.record_id,
+                customer_id=self._state.customer_id,
                 assignee_id=assignee,
                 kind=step.id[:50],
                 title=task.title,

@@ -179,7 +179,7 @@ class AutomationSteps(ActivitySteps):
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(PROCESS, "approval"),
-                        SearchAttributePair(CUSTOMER_ID, self._run.record_id),
+                        SearchAttributePair(CUSTOMER_ID, self._state.customer_id),
                         SearchAttributePair(STAGE, "awaiting_decision"),
                         SearchAttributePair(APPROVAL_ASSIGNEE, approver_id),
                     ]
@@ -246,7 +246,7 @@ class AutomationSteps(ActivitySteps):
                     timeout_seconds=max(1, int(timeout.total_seconds())),
                 )
             ],
-            customer_id=run.record_id,
+            customer_id=self._state.customer_id,
             details={
                 "automation_id": run.automation_id,
                 "record_id": run.record_id,

@@ -32,9 +32,11 @@ payload converter, so this module has no ``from __future__ import
 annotations``.
 """
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from crm.domain.calendar import BusinessCalendar
 
@@ -66,6 +68,19 @@ ACTIONS: tuple[str, ...] = (
 
 #: The longest a single wait may last (a yearly step waits up to a year and a day).
 MAX_WAIT = timedelta(days=400)
+
+#: A business key, as the API's run filters take one (``api.visibility.VALUE_PATTERN``).
+_BUSINESS_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+
+
+def customer_of(record_id: str, record: Mapping[str, Any]) -> str:
+    """Whom a run on a record is for: the record's ``customer_id`` field when it holds a
+    business key (a ticket's or a deal's customer), else the record itself (a customer, a
+    contact)."""
+    value = record.get("customer_id")
+    if isinstance(value, str) and _BUSINESS_KEY.fullmatch(value):
+        return value
+    return record_id
 
 
 @dataclass

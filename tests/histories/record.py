@@ -914,6 +914,8 @@ SCENARIOS: dict[str, Scenario] = {
     "automation-hot-lead-not-called-recheck": functools.partial(
         automation_hot_lead_untold, called=False
     ),
+    # Recorded after the record-customer patch: a run is for its record's customer.
+    "automation-discount-approved-record-customer": automation_discount_approved,
 }
 
 #: Settings a scenario changes: the SMTP relay is down for the whole run.

@@ -18,7 +18,7 @@ from crm.automations.validation import (
     parse_definition,
     parse_document_text,
 )
-from crm.domain.automation import AutomationDefinition
+from crm.domain.automation import AutomationDefinition, customer_of
 from crm.policy import Policy
 
 ONE_ACTION = "a step has exactly one of email, task, wait, branch, set, start, approval, http, end"
@@ -904,3 +904,12 @@ def test_a_document_that_is_not_a_mapping_is_refused(text: str, content_type: st
     assert [(p.pointer, p.message) for p in caught.value.errors] == [
         ("", "an automation is a mapping of keys to values")
     ]
+
+
+def test_a_run_is_for_its_records_customer_when_the_record_names_one() -> None:
+    assert customer_of("t-5", {"customer_id": "c-42", "subject": "Login"}) == "c-42"
+    assert customer_of("c-42", {"name": "Initech"}) == "c-42"  # a customer's own record
+    assert customer_of("d-9", {"customer_id": ""}) == "d-9"
+    assert customer_of("d-9", {"customer_id": 42}) == "d-9"  # not a business key
+    assert customer_of("d-9", {"customer_id": "c 42; drop"}) == "d-9"
+    assert customer_of("d-9", {"customer_id": "c" * 101}) == "d-9"

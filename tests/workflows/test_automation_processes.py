@@ -153,7 +153,10 @@ async def test_a_rejected_discount_gives_the_owner_a_task_and_starts_nothing(
     result = await run.result()
 
     assert result.outcome == "rejected"
-    [task] = [t for t in await tasks_for_record(stack.database, deal_id) if t.kind == "renegotiate"]
+    # The deal names its customer: the owner's task is for that customer (RECORD_CUSTOMER).
+    [task] = [
+        t for t in await tasks_for_record(stack.database, customer_id) if t.kind == "renegotiate"
+    ]
     assert task.assignee_id == "csm-ana"
     assert task.title == f"Renegotiate Deal {deal_id}: a 25% discount was rejected"
     with pytest.raises(RPCError) as missing:

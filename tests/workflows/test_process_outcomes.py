@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlmodel import select
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import ActivityEnvironment
@@ -19,6 +20,7 @@ from crm.automations.validation import parse_definition
 from crm.policy import Policy
 from crm.store.automations import change_state, save_version
 from crm.store.db import Database
+from crm.store.models import Task, WebhookEvent
 from tests.support.automations import EXAMPLES
 from tests.support.onboarding import inbox, onboarding_input, send_event, tasks_of, wait_for_stage
 from tests.support.sla import send_event as send_ticket_event
@@ -26,6 +28,7 @@ from tests.support.sla import start_ticket, ticket_input
 from tests.support.stack import Stack
 from workflows.automation import AutomationWorkflow
 from workflows.automation_types import automation_run_id
+from workflows.common import CUSTOMER_ID
 from workflows.contracts import OutcomeEvent
 from workflows.onboarding import OnboardingWorkflow
 from workflows.onboarding_types import OnboardingInput, onboarding_id
@@ -179,3 +182,15 @@ async def test_a_resolved_ticket_enrols_it_in_the_automation_on_crmflow_ticket(
         AutomationWorkflow.run, run_id
     )
     assert (await run.result()).outcome == "completed"
+    # The run is for the ticket's customer (RECORD_CUSTOMER), not for the ticket: on the
+    # customer's timeline, and the customer of its task and of its events.
+    assert ticket.customer_id != ticket.ticket_id
+    described = await run.describe()
+    assert described.typed_search_attributes.get(CUSTOMER_ID) == ticket.customer_id
+    [task] = await stack.database.all(select(Task).where(Task.process_id == run_id))
+    assert task.customer_id == ticket.customer_id
+    events = await stack.database.all(select(WebhookEvent).where(WebhookEvent.process_id == run_id))
+    assert {event.type for event in events} >= {"automation.enrolled", "automation.completed"}
+    assert {event.data["customer_id"] for event in events} == {ticket.customer_id}
+    automation = [event for event in events if event.type.startswith("automation.")]
+    assert {event.data["record_id"] for event in automation} == {ticket.ticket_id}
