@@ -77,9 +77,10 @@ def _components_refs(schema: Any) -> Any:
 
 
 async def read_definition(
-    request: Request, policy: Policy
+    request: Request, policy: Policy, allowed_hosts: list[str]
 ) -> tuple[dict[str, Any], AutomationDefinition]:
-    """The body's document and the definition it describes; Problem 415 or 422."""
+    """The body's document and the definition it describes; Problem 415 or 422 (an ``http``
+    step's address inside the network that ``allowed_hosts`` does not allow included)."""
     media_type = request.headers.get("content-type", "application/json").partition(";")[0]
     reads_as = DOCUMENT_TYPES.get(media_type.strip().lower())
     if reads_as is None:
@@ -95,6 +96,6 @@ async def read_definition(
         raise invalid_document([("", "the body is not UTF-8 text")]) from None
     try:
         document = parse_document_text(text, reads_as)
-        return document, parse_definition(document, policy)
+        return document, parse_definition(document, policy, allowed_hosts=allowed_hosts)
     except DefinitionError as err:
         raise invalid_document([(e.pointer, e.message) for e in err.errors]) from None

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Admin, AdminOrSupport
-from api.deps import DatabaseDep, PolicyDep
+from api.deps import ContextDep, DatabaseDep, PolicyDep
 from api.problems import Problem, invalid_document
 from api.routes.automations import AUTOMATION_ID_PATTERN
 from api.routes.records import RECORD_ID_PATTERN
@@ -117,11 +117,13 @@ class PreviewView(BaseModel):
 
 @router.post("/preview", response_model=PreviewView)
 async def preview_definition(
-    body: DefinitionPreview, policy: PolicyDep, principal: Admin
+    body: DefinitionPreview, policy: PolicyDep, context: ContextDep, principal: Admin
 ) -> PreviewView:
     """The timeline of the definition's run on the sample; 422 for a definition in error."""
     try:
-        definition = parse_definition(body.definition, policy)
+        definition = parse_definition(
+            body.definition, policy, allowed_hosts=context.settings.outbound_allowed_hosts
+        )
     except DefinitionError as err:
         raise invalid_document(
             [(f"/definition{e.pointer}", e.message) for e in err.errors]

@@ -74,10 +74,12 @@ async def get_schema(principal: AdminOrSupport) -> dict[str, Any]:
     openapi_extra=DOCUMENT_BODY,
     responses=UNSUPPORTED,
 )
-async def validate(request: Request, policy: PolicyDep, principal: Admin) -> DefinitionValid:
+async def validate(
+    request: Request, policy: PolicyDep, context: ContextDep, principal: Admin
+) -> DefinitionValid:
     """Check a definition as ``POST /v1/automations`` would, storing nothing: 200 or a 422
     whose errors point at each mistake (``pointer``, e.g. ``/steps/3/wait/until``)."""
-    await read_definition(request, policy)
+    await read_definition(request, policy, context.settings.outbound_allowed_hosts)
     return DefinitionValid()
 
 
@@ -96,12 +98,15 @@ async def save_automation(
     response: Response,
     database: DatabaseDep,
     policy: PolicyDep,
+    context: ContextDep,
     principal: Admin,
 ) -> AutomationDetail:
     """Create an automation (a draft) or a new version of the one with the definition's
     ``id``: 201. A definition equal to the latest version's is that version: 200. An
     archived automation takes no new versions: 409."""
-    document, definition = await read_definition(request, policy)
+    document, definition = await read_definition(
+        request, policy, context.settings.outbound_allowed_hosts
+    )
     automation, version, created = await _save(database, principal, definition, document)
     if not created:
         response.status_code = status.HTTP_200_OK

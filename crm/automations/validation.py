@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,7 +77,7 @@ from crm.domain.expressions import (
 )
 from crm.domain.process_outcomes import OutcomeObject, outcome_object
 from crm.mail.layout import GMAIL_CLIP_BYTES, FooterLinks, compose
-from crm.platform.urls import url_problem
+from crm.platform.urls import address_problem, url_problem
 from crm.policy import Policy
 from processes import PROCESSES
 from processes.registry import ProcessDescriptor
@@ -121,8 +121,14 @@ def parse_document_text(text: str, content_type: str) -> dict[str, Any]:
     return document
 
 
-def parse_definition(document: Mapping[str, Any], policy: Policy) -> AutomationDefinition:
-    """The definition ``document`` describes; raises DefinitionError listing every problem."""
+def parse_definition(
+    document: Mapping[str, Any], policy: Policy, *, allowed_hosts: Sequence[str] | None = None
+) -> AutomationDefinition:
+    """The definition ``document`` describes; raises DefinitionError listing every problem.
+
+    With ``allowed_hosts`` (the operator's outbound allowlist), an ``http`` step's URL
+    whose host is an address inside the network is refused too, as a webhook endpoint's
+    is on submit; a definition already stored is read without it."""
     try:
         definition = _ADAPTER.validate_python(dict(document))
     except ValidationError as err:
@@ -135,7 +141,7 @@ def parse_definition(document: Mapping[str, Any], policy: Policy) -> AutomationD
         if problems:
             raise DefinitionError(problems)
         definition = replace(definition, fields={**published.fields, **definition.fields})
-    problems = list(_Checker(definition, policy).problems())
+    problems = list(_Checker(definition, policy, allowed_hosts).problems())
     if problems:
         raise DefinitionError(problems)
     return definition
@@ -179,9 +185,12 @@ def _pointer(location: tuple[int | str, ...]) -> str:
 class _Checker:
     """The checks beyond the shape, in document order."""
 
-    def __init__(self, definition: AutomationDefinition, policy: Policy) -> None:
+    def __init__(
+        self, definition: AutomationDefinition, policy: Policy, allowed_hosts: Sequence[str] | None
+    ) -> None:
         self._definition = definition
         self._policy = policy
+        self._allowed_hosts = allowed_hosts
         self._staff = {member.id for member in policy.staff}
         self._step_ids = {step.id for step in definition.steps}
         self._variables = {name for step in definition.steps for name in step.set or {}}
@@ -398,6 +407,8 @@ class _Checker:
 
     def _http(self, where: str, call: HttpStep) -> Iterator[FieldProblem]:
         problem = url_problem(call.url)
+        if problem is None and self._allowed_hosts is not None:
+            problem = address_problem(call.url, list(self._allowed_hosts))
         if problem is not None:
             yield FieldProblem(f"{where}/url", problem)
         for name, source in call.body.items():

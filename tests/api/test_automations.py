@@ -117,6 +117,32 @@ async def test_admin_creates_an_automation_from_yaml_and_each_change_is_a_new_ve
     assert missing.status_code == 404
 
 
+async def test_an_http_step_aimed_inside_the_network_is_a_422_on_submit(
+    as_key: KeyedClient,
+) -> None:
+    """As a webhook endpoint's URL is: the address is refused before anything is stored."""
+    admin = as_key("admin")
+    aimed = definition()
+    aimed["steps"].insert(
+        1, {"id": "notify", "http": {"url": "http://169.254.169.254/latest/meta-data"}}
+    )
+    for path, body, pointer in (
+        ("/v1/automations/validate", aimed, "/steps/1/http/url"),
+        ("/v1/automations", aimed, "/steps/1/http/url"),
+        (
+            "/v1/automations/preview",
+            {"definition": aimed, "record_id": "d-1", "record": {"stage": "won"}},
+            "/definition/steps/1/http/url",
+        ),
+    ):
+        response = await admin.post(path, json=body)
+        assert response.status_code == 422, response.text
+        [error] = response.json()["errors"]
+        assert error["pointer"] == pointer
+        assert "169.254.169.254 is an address inside the network" in error["msg"]
+    assert (await admin.get(f"/v1/automations/{aimed['id']}")).status_code == 404
+
+
 async def test_a_bad_definition_is_a_422_pointing_at_each_mistake_and_nothing_is_stored(
     as_key: KeyedClient,
 ) -> None:

@@ -913,3 +913,17 @@ def test_a_run_is_for_its_records_customer_when_the_record_names_one() -> None:
     assert customer_of("d-9", {"customer_id": 42}) == "d-9"  # not a business key
     assert customer_of("d-9", {"customer_id": "c 42; drop"}) == "d-9"
     assert customer_of("d-9", {"customer_id": "c" * 101}) == "d-9"
+
+
+def test_an_http_step_to_an_address_inside_the_network_is_refused_unless_allowlisted() -> None:
+    for url in ("http://169.254.169.254/latest/meta-data", "http://10.0.0.7/", "http://[::1]/"):
+        doc = edited({"/steps/1": Insert(http(url=url))})
+        with pytest.raises(DefinitionError) as refused:
+            parse_definition(doc, POLICY, allowed_hosts=[])
+        [problem] = refused.value.errors
+        assert problem.pointer == "/steps/1/http/url"
+        assert "inside the network" in problem.message
+    doc = edited({"/steps/1": Insert(http(url="http://10.0.0.7:8080/hooks"))})
+    assert parse_definition(doc, POLICY, allowed_hosts=["10.0.0.7"]).step("notify").http
+    # A host name is resolved, and refused, at call time (activities.outbound).
+    assert parse_definition(edited({"/steps/1": Insert(http())}), POLICY, allowed_hosts=[])
