@@ -26,7 +26,8 @@ with the JSON pointer of its place (``/steps/3/wait/until``):
   email renders on the sample record into both parts of the policy's layout
   under Gmail's clipping size;
 - the graph: every step reachable from the first, no loop without a wait or
-  an approval (it would spin), no wait or approval longer than ``MAX_WAIT``.
+  an approval (it would spin), no wait or approval longer than ``MAX_WAIT``, no
+  task due or re-enrolment pause further than ``MAX_DELAY``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from crm.domain.automation import (
     ACTIONS,
     DURATION_UNITS,
     FIELD_TYPES,
+    MAX_DELAY,
     MAX_WAIT,
     RECORD_EVENT_TYPES,
     AutomationDefinition,
@@ -430,18 +432,22 @@ class _Checker:
             yield FieldProblem(f"{where}/amount", "must be at least 1" if limit else "must be >= 0")
         elif limit and self._length(duration) > MAX_WAIT:
             yield FieldProblem(f"{where}/amount", f"a wait lasts at most {MAX_WAIT.days} days")
+        elif self._length(duration) > MAX_DELAY:
+            yield FieldProblem(f"{where}/amount", f"at most {MAX_DELAY.days} days (ten years)")
 
     def _length(self, duration: Duration) -> timedelta:
         """How long ``duration`` lasts from the sample instant, in the definition's calendar
         (a business day is as long as it takes to pass one)."""
         policy = self._policy.calendars.get(self._definition.calendar)
-        if policy is None or not duration.unit.startswith("business_"):
-            return duration.calendar_length()
-        start: datetime = SAMPLE_VALUES["timestamp"]
-        calendar = BusinessCalendar.from_spec(policy.spec())
         try:
+            if policy is None or not duration.unit.startswith("business_"):
+                return duration.calendar_length()
+            start: datetime = SAMPLE_VALUES["timestamp"]
+            calendar = BusinessCalendar.from_spec(policy.spec())
             return duration.after(start, calendar) - start
         except CalendarError:  # more business time than the calendar has in ten years
+            return timedelta.max
+        except OverflowError:  # longer than datetime can count
             return timedelta.max
 
     def _person(self, where: str, person: Person, use: str) -> Iterator[FieldProblem]:

@@ -68,6 +68,8 @@ ACTIONS: tuple[str, ...] = (
 
 #: The longest a single wait may last (a yearly step waits up to a year and a day).
 MAX_WAIT = timedelta(days=400)
+#: The furthest a task may be due, or a record wait before it enrols again: ten years.
+MAX_DELAY = timedelta(days=3653)
 
 #: A business key, as the API's run filters take one (``api.visibility.VALUE_PATTERN``).
 _BUSINESS_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,100}")

@@ -584,6 +584,23 @@ MISTAKES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
         [("/steps/0/wait/timeout/amount", "a wait lasts at most 400 days")],
     ),
     (
+        "wait-longer-than-a-datetime-counts",
+        {"/steps/0/wait/duration": {"amount": 10**15, "unit": "minutes"}},
+        [("/steps/0/wait/duration/amount", "a wait lasts at most 400 days")],
+    ),
+    (
+        "task-due-beyond-ten-years",
+        {"/steps/1": Insert(task({"staff": "csm-ana"}))}
+        | {"/steps/1/task/due": {"amount": 3_000_000, "unit": "days"}},
+        [("/steps/1/task/due/amount", "at most 3653 days (ten years)")],
+    ),
+    (
+        "task-due-beyond-what-a-datetime-counts",
+        {"/steps/1": Insert(task({"staff": "csm-ana"}))}
+        | {"/steps/1/task/due": {"amount": 10**20, "unit": "business_hours"}},
+        [("/steps/1/task/due/amount", "at most 3653 days (ten years)")],
+    ),
+    (
         "wait-of-nothing",
         {"/steps/0/wait/duration/amount": 0},
         [("/steps/0/wait/duration/amount", "must be at least 1")],
@@ -725,6 +742,11 @@ MISTAKES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
         [("/steps/1/http/url", "'url' is required")],
     ),
     # enrollment
+    (
+        "reenrollment-after-beyond-ten-years",
+        {"/enrollment": {"reenroll": True, "after": {"amount": 100_000, "unit": "hours"}}},
+        [("/enrollment/after/amount", "at most 3653 days (ten years)")],
+    ),
     (
         "enrollment-after-without-reenroll",
         {"/enrollment": {"after": {"amount": 30, "unit": "days"}}},
