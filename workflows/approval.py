@@ -137,7 +137,10 @@ class ApprovalWorkflow(ActivitySteps):
     async def _ask(self, index: int, approver: Approver) -> bool:
         """Ask ``approver`` (escalating from the one before); True once decided."""
         self._step = index
-        self._deadline = workflow.now() + timedelta(seconds=approver.timeout_seconds)
+        asked_at = workflow.now()
+        self._deadline = asked_at + timedelta(seconds=approver.timeout_seconds)
+        if approver.decide_by is not None and approver.decide_by > asked_at:
+            self._deadline = approver.decide_by
         self._state.due[f"decision:{approver.approver_id}"] = self._deadline
         workflow.upsert_search_attributes([APPROVAL_ASSIGNEE.value_set(approver.approver_id)])
         step = "request" if index == 0 else "escalation"
@@ -168,7 +171,7 @@ class ApprovalWorkflow(ActivitySteps):
         try:
             await workflow.wait_condition(
                 lambda: self._result is not None,
-                timeout=timedelta(seconds=approver.timeout_seconds),
+                timeout=self._deadline - asked_at,
                 timeout_summary=f"{approver.approver_id} decides",
             )
         except TimeoutError:

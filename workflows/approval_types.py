@@ -21,6 +21,9 @@ class Approver:
     email: str
     timeout_seconds: int
     delegate_id: str | None = None
+    #: The instant the step ends, when the requester counted it (an automation, in business
+    #: time); None: ``timeout_seconds`` after the approver is asked.
+    decide_by: datetime | None = None
 
 
 @dataclass

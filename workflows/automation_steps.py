@@ -161,8 +161,9 @@ class AutomationSteps(ActivitySteps):
         assert approval is not None
         request = await self._approval_request(step)
         child_id = approval_id(request.subject_id, self._tenant())
-        approver_id = request.chain[0].approver_id
-        deadline = workflow.now() + timedelta(seconds=request.chain[0].timeout_seconds)
+        first = request.chain[0]
+        approver_id = first.approver_id
+        deadline = first.decide_by or workflow.now() + timedelta(seconds=first.timeout_seconds)
         self._state.due[step.id] = deadline
         self._state.waiting_for = [f"approval:{approver_id}"]
         self._show_step(f"approval:{step.id}", f"{child_id} from {approver_id}")
@@ -231,7 +232,8 @@ class AutomationSteps(ActivitySteps):
         if not isinstance(subject, str) or not subject.strip():
             raise StepFailed(f"subject {approval.subject!r} gives no text: {subject!r}")
         now = workflow.now()
-        timeout = approval.timeout.after(now, self._calendar) - now
+        decide_by = approval.timeout.after(now, self._calendar)
+        timeout = decide_by - now
         run = self._run
         run_key = automation_run_id(run.automation_id, self._definition.object, run.record_id)
         return ApprovalInput(
@@ -244,6 +246,7 @@ class AutomationSteps(ActivitySteps):
                     name=approver.name,
                     email=approver.email,
                     timeout_seconds=max(1, int(timeout.total_seconds())),
+                    decide_by=decide_by,
                 )
             ],
             customer_id=self._state.customer_id,

@@ -733,6 +733,16 @@ async def automation_discount_approved(rec: Recording) -> Handle:
     return handle
 
 
+async def automation_discount_approval(rec: Recording) -> Handle:
+    """The approval big-deal-discount-approval's run asks for, due at the instant the run
+    counted in business time (``Approver.decide_by``)."""
+    await automation_discount_approved(rec)
+    run_id = automation_run_id("big-deal-discount-approval", "deal", "d-9")
+    return rec.client.get_workflow_handle_for(
+        ApprovalWorkflow.run, approval_id(f"{run_id}-approve_discount")
+    )
+
+
 # Webhooks
 
 #: The key that seals the recorded endpoints' secrets.
@@ -916,6 +926,8 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     # Recorded after the record-customer patch: a run is for its record's customer.
     "automation-discount-approved-record-customer": automation_discount_approved,
+    # Recorded after approvals took their deadline from the requester (Approver.decide_by).
+    "automation-discount-approval-decide-by": automation_discount_approval,
 }
 
 #: Settings a scenario changes: the SMTP relay is down for the whole run.

@@ -9,7 +9,7 @@ onboarding run, started as ``POST /v1/onboardings`` would start it.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -219,3 +219,24 @@ async def test_starting_the_same_process_twice_finds_the_first_and_a_bad_body_is
     assert refused.value.type == "InvalidStart"
     assert refused.value.non_retryable
     assert "onboarding: plan: " in refused.value.message
+
+
+async def test_an_approval_is_due_at_the_business_time_instant_its_automation_counted(
+    stack: Stack,
+) -> None:
+    """Two business days end at the calendar's close, to the second: the approval, its
+    emails and the approver's task say 17:00, not 16:59:59 (the step passes the instant)."""
+    deal_id, customer_id = new_record_id("d"), new_record_id("c")
+    definition, run = await start_discount_run(stack, deal_id, customer_id)
+    approval = await requested_approval(stack.client, definition, deal_id)
+
+    decide_by = datetime.fromisoformat(
+        (await approval.query(ApprovalWorkflow.state)).details["decide_by"]
+    )
+    counted = (await run.query(AutomationWorkflow.state)).due["approve_discount"]
+    assert decide_by == counted
+    assert (decide_by.minute, decide_by.second, decide_by.microsecond) == (0, 0, 0)
+    await approval.execute_update(
+        ApprovalWorkflow.decide, ApprovalDecision("mgr-hana", "reject", "too generous")
+    )
+    await run.result()
