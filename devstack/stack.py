@@ -246,10 +246,15 @@ def plan_services(config: DevStackConfig, root: Path) -> list[Service]:
     app_env["CRMFLOW_AUTOMATION_HTTP_SECRET"] = dev_http_secret(state)
     if config.policy_file:
         app_env["CRMFLOW_POLICY_FILE"] = str(root / config.policy_file)
-    # The webhook sink verifies signatures with the endpoints' secrets, sealed in the database.
+    # The webhook sink verifies signatures with the endpoints' secrets, sealed in the database,
+    # and with the one the automations' http steps sign with.
     sink_env: dict[str, str] = {
         name: app_env[name]
-        for name in ("CRMFLOW_DATABASE_URL", "CRMFLOW_SEALING_KEYS")
+        for name in (
+            "CRMFLOW_DATABASE_URL",
+            "CRMFLOW_SEALING_KEYS",
+            "CRMFLOW_AUTOMATION_HTTP_SECRET",
+        )
         if name in app_env
     }
     return [

@@ -346,16 +346,19 @@ def create_sink_app(state: Path, secrets: SecretsSource) -> Starlette:
     )
 
 
-def database_secrets(database: Database, codec_keys: str | None) -> SecretsSource:
+def database_secrets(
+    database: Database, codec_keys: str | None, also: Sequence[str] = ()
+) -> SecretsSource:
     """A source of every endpoint's current signing secrets (``signing_secrets``), read
-    from ``database``. An endpoint whose sealed secret does not open is skipped (logged)."""
+    from ``database``, and the secrets ``also`` (the automations' ``http`` steps' one). An
+    endpoint whose sealed secret does not open is skipped (logged)."""
 
     async def load() -> list[str]:
         rows = await database.all(
             select(WebhookEndpoint).where(col(WebhookEndpoint.deleted_at).is_(None))
         )
         now = datetime.now(UTC)
-        found: list[str] = []
+        found = list(also)
         for row in rows:
             try:
                 found += signing_secrets(row, now, codec_keys)
@@ -369,7 +372,7 @@ def database_secrets(database: Database, codec_keys: str | None) -> SecretsSourc
 def serve(host: str, port: int, state: Path) -> None:
     """Run the sink on ``host:port`` until SIGINT or SIGTERM, verifying with the secrets of
     the database ``CRMFLOW_DATABASE_URL`` (opened with the sealing keys, ``CRMFLOW_SEALING_KEYS``
-    or ``CRMFLOW_CODEC_KEYS``).
+    or ``CRMFLOW_CODEC_KEYS``) and the automations' ``CRMFLOW_AUTOMATION_HTTP_SECRET``.
 
     Raises OSError when the deliveries folder cannot be made; uvicorn exits
     the process when the address cannot be bound.
@@ -381,7 +384,8 @@ def serve(host: str, port: int, state: Path) -> None:
     logger.setLevel(logging.INFO)
     settings = Settings()
     database = Database.from_url(settings.database_url, threads=1)
-    app = create_sink_app(state, database_secrets(database, settings.secret_keys))
+    http_steps = [settings.automation_http_secret] if settings.automation_http_secret else []
+    app = create_sink_app(state, database_secrets(database, settings.secret_keys, http_steps))
     server = uvicorn.Server(
         uvicorn.Config(
             app,

@@ -314,11 +314,11 @@ async def test_the_dev_stack_knows_every_live_endpoints_signing_secrets(tmp_path
         assert rotation is not None
         await delete_endpoint(database, None, deleted.endpoint_id)
 
-        secrets = await database_secrets(database, codec_keys)()
+        secrets = await database_secrets(database, codec_keys, ["whsec_http-steps"])()
     finally:
         await database.dispose()
 
-    assert sorted(secrets) == sorted([rotation[1], first])
+    assert sorted(secrets) == sorted([rotation[1], first, "whsec_http-steps"])
 
 
 def test_the_dev_stack_runs_the_sink_and_lets_the_worker_and_api_reach_it(
@@ -330,7 +330,15 @@ def test_the_dev_stack_runs_the_sink_and_lets_the_worker_and_api_reach_it(
     sink = services["webhook-sink"]
     assert sink.ready_at == ("127.0.0.1", 8125)
     assert sink.argv[-2:] == ["--state", str(tmp_path / ".crmflow")]
-    assert set(sink.env) == {"CRMFLOW_DATABASE_URL", "CRMFLOW_SEALING_KEYS"}
+    assert set(sink.env) == {
+        "CRMFLOW_DATABASE_URL",
+        "CRMFLOW_SEALING_KEYS",
+        "CRMFLOW_AUTOMATION_HTTP_SECRET",
+    }
+    assert (
+        sink.env["CRMFLOW_AUTOMATION_HTTP_SECRET"]
+        == services["worker"].env["CRMFLOW_AUTOMATION_HTTP_SECRET"]
+    )
     assert list(services).index("webhook-sink") < list(services).index("worker")
     for name in ("worker", "api"):
         for variable, value in services[name].env.items():
