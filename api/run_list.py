@@ -38,9 +38,12 @@ from crm.platform.principals import Principal
 from crm.platform.settings import Settings
 from crm.store.db import Database
 from crm.store.models import AuditEntry, as_utc
+from processes import PROCESSES
 from processes.starting import status_name
 from workflows.common import CUSTOMER_ID, PROCESS, STAGE
 
+#: The processes a run may be of: the registry's, and the automations' runs.
+PROCESS_NAMES = (*(process.name for process in PROCESSES), "automation")
 #: The most runs one page of the list holds.
 MAX_RUNS_PAGE = 200
 #: The most entries one page of a timeline holds.
@@ -105,6 +108,8 @@ def run_query(filters: RunFilters, principal: Principal) -> str:
     conditions: list[str] = []
     if filters.process is not None:
         process = checked("process", filters.process, PROCESS_PATTERN)
+        if process not in PROCESS_NAMES:
+            raise invalid_query_value("process", f"must be one of {', '.join(PROCESS_NAMES)}")
         conditions.append(f"{PROCESS.name} = {quoted(process)}")
     if filters.stage is not None:
         conditions.append(

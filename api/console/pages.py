@@ -34,12 +34,11 @@ from api.console.security import (
 )
 from api.deps import ContextDep, DatabaseDep, TemporalDep
 from api.problems import Problem
-from api.run_list import RunFilters, customer_timeline, list_runs
+from api.run_list import PROCESS_NAMES, RunFilters, customer_timeline, list_runs
 from api.runs import describe_process, ensure_running
 from api.visibility import web_ui_url
 from crm.platform.principals import key_id_of
 from crm.store.console_sessions import SESSION_LIFETIME, close_session, open_session
-from processes import PROCESSES
 
 STATUSES = ("running", "completed", "failed", "cancelled", "terminated", "timed_out")
 
@@ -143,7 +142,7 @@ async def runs(
         runs=listed,
         filters=values,
         started_after=started_after,
-        processes=[process.name for process in PROCESSES] + ["automation"],
+        processes=PROCESS_NAMES,
         statuses=STATUSES,
         next_url=next_url,
         error=error,

@@ -132,6 +132,10 @@ async def test_bad_filters_forged_tokens_and_another_querys_token_are_422(
     for answer in (other_filters, other_tenant):
         assert answer.status_code == 422, answer.text
         assert answer.json()["errors"][0]["loc"] == ["query", "page_token"]
+    unknown = await caller.get("/v1/processes", params={"process": "bogus"})
+    assert unknown.status_code == 422, unknown.text
+    assert unknown.json()["errors"][0]["loc"] == ["query", "process"]
+    assert "must be one of onboarding, sla, renewal, lead, approval, automation" in unknown.text
 
 
 def test_a_value_cannot_leave_its_string_literal_and_every_status_is_offered() -> None:
