@@ -128,7 +128,8 @@ async def decide_approval(
         cause = err.cause
         kind = cause.type if isinstance(cause, ApplicationError) else None
         status, problem, title = _REFUSALS.get(kind or "", (409, "approval-refused", "Refused"))
-        raise Problem(status, problem, title, str(cause)) from err
+        why = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise Problem(status, problem, title, why) from err
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:  # it ended between describe and update
             raise Problem(409, "approval-decided", "Approval already decided", err.message) from err

@@ -294,8 +294,8 @@ class ApprovalWorkflow(ActivitySteps):
                 kind=f"approval_{step}",
                 title=f"Approve or reject: {self._request.subject}",
                 due_at=due,
-                detail=f"Requested by {requester}. Decide with POST "
-                f"/v1/approvals/{self._process_id}/decision.",
+                detail=f"Requested by {requester}. Decide it under My work in the console "
+                f"(or POST /v1/approvals/{self._process_id}/decision).",
                 tenant=self._tenant(),
             ),
             result_type=TaskRef,

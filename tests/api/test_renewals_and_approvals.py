@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -91,6 +92,26 @@ async def test_renewal_without_a_known_contact_or_with_unknown_owner_is_refused(
     assert missing.json()["errors"][0]["loc"] == ["body", "contact_email"]
 
 
+async def test_a_renewal_value_that_is_not_a_finite_number_is_a_422_and_starts_nothing(
+    api: httpx.AsyncClient,
+) -> None:
+    answers = []
+    for literal in ("1e400", "Infinity", "NaN"):
+        body = renewal_body(annual_value=0)
+        sent = json.dumps(body).replace('"annual_value": 0', f'"annual_value": {literal}')
+        answer = await api.post(
+            "/v1/renewals", content=sent, headers={"Content-Type": "application/json"}
+        )
+        run = await api.get(f"/v1/processes/renewal-{body['subscription_id']}")
+        answers.append((answer, run.status_code))
+
+    for answer, run_status in answers:
+        assert answer.status_code == 422, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["errors"][0]["loc"] == ["body", "annual_value"]
+        assert run_status == 404
+
+
 async def test_approver_lists_and_decides_approvals_others_cannot(
     api: httpx.AsyncClient, dev_client: Client, api_settings: Settings, api_keys: dict[str, str]
 ) -> None:
@@ -141,6 +162,7 @@ async def test_approver_lists_and_decides_approvals_others_cannot(
     assert everyone.status_code == 200
     assert wrong.status_code == 403
     assert wrong.json()["type"] == "urn:crmflow:problem:not-current-approver"
+    assert not wrong.json()["detail"].startswith("NotCurrentApprover")  # said, not typed
     assert invalid.status_code == 422
     assert approved.status_code == 200
     assert approved.json() | {"decided_at": None} == {

@@ -162,6 +162,23 @@ async def test_a_bad_range_is_explained_on_the_page(
     await expect(tab.get_by_role("alert")).to_have_text(re.compile("ends before it begins"))
 
 
+async def test_a_range_beyond_the_days_a_report_can_count_is_explained_on_the_page(
+    api_url: str, tab: Page, sign_in: SignIn
+) -> None:
+    await sign_in(tab, "support")
+    explained = []
+    for query, says in (
+        ("start=9999-12-01&end=9999-12-31", "To: a report counts days up to 9999-11-30"),
+        ("start=9999-12-01&end=9999-12-31&period=month", "To: a report counts days up to"),
+        ("end=0001-02-01", "From: give the first day"),
+    ):
+        answer = await tab.goto(f"{api_url}/console/reports/automations?{query}")
+        explained.append(answer.status if answer is not None else None)
+        await expect(tab.get_by_role("alert")).to_have_text(re.compile(says))
+
+    assert explained == [422, 422, 422]
+
+
 async def test_runs_filter_by_customer_and_lead_to_the_customers_timeline(
     api_url: str, tab: Page, sign_in: SignIn, as_key: KeyedClient
 ) -> None:
@@ -194,6 +211,8 @@ async def test_runs_filter_by_customer_and_lead_to_the_customers_timeline(
     await expect(tab.get_by_role("heading", name=f"Customer {mine['customer_id']}")).to_be_visible()
     steps = await tab.locator("ol.timeline .step").all_inner_texts()
     assert any(step.startswith("task:") for step in steps), steps
+    details = await tab.locator("ol.timeline .detail").all_inner_texts()
+    assert details and not any(": None" in detail for detail in details), details
     await snapshot(tab, "customer-timeline")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from xml.etree import ElementTree
 
 from api.console.charts import Series, bar_chart
@@ -51,3 +52,17 @@ def test_cells_read_in_their_units() -> None:
 def test_templates_escape_what_they_show() -> None:
     html = environment.from_string("<p>{{ value }}</p>").render(value="<script>alert(1)</script>")
     assert re.fullmatch(r"<p>&lt;script&gt;alert\(1\)&lt;/script&gt;</p>", html)
+
+
+def test_a_timeline_step_shows_the_details_it_has_and_not_the_empty_ones() -> None:
+    entry = {
+        "recorded_at": datetime(2026, 12, 6, 14, 3, tzinfo=UTC),
+        "process": "approval",
+        "process_id": "approval-q-7",
+        "step": "decision",
+        "detail": {"decided_by": "mgr-hana", "on_behalf_of": None, "comment": "ok"},
+    }
+    html = environment.get_template("timeline.html").render(customer_id="c-1", entries=[entry])
+
+    assert "decided_by: mgr-hana · comment: ok</span>" in html
+    assert "on_behalf_of" not in html
