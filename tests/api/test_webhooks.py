@@ -114,6 +114,9 @@ async def test_tenants_see_and_change_only_their_own_endpoints(as_key: KeyedClie
         await other.patch(f"/v1/webhooks/{mine['id']}", json={"enabled": False})
     ).status_code == 404
     assert (await other.get(f"/v1/webhooks/{mine['id']}/deliveries")).status_code == 404
+    rotated = await other.post(f"/v1/webhooks/{mine['id']}/rotate-secret", json={})
+    assert rotated.status_code == 404
+    assert (await other.post(f"/v1/webhooks/{mine['id']}/redeliver", json={})).status_code == 404
     assert (await other.delete(f"/v1/webhooks/{mine['id']}")).status_code == 404
     assert mine["id"] not in [e["id"] for e in (await other.get("/v1/webhooks")).json()]
     assert (await as_key("tenant-a").get("/v1/webhooks")).status_code == 403

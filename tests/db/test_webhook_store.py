@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from crm.platform.codec import new_codec_key
 from crm.store.db import Database
 from crm.store.emissions import Stored, store_event
-from crm.store.models import WebhookEndpoint
+from crm.store.models import WebhookDelivery, WebhookEndpoint
 from crm.store.webhook_deliveries import (
     Attempted,
     deliveries_of,
@@ -103,6 +103,51 @@ async def test_a_delivery_given_up_ends_the_run_of_failures_so_one_later_failure
     assert stored is not None and stored.enabled and stored.failing_since is None
     [log] = await deliveries_of(db, ep)
     assert [a.status for a in log.attempts] == [400, 400, 500]
+
+
+async def test_a_redelivery_sends_again_the_one_failed_delivery_named_or_those_since_a_time(
+    db: Database,  # noqa: F811
+) -> None:
+    created, _ = await endpoint(db, "https://a.example.com", ["*"])
+    ep = created.endpoint_id
+    for number in (1, 2, 3, 4):
+        await db.run(lambda s, n=number: emit(s, event(n)))
+    now = datetime.now(UTC) + timedelta(minutes=1)
+    _, due = await due_deliveries(db, ep, now, 10)
+    gone = [Attempted(d.key, now, 500, 1.0, "answered 500", "failed") for d in due[:3]]
+    await record_round(db, ep, gone, now)  # the fourth stays pending
+    ids = {log.event.event_id: log.delivery.id for log in await deliveries_of(db, ep)}
+    week_ago = now - timedelta(days=7)
+
+    def age_first(session: Session) -> None:  # e-1 was emitted a week ago
+        first = session.get(WebhookDelivery, ids["e-1"])
+        assert first is not None
+        first.created_at = week_ago
+        session.add(first)
+
+    await db.run(age_first)
+
+    def states() -> Any:
+        return db.run(
+            lambda s: {
+                d.id: d.state
+                for d in s.exec(select(WebhookDelivery).where(WebhookDelivery.endpoint_id == ep))
+            },
+            write=False,
+        )
+
+    assert await redeliver(db, ep, delivery_id=ids["e-2"]) == 1
+    assert await states() == {
+        ids["e-1"]: "failed",
+        ids["e-2"]: "pending",
+        ids["e-3"]: "failed",
+        ids["e-4"]: "pending",
+    }
+    assert await redeliver(db, ep, delivery_id=ids["e-4"]) == 0  # pending, not failed
+    assert await redeliver(db, ep, since=week_ago + timedelta(days=1)) == 1  # e-3, not e-1
+    assert (await states())[ids["e-1"]] == "failed"
+    assert await redeliver(db, ep) == 1  # all: e-1
+    assert set((await states()).values()) == {"pending"}
 
 
 async def test_what_is_stored_while_a_drain_holds_the_lease_wakes_no_one_and_its_release_sees_it(

@@ -204,6 +204,39 @@ async def test_a_429_is_retried_no_sooner_than_its_retry_after(
     assert second.at - first.at >= timedelta(seconds=600)
 
 
+async def test_a_503_is_retried_no_sooner_than_its_retry_after_and_the_log_says_when(
+    stack: Stack, receiver: tuple[Receiver, str]
+) -> None:
+    app, base_url = receiver
+    app.planned["/busy"] = [Planned(503, {"Retry-After": "900"})]
+    row, _ = await endpoint(stack, f"{base_url}/busy")
+
+    await emit_breaches(stack, 1)
+    await dispatched(stack, row.endpoint_id)
+
+    [log] = await deliveries_of(stack.database, row.endpoint_id)
+    first, second = log.attempts
+    assert (first.status, second.status) == (503, 200)
+    assert second.at - first.at >= timedelta(seconds=900)  # the back-off alone: 5 s
+    assert first.error == "answered 503" and first.latency_ms > 0
+    assert log.delivery.state == "delivered" and log.delivery.next_attempt_at is None
+
+
+async def test_a_redirect_is_not_followed_but_retried_at_the_endpoints_own_url(
+    stack: Stack, receiver: tuple[Receiver, str]
+) -> None:
+    app, base_url = receiver
+    app.planned["/moved"] = [Planned(302, {"Location": f"{base_url}/elsewhere"})]
+    row, _ = await endpoint(stack, f"{base_url}/moved")
+
+    await emit_breaches(stack, 1)
+    await dispatched(stack, row.endpoint_id)
+
+    [log] = await deliveries_of(stack.database, row.endpoint_id)
+    assert [attempt.status for attempt in log.attempts] == [302, 200]
+    assert [request.path for request in app.received] == ["/moved", "/moved"]
+
+
 async def test_a_410_disables_the_endpoint_fails_what_is_pending_and_tells_the_operator(
     stack: Stack, receiver: tuple[Receiver, str]
 ) -> None:
