@@ -8,11 +8,12 @@ traces never leave the server.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -76,8 +77,17 @@ def _pointer_parts(pointer: str) -> list[str | int]:
     return [int(part) if part.isdigit() else part for part in parts]
 
 
-def problem_response(request: Request, problem: Problem) -> JSONResponse:
-    """The problem+json response for ``problem``."""
+#: How a part of the app with pages of its own shows a problem (``request.app.state.
+#: problem_page``, set by the console): a page, or None to answer problem+json.
+ProblemPage = Callable[[Request, Problem], Response | None]
+
+
+def problem_response(request: Request, problem: Problem) -> Response:
+    """The problem+json response for ``problem``, or the page the app shows for it."""
+    shown: ProblemPage | None = getattr(request.app.state, "problem_page", None)
+    page = shown(request, problem) if shown is not None else None
+    if page is not None:
+        return page
     body: dict[str, Any] = {
         "type": f"urn:crmflow:problem:{problem.kind}",
         "title": problem.title,
@@ -95,16 +105,16 @@ def install_problem_handlers(app: FastAPI) -> None:
     """Answer every error of ``app`` as problem+json."""
 
     @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+    async def _problem(request: Request, exc: Problem) -> Response:
         return problem_response(request, exc)
 
     @app.exception_handler(TemporalUnavailable)
-    async def _temporal(request: Request, exc: TemporalUnavailable) -> JSONResponse:
+    async def _temporal(request: Request, exc: TemporalUnavailable) -> Response:
         problem = Problem(503, "temporal-unavailable", "Temporal is unavailable", str(exc))
         return problem_response(request, problem)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()
@@ -114,12 +124,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(request, problem)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         return problem_response(request, Problem(exc.status_code, kind, str(exc.detail)))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         problem = Problem(500, "internal-error", "Internal error", "The error was logged.")
         return problem_response(request, problem)

@@ -2,7 +2,8 @@
 
 ``install_console(app)`` adds the pages under ``/console``, the security
 headers, and the handlers that send a visitor without a session to sign in
-and show a refusal as a page rather than as problem+json.
+and show a refusal, and any problem met on a console page, as a page rather than as
+problem+json.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from api.console.rendering import page
 from api.console.reports import router as reports_router
 from api.console.security import CONSOLE_PATH, ConsoleHeaders, ConsoleRefused, SignInRequired
 from api.console.webhooks import router as webhooks_router
+from api.problems import Problem
 
 _TITLES = {401: "Sign in again", 403: "Not allowed", 404: "Not found", 422: "Check the form"}
 
@@ -39,9 +41,25 @@ def install_console(app: FastAPI) -> None:
 
     @app.exception_handler(ConsoleRefused)
     async def refused(request: Request, exc: ConsoleRefused) -> Response:
-        return page(
-            "refused.html",
-            status_code=exc.status,
-            title=_TITLES.get(exc.status, "Refused"),
-            message=exc.message,
-        )
+        return _refused_page(exc.status, exc.message)
+
+    app.state.problem_page = _problem_page
+
+
+def _problem_page(request: Request, problem: Problem) -> Response | None:
+    """A problem met on a console page (a path not valid, a run gone, Temporal away) as a
+    page of the console; None elsewhere (the API answers problem+json)."""
+    if request.url.path != CONSOLE_PATH and not request.url.path.startswith(f"{CONSOLE_PATH}/"):
+        return None
+    return _refused_page(problem.status, problem.detail or problem.title, problem.headers)
+
+
+def _refused_page(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    shown = page(
+        "refused.html",
+        status_code=status,
+        title=_TITLES.get(status, "Refused" if status < 500 else "Something went wrong"),
+        message=message,
+    )
+    shown.headers.update(headers or {})
+    return shown

@@ -146,6 +146,11 @@ async def test_another_tenant_and_a_support_key_see_nothing_and_a_forged_form_is
     answer = await tab.goto(f"{api_url}/console/webhooks/{endpoint_id}")
     assert answer is not None and answer.status == 404
     await expect(tab.locator("main")).to_contain_text("no webhook endpoint")
+    for path, status in (("/webhooks/ep_nope", 422), ("/customers/a'b", 422)):
+        answer = await tab.goto(f"{api_url}/console{path}")  # a page, not problem+json
+        assert answer is not None and answer.status == status
+        assert answer.headers["content-type"].startswith("text/html")
+        await expect(tab.get_by_role("heading", name="Check the form")).to_be_visible()
     forged = await tab.request.post(
         f"{api_url}/console/webhooks/{endpoint_id}/enable", form={"csrf_token": "guess"}
     )

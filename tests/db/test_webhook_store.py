@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -111,7 +112,7 @@ async def test_a_redelivery_sends_again_the_one_failed_delivery_named_or_those_s
     created, _ = await endpoint(db, "https://a.example.com", ["*"])
     ep = created.endpoint_id
     for number in (1, 2, 3, 4):
-        await db.run(lambda s, n=number: emit(s, event(n)))
+        await db.run(functools.partial(emit, event=event(number)))
     now = datetime.now(UTC) + timedelta(minutes=1)
     _, due = await due_deliveries(db, ep, now, 10)
     gone = [Attempted(d.key, now, 500, 1.0, "answered 500", "failed") for d in due[:3]]
