@@ -5,8 +5,9 @@ union on ``type`` of every registered event, each with its data model (the
 dataclass the workflow decodes, with the policy's values as enums), so the
 OpenAPI document says what each event carries. ``check_event`` refuses an
 event the run's process does not take, data its dataclass refuses (with the
-same decoding the workflow applies) and an ``occurred_at`` in the future; an
-event without one happened when the API received it.
+same decoding the workflow applies) and an ``occurred_at`` in the future
+(``check_occurred_at``, which record events share); an event without one
+happened when the API received it.
 """
 
 from __future__ import annotations
@@ -104,12 +105,8 @@ def check_event(
             f"a {process.name if process else 'process'} run does not take {name!r}; "
             f"it takes {list(accepted)}",
         )
-    if occurred_at is not None and occurred_at > received_at + CLOCK_SKEW:
-        raise invalid_input(
-            "occurred_at",
-            f"{occurred_at.isoformat()} is in the future (crmflow's clock says "
-            f"{received_at.isoformat(timespec='seconds')})",
-        )
+    if occurred_at is not None:
+        check_occurred_at(occurred_at, received_at)
     event = ProcessEvent(type=name, data=data, occurred_at=occurred_at or received_at)
     data_type = accepted[name].data
     if data_type is not None:
@@ -118,6 +115,17 @@ def check_event(
         except (TypeError, ValueError) as err:
             raise invalid_input("data", str(err)) from None
     return event
+
+
+def check_occurred_at(occurred_at: datetime, received_at: datetime) -> None:
+    """Raises Problem 422 naming ``occurred_at`` when it is more than ``CLOCK_SKEW`` after
+    ``received_at``, when the API received the event."""
+    if occurred_at > received_at + CLOCK_SKEW:
+        raise invalid_input(
+            "occurred_at",
+            f"{occurred_at.isoformat()} is in the future (crmflow's clock says "
+            f"{received_at.isoformat(timespec='seconds')})",
+        )
 
 
 def _data_model(event: EventType) -> type[BaseModel]:

@@ -31,6 +31,10 @@ from workflows.renewal_types import (
     UpsellTerms,
 )
 
+#: A subscription's value per year: a finite number, at least 0 and under 10**15 (the
+#: bound ``Renewed`` applies to a signed term's value).
+AnnualValue = Annotated[float, Field(ge=0, lt=1e15, allow_inf_nan=False)]
+
 
 class RenewalCreate(BaseModel):
     """A subscription to follow to its renewal date, and through every renewal after it."""
@@ -43,7 +47,7 @@ class RenewalCreate(BaseModel):
         description="The end of the current term, ISO date or date-time (UTC if no zone)."
     )
     plan: str = Field(description="One of the plans of the policy.")
-    annual_value: float = Field(ge=0, description="What the subscription is worth per year.")
+    annual_value: AnnualValue = Field(description="What the subscription is worth per year.")
     owner: str = Field(description="Staff id of the account owner.")
     auto_renew: bool = Field(description="Whether the contract renews without a decision.")
     company_name: Name | None = Field(default=None, description="Default: the customer record.")
@@ -171,9 +175,6 @@ def build_renewal_input(
             discount_approvers=chain,
         ),
     )
-
-
-AnnualValue = Annotated[float, Field(ge=0, lt=1e15)]
 
 
 #: What each event does to the renewal, for the OpenAPI document.

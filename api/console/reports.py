@@ -1,8 +1,9 @@
 """The console's reports: the catalogue, one report with its chart and table, its CSV.
 
 A report's range is whole days, both ends included as the page shows them;
-a range that ends before it begins, runs over three years or groups by what
-the report does not is explained on the page (422), never a 500.
+a range that ends before it begins, runs over three years or past the last
+day a report counts, or groups by what the report does not is explained on
+the page (422), never a 500.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from api.console.security import (
     require_role,
 )
 from api.deps import DatabaseDep
-from crm.reports import REPORTS, ReportQuery, ReportTable, report_csv
+from crm.reports import LAST_END, REPORTS, ReportQuery, ReportTable, report_csv
 
 #: How far back a report looks when no range is given.
 DEFAULT_RANGE = timedelta(weeks=12)
@@ -85,7 +86,13 @@ def _report_query(name: str, request: Request) -> tuple[ReportQuery, str, str]:
         raise ConsoleRefused(404, f"There is no report {name!r}.")
     params = request.query_params
     end = _day(params.get("end"), "To") or datetime.now(UTC).date()
-    start = _day(params.get("start"), "From") or end - DEFAULT_RANGE
+    if end >= LAST_END:
+        raise ConsoleRefused(422, f"To: a report counts days up to {LAST_END - timedelta(days=1)}.")
+    start = _day(params.get("start"), "From")
+    if start is None:
+        if end - date.min < DEFAULT_RANGE:
+            raise ConsoleRefused(422, "From: give the first day of a range this early.")
+        start = end - DEFAULT_RANGE
     period = params.get("period") or "week"
     by = params.get("by") or None
     if period not in ("week", "month"):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.auth import Service
 from api.deps import ContextDep
+from api.events import CLOCK_SKEW, check_occurred_at
 from api.problems import Problem
 from crm.automations.record_events import EventRefused, EventSettings, take_record_event
 from workflows.automation_types import RecordEvent
@@ -25,6 +28,40 @@ EVENT_ID_PATTERN = r"^[!-~]{1,200}$"
 OBJECT_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
 
 
+def _finite(value: Any) -> Any:
+    """``value``, a record's field as sent, when every number in it is finite: JSON has no
+    NaN or infinity, but the parser takes ``NaN``, ``Infinity`` and ``1e400`` for them.
+    Raises ValueError naming the first other number and where it is in the field."""
+    found = _first_not_finite(value, "")
+    if found is None:
+        return value
+    where, number = found
+    if not where:
+        raise ValueError(f"must be a finite number, not {number}")
+    raise ValueError(f"must hold finite numbers only, not {number} at {where}")
+
+
+def _first_not_finite(value: Any, path: str) -> tuple[str, float] | None:
+    """The first number of ``value`` that is not finite and where it is (``lines[0].price``,
+    under ``path``); None when every number is finite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    if isinstance(value, dict):
+        inner = [(f"{path}.{key}" if path else str(key), item) for key, item in value.items()]
+    elif isinstance(value, list):
+        inner = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+    else:
+        return None
+    for where, item in inner:
+        if (found := _first_not_finite(item, where)) is not None:
+            return found
+    return None
+
+
+#: A field of a record: any JSON value without a NaN or an infinity in it.
+FieldValue = Annotated[Any, AfterValidator(_finite)]
+
+
 class RecordEventBody(BaseModel):
     """A change of one record: its fields now and, for an update, the old values of those
     that changed."""
@@ -35,9 +72,11 @@ class RecordEventBody(BaseModel):
     object: str = Field(pattern=OBJECT_PATTERN, examples=["deal"])
     record_id: str = Field(pattern=RECORD_ID_PATTERN, examples=["d-1001"])
     type: Literal["created", "updated", "deleted"]  # crm.domain.automation.RECORD_EVENT_TYPES
-    occurred_at: AwareDatetime
-    record: dict[str, Any] = Field(default_factory=dict)
-    previous: dict[str, Any] = Field(default_factory=dict)
+    occurred_at: AwareDatetime = Field(
+        description=f"At most {CLOCK_SKEW.seconds} s ahead of crmflow's clock."
+    )
+    record: dict[str, FieldValue] = Field(default_factory=dict)
+    previous: dict[str, FieldValue] = Field(default_factory=dict)
 
     def event(self) -> RecordEvent:
         return RecordEvent(
@@ -89,8 +128,10 @@ async def record_event(
     same event (same ``event_id`` and body) again answers as the first time
     and changes nothing; another body under a used ``event_id`` is a 409.
     A trigger condition that fails on the event's data is reported in
-    ``errors``, and enrols nobody.
+    ``errors``, and enrols nobody. An ``occurred_at`` more than ``CLOCK_SKEW``
+    ahead of crmflow's clock is a 422: triggers take it for now.
     """
+    check_occurred_at(body.occurred_at, datetime.now(UTC))
     settings = EventSettings(context.database, context.policy, context.settings.task_queue)
     try:
         answer = await take_record_event(

@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator
 from api.auth import AdminOrSupport
 from api.deps import DatabaseDep
 from api.problems import Problem
-from crm.reports import REPORTS, ReportQuery, ReportSpec, ReportTable, report_csv
+from crm.reports import LAST_END, REPORTS, ReportQuery, ReportSpec, ReportTable, report_csv
 
 #: The longest range a report covers (three years and a leap day).
 MAX_RANGE = timedelta(days=3 * 365 + 1)
@@ -84,8 +84,10 @@ def _invalid(field: str, message: str) -> Problem:
 def report_range(start: date | None, end: date | None) -> tuple[datetime, datetime]:
     """The range asked, as UTC midnights: ``end`` defaults to tomorrow (so today counts),
     ``start`` to twelve weeks before ``end``. A 422 on the field for a range that ends
-    before it starts or is longer than three years."""
+    before it starts, after ``LAST_END`` or is longer than three years."""
     end = end or (datetime.now(UTC).date() + timedelta(days=1))
+    if end > LAST_END:
+        raise _invalid("end", f"at most {LAST_END.isoformat()}")
     try:
         start = start or (end - DEFAULT_RANGE)
     except OverflowError:  # the default start would be before year 1
@@ -108,7 +110,11 @@ def _report_route(spec: ReportSpec) -> None:
             Day | None, Query(description="First day counted (UTC). Default: 12 weeks before end.")
         ] = None,
         end: Annotated[
-            Day | None, Query(description="Day after the last day counted. Default: tomorrow.")
+            Day | None,
+            Query(
+                description="Day after the last day counted, at most "
+                f"{LAST_END.isoformat()}. Default: tomorrow."
+            ),
         ] = None,
         period: Annotated[Literal["week", "month"], Query()] = "week",
         by: str | None = None,  # annotated below: the report's own dimensions

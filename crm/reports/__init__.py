@@ -8,6 +8,7 @@ stored. ``shape`` is what every report is asked and answers.
 
 from crm.reports.catalogue import REPORTS
 from crm.reports.shape import (
+    LAST_END,
     ReportColumn,
     ReportFigure,
     ReportQuery,
@@ -17,6 +18,7 @@ from crm.reports.shape import (
 )
 
 __all__ = [
+    "LAST_END",
     "REPORTS",
     "ReportColumn",
     "ReportFigure",

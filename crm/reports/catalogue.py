@@ -110,7 +110,8 @@ class Report:
 
     async def run(self, database: Database, tenant: str | None, query: ReportQuery) -> ReportTable:
         """The report for ``tenant`` (None: of no tenant) over ``query``; raises ValueError for
-        a dimension the report does not have or a range that ends before it starts."""
+        a dimension the report does not have or a range that ends before it starts or after
+        ``LAST_END``."""
         if query.by is not None and query.by not in self.dimensions:
             raise ValueError(f"by: one of {', '.join(self.dimensions)}")
         first, after = query.days()

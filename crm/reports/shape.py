@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 Period = Literal["week", "month"]
 Unit = Literal["count", "percent", "seconds", "money", "text"]
 
+#: The latest ``end`` of a report (its last day counted is the day before): a report steps
+#: to the week or month after each of its days, which must still be a date.
+LAST_END = date(9999, 12, 1)
+
 
 @dataclass(frozen=True)
 class ReportQuery:
@@ -37,9 +41,11 @@ class ReportQuery:
 
     def days(self) -> tuple[date, date]:
         """The first day counted and the day after the last; raises ValueError for a range
-        that ends before it starts or a naive time."""
+        that ends before it starts or after ``LAST_END``, or a naive time."""
         if self.start.tzinfo is None or self.end.tzinfo is None:
             raise ValueError("start and end must be aware datetimes")
+        if self.end > datetime.combine(LAST_END, time(), UTC):
+            raise ValueError(f"end must be at most {LAST_END.isoformat()}")
         first = self.start.astimezone(UTC).date()
         end = self.end.astimezone(UTC)
         after = end.date() if end.timetz() == time(tzinfo=UTC) else end.date() + timedelta(days=1)

@@ -14,9 +14,9 @@ pointer per mistake, tests/unit/test_automation_validation.py), so a
 definition generated as valid becomes a shipped example under the generated id.
 A webhook URL whose host is an address inside the network is refused on submit
 (422 on ``url``, tests/api/test_webhooks.py); a generated one becomes a public
-URL. A report's range ends after it starts and spans at most three years (422
-on ``end``, tests/api/test_reports.py): a generated one that does not becomes
-one that does. A page token is one the API gave, which no generated one is: it
+URL. A report's range ends after it starts, by ``LAST_END``, and spans at most
+three years (422 on ``end``, tests/api/test_reports.py): a generated one that
+does not becomes one that does. A page token is one the API gave, which no generated one is: it
 is left out. Cases generated as invalid are left as they are.
 """
 
@@ -32,6 +32,7 @@ import yaml
 from schemathesis import Case, HookContext
 
 from crm.platform.urls import address_problem
+from crm.reports import LAST_END
 
 
 def _instant(value: Any) -> datetime | None:
@@ -56,13 +57,13 @@ def _valid_definition(generated: Any) -> dict[str, Any]:
 
 
 def _report_range(query: dict[str, Any]) -> dict[str, Any]:
-    """A report's range that ends after it starts, within three years."""
+    """A report's range that ends after it starts and by ``LAST_END``, within three years."""
     try:
         start = datetime.fromisoformat(str(query["start"])).date()
         end = datetime.fromisoformat(str(query["end"])).date()
     except (KeyError, ValueError):
         return {**query, "start": "2026-01-05", "end": "2026-04-06"}
-    if not timedelta(0) < end - start <= timedelta(days=1000):
+    if end > LAST_END or not timedelta(0) < end - start <= timedelta(days=1000):
         return {**query, "start": "2026-01-05", "end": "2026-04-06"}
     return query
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -438,6 +438,67 @@ async def test_a_record_event_that_does_not_fit_is_a_422_naming_the_field(
         response = await service.post("/v1/records/events", json=won_event("d-1") | {field: value})
         assert response.status_code == 422, response.text
         assert response.json()["errors"][0]["loc"] == ["body", field]
+
+
+async def test_a_record_event_with_a_number_that_is_not_finite_is_a_422_naming_the_field(
+    as_key: KeyedClient,
+) -> None:
+    service = as_key("service")
+    answers = []
+    for record, previous in (
+        ('{"seats": NaN}', "{}"),
+        ('{"seats": 1e400}', "{}"),
+        ('{"lines": [{"price": -Infinity}]}', "{}"),
+        ('{"seats": 3}', '{"seats": Infinity}'),
+    ):
+        event = won_event(new_record_id(), record={}, previous={})
+        sent = (
+            json.dumps(event)
+            .replace('"record": {}', f'"record": {record}')
+            .replace('"previous": {}', f'"previous": {previous}')
+        )
+        answer = await service.post(
+            "/v1/records/events", content=sent, headers={"Content-Type": "application/json"}
+        )
+        answers.append(answer)
+
+    for answer in answers:
+        assert answer.status_code == 422, answer.text
+        assert answer.headers["content-type"] == PROBLEM_JSON
+    assert [answer.json()["errors"][0]["loc"] for answer in answers] == [
+        ["body", "record", "seats"],
+        ["body", "record", "seats"],
+        ["body", "record", "lines"],
+        ["body", "previous", "seats"],
+    ]
+    assert "-inf at [0].price" in answers[2].json()["errors"][0]["msg"]
+
+
+async def test_a_record_event_from_the_future_is_a_422_on_occurred_at(
+    as_key: KeyedClient,
+) -> None:
+    service = as_key("service")
+    now = datetime.now(UTC)
+
+    future = await service.post(
+        "/v1/records/events",
+        json=won_event(new_record_id(), occurred_at="2099-01-01T00:00:00+00:00"),
+    )
+    an_hour = await service.post(
+        "/v1/records/events",
+        json=won_event(new_record_id(), occurred_at=(now + timedelta(hours=1)).isoformat()),
+    )
+    a_fast_clock = await service.post(
+        "/v1/records/events",
+        json=won_event(new_record_id(), occurred_at=(now + timedelta(seconds=30)).isoformat()),
+    )
+
+    for answer in (future, an_hour):
+        assert answer.status_code == 422, answer.text
+        assert answer.headers["content-type"] == PROBLEM_JSON
+        assert answer.json()["errors"][0]["loc"] == ["body", "occurred_at"]
+    assert "is in the future" in future.json()["detail"]
+    assert a_fast_clock.status_code == 202, a_fast_clock.text
 
 
 async def runs_of(client: Client, workflow_id: str) -> int:

@@ -112,6 +112,27 @@ async def test_a_bad_range_or_dimension_is_a_422_on_its_field_and_an_unknown_rep
     assert unknown.headers["content-type"] == "application/problem+json"
 
 
+async def test_a_range_ending_after_the_last_day_a_report_can_count_is_a_422_on_end(
+    as_key: KeyedClient,
+) -> None:
+    caller = as_key("support")
+    year_end = {"start": "9999-12-01", "end": "9999-12-31"}
+
+    weekly = await caller.get("/v1/reports/automations", params=year_end)
+    monthly = await caller.get("/v1/reports/automations", params={**year_end, "period": "month"})
+    last = await caller.get(
+        "/v1/reports/automations", params={"start": "9999-11-01", "end": "9999-12-01"}
+    )
+
+    for answer in (weekly, monthly):
+        assert answer.status_code == 422, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["errors"][0]["loc"] == ["query", "end"]
+        assert answer.json()["detail"] == "end: at most 9999-12-01"
+    assert last.status_code == 200, last.text
+    assert last.json()["rows"][-1]["period"] == "9999-11-29"
+
+
 async def test_only_support_and_admin_read_reports(as_key: KeyedClient) -> None:
     statuses = {
         role: (await as_key(role).get("/v1/reports/leads")).status_code

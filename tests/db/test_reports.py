@@ -413,6 +413,24 @@ async def test_an_unknown_dimension_or_a_backwards_range_is_refused(
         await report(db, "sla", days=-1)
 
 
+async def test_a_range_may_end_on_the_last_day_a_report_can_count_and_no_later(
+    db: Database,  # noqa: F811
+) -> None:
+    automations = REPORTS["automations"]
+    last = datetime(9999, 12, 1, tzinfo=UTC)
+
+    months = await automations.run(db, None, ReportQuery(last - timedelta(days=61), last, "month"))
+    weeks = await automations.run(db, None, ReportQuery(last - timedelta(days=3), last, "week"))
+
+    assert [row["period"] for row in months.rows] == ["9999-10-01", "9999-11-01"]
+    assert [row["period"] for row in weeks.rows] == ["9999-11-22", "9999-11-29"]
+    for period in ("week", "month"):
+        for past in (last + timedelta(days=30), last + timedelta(hours=1)):
+            query = ReportQuery(last - timedelta(days=1), past, period)
+            with pytest.raises(ValueError, match="end must be at most 9999-12-01"):
+                await automations.run(db, None, query)
+
+
 async def test_the_csv_has_the_labels_the_rows_and_the_totals(
     db: Database,  # noqa: F811
 ) -> None:
