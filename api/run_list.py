@@ -44,6 +44,8 @@ from workflows.common import CUSTOMER_ID, PROCESS, STAGE
 
 #: The processes a run may be of: the registry's, and the automations' runs.
 PROCESS_NAMES = (*(process.name for process in PROCESSES), "automation")
+#: A ``process`` filter the API takes: one of ``PROCESS_NAMES``.
+PROCESS_NAME_PATTERN = f"^({'|'.join(PROCESS_NAMES)})$"
 #: The most runs one page of the list holds.
 MAX_RUNS_PAGE = 200
 #: The most entries one page of a timeline holds.

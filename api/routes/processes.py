@@ -18,9 +18,9 @@ from api.deps import ContextDep, DatabaseDep, PolicyDep, TemporalDep
 from api.events import check_event, event_body_type
 from api.page_tokens import id_after, id_token
 from api.problems import Problem
-from api.run_list import MAX_RUNS_PAGE, RunFilters, RunPage, list_runs
+from api.run_list import MAX_RUNS_PAGE, PROCESS_NAME_PATTERN, RunFilters, RunPage, list_runs
 from api.runs import ProcessView, describe_process, ensure_running, view_process
-from api.visibility import PROCESS_PATTERN, VALUE_PATTERN
+from api.visibility import VALUE_PATTERN
 from crm.policy import Policy
 from crm.store.models import AuditEntry, as_utc
 from processes import PROCESSES, process_named
@@ -79,7 +79,7 @@ def processes_router(policy: Policy) -> APIRouter:
         client: TemporalDep,
         context: ContextDep,
         principal: ServiceOrSupport,
-        process: Annotated[str | None, Query(pattern=PROCESS_PATTERN)] = None,
+        process: Annotated[str | None, Query(pattern=PROCESS_NAME_PATTERN)] = None,
         stage: Annotated[str | None, Query(pattern=VALUE_PATTERN)] = None,
         customer_id: Annotated[str | None, Query(pattern=VALUE_PATTERN)] = None,
         status: Annotated[RunStatus | None, Query()] = None,

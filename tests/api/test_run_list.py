@@ -135,7 +135,7 @@ async def test_bad_filters_forged_tokens_and_another_querys_token_are_422(
     unknown = await caller.get("/v1/processes", params={"process": "bogus"})
     assert unknown.status_code == 422, unknown.text
     assert unknown.json()["errors"][0]["loc"] == ["query", "process"]
-    assert "must be one of onboarding, sla, renewal, lead, approval, automation" in unknown.text
+    assert "onboarding|sla|renewal|lead|approval|automation" in unknown.text  # the names there are
 
 
 def test_a_value_cannot_leave_its_string_literal_and_every_status_is_offered() -> None:
