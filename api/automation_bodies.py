@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.record_fields import FieldValue
 from api.routes.records import RECORD_ID_PATTERN
 from crm.store.models import Automation, AutomationVersion, as_utc
 
@@ -81,7 +82,7 @@ class EnrollRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     record_id: str = Field(pattern=RECORD_ID_PATTERN)
-    record: dict[str, Any] = Field(default_factory=dict)
+    record: dict[str, FieldValue] = Field(default_factory=dict)
 
 
 class EnrollRequest(BaseModel):

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import Admin, AdminOrSupport
 from api.deps import ContextDep, DatabaseDep, PolicyDep
 from api.problems import Problem, invalid_document
+from api.record_fields import FieldValue
 from api.routes.automations import AUTOMATION_ID_PATTERN
 from api.routes.records import RECORD_ID_PATTERN
 from crm.automations.preview import MAX_HORIZON, SampleEvent, SampleEventError, preview
@@ -62,8 +63,8 @@ class SampleEventIn(BaseModel):
 
     after: Offset
     type: EventType = "updated"
-    record: dict[str, Any] = Field(default_factory=dict)
-    previous: dict[str, Any] = Field(default_factory=dict)
+    record: dict[str, FieldValue] = Field(default_factory=dict)
+    previous: dict[str, FieldValue] = Field(default_factory=dict)
 
 
 class Sample(BaseModel):
@@ -72,7 +73,7 @@ class Sample(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     record_id: str = Field(default="sample-1", pattern=RECORD_ID_PATTERN)
-    record: dict[str, Any]
+    record: dict[str, FieldValue]
     events: list[SampleEventIn] = Field(default_factory=list, max_length=50)
     horizon_days: int = Field(default=90, ge=1, le=MAX_HORIZON.days)
     approvals: dict[str, Literal["approved", "rejected", "expired"]] = Field(

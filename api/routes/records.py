@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, status
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.auth import Service
 from api.deps import ContextDep
 from api.events import CLOCK_SKEW, check_occurred_at
 from api.problems import Problem
+from api.record_fields import FieldValue
 from crm.automations.record_events import EventRefused, EventSettings, take_record_event
 from workflows.automation_types import RecordEvent
 
@@ -26,40 +26,6 @@ RECORD_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
 #: Printable ASCII without spaces: a UUID, a ULID, a CRM's own event id.
 EVENT_ID_PATTERN = r"^[!-~]{1,200}$"
 OBJECT_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
-
-
-def _finite(value: Any) -> Any:
-    """``value``, a record's field as sent, when every number in it is finite: JSON has no
-    NaN or infinity, but the parser takes ``NaN``, ``Infinity`` and ``1e400`` for them.
-    Raises ValueError naming the first other number and where it is in the field."""
-    found = _first_not_finite(value, "")
-    if found is None:
-        return value
-    where, number = found
-    if not where:
-        raise ValueError(f"must be a finite number, not {number}")
-    raise ValueError(f"must hold finite numbers only, not {number} at {where}")
-
-
-def _first_not_finite(value: Any, path: str) -> tuple[str, float] | None:
-    """The first number of ``value`` that is not finite and where it is (``lines[0].price``,
-    under ``path``); None when every number is finite."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return path, value
-    if isinstance(value, dict):
-        inner = [(f"{path}.{key}" if path else str(key), item) for key, item in value.items()]
-    elif isinstance(value, list):
-        inner = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
-    else:
-        return None
-    for where, item in inner:
-        if (found := _first_not_finite(item, where)) is not None:
-            return found
-    return None
-
-
-#: A field of a record: any JSON value without a NaN or an infinity in it.
-FieldValue = Annotated[Any, AfterValidator(_finite)]
 
 
 class RecordEventBody(BaseModel):

@@ -28,8 +28,10 @@ class UsageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metric: str = Field(min_length=1, max_length=50, description="e.g. seats, api_calls")
-    used: float = Field(ge=0)
-    included: float = Field(gt=0, description="What the plan includes of the metric.")
+    used: float = Field(ge=0, allow_inf_nan=False)
+    included: float = Field(
+        gt=0, allow_inf_nan=False, description="What the plan includes of the metric."
+    )
     reported_at: datetime | None = Field(default=None, description="Default: now.")
 
 

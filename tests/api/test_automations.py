@@ -471,6 +471,23 @@ async def test_a_record_event_with_a_number_that_is_not_finite_is_a_422_naming_t
         ["body", "record", "lines"],
         ["body", "previous", "seats"],
     ]
+    admin = as_key("admin")
+    document = await active_automation(admin)
+    for path, body, loc in (
+        (
+            f"/v1/automations/{document['id']}/enroll",
+            '{"records": [{"record_id": "d-1", "record": {"amount": NaN}}]}',
+            ["body", "records", 0, "record", "amount"],
+        ),
+        (
+            f"/v1/automations/{document['id']}/preview",
+            '{"record_id": "d-1", "record": {"amount": Infinity}}',
+            ["body", "record", "amount"],
+        ),
+    ):
+        answer = await admin.post(path, content=body, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["errors"][0]["loc"] == loc
     assert "-inf at [0].price" in answers[2].json()["errors"][0]["msg"]
 
 

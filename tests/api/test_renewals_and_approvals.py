@@ -185,10 +185,16 @@ async def test_usage_reports_are_stored_per_subscription(api: httpx.AsyncClient)
 
     created = await api.post(url, json={"metric": "seats", "used": 45, "included": 50})
     invalid = await api.post(url, json={"metric": "seats", "used": 45, "included": 0})
+    endless = await api.post(
+        url,
+        content='{"metric": "seats", "used": Infinity, "included": 50}',
+        headers={"Content-Type": "application/json"},
+    )
     listed = await api.get(url)
 
     assert created.status_code == 201
     assert invalid.status_code == 422
+    assert endless.status_code == 422 and endless.json()["errors"][0]["loc"] == ["body", "used"]
     assert [(u["metric"], u["used"], u["included"]) for u in listed.json()] == [
         ("seats", 45.0, 50.0)
     ]
