@@ -74,11 +74,13 @@ class AutomationFailure(BaseModel):
 
 
 class RecordEventTaken(BaseModel):
-    """What the event did: the runs it started and the running runs it was sent to."""
+    """What the event did: the runs it started, the running runs it was sent to, and those
+    a ``deleted`` event ended."""
 
     event_id: str
     enrolled: list[str]
     delivered: list[str]
+    ended: list[str] = Field(default_factory=list)
     skipped: list[SkippedRun]
     errors: list[AutomationFailure]
 
@@ -90,7 +92,9 @@ async def record_event(
     """Offer a record event to the caller's automations on its object.
 
     An active automation whose trigger takes the event enrols the record; a
-    running run that listens for the record's events receives it. Sending the
+    running run that listens for the record's events receives it. A ``deleted``
+    event ends the record's going runs (``ended``; each ends as ``cancelled``, the
+    deletion its reason) unless the automation waits for deletions. Sending the
     same event (same ``event_id`` and body) again answers as the first time
     and changes nothing; another body under a used ``event_id`` is a 409.
     A trigger condition that fails on the event's data is reported in

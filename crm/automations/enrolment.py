@@ -166,6 +166,19 @@ async def deliver(client: Client, run_id: str, event: RecordEvent) -> bool:
     return True
 
 
+async def end_run(client: Client, run_id: str, reason: str) -> bool:
+    """Cancel the run ``run_id`` if it is going (it ends as ``cancelled``, ``reason`` its
+    outcome's); False when no such run is going. Raises TemporalUnavailable when Temporal
+    cannot be reached."""
+    try:
+        await client.get_workflow_handle(run_id).cancel(reason=reason)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise unavailable(err) from err
+    return True
+
+
 async def _latest_run(client: Client, run_id: str) -> WorkflowExecutionDescription | None:
     try:
         return await client.get_workflow_handle(run_id).describe()

@@ -5,7 +5,9 @@ event. An active one whose trigger takes it enrols the record (or, when the
 record's run is going, sends the event to that run if its definition
 listens for events); any other whose runs listen sends it to the record's
 run, if one is going. A paused automation enrols nobody, but its runs still
-hear of their records.
+hear of their records. A ``deleted`` event ends the record's going run
+(``cancelled``, the deletion its reason), unless the run's definition waits
+for deletions; a trigger on deletions still enrols.
 
 The event is taken once per ``(tenant, event_id)``: the first request
 claims it and stores its answer; a repeat, even one arriving while the first
@@ -28,7 +30,7 @@ import cel
 from sqlmodel import Session
 from temporalio.client import Client
 
-from crm.automations.enrolment import EnrollingVersion, deliver, enroll
+from crm.automations.enrolment import EnrollingVersion, deliver, end_run, enroll
 from crm.domain.automation import AutomationDefinition
 from crm.domain.automation_events import enrols, event_names, names_for
 from crm.domain.expressions import ExpressionError, bound
@@ -43,7 +45,7 @@ from crm.store.automations import (
     receipt_of,
 )
 from crm.store.db import Database
-from workflows.automation_types import RecordEvent
+from workflows.automation_types import RecordEvent, automation_run_id
 
 
 class EventRefused(Exception):
@@ -71,16 +73,18 @@ class EventSettings:
 
 
 def _combined(event_id: str, offers: list[dict[str, Any]]) -> dict[str, Any]:
-    """The answer to an event: the runs it enrolled and reached, the skips and the errors."""
+    """The answer to an event: the runs it enrolled, reached and ended, the skips and the
+    errors."""
     answer: dict[str, Any] = {
         "event_id": event_id,
         "enrolled": [],
         "delivered": [],
+        "ended": [],
         "skipped": [],
         "errors": [],
     }
     for offer in offers:
-        for key in ("enrolled", "delivered", "skipped", "errors"):
+        for key in ("enrolled", "delivered", "ended", "skipped", "errors"):
             answer[key].extend(offer.get(key, []))
     return answer
 
@@ -197,7 +201,10 @@ async def offer_event(
         if automation.state == "draft":
             continue
         triggered, offer = matching.trigger(automation)
-        if triggered or automation.definition.listens():
+        ends = event.type == "deleted" and not automation.definition.waits_for("deleted")
+        if ends:
+            calls.append(_end(client, tenant, event, automation))
+        if triggered or (automation.definition.listens() and not ends):
             calls.append(_act(client, settings, tenant, event, automation, triggered, offer))
         else:
             offers.append(offer)
@@ -282,6 +289,17 @@ async def _act(
     if await deliver(client, run_id, event):
         offer["delivered"] = [run_id]
     return offer
+
+
+async def _end(
+    client: Client, tenant: str | None, event: RecordEvent, automation: EnrollingAutomation
+) -> dict[str, Any]:
+    """End the deleted record's run, if one is going: it ends as ``cancelled``, why its
+    outcome's reason (its steps do not go on about a record that is gone)."""
+    definition = automation.definition
+    run_id = automation_run_id(automation.automation_id, definition.object, event.record_id, tenant)
+    reason = f"the record was deleted (event {event.event_id})"
+    return {"ended": [run_id]} if await end_run(client, run_id, reason) else {}
 
 
 def _fingerprint(event: RecordEvent) -> str:

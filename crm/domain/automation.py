@@ -422,3 +422,13 @@ class AutomationDefinition:
         return self.goal is not None or any(
             step.wait is not None and step.wait.event is not None for step in self.steps
         )
+
+    def waits_for(self, event_type: str) -> bool:
+        """Whether one of its steps waits for a record event of ``event_type`` (a wait naming
+        no types waits for any)."""
+        return any(
+            step.wait is not None
+            and step.wait.event is not None
+            and (not step.wait.event.types or event_type in step.wait.event.types)
+            for step in self.steps
+        )

@@ -16,9 +16,13 @@ from typing import Any
 
 import httpx
 import yaml
+from sqlmodel import select
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from crm.store.db import Database
+from crm.store.models import AuditEntry
 from tests.api.conftest import KeyedClient
+from tests.conftest import eventually
 from workflows.automation_types import automation_run_id
 from workflows.common import AUTOMATION_ID, AUTOMATION_VERSION, PROCESS, RECORD_ID, STAGE
 
@@ -274,6 +278,7 @@ async def test_a_record_event_enrols_the_record_in_a_run_with_its_search_attribu
         "event_id": event["event_id"],
         "enrolled": [run_id],
         "delivered": [],
+        "ended": [],
         "skipped": [],
         "errors": [],
     }
@@ -375,6 +380,63 @@ async def test_a_paused_automation_enrols_nobody_but_its_runs_still_hear_their_e
     assert (nobody["enrolled"], nobody["delivered"]) == ([], [])
     heard = (await service.post("/v1/records/events", json=won_event(enrolled_id))).json()
     assert heard["delivered"] == started["enrolled"]
+
+
+async def test_a_deleted_record_ends_its_run_unless_the_automation_waits_for_deletions(
+    as_key: KeyedClient, dev_client: Client, database: Database
+) -> None:
+    admin, service = as_key("admin"), as_key("service")
+    ends = await active_automation(admin)  # waits for the deal's next update
+    waits = await active_automation(
+        admin,
+        steps=[
+            {
+                "id": "wait_for_deletion",
+                "wait": {
+                    "event": {"types": ["deleted"]},
+                    "timeout": {"amount": 30, "unit": "days"},
+                },
+            },
+            {"id": "archived", "end": {"outcome": "deleted"}},
+        ],
+    )
+    record_id = new_record_id()
+    started = (await service.post("/v1/records/events", json=won_event(record_id))).json()
+    ended_run = automation_run_id(ends["id"], "deal", record_id)
+    heard_run = automation_run_id(waits["id"], "deal", record_id)
+    assert sorted(started["enrolled"]) == sorted([ended_run, heard_run])
+
+    async def stage(run_id: str) -> str | None:
+        return (
+            await dev_client.get_workflow_handle(run_id).describe()
+        ).typed_search_attributes.get(STAGE)
+
+    await eventually(lambda: stage(ended_run), lambda now: now == "wait_for_update")
+    await eventually(lambda: stage(heard_run), lambda now: now == "wait_for_deletion")
+    deleted = won_event(record_id, type="deleted", previous={})
+    answer = (await service.post("/v1/records/events", json=deleted)).json()
+
+    assert (answer["ended"], answer["delivered"], answer["enrolled"]) == (
+        [ended_run],
+        [heard_run],
+        [],
+    )
+    cancelled = dev_client.get_workflow_handle(ended_run)
+
+    async def status() -> WorkflowExecutionStatus | None:
+        return (await cancelled.describe()).status
+
+    await eventually(status, lambda now: now == WorkflowExecutionStatus.CANCELED)
+    state = await cancelled.query("state")
+    assert state["outcome"] == "cancelled", state
+    [ending] = await database.all(
+        select(AuditEntry).where(AuditEntry.process_id == ended_run, AuditEntry.step == "outcome")
+    )
+    assert ending.detail["reason"] == f"the record was deleted (event {deleted['event_id']})"
+    result = await dev_client.get_workflow_handle(heard_run).result()
+    assert result["outcome"] == "deleted"
+    again = (await service.post("/v1/records/events", json=deleted)).json()
+    assert again == answer  # a repeat answers as the first time and ends nothing more
 
 
 async def test_a_record_whose_run_ended_does_not_enrol_again_unless_the_definition_lets_it(
