@@ -23,12 +23,15 @@ from api.console.security import (
     require_role,
 )
 from api.deps import DatabaseDep
-from crm.reports import LAST_END, REPORTS, ReportQuery, ReportTable, report_csv
-
-#: How far back a report looks when no range is given.
-DEFAULT_RANGE = timedelta(weeks=12)
-#: The widest report range the console asks for.
-MAX_RANGE = timedelta(days=3 * 366)
+from crm.reports import (
+    DEFAULT_RANGE,
+    LAST_END,
+    MAX_RANGE,
+    REPORTS,
+    ReportQuery,
+    ReportTable,
+    report_csv,
+)
 
 router = APIRouter(prefix=f"{CONSOLE_PATH}/reports", include_in_schema=False)
 
@@ -89,10 +92,10 @@ def _report_query(name: str, request: Request) -> tuple[ReportQuery, str, str]:
     if end >= LAST_END:
         raise ConsoleRefused(422, f"To: a report counts days up to {LAST_END - timedelta(days=1)}.")
     start = _day(params.get("start"), "From")
-    if start is None:
+    if start is None:  # the twelve weeks up to and with the day To names, as the API counts
         if end - date.min < DEFAULT_RANGE:
             raise ConsoleRefused(422, "From: give the first day of a range this early.")
-        start = end - DEFAULT_RANGE
+        start = end - DEFAULT_RANGE + timedelta(days=1)
     period = params.get("period") or "week"
     by = params.get("by") or None
     if period not in ("week", "month"):
@@ -103,7 +106,7 @@ def _report_query(name: str, request: Request) -> tuple[ReportQuery, str, str]:
         )
     if end < start:
         raise ConsoleRefused(422, "To: the range ends before it begins.")
-    if end - start > MAX_RANGE:
+    if end - start >= MAX_RANGE:  # To counts: the range is a day longer than end - start
         raise ConsoleRefused(422, "From: a report covers at most three years.")
     query = ReportQuery(
         start=datetime(start.year, start.month, start.day, tzinfo=UTC),

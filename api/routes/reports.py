@@ -18,12 +18,16 @@ from pydantic import BaseModel, BeforeValidator
 from api.auth import AdminOrSupport
 from api.deps import DatabaseDep
 from api.problems import Problem
-from crm.reports import LAST_END, REPORTS, ReportQuery, ReportSpec, ReportTable, report_csv
-
-#: The longest range a report covers (three years and a leap day).
-MAX_RANGE = timedelta(days=3 * 365 + 1)
-#: The range of a report asked without one: the twelve weeks up to today (UTC).
-DEFAULT_RANGE = timedelta(weeks=12)
+from crm.reports import (
+    DEFAULT_RANGE,
+    LAST_END,
+    MAX_RANGE,
+    REPORTS,
+    ReportQuery,
+    ReportSpec,
+    ReportTable,
+    report_csv,
+)
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 

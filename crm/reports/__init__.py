@@ -8,7 +8,9 @@ stored. ``shape`` is what every report is asked and answers.
 
 from crm.reports.catalogue import REPORTS
 from crm.reports.shape import (
+    DEFAULT_RANGE,
     LAST_END,
+    MAX_RANGE,
     ReportColumn,
     ReportFigure,
     ReportQuery,
@@ -18,7 +20,9 @@ from crm.reports.shape import (
 )
 
 __all__ = [
+    "DEFAULT_RANGE",
     "LAST_END",
+    "MAX_RANGE",
     "REPORTS",
     "ReportColumn",
     "ReportFigure",

@@ -26,6 +26,10 @@ Unit = Literal["count", "percent", "seconds", "money", "text"]
 #: The latest ``end`` of a report (its last day counted is the day before): a report steps
 #: to the week or month after each of its days, which must still be a date.
 LAST_END = date(9999, 12, 1)
+#: The longest range a report covers (three years and a leap day).
+MAX_RANGE = timedelta(days=3 * 365 + 1)
+#: The range of a report asked without a start: the twelve weeks up to its end.
+DEFAULT_RANGE = timedelta(weeks=12)
 
 
 @dataclass(frozen=True)

@@ -270,3 +270,15 @@ async def test_an_overdue_task_shows_in_attention_and_its_run_can_be_cancelled_t
         lambda: caller.get(f"/v1/processes/{process_id}"),
         lambda answer: answer.json()["status"] == "cancelled",
     )
+
+
+async def test_a_report_asked_without_a_range_covers_the_twelve_weeks_up_to_today(
+    api_url: str, tab: Page, sign_in: SignIn
+) -> None:
+    """As the API's default: 84 days, today the last."""
+    await sign_in(tab, "tenant-a")
+    await tab.goto(f"{api_url}/console/reports/sla")
+
+    today = datetime.now(UTC).date()
+    assert await tab.input_value("input[name=end]") == today.isoformat()
+    assert await tab.input_value("input[name=start]") == (today - timedelta(days=83)).isoformat()
