@@ -7,6 +7,7 @@ hovering mouse both read. The SVG scales to its container's width.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from html import escape
 
@@ -16,6 +17,8 @@ PALETTE = ("#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#64748b")
 WIDTH = 720
 HEIGHT = 240
 _LEFT, _RIGHT, _TOP, _BOTTOM = 44, 8, 12, 40
+#: The room a period label takes per character at font size 11, its gap included.
+_LABEL_CHAR = 7.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def bar_chart(title: str, periods: list[str], series: list[Series]) -> str:
         )
     slot = plot_width / len(periods)
     bar = max(1.0, (slot * 0.8) / max(1, len(series)))
-    label_every = max(1, round(len(periods) / 12))
+    label_every = math.ceil(_LABEL_CHAR * max(map(len, periods)) / slot)  # none overlap
     for index, period in enumerate(periods):
         left = _LEFT + index * slot + slot * 0.1
         for number, one in enumerate(series):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import UTC, datetime
 from xml.etree import ElementTree
@@ -66,3 +67,18 @@ def test_a_timeline_step_shows_the_details_it_has_and_not_the_empty_ones() -> No
 
     assert "decided_by: mgr-hana · comment: ok</span>" in html
     assert "on_behalf_of" not in html
+
+
+def test_period_labels_are_spaced_so_that_none_overlaps() -> None:
+    weeks = [f"2026-{month:02d}-{day:02d}" for month in (9, 10, 11) for day in (7, 14, 21, 28)]
+    weeks.append("2026-12-05")  # thirteen weeks, as the default range shows
+    svg = bar_chart("SLA", weeks, [Series("met", [1.0] * len(weeks))])
+
+    root = ElementTree.fromstring(svg)
+    labels = [t for t in root.iter(f"{SVG}text") if t.text in weeks]
+    xs = [float(t.get("x", "0")) for t in labels]
+    assert 1 < len(labels) < len(weeks)
+    assert min(b - a for a, b in itertools.pairwise(xs)) >= 7.0 * len("2026-09-07")
+    assert labels[0].text == weeks[0]
+    two = bar_chart("SLA", weeks[:2], [Series("met", [1.0, 2.0])])
+    assert sum(t.text in weeks for t in ElementTree.fromstring(two).iter(f"{SVG}text")) == 2
