@@ -45,7 +45,7 @@ async def send_failed_again(
             409,
             "endpoint-disabled",
             "The endpoint is disabled",
-            f"enable {endpoint.endpoint_id} first (PATCH enabled: true): "
+            f"enable {endpoint.endpoint_id} first (Enable in the console, or PATCH enabled: true): "
             f"{endpoint.disabled_reason or ''}",
         )
     count = await redeliver(

@@ -139,8 +139,8 @@ class ApprovalWorkflow(ActivitySteps):
         self._step = index
         asked_at = workflow.now()
         self._deadline = asked_at + timedelta(seconds=approver.timeout_seconds)
-        if approver.decide_by is not None and approver.decide_by > asked_at:
-            self._deadline = approver.decide_by
+        if approver.decide_by is not None:  # past already (asked late): it expires at once
+            self._deadline = max(approver.decide_by, asked_at)
         self._state.due[f"decision:{approver.approver_id}"] = self._deadline
         workflow.upsert_search_attributes([APPROVAL_ASSIGNEE.value_set(approver.approver_id)])
         step = "request" if index == 0 else "escalation"
@@ -171,7 +171,7 @@ class ApprovalWorkflow(ActivitySteps):
         try:
             await workflow.wait_condition(
                 lambda: self._result is not None,
-                timeout=self._deadline - asked_at,
+                timeout=max(self._deadline - asked_at, timedelta(milliseconds=1)),
                 timeout_summary=f"{approver.approver_id} decides",
             )
         except TimeoutError:

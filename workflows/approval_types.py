@@ -22,7 +22,8 @@ class Approver:
     timeout_seconds: int
     delegate_id: str | None = None
     #: The instant the step ends, when the requester counted it (an automation, in business
-    #: time); None: ``timeout_seconds`` after the approver is asked.
+    #: time; one already past when the approver is asked ends it at once); None:
+    #: ``timeout_seconds`` after the approver is asked.
     decide_by: datetime | None = None
 
 

@@ -62,10 +62,14 @@ with workflow.unsafe.imports_passed_through():
 #: step (``failed:<reason>``), which the needs-attention list took for a failure.
 CANCELLED_NOT_FAILED = "automation-cancelled-not-failed"
 #: From this patch on, a run is for its record's customer (``customer_of``: the record's
-#: ``customer_id``, else the record): its ``CustomerId`` search attribute, so it is on the
-#: customer's timeline, and the customer of its events, tasks and approvals. Runs before it
-#: gave the record's id as their customer.
+#: ``customer_id`` when it enrolled or continued as new, else the record): its ``CustomerId``
+#: search attribute, so it is on the customer's timeline, and the customer of its events,
+#: tasks and approvals. Runs before it gave the record's id as their customer.
 RECORD_CUSTOMER = "automation-record-customer"
+#: From this patch on, a run cancelled while it enrols (a record deleted the moment it was
+#: enrolled) ends as any cancelled run does, its reason recorded and emitted; before it,
+#: such a run ended with no outcome.
+CANCELLED_ENROLLING = "automation-cancelled-enrolling"
 
 
 @workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
@@ -83,21 +87,25 @@ class AutomationWorkflow(AutomationWaits):
         for_customer = workflow.patched(RECORD_CUSTOMER)
         if for_customer:
             self._state.customer_id = customer_of(run.record_id, run.record)
-        if run.at_step is None:
-            workflow.upsert_search_attributes(
-                [
-                    PROCESS.value_set(PROCESS_NAME),
-                    STAGE.value_set("enrolled"),
-                    AUTOMATION_ID.value_set(run.automation_id),
-                    AUTOMATION_VERSION.value_set(str(run.version)),
-                    RECORD_ID.value_set(run.record_id),
-                ]
-                + ([CUSTOMER_ID.value_set(self._state.customer_id)] if for_customer else [])
-            )
-            await self._emit("automation.enrolled", self._run_fields(), step="enrolled")
-        step_id: str | None = run.at_step or definition.steps[0].id
         outcome, failure = "completed", None
+        enrolling = True
         try:
+            if run.at_step is None:
+                workflow.upsert_search_attributes(
+                    [
+                        PROCESS.value_set(PROCESS_NAME),
+                        STAGE.value_set("enrolled"),
+                        AUTOMATION_ID.value_set(run.automation_id),
+                        AUTOMATION_VERSION.value_set(str(run.version)),
+                        RECORD_ID.value_set(run.record_id),
+                    ]
+                    + ([CUSTOMER_ID.value_set(self._state.customer_id)] if for_customer else [])
+                )
+                await self._emit("automation.enrolled", self._run_fields(), step="enrolled")
+            elif for_customer:  # a run continued as new is for the customer too
+                workflow.upsert_search_attributes([CUSTOMER_ID.value_set(self._state.customer_id)])
+            enrolling = False
+            step_id: str | None = run.at_step or definition.steps[0].id
             while step_id is not None and not self._goal_met:
                 step = definition.step(step_id)
                 self._step_id = self._state.stage = step.id
@@ -121,6 +129,8 @@ class AutomationWorkflow(AutomationWaits):
                 outcome = "goal_met"
         except (asyncio.CancelledError, ActivityError) as err:
             if not is_cancelled_exception(err):
+                raise
+            if enrolling and not workflow.patched(CANCELLED_ENROLLING):
                 raise
             reason = workflow.cancellation_reason() or "cancelled"
             if workflow.patched(CANCELLED_NOT_FAILED):

@@ -61,7 +61,7 @@ def bar_chart(title: str, periods: list[str], series: list[Series]) -> str:
         )
     slot = plot_width / len(periods)
     bar = max(1.0, (slot * 0.8) / max(1, len(series)))
-    label_every = math.ceil(_LABEL_CHAR * max(map(len, periods)) / slot)  # none overlap
+    label_every = max(1, math.ceil(_LABEL_CHAR * max(map(len, periods)) / slot))  # no overlap
     for index, period in enumerate(periods):
         left = _LEFT + index * slot + slot * 0.1
         for number, one in enumerate(series):

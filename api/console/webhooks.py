@@ -88,12 +88,16 @@ async def redeliver(
     require_role(session.principal, "admin")
     endpoint = await _endpoint(session, context, endpoint_id)
     delivery_id = form.get("delivery_id", "")
-    if delivery_id and not (delivery_id.isascii() and delivery_id.isdigit()):
-        refused = Problem(422, "validation-error", "Invalid delivery", "delivery_id: not a number")
+    if delivery_id and not (
+        delivery_id.isascii() and delivery_id.isdigit() and len(delivery_id) <= 18
+    ):
+        refused = Problem(
+            422, "validation-error", "Invalid delivery", "delivery_id: not a delivery"
+        )
         return await _log_page(session, context, endpoint, None, error=refused)
     try:
         count = await send_failed_again(
-            context, endpoint, delivery_id=int(delivery_id[:12]) if delivery_id else None
+            context, endpoint, delivery_id=int(delivery_id) if delivery_id else None
         )
     except Problem as refused:
         return await _log_page(session, context, endpoint, None, error=refused)

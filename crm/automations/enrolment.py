@@ -166,17 +166,47 @@ async def deliver(client: Client, run_id: str, event: RecordEvent) -> bool:
     return True
 
 
-async def end_run(client: Client, run_id: str, reason: str) -> bool:
-    """Cancel the run ``run_id`` if it is going (it ends as ``cancelled``, ``reason`` its
-    outcome's); False when no such run is going. Raises TemporalUnavailable when Temporal
+@dataclass(frozen=True)
+class GoingRun:
+    """A run going on a record: its workflow id, the execution, and the version it runs."""
+
+    workflow_id: str
+    execution_id: str
+    version: int
+
+
+async def going_run(
+    client: Client, run_id: str, automation_id: str, record_id: str, tenant: str | None
+) -> GoingRun | None:
+    """The run ``run_id`` if it is running and is this tenant's run of ``automation_id`` on
+    ``record_id`` (a run id that another automation's object and record spell the same
+    does not count); None otherwise. Raises TemporalUnavailable when Temporal cannot be
+    reached."""
+    latest = await _latest_run(client, run_id)
+    if latest is None or latest.status != WorkflowExecutionStatus.RUNNING:
+        return None
+    attributes = latest.typed_search_attributes
+    version = attributes.get(AUTOMATION_VERSION) or ""
+    if (
+        attributes.get(AUTOMATION_ID) != automation_id
+        or attributes.get(RECORD_ID) != record_id
+        or not version.isdigit()
+        or await latest.memo_value("tenant", None) != tenant
+    ):
+        return None
+    return GoingRun(run_id, latest.run_id, int(version))
+
+
+async def end_run(client: Client, run: GoingRun, reason: str) -> None:
+    """Cancel ``run`` (that execution, not a later one under its id): it ends as
+    ``cancelled``, ``reason`` its outcome's. Raises TemporalUnavailable when Temporal
     cannot be reached."""
     try:
-        await client.get_workflow_handle(run_id).cancel(reason=reason)
+        handle = client.get_workflow_handle(run.workflow_id, run_id=run.execution_id)
+        await handle.cancel(reason=reason)
     except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise unavailable(err) from err
-    return True
+        if err.status != RPCStatusCode.NOT_FOUND:  # gone meanwhile: nothing to end
+            raise unavailable(err) from err
 
 
 async def _latest_run(client: Client, run_id: str) -> WorkflowExecutionDescription | None:

@@ -398,6 +398,11 @@ async def _drive(
         await _sleep_until(env, at)
         if await _closed(env, workflow_id):
             break
+        if sample.type == "deleted" and not definition.waits_for("deleted"):  # as the API ends it
+            await env.client.get_workflow_handle(workflow_id).cancel(
+                reason=f"the record was deleted (event preview-{index})"
+            )
+            break
         changed = {**record, **sample.record}
         await env.client.get_workflow_handle(workflow_id).signal(
             AutomationWorkflow.record_event,
@@ -419,11 +424,17 @@ async def _drive(
     timeline = await _steps(env, workflow_id, handle.result_run_id) + recorder.effects
     latest = await env.client.get_workflow_handle(workflow_id).describe()
     result: AutomationResult | None = None
-    if latest.status == WorkflowExecutionStatus.COMPLETED:
+    outcome = "running"
+    if latest.status == WorkflowExecutionStatus.CANCELED:
+        assert latest.close_time is not None
+        outcome = "cancelled"
+        timeline.append(TimelineEntry(latest.close_time, "", "", "end", {"outcome": outcome}))
+    elif latest.status == WorkflowExecutionStatus.COMPLETED:
         result = await env.client.get_workflow_handle_for(
             AutomationWorkflow.run, workflow_id
         ).result()
         assert latest.close_time is not None
+        outcome = result.outcome
         timeline.append(
             TimelineEntry(
                 latest.close_time, "", result.last_step or "", "end", {"outcome": result.outcome}
@@ -435,9 +446,9 @@ async def _drive(
         entry.local_time = entry.at.astimezone(zone).isoformat()
     timeline.sort(key=lambda e: e.at)
     return Preview(
-        outcome=result.outcome if result else "running",
+        outcome=outcome,
         enrolled_at=enrolled,
-        ended_at=latest.close_time if result else None,
+        ended_at=latest.close_time if outcome != "running" else None,
         timeline=timeline,
         failure=result.failure if result else None,
     )

@@ -6,8 +6,9 @@ record's run is going, sends the event to that run if its definition
 listens for events); any other whose runs listen sends it to the record's
 run, if one is going. A paused automation enrols nobody, but its runs still
 hear of their records. A ``deleted`` event ends the record's going run
-(``cancelled``, the deletion its reason), unless the run's definition waits
-for deletions; a trigger on deletions still enrols.
+(``cancelled``, the deletion its reason), unless the definition that run
+keeps waits for deletions; a trigger on deletions enrols a record with no
+run going.
 
 The event is taken once per ``(tenant, event_id)``: the first request
 claims it and stores its answer; a repeat, even one arriving while the first
@@ -30,7 +31,7 @@ import cel
 from sqlmodel import Session
 from temporalio.client import Client
 
-from crm.automations.enrolment import EnrollingVersion, deliver, end_run, enroll
+from crm.automations.enrolment import EnrollingVersion, deliver, end_run, enroll, going_run
 from crm.domain.automation import AutomationDefinition
 from crm.domain.automation_events import enrols, event_names, names_for
 from crm.domain.expressions import ExpressionError, bound
@@ -40,9 +41,11 @@ from crm.store.automations import (
     EventClaim,
     answer_event,
     claim_event,
+    definition_of,
     enrolling_on,
     give_up_event,
     receipt_of,
+    version_of,
 )
 from crm.store.db import Database
 from workflows.automation_types import RecordEvent, automation_run_id
@@ -192,7 +195,8 @@ async def offer_event(
     """Offer ``event`` to ``automations``, those of ``tenant`` on its object; the answer.
 
     Triggers are matched in the API's own code first; only the automations that
-    enrol the record or listen for its events cost a call to Temporal.
+    enrol the record or listen for its events cost a call to Temporal (and, for a
+    deletion, each one: it may have a run going on the record).
     """
     matching = _Matching(event)
     offers: list[dict[str, Any]] = []
@@ -201,10 +205,9 @@ async def offer_event(
         if automation.state == "draft":
             continue
         triggered, offer = matching.trigger(automation)
-        ends = event.type == "deleted" and not automation.definition.waits_for("deleted")
-        if ends:
-            calls.append(_end(client, tenant, event, automation))
-        if triggered or (automation.definition.listens() and not ends):
+        if event.type == "deleted":
+            calls.append(_deletion(client, settings, tenant, event, automation, triggered, offer))
+        elif triggered or automation.definition.listens():
             calls.append(_act(client, settings, tenant, event, automation, triggered, offer))
         else:
             offers.append(offer)
@@ -291,15 +294,56 @@ async def _act(
     return offer
 
 
-async def _end(
-    client: Client, tenant: str | None, event: RecordEvent, automation: EnrollingAutomation
+async def _deletion(
+    client: Client,
+    settings: EventSettings,
+    tenant: str | None,
+    event: RecordEvent,
+    automation: EnrollingAutomation,
+    triggered: bool,
+    offer: dict[str, Any],
 ) -> dict[str, Any]:
-    """End the deleted record's run, if one is going: it ends as ``cancelled``, why its
-    outcome's reason (its steps do not go on about a record that is gone)."""
+    """A ``deleted`` record's going run ends (``cancelled``, the deletion its reason: its
+    steps do not go on about a record that is gone), unless the definition it runs waits
+    for deletions, when it hears the event like any other; then a trigger on deletions
+    enrols the record, which a run still ending holds back (``skipped``: running)."""
     definition = automation.definition
     run_id = automation_run_id(automation.automation_id, definition.object, event.record_id, tenant)
-    reason = f"the record was deleted (event {event.event_id})"
-    return {"ended": [run_id]} if await end_run(client, run_id, reason) else {}
+    going = await going_run(client, run_id, automation.automation_id, event.record_id, tenant)
+    if going is not None:
+        runs = await _definition_of(settings.database, tenant, automation, going.version)
+        if not runs.waits_for("deleted"):
+            await end_run(client, going, f"the record was deleted (event {event.event_id})")
+            ended = {"ended": [run_id]}
+            if not triggered:
+                return _merged(offer, ended)
+            acted = await _act(client, settings, tenant, event, automation, True, {})
+            return _merged(offer, ended, {key: v for key, v in acted.items() if key != "delivered"})
+    if triggered or going is not None:
+        return await _act(client, settings, tenant, event, automation, triggered, offer)
+    return offer
+
+
+async def _definition_of(
+    database: Database, tenant: str | None, automation: EnrollingAutomation, version: int
+) -> AutomationDefinition:
+    """The definition of the automation's ``version`` (a run keeps the version it began on)."""
+    if version == automation.active_version:
+        return automation.definition
+    stored = await database.run(
+        lambda session: version_of(session, tenant, automation.automation_id, version),
+        write=False,
+    )
+    return definition_of(stored) if stored is not None else automation.definition
+
+
+def _merged(*offers: dict[str, Any]) -> dict[str, Any]:
+    """The offers' lists (enrolled, ended, skipped, errors...) joined key by key."""
+    merged: dict[str, Any] = {}
+    for offer in offers:
+        for key, values in offer.items():
+            merged.setdefault(key, []).extend(values)
+    return merged
 
 
 def _fingerprint(event: RecordEvent) -> str:

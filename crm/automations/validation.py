@@ -226,7 +226,9 @@ class _Checker:
         if d.enrollment.after is not None:
             if not d.enrollment.reenroll:
                 yield FieldProblem("/enrollment/after", "only with reenroll: true")
-            yield from self._duration("/enrollment/after", d.enrollment.after, limit=False)
+            yield from self._duration(
+                "/enrollment/after", d.enrollment.after, limit=False, in_calendar_time=True
+            )
         if d.goal is not None:
             yield from self._expression("/goal", d.goal, "bool")
         if not d.steps:
@@ -422,7 +424,13 @@ class _Checker:
         if call.on_failure is not None:
             yield from self._step_ref(f"{where}/on_failure", call.on_failure)
 
-    def _duration(self, where: str, duration: Duration, *, limit: bool) -> Iterator[FieldProblem]:
+    def _duration(
+        self, where: str, duration: Duration, *, limit: bool, in_calendar_time: bool = False
+    ) -> Iterator[FieldProblem]:
+        """Problems of ``duration``: its unit, at least 1 (``limit``: a wait) or 0, and at most
+        ``MAX_WAIT`` (a wait) or ``MAX_DELAY``, as long as it lasts when the run counts it
+        (``in_calendar_time``: a business unit counted as that many calendar ones, as
+        re-enrolment counts its pause)."""
         if duration.unit not in DURATION_UNITS:
             yield FieldProblem(
                 f"{where}/unit", f"unknown unit {duration.unit!r}; one of {DURATION_UNITS}"
@@ -430,17 +438,19 @@ class _Checker:
             return
         if duration.amount < (1 if limit else 0):
             yield FieldProblem(f"{where}/amount", "must be at least 1" if limit else "must be >= 0")
-        elif limit and self._length(duration) > MAX_WAIT:
+            return
+        length = self._length(duration, in_calendar_time)
+        if limit and length > MAX_WAIT:
             yield FieldProblem(f"{where}/amount", f"a wait lasts at most {MAX_WAIT.days} days")
-        elif self._length(duration) > MAX_DELAY:
+        elif length > MAX_DELAY:
             yield FieldProblem(f"{where}/amount", f"at most {MAX_DELAY.days} days (ten years)")
 
-    def _length(self, duration: Duration) -> timedelta:
+    def _length(self, duration: Duration, in_calendar_time: bool) -> timedelta:
         """How long ``duration`` lasts from the sample instant, in the definition's calendar
-        (a business day is as long as it takes to pass one)."""
+        (a business day is as long as it takes to pass one) unless ``in_calendar_time``."""
         policy = self._policy.calendars.get(self._definition.calendar)
         try:
-            if policy is None or not duration.unit.startswith("business_"):
+            if policy is None or in_calendar_time or not duration.unit.startswith("business_"):
                 return duration.calendar_length()
             start: datetime = SAMPLE_VALUES["timestamp"]
             calendar = BusinessCalendar.from_spec(policy.spec())

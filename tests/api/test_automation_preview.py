@@ -122,6 +122,22 @@ async def test_a_sample_event_beyond_the_horizon_is_left_out(as_key: KeyedClient
     assert "event" not in [e["action"] for e in answer.json()["timeline"]]
 
 
+async def test_a_sample_deletion_ends_the_previewed_run_as_the_api_would(
+    as_key: KeyedClient,
+) -> None:
+    deleted = {"after": {"amount": 1, "unit": "hours"}, "type": "deleted"}
+    answer = await as_key("admin").post(
+        "/v1/automations/preview",
+        json={"definition": handoff(), "record": DEAL, "events": [deleted]},
+    )
+
+    assert answer.status_code == 200, answer.text
+    preview = answer.json()
+    assert preview["outcome"] == "cancelled"
+    assert preview["timeline"][-1]["action"] == "end"
+    assert "escalate" not in [e["step"] for e in preview["timeline"]]  # nothing after it
+
+
 DISCOUNTED_DEAL = {
     "name": "Initech",
     "amount": 48000.0,

@@ -5,6 +5,7 @@ instants in its time zone; pausing pauses it, archiving deletes it."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -115,7 +116,7 @@ async def test_a_record_event_enrols_nobody_in_a_scheduled_automation(
         "object": "team",
         "record_id": "t-1",
         "type": "created",
-        "occurred_at": "2026-12-07T08:00:00Z",
+        "occurred_at": datetime.now(UTC).isoformat(),
         "record": {},
     }
     answer = await service.post("/v1/records/events", json=event)

@@ -437,6 +437,17 @@ async def test_a_deleted_record_ends_its_run_unless_the_automation_waits_for_del
     assert result["outcome"] == "deleted"
     again = (await service.post("/v1/records/events", json=deleted)).json()
     assert again == answer  # a repeat answers as the first time and ends nothing more
+    # Deleted again (another event): both runs are over, and nothing is ended or heard.
+    later = won_event(record_id, type="deleted", previous={})
+    over = (await service.post("/v1/records/events", json=later)).json()
+    assert (over["ended"], over["delivered"], over["enrolled"]) == ([], [], [])
+    # A trigger on deletions enrols a deleted record that has no run going.
+    on_deletion = await active_automation(admin, trigger={"types": ["deleted"]})
+    gone_id = new_record_id()
+    gone = won_event(gone_id, type="deleted", previous={})
+    enrolled = (await service.post("/v1/records/events", json=gone)).json()
+    assert enrolled["enrolled"] == [automation_run_id(on_deletion["id"], "deal", gone_id)]
+    assert enrolled["ended"] == []
 
 
 async def test_a_record_whose_run_ended_does_not_enrol_again_unless_the_definition_lets_it(

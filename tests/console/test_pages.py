@@ -169,14 +169,18 @@ async def test_a_range_beyond_the_days_a_report_can_count_is_explained_on_the_pa
     explained = []
     for query, says in (
         ("start=9999-12-01&end=9999-12-31", "To: a report counts days up to 9999-11-30"),
-        ("start=9999-12-01&end=9999-12-31&period=month", "To: a report counts days up to"),
         ("end=0001-02-01", "From: give the first day"),
     ):
         answer = await tab.goto(f"{api_url}/console/reports/automations?{query}")
         explained.append(answer.status if answer is not None else None)
         await expect(tab.get_by_role("alert")).to_have_text(re.compile(says))
 
-    assert explained == [422, 422, 422]
+    assert explained == [422, 422]
+    last = await tab.goto(
+        f"{api_url}/console/reports/automations?start=9999-11-01&end=9999-11-30&period=month"
+    )
+    assert last is not None and last.status == 200  # the last day a report counts is shown
+    await expect(tab.locator("table.report")).to_be_visible()
 
 
 async def test_runs_filter_by_customer_and_lead_to_the_customers_timeline(
@@ -277,8 +281,8 @@ async def test_a_report_asked_without_a_range_covers_the_twelve_weeks_up_to_toda
 ) -> None:
     """As the API's default: 84 days, today the last."""
     await sign_in(tab, "tenant-a")
+    today = datetime.now(UTC).date()  # read first: the page may be made after midnight
     await tab.goto(f"{api_url}/console/reports/sla")
 
-    today = datetime.now(UTC).date()
     assert await tab.input_value("input[name=end]") == today.isoformat()
     assert await tab.input_value("input[name=start]") == (today - timedelta(days=83)).isoformat()

@@ -121,6 +121,12 @@ async def test_an_admin_enables_a_gone_endpoint_and_sends_its_failed_delivery_ag
     await expect(attempts).to_have_count(2)
     await expect(attempts.nth(1)).to_contain_text(": 200, ")
     await snapshot(tab, "webhook-redelivered")
+    token = await tab.locator("input[name=csrf_token]").first.get_attribute("value")
+    too_long = await tab.request.post(
+        f"{api_url}/console/webhooks/{endpoint_id}/redeliver",
+        form={"csrf_token": token or "", "delivery_id": "1" * 19},
+    )
+    assert too_long.status == 422 and "not a delivery" in await too_long.text()
     first, second = app.received
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
     webhook_id = await tab.locator("table.deliveries tbody tr").get_attribute("data-webhook-id")
@@ -155,6 +161,13 @@ async def test_another_tenant_and_a_support_key_see_nothing_and_a_forged_form_is
         f"{api_url}/console/webhooks/{endpoint_id}/enable", form={"csrf_token": "guess"}
     )
     assert forged.status == 403
+    await tab.goto(f"{api_url}/console/webhooks")
+    token = await tab.locator("input[name=csrf_token]").first.get_attribute("value")
+    for action in ("enable", "redeliver"):  # a good token of the other tenant's session
+        other = await tab.request.post(
+            f"{api_url}/console/webhooks/{endpoint_id}/{action}", form={"csrf_token": token or ""}
+        )
+        assert other.status == 404, action
     await tab.context.clear_cookies()
 
     await sign_in(tab, "tenant-a")  # service and support, not admin

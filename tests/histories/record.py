@@ -927,7 +927,7 @@ SCENARIOS: dict[str, Scenario] = {
     # Recorded after the record-customer patch: a run is for its record's customer.
     "automation-discount-approved-record-customer": automation_discount_approved,
     # Recorded after approvals took their deadline from the requester (Approver.decide_by).
-    "automation-discount-approval-decide-by": automation_discount_approval,
+    "approval-automation-decide-by": automation_discount_approval,
 }
 
 #: Settings a scenario changes: the SMTP relay is down for the whole run.

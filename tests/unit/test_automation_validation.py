@@ -937,6 +937,14 @@ def test_a_run_is_for_its_records_customer_when_the_record_names_one() -> None:
     assert customer_of("d-9", {"customer_id": "c" * 101}) == "d-9"
 
 
+def test_a_reenrolment_pause_is_counted_as_it_runs_in_calendar_time() -> None:
+    """30,000 business hours pause 1,250 calendar days between runs (``calendar_length``),
+    within ten years though the business time they name is longer."""
+    pause = {"amount": 30_000, "unit": "business_hours"}
+    doc = edited({"/enrollment": {"reenroll": True, "after": pause}})
+    assert parse_definition(doc, POLICY).enrollment.after is not None
+
+
 def test_an_http_step_to_an_address_inside_the_network_is_refused_unless_allowlisted() -> None:
     for url in ("http://169.254.169.254/latest/meta-data", "http://10.0.0.7/", "http://[::1]/"):
         doc = edited({"/steps/1": Insert(http(url=url))})

@@ -80,5 +80,6 @@ def test_period_labels_are_spaced_so_that_none_overlaps() -> None:
     assert 1 < len(labels) < len(weeks)
     assert min(b - a for a, b in itertools.pairwise(xs)) >= 7.0 * len("2026-09-07")
     assert labels[0].text == weeks[0]
+    assert bar_chart("SLA", ["", ""], [Series("met", [1.0, 2.0])])  # labels of no length
     two = bar_chart("SLA", weeks[:2], [Series("met", [1.0, 2.0])])
     assert sum(t.text in weeks for t in ElementTree.fromstring(two).iter(f"{SVG}text")) == 2
