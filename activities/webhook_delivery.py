@@ -278,10 +278,12 @@ class WebhookActivities:
             default=str,
         ).encode()
         headers = signed_headers(keys, item.message_id, body)
+        sent = time.monotonic()
         try:
             answer = await self._outbound.post(session, url, body, headers)
-        except Unreachable as unreachable:
-            return _retry_or_fail(item, now, None, 0.0, str(unreachable))
+        except Unreachable as unreachable:  # how long it waited: a timeout's is its length
+            waited_ms = (time.monotonic() - sent) * 1000
+            return _retry_or_fail(item, now, None, waited_ms, str(unreachable))
         if 200 <= answer.status < 300:
             return Attempted(item.key, now, answer.status, answer.latency_ms, None, "delivered")
         if answer.status == 410:

@@ -18,12 +18,12 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from api.problems import Problem, invalid_input
 from crm.policy import Policy
 from processes import PROCESSES
-from processes.registry import EventType, ProcessDescriptor, one_of
+from processes.registry import AwareInstant, EventType, ProcessDescriptor, one_of
 from workflows.common import ProcessEvent, event_data
 
 
@@ -72,7 +72,7 @@ def event_body_type(policy: Policy) -> Any:
                 ),
                 type=(one_of([name]), Field(description="What happened.")),
                 data=(data_model, ... if needs_data else Field(default_factory=data_model)),
-                occurred_at=(AwareDatetime | None, OCCURRED_AT),
+                occurred_at=(AwareInstant | None, OCCURRED_AT),
             )
         )
     return Annotated[typing.Union[tuple(members)], Field(discriminator="type")]  # noqa: UP007

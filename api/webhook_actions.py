@@ -45,8 +45,8 @@ async def send_failed_again(
             409,
             "endpoint-disabled",
             "The endpoint is disabled",
-            f"enable {endpoint.endpoint_id} first (Enable in the console, or PATCH enabled: true): "
-            f"{endpoint.disabled_reason or ''}",
+            f"enable {endpoint.endpoint_id} first (Enable in the console, or PATCH enabled: true)"
+            + (f": {endpoint.disabled_reason}" if endpoint.disabled_reason else ""),
         )
     count = await redeliver(
         context.database, endpoint.endpoint_id, delivery_id=delivery_id, since=since

@@ -16,6 +16,7 @@ from crm.domain.webhook_events import SUBSCRIBABLE, pattern_problem
 from crm.platform.urls import url_problem
 from crm.store.models import WebhookEndpoint, as_utc
 from crm.store.webhook_deliveries import DeliveryLog
+from processes.registry import Instant
 
 MAX_EVENT_TYPES = 50
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -191,7 +192,7 @@ class Redelivery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     delivery_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    since: datetime | None = None
+    since: Instant | None = None
 
 
 class Redelivered(BaseModel):

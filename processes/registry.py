@@ -14,11 +14,18 @@ import typing
 import zoneinfo
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import email_validator
-from pydantic import BaseModel, EmailStr, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    EmailStr,
+    StringConstraints,
+    WithJsonSchema,
+)
 from temporalio.common import SearchAttributeKey, SearchAttributePair
 
 from crm.platform.principals import TENANT_PATTERN, Principal
@@ -31,6 +38,23 @@ BusinessKey = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 ]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _in_utc(value: datetime) -> datetime:
+    """``value`` when UTC can hold its instant: 0001-01-01 east of UTC or 9999-12-31 west of
+    it cannot, and converting it would overflow. Raises ValueError (a 422 on the field)."""
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("must be a time within the years 1 to 9999 in UTC") from None
+    return value
+
+
+#: A time the API takes (UTC if no zone): one whose instant UTC can hold.
+Instant = Annotated[datetime, AfterValidator(_in_utc)]
+#: A time with its zone or offset, whose instant UTC can hold.
+AwareInstant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
 
 def _either_case(word: str) -> str:

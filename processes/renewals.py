@@ -13,6 +13,7 @@ from processes.registry import (
     BusinessKey,
     Email,
     EventType,
+    Instant,
     InvalidStart,
     Name,
     ProcessDescriptor,
@@ -43,7 +44,7 @@ class RenewalCreate(BaseModel):
 
     subscription_id: BusinessKey = Field(description="Your id of the subscription; the key.")
     customer_id: BusinessKey
-    renewal_date: datetime = Field(
+    renewal_date: Instant = Field(
         description="The end of the current term, ISO date or date-time (UTC if no zone)."
     )
     plan: str = Field(description="One of the plans of the policy.")

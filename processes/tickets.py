@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
@@ -14,6 +14,7 @@ from crm.store.models import Customer, as_utc
 from processes.registry import (
     BusinessKey,
     EventType,
+    Instant,
     InvalidStart,
     ProcessDescriptor,
     ProcessStart,
@@ -42,7 +43,7 @@ class TicketCreate(BaseModel):
     customer_id: BusinessKey
     subject: Subject
     priority: str = Field(description="One of the policy's priorities.")
-    created_at: datetime | None = Field(
+    created_at: Instant | None = Field(
         default=None,
         description="When the ticket was opened (UTC if no zone); the clocks count from "
         "then. Default: now.",

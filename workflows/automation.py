@@ -70,6 +70,10 @@ RECORD_CUSTOMER = "automation-record-customer"
 #: enrolled) ends as any cancelled run does, its reason recorded and emitted; before it,
 #: such a run ended with no outcome.
 CANCELLED_ENROLLING = "automation-cancelled-enrolling"
+#: From this patch on, a cancelled run (its record deleted, or cancelled by hand) closes its
+#: open tasks, as a finished approval or a cancelled lead does: nobody works on a run that
+#: is over. Before it, they stayed open in their assignees' work.
+CANCELLED_CLOSES_TASKS = "automation-cancelled-closes-tasks"
 
 
 @workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
@@ -133,6 +137,8 @@ class AutomationWorkflow(AutomationWaits):
             if enrolling and not workflow.patched(CANCELLED_ENROLLING):
                 raise
             reason = workflow.cancellation_reason() or "cancelled"
+            if workflow.patched(CANCELLED_CLOSES_TASKS):
+                await self._close_tasks(f"cancelled: {reason}", "close the run's tasks")
             if workflow.patched(CANCELLED_NOT_FAILED):
                 await self._finish("cancelled", None, reason=reason)
             else:

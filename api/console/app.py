@@ -51,14 +51,18 @@ def _problem_page(request: Request, problem: Problem) -> Response | None:
     page of the console; None elsewhere (the API answers problem+json)."""
     if request.url.path != CONSOLE_PATH and not request.url.path.startswith(f"{CONSOLE_PATH}/"):
         return None
-    return _refused_page(problem.status, problem.detail or problem.title, problem.headers)
+    # a page's address that does not hold is not a form to check
+    title = "Check the address" if problem.status == 422 and request.method == "GET" else None
+    return _refused_page(problem.status, problem.detail or problem.title, problem.headers, title)
 
 
-def _refused_page(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def _refused_page(
+    status: int, message: str, headers: dict[str, str] | None = None, title: str | None = None
+) -> Response:
     shown = page(
         "refused.html",
         status_code=status,
-        title=_TITLES.get(status, "Refused" if status < 500 else "Something went wrong"),
+        title=title or _TITLES.get(status, "Refused" if status < 500 else "Something went wrong"),
         message=message,
     )
     shown.headers.update(headers or {})

@@ -101,6 +101,11 @@ async def redeliver(
         )
     except Problem as refused:
         return await _log_page(session, context, endpoint, None, error=refused)
+    if delivery_id and count == 0:
+        missing = Problem(
+            404, "not-found", "No such delivery", f"no failed delivery {delivery_id} here"
+        )
+        return await _log_page(session, context, endpoint, None, error=missing)
     return _back(endpoint_id, sent=str(count))
 
 
@@ -141,7 +146,10 @@ def _flash(request: Request) -> str | None:
     """What the redirect after an action says it did."""
     params = request.query_params
     if params.get("enabled"):
-        return "Endpoint enabled: its pending deliveries are being sent."
+        return (
+            "Endpoint enabled: new events go to it again. Deliveries that failed stay failed "
+            "until you send them again."
+        )
     sent = params.get("sent")
     if sent is not None and sent.isdigit():
         return f"{sent} failed {'delivery' if sent == '1' else 'deliveries'} sent again."

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import Service
 from api.deps import ContextDep
@@ -14,6 +14,7 @@ from api.events import CLOCK_SKEW, check_occurred_at
 from api.problems import Problem
 from api.record_fields import FieldValue
 from crm.automations.record_events import EventRefused, EventSettings, take_record_event
+from processes.registry import AwareInstant
 from workflows.automation_types import RecordEvent
 
 router = APIRouter(prefix="/v1/records", tags=["records"])
@@ -38,7 +39,7 @@ class RecordEventBody(BaseModel):
     object: str = Field(pattern=OBJECT_PATTERN, examples=["deal"])
     record_id: str = Field(pattern=RECORD_ID_PATTERN, examples=["d-1001"])
     type: Literal["created", "updated", "deleted"]  # crm.domain.automation.RECORD_EVENT_TYPES
-    occurred_at: AwareDatetime = Field(
+    occurred_at: AwareInstant = Field(
         description=f"At most {CLOCK_SKEW.seconds} s ahead of crmflow's clock."
     )
     record: dict[str, FieldValue] = Field(default_factory=dict)

@@ -16,6 +16,7 @@ from sqlmodel import col, select
 from api.auth import Service, ServiceOrSupport
 from api.deps import DatabaseDep
 from crm.store.models import UsageReport, as_utc, utcnow
+from processes.registry import Instant
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["usage"])
 
@@ -32,7 +33,7 @@ class UsageCreate(BaseModel):
     included: float = Field(
         gt=0, allow_inf_nan=False, description="What the plan includes of the metric."
     )
-    reported_at: datetime | None = Field(default=None, description="Default: now.")
+    reported_at: Instant | None = Field(default=None, description="Default: now.")
 
 
 class UsageView(BaseModel):

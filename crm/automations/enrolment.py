@@ -178,13 +178,15 @@ class GoingRun:
 async def going_run(
     client: Client, run_id: str, automation_id: str, record_id: str, tenant: str | None
 ) -> GoingRun | None:
-    """The run ``run_id`` if it is running and is this tenant's run of ``automation_id`` on
-    ``record_id`` (a run id that another automation's object and record spell the same
-    does not count); None otherwise. Raises TemporalUnavailable when Temporal cannot be
-    reached."""
+    """The run ``run_id`` if it is running, not asked to end already, and is this tenant's
+    run of ``automation_id`` on ``record_id`` (a run id that another automation's object
+    and record spell the same does not count); None otherwise. Raises TemporalUnavailable
+    when Temporal cannot be reached."""
     latest = await _latest_run(client, run_id)
     if latest is None or latest.status != WorkflowExecutionStatus.RUNNING:
         return None
+    if latest.raw_description.workflow_extended_info.cancel_requested:
+        return None  # ending already (a deletion before this one)
     attributes = latest.typed_search_attributes
     version = attributes.get(AUTOMATION_VERSION) or ""
     if (

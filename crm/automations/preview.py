@@ -61,6 +61,7 @@ from workflows.automation_types import (
 )
 from workflows.contracts import (
     ASSIGN_OWNER,
+    CLOSE_TASKS,
     CREATE_TASK,
     LOOK_UP_STAFF,
     RECORD_STEP,
@@ -69,6 +70,7 @@ from workflows.contracts import (
     Assignment,
     AssignmentRequest,
     AuditRecord,
+    CloseTasksRequest,
     EmailReceipt,
     EmailRequest,
     ReleaseRequest,
@@ -231,6 +233,11 @@ class _Recorder:
     async def record_step(self, record: AuditRecord) -> None:
         return None
 
+    @activity.defn(name=CLOSE_TASKS)
+    async def close_tasks(self, request: CloseTasksRequest) -> int:
+        """A preview's tasks are not stored: none to close."""
+        return 0
+
     @activity.defn(name=START_PROCESS)
     async def start_process(self, request: ProcessStartRequest) -> ProcessStartResult:
         """The body checked as the process's API checks it; nothing is started."""
@@ -298,6 +305,7 @@ class _Recorder:
             self.look_up_staff,
             self.assign_owner,
             self.release_assignment,
+            self.close_tasks,
             self.record_step,
             self.start_process,
             self.call_http,
@@ -391,6 +399,7 @@ async def _drive(
     )
     business = BusinessCalendar.from_spec(calendar)
     timed = sorted(_timed(events, enrolled, business, horizon), key=lambda pair: pair[0])
+    deleted: TimelineEntry | None = None  # the sample deletion that ended the run
     end_of_horizon = enrolled + horizon
     for index, (at, sample) in enumerate(timed):
         if at > end_of_horizon:
@@ -399,6 +408,7 @@ async def _drive(
         if await _closed(env, workflow_id):
             break
         if sample.type == "deleted" and not definition.waits_for("deleted"):  # as the API ends it
+            deleted = TimelineEntry(at, "", "deleted", "event", {"detail": f"preview-{index}"})
             await env.client.get_workflow_handle(workflow_id).cancel(
                 reason=f"the record was deleted (event preview-{index})"
             )
@@ -425,10 +435,14 @@ async def _drive(
     latest = await env.client.get_workflow_handle(workflow_id).describe()
     result: AutomationResult | None = None
     outcome = "running"
-    if latest.status == WorkflowExecutionStatus.CANCELED:
+    if latest.status == WorkflowExecutionStatus.CANCELED and deleted is not None:
         assert latest.close_time is not None
         outcome = "cancelled"
-        timeline.append(TimelineEntry(latest.close_time, "", "", "end", {"outcome": outcome}))
+        reason = f"the record was deleted (event {deleted.detail['detail']})"
+        timeline.append(deleted)
+        timeline.append(
+            TimelineEntry(latest.close_time, "", "", "end", {"outcome": outcome, "reason": reason})
+        )
     elif latest.status == WorkflowExecutionStatus.COMPLETED:
         result = await env.client.get_workflow_handle_for(
             AutomationWorkflow.run, workflow_id

@@ -16,6 +16,9 @@ from collections.abc import Iterable
 from yarl import URL
 
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
+#: A label of a host name as DNS looks it up: letters, digits, hyphens (and the underscore
+#: some names carry), 1 to 63 of them; a name in other scripts arrives IDNA-encoded.
+_LABEL = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 
 
 def url_problem(url: str) -> str | None:
@@ -33,7 +36,7 @@ def url_problem(url: str) -> str | None:
         return "no credentials in the URL: deliveries are signed instead"
     if not _is_address(host):
         labels = (raw_host or "").removesuffix(".").split(".")
-        if any(not label or len(label) > 63 for label in labels) or len(raw_host or "") > 253:
+        if not all(_LABEL.match(label) for label in labels) or len(raw_host or "") > 253:
             return f"{host} is not a host name DNS can look up"
         if all(_NUMERIC_LABEL.match(label) for label in labels):
             return f"write the address {host} as four decimal numbers (a.b.c.d)"

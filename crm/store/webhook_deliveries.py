@@ -196,7 +196,9 @@ async def record_round(
             elif result.result != "retry" or result.retry_at is None:
                 state, next_at, failed = "failed", None, True
                 if result.result == "gone":
-                    disabled = f"the endpoint answered 410 Gone at {result.at.isoformat()}"
+                    disabled = (
+                        f"the endpoint answered 410 Gone at {result.at:%Y-%m-%d %H:%M:%S} UTC"
+                    )
                 elif result.result == "refused":
                     disabled = result.error
             else:

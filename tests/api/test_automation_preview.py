@@ -134,7 +134,10 @@ async def test_a_sample_deletion_ends_the_previewed_run_as_the_api_would(
     assert answer.status_code == 200, answer.text
     preview = answer.json()
     assert preview["outcome"] == "cancelled"
-    assert preview["timeline"][-1]["action"] == "end"
+    deletion, end = preview["timeline"][-2:]
+    assert (deletion["step"], deletion["action"]) == ("deleted", "event")
+    assert end["action"] == "end"
+    assert end["detail"]["reason"] == "the record was deleted (event preview-0)"
     assert "escalate" not in [e["step"] for e in preview["timeline"]]  # nothing after it
 
 

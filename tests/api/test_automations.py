@@ -415,6 +415,8 @@ async def test_a_deleted_record_ends_its_run_unless_the_automation_waits_for_del
     await eventually(lambda: stage(heard_run), lambda now: now == "wait_for_deletion")
     deleted = won_event(record_id, type="deleted", previous={})
     answer = (await service.post("/v1/records/events", json=deleted)).json()
+    twice = won_event(record_id, type="deleted", previous={})  # at once, as the run ends
+    assert (await service.post("/v1/records/events", json=twice)).json()["ended"] == []
 
     assert (answer["ended"], answer["delivered"], answer["enrolled"]) == (
         [ended_run],
@@ -583,11 +585,17 @@ async def test_a_record_event_from_the_future_is_a_422_on_occurred_at(
         json=won_event(new_record_id(), occurred_at=(now + timedelta(seconds=30)).isoformat()),
     )
 
-    for answer in (future, an_hour):
+    before_utc = await service.post(  # east of UTC on 0001-01-01: before any UTC instant
+        "/v1/records/events",
+        json=won_event(new_record_id(), occurred_at="0001-01-01T00:00:00+01:00"),
+    )
+
+    for answer in (future, an_hour, before_utc):
         assert answer.status_code == 422, answer.text
         assert answer.headers["content-type"] == PROBLEM_JSON
         assert answer.json()["errors"][0]["loc"] == ["body", "occurred_at"]
     assert "is in the future" in future.json()["detail"]
+    assert "within the years 1 to 9999 in UTC" in before_utc.text
     assert a_fast_clock.status_code == 202, a_fast_clock.text
 
 

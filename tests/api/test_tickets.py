@@ -204,6 +204,7 @@ async def test_a_ticket_under_an_sla_policy_takes_replies_statuses_and_field_cha
         ({"priority": "critical"}, "priority"),
         ({"timezone": "Mars/Olympus"}, "timezone"),
         ({"created_at": "2999-01-01T00:00:00Z"}, "created_at"),
+        ({"created_at": "0001-01-01T00:00:00+01:00"}, "created_at"),  # before any UTC instant
         ({"ticket_id": "has spaces"}, "ticket_id"),
     ],
 )

@@ -114,6 +114,11 @@ async def test_tenants_see_and_change_only_their_own_endpoints(as_key: KeyedClie
         await other.patch(f"/v1/webhooks/{mine['id']}", json={"enabled": False})
     ).status_code == 404
     assert (await other.get(f"/v1/webhooks/{mine['id']}/deliveries")).status_code == 404
+    before_utc = await as_key("admin-a").get(
+        f"/v1/webhooks/{mine['id']}/deliveries", params={"since": "0001-01-01T00:00:00+05:00"}
+    )
+    assert before_utc.status_code == 422
+    assert before_utc.json()["errors"][0]["loc"] == ["query", "since"]
     rotated = await other.post(f"/v1/webhooks/{mine['id']}/rotate-secret", json={})
     assert rotated.status_code == 404
     assert (await other.post(f"/v1/webhooks/{mine['id']}/redeliver", json={})).status_code == 404

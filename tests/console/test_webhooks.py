@@ -127,6 +127,11 @@ async def test_an_admin_enables_a_gone_endpoint_and_sends_its_failed_delivery_ag
         form={"csrf_token": token or "", "delivery_id": "1" * 19},
     )
     assert too_long.status == 422 and "not a delivery" in await too_long.text()
+    elsewhere = await tab.request.post(
+        f"{api_url}/console/webhooks/{endpoint_id}/redeliver",
+        form={"csrf_token": token or "", "delivery_id": "999999"},
+    )
+    assert elsewhere.status == 404 and "no failed delivery 999999 here" in await elsewhere.text()
     first, second = app.received
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
     webhook_id = await tab.locator("table.deliveries tbody tr").get_attribute("data-webhook-id")
@@ -156,7 +161,7 @@ async def test_another_tenant_and_a_support_key_see_nothing_and_a_forged_form_is
         answer = await tab.goto(f"{api_url}/console{path}")  # a page, not problem+json
         assert answer is not None and answer.status == status
         assert answer.headers["content-type"].startswith("text/html")
-        await expect(tab.get_by_role("heading", name="Check the form")).to_be_visible()
+        await expect(tab.get_by_role("heading", name="Check the address")).to_be_visible()
     forged = await tab.request.post(
         f"{api_url}/console/webhooks/{endpoint_id}/enable", form={"csrf_token": "guess"}
     )

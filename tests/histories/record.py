@@ -928,6 +928,8 @@ SCENARIOS: dict[str, Scenario] = {
     "automation-discount-approved-record-customer": automation_discount_approved,
     # Recorded after approvals took their deadline from the requester (Approver.decide_by).
     "approval-automation-decide-by": automation_discount_approval,
+    # Recorded after a cancelled run closes its tasks (CANCELLED_CLOSES_TASKS).
+    "automation-deal-cancelled-tasks-closed": automation_deal_cancelled,
 }
 
 #: Settings a scenario changes: the SMTP relay is down for the whole run.

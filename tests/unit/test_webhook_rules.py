@@ -135,6 +135,11 @@ def test_signed_headers_verify_with_the_standardwebhooks_library_for_each_secret
         ("ftp://hooks.example.com", "http"),
         ("hooks.example.com/x", "http"),
         ("https://user:pw@hooks.example.com", "credentials"),
+        ("http://exa mple.com/", "not a host name DNS can look up"),
+        ("http://ex%41mple.com/", "not a host name DNS can look up"),
+        ("http://a..example.com/", "not a host name DNS can look up"),
+        ("http://bücher.de/hooks", None),  # IDNA-encoded: xn--bcher-kva.de
+        ("http://_dmarc.example.com/", None),
     ],
 )
 def test_url_shapes(url: str, problem: str | None) -> None:

@@ -380,3 +380,6 @@ async def test_a_cancelled_run_records_why_and_is_not_taken_for_a_failed_step(
     assert [(data["outcome"], data["reason"], "step" in data) for data in emitted] == [
         ("cancelled", "deal dropped", False)
     ]
+    # Its handoff task is closed with it (CANCELLED_CLOSES_TASKS): nobody works on it now.
+    tasks = await tasks_for_record(stack.database, deal_id)
+    assert tasks and {task.status for task in tasks} == {"done"}

@@ -186,6 +186,7 @@ async def test_an_endpoint_slower_than_the_timeout_is_retried(
     first, second = log.attempts
     assert (first.status, second.status) == (None, 200)
     assert "within 1 s" in str(first.error)
+    assert 900 <= first.latency_ms < 3000  # the second it waited, logged
 
 
 async def test_a_429_is_retried_no_sooner_than_its_retry_after(
