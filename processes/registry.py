@@ -22,6 +22,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     EmailStr,
     StringConstraints,
     WithJsonSchema,
@@ -51,10 +52,22 @@ def _in_utc(value: datetime) -> datetime:
     return value
 
 
-#: A time the API takes (UTC if no zone): one whose instant UTC can hold.
-Instant = Annotated[datetime, AfterValidator(_in_utc)]
-#: A time with its zone or offset, whose instant UTC can hold.
-AwareInstant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+def _written_as_time(value: Any) -> Any:
+    """``value`` unless it is a number (or a string of one): pydantic would take it for
+    seconds since 1970, where the API documents an ISO 8601 date-time. Raises ValueError."""
+    if isinstance(value, int | float) or (
+        isinstance(value, str) and _NUMBER.fullmatch(value.strip())
+    ):
+        raise ValueError("an ISO 8601 date-time, not a number")
+    return value
+
+
+_NUMBER = re.compile(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?")
+#: A time the API takes (UTC if no zone), written as an ISO 8601 date-time, whose instant
+#: UTC can hold.
+Instant = Annotated[datetime, BeforeValidator(_written_as_time), AfterValidator(_in_utc)]
+#: A time with its zone or offset, as ``Instant``.
+AwareInstant = Annotated[AwareDatetime, BeforeValidator(_written_as_time), AfterValidator(_in_utc)]
 
 
 def _either_case(word: str) -> str:

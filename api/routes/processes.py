@@ -24,6 +24,7 @@ from api.visibility import VALUE_PATTERN
 from crm.policy import Policy
 from crm.store.models import AuditEntry, as_utc
 from processes import PROCESSES, process_named
+from processes.registry import Instant
 from workflows.common import PROCESS
 
 RunStatus = Literal[
@@ -83,8 +84,8 @@ def processes_router(policy: Policy) -> APIRouter:
         stage: Annotated[str | None, Query(pattern=VALUE_PATTERN)] = None,
         customer_id: Annotated[str | None, Query(pattern=VALUE_PATTERN)] = None,
         status: Annotated[RunStatus | None, Query()] = None,
-        started_after: datetime | None = None,
-        started_before: datetime | None = None,
+        started_after: Instant | None = None,
+        started_before: Instant | None = None,
         page_token: Annotated[str | None, Query(max_length=1000)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_RUNS_PAGE)] = 50,
     ) -> RunPage:

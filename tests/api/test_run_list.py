@@ -115,6 +115,9 @@ async def test_bad_filters_forged_tokens_and_another_querys_token_are_422(
         "stage": await caller.get("/v1/processes", params={"stage": "at risk"}),
         "process": await caller.get("/v1/processes", params={"process": "Sla\\"}),
         "status": await caller.get("/v1/processes", params={"status": "asleep"}),
+        "started_before": await caller.get(
+            "/v1/processes", params={"started_before": "1869564121"}
+        ),
         "limit": await caller.get("/v1/processes", params={"limit": 201}),
         "page_token": await caller.get("/v1/processes", params={"page_token": "bm90LW91cnM="}),
     }
