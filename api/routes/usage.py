@@ -29,9 +29,9 @@ class UsageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metric: str = Field(min_length=1, max_length=50, description="e.g. seats, api_calls")
-    used: float = Field(ge=0, allow_inf_nan=False)
+    used: float = Field(ge=0, allow_inf_nan=False, strict=True)  # a number, not true
     included: float = Field(
-        gt=0, allow_inf_nan=False, description="What the plan includes of the metric."
+        gt=0, allow_inf_nan=False, strict=True, description="What the plan includes of the metric."
     )
     reported_at: Instant | None = Field(default=None, description="Default: now.")
 

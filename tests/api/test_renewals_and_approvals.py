@@ -195,6 +195,8 @@ async def test_usage_reports_are_stored_per_subscription(api: httpx.AsyncClient)
     assert created.status_code == 201
     assert invalid.status_code == 422
     assert endless.status_code == 422 and endless.json()["errors"][0]["loc"] == ["body", "used"]
+    truth = await api.post(url, json={"metric": "seats", "used": True, "included": 50})
+    assert truth.status_code == 422  # a number, not true
     assert [(u["metric"], u["used"], u["included"]) for u in listed.json()] == [
         ("seats", 45.0, 50.0)
     ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
@@ -130,18 +130,19 @@ async def test_last_step_timing_out_expires_the_request(stack: Stack) -> None:
 async def test_an_approval_asked_with_its_deadline_ends_there_or_at_once_when_it_is_past(
     stack: Stack,
 ) -> None:
-    now = await stack.env.get_current_time()
-    due = now + timedelta(hours=5, minutes=17)
+    long_past = datetime(2000, 1, 1, tzinfo=UTC)
+    late = await start(stack, approval_input(replace(approver("mgr-hana"), decide_by=long_past)))
+    missed = await late.result()
+    asked = (await late.describe()).start_time
+    assert asked is not None
+    due = await stack.env.get_current_time() + timedelta(hours=5, minutes=17)  # it may skip
     on_time = replace(approver("mgr-hana", hours=72), decide_by=due)
-    late = replace(approver("mgr-hana", hours=72), decide_by=now - timedelta(hours=1))
+    handle = await start(stack, approval_input(on_time))
+    kept = await handle.result()
 
-    late_handle = await start(stack, approval_input(late))
-    missed = await late_handle.result()  # before the other's timer lets time run on
-    kept = await (await start(stack, approval_input(on_time))).result()
-
+    assert missed.outcome == "expired" and missed.decided_at - asked < timedelta(minutes=1)
     assert kept.outcome == "expired"
     assert due <= kept.decided_at < due + timedelta(minutes=1)  # not 72 hours after asking
-    assert missed.outcome == "expired" and missed.decided_at - now < timedelta(minutes=1)
 
 
 async def test_decision_signalled_with_the_temporal_cli_completes_the_approval(
