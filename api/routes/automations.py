@@ -38,7 +38,6 @@ from crm.automations.validation import (
 )
 from crm.domain.automation import AutomationDefinition
 from crm.platform.principals import Principal
-from crm.policy import Policy
 from crm.store.automations import (
     AutomationStateError,
     Transition,
@@ -217,12 +216,7 @@ async def enroll_records(
             "Automation not active",
             f"automation {automation_id!r} is {automation.state}; activate it to enrol records",
         )
-    active = automation.active_version
-    stored = await database.run(
-        lambda s: version_of(s, principal.tenant, automation_id, active), write=False
-    )
-    assert stored is not None, "an automation's active version exists"
-    enrolling = _enrolling(context.policy, principal, stored)
+    enrolling = await _enrolling(context, principal, automation_id, automation.active_version)
     client = await context.temporal.client()
     gate = asyncio.Semaphore(ENROLL_CONCURRENCY)
     now = datetime.now(UTC)
@@ -306,12 +300,7 @@ async def _transition(
         raise _not_found(automation_id)
     enrolling = None
     if automation.active_version is not None and automation.state != "archived":
-        active = automation.active_version
-        stored = await database.run(
-            lambda s: version_of(s, principal.tenant, automation_id, active), write=False
-        )
-        assert stored is not None, "an automation's active version exists"
-        enrolling = _enrolling(context.policy, principal, stored)
+        enrolling = await _enrolling(context, principal, automation_id, automation.active_version)
     await follow_state(
         await context.temporal.client(),
         principal.tenant,
@@ -323,11 +312,17 @@ async def _transition(
     return AutomationView.of(automation)
 
 
-def _enrolling(
-    policy: Policy, principal: Principal, version: AutomationVersion
+async def _enrolling(
+    context: AppContext, principal: Principal, automation_id: str, active: int
 ) -> EnrollingVersion:
+    """The automation's active version as it enrols records; Problem 409 when the policy no
+    longer has the calendar it counts time in."""
+    version = await context.database.run(
+        lambda s: version_of(s, principal.tenant, automation_id, active), write=False
+    )
+    assert version is not None, "an automation's active version exists"
     definition = definition_of(version)
-    calendar = policy.calendars.get(definition.calendar)
+    calendar = context.policy.calendars.get(definition.calendar)
     if calendar is None:
         raise Problem(
             409,
