@@ -399,7 +399,8 @@ async def _drive(
     )
     business = BusinessCalendar.from_spec(calendar)
     timed = sorted(_timed(events, enrolled, business, horizon), key=lambda pair: pair[0])
-    deleted: TimelineEntry | None = None  # the sample deletion that ended the run
+    deleted: TimelineEntry | None = None  # the sample deletion that ended the run, and why
+    deletion = ""
     end_of_horizon = enrolled + horizon
     for index, (at, sample) in enumerate(timed):
         if at > end_of_horizon:
@@ -409,9 +410,8 @@ async def _drive(
             break
         if sample.type == "deleted" and not definition.waits_for("deleted"):  # as the API ends it
             deleted = TimelineEntry(at, "", "deleted", "event", {"detail": f"preview-{index}"})
-            await env.client.get_workflow_handle(workflow_id).cancel(
-                reason=f"the record was deleted (event preview-{index})"
-            )
+            deletion = f"the record was deleted (event preview-{index})"
+            await env.client.get_workflow_handle(workflow_id).cancel(reason=deletion)
             break
         changed = {**record, **sample.record}
         await env.client.get_workflow_handle(workflow_id).signal(
@@ -438,10 +438,11 @@ async def _drive(
     if latest.status == WorkflowExecutionStatus.CANCELED and deleted is not None:
         assert latest.close_time is not None
         outcome = "cancelled"
-        reason = f"the record was deleted (event {deleted.detail['detail']})"
         timeline.append(deleted)
         timeline.append(
-            TimelineEntry(latest.close_time, "", "", "end", {"outcome": outcome, "reason": reason})
+            TimelineEntry(
+                latest.close_time, "", "", "end", {"outcome": outcome, "reason": deletion}
+            )
         )
     elif latest.status == WorkflowExecutionStatus.COMPLETED:
         result = await env.client.get_workflow_handle_for(

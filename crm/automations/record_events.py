@@ -78,18 +78,8 @@ class EventSettings:
 def _combined(event_id: str, offers: list[dict[str, Any]]) -> dict[str, Any]:
     """The answer to an event: the runs it enrolled, reached and ended, the skips and the
     errors."""
-    answer: dict[str, Any] = {
-        "event_id": event_id,
-        "enrolled": [],
-        "delivered": [],
-        "ended": [],
-        "skipped": [],
-        "errors": [],
-    }
-    for offer in offers:
-        for key in ("enrolled", "delivered", "ended", "skipped", "errors"):
-            answer[key].extend(offer.get(key, []))
-    return answer
+    lists = ("enrolled", "delivered", "ended", "skipped", "errors")
+    return {"event_id": event_id, **_merged({key: [] for key in lists}, *offers)}
 
 
 async def take_record_event(
