@@ -68,6 +68,10 @@ SLA_LEVEL_RECORDS = "sla-level-records"
 SLA_FIRST_WAIT_REARMED = "sla-first-wait-rearmed"
 REARM_MARGIN = timedelta(seconds=10)
 
+#: Tickets started with it emit ``ticket.met`` for each clock's cycle that a reply or the
+#: resolution ended within its target; runs begun before emit none.
+SLA_MET_EVENTS = "sla-met-events"
+
 
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class TicketSlaWorkflow(SlaLevelSteps):
@@ -91,6 +95,8 @@ class TicketSlaWorkflow(SlaLevelSteps):
         self._level_records = workflow.patched(SLA_LEVEL_RECORDS)
         self._floor_at_levels = workflow.patched(SLA_FLOOR_AT_LEVELS)
         self._rearm_first_wait = workflow.patched(SLA_FIRST_WAIT_REARMED)
+        self._met_events = workflow.patched(SLA_MET_EVENTS)
+        self._met_emitted = 0
         #: The floor of an event's instant: the latest event's, or the latest look that
         #: reached a level (any look, for runs begun before ``SLA_FLOOR_AT_LEVELS``).
         self._clocks_at = workflow.now()
@@ -179,6 +185,7 @@ class TicketSlaWorkflow(SlaLevelSteps):
             self._changed = False
             self._show_live_state()
             await self._escalate_levels_reached()
+            await self._emit_clocks_met()
             await self._record_new_events()
             self._show_live_state()
             deadline = self._sla.next_deadline()
@@ -194,6 +201,7 @@ class TicketSlaWorkflow(SlaLevelSteps):
                 await workflow.wait_condition(
                     lambda: self._changed, timeout=timeout, timeout_summary=summary
                 )
+        await self._emit_clocks_met()
         await self._record_new_events()
 
     async def _escalate_levels_reached(self) -> None:
@@ -208,6 +216,19 @@ class TicketSlaWorkflow(SlaLevelSteps):
                 self._clocks_at = now
             for action in actions:
                 await self._take(action)
+
+    async def _emit_clocks_met(self) -> None:
+        """Emit ``ticket.met`` for each cycle met since the last look, in the order they
+        ended (runs begun before ``SLA_MET_EVENTS`` emit none)."""
+        if not self._met_events:
+            return
+        met = self._sla.met()
+        assignee_id = self._assignee.assignee_id if self._assignee else ""
+        while self._met_emitted < len(met):
+            cycle = met[self._met_emitted]
+            self._met_emitted += 1
+            data = messages.met_milestone(cycle, self._sla.priority, assignee_id)
+            await self._emit("ticket.met", data, step=cycle.step)
 
     async def _finish(self) -> None:
         outcome = self._sla.outcome or "unknown"

@@ -40,11 +40,13 @@ class SlaLevelSteps(ActivitySteps):
     _level_at_once: bool
     _level_records: bool
 
-    def _outcome_record(self) -> dict[str, object]:
-        """The ticket as automations on ``crmflow.ticket`` see it."""
+    def _outcome_record(self, breach: LevelAction | None = None) -> dict[str, object]:
+        """The ticket as automations on ``crmflow.ticket`` see it, at its outcome or at the
+        ``breach`` of a clock."""
         assignee_id = self._assignee.assignee_id if self._assignee else ""
         breached = self._sla.breached_clocks()
-        return messages.automation_record(self._ticket, self._sla.priority, assignee_id, breached)
+        priority = self._sla.priority
+        return messages.automation_record(self._ticket, priority, assignee_id, breached, breach)
 
     async def _take(self, action: LevelAction) -> None:
         """Do what a clock's level asks: note a level the breach overtook, offer a breach to
@@ -54,7 +56,7 @@ class SlaLevelSteps(ActivitySteps):
             self._show_step(action.step, "skipped: breached at the same time")
             return
         if action.action == BREACHED:
-            record = self._outcome_record()
+            record = self._outcome_record(action)
             await self._offer_outcome("breached", self._ticket.ticket_id, record, step=action.step)
             return
         if action.action == REASSIGN:

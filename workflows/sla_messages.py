@@ -8,6 +8,7 @@ workflow is a few calls and each text can be read, and tested, on its own.
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from crm.domain.sla import ClockMet
 from crm.domain.sla_policies import LevelAction
 from workflows.common import ProcessEvent
 from workflows.contracts import Assignment, EmailRequest, StaffContact
@@ -157,6 +158,21 @@ def milestone(action: LevelAction, recipient: StaffContact, priority: str) -> di
     return {"clock": action.clock, "level": action.level, "escalated_to": recipient.staff_id}
 
 
+def met_milestone(met: ClockMet, priority: str, assignee_id: str) -> dict[str, object]:
+    """The data of ``ticket.met``: the clock and its cycle, when it started and was met,
+    and the business time it used of its target."""
+    return {
+        "clock": met.clock,
+        "cycle": met.cycle,
+        "started_at": met.started_at.isoformat(),
+        "met_at": met.ended_at.isoformat(),
+        "target_seconds": met.target.total_seconds(),
+        "used_seconds": met.used.total_seconds(),
+        "priority": priority,
+        "assignee_id": assignee_id,
+    }
+
+
 def contact_of(assignee: Assignment) -> StaffContact:
     """The assignee as a level's recipient."""
     return StaffContact(
@@ -165,9 +181,15 @@ def contact_of(assignee: Assignment) -> StaffContact:
 
 
 def automation_record(
-    ticket: TicketInput, priority: str, assignee_id: str, breached: list[str]
+    ticket: TicketInput,
+    priority: str,
+    assignee_id: str,
+    breached: list[str],
+    clock: LevelAction | None = None,
 ) -> dict[str, object]:
-    """The ticket as automations on ``crmflow.ticket`` see its outcome or breach."""
+    """The ticket as automations on ``crmflow.ticket`` (and ``ticket.*`` webhooks) see its
+    outcome, or the breach of ``clock``: which clock breached, in which cycle (empty and 0
+    for an outcome)."""
     return {
         "subject": ticket.subject,
         "priority": priority,
@@ -175,6 +197,8 @@ def automation_record(
         "assignee_id": assignee_id,
         "breached": bool(breached),
         "breached_clocks": breached,
+        "clock": clock.clock if clock else "",
+        "cycle": clock.cycle if clock else 0,
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from crm.domain.calendar import BusinessCalendar
-from crm.domain.sla import CLOCK_LABELS, SlaClock
+from crm.domain.sla import CLOCK_LABELS, ClockMet, SlaClock
 from crm.domain.sla_policies import (
     BREACHED,
     NOTIFY_ASSIGNEE,
@@ -27,7 +27,8 @@ _ZERO = timedelta(0)
 
 class CycleClock:
     """One clock of a ticket, run in cycles against ``target`` in ``calendar``; counts its
-    cycles, breaches and the business time of the cycles that ended."""
+    cycles, breaches and the business time of the cycles that ended, and keeps the cycles
+    that ended within their target (``met``)."""
 
     def __init__(self, policy: ClockPolicy, target: timedelta, calendar: BusinessCalendar) -> None:
         self.name = policy.name
@@ -42,6 +43,7 @@ class CycleClock:
         self.breached_at: datetime | None = None
         self.levels_reached: list[str] = []
         self.dropped = False
+        self.met: list[ClockMet] = []
 
     @property
     def active(self) -> bool:
@@ -63,8 +65,11 @@ class CycleClock:
         if paused:
             self.current.pause(now)
 
-    def end(self, now: datetime) -> None:
-        """End the cycle in progress, counting a breach no look had seen yet."""
+    def end(self, now: datetime, *, fulfilled: bool = True) -> None:
+        """End the cycle in progress, counting a breach no look had seen yet. A cycle that
+        ends within its target is ``met`` when a reply or the ticket's resolution
+        ``fulfilled`` it, not when it stops for another reason (a cancelled ticket, a
+        policy that no longer times this clock)."""
         if self.current is None or self.current.stopped:
             return
         self.current.stop(now)
@@ -72,6 +77,18 @@ class CycleClock:
         if self.breached_at is None and self.current.used > self.target:
             self.breaches += 1
             self.breached_at = now
+        if self.breached_at is None and fulfilled and self.started_at is not None:
+            self.met.append(
+                ClockMet(
+                    self.name,
+                    self.cycles,
+                    self.step("met"),
+                    self.started_at,
+                    now,
+                    self.current.used,
+                    self.target,
+                )
+            )
 
     def pause(self, now: datetime) -> None:
         if self.current is not None:

@@ -27,6 +27,7 @@ from crm.domain.sla import (
     CLOCK_LABELS,
     FIRST_RESPONSE,
     RESOLUTION,
+    ClockMet,
     format_business_time,
     format_local_time,
 )
@@ -44,6 +45,8 @@ __all__ = ["CycleClock", "PolicyClocks"]
 
 _ZERO = timedelta(0)
 _STATUS_ALIASES = {"pending_customer": "pending"}
+#: The outcome that ends the clocks without fulfilling them.
+CANCELLED = "cancelled"
 
 
 class PolicyClocks:
@@ -134,7 +137,7 @@ class PolicyClocks:
             rule = policy.clock(name)
             target = rule.target(fields.priority) if rule else None
             if rule is None or target is None:
-                clock.end(now)
+                clock.end(now, fulfilled=False)
                 clock.dropped = True
                 continue
             clock.policy = rule
@@ -143,9 +146,10 @@ class PolicyClocks:
         self._build(policy, now)
 
     def end(self, outcome: str, now: datetime) -> None:
-        """Stop every clock for good: the ticket ended with ``outcome``."""
+        """Stop every clock for good: the ticket ended with ``outcome``; a resolution
+        fulfils the cycles in progress, a cancellation does not."""
         for clock in self.clocks.values():
-            clock.end(now)
+            clock.end(now, fulfilled=outcome != CANCELLED)
         self.outcome = outcome
 
     # What the clocks reached, and what to do.
@@ -177,6 +181,13 @@ class PolicyClocks:
 
     def breached_clocks(self) -> list[str]:
         return [name for name, clock in self.clocks.items() if clock.breaches]
+
+    def met(self) -> list[ClockMet]:
+        """The cycles that ended within their target, clock by clock in the order they ended."""
+        return sorted(
+            (met for clock in self.clocks.values() for met in clock.met),
+            key=lambda met: (met.ended_at, CLOCK_KINDS.index(met.clock)),
+        )
 
     # What people see.
 

@@ -66,6 +66,8 @@ OUTCOME_OBJECTS: dict[str, OutcomeObject] = {
                 "assignee_id": "string",
                 "breached": "bool",
                 "breached_clocks": "list",
+                "clock": "string",  # the clock that breached; "" for an outcome
+                "cycle": "int",  # its cycle (next reply: one per customer reply); 0 for one
             },
         ),
         OutcomeObject(

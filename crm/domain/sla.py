@@ -27,6 +27,7 @@ __all__ = [
     "MANAGER",
     "RESOLUTION",
     "WARNING",
+    "ClockMet",
     "SlaClock",
     "SlaTargets",
     "SlaTerms",
@@ -50,6 +51,21 @@ MANAGER = "manager"
 LEVELS: tuple[str, ...] = (WARNING, BREACH, MANAGER)
 
 _ZERO = timedelta(0)
+
+
+@dataclass(frozen=True)
+class ClockMet:
+    """A clock's cycle that ended within its target (``ticket.met``): the clock, which
+    cycle, the step that names it (``first_response_met``, ``next_reply_2_met``), when the
+    cycle started and ended, and the business time it used of its target."""
+
+    clock: str
+    cycle: int
+    step: str
+    started_at: datetime
+    ended_at: datetime
+    used: timedelta
+    target: timedelta
 
 
 @dataclass

@@ -19,6 +19,7 @@ from crm.domain.sla import (
     LEVELS,
     MANAGER,
     WARNING,
+    ClockMet,
     SlaClock,
     SlaTerms,
     format_business_time,
@@ -83,12 +84,13 @@ class TicketClocks:
                 for name in CLOCKS
             }
         self._breach_due: dict[str, datetime] = {}
+        self._met: list[ClockMet] = []
 
     def reply(self, now: datetime) -> None:
-        """An agent replied: the first-response clock stops."""
+        """An agent replied: the first-response clock stops, met if within its target."""
         clock = self.clocks.get(FIRST_RESPONSE)
         if clock is not None:
-            clock.stop(now)
+            self._stop(clock, now, fulfilled=True)
 
     def set_status(self, status: str, now: datetime) -> None:
         """``pending_customer`` pauses both clocks, ``open`` resumes them; ValueError for others."""
@@ -117,8 +119,24 @@ class TicketClocks:
         ``closed``, ``cancelled``). A later end, a run cancelled after the resolution,
         replaces the outcome."""
         for clock in self.clocks.values():
-            clock.stop(now)
+            self._stop(clock, now, fulfilled=outcome != "cancelled")
         self.outcome = outcome
+
+    def met(self) -> list[ClockMet]:
+        """The clocks that stopped within their target, in the order they stopped."""
+        return list(self._met)
+
+    def _stop(self, clock: SlaClock, now: datetime, *, fulfilled: bool) -> None:
+        """Stop ``clock``; one a reply or the resolution ``fulfilled`` within its target
+        is met."""
+        if clock.stopped:
+            return
+        clock.stop(now)
+        if fulfilled and clock.met(now):
+            step = f"{clock.name}_met"
+            self._met.append(
+                ClockMet(clock.name, 1, step, self.opened, now, clock.used, clock.target)
+            )
 
     def reach_levels(self, clock: str, now: datetime) -> LevelsReached:
         """Mark the levels ``clock`` has reached by ``now`` since the last look, and return

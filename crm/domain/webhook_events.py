@@ -2,14 +2,16 @@
 
 Every built-in process emits an event at each of its outcomes
 (``crm.domain.process_outcomes``): the type is ``<process>.<outcome>``
-(``ticket.breached``, ``renewal.lapsed``, ``approval.approved``); and at its
-milestones on the way (``MILESTONES``: ``ticket.warning``,
-``approval.requested``, ``renewal.reminded``, ``lead.routed``, the milestones the
-reports count (``onboarding.started``, ``.milestone_reached``, ``renewal.term_started``,
-``.date_changed``, ``.upsell_offered``, ``.upsell_accepted``, ``lead.first_contacted``),
-an automation run's ``automation.enrolled`` and how it ended, a task's ``task.created`` and
-``task.completed`` (by a person)), and the attention watch's ``attention.raised``
-when an item joins the needs-attention list. An endpoint
+(``ticket.breached``, per clock, ``renewal.lapsed``, ``approval.approved``); and
+at its milestones on the way (``MILESTONES``: ``ticket.warning``,
+``ticket.escalated``, ``ticket.met`` (a clock's cycle ended within its target),
+``approval.requested``, ``renewal.reminded``, ``lead.routed``, the milestones
+the reports count (``onboarding.started``, ``.milestone_reached``,
+``renewal.term_started``, ``.date_changed``, ``.upsell_offered``,
+``.upsell_accepted``, ``lead.first_contacted``), an automation run's
+``automation.enrolled`` and how it ended, a task's ``task.created`` and
+``task.completed`` (by a person)), and the attention watch's
+``attention.raised`` when an item joins the needs-attention list. An endpoint
 subscribes to types or to patterns: ``ticket.*`` (every ticket event) or
 ``*`` (everything).
 
@@ -82,6 +84,17 @@ MILESTONES: dict[str, dict[str, str]] = {
         "assignee_id": "string",
     },
     "ticket.escalated": {**_COMMON, "clock": "string", "level": "string", "escalated_to": "string"},
+    "ticket.met": {
+        **_COMMON,
+        "clock": "string",
+        "cycle": "int",
+        "started_at": "timestamp",
+        "met_at": "timestamp",
+        "target_seconds": "double",
+        "used_seconds": "double",
+        "priority": "string",
+        "assignee_id": "string",
+    },
     "approval.requested": {
         **_COMMON,
         "subject": "string",

@@ -930,6 +930,9 @@ SCENARIOS: dict[str, Scenario] = {
     "approval-automation-decide-by": automation_discount_approval,
     # Recorded after a cancelled run closes its tasks (CANCELLED_CLOSES_TASKS).
     "automation-deal-cancelled-tasks-closed": automation_deal_cancelled,
+    # Recorded after the sla-met-events patch: each cycle met emits ticket.met.
+    "sla-policies-next-reply-met-events": sla_policies_next_reply,
+    "sla-policies-ladder-regrouped-met-events": sla_policies_ladder_regrouped,
 }
 
 #: Settings a scenario changes: the SMTP relay is down for the whole run.

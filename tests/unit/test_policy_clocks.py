@@ -159,6 +159,41 @@ def test_each_customer_reply_after_an_answer_restarts_the_next_reply_clock() -> 
     assert outcome["used_seconds"] == pytest.approx(1.5 * HOUR + 58 * 60)
 
 
+def test_a_cycle_a_reply_or_the_resolution_ends_within_its_target_is_met() -> None:
+    sla = ticket(book(four_clocks()))
+    sla.agent_replied(True, at(1))  # first response met; periodic update starts
+    sla.customer_replied(at(2))
+    assert look(sla, at(3)) == [  # the first next-reply cycle breaches: not met
+        ("next_reply_reminder", SKIPPED),
+        ("next_reply_breach", NOTIFY_ROLE),
+        ("next_reply_breach", BREACHED),
+    ]
+    sla.agent_replied(True, at(3, 30))  # next reply late; periodic update 2.5 h of 3: met
+    sla.customer_replied(at(4))
+    sla.agent_replied(True, at(4, 20))  # next reply 2 met within 20 minutes
+    sla.end("resolved", at(5))
+    assert [(m.step, m.ended_at, m.used) for m in sla.met()] == [
+        ("first_response_met", at(1), timedelta(hours=1)),
+        ("periodic_update_met", at(3, 30), timedelta(hours=2, minutes=30)),
+        ("next_reply_2_met", at(4, 20), timedelta(minutes=20)),
+        ("periodic_update_2_met", at(4, 20), timedelta(minutes=50)),
+        ("periodic_update_3_met", at(5), timedelta(minutes=40)),
+        ("resolution_met", at(5), timedelta(hours=5)),
+    ]
+    assert sla.met()[0].started_at == at(0) and sla.met()[0].target == timedelta(hours=2)
+
+
+def test_a_cancelled_ticket_or_a_clock_the_new_policy_drops_is_not_met() -> None:
+    bare = TicketSlaPolicy("bare", [clock("resolution", 16)], TicketConditions(type=["task"]))
+    sla = ticket(book(bare, when(four_clocks(), type=["incident"])), type="incident")
+    sla.change_fields({"type": "task"}, at(1))  # first response dropped within its target
+    sla.end("cancelled", at(2))
+    assert sla.met() == []
+    overdue = ticket(book(four_clocks()))
+    overdue.end("resolved", at(49))  # 17 business hours; no look saw either breach
+    assert overdue.met() == []
+
+
 def test_a_public_reply_restarts_the_periodic_update_and_a_silence_breaches_it() -> None:
     sla = ticket(book(four_clocks()))
     sla.agent_replied(True, at(0, 30))

@@ -146,6 +146,21 @@ def test_the_reply_stops_only_the_first_response_clock() -> None:
     assert ticket.reach_levels(FIRST_RESPONSE, local(2, 9)).levels == []
 
 
+def test_a_reply_within_target_meets_the_first_response_and_the_resolution_the_rest() -> None:
+    ticket = opened_ticket()
+    ticket.reply(local(0, 10))
+    ticket.end("resolved", local(0, 12))
+    met = [(m.clock, m.step, m.ended_at, m.used) for m in ticket.met()]
+    assert met == [
+        (FIRST_RESPONSE, "first_response_met", local(0, 10), timedelta(hours=1)),
+        (RESOLUTION, "resolution_met", local(0, 12), timedelta(hours=3)),
+    ]
+    late = opened_ticket()
+    late.reply(local(1, 10))  # after its eight business hours: breached, not met
+    late.end("cancelled", local(1, 10))
+    assert late.met() == []
+
+
 def test_raising_the_priority_keeps_the_time_used_and_moves_the_due_times() -> None:
     ticket = opened_ticket("normal")
     ticket.change_priority("high", local(0, 11))

@@ -17,6 +17,7 @@ import pytest
 from sqlmodel import select
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowFailureError
 
 from crm.automations.record_events import EventSettings, take_record_event
 from crm.domain.process_outcomes import PROCESS_OBJECT_PREFIX
@@ -130,6 +131,70 @@ async def test_a_next_reply_clock_restarted_three_times_breaches_twice(stack: St
     assert outcome is not None
     assert outcome.clocks["next_reply"]["breaches"] == 2
     assert outcome.clocks["next_reply"]["status"] == "breached"
+
+
+async def test_each_cycle_met_emits_ticket_met_and_each_breach_names_its_clock(
+    stack: Stack,
+) -> None:
+    """A reply within the target emits ``ticket.met`` for its clock's cycle; a breach's
+    ``ticket.breached`` names the clock and cycle; the resolution meets the clocks still
+    running. A cancelled ticket's running clocks are not met."""
+    chat = {
+        "name": "chat",
+        "clocks": {
+            "first_response": {"targets": {"normal": "1h"}},
+            "next_reply": {"targets": {"normal": "1h"}, "ladder": [breach_to_lead()]},
+            "resolution": {"targets": {"normal": "24h"}},
+        },
+    }
+    handle, monday = await open_ticket(stack, policies(chat))
+    await sleep_until(stack.env, at(monday, 9, 20))
+    await send_event(handle, "agent_replied", occurred_at=at(monday, 9, 20))
+    await sleep_until(stack.env, at(monday, 10))
+    await send_event(handle, "customer_replied", occurred_at=at(monday, 10))
+    await sleep_until(stack.env, at(monday, 10, 30))
+    await send_event(handle, "agent_replied", occurred_at=at(monday, 10, 30))
+    await sleep_until(stack.env, at(monday, 11))
+    await send_event(handle, "customer_replied", occurred_at=at(monday, 11))
+    await sleep_until(stack.env, at(monday, 12, 30))  # the second cycle breached at 12:00
+    await send_event(handle, "resolved", occurred_at=at(monday, 12, 30))
+    await handle.result()
+
+    events = await stack.database.all(
+        select(WebhookEvent).where(WebhookEvent.process_id == handle.id).order_by(WebhookEvent.id)
+    )
+    met = [e.data for e in events if e.type == "ticket.met"]
+    assert [(m["clock"], m["cycle"]) for m in met] == [
+        ("first_response", 1),
+        ("next_reply", 1),
+        ("resolution", 1),
+    ]
+    first, reply, resolution = met
+    assert (first["target_seconds"], first["used_seconds"]) == (3600, pytest.approx(1200, abs=2))
+    assert datetime.fromisoformat(first["met_at"]) == at(monday, 9, 20)
+    assert datetime.fromisoformat(reply["started_at"]) == at(monday, 10)
+    assert reply["used_seconds"] == pytest.approx(1800, abs=2)
+    assert datetime.fromisoformat(resolution["met_at"]) == at(monday, 12, 30)
+    assert {m["priority"] for m in met} == {"normal"} and all(m["assignee_id"] for m in met)
+    breaches = [e.data for e in events if e.type == "ticket.breached"]
+    assert [(b["clock"], b["cycle"]) for b in breaches] == [("next_reply", 2)]
+    resolved = [e.data for e in events if e.type == "ticket.resolved"]
+    assert [(r["clock"], r["cycle"], r["breached_clocks"]) for r in resolved] == [
+        ("", 0, ["next_reply"])
+    ]
+
+    cancelled, monday = await open_ticket(stack, policies(chat))
+    await sleep_until(stack.env, at(monday, 9, 20))
+    await cancelled.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await cancelled.result()
+    types = [
+        e.type
+        for e in await stack.database.all(
+            select(WebhookEvent).where(WebhookEvent.process_id == cancelled.id)
+        )
+    ]
+    assert "ticket.met" not in types and "ticket.cancelled" in types
 
 
 async def test_an_event_delivered_late_counts_from_when_it_happened(stack: Stack) -> None:
