@@ -14,7 +14,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowFailureError
@@ -161,7 +161,9 @@ async def test_each_cycle_met_emits_ticket_met_and_each_breach_names_its_clock(
     await handle.result()
 
     events = await stack.database.all(
-        select(WebhookEvent).where(WebhookEvent.process_id == handle.id).order_by(WebhookEvent.id)
+        select(WebhookEvent)
+        .where(WebhookEvent.process_id == handle.id)
+        .order_by(col(WebhookEvent.id))
     )
     met = [e.data for e in events if e.type == "ticket.met"]
     assert [(m["clock"], m["cycle"]) for m in met] == [
