@@ -12,8 +12,10 @@ deliveries (``activities.webhook_delivery``) go through ``Outbound``:
   only them), so a DNS answer that changes between the check and the
   connection (rebinding) cannot redirect it. Hosts the operator allowlists
   are exempt from the address check;
-- redirects are not followed, the answer's body is never read, and each
-  request has a connect and a total timeout.
+- redirects are not followed, and each request has a connect and a total
+  timeout. The answer's body is read up to ``ANSWER_BODY_CAP`` and thrown
+  away, so its connection is kept for the next request; a longer body, or one
+  slower than the timeout, closes the connection instead (the status stands).
 
 Bodies are signed as the Standard Webhooks specification says:
 ``webhook-signature`` is ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``,
@@ -40,6 +42,8 @@ from yarl import URL
 from crm.platform.urls import allowed, refused_address, url_problem
 
 SECRET_PREFIX = "whsec_"
+#: The most of an answer's body read (and thrown away) to keep its connection alive.
+ANSWER_BODY_CAP = 64 * 1024
 
 
 class DestinationRefused(Exception):
@@ -151,11 +155,13 @@ class Outbound:
                 url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 status, retry_after = response.status, response.headers.get("Retry-After")
+                latency_ms = (time.perf_counter() - started) * 1000
+                await _discard_body(response)
         except TimeoutError:
             raise Unreachable(f"no answer from {where} within {self.timeout_seconds:g} s") from None
         except (aiohttp.ClientError, OSError) as error:
             raise Unreachable(f"cannot reach {where}: {type(error).__name__}") from None
-        return Answer(status, retry_after, (time.perf_counter() - started) * 1000)
+        return Answer(status, retry_after, latency_ms)
 
     async def _vetted_addresses(self, url: URL) -> list[ResolveResult]:
         host = url.raw_host
@@ -188,3 +194,15 @@ class Outbound:
         if not addresses:
             raise Unreachable(f"{host} resolves to no address")
         return addresses
+
+
+async def _discard_body(response: aiohttp.ClientResponse) -> None:
+    """Read the rest of ``response``'s body, up to ``ANSWER_BODY_CAP``, so the session can
+    send its next request on the same connection; a longer or stalled body is left, and
+    the connection closes when the response is released."""
+    left = ANSWER_BODY_CAP
+    try:
+        while left > 0 and (chunk := await response.content.read(left)):
+            left -= len(chunk)
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        return
