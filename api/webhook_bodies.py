@@ -59,7 +59,11 @@ class NewEndpoint(BaseModel):
     event_types: list[EventPattern] = Field(
         min_length=1, max_length=MAX_EVENT_TYPES, examples=[["ticket.*", "renewal.lapsed"]]
     )
-    personal_data: bool = False
+    personal_data: bool = Field(
+        default=False,
+        description="Send the fields that identify a person or hold free text people wrote "
+        "(names, email addresses, task titles, subjects, comments); left out when false.",
+    )
     enabled: bool = True
 
     _url = field_validator("url")(_checked_url)

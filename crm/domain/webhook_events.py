@@ -20,9 +20,9 @@ The body of a delivery follows the Standard Webhooks payload shape::
     {"type": "ticket.breached", "timestamp": "2026-12-04T09:30:00Z",
      "data": {"event_id": ..., "process_id": ..., <the outcome's fields>}}
 
-Fields that identify a person (``PERSONAL_FIELDS``: names and email
-addresses) are left out unless the endpoint was created with
-``personal_data: true``.
+Fields that identify a person or hold free text people wrote (``PERSONAL_FIELDS``:
+names, email addresses, task titles, subjects and comments) are left out unless the
+endpoint was created with ``personal_data: true``.
 """
 
 from __future__ import annotations
@@ -32,9 +32,12 @@ from typing import Any
 
 from crm.domain.process_outcomes import OUTCOME_OBJECTS
 
-#: The fields that identify a person (a task's title names whom to call), sent only to
-#: endpoints configured to get them.
-PERSONAL_FIELDS = frozenset({"contact_name", "contact_email", "email", "name", "title"})
+#: The fields that identify a person (a task's title names whom to call), and free text
+#: people wrote, which may (a ticket's subject, an approval's subject and the approver's
+#: comment): sent only to endpoints configured to get them.
+PERSONAL_FIELDS = frozenset(
+    {"contact_name", "contact_email", "email", "name", "title", "subject", "comment"}
+)
 
 _JSON_TYPES: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},

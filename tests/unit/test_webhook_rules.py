@@ -61,6 +61,15 @@ def test_personal_fields_are_sent_only_to_an_endpoint_that_asked() -> None:
     assert full["data"]["contact_email"] == "ann@example.com"
 
 
+def test_free_text_people_wrote_is_personal() -> None:
+    data = {"subject": "Jane Roe (jane@example.com) cannot log in", "priority": "high"}
+    plain = payload("ticket.breached", "e-2", "sla-t-1", NOW, data, personal_data=False)
+    assert "subject" not in plain["data"] and plain["data"]["priority"] == "high"
+    decided = {"comment": "Fine by me, Jane", "decided_by": "mgr-1"}
+    plain = payload("approval.approved", "e-3", "approval-a-1", NOW, decided, personal_data=False)
+    assert "comment" not in plain["data"] and plain["data"]["decided_by"] == "mgr-1"
+
+
 def test_the_catalogue_has_a_schema_for_every_type() -> None:
     catalogue = event_catalogue()
     assert set(catalogue) == set(EVENT_TYPES)
