@@ -2,8 +2,12 @@
 
     .venv/bin/python -m bench.webhooks [--events 1000] [--endpoints 5] [--rounds 3]
                                        [--emit-concurrency 16] [--latency-events 50]
-                                       [--workers 1]
+                                       [--workers 1] [--answer-ms 0]
     .venv/bin/python -m bench.webhooks --quick       # 100 events, 2 endpoints, 1 round
+
+``--answer-ms`` makes the receiver take that long over each answer, as a
+receiver that does some work before it answers would: both paths then wait on it
+alike.
 
 Each round runs on a fresh in-memory Temporal dev server, fresh ``crmflow
 worker`` processes (``--workers``) and a fresh SQLite file, each a real subprocess as in
@@ -101,14 +105,17 @@ class PathLog:
     last: float = 0.0
 
 
-def serve_receiver(port: int) -> None:
-    """Answer every POST with 200 and note it; ``GET /_stats?prefix=``, ``GET
-    /_arrivals?prefix=`` and ``DELETE /_stats`` read and forget what was noted."""
+def serve_receiver(port: int, answer_ms: float = 0.0) -> None:
+    """Answer every POST with 200, ``answer_ms`` after it came, and note when it came; ``GET
+    /_stats?prefix=``, ``GET /_arrivals?prefix=`` and ``DELETE /_stats`` read and forget
+    what was noted."""
     paths: dict[str, PathLog] = {}
 
     async def deliver(request: web.Request) -> web.Response:
         body = await request.read()
         at = time.monotonic()
+        if answer_ms:
+            await asyncio.sleep(answer_ms / 1000)
         log = paths.setdefault(request.path, PathLog())
         log.first.setdefault(request.headers.get("webhook-id", ""), at)
         log.requests += 1
@@ -425,23 +432,27 @@ async def latency(stack: Stack, count: int, pause: float) -> Latency:
 
 
 @contextlib.contextmanager
-def receiver_process() -> Iterator[tuple[str, int]]:
-    """The receiver subprocess; yields its URL and pid."""
+def receiver_process(answer_ms: float) -> Iterator[tuple[str, int]]:
+    """The receiver subprocess, taking ``answer_ms`` over each answer; yields its URL and
+    pid."""
     port = free_port()
     argv = [sys.executable, "-m", "bench.webhooks", "--receiver", str(port)]
+    argv += ["--answer-ms", str(answer_ms)]
     with process(argv) as child:
         wait_for_port(port)
         yield f"http://127.0.0.1:{port}", child.pid
 
 
 @contextlib.asynccontextmanager
-async def round_stack(state: Path, endpoints: int, workers: int) -> AsyncIterator[Stack]:
+async def round_stack(
+    state: Path, endpoints: int, workers: int, answer_ms: float
+) -> AsyncIterator[Stack]:
     """Server, receiver and ``workers`` workers on fresh state; the endpoints created."""
     task_queue = f"bench-webhooks-{uuid.uuid4().hex[:8]}"
     sealing = new_codec_key("bench-1")
     with contextlib.ExitStack() as processes:
         address = processes.enter_context(temporal_server())
-        receiver_url, receiver_pid = processes.enter_context(receiver_process())
+        receiver_url, receiver_pid = processes.enter_context(receiver_process(answer_ms))
         env = crmflow_env(
             address,
             task_queue,
@@ -548,7 +559,8 @@ class RoundFigures:
 async def run_round(args: argparse.Namespace, number: int) -> RoundFigures:
     expected = args.events * args.endpoints
     with tempfile.TemporaryDirectory() as scratch:
-        async with round_stack(Path(scratch), args.endpoints, args.workers) as stack:
+        stack_of = round_stack(Path(scratch), args.endpoints, args.workers, args.answer_ms)
+        async with stack_of as stack:
             warm = [event("warm", i, FAN_OUT) for i in range(WARM_UP)]
             for emitted in warm:
                 await emit_event(stack.client, stack.database, stack.task_queue, emitted)
@@ -658,7 +670,8 @@ async def run(args: argparse.Namespace) -> None:
     pooled = [ms for f in figures for ms in f.latency.to_arrival_ms]
     print(
         f"{args.events} events x {args.endpoints} endpoints x {args.rounds} rounds, "
-        f"emit concurrency {args.emit_concurrency}, {PER_ENDPOINT} in flight per endpoint: "
+        f"emit concurrency {args.emit_concurrency}, {PER_ENDPOINT} in flight per endpoint, "
+        f"answers after {args.answer_ms:g} ms: "
         f"crmflow {spread(crmflow)} deliveries/s, plain aiohttp {spread(plain)} deliveries/s, "
         f"crmflow = {spread(ratios, 100)}% of plain (median (range); target >= 70%)"
     )
@@ -687,10 +700,13 @@ def main() -> None:
     parser.add_argument("--latency-pause", type=float, default=0.2, help="seconds between events")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds between the paths")
     parser.add_argument("--quick", action="store_true", help="100 events, 2 endpoints, 1 round")
+    parser.add_argument(
+        "--answer-ms", type=float, default=0.0, help="how long the receiver takes to answer"
+    )
     parser.add_argument("--receiver", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.receiver is not None:
-        serve_receiver(args.receiver)
+        serve_receiver(args.receiver, args.answer_ms)
         return
     if args.quick:
         args.events, args.endpoints, args.rounds, args.latency_events = 100, 2, 1, 10

@@ -2,9 +2,10 @@
 
 One run per endpoint (``webhooks-{endpoint_id}``), started or woken by the
 signal-with-start of whoever emits an event for it (``activities.
-webhook_delivery.emit_event``). Each round is the ``deliver_due`` activity,
-which attempts the deliveries due, and those emitted while it runs (whose
-emitters then send no signal), and writes their results to the database;
+webhook_delivery.emit_event``). Each round is the ``deliver_due`` activity, a
+drain (``activities.webhook_drain``) which attempts the deliveries due, and
+those emitted while it runs (whose emitters then send no signal), and writes
+their results to the database;
 between rounds the workflow sleeps on a durable timer until the next retry is
 due, or until it is woken. Retries therefore survive any restart: a delivery
 due in ten hours is attempted in ten hours. With nothing pending for an hour

@@ -1,14 +1,14 @@
 """Webhook deliveries in the database: the rounds that attempt them, and their log.
 
-The endpoint's dispatch workflow (``workflows.webhook_dispatch``) takes the
-due deliveries (``due_deliveries``), and each round's results are written
-back in one transaction (``record_round``) with the delivery log's figures:
+The endpoint's drain (``activities.webhook_drain``) takes the due deliveries
+(``due_deliveries``), and each batch of their answers is written back in one
+transaction (``record_round``) with the delivery log's figures:
 status, latency, the next attempt (``next_retry``), and whether the endpoint
 is disabled.
 
-A drain (the rounds of one ``deliver_due`` activity) holds a lease on its
-endpoint, ``draining_until``: its first take claims it, each round's record
-renews it, and ``release`` ends it. While it holds, whoever emits an event
+A drain (one ``deliver_due`` activity) holds a lease on its endpoint,
+``draining_until``: its first take claims it, each batch it writes renews it,
+and ``release`` ends it. While it holds, whoever emits an event
 for the endpoint leaves the drain to take it instead of waking the dispatch
 workflow (``crm.store.webhooks.undrained``). ``release`` clears the lease and
 reads what is due in one transaction, and an emission reads the lease in the

@@ -14,7 +14,8 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.outbound import Outbound
-from activities.webhook_delivery import LINGER, WebhookActivities
+from activities.webhook_delivery import WebhookActivities
+from activities.webhook_drain import LINGER
 from crm.platform.codec import new_codec_key
 from crm.store.db import Database
 from crm.store.emissions import store_event
@@ -73,3 +74,43 @@ async def test_a_drain_delivers_what_is_emitted_while_it_runs_and_lets_go_when_n
     logs = await deliveries_of(database, hooks.endpoint_id)
     assert {log.delivery.state for log in logs} == {"delivered"}
     assert (await store_event(database, lapse(3))).to_wake == [hooks.endpoint_id]  # let go
+
+
+async def test_a_slow_answer_holds_its_own_slot_not_the_deliveries_behind_it(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    """The drain keeps its window full: a delivery emitted while another waits on a slow
+    receiver goes at once, and the slow one is written when it is answered."""
+    app, url = receiver
+    app.planned["/hooks"] = [Planned(200, stall_seconds=1.5)]  # only the first answer stalls
+    hooks, _ = await create_endpoint(
+        database,
+        None,
+        url=f"{url}/hooks",
+        event_types=["*"],
+        personal_data=False,
+        enabled=True,
+        codec_keys=KEYS,
+    )
+    await store_event(database, lapse(1))
+    activities = WebhookActivities(database, KEYS, Outbound(allowed_hosts=["127.0.0.1"]))
+    draining = asyncio.create_task(
+        ActivityEnvironment().run(
+            activities.deliver_due, DeliveryRound(hooks.endpoint_id, datetime.now(UTC))
+        )
+    )
+    await eventually(lambda: asyncio.sleep(0, app.received), bool)
+    loop = asyncio.get_running_loop()
+    emitted = loop.time()
+    await store_event(database, lapse(2))
+    await store_event(database, lapse(3))
+    await eventually(lambda: asyncio.sleep(0, len(app.received)), lambda n: n == 3)
+    assert loop.time() - emitted < 0.5  # not after the 1.5 s the first one stalls
+    delivered = {log.delivery.state for log in await deliveries_of(database, hooks.endpoint_id)}
+    assert "pending" in delivered  # the first is still waiting on its answer
+
+    done = await draining
+    assert (done.delivered, done.retrying, done.failed) == (3, 0, 0)
+    logs = await deliveries_of(database, hooks.endpoint_id)
+    assert [log.delivery.state for log in logs] == ["delivered"] * 3
+    assert len(app.received) == 3  # none sent twice

@@ -1,0 +1,428 @@
+"""One endpoint's drain: its due deliveries posted through a window kept full, the answers
+written back in batches while the posting goes on.
+
+``deliver_due`` (``activities.webhook_delivery``) runs one ``Drain`` under the
+endpoint's lease (``crm.store.webhook_deliveries``). Up to ``concurrency``
+deliveries are in flight at once, and as each is answered the next due one
+goes: from a queue refilled from the database, ``ROUND_SIZE`` at a time,
+leaving out those the drain holds. A slow answer holds its own slot, not the
+deliveries behind it. One writer at a time writes the answers back
+(``record_round``): once ``WRITE_BATCH`` have gathered, once the oldest has
+waited ``WRITE_AFTER``, or once nothing else is in flight. A read leaves out
+every delivery the drain holds, the ones being written included, so a read
+that sees the database before a write never takes an answered delivery again.
+
+A worker that dies mid-drain has written nothing of what it held: the retried
+activity sends those deliveries again with the same ``webhook-id``, which a
+receiver dedupes. The drain ends when no delivery has come due for
+``LINGER`` (it lets the lease go), when a write disabled the endpoint, when the
+endpoint was deleted, disabled or given another URL, or after ``DRAIN_FOR``;
+what it holds is answered and written first.
+
+What an answer means: 2xx delivered; 410 the endpoint is gone (it is
+disabled, its pending deliveries fail); 429 and 503 retry after their
+``Retry-After`` (at least the back-off); any other status, a timeout or a
+refused connection retries with the back-off of ``crm.store.webhook_deliveries``
+for up to three days; a URL that resolves inside the network fails and
+disables the endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+from temporalio import activity
+from yarl import URL
+
+from activities.outbound import (
+    DestinationRefused,
+    Outbound,
+    Unreachable,
+    checked_url,
+    signed_headers,
+    signing_key,
+)
+from crm.domain.webhook_events import payload
+from crm.store.db import Database
+from crm.store.models import WebhookEndpoint, as_utc
+from crm.store.webhook_deliveries import (
+    Attempted,
+    Due,
+    EndpointState,
+    due_deliveries,
+    next_retry,
+    record_round,
+    release,
+)
+from crm.store.webhooks import signing_secrets
+from workflows.webhook_types import RoundResult
+
+#: Deliveries one read of the database takes at most.
+ROUND_SIZE = 200
+#: Answers written back in one transaction once this many have gathered...
+WRITE_BATCH = 200
+#: ...or once the oldest has waited this long (seconds), or the drain is ending.
+WRITE_AFTER = 0.25
+#: How long a drain looks for more deliveries after the last it found.
+LINGER = 0.25
+#: How often it looks meanwhile.
+POLL = 0.02
+#: The longest one drain runs before its workflow starts the next.
+DRAIN_FOR = 60.0
+#: The longest a ``Retry-After`` may push a retry.
+MAX_RETRY_AFTER = timedelta(hours=6)
+
+#: Where a drain's deliveries go: a session to the endpoint's vetted addresses and its URL,
+#: or why none could be opened.
+Sender = tuple[aiohttp.ClientSession, URL] | DestinationRefused | Unreachable
+
+
+@dataclass(frozen=True)
+class Posting:
+    """What posting needs besides the deliveries: the outbound policy and its limit, the
+    codec keys that open the endpoint's secrets, and whom to tell of a disabled endpoint."""
+
+    outbound: Outbound
+    codec_keys: str | None
+    concurrency: int
+    operator_email: str | None = None
+
+
+class Drain:
+    """One drain of ``endpoint_id``'s deliveries, from ``start`` (the workflow's time when it
+    asked) on; ``run`` says what it did.
+
+    ``concurrency`` posters each take the next queued delivery as soon as they have their
+    answer; the drain itself reads the database when the queue runs low, writes the answers
+    back in batches, and decides when to end.
+    """
+
+    def __init__(
+        self, database: Database, posting: Posting, endpoint_id: str, start: datetime
+    ) -> None:
+        self._database = database
+        self._posting = posting
+        self._endpoint_id = endpoint_id
+        self._start = start
+        self._began = time.monotonic()
+        self._endpoint: WebhookEndpoint | None = None
+        self._url = ""
+        self._keys: list[bytes] = []
+        self._sender: Sender | None = None
+        self._queue: asyncio.Queue[Due] = asyncio.Queue()
+        #: Every delivery the drain holds, from its read until its answer is written.
+        self._held: set[str] = set()
+        self._flying = 0
+        self._answered: list[Attempted] = []
+        self._answered_since = 0.0
+        self._writing: asyncio.Task[EndpointState] | None = None
+        self._writing_keys: set[str] = set()
+        self._wake = asyncio.Event()
+        self._done = RoundResult()
+        self._ending: RoundResult | None = None  # how it ends, once it stopped taking more
+        self._looked_at = 0.0
+        self._look_again = False
+
+    def now(self) -> datetime:
+        """The workflow's time when it asked, on by the drain's own clock."""
+        return self._start + timedelta(seconds=time.monotonic() - self._began)
+
+    async def run(self) -> RoundResult:
+        async with contextlib.AsyncExitStack() as held:
+            posters = [
+                asyncio.create_task(self._post_each()) for _ in range(self._posting.concurrency)
+            ]
+            try:
+                return await self._drain(held)
+            finally:  # a failed write or a cancelled activity leaves nothing running
+                for task in [*posters, *([self._writing] if self._writing else [])]:
+                    task.cancel()
+
+    async def _drain(self, held: contextlib.AsyncExitStack) -> RoundResult:
+        endpoint, due = await due_deliveries(
+            self._database, self._endpoint_id, self._start, ROUND_SIZE, claim=True
+        )
+        self._url = endpoint.url if endpoint is not None else ""
+        self._done = RoundResult(url=self._url)
+        await self._take(held, endpoint, due)
+        found_at = self._began - LINGER  # when a look last found deliveries (none yet)
+        while True:
+            if self._writing is not None and self._writing.done():
+                self._wrote(self._writing.result())
+            self._write_answered()
+            if self._held:
+                found_at = time.monotonic()
+            elif self._ending is not None:
+                return await self._ended()
+            elif time.monotonic() - found_at >= LINGER:  # none came for a while: let go
+                next_at = await release(self._database, self._endpoint_id)
+                if next_at is None or next_at > self.now() or self._overdue():
+                    return replace(self._done, more=False, next_due=next_at)
+                await asyncio.sleep(POLL)  # stored as the lease ended, unwoken: claim again
+                await self._take(held, *await self._read(claim=True))
+                continue
+            if self._ending is None and self._overdue():
+                self._end(replace(self._done, more=True))
+            if self._should_look():
+                await self._take(held, *await self._read())
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL):
+                    await self._wake.wait()
+
+    # Taking deliveries.
+
+    async def _take(
+        self, held: contextlib.AsyncExitStack, endpoint: WebhookEndpoint | None, due: list[Due]
+    ) -> None:
+        """Queue what a read found, unless the endpoint stopped or moved: then end."""
+        self._looked_at = time.monotonic()
+        self._look_again = False
+        self._endpoint = endpoint
+        if self._ending is not None:
+            return
+        if endpoint is None or not endpoint.enabled:
+            self._end(_stopped(endpoint, self._done, self._posting.operator_email))
+            return
+        if endpoint.url != self._url:  # the next drain connects to the new URL
+            self._end(replace(self._done, more=True))
+            return
+        fresh = [item for item in due if item.key not in self._held]
+        if not fresh:
+            return
+        self._keys = [
+            signing_key(secret)
+            for secret in signing_secrets(endpoint, self.now(), self._posting.codec_keys)
+        ]
+        if not isinstance(self._sender, tuple):  # none yet, or the last could not open
+            self._sender = await _sender(held, self._posting.outbound, self._url)
+        for item in fresh:
+            self._held.add(item.key)
+            self._queue.put_nowait(item)
+        self._look_again = len(fresh) >= ROUND_SIZE  # more may be due: look again at once
+
+    async def _read(self, *, claim: bool = False) -> tuple[WebhookEndpoint | None, list[Due]]:
+        """The endpoint and its due deliveries, enough of them to fill the queue past those
+        the drain holds still pending."""
+        limit = ROUND_SIZE + len(self._held)
+        return await due_deliveries(
+            self._database, self._endpoint_id, self.now(), limit, claim=claim
+        )
+
+    def _should_look(self) -> bool:
+        """Whether to read the database now: taking more, fewer queued than the posters,
+        and the last look found a full batch or was ``POLL`` ago."""
+        if self._ending is not None or self._queue.qsize() >= self._posting.concurrency:
+            return False
+        return self._look_again or time.monotonic() - self._looked_at >= POLL
+
+    def _overdue(self) -> bool:
+        return time.monotonic() - self._began >= DRAIN_FOR
+
+    def _end(self, ending: RoundResult) -> None:
+        """Take no more: what is queued stays pending for the next drain."""
+        self._ending = ending
+        while not self._queue.empty():
+            self._held.discard(self._queue.get_nowait().key)
+
+    # Posting.
+
+    async def _post_each(self) -> None:
+        """One poster: each queued delivery in turn, its answer kept for the next write."""
+        while True:
+            item = await self._queue.get()
+            self._flying += 1
+            answer = await self._attempt(item)
+            self._flying -= 1
+            if not self._answered:
+                self._answered_since = time.monotonic()
+            self._answered.append(answer)
+            low = self._queue.qsize() < self._posting.concurrency
+            if len(self._answered) >= WRITE_BATCH or (low and self._look_again):
+                self._wake.set()  # write now, or read more at once
+
+    async def _attempt(self, item: Due) -> Attempted:
+        now, sender = self.now(), self._sender
+        try:
+            if isinstance(sender, DestinationRefused):
+                return _unanswered(item, now, str(sender), "refused")
+            if isinstance(sender, Unreachable) or sender is None:  # it retries
+                return _retry_or_fail(item, now, None, 0.0, str(sender))
+            session, url = sender
+            personal = self._endpoint.personal_data if self._endpoint else False
+            outbound = self._posting.outbound
+            return await _post(outbound, session, url, personal, self._keys, item, now)
+        except Exception as error:  # one delivery's failure, not the drain's
+            activity.logger.exception("delivery %s failed", item.key)
+            return _retry_or_fail(item, now, None, 0.0, type(error).__name__)
+
+    # Writing the answers back.
+
+    def _write_answered(self) -> None:
+        """Start writing the answers gathered, if a batch is due and no write is under way."""
+        if self._writing is not None or not self._answered:
+            return
+        waited = time.monotonic() - self._answered_since
+        if len(self._answered) < WRITE_BATCH and waited < WRITE_AFTER and not self._ending:
+            return
+        batch, self._answered = self._answered, []
+        self._writing_keys = {answer.delivery_key for answer in batch}
+        self._done = _counted(self._done, batch)
+        self._writing = asyncio.create_task(self._write(batch))
+
+    async def _write(self, batch: list[Attempted]) -> EndpointState:
+        try:
+            return await record_round(self._database, self._endpoint_id, batch, self.now())
+        finally:
+            self._wake.set()
+
+    def _wrote(self, state: EndpointState) -> None:
+        """A write is done: its deliveries are no longer held; a disabled endpoint ends it."""
+        assert self._writing is not None
+        self._writing = None
+        self._held -= self._writing_keys
+        if state.disabled_reason is None or (self._ending and self._ending.stopped):
+            return
+        self._end(
+            replace(
+                self._done,
+                stopped=True,
+                disabled_reason=state.disabled_reason,
+                disabled_at=self.now(),
+                url=self._url,
+                tell=self._posting.operator_email,
+            )
+        )
+
+    async def _ended(self) -> RoundResult:
+        """What the drain did, once everything it held is written; a stopped endpoint's
+        lease let go."""
+        assert self._ending is not None
+        ending = replace(
+            self._ending,
+            delivered=self._done.delivered,
+            retrying=self._done.retrying,
+            failed=self._done.failed,
+        )
+        if ending.stopped:
+            await release(self._database, self._endpoint_id)
+        return ending
+
+
+async def _post(
+    outbound: Outbound,
+    session: aiohttp.ClientSession,
+    url: URL,
+    personal: bool,
+    keys: list[bytes],
+    item: Due,
+    now: datetime,
+) -> Attempted:
+    """POST ``item``'s event at ``now``, signed with ``keys``; what its answer means."""
+    body = json.dumps(
+        payload(
+            item.event_type,
+            item.event_id,
+            item.process_id,
+            as_utc(item.occurred_at),
+            item.data,
+            personal_data=personal,
+        ),
+        separators=(",", ":"),
+        default=str,
+    ).encode()
+    headers = signed_headers(keys, item.message_id, body)
+    sent = time.monotonic()
+    try:
+        answer = await outbound.post(session, url, body, headers)
+    except Unreachable as unreachable:  # how long it waited: a timeout's is its length
+        waited_ms = (time.monotonic() - sent) * 1000
+        return _retry_or_fail(item, now, None, waited_ms, str(unreachable))
+    if 200 <= answer.status < 300:
+        return Attempted(item.key, now, answer.status, answer.latency_ms, None, "delivered")
+    if answer.status == 410:
+        return Attempted(item.key, now, 410, answer.latency_ms, "answered 410 Gone", "gone")
+    asked = retry_after(answer.retry_after, now) if answer.status in (429, 503) else None
+    return _retry_or_fail(
+        item, now, answer.status, answer.latency_ms, f"answered {answer.status}", asked
+    )
+
+
+def retry_after(value: str | None, now: datetime) -> timedelta | None:
+    """The delay a ``Retry-After`` asks for (seconds or an HTTP date), capped; None if none."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return min(timedelta(seconds=int(value[:9])), MAX_RETRY_AFTER)  # 9 digits: years
+    try:
+        delay = parsedate_to_datetime(value) - now
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return min(max(delay, timedelta(0)), MAX_RETRY_AFTER)
+
+
+async def _sender(held: contextlib.AsyncExitStack, outbound: Outbound, url_text: str) -> Sender:
+    """A session to ``url_text``, kept open by ``held``; or why there is none."""
+    try:
+        url = checked_url(url_text)
+        return await held.enter_async_context(outbound.session(url)), url
+    except (DestinationRefused, Unreachable) as cannot:
+        return cannot
+
+
+def _stopped(
+    endpoint: WebhookEndpoint | None, done: RoundResult, operator_email: str | None
+) -> RoundResult:
+    """How a drain ends that found its endpoint deleted or disabled."""
+    if endpoint is None:
+        return replace(done, stopped=True, disabled_reason="deleted")
+    reason = endpoint.disabled_reason  # None: an admin disabled it
+    return replace(
+        done,
+        stopped=True,
+        disabled_reason=reason or "disabled",
+        disabled_at=as_utc(endpoint.updated_at) if reason else None,
+        url=endpoint.url,
+        tell=operator_email if reason else None,
+    )
+
+
+def _counted(done: RoundResult, answers: list[Attempted]) -> RoundResult:
+    """``done`` with ``answers`` counted."""
+    delivered = sum(answer.result == "delivered" for answer in answers)
+    retrying = sum(answer.result == "retry" for answer in answers)
+    return replace(
+        done,
+        delivered=done.delivered + delivered,
+        retrying=done.retrying + retrying,
+        failed=done.failed + len(answers) - delivered - retrying,
+    )
+
+
+def _unanswered(item: Due, now: datetime, error: str, result: str) -> Attempted:
+    return Attempted(item.key, now, None, 0.0, error, result)
+
+
+def _retry_or_fail(
+    item: Due,
+    now: datetime,
+    status: int | None,
+    latency_ms: float,
+    error: str,
+    asked: timedelta | None = None,
+) -> Attempted:
+    first = as_utc(item.first_attempt_at) if item.first_attempt_at else now
+    retry_at = next_retry(first, item.attempts - (item.attempts_before or 0) + 1, now)
+    if retry_at is not None and asked is not None:
+        retry_at = max(retry_at, now + asked)
+    result = "retry" if retry_at is not None else "failed"
+    return Attempted(item.key, now, status, latency_ms, error, result, retry_at)
