@@ -8,7 +8,7 @@
     crmflow webhook-sink        the local webhook receiver
     crmflow mail [N|ID]         list the sink's messages, or show one
     crmflow mail --html N       a message's HTML part on stdout, its checks on stderr
-    crmflow webhooks            list the webhook deliveries the webhook sink received
+    crmflow webhooks [ID]       list the webhook deliveries the webhook sink received, or show one
     crmflow codec-key ID        print a new payload encryption key for CRMFLOW_CODEC_KEYS
     crmflow api-key create|list|revoke   manage API keys in the database
     crmflow processes           the registered processes: ids, start routes, events
@@ -67,7 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     mail.add_argument("--maildir", type=Path, default=DEFAULT_MAILDIR)
     mail.add_argument("--html", action="store_true", help="print its HTML part, checks to stderr")
 
-    webhooks = commands.add_parser("webhooks", help="list the deliveries the webhook sink got")
+    webhooks = commands.add_parser(
+        "webhooks", help="list the deliveries the webhook sink got, or show one"
+    )
+    webhooks.add_argument(
+        "delivery", nargs="?", help="a webhook-id from the list: show its headers and body"
+    )
     webhooks.add_argument("--path", help="only deliveries to this path, e.g. /hooks/crm")
     webhooks.add_argument("--limit", type=int, default=20, help="how many of the newest")
     webhooks.add_argument("--state", type=Path, default=DEFAULT_STATE, help="the sink's --state")
@@ -122,8 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         serve_webhooks(args.host, args.port, args.state)
     elif args.command == "webhooks":
-        from devstack.webhook_sink import print_deliveries
+        from devstack.webhook_sink import print_deliveries, print_delivery
 
+        if args.delivery is not None:
+            return print_delivery(args.state, args.delivery)
         print_deliveries(args.state, path=args.path, limit=args.limit)
     elif args.command == "api-key":
         import asyncio

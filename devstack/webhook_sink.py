@@ -441,6 +441,46 @@ def print_deliveries(
         out.write("  ".join(cells).rstrip() + "\n")
 
 
+def print_delivery(state: Path, webhook_id: str, *, out: TextIO | None = None) -> int:
+    """Print every delivery under ``state`` with ``webhook_id`` (a retried event arrives
+    again under the same id): when and where it came, its headers, whether its signature
+    verified, the answer, and its body as indented JSON. 1 if none came, else 0."""
+    out = out or sys.stdout
+    deliveries = [d for d in read_deliveries(state) if d.webhook_id == webhook_id]
+    if not deliveries:
+        out.write(f"no delivery with webhook-id {webhook_id} in {deliveries_file(state)}\n")
+        return 1
+    for number, delivery in enumerate(deliveries, 1):
+        verified = (
+            f"yes, by the secret {delivery.verified}"
+            if delivery.verified
+            else f"no: {delivery.unverified_reason}"
+        )
+        lines = [
+            f"arrival {number} of {len(deliveries)} under this webhook-id",
+            f"received           {_local_time(delivery.received_at)} on {delivery.path}",
+            f"webhook-id         {delivery.webhook_id}",
+            f"webhook-timestamp  {delivery.webhook_timestamp or '-'}",
+            f"webhook-signature  {delivery.webhook_signature or '-'}",
+            f"verified           {verified}",
+            f"answered           {delivery.status}"
+            + (f" after {delivery.stall_seconds:g} s" if delivery.stall_seconds else ""),
+            "",
+            _readable(delivery.body),
+            "",
+        ]
+        out.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _readable(body: str) -> str:
+    """A JSON body indented, any other as it came."""
+    try:
+        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except ValueError:
+        return body
+
+
 def _local_time(iso: str) -> str:
     try:
         return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")

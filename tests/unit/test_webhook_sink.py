@@ -287,6 +287,22 @@ async def test_crmflow_webhooks_lists_the_newest_deliveries_last(
     ]
 
 
+async def test_crmflow_webhooks_shows_each_arrival_of_one_webhook_id(
+    sink_url: str, http: aiohttp.ClientSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = event_body("ticket.met")
+    for _ in range(2):  # a retried event arrives again under its webhook-id
+        await deliver(http, f"{sink_url}/hooks/crm", body, signed(body, SECRET, msg_id="m-9"))
+
+    assert crmflow(["webhooks", "--state", str(tmp_path), "m-9"]) == 0
+    shown = capsys.readouterr().out
+    assert "arrival 2 of 2 under this webhook-id" in shown
+    assert "verified           yes, by the secret sha256:" in shown
+    assert '  "type": "ticket.met",' in shown  # the body, indented
+    assert crmflow(["webhooks", "--state", str(tmp_path), "m-404"]) == 1
+    assert "no delivery with webhook-id m-404" in capsys.readouterr().out
+
+
 async def new_endpoint(
     database: Database, tenant: str | None, codec_keys: str
 ) -> tuple[WebhookEndpoint, str]:
