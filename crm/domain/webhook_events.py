@@ -201,12 +201,16 @@ def event_catalogue() -> dict[str, Any]:
     catalogue: dict[str, Any] = {}
     for event_type, (process, outcome, fields) in sorted(EVENT_TYPES.items()):
         properties = {name: _JSON_TYPES[kind] for name, kind in fields.items()}
+        personal = ", ".join(sorted(PERSONAL_FIELDS & set(fields)))
         catalogue[event_type] = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": event_type,
             "description": f"The {process} process reached {outcome!r}. "
-            f"Personal fields ({', '.join(sorted(PERSONAL_FIELDS & set(fields)))}) "
-            "are sent only to endpoints with personal_data.",
+            + (
+                f"Personal fields ({personal}) are sent only to endpoints with personal_data."
+                if personal
+                else "It holds no personal fields."
+            ),
             "type": "object",
             "required": ["type", "timestamp", "data"],
             "properties": {

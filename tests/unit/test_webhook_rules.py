@@ -72,6 +72,8 @@ def test_free_text_people_wrote_is_personal() -> None:
 
 def test_the_catalogue_has_a_schema_for_every_type() -> None:
     catalogue = event_catalogue()
+    assert "(subject)" in catalogue["ticket.breached"]["description"]
+    assert catalogue["ticket.met"]["description"].endswith("It holds no personal fields.")
     assert set(catalogue) == set(EVENT_TYPES)
     assert catalogue["ticket.warning"]["properties"]["data"]["properties"]["due_at"] == {
         "type": "string",
