@@ -6,11 +6,14 @@ endpoint's lease (``crm.store.webhook_deliveries``). Up to ``concurrency``
 deliveries are in flight at once, and as each is answered the next due one
 goes: from a queue refilled from the database, ``ROUND_SIZE`` at a time,
 leaving out those the drain holds. A slow answer holds its own slot, not the
-deliveries behind it. One writer at a time writes the answers back
-(``record_round``): once ``WRITE_BATCH`` have gathered, once the oldest has
-waited ``WRITE_AFTER``, or once nothing else is in flight. A read leaves out
-every delivery the drain holds, the ones being written included, so a read
-that sees the database before a write never takes an answered delivery again.
+deliveries behind it. While answers are awaited and reads find nothing new,
+the drain looks less often (``POLL`` doubling up to ``LINGER``). One writer at
+a time writes the answers back (``record_round``): once ``WRITE_BATCH`` have
+gathered, once the oldest has waited ``WRITE_AFTER``, or at once when the drain
+is ending. A read leaves out every delivery the drain holds, the ones being
+written included, so a read that sees the database before a write never takes
+an answered delivery again. An answer that will disable the endpoint (a 410,
+an address inside the network) stops the drain taking more at once.
 
 A worker that dies mid-drain has written nothing of what it held: the retried
 activity sends those deliveries again with the same ``webhook-id``, which a
@@ -64,7 +67,7 @@ from crm.store.webhook_deliveries import (
 from crm.store.webhooks import signing_secrets
 from workflows.webhook_types import RoundResult
 
-#: Deliveries one read of the database takes at most.
+#: New deliveries one read of the database takes at most (besides those the drain holds).
 ROUND_SIZE = 200
 #: Answers written back in one transaction once this many have gathered...
 WRITE_BATCH = 200
@@ -72,7 +75,8 @@ WRITE_BATCH = 200
 WRITE_AFTER = 0.25
 #: How long a drain looks for more deliveries after the last it found.
 LINGER = 0.25
-#: How often it looks meanwhile.
+#: How often it looks meanwhile, at first: a look that finds nothing new doubles it, up to
+#: ``LINGER``.
 POLL = 0.02
 #: The longest one drain runs before its workflow starts the next.
 DRAIN_FOR = 60.0
@@ -119,16 +123,18 @@ class Drain:
         self._queue: asyncio.Queue[Due] = asyncio.Queue()
         #: Every delivery the drain holds, from its read until its answer is written.
         self._held: set[str] = set()
-        self._flying = 0
+        self._posters: list[asyncio.Task[None]] = []
         self._answered: list[Attempted] = []
         self._answered_since = 0.0
         self._writing: asyncio.Task[EndpointState] | None = None
         self._writing_keys: set[str] = set()
+        self._writing_at = start
         self._wake = asyncio.Event()
         self._done = RoundResult()
         self._ending: RoundResult | None = None  # how it ends, once it stopped taking more
         self._looked_at = 0.0
         self._look_again = False
+        self._poll = POLL
 
     def now(self) -> datetime:
         """The workflow's time when it asked, on by the drain's own clock."""
@@ -136,14 +142,17 @@ class Drain:
 
     async def run(self) -> RoundResult:
         async with contextlib.AsyncExitStack() as held:
-            posters = [
+            self._posters = [
                 asyncio.create_task(self._post_each()) for _ in range(self._posting.concurrency)
             ]
             try:
                 return await self._drain(held)
-            finally:  # a failed write or a cancelled activity leaves nothing running
-                for task in [*posters, *([self._writing] if self._writing else [])]:
+            finally:  # a failed write or a cancelled activity: stop posting (what was not
+                # written is sent again, under the same webhook-id, by the retried activity)
+                tasks = [*self._posters, *([self._writing] if self._writing else [])]
+                for task in tasks:
                     task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _drain(self, held: contextlib.AsyncExitStack) -> RoundResult:
         endpoint, due = await due_deliveries(
@@ -154,6 +163,10 @@ class Drain:
         await self._take(held, endpoint, due)
         found_at = self._began - LINGER  # when a look last found deliveries (none yet)
         while True:
+            for poster in self._posters:
+                if poster.done():  # a poster never returns: it failed, and the drain with it
+                    poster.result()
+                    raise RuntimeError("a poster of the drain stopped")
             if self._writing is not None and self._writing.done():
                 self._wrote(self._writing.result())
             self._write_answered()
@@ -196,6 +209,7 @@ class Drain:
             self._end(replace(self._done, more=True))
             return
         fresh = [item for item in due if item.key not in self._held]
+        self._poll = POLL if fresh else min(2 * self._poll, LINGER)
         if not fresh:
             return
         self._keys = [
@@ -219,10 +233,10 @@ class Drain:
 
     def _should_look(self) -> bool:
         """Whether to read the database now: taking more, fewer queued than the posters,
-        and the last look found a full batch or was ``POLL`` ago."""
+        and the last look found a full batch or was long enough ago (``_poll``)."""
         if self._ending is not None or self._queue.qsize() >= self._posting.concurrency:
             return False
-        return self._look_again or time.monotonic() - self._looked_at >= POLL
+        return self._look_again or time.monotonic() - self._looked_at >= self._poll
 
     def _overdue(self) -> bool:
         return time.monotonic() - self._began >= DRAIN_FOR
@@ -239,14 +253,15 @@ class Drain:
         """One poster: each queued delivery in turn, its answer kept for the next write."""
         while True:
             item = await self._queue.get()
-            self._flying += 1
             answer = await self._attempt(item)
-            self._flying -= 1
             if not self._answered:
                 self._answered_since = time.monotonic()
             self._answered.append(answer)
+            if answer.result in ("gone", "refused") and self._ending is None:
+                # its write will disable the endpoint: take no more meanwhile
+                self._end(replace(self._done, more=True))
             low = self._queue.qsize() < self._posting.concurrency
-            if len(self._answered) >= WRITE_BATCH or (low and self._look_again):
+            if len(self._answered) >= WRITE_BATCH or self._ending or (low and self._look_again):
                 self._wake.set()  # write now, or read more at once
 
     async def _attempt(self, item: Due) -> Attempted:
@@ -254,7 +269,8 @@ class Drain:
         try:
             if isinstance(sender, DestinationRefused):
                 return _unanswered(item, now, str(sender), "refused")
-            if isinstance(sender, Unreachable) or sender is None:  # it retries
+            assert sender is not None  # opened before anything was queued
+            if isinstance(sender, Unreachable):  # the name did not resolve: it retries
                 return _retry_or_fail(item, now, None, 0.0, str(sender))
             session, url = sender
             personal = self._endpoint.personal_data if self._endpoint else False
@@ -275,12 +291,13 @@ class Drain:
             return
         batch, self._answered = self._answered, []
         self._writing_keys = {answer.delivery_key for answer in batch}
+        self._writing_at = self.now()
         self._done = _counted(self._done, batch)
-        self._writing = asyncio.create_task(self._write(batch))
+        self._writing = asyncio.create_task(self._write(batch, self._writing_at))
 
-    async def _write(self, batch: list[Attempted]) -> EndpointState:
+    async def _write(self, batch: list[Attempted], now: datetime) -> EndpointState:
         try:
-            return await record_round(self._database, self._endpoint_id, batch, self.now())
+            return await record_round(self._database, self._endpoint_id, batch, now)
         finally:
             self._wake.set()
 
@@ -296,7 +313,7 @@ class Drain:
                 self._done,
                 stopped=True,
                 disabled_reason=state.disabled_reason,
-                disabled_at=self.now(),
+                disabled_at=self._writing_at,  # the endpoint's updated_at: one email for it
                 url=self._url,
                 tell=self._posting.operator_email,
             )

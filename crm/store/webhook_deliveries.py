@@ -1,4 +1,4 @@
-"""Webhook deliveries in the database: the rounds that attempt them, and their log.
+"""Webhook deliveries in the database: the drains that attempt them, and their log.
 
 The endpoint's drain (``activities.webhook_drain``) takes the due deliveries
 (``due_deliveries``), and each batch of their answers is written back in one
@@ -40,7 +40,7 @@ from crm.store.webhooks import fail_pending
 #: How long after a delivery's first attempt it is given up, and how long an
 #: endpoint may fail without a success before it is disabled.
 GIVE_UP_AFTER = timedelta(days=3)
-#: How long a drain's lease lasts unless its next round renews it: a worker that died
+#: How long a drain's lease lasts unless its next write renews it: a worker that died
 #: mid-drain holds back wakes for at most this long (its activity is retried once its
 #: heartbeat times out, as long, and takes what is due).
 LEASE = timedelta(seconds=30)
@@ -97,7 +97,7 @@ async def due_deliveries(
             endpoint.draining_until = utcnow() + LEASE
             session.add(endpoint)
         deliveries, events = _DELIVERIES.c, _EVENTS.c
-        rows = session.connection().execute(  # columns, not ORM objects: a round reads 200
+        rows = session.connection().execute(  # columns, not ORM objects: a read takes 200
             select_columns(
                 deliveries.key,
                 deliveries.message_id,
@@ -158,7 +158,8 @@ class Attempted:
 
 @dataclass(frozen=True)
 class EndpointState:
-    """Where the endpoint stands after a round: disabled (and why), its next due delivery."""
+    """Where the endpoint stands after a batch of attempts: disabled (and why), its next due
+    delivery."""
 
     disabled_reason: str | None
     next_due: datetime | None
@@ -176,7 +177,7 @@ def next_retry(first_attempt: datetime, attempts: int, now: datetime) -> datetim
 async def record_round(
     database: Database, endpoint_id: str, results: list[Attempted], now: datetime
 ) -> EndpointState:
-    """Write a round of attempts to the log and the deliveries; disable the endpoint on a
+    """Write a batch of attempts to the log and the deliveries; disable the endpoint on a
     410 or after ``GIVE_UP_AFTER`` of failures without a success."""
 
     def record(session: Session) -> EndpointState:
@@ -254,7 +255,7 @@ async def record_round(
     return await database.run(record)
 
 
-#: One delivery's attempt written to it (executed for each of a round's).
+#: One delivery's attempt written to it (executed for each of a batch's).
 _AT = _DELIVERIES.c.last_attempt_at.type
 _PENDING = _DELIVERIES.c.state == "pending"
 _STATE = bindparam("state", type_=_DELIVERIES.c.state.type)

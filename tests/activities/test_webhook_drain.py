@@ -114,3 +114,33 @@ async def test_a_slow_answer_holds_its_own_slot_not_the_deliveries_behind_it(
     logs = await deliveries_of(database, hooks.endpoint_id)
     assert [log.delivery.state for log in logs] == ["delivered"] * 3
     assert len(app.received) == 3  # none sent twice
+
+
+async def test_a_410_stops_the_drain_taking_more_before_its_answer_is_written(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    """An endpoint that says Gone gets no more than the deliveries already in flight: the
+    rest of a 300-delivery backlog fails with the endpoint, unsent."""
+    app, url = receiver
+    app.planned["/hooks"] = [Planned(410) for _ in range(400)]
+    hooks, _ = await create_endpoint(
+        database,
+        None,
+        url=f"{url}/hooks",
+        event_types=["*"],
+        personal_data=False,
+        enabled=True,
+        codec_keys=KEYS,
+    )
+    for number in range(300):
+        await store_event(database, lapse(number))
+    activities = WebhookActivities(database, KEYS, Outbound(allowed_hosts=["127.0.0.1"]))
+    done = await ActivityEnvironment().run(
+        activities.deliver_due, DeliveryRound(hooks.endpoint_id, datetime.now(UTC))
+    )
+
+    assert done.stopped and done.disabled_reason is not None
+    assert done.disabled_reason.startswith("the endpoint answered 410 Gone")
+    assert len(app.received) <= 20  # the posters' first deliveries, no more
+    logs = await deliveries_of(database, hooks.endpoint_id, limit=400)
+    assert len(logs) == 300 and {log.delivery.state for log in logs} == {"failed"}
