@@ -7,7 +7,8 @@ deliveries are in flight at once, and as each is answered the next due one
 goes: from a queue refilled from the database, ``ROUND_SIZE`` at a time,
 leaving out those the drain holds. A slow answer holds its own slot, not the
 deliveries behind it. While answers are awaited and reads find nothing new,
-the drain looks less often (``POLL`` doubling up to ``LINGER``). One writer at
+the drain looks less often (``POLL`` doubling up to ``LINGER``); with none
+awaited it looks every ``POLL`` until it lets go. One writer at
 a time writes the answers back (``record_round``): once ``WRITE_BATCH`` have
 gathered, once the oldest has waited ``WRITE_AFTER``, or at once when the drain
 is ending. A read leaves out every delivery the drain holds, the ones being
@@ -124,6 +125,7 @@ class Drain:
         #: Every delivery the drain holds, from its read until its answer is written.
         self._held: set[str] = set()
         self._posters: list[asyncio.Task[None]] = []
+        self._in_flight = 0
         self._answered: list[Attempted] = []
         self._answered_since = 0.0
         self._writing: asyncio.Task[EndpointState] | None = None
@@ -236,7 +238,8 @@ class Drain:
         and the last look found a full batch or was long enough ago (``_poll``)."""
         if self._ending is not None or self._queue.qsize() >= self._posting.concurrency:
             return False
-        return self._look_again or time.monotonic() - self._looked_at >= self._poll
+        every = self._poll if self._in_flight else POLL  # none awaited: look often
+        return self._look_again or time.monotonic() - self._looked_at >= every
 
     def _overdue(self) -> bool:
         return time.monotonic() - self._began >= DRAIN_FOR
@@ -253,7 +256,9 @@ class Drain:
         """One poster: each queued delivery in turn, its answer kept for the next write."""
         while True:
             item = await self._queue.get()
+            self._in_flight += 1
             answer = await self._attempt(item)
+            self._in_flight -= 1
             if not self._answered:
                 self._answered_since = time.monotonic()
             self._answered.append(answer)
