@@ -115,6 +115,7 @@ _CLOSED_BY_THE_SERVER = (
     "UnexpectedEof",
     "broken pipe",
     "ConnectionReset",
+    '"connection closed"',  # hyper's words when the server closed it mid-call
 )
 
 

@@ -15,9 +15,16 @@ RESET = (
     "hyper::Error(Io, Kind(ConnectionReset)))) }"
 )
 ALERT = "Failed client connect: received fatal alert: CertificateRequired"
+#: As it put it once on a loaded machine (its status abridged): the server closed the
+#: connection mid-call.
+CLOSED = (
+    "Failed client connect: `get_system_info` call error after connection: Status { code: "
+    'Cancelled, message: "operation was canceled", source: Some(tonic::transport::Error('
+    'Transport, hyper::Error(Canceled, "connection closed"))) }'
+)
 
 
-@pytest.mark.parametrize("error", [ALERT, RESET], ids=["alert", "reset"])
+@pytest.mark.parametrize("error", [ALERT, RESET, CLOSED], ids=["alert", "reset", "closed"])
 def test_a_tls_connection_the_server_drops_asks_for_a_client_certificate(error: str) -> None:
     assert "probably requires a client certificate" in _hint(Settings(), True, error)
 
