@@ -19,11 +19,12 @@ from activities.webhook_drain import LINGER
 from crm.platform.codec import new_codec_key
 from crm.store.db import Database
 from crm.store.emissions import store_event
+from crm.store.models import WebhookEndpoint
 from crm.store.webhook_deliveries import deliveries_of
 from crm.store.webhooks import Emitted, create_endpoint
 from tests.conftest import eventually
 from tests.support.receivers import Planned, Receiver, running_receiver
-from workflows.webhook_types import DeliveryRound
+from workflows.webhook_types import DeliveryRound, RoundResult
 
 KEYS = new_codec_key("drain-1")
 
@@ -32,6 +33,28 @@ KEYS = new_codec_key("drain-1")
 def receiver() -> Iterator[tuple[Receiver, str]]:
     with running_receiver() as running:
         yield running
+
+
+async def hooks_at(database: Database, url: str) -> WebhookEndpoint:
+    """An endpoint at the receiver's ``/hooks``, subscribed to everything."""
+    hooks, _ = await create_endpoint(
+        database,
+        None,
+        url=f"{url}/hooks",
+        event_types=["*"],
+        personal_data=False,
+        enabled=True,
+        codec_keys=KEYS,
+    )
+    return hooks
+
+
+async def drain(database: Database, hooks: WebhookEndpoint) -> RoundResult:
+    """One ``deliver_due`` of ``hooks``, as the worker runs it."""
+    activities = WebhookActivities(database, KEYS, Outbound(allowed_hosts=["127.0.0.1"]))
+    return await ActivityEnvironment().run(
+        activities.deliver_due, DeliveryRound(hooks.endpoint_id, datetime.now(UTC))
+    )
 
 
 def lapse(number: int) -> Emitted:
@@ -45,22 +68,9 @@ async def test_a_drain_delivers_what_is_emitted_while_it_runs_and_lets_go_when_n
 ) -> None:
     app, url = receiver
     app.planned["/hooks"] = [Planned(200, stall_seconds=0.5)]  # the first round takes a while
-    hooks, _ = await create_endpoint(
-        database,
-        None,
-        url=f"{url}/hooks",
-        event_types=["*"],
-        personal_data=False,
-        enabled=True,
-        codec_keys=KEYS,
-    )
+    hooks = await hooks_at(database, url)
     await store_event(database, lapse(1))
-    activities = WebhookActivities(database, KEYS, Outbound(allowed_hosts=["127.0.0.1"]))
-    draining = asyncio.create_task(
-        ActivityEnvironment().run(
-            activities.deliver_due, DeliveryRound(hooks.endpoint_id, datetime.now(UTC))
-        )
-    )
+    draining = asyncio.create_task(drain(database, hooks))
     await eventually(lambda: asyncio.sleep(0, app.received), bool)
 
     meanwhile = await store_event(database, lapse(2))  # during the first round's POST
@@ -83,22 +93,9 @@ async def test_a_slow_answer_holds_its_own_slot_not_the_deliveries_behind_it(
     receiver goes at once, and the slow one is written when it is answered."""
     app, url = receiver
     app.planned["/hooks"] = [Planned(200, stall_seconds=1.5)]  # only the first answer stalls
-    hooks, _ = await create_endpoint(
-        database,
-        None,
-        url=f"{url}/hooks",
-        event_types=["*"],
-        personal_data=False,
-        enabled=True,
-        codec_keys=KEYS,
-    )
+    hooks = await hooks_at(database, url)
     await store_event(database, lapse(1))
-    activities = WebhookActivities(database, KEYS, Outbound(allowed_hosts=["127.0.0.1"]))
-    draining = asyncio.create_task(
-        ActivityEnvironment().run(
-            activities.deliver_due, DeliveryRound(hooks.endpoint_id, datetime.now(UTC))
-        )
-    )
+    draining = asyncio.create_task(drain(database, hooks))
     await eventually(lambda: asyncio.sleep(0, app.received), bool)
     loop = asyncio.get_running_loop()
     emitted = loop.time()
@@ -123,21 +120,10 @@ async def test_a_410_stops_the_drain_taking_more_before_its_answer_is_written(
     rest of a 300-delivery backlog fails with the endpoint, unsent."""
     app, url = receiver
     app.planned["/hooks"] = [Planned(410) for _ in range(400)]
-    hooks, _ = await create_endpoint(
-        database,
-        None,
-        url=f"{url}/hooks",
-        event_types=["*"],
-        personal_data=False,
-        enabled=True,
-        codec_keys=KEYS,
-    )
+    hooks = await hooks_at(database, url)
     for number in range(300):
         await store_event(database, lapse(number))
-    activities = WebhookActivities(database, KEYS, Outbound(allowed_hosts=["127.0.0.1"]))
-    done = await ActivityEnvironment().run(
-        activities.deliver_due, DeliveryRound(hooks.endpoint_id, datetime.now(UTC))
-    )
+    done = await drain(database, hooks)
 
     assert done.stopped and done.disabled_reason is not None
     assert done.disabled_reason.startswith("the endpoint answered 410 Gone")
