@@ -37,14 +37,15 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
         yield running
 
 
-def lapse(event_id: str) -> Emitted:
+def lapse(subscription_id: str) -> Emitted:
+    """A renewal's lapse, its event id as long as a process run's (step and run id)."""
     return Emitted(
         tenant="a",
-        event_id=event_id,
+        event_id=f"renewal-{subscription_id}/offer_outcome@01a24e38-ac05-797a-8c81-4a2dd3121b97",
         type="renewal.lapsed",
-        process_id=f"renewal-{event_id}",
+        process_id=f"renewal-{subscription_id}",
         occurred_at=datetime.now(UTC),
-        data={"subscription_id": event_id, "plan": "pro"},
+        data={"subscription_id": subscription_id, "plan": "pro"},
     )
 
 
@@ -121,6 +122,11 @@ async def test_an_admin_enables_a_gone_endpoint_and_sends_its_failed_delivery_ag
     await expect(attempts).to_have_count(2)
     await expect(attempts.nth(1)).to_contain_text(": 200, ")
     await snapshot(tab, "webhook-redelivered")
+    sideways = await tab.evaluate(
+        "(() => { const log = document.querySelector('table.deliveries').parentElement;"
+        " return log.scrollWidth - log.clientWidth; })()"
+    )
+    assert sideways <= 0, "the log fits at 1280 px: a long event id wraps"
     token = await tab.locator("input[name=csrf_token]").first.get_attribute("value")
     too_long = await tab.request.post(
         f"{api_url}/console/webhooks/{endpoint_id}/redeliver",
