@@ -38,7 +38,20 @@ from workflows.common import CUSTOMER_ID, PROCESS, STAGE
 BusinessKey = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+#: Some character that is not Unicode White_Space, which ``strip_whitespace`` trims (NEL and
+#: the no-break and ideographic spaces too): a text of only such characters is empty once
+#: trimmed and refused, and the OpenAPI document says so.
+NOT_BLANK = r"[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+
+
+def text(max_length: int) -> StringConstraints:
+    """Free text of at most ``max_length`` characters, trimmed, with something in it."""
+    return StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=max_length, pattern=NOT_BLANK
+    )
+
+
+Name = Annotated[str, text(200)]
 
 
 def _in_utc(value: datetime) -> datetime:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from temporalio.common import SearchAttributePair
 
 from crm.domain.calendar import CalendarError
@@ -22,6 +22,7 @@ from processes.registry import (
     TimeZone,
     declare_events,
     one_of,
+    text,
 )
 from workflows.common import CUSTOMER_ID, PROCESS, SLA_STATE, STAGE, TICKET_PRIORITY
 from workflows.sla import TicketSlaWorkflow
@@ -30,8 +31,8 @@ from workflows.sla_types import EVENT_DATA, OPEN, PENDING_CUSTOMER, TicketInput
 #: How far ahead of the API's clock a helpdesk's ``created_at`` may be.
 CLOCK_SKEW = timedelta(minutes=5)
 
-Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-Skill = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+Subject = Annotated[str, text(300)]
+Skill = Annotated[str, text(50)]
 
 
 class TicketCreate(BaseModel):

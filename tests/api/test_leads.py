@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from devstack.mailsink import MailSink, StoredMessage, read_messages
+from processes.registry import NOT_BLANK
 from tests.api.test_onboardings import PROBLEM_JSON, process, stage
 from tests.conftest import eventually
 from tests.support.lead import zone_at_local_hour
@@ -116,8 +117,17 @@ async def test_unknown_lead_event_is_refused_and_the_run_goes_on(api: httpx.Asyn
         ({"lead_id": "has spaces"}, "lead_id"),
         ({"source": ""}, "source"),
         ({"score": 99}, "score"),
+        ({"name": "\u0085\u3000"}, "name"),  # only whitespace, as Unicode counts it
     ],
-    ids=["bad-email", "unknown-timezone", "bad-country", "bad-lead-id", "no-source", "extra"],
+    ids=[
+        "bad-email",
+        "unknown-timezone",
+        "bad-country",
+        "bad-lead-id",
+        "no-source",
+        "extra",
+        "blank-name",
+    ],
 )
 async def test_invalid_lead_is_a_422_problem_naming_the_field(
     api: httpx.AsyncClient, change: dict[str, Any], field: str
@@ -126,3 +136,18 @@ async def test_invalid_lead_is_a_422_problem_naming_the_field(
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM_JSON
     assert field in response.json()["detail"]
+
+
+async def test_the_published_schema_says_a_name_or_subject_needs_something_not_blank(
+    api: httpx.AsyncClient,
+) -> None:
+    document = (await api.get("/openapi.json")).json()
+
+    def field(path: str, name: str) -> dict[str, Any]:
+        body = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        schema_name = body["schema"]["$ref"].rsplit("/", 1)[1]
+        found: dict[str, Any] = document["components"]["schemas"][schema_name]["properties"][name]
+        return found
+
+    assert field("/v1/leads", "name")["pattern"] == NOT_BLANK
+    assert field("/v1/tickets", "subject")["pattern"] == NOT_BLANK
