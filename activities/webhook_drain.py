@@ -23,37 +23,27 @@ receiver dedupes. The drain ends when no delivery has come due for
 endpoint was deleted, disabled or given another URL, or after ``DRAIN_FOR``;
 what it holds is answered and written first.
 
-What an answer means: 2xx delivered; 410 the endpoint is gone (it is
-disabled, its pending deliveries fail); 429 and 503 retry after their
-``Retry-After`` (at least the back-off); any other status, a timeout or a
-refused connection retries with the back-off of ``crm.store.webhook_deliveries``
-for up to three days; a URL that resolves inside the network fails and
-disables the endpoint.
+What each answer means is ``activities.webhook_answers``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 
-import aiohttp
 from temporalio import activity
-from yarl import URL
 
-from activities.outbound import (
-    DestinationRefused,
-    Outbound,
-    Unreachable,
-    checked_url,
-    signed_headers,
-    signing_key,
+from activities.outbound import DestinationRefused, Outbound, Unreachable, signing_key
+from activities.webhook_answers import (
+    Sender,
+    open_sender,
+    post_delivery,
+    retry_or_fail,
+    unanswered,
 )
-from crm.domain.webhook_events import payload
 from crm.store.db import Database
 from crm.store.models import WebhookEndpoint, as_utc
 from crm.store.webhook_deliveries import (
@@ -61,7 +51,6 @@ from crm.store.webhook_deliveries import (
     Due,
     EndpointState,
     due_deliveries,
-    next_retry,
     record_round,
     release,
 )
@@ -81,12 +70,6 @@ LINGER = 0.25
 POLL = 0.02
 #: The longest one drain runs before its workflow starts the next.
 DRAIN_FOR = 60.0
-#: The longest a ``Retry-After`` may push a retry.
-MAX_RETRY_AFTER = timedelta(hours=6)
-
-#: Where a drain's deliveries go: a session to the endpoint's vetted addresses and its URL,
-#: or why none could be opened.
-Sender = tuple[aiohttp.ClientSession, URL] | DestinationRefused | Unreachable
 
 
 @dataclass(frozen=True)
@@ -219,7 +202,7 @@ class Drain:
             for secret in signing_secrets(endpoint, self.now(), self._posting.codec_keys)
         ]
         if not isinstance(self._sender, tuple):  # none yet, or the last could not open
-            self._sender = await _sender(held, self._posting.outbound, self._url)
+            self._sender = await open_sender(held, self._posting.outbound, self._url)
         for item in fresh:
             self._held.add(item.key)
             self._queue.put_nowait(item)
@@ -273,17 +256,17 @@ class Drain:
         now, sender = self.now(), self._sender
         try:
             if isinstance(sender, DestinationRefused):
-                return _unanswered(item, now, str(sender), "refused")
+                return unanswered(item, now, str(sender), "refused")
             assert sender is not None  # opened before anything was queued
             if isinstance(sender, Unreachable):  # the name did not resolve: it retries
-                return _retry_or_fail(item, now, None, 0.0, str(sender))
+                return retry_or_fail(item, now, None, 0.0, str(sender))
             session, url = sender
             personal = self._endpoint.personal_data if self._endpoint else False
             outbound = self._posting.outbound
-            return await _post(outbound, session, url, personal, self._keys, item, now)
+            return await post_delivery(outbound, session, url, personal, self._keys, item, now)
         except Exception as error:  # one delivery's failure, not the drain's
             activity.logger.exception("delivery %s failed", item.key)
-            return _retry_or_fail(item, now, None, 0.0, type(error).__name__)
+            return retry_or_fail(item, now, None, 0.0, type(error).__name__)
 
     # Writing the answers back.
 
@@ -339,68 +322,6 @@ class Drain:
         return ending
 
 
-async def _post(
-    outbound: Outbound,
-    session: aiohttp.ClientSession,
-    url: URL,
-    personal: bool,
-    keys: list[bytes],
-    item: Due,
-    now: datetime,
-) -> Attempted:
-    """POST ``item``'s event at ``now``, signed with ``keys``; what its answer means."""
-    body = json.dumps(
-        payload(
-            item.event_type,
-            item.event_id,
-            item.process_id,
-            as_utc(item.occurred_at),
-            item.data,
-            personal_data=personal,
-        ),
-        separators=(",", ":"),
-        default=str,
-    ).encode()
-    headers = signed_headers(keys, item.message_id, body)
-    sent = time.monotonic()
-    try:
-        answer = await outbound.post(session, url, body, headers)
-    except Unreachable as unreachable:  # how long it waited: a timeout's is its length
-        waited_ms = (time.monotonic() - sent) * 1000
-        return _retry_or_fail(item, now, None, waited_ms, str(unreachable))
-    if 200 <= answer.status < 300:
-        return Attempted(item.key, now, answer.status, answer.latency_ms, None, "delivered")
-    if answer.status == 410:
-        return Attempted(item.key, now, 410, answer.latency_ms, "answered 410 Gone", "gone")
-    asked = retry_after(answer.retry_after, now) if answer.status in (429, 503) else None
-    return _retry_or_fail(
-        item, now, answer.status, answer.latency_ms, f"answered {answer.status}", asked
-    )
-
-
-def retry_after(value: str | None, now: datetime) -> timedelta | None:
-    """The delay a ``Retry-After`` asks for (seconds or an HTTP date), capped; None if none."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return min(timedelta(seconds=int(value[:9])), MAX_RETRY_AFTER)  # 9 digits: years
-    try:
-        delay = parsedate_to_datetime(value) - now
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return min(max(delay, timedelta(0)), MAX_RETRY_AFTER)
-
-
-async def _sender(held: contextlib.AsyncExitStack, outbound: Outbound, url_text: str) -> Sender:
-    """A session to ``url_text``, kept open by ``held``; or why there is none."""
-    try:
-        url = checked_url(url_text)
-        return await held.enter_async_context(outbound.session(url)), url
-    except (DestinationRefused, Unreachable) as cannot:
-        return cannot
-
-
 def _stopped(
     endpoint: WebhookEndpoint | None, done: RoundResult, operator_email: str | None
 ) -> RoundResult:
@@ -428,23 +349,3 @@ def _counted(done: RoundResult, answers: list[Attempted]) -> RoundResult:
         retrying=done.retrying + retrying,
         failed=done.failed + len(answers) - delivered - retrying,
     )
-
-
-def _unanswered(item: Due, now: datetime, error: str, result: str) -> Attempted:
-    return Attempted(item.key, now, None, 0.0, error, result)
-
-
-def _retry_or_fail(
-    item: Due,
-    now: datetime,
-    status: int | None,
-    latency_ms: float,
-    error: str,
-    asked: timedelta | None = None,
-) -> Attempted:
-    first = as_utc(item.first_attempt_at) if item.first_attempt_at else now
-    retry_at = next_retry(first, item.attempts - (item.attempts_before or 0) + 1, now)
-    if retry_at is not None and asked is not None:
-        retry_at = max(retry_at, now + asked)
-    result = "retry" if retry_at is not None else "failed"
-    return Attempted(item.key, now, status, latency_ms, error, result, retry_at)

@@ -9,7 +9,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from activities.outbound import signed_headers, signing_key
-from activities.webhook_drain import MAX_RETRY_AFTER, retry_after
+from activities.webhook_answers import MAX_RETRY_AFTER, retry_after
 from crm.domain.webhook_events import (
     EVENT_TYPES,
     event_catalogue,
