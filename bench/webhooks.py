@@ -3,18 +3,25 @@
     .venv/bin/python -m bench.webhooks [--events 1000] [--endpoints 5] [--rounds 3]
                                        [--emit-concurrency 16] [--latency-events 50]
                                        [--workers 1] [--answer-ms 0]
+                                       [--receiver-kind bare|sink]
     .venv/bin/python -m bench.webhooks --quick       # 100 events, 2 endpoints, 1 round
-
-``--answer-ms`` makes the receiver take that long over each answer, as a
-receiver that does some work before it answers would: both paths then wait on it
-alike.
 
 Each round runs on a fresh in-memory Temporal dev server, fresh ``crmflow
 worker`` processes (``--workers``) and a fresh SQLite file, each a real subprocess as in
 ``bench.harness``; the receiver is a subprocess too (this module with
-``--receiver PORT``): an aiohttp server that reads each body, answers 200 and
-notes, per path, the first arrival of each ``webhook-id`` on the monotonic
-clock, which every process on the machine shares.
+``--receiver PORT``). It notes, per path, the first arrival of each
+``webhook-id`` on the monotonic clock, which every process on the machine
+shares. Which receiver (``--receiver-kind``):
+
+- ``bare`` (the default): an aiohttp server that reads each body and answers
+  200, after ``--answer-ms`` (as a receiver that does some work before it
+  answers would: both paths then wait on it alike); it costs the least CPU a
+  receiver can, so the two paths compare by the CPU each spends per delivery.
+- ``sink``: the dev stack's local receiver (``devstack.webhook_sink``, run as
+  ``crmflow dev`` runs it): it verifies each signature with the
+  ``standardwebhooks`` library against the endpoints' secrets, appends each
+  delivery to its file and logs it; an arrival is noted when it answers 200.
+  Plain's bodies are signed with the endpoints' own secrets, so they verify.
 
 1. Fan-out: ``events`` events of one tenant with ``endpoints`` endpoints
    subscribed to every type. crmflow: ``emit_event`` (the event and its
@@ -57,9 +64,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import aiohttp
 from aiohttp import web
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from activities.outbound import signed_headers, signing_key
@@ -79,7 +89,8 @@ from crm.platform.temporal import connect
 from crm.store.db import Database
 from crm.store.emissions import store_event
 from crm.store.webhook_deliveries import deliveries_of
-from crm.store.webhooks import Emitted, create_endpoint, new_secret
+from crm.store.webhooks import Emitted, create_endpoint
+from devstack import webhook_sink
 from workflows.webhook_types import WAKE, DispatchInput, RoundResult, dispatch_id
 
 #: The tenant whose endpoints the fan-out goes to, and the one the latency is measured on.
@@ -105,44 +116,57 @@ class PathLog:
     last: float = 0.0
 
 
+class Arrivals:
+    """What every path received, noted by either receiver and read through its ``/_stats``,
+    ``/_arrivals`` and ``DELETE /_stats`` routes."""
+
+    def __init__(self) -> None:
+        self.paths: dict[str, PathLog] = {}
+
+    def note(self, path: str, webhook_id: str, at: float, body_bytes: int) -> None:
+        log = self.paths.setdefault(path, PathLog())
+        log.first.setdefault(webhook_id, at)
+        log.requests += 1
+        log.body_bytes += body_bytes
+        log.last = at
+
+    def under(self, prefix: str) -> list[PathLog]:
+        return [log for path, log in self.paths.items() if path.startswith(prefix)]
+
+    def stats(self, prefix: str) -> dict[str, float]:
+        logs = self.under(prefix)
+        return {
+            "distinct": sum(len(log.first) for log in logs),
+            "requests": sum(log.requests for log in logs),
+            "body_bytes": sum(log.body_bytes for log in logs),
+            "last": max((log.last for log in logs), default=0.0),
+        }
+
+    def arrivals(self, prefix: str) -> dict[str, float]:
+        return {k: v for log in self.under(prefix) for k, v in log.first.items()}
+
+
 def serve_receiver(port: int, answer_ms: float = 0.0) -> None:
-    """Answer every POST with 200, ``answer_ms`` after it came, and note when it came; ``GET
-    /_stats?prefix=``, ``GET /_arrivals?prefix=`` and ``DELETE /_stats`` read and forget
-    what was noted."""
-    paths: dict[str, PathLog] = {}
+    """The bare receiver: answer every POST with 200, ``answer_ms`` after it came, and note
+    when it came."""
+    noted = Arrivals()
 
     async def deliver(request: web.Request) -> web.Response:
         body = await request.read()
         at = time.monotonic()
         if answer_ms:
             await asyncio.sleep(answer_ms / 1000)
-        log = paths.setdefault(request.path, PathLog())
-        log.first.setdefault(request.headers.get("webhook-id", ""), at)
-        log.requests += 1
-        log.body_bytes += len(body)
-        log.last = at
+        noted.note(request.path, request.headers.get("webhook-id", ""), at, len(body))
         return web.Response()
 
-    def under(request: web.Request) -> list[PathLog]:
-        prefix = request.query.get("prefix", "/")
-        return [log for path, log in paths.items() if path.startswith(prefix)]
-
     async def stats(request: web.Request) -> web.Response:
-        logs = under(request)
-        return web.json_response(
-            {
-                "distinct": sum(len(log.first) for log in logs),
-                "requests": sum(log.requests for log in logs),
-                "body_bytes": sum(log.body_bytes for log in logs),
-                "last": max((log.last for log in logs), default=0.0),
-            }
-        )
+        return web.json_response(noted.stats(request.query.get("prefix", "/")))
 
     async def arrivals(request: web.Request) -> web.Response:
-        return web.json_response({k: v for log in under(request) for k, v in log.first.items()})
+        return web.json_response(noted.arrivals(request.query.get("prefix", "/")))
 
     async def forget(request: web.Request) -> web.Response:
-        paths.clear()
+        noted.paths.clear()
         return web.json_response({})
 
     app = web.Application()
@@ -151,6 +175,45 @@ def serve_receiver(port: int, answer_ms: float = 0.0) -> None:
     app.router.add_delete("/_stats", forget)
     app.router.add_post("/{tail:.*}", deliver)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def serve_sink(port: int, state: Path) -> None:
+    """The dev stack's own receiver (``devstack.webhook_sink``: it verifies each signature
+    against the endpoints' secrets in ``CRMFLOW_DATABASE_URL``, appends each delivery to its
+    file and logs it), run as ``crmflow dev`` runs it; each delivery is noted once the sink
+    has recorded it and answers 200."""
+    noted = Arrivals()
+
+    def noting(sink: ASGIApp) -> ASGIApp:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http" or scope["path"] not in ("/_stats", "/_arrivals"):
+                await sink(scope, receive, send if scope["type"] != "http" else note(scope, send))
+                return
+            prefix = parse_qs(scope["query_string"].decode()).get("prefix", ["/"])[0]
+            if scope["method"] == "DELETE":
+                noted.paths.clear()
+                answer: object = {}
+            elif scope["path"] == "/_stats":
+                answer = noted.stats(prefix)
+            else:
+                answer = noted.arrivals(prefix)
+            await JSONResponse(answer)(scope, receive, send)
+
+        def note(scope: Scope, send: Send) -> Send:
+            headers = dict(scope["headers"])
+            size = int(headers.get(b"content-length", b"0"))
+            webhook_id = headers.get(b"webhook-id", b"").decode()
+
+            async def sending(message: Message) -> None:
+                if message["type"] == "http.response.start" and message["status"] == 200:
+                    noted.note(scope["path"], webhook_id, time.monotonic(), size)
+                await send(message)
+
+            return sending
+
+        return app
+
+    webhook_sink.serve("127.0.0.1", port, state, wrap=noting)
 
 
 @dataclass(frozen=True)
@@ -216,6 +279,7 @@ class Stack:
     pids: dict[str, int]
     workers: list[int]
     fan_out: list[str]
+    secrets: list[str]
     latency: str
 
     def cpu(self) -> dict[str, float]:
@@ -314,14 +378,19 @@ async def plain_sessions(count: int) -> AsyncIterator[list[aiohttp.ClientSession
 
 
 async def post_all(
-    sessions: list[aiohttp.ClientSession], urls: list[str], bodies: list[bytes], prefix: str
+    sessions: list[aiohttp.ClientSession],
+    urls: list[str],
+    secrets: list[str],
+    bodies: list[bytes],
+    prefix: str,
 ) -> None:
-    """POST every body to every URL, signed, ``PER_ENDPOINT`` in flight per URL."""
-    key = signing_key(new_secret())
+    """POST every body to every URL, signed with its endpoint's secret, ``PER_ENDPOINT`` in
+    flight per URL."""
+    keys = [signing_key(secret) for secret in secrets]
 
     async def to_endpoint(j: int) -> None:
         async def post(i: int) -> None:
-            headers = signed_headers([key], f"msg_{prefix}_{i}_{j}", bodies[i])
+            headers = signed_headers([keys[j]], f"msg_{prefix}_{i}_{j}", bodies[i])
             async with sessions[j].post(urls[j], data=bodies[i], headers=headers) as answer:
                 if answer.status != 200:
                     raise RuntimeError(f"{urls[j]} answered {answer.status}")
@@ -335,11 +404,11 @@ async def through_plain(stack: Stack, bodies: list[bytes], endpoints: int, expec
     """POST ``bodies`` to each plain endpoint path; timed to the last arrival."""
     urls = [f"{stack.receiver.base_url}/plain/{j}" for j in range(endpoints)]
     async with plain_sessions(endpoints) as sessions:
-        await post_all(sessions, urls, bodies[:WARM_UP], "warm")
+        await post_all(sessions, urls, stack.secrets, bodies[:WARM_UP], "warm")
         await stack.receiver.forget()
         cpu = stack.cpu()
         began = time.monotonic()
-        await post_all(sessions, urls, bodies, "plain")
+        await post_all(sessions, urls, stack.secrets, bodies, "plain")
     received = await stack.receiver.wait_for("/plain/", expected)
     seconds = received.last - began
     return Timed(expected / seconds, seconds, received, cpu_since(cpu, stack.cpu()))
@@ -432,33 +501,36 @@ async def latency(stack: Stack, count: int, pause: float) -> Latency:
 
 
 @contextlib.contextmanager
-def receiver_process(answer_ms: float) -> Iterator[tuple[str, int]]:
-    """The receiver subprocess, taking ``answer_ms`` over each answer; yields its URL and
-    pid."""
+def receiver_process(
+    kind: str, answer_ms: float, state: Path, env: dict[str, str]
+) -> Iterator[tuple[str, int]]:
+    """The receiver subprocess: the bare one taking ``answer_ms`` over each answer, or the
+    dev stack's sink recording under ``state`` (with the stack's ``env``); yields its URL
+    and pid."""
     port = free_port()
     argv = [sys.executable, "-m", "bench.webhooks", "--receiver", str(port)]
-    argv += ["--answer-ms", str(answer_ms)]
-    with process(argv) as child:
+    argv += ["--receiver-kind", kind, "--answer-ms", str(answer_ms), "--state", str(state)]
+    with process(argv, env) as child:
         wait_for_port(port)
         yield f"http://127.0.0.1:{port}", child.pid
 
 
 @contextlib.asynccontextmanager
-async def round_stack(
-    state: Path, endpoints: int, workers: int, answer_ms: float
-) -> AsyncIterator[Stack]:
-    """Server, receiver and ``workers`` workers on fresh state; the endpoints created."""
+async def round_stack(state: Path, args: argparse.Namespace) -> AsyncIterator[Stack]:
+    """Server, receiver and workers on fresh state; the endpoints created."""
     task_queue = f"bench-webhooks-{uuid.uuid4().hex[:8]}"
     sealing = new_codec_key("bench-1")
     with contextlib.ExitStack() as processes:
         address = processes.enter_context(temporal_server())
-        receiver_url, receiver_pid = processes.enter_context(receiver_process(answer_ms))
         env = crmflow_env(
             address,
             task_queue,
             state,
             CRMFLOW_SEALING_KEYS=sealing,
             CRMFLOW_OUTBOUND_ALLOWED_HOSTS='["127.0.0.1"]',
+        )
+        receiver_url, receiver_pid = processes.enter_context(
+            receiver_process(args.receiver_kind, args.answer_ms, state, env)
         )
         settings = Settings(
             temporal_address=address,
@@ -471,12 +543,12 @@ async def round_stack(
             processes.enter_context(
                 process([sys.executable, "-m", "devstack.cli", "worker"], env)
             ).pid
-            for _ in range(workers)
+            for _ in range(args.workers)
         ]
         client = await connect(settings)
 
-        async def endpoint(tenant: str, path: str) -> str:
-            row, _ = await create_endpoint(
+        async def endpoint(tenant: str, path: str) -> tuple[str, str]:
+            row, secret = await create_endpoint(
                 database,
                 tenant,
                 url=f"{receiver_url}{path}",
@@ -485,9 +557,9 @@ async def round_stack(
                 enabled=True,
                 codec_keys=sealing,
             )
-            return row.endpoint_id
+            return row.endpoint_id, secret
 
-        fan_out = [await endpoint(FAN_OUT, f"/crmflow/{j}") for j in range(endpoints)]
+        fan_out = [await endpoint(FAN_OUT, f"/crmflow/{j}") for j in range(args.endpoints)]
         async with aiohttp.ClientSession() as control:
             stack = Stack(
                 client=client,
@@ -496,8 +568,9 @@ async def round_stack(
                 receiver=ReceiverControl(control, receiver_url),
                 pids={"receiver": receiver_pid, "bench": os.getpid()},
                 workers=worker_pids,
-                fan_out=fan_out,
-                latency=await endpoint(LATENCY, "/latency/0"),
+                fan_out=[endpoint_id for endpoint_id, _ in fan_out],
+                secrets=[secret for _, secret in fan_out],
+                latency=(await endpoint(LATENCY, "/latency/0"))[0],
             )
             try:
                 yield stack
@@ -559,8 +632,7 @@ class RoundFigures:
 async def run_round(args: argparse.Namespace, number: int) -> RoundFigures:
     expected = args.events * args.endpoints
     with tempfile.TemporaryDirectory() as scratch:
-        stack_of = round_stack(Path(scratch), args.endpoints, args.workers, args.answer_ms)
-        async with stack_of as stack:
+        async with round_stack(Path(scratch), args) as stack:
             warm = [event("warm", i, FAN_OUT) for i in range(WARM_UP)]
             for emitted in warm:
                 await emit_event(stack.client, stack.database, stack.task_queue, emitted)
@@ -602,6 +674,12 @@ def spread(values: list[float], scale: float = 1.0, digits: int = 0) -> str:
     """``median (min-max)``."""
     median, low, high = (scale * v for v in (statistics.median(values), min(values), max(values)))
     return f"{median:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
+
+
+def receiver_text(args: argparse.Namespace) -> str:
+    if args.receiver_kind == "sink":
+        return "the dev stack's receiver (verifies, records, logs)"
+    return f"a bare receiver answering after {args.answer_ms:g} ms"
 
 
 def cpu_text(cpu: dict[str, float]) -> str:
@@ -671,7 +749,7 @@ async def run(args: argparse.Namespace) -> None:
     print(
         f"{args.events} events x {args.endpoints} endpoints x {args.rounds} rounds, "
         f"emit concurrency {args.emit_concurrency}, {PER_ENDPOINT} in flight per endpoint, "
-        f"answers after {args.answer_ms:g} ms: "
+        f"{receiver_text(args)}: "
         f"crmflow {spread(crmflow)} deliveries/s, plain aiohttp {spread(plain)} deliveries/s, "
         f"crmflow = {spread(ratios, 100)}% of plain (median (range); target >= 70%)"
     )
@@ -703,8 +781,18 @@ def main() -> None:
     parser.add_argument(
         "--answer-ms", type=float, default=0.0, help="how long the receiver takes to answer"
     )
+    parser.add_argument(
+        "--receiver-kind",
+        choices=("bare", "sink"),
+        default="bare",
+        help="bare: answers 200 at once (after --answer-ms); sink: the dev stack's receiver",
+    )
     parser.add_argument("--receiver", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.receiver is not None and args.receiver_kind == "sink":
+        serve_sink(args.receiver, args.state)
+        return
     if args.receiver is not None:
         serve_receiver(args.receiver, args.answer_ms)
         return

@@ -49,6 +49,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from crm.platform.codec import CodecKeyError
 from crm.platform.sealing import SealingUnavailable
@@ -369,10 +370,13 @@ def database_secrets(
     return load
 
 
-def serve(host: str, port: int, state: Path) -> None:
+def serve(
+    host: str, port: int, state: Path, *, wrap: Callable[[ASGIApp], ASGIApp] | None = None
+) -> None:
     """Run the sink on ``host:port`` until SIGINT or SIGTERM, verifying with the secrets of
     the database ``CRMFLOW_DATABASE_URL`` (opened with the sealing keys, ``CRMFLOW_SEALING_KEYS``
     or ``CRMFLOW_CODEC_KEYS``) and the automations' ``CRMFLOW_AUTOMATION_HTTP_SECRET``.
+    ``wrap``, if given, wraps the sink's app (the webhook benchmark notes arrivals with it).
 
     Raises OSError when the deliveries folder cannot be made; uvicorn exits
     the process when the address cannot be bound.
@@ -385,7 +389,11 @@ def serve(host: str, port: int, state: Path) -> None:
     settings = Settings()
     database = Database.from_url(settings.database_url, threads=1)
     http_steps = [settings.automation_http_secret] if settings.automation_http_secret else []
-    app = create_sink_app(state, database_secrets(database, settings.secret_keys, http_steps))
+    app: ASGIApp = create_sink_app(
+        state, database_secrets(database, settings.secret_keys, http_steps)
+    )
+    if wrap is not None:
+        app = wrap(app)
     server = uvicorn.Server(
         uvicorn.Config(
             app,

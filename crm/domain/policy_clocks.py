@@ -24,6 +24,7 @@ from typing import Any
 
 from crm.domain.cycle_clock import CycleClock
 from crm.domain.sla import (
+    CANCELLED,
     CLOCK_LABELS,
     FIRST_RESPONSE,
     RESOLUTION,
@@ -45,8 +46,6 @@ __all__ = ["CycleClock", "PolicyClocks"]
 
 _ZERO = timedelta(0)
 _STATUS_ALIASES = {"pending_customer": "pending"}
-#: The outcome that ends the clocks without fulfilling them.
-CANCELLED = "cancelled"
 
 
 class PolicyClocks:

@@ -44,6 +44,8 @@ CLOCK_LABELS = {
     RESOLUTION: "resolution",
 }
 
+#: The outcome that ends a ticket's clocks without fulfilling them.
+CANCELLED = "cancelled"
 WARNING = "warning"
 BREACH = "breach"
 MANAGER = "manager"

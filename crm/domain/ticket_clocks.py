@@ -13,6 +13,7 @@ from typing import Any
 
 from crm.domain.sla import (
     BREACH,
+    CANCELLED,
     CLOCK_LABELS,
     CLOCKS,
     FIRST_RESPONSE,
@@ -119,7 +120,7 @@ class TicketClocks:
         ``closed``, ``cancelled``). A later end, a run cancelled after the resolution,
         replaces the outcome."""
         for clock in self.clocks.values():
-            self._stop(clock, now, fulfilled=outcome != "cancelled")
+            self._stop(clock, now, fulfilled=outcome != CANCELLED)
         self.outcome = outcome
 
     def met(self) -> list[ClockMet]:
