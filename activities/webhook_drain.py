@@ -209,11 +209,15 @@ class Drain:
         self._look_again = len(fresh) >= ROUND_SIZE  # more may be due: look again at once
 
     async def _read(self, *, claim: bool = False) -> tuple[WebhookEndpoint | None, list[Due]]:
-        """The endpoint and its due deliveries, enough of them to fill the queue past those
-        the drain holds still pending."""
-        limit = ROUND_SIZE + len(self._held)
+        """The endpoint and up to ``ROUND_SIZE`` of its due deliveries the drain does not
+        hold."""
         return await due_deliveries(
-            self._database, self._endpoint_id, self.now(), limit, claim=claim
+            self._database,
+            self._endpoint_id,
+            self.now(),
+            ROUND_SIZE,
+            claim=claim,
+            held=frozenset(self._held),  # read in a thread while posters may end the drain
         )
 
     def _should_look(self) -> bool:

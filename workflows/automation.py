@@ -286,6 +286,7 @@ class AutomationWorkflow(AutomationWaits):
             "version": run.version,
             "object": self._definition.object,
             "record_id": run.record_id,
+            "has_goal": self._definition.goal is not None,
         }
 
     def _continue_as_new(self, at_step: str) -> NoReturn:

@@ -65,6 +65,7 @@ _AUTOMATION = {
     "version": "int",
     "object": "string",
     "record_id": "string",
+    "has_goal": "bool",
 }
 _AUTOMATION_END = {**_AUTOMATION, "outcome": "string"}
 _TASK = {

@@ -19,6 +19,7 @@ from typing import Any
 from sqlmodel import Session
 
 from crm.domain.schedules import OnboardingSchedule
+from crm.reports.facts import AUTOMATION_ENDS
 from crm.reports.rollups import (
     WHOLE,
     cover,
@@ -80,11 +81,19 @@ def money(key: str, label: str) -> Column:
     return Column(key, label, "money", lambda group: round(group.count(key), 2))
 
 
-def rate(key: str, label: str, part: tuple[str, ...], whole: tuple[str, ...]) -> Column:
-    """The percentage the counts ``part`` make of the counts ``whole``."""
+def rate(
+    key: str,
+    label: str,
+    part: tuple[str, ...],
+    whole: tuple[str, ...],
+    *,
+    less: tuple[str, ...] = (),
+) -> Column:
+    """The percentage the counts ``part`` make of the counts ``whole`` less the counts
+    ``less``; None (no rate) when that is nothing."""
 
     def value(group: Group) -> float | None:
-        total = sum(group.count(name) for name in whole)
+        total = sum(group.count(name) for name in whole) - sum(group.count(n) for n in less)
         return round(100 * sum(group.count(name) for name in part) / total, 1) if total else None
 
     return Column(key, label, "percent", value)
@@ -313,11 +322,8 @@ AUTOMATIONS = Report(
         count("completed", "Completed"),
         count("step_failed", "Step failed"),
         count("cancelled", "Cancelled"),
-        rate(
-            "goal_rate",
-            "Goal rate",
-            ("goal_met",),
-            ("goal_met", "completed", "step_failed", "cancelled"),
+        rate(  # of the runs whose automation has a goal
+            "goal_rate", "Goal rate", ("goal_met",), AUTOMATION_ENDS, less=("ended_without_goal",)
         ),
     ),
 )

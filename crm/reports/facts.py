@@ -182,12 +182,21 @@ def _lead(fact: ProcessOutcome) -> Built:
     return {}, {}, groups
 
 
+#: How an automation's run ends, as its events name it.
+AUTOMATION_ENDS = ("goal_met", "completed", "step_failed", "cancelled")
+
+
 def _automation(fact: ProcessOutcome) -> Built:
     automation = fact.automation_id or ""
     version = f"{automation} v{fact.automation_version}" if fact.automation_version else ""
     groups = {"automation": automation, "version": version}
-    if fact.outcome in ("enrolled", "completed", "goal_met", "cancelled", "step_failed"):
-        return {fact.outcome: 1}, {}, groups
+    if fact.outcome == "enrolled":
+        return {"enrolled": 1}, {}, groups
+    if fact.outcome in AUTOMATION_ENDS:
+        counts: dict[str, float] = {fact.outcome: 1}
+        if fact.detail.get("has_goal") is False:  # runs that emitted no has_goal had one
+            counts["ended_without_goal"] = 1
+        return counts, {}, groups
     return {}, {}, groups
 
 

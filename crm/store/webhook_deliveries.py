@@ -18,11 +18,12 @@ drain's last look or its emitter sees no lease and wakes the workflow.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, case, func, insert, or_, update
+from sqlalchemy import ColumnElement, Connection, Table, bindparam, case, func, insert, or_, update
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
@@ -79,10 +80,21 @@ _ATTEMPTS: Table = WebhookAttempt.__table__  # type: ignore[attr-defined]
 
 
 async def due_deliveries(
-    database: Database, endpoint_id: str, now: datetime, limit: int, *, claim: bool = False
+    database: Database,
+    endpoint_id: str,
+    now: datetime,
+    limit: int,
+    *,
+    claim: bool = False,
+    held: Collection[str] = frozenset(),
 ) -> tuple[WebhookEndpoint | None, list[Due]]:
-    """The endpoint (None once deleted) and its pending deliveries due at ``now``, oldest
-    first; with ``claim``, the endpoint's drain lease is taken (``LEASE`` from now)."""
+    """The endpoint (None once deleted) and up to ``limit`` of its pending deliveries due at
+    ``now``, oldest first, leaving out the keys ``held`` (a drain's, still being posted or
+    written back); with ``claim``, the endpoint's drain lease is taken (``LEASE`` from now).
+
+    With deliveries held, the due ones' keys are read first and only the others are read
+    whole, with their event: a drain that holds hundreds reads them often.
+    """
 
     def read(session: Session) -> tuple[WebhookEndpoint | None, list[Due]]:
         endpoint = session.exec(
@@ -96,32 +108,47 @@ async def due_deliveries(
         if claim:
             endpoint.draining_until = utcnow() + LEASE
             session.add(endpoint)
-        deliveries, events = _DELIVERIES.c, _EVENTS.c
-        rows = session.connection().execute(  # columns, not ORM objects: a read takes 200
-            select_columns(
-                deliveries.key,
-                deliveries.message_id,
-                deliveries.attempts,
-                deliveries.attempts_before,
-                deliveries.first_attempt_at,
-                events.type.label("event_type"),
-                events.event_id,
-                events.process_id,
-                events.occurred_at,
-                events.data,
-            )
-            .join_from(_DELIVERIES, _EVENTS, events.key == deliveries.event_key)
-            .where(
-                deliveries.endpoint_id == endpoint_id,
-                deliveries.state == "pending",
-                deliveries.next_attempt_at <= now,
-            )
-            .order_by(deliveries.next_attempt_at, deliveries.id)
-            .limit(limit)
+        connection = session.connection()
+        deliveries = _DELIVERIES.c
+        due: tuple[ColumnElement[bool], ...] = (
+            deliveries.endpoint_id == endpoint_id,
+            deliveries.state == "pending",
+            deliveries.next_attempt_at <= now,
         )
+        if held:
+            keys = connection.execute(
+                select_columns(deliveries.key)
+                .where(*due)
+                .order_by(deliveries.next_attempt_at, deliveries.id)
+                .limit(limit + len(held))
+            ).scalars()
+            fresh = [key for key in keys if key not in held][:limit]
+            if not fresh:
+                return endpoint, []
+            due = (*due, deliveries.key.in_(fresh))
+        rows = connection.execute(_due_rows.where(*due).limit(limit))
         return endpoint, [Due(**row._mapping) for row in rows]
 
     return await database.run(read, write=claim)
+
+
+#: A due delivery's columns and its event's (columns, not ORM objects: a read takes 200).
+_due_rows = (
+    select_columns(
+        _DELIVERIES.c.key,
+        _DELIVERIES.c.message_id,
+        _DELIVERIES.c.attempts,
+        _DELIVERIES.c.attempts_before,
+        _DELIVERIES.c.first_attempt_at,
+        _EVENTS.c.type.label("event_type"),
+        _EVENTS.c.event_id,
+        _EVENTS.c.process_id,
+        _EVENTS.c.occurred_at,
+        _EVENTS.c.data,
+    )
+    .join_from(_DELIVERIES, _EVENTS, _EVENTS.c.key == _DELIVERIES.c.event_key)
+    .order_by(_DELIVERIES.c.next_attempt_at, _DELIVERIES.c.id)
+)
 
 
 async def release(database: Database, endpoint_id: str) -> datetime | None:

@@ -337,6 +337,32 @@ async def test_automations_report_counts_each_end_per_version(
     assert table.totals["goal_rate"] == 50.0
 
 
+async def test_goal_rate_counts_only_runs_of_automations_with_a_goal(
+    db: Database,  # noqa: F811
+) -> None:
+    def run(automation: str, has_goal: bool | None) -> dict[str, Any]:
+        fields: dict[str, Any] = {"automation_id": automation, "version": 1, "record_id": "c-1"}
+        return fields | ({} if has_goal is None else {"has_goal": has_goal})
+
+    await emit_all(
+        db,
+        event("automation.goal_met", MONDAY, outcome="goal_met", **run("rescue", True)),
+        event("automation.completed", MONDAY, outcome="completed", **run("rescue", True)),
+        event("automation.completed", MONDAY, outcome="completed", **run("welcome", False)),
+        event("automation.completed", MONDAY, outcome="completed", **run("welcome", False)),
+        event("automation.completed", MONDAY, outcome="completed", **run("before", None)),
+    )
+
+    table = await report(db, "automations", by="automation")
+
+    rows = {r["automation"]: r for r in table.rows}
+    assert rows["rescue"]["goal_rate"] == 50.0
+    assert rows["welcome"]["completed"] == 2
+    assert rows["welcome"]["goal_rate"] is None  # no goal: no rate, not 0%
+    assert rows["before"]["goal_rate"] == 0.0  # emitted before has_goal: taken to have one
+    assert table.totals["goal_rate"] == round(100 / 3, 1)
+
+
 async def test_a_tenant_sees_only_its_own_outcomes(
     db: Database,  # noqa: F811
 ) -> None:

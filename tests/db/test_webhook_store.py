@@ -253,3 +253,22 @@ async def test_an_event_repeated_under_another_type_goes_where_its_stored_type_g
     again = await store_event(db, replace(event(1), type="ticket.breached"))
 
     assert again.endpoints == [renewals.endpoint_id]  # its payload says renewal.lapsed
+
+
+async def test_a_read_leaves_out_the_deliveries_a_drain_holds_and_fills_its_limit_past_them(
+    db: Database,  # noqa: F811
+) -> None:
+    hooks, _ = await endpoint(db, "https://a.example.com", ["renewal.*"])
+    for number in range(6):
+        await store_event(db, event(number))
+    now = datetime.now(UTC)
+    _, everything = await due_deliveries(db, hooks.endpoint_id, now, 10)
+    keys = [due.key for due in everything]
+
+    _, due = await due_deliveries(db, hooks.endpoint_id, now, 3, held={keys[0], keys[2]})
+
+    assert [item.key for item in due] == [keys[1], keys[3], keys[4]]  # oldest first, whole
+    assert [item.event_id for item in due] == ["e-1", "e-3", "e-4"]
+    assert due[0].data == {"n": 1}
+    _, none = await due_deliveries(db, hooks.endpoint_id, now, 3, held=set(keys))
+    assert none == []
