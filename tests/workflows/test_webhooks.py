@@ -367,3 +367,4 @@ async def test_an_automation_run_emits_its_enrolment_and_its_end_as_milestone_ev
     assert ended["data"] | {"automation_id": "quick-note", "outcome": "noted"} == ended["data"]
     assert ended["data"]["record_id"] == record_id
     assert ended["data"]["process_id"] == run.id
+    assert ended["data"]["has_goal"] is False  # the reports count no goal rate for it
