@@ -126,8 +126,7 @@ async def test_a_410_stops_the_drain_taking_more_before_its_answer_is_written(
     app, url = receiver
     app.planned["/hooks"] = [Planned(410) for _ in range(400)]
     hooks = await hooks_at(db, url)
-    for number in range(300):
-        await store_event(db, lapse(number))
+    await asyncio.gather(*(store_event(db, lapse(number)) for number in range(300)))
     done = await drain(db, hooks)
 
     assert done.stopped and done.disabled_reason is not None
