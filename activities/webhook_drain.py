@@ -57,7 +57,7 @@ from crm.store.webhook_deliveries import (
 from crm.store.webhooks import signing_secrets
 from workflows.webhook_types import RoundResult
 
-#: New deliveries one read of the database takes at most (besides those the drain holds).
+#: Deliveries one read of the database takes at most (it leaves out those the drain holds).
 ROUND_SIZE = 200
 #: Answers written back in one transaction once this many have gathered...
 WRITE_BATCH = 200
@@ -193,9 +193,10 @@ class Drain:
         if endpoint.url != self._url:  # the next drain connects to the new URL
             self._end(replace(self._done, more=True))
             return
-        fresh = [item for item in due if item.key not in self._held]
-        self._poll = POLL if fresh else min(2 * self._poll, LINGER)
-        if not fresh:
+        # ``due`` holds none the drain holds: the read left them out, and while it ran they
+        # could only shrink, by ``_end``, which the check above saw
+        self._poll = POLL if due else min(2 * self._poll, LINGER)
+        if not due:
             return
         self._keys = [
             signing_key(secret)
@@ -203,10 +204,10 @@ class Drain:
         ]
         if not isinstance(self._sender, tuple):  # none yet, or the last could not open
             self._sender = await open_sender(held, self._posting.outbound, self._url)
-        for item in fresh:
+        for item in due:
             self._held.add(item.key)
             self._queue.put_nowait(item)
-        self._look_again = len(fresh) >= ROUND_SIZE  # more may be due: look again at once
+        self._look_again = len(due) >= ROUND_SIZE  # more may be due: look again at once
 
     async def _read(self, *, claim: bool = False) -> tuple[WebhookEndpoint | None, list[Due]]:
         """The endpoint and up to ``ROUND_SIZE`` of its due deliveries the drain does not

@@ -119,7 +119,7 @@ async def due_deliveries(
             keys = connection.execute(
                 select_columns(deliveries.key)
                 .where(*due)
-                .order_by(deliveries.next_attempt_at, deliveries.id)
+                .order_by(*_OLDEST_FIRST)
                 .limit(limit + len(held))
             ).scalars()
             fresh = [key for key in keys if key not in held][:limit]
@@ -132,6 +132,8 @@ async def due_deliveries(
     return await database.run(read, write=claim)
 
 
+#: The order due deliveries are taken in.
+_OLDEST_FIRST = (_DELIVERIES.c.next_attempt_at, _DELIVERIES.c.id)
 #: A due delivery's columns and its event's (columns, not ORM objects: a read takes 200).
 _due_rows = (
     select_columns(
@@ -147,7 +149,7 @@ _due_rows = (
         _EVENTS.c.data,
     )
     .join_from(_DELIVERIES, _EVENTS, _EVENTS.c.key == _DELIVERIES.c.event_key)
-    .order_by(_DELIVERIES.c.next_attempt_at, _DELIVERIES.c.id)
+    .order_by(*_OLDEST_FIRST)
 )
 
 
