@@ -8,13 +8,13 @@ goes: from a queue refilled from the database, ``ROUND_SIZE`` at a time,
 leaving out those the drain holds. A slow answer holds its own slot, not the
 deliveries behind it. While answers are awaited and reads find nothing new,
 the drain looks less often (``POLL`` doubling up to ``LINGER``); with none
-awaited it looks every ``POLL`` until it lets go. One writer at
-a time writes the answers back (``record_round``): once ``WRITE_BATCH`` have
-gathered, once the oldest has waited ``WRITE_AFTER``, or at once when the drain
-is ending. A read leaves out every delivery the drain holds, the ones being
-written included, so a read that sees the database before a write never takes
-an answered delivery again. An answer that will disable the endpoint (a 410,
-an address inside the network) stops the drain taking more at once.
+awaited it looks every ``POLL`` until it lets go. The answers are written
+back in batches by one writer at a time while the posting goes on
+(``activities.webhook_writes``), at once when the drain is ending. A read
+leaves out every delivery the drain holds, the ones being written included, so
+a read that sees the database before a write never takes an answered delivery
+again. An answer that will disable the endpoint (a 410, an address inside the
+network) stops the drain taking more at once.
 
 A worker that dies mid-drain has written nothing of what it held: the retried
 activity sends those deliveries again with the same ``webhook-id``, which a
@@ -44,25 +44,15 @@ from activities.webhook_answers import (
     retry_or_fail,
     unanswered,
 )
+from activities.webhook_writes import AnswerWrites, Written
 from crm.store.db import Database
 from crm.store.models import WebhookEndpoint, as_utc
-from crm.store.webhook_deliveries import (
-    Attempted,
-    Due,
-    EndpointState,
-    due_deliveries,
-    record_round,
-    release,
-)
+from crm.store.webhook_deliveries import Attempted, Due, due_deliveries, release
 from crm.store.webhooks import signing_secrets
 from workflows.webhook_types import RoundResult
 
 #: Deliveries one read of the database takes at most (it leaves out those the drain holds).
 ROUND_SIZE = 200
-#: Answers written back in one transaction once this many have gathered...
-WRITE_BATCH = 200
-#: ...or once the oldest has waited this long (seconds), or the drain is ending.
-WRITE_AFTER = 0.25
 #: How long a drain looks for more deliveries after the last it found.
 LINGER = 0.25
 #: How often it looks meanwhile, at first: a look that finds nothing new doubles it, up to
@@ -109,12 +99,8 @@ class Drain:
         self._held: set[str] = set()
         self._posters: list[asyncio.Task[None]] = []
         self._in_flight = 0
-        self._answered: list[Attempted] = []
-        self._answered_since = 0.0
-        self._writing: asyncio.Task[EndpointState] | None = None
-        self._writing_keys: set[str] = set()
-        self._writing_at = start
         self._wake = asyncio.Event()
+        self._writes = AnswerWrites(database, endpoint_id, self._wake)
         self._done = RoundResult()
         self._ending: RoundResult | None = None  # how it ends, once it stopped taking more
         self._looked_at = 0.0
@@ -134,7 +120,7 @@ class Drain:
                 return await self._drain(held)
             finally:  # a failed write or a cancelled activity: stop posting (what was not
                 # written is sent again, under the same webhook-id, by the retried activity)
-                tasks = [*self._posters, *([self._writing] if self._writing else [])]
+                tasks = [*self._posters, *self._writes.running()]
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -152,9 +138,10 @@ class Drain:
                 if poster.done():  # a poster never returns: it failed, and the drain with it
                     poster.result()
                     raise RuntimeError("a poster of the drain stopped")
-            if self._writing is not None and self._writing.done():
-                self._wrote(self._writing.result())
-            self._write_answered()
+            if (written := self._writes.written()) is not None:
+                self._wrote(written)
+            if batch := self._writes.start(self.now(), at_once=self._ending is not None):
+                self._done = _counted(self._done, batch)
             if self._held:
                 found_at = time.monotonic()
             elif self._ending is not None:
@@ -247,14 +234,12 @@ class Drain:
             self._in_flight += 1
             answer = await self._attempt(item)
             self._in_flight -= 1
-            if not self._answered:
-                self._answered_since = time.monotonic()
-            self._answered.append(answer)
+            full = self._writes.add(answer)
             if answer.result in ("gone", "refused") and self._ending is None:
                 # its write will disable the endpoint: take no more meanwhile
                 self._end(replace(self._done, more=True))
             low = self._queue.qsize() < self._posting.concurrency
-            if len(self._answered) >= WRITE_BATCH or self._ending or (low and self._look_again):
+            if full or self._ending or (low and self._look_again):
                 self._wake.set()  # write now, or read more at once
 
     async def _attempt(self, item: Due) -> Attempted:
@@ -275,38 +260,17 @@ class Drain:
 
     # Writing the answers back.
 
-    def _write_answered(self) -> None:
-        """Start writing the answers gathered, if a batch is due and no write is under way."""
-        if self._writing is not None or not self._answered:
-            return
-        waited = time.monotonic() - self._answered_since
-        if len(self._answered) < WRITE_BATCH and waited < WRITE_AFTER and not self._ending:
-            return
-        batch, self._answered = self._answered, []
-        self._writing_keys = {answer.delivery_key for answer in batch}
-        self._writing_at = self.now()
-        self._done = _counted(self._done, batch)
-        self._writing = asyncio.create_task(self._write(batch, self._writing_at))
-
-    async def _write(self, batch: list[Attempted], now: datetime) -> EndpointState:
-        try:
-            return await record_round(self._database, self._endpoint_id, batch, now)
-        finally:
-            self._wake.set()
-
-    def _wrote(self, state: EndpointState) -> None:
+    def _wrote(self, written: Written) -> None:
         """A write is done: its deliveries are no longer held; a disabled endpoint ends it."""
-        assert self._writing is not None
-        self._writing = None
-        self._held -= self._writing_keys
-        if state.disabled_reason is None or (self._ending and self._ending.stopped):
+        self._held -= written.keys
+        if written.state.disabled_reason is None or (self._ending and self._ending.stopped):
             return
         self._end(
             replace(
                 self._done,
                 stopped=True,
-                disabled_reason=state.disabled_reason,
-                disabled_at=self._writing_at,  # the endpoint's updated_at: one email for it
+                disabled_reason=written.state.disabled_reason,
+                disabled_at=written.at,  # the endpoint's updated_at: one email for it
                 url=self._url,
                 tell=self._posting.operator_email,
             )
